@@ -1,0 +1,92 @@
+"""What an audit entry says, shared by every writer (store, policies, API).
+
+``AuditAction`` is an enum so a typo fails at import, not in the log. An event
+carries identifiers and outcomes only: never customer content. A value that
+could reveal a person (a searched phone number) is passed already HMAC'd.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+
+class AuditAction(StrEnum):
+    READ = "archive:read"
+    SEARCH = "archive:search"
+    LIST = "archive:list"
+    CREATE = "archive:create"
+    UPDATE = "archive:update"
+    IMPORT = "archive:import"
+    EXPORT = "archive:export"
+    REASSIGN = "archive:reassign"
+    RECLASSIFY = "archive:reclassify"
+    DESTROY = "archive:destroy"
+    CONSENT_WITHDRAW = "archive:consent-withdraw"
+    CONSENT_RECORD = "archive:consent-record"
+    INTERACTION_ADD = "archive:interaction-add"
+    INTERACTION_READ = "archive:interaction-read"
+    ATTACHMENT_ADD = "archive:attachment-add"
+    ATTACHMENT_READ = "archive:attachment-read"
+    LOAN = "loan:open"
+    LOAN_RETURN = "loan:return"
+    REQUEST_FILE = "request:file"
+    REQUEST_APPROVE = "request:approve"
+    REQUEST_DENY = "request:deny"
+    REQUEST_WITHDRAW = "request:withdraw"
+    REQUEST_EXPIRE = "request:expire"
+    LOGIN = "auth:login"
+    LOGIN_FAILED = "auth:login-failed"
+    USER_CHANGE = "user:change"
+    KEY_ROTATE = "keys:rotate"
+    POLICY_CHANGE = "policy:change"
+    VAULT_INIT = "vault:init"
+
+
+class Outcome(StrEnum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    ERROR = "error"
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who acts: a username and the role they act in (``system`` for CLI maintenance)."""
+
+    username: str
+    role: str = "system"
+    client: str | None = None
+
+
+SYSTEM = Actor("system", "system")
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    action: AuditAction
+    actor: Actor
+    outcome: Outcome = Outcome.ALLOWED
+    archives: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    grant_id: str | None = None
+    purpose: str | None = None
+    reason: str | None = None
+    # Identifiers and counts only (e.g. {"field": "mobile_phone", "query_hmac": "…"}).
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditSink(Protocol):
+    """Appends one event inside the caller's transaction (fail-closed: raise to abort)."""
+
+    def append(self, session: Any, event: AuditEvent) -> Any: ...
+
+
+class RecordingSink:
+    """An in-memory sink for tests of code that only needs events collected."""
+
+    def __init__(self) -> None:
+        self.events: list[AuditEvent] = []
+
+    def append(self, session: Any, event: AuditEvent) -> None:
+        self.events.append(event)

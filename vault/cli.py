@@ -1,0 +1,305 @@
+"""The ``archive-vault`` command line.
+
+This module is the composition root for operators: it opens the vault from
+settings and mounts the audit and policy sub-commands. Errors print one clear
+line and exit non-zero; tracebacks (which can carry SQL parameters) are never
+shown unless VAULT_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.exc import DBAPIError
+
+from audit.events import Actor
+from vault.errors import VaultError
+from vault.settings import Settings
+
+app = typer.Typer(
+    help="archive-vault: an encrypted, policy-decided, audited vault of customer archives.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+customer_app = typer.Typer(help="Customer archives: import.", no_args_is_help=True)
+keys_app = typer.Typer(help="Key-encryption keys: rotate, status.", no_args_is_help=True)
+app.add_typer(customer_app, name="customer")
+app.add_typer(keys_app, name="keys")
+
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path, typer.Option("--data-dir", help="Where the vault keeps its database and keys.",
+                       envvar="VAULT_DATA_DIR")
+]
+DEFAULT_DATA_DIR = Path("./var")
+
+
+def settings_for(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir)
+
+
+def cli_actor() -> Actor:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor(username=f"cli:{user}", role="system", client="cli")
+
+
+def open_store(data_dir: Path) -> Any:
+    from vault.vault import open_vault
+
+    return open_vault(settings_for(data_dir)).store()
+
+
+def finish(store: Any) -> None:
+    """Sign a checkpoint covering what this command appended (C2SP tlog-checkpoint)."""
+    checkpoint = getattr(store.audit, "checkpoint_if_new", None)
+    if checkpoint is not None:
+        checkpoint()
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=False,
+                  disable=not err.is_terminal and os.environ.get("VAULT_PROGRESS") != "1") as bar:
+        yield bar
+
+
+@app.command()
+def init(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Create a new vault: key file (mode 0600, outside the database) and tables."""
+    from vault.vault import init_vault
+
+    settings = settings_for(data_dir)
+    vault = init_vault(settings)
+    store = vault.store()
+    from audit.events import AuditAction, AuditEvent
+    from vault.db import transaction
+
+    with transaction(vault.engine) as session:
+        store.audit.append(session, AuditEvent(action=AuditAction.VAULT_INIT, actor=cli_actor(),
+                                               detail={"vault_id": vault.keys.vault_id}))
+    finish(store)
+    console.print(f"Initialised vault [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
+    console.print(f"  database : {settings.resolved_database_url.split('@')[-1]}")
+    console.print(f"  key file : {settings.resolved_key_file} (mode 0600; back it up separately)")
+    console.print(f"  blind-index size : {vault.index_bits} bits")
+
+
+@app.command()
+def schema(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    schema_file: Annotated[Path | None, typer.Option(help="Another schema file.")] = None,
+) -> None:
+    """Show the configured profile fields: name, group, labels, type, searchable."""
+    from vault.schema import load_schema
+
+    settings = Settings() if schema_file is None else Settings(schema_file=schema_file)
+    sch = load_schema(settings.schema_file)
+    if as_json:
+        payload = {
+            "groups": [{"name": g.name, "zh": g.zh, "en": g.en, "sensitive": g.sensitive,
+                        "fields": list(g.fields)} for g in sch.groups.values()],
+            "fields": [f.public() for f in sch.fields.values()],
+        }
+        sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+        return
+    table = Table(title=f"Profile schema ({len(sch.fields)} fields)")
+    for column in ("name", "group", "中文", "English", "type", "searchable", "sensitive"):
+        table.add_column(column)
+    for f in sch.fields.values():
+        table.add_row(f.name, f.group, f.zh, f.en, f.type, "yes" if f.searchable else "",
+                      f.sensitive or "")
+    console.print(table)
+
+
+@customer_app.command("import")
+def customer_import(
+    file: Annotated[Path, typer.Argument(help="JSON Lines (.jsonl) or CSV (.csv) file.")],
+    owner: Annotated[str | None, typer.Option(help="Owner for rows without an owner.")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="jsonl or csv.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Import archives, all or nothing: a bad file imports nothing and lists every bad row."""
+    from vault.importer import ImportFailed, import_file
+
+    store = open_store(data_dir)
+    with progress_bar() as bar:
+        task = bar.add_task("checking", total=None)
+
+        def step(phase: str, done: int, total: int) -> None:
+            bar.update(task, description=phase, completed=done, total=total or None)
+
+        try:
+            report = import_file(store, file, owner=owner, actor=cli_actor(), fmt=fmt,
+                                 progress=step)
+        except ImportFailed as exc:
+            bar.stop()
+            table = Table(title=f"{exc.message}", show_lines=False)
+            table.add_column("line", justify="right")
+            table.add_column("reason")
+            for line, reason in exc.rows:
+                table.add_row(str(line), reason)
+            err.print(table)
+            raise typer.Exit(1) from None
+    finish(store)
+    console.print(f"Imported {report.imported} archives ({report.first} … {report.last})")
+
+
+@app.command()
+def seed(
+    customers: Annotated[int, typer.Option(min=1, max=1_000_000, help="How many archives.")] = 100,
+    rng_seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 2026,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Add realistic synthetic zh_CN archives (Faker) for demos and benchmarks."""
+    from vault.importer import bulk_insert
+    from vault.seed import SyntheticArchives
+
+    store = open_store(data_dir)
+    gen = SyntheticArchives(seed=rng_seed)
+    with progress_bar() as bar:
+        task = bar.add_task("seeding", total=customers)
+        report = bulk_insert(
+            store, (store.prepare(row) for row in gen.many(customers)), actor=cli_actor(),
+            total=customers, source="seed",
+            progress=lambda _p, done, _t: bar.update(task, completed=done),
+        )
+    finish(store)
+    console.print(f"Seeded {report.imported} synthetic archives ({report.first} … {report.last})")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    level: Annotated[list[str] | None, typer.Option(help="Only this level (repeatable).")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Add a KEK version and rewrap every DEK under it; resumes an interrupted rotation."""
+    from vault.rotation import rotate
+
+    store = open_store(data_dir)
+    with progress_bar() as bar:
+        tasks: dict[str, Any] = {}
+
+        def step(lvl: str, done: int, total: int) -> None:
+            if lvl not in tasks:
+                tasks[lvl] = bar.add_task(f"rewrapping {lvl}", total=total)
+            bar.update(tasks[lvl], completed=done)
+
+        reports = rotate(store, actor=cli_actor(), levels=level, progress=step)
+    finish(store)
+    for r in reports:
+        retired = f", retired v{', v'.join(map(str, r.retired))}" if r.retired else ""
+        resumed = " (resumed)" if r.resumed else ""
+        console.print(f"{r.level}: now v{r.target_version}{resumed}, rewrapped {r.rewrapped}"
+                      f"{retired}")
+
+
+@keys_app.command("status")
+def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """KEK versions per level and how many archives each still wraps."""
+    from sqlmodel import Session
+
+    from vault.keys import LEVELS
+    from vault.rotation import kek_counts
+
+    store = open_store(data_dir)
+    with Session(store.engine) as session:
+        counts = kek_counts(session)
+    table = Table(title="Key-encryption keys")
+    for column in ("level", "version", "state", "archives"):
+        table.add_column(column)
+    for lvl in LEVELS:
+        for version, meta in sorted(store.keys.versions(lvl).items()):
+            state = "retired" if meta["retired_at"] else "active" if meta["active"] else "old"
+            table.add_row(lvl, f"v{version}", state, str(counts.get(lvl, {}).get(version, 0)))
+    console.print(table)
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(min=1, max=100_000)] = 2000,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Initialise (if needed) and seed a demo vault, then say what was done."""
+    from vault.errors import NotInitialised
+    from vault.vault import open_vault
+
+    settings = settings_for(data_dir)
+    try:
+        vault = open_vault(settings)
+        console.print(f"Using the existing vault in {settings.data_dir}")
+    except NotInitialised:
+        init(data_dir)
+        vault = open_vault(settings)
+    store = vault.store()
+    existing = store.list(actor=cli_actor(), limit=1, audit=False).total
+    if existing == 0:
+        seed(customers=customers, rng_seed=2026, data_dir=data_dir)
+    else:
+        console.print(f"The vault already holds {existing} archives; not seeding again")
+    page = store.list(actor=cli_actor(), limit=5)
+    finish(store)
+    table = Table(title="客户一览表 / customer list (metadata only)")
+    for column in ("archive", "category", "grade", "remarks", "owner", "retention"):
+        table.add_column(column)
+    for m in page.items:
+        table.add_row(m.archive_no, m.category, m.grade, m.marking, m.owner,
+                      m.retention_until.isoformat())
+    console.print(table)
+    console.print(f"{page.total} active archives. The HTTP service arrives with the API issue; "
+                  "try `archive-vault keys status` or `archive-vault audit verify`.")
+
+
+def _mount_optional() -> None:
+    """Sub-commands of the audit and policy packages, when they are installed."""
+    for module, attr, name in (("vault.cli_audit", "audit_app", "audit"),
+                               ("vault.cli_policy", "policy_app", "policy")):
+        try:
+            mod = __import__(module, fromlist=[attr])
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        app.add_typer(getattr(mod, attr), name=name)
+
+
+_mount_optional()
+
+
+def main() -> None:
+    try:
+        app()
+    except VaultError as exc:
+        err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        sys.exit(1)
+    except DBAPIError as exc:
+        if os.environ.get("VAULT_DEBUG") == "1":
+            raise
+        err.print(f"[red]error:[/] the database refused the operation "
+                  f"({type(exc.orig).__name__}); nothing was changed", highlight=False)
+        sys.exit(1)
+    except Exception as exc:  # a bug: say so without printing values that might be content
+        if os.environ.get("VAULT_DEBUG") == "1":
+            raise
+        err.print(f"[red]internal error:[/] {type(exc).__name__}; no content was shown. "
+                  "Re-run with VAULT_DEBUG=1 to see the traceback.", highlight=False)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,94 @@
+"""The one sealing recipe every ciphertext in the vault goes through.
+
+Callers never pick a mode or a nonce: ``seal`` uses AES-256-GCM with a fresh
+96-bit random nonce and writes a self-describing header (format version,
+algorithm id, key version) that is itself authenticated, so old and new formats
+can coexist and a flipped header byte fails like any other tampering.
+
+Layout: ``0xA5 | format(1) | alg(1) | key_version(4, big-endian) | nonce(12) | ct+tag``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+MAGIC = 0xA5
+FORMAT_V1 = 1
+ALG_AES_256_GCM = 1
+# Explicit allow-list: a ciphertext naming any other algorithm is refused.
+ALGORITHMS = {ALG_AES_256_GCM: "AES-256-GCM"}
+_HEADER = struct.Struct(">BBBI")
+HEADER_LEN = _HEADER.size
+NONCE_LEN = 12
+TAG_LEN = 16
+KEY_LEN = 32
+OVERHEAD = HEADER_LEN + NONCE_LEN + TAG_LEN
+
+
+class InvalidCiphertext(Exception):
+    """Authentication failed or the blob is malformed; deliberately says no more."""
+
+
+def new_key() -> bytes:
+    return os.urandom(KEY_LEN)
+
+
+def aad(*parts: str | int | bytes) -> bytes:
+    """Length-prefixed encoding so no two different part lists give the same bytes."""
+    out = bytearray(b"archive-vault/aad/1")
+    for part in parts:
+        if isinstance(part, int):
+            raw = str(part).encode()
+        elif isinstance(part, str):
+            raw = part.encode("utf-8")
+        else:
+            raw = bytes(part)
+        out += struct.pack(">I", len(raw)) + raw
+    return bytes(out)
+
+
+def key_version_of(blob: bytes) -> int:
+    """Which key version sealed ``blob``, read from its header (not yet authenticated)."""
+    magic, fmt, alg, version = _parse_header(blob)
+    return version
+
+
+def _parse_header(blob: bytes) -> tuple[int, int, int, int]:
+    if len(blob) < OVERHEAD:
+        raise InvalidCiphertext
+    magic, fmt, alg, version = _HEADER.unpack_from(blob)
+    if magic != MAGIC or fmt != FORMAT_V1 or alg not in ALGORITHMS:
+        raise InvalidCiphertext
+    return magic, fmt, alg, version
+
+
+class Sealer:
+    """AES-256-GCM under one key, with that key's version written into each header."""
+
+    __slots__ = ("_aead", "version")
+
+    def __init__(self, key: bytes, version: int) -> None:
+        if len(key) != KEY_LEN:
+            raise ValueError("keys are 256 bits")
+        self._aead = AESGCM(key)
+        self.version = version
+
+    def seal(self, plaintext: bytes, associated: bytes) -> bytes:
+        header = _HEADER.pack(MAGIC, FORMAT_V1, ALG_AES_256_GCM, self.version)
+        nonce = os.urandom(NONCE_LEN)
+        return header + nonce + self._aead.encrypt(nonce, plaintext, header + associated)
+
+    def open(self, blob: bytes, associated: bytes) -> bytes:
+        _, _, _, version = _parse_header(blob)
+        if version != self.version:
+            raise InvalidCiphertext
+        header = blob[:HEADER_LEN]
+        nonce = blob[HEADER_LEN : HEADER_LEN + NONCE_LEN]
+        try:
+            return self._aead.decrypt(nonce, blob[HEADER_LEN + NONCE_LEN :], header + associated)
+        except InvalidTag:
+            raise InvalidCiphertext from None

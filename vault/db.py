@@ -1,0 +1,78 @@
+"""Engines and transactions for SQLite (embedded default) and PostgreSQL.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (durable commits: the audit
+log relies on them) and ``secure_delete`` so that erased ciphertext and wrapped
+keys are overwritten with zeros in the file instead of lingering in free pages.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel
+
+
+def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
+    if url.startswith("sqlite"):
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": 30}, **kw
+        )
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=FULL",
+                "foreign_keys=ON",
+                "secure_delete=ON",
+                "busy_timeout=30000",
+            ):
+                cur.execute(f"PRAGMA {pragma}")
+            cur.close()
+
+        return engine
+    connect_args: dict[str, Any] = {}
+    if pg_schema:
+        connect_args["options"] = f"-c search_path={pg_schema}"
+    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kw)
+
+
+# Every package's table module; importing one registers its tables on the metadata.
+MODEL_MODULES = ("vault.models", "audit.models", "policies.models")
+
+
+def create_tables(engine: Engine) -> None:
+    for name in MODEL_MODULES:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:
+                raise
+    SQLModel.metadata.create_all(engine)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """One unit of work: committed on success, rolled back on any exception."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def checkpoint_sqlite(engine: Engine) -> bool:
+    """Fold the WAL into the main file and truncate it; True when it fully completed."""
+    if engine.dialect.name != "sqlite":
+        return True
+    with engine.connect() as conn:
+        busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    return busy == 0

@@ -1,0 +1,73 @@
+"""The store's exceptions, one per thing a caller can act on.
+
+Messages name the archive, field group or field that is wrong and never the
+content, so they are safe to show to a user, print in a CLI or log. The API
+maps each ``code`` to a problem+json ``type`` in one place.
+"""
+
+from __future__ import annotations
+
+
+class VaultError(Exception):
+    """Base of every error the store raises on purpose."""
+
+    code = "vault-error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SchemaError(VaultError):
+    code = "schema-invalid"
+
+
+class ValidationFailed(VaultError):
+    """Input that does not fit the schema or the metadata rules."""
+
+    code = "validation-failed"
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class ConsentMissing(ValidationFailed):
+    """PIPL Art 14/29: content written to a group the customer did not consent to."""
+
+    code = "consent-missing"
+
+
+class ArchiveNotFound(VaultError):
+    code = "archive-not-found"
+
+
+class ArchiveDestroyed(VaultError):
+    code = "archive-destroyed"
+
+
+class Conflict(VaultError):
+    code = "conflict"
+
+
+class KeyFileError(VaultError):
+    """The key file is missing, unreadable, too open, or belongs to another vault."""
+
+    code = "key-file"
+
+
+class NotInitialised(VaultError):
+    code = "not-initialised"
+
+
+class DecryptionFailed(VaultError):
+    """A ciphertext failed authentication: tampered, moved, or under the wrong key.
+
+    Deliberately one exception for every cause (like ``cryptography``'s
+    ``InvalidToken``) so a caller cannot probe which check failed.
+    """
+
+    code = "decryption-failed"

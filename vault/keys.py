@@ -1,0 +1,255 @@
+"""Key providers: where the vault's key-encryption keys live.
+
+The default provider is a local JSON key file created by ``init`` with mode
+0600, outside the database, holding one versioned KEK hierarchy per
+classification level (Art 22: classified material is stored separately), the
+root of the blind-index keys and the audit log's Ed25519 signing key. The
+``KeyProvider`` protocol leaves room for an HSM (PKCS#11) without touching the
+store.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import stat
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from vault.crypto import KEY_LEN, new_key
+from vault.errors import KeyFileError
+
+LEVELS = ("internal", "secret", "top_secret")
+KEYRING_FORMAT = "archive-vault-keyring/1"
+
+
+class KeyProvider(Protocol):
+    """What the store needs from a key custodian; an HSM-backed one fits here too."""
+
+    vault_id: str
+
+    def kek(self, level: str, version: int) -> bytes: ...
+    def active_version(self, level: str) -> int: ...
+    def versions(self, level: str) -> dict[int, dict[str, Any]]: ...
+    def add_version(self, level: str) -> int: ...
+    def retire(self, level: str, version: int) -> None: ...
+    def index_key(self, index_name: str) -> bytes: ...
+    def audit_signing_key(self) -> Ed25519PrivateKey: ...
+    def secret(self, name: str) -> bytes: ...
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(text: Any, what: str) -> bytes:
+    try:
+        return base64.b64decode(str(text), validate=True)
+    except (ValueError, TypeError):
+        raise KeyFileError(f"key file: {what} is not valid base64") from None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def new_keyring_data(vault_id: str | None = None) -> dict[str, Any]:
+    """Fresh key material for a new vault: one KEK v1 per level, index root, signing key."""
+    signing = Ed25519PrivateKey.generate()
+    from cryptography.hazmat.primitives import serialization
+
+    raw_signing = signing.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    return {
+        "format": KEYRING_FORMAT,
+        "vault_id": vault_id or secrets.token_hex(16),
+        "created_at": _now(),
+        "kek": {
+            level: {"active": 1, "versions": {"1": {"key": _b64(new_key()), "created_at": _now()}}}
+            for level in LEVELS
+        },
+        "index_root": _b64(new_key()),
+        "audit_signing_key": _b64(raw_signing),
+        "secrets": {"token_signing": _b64(secrets.token_bytes(32))},
+    }
+
+
+class Keyring:
+    """In-memory key material with an optional persistence hook (the file provider's)."""
+
+    def __init__(
+        self,
+        data: dict[str, Any],
+        persist: Callable[[dict[str, Any]], None] | None = None,
+        reload: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        if data.get("format") != KEYRING_FORMAT:
+            raise KeyFileError("key file: not an archive-vault keyring (unknown format)")
+        self._data = data
+        self._persist = persist
+        self._reload = reload
+        self._index_cache: dict[str, bytes] = {}
+        self.vault_id: str = str(data.get("vault_id", ""))
+        for level in LEVELS:
+            if level not in data.get("kek", {}):
+                raise KeyFileError(f"key file: no key hierarchy for classification {level!r}")
+
+    @classmethod
+    def generate(cls) -> Keyring:
+        return cls(new_keyring_data())
+
+    def _level(self, level: str) -> dict[str, Any]:
+        try:
+            return self._data["kek"][level]
+        except KeyError:
+            raise KeyFileError(f"no key hierarchy for classification {level!r}") from None
+
+    def kek(self, level: str, version: int) -> bytes:
+        entry = self._level(level)["versions"].get(str(version))
+        if entry is None and self._reload is not None:
+            # Another process (a rotation) may have added it since we loaded the file.
+            fresh = self._reload()
+            if fresh.get("vault_id") == self.vault_id:
+                self._data = fresh
+                entry = self._level(level)["versions"].get(str(version))
+        if entry is None or "key" not in entry:
+            state = "retired" if entry else "missing"
+            raise KeyFileError(f"KEK {level} v{version} is {state} in the key file")
+        key = _unb64(entry["key"], f"KEK {level} v{version}")
+        if len(key) != KEY_LEN:
+            raise KeyFileError(f"key file: KEK {level} v{version} is not 256 bits")
+        return key
+
+    def active_version(self, level: str) -> int:
+        return int(self._level(level)["active"])
+
+    def versions(self, level: str) -> dict[int, dict[str, Any]]:
+        return {
+            int(v): {"created_at": e.get("created_at"), "retired_at": e.get("retired_at"),
+                     "active": int(v) == self.active_version(level)}
+            for v, e in self._level(level)["versions"].items()
+        }
+
+    def add_version(self, level: str) -> int:
+        entry = self._level(level)
+        version = max(int(v) for v in entry["versions"]) + 1
+        entry["versions"][str(version)] = {"key": _b64(new_key()), "created_at": _now()}
+        entry["active"] = version
+        self._save()
+        return version
+
+    def retire(self, level: str, version: int) -> None:
+        """Destroy an old KEK's material; only ever called once no DEK is wrapped under it."""
+        entry = self._level(level)
+        if version == int(entry["active"]):
+            raise KeyFileError(f"KEK {level} v{version} is active and cannot be retired")
+        slot = entry["versions"].get(str(version))
+        if slot is None or "key" not in slot:
+            return
+        slot.pop("key")
+        slot["retired_at"] = _now()
+        self._save()
+
+    def index_key(self, index_name: str) -> bytes:
+        """A key per blind index, derived with HKDF so indexes cannot be cross-matched."""
+        key = self._index_cache.get(index_name)
+        if key is None:
+            root = _unb64(self._data.get("index_root"), "index_root")
+            key = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=self.vault_id.encode(),
+                info=b"archive-vault blind-index v1 " + index_name.encode(),
+            ).derive(root)
+            self._index_cache[index_name] = key
+        return key
+
+    def audit_signing_key(self) -> Ed25519PrivateKey:
+        raw = _unb64(self._data.get("audit_signing_key"), "audit_signing_key")
+        try:
+            return Ed25519PrivateKey.from_private_bytes(raw)
+        except ValueError:
+            raise KeyFileError("key file: audit_signing_key is not an Ed25519 key") from None
+
+    def secret(self, name: str) -> bytes:
+        """Other named secrets (token signing); created on first use and persisted."""
+        store = self._data.setdefault("secrets", {})
+        if name not in store:
+            store[name] = _b64(secrets.token_bytes(32))
+            self._save()
+        return _unb64(store[name], f"secret {name}")
+
+    def _save(self) -> None:
+        if self._persist is not None:
+            self._persist(self._data)
+
+
+def write_key_file(path: Path, data: dict[str, Any], *, create: bool = False) -> None:
+    """Atomically replace (or exclusively create) the key file with mode 0600."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    payload = json.dumps(data, indent=2, sort_keys=True).encode()
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, payload)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        if create:
+            # link() fails if the target exists: never overwrite another vault's keys.
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise KeyFileError(f"key file {path} already exists; refusing to overwrite") from None
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def load_key_file(path: Path) -> Keyring:
+    """Open the local key file, refusing one that others can read or that is malformed."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise KeyFileError(
+            f"key file {path} is missing; run `archive-vault init` or set VAULT_KEY_FILE"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise KeyFileError(f"key file {path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise KeyFileError(
+            f"key file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run `chmod 600 {path}`"
+        )
+    return Keyring(_read(path), persist=lambda d: write_key_file(path, d),
+                   reload=lambda: _read(path))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        raise KeyFileError(f"key file {path} is unreadable or not JSON") from None
+    if not isinstance(data, dict):
+        raise KeyFileError(f"key file {path} is not an archive-vault keyring")
+    return data
+
+
+def create_key_file(path: Path) -> Keyring:
+    data = new_keyring_data()
+    write_key_file(path, data, create=True)
+    return Keyring(data, persist=lambda d: write_key_file(path, d), reload=lambda: _read(path))

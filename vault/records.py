@@ -1,0 +1,244 @@
+"""Turning an incoming archive (API body, import line) into a validated record.
+
+Validation is pure (no database, no keys) so the importer can check a whole
+file before writing anything, and it collects every problem in a row at once so
+a user fixes a file in one pass. Messages name fields, never values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from vault.errors import ConsentMissing, ValidationFailed
+from vault.models import Category, Classification, Grade
+from vault.schema import ProfileSchema
+
+BEIJING = ZoneInfo("Asia/Shanghai")
+ARCHIVE_NO = re.compile(r"KH-(\d{4})-(\d{6})")
+USERNAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{1,63}")
+DEPARTMENT_MAX = 64
+METADATA_KEYS = frozenset(
+    {"archive_no", "category", "grade", "classification", "owner", "custodian", "department",
+     "retention_until", "contacts", "profile", "consent"}
+)
+CONSENT_KEYS = frozenset({"notice", "at", "channel", "groups", "sensitive_groups"})
+# Pseudo-groups for records filed in the archive; a schema may not reuse these names.
+INTERACTIONS = "interactions"
+ATTACHMENTS = "attachments"
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    """What the customer agreed to (PIPL Art 14), with separate consent for sensitive groups."""
+
+    notice: str = ""
+    at: datetime | None = None
+    channel: str = ""
+    groups: tuple[str, ...] = ()
+    sensitive_groups: tuple[str, ...] = ()
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "notice": self.notice,
+            "at": self.at.isoformat() if self.at else None,
+            "channel": self.channel,
+            "groups": list(self.groups),
+            "sensitive_groups": list(self.sensitive_groups),
+        }
+
+
+@dataclass(slots=True)
+class NewArchive:
+    """A validated archive ready to be sealed and inserted."""
+
+    category: str
+    grade: str
+    classification: str
+    owner: str
+    department: str
+    retention_until: date
+    custodian: str | None = None
+    archive_no: str | None = None
+    contacts: tuple[str, ...] = ()
+    consent: Consent = field(default_factory=Consent)
+    groups: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+def parse_username(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not USERNAME.fullmatch(value):
+        raise ValidationFailed(
+            f"{what} must be a username (2–64 of a-z, 0-9, '.', '_', '-', starting alphanumeric)"
+        )
+    return value
+
+
+def _choice(value: Any, enum: type, what: str) -> str:
+    allowed = [e.value for e in enum]
+    if value not in allowed:
+        raise ValidationFailed(f"{what} must be one of {', '.join(allowed)}")
+    return str(value)
+
+
+def _as_list(value: Any, what: str) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        return [v for v in re.split(r"[\s,;|]+", value) if v]
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise ValidationFailed(f"{what} must be a list of names")
+
+
+def parse_datetime(value: Any, what: str, *, now: datetime) -> datetime:
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValidationFailed(f"{what} must be an ISO 8601 time") from None
+    else:
+        raise ValidationFailed(f"{what} must be an ISO 8601 time")
+    if parsed.tzinfo is None:
+        # Times typed without a zone are Beijing time, the users' local time.
+        parsed = parsed.replace(tzinfo=BEIJING)
+    parsed = parsed.astimezone(UTC)
+    if parsed > now:
+        raise ValidationFailed(f"{what} is in the future")
+    return parsed
+
+
+def parse_consent(raw: Any, schema: ProfileSchema, *, now: datetime) -> Consent:
+    if raw is None or raw == {}:
+        return Consent()
+    if not isinstance(raw, Mapping):
+        raise ValidationFailed("consent must be an object with notice, at, channel, groups")
+    unknown = sorted(set(raw) - CONSENT_KEYS)
+    if unknown:
+        raise ValidationFailed(f"unknown consent key(s): {', '.join(map(str, unknown))}")
+    notice, channel = raw.get("notice"), raw.get("channel")
+    if not isinstance(notice, str) or not notice.strip() or len(notice) > 64:
+        raise ValidationFailed("consent.notice must name the notice version (1–64 characters)")
+    if not isinstance(channel, str) or not channel.strip() or len(channel) > 32:
+        raise ValidationFailed("consent.channel must say how consent was given (1–32 characters)")
+    if raw.get("at") in (None, ""):
+        raise ValidationFailed("consent.at must give the time consent was given")
+    at = parse_datetime(raw.get("at"), "consent.at", now=now)
+    groups = schema.check_groups(_as_list(raw.get("groups"), "consent.groups"), "consent.groups")
+    sensitive = schema.check_groups(
+        _as_list(raw.get("sensitive_groups"), "consent.sensitive_groups"),
+        "consent.sensitive_groups",
+    )
+    outside = sorted(set(sensitive) - set(groups))
+    if outside:
+        raise ValidationFailed(
+            "consent.sensitive_groups must also be in consent.groups: " + ", ".join(outside)
+        )
+    return Consent(notice.strip(), at, channel.strip(), tuple(groups), tuple(sensitive))
+
+
+def check_consent(groups: Any, consent: Consent, schema: ProfileSchema) -> None:
+    """PIPL Art 14/29: content only in groups consented to; sensitive ones separately."""
+    missing = sorted(g for g in groups if g not in consent.groups)
+    if missing:
+        raise _consent_error(
+            f"no recorded consent for field group(s) {', '.join(missing)}; "
+            "record the customer's consent (consent.groups) before storing them"
+        )
+    sensitive = sorted(
+        g for g in groups if g in schema.sensitive_groups and g not in consent.sensitive_groups
+    )
+    if sensitive:
+        raise _consent_error(
+            f"field group(s) {', '.join(sensitive)} hold sensitive personal information "
+            "(PIPL Art 28) and need separate consent (consent.sensitive_groups)"
+        )
+
+
+def _consent_error(message: str) -> ValidationFailed:
+    return ConsentMissing(message)
+
+
+def parse_archive(
+    data: Any,
+    schema: ProfileSchema,
+    *,
+    now: datetime,
+    field_limit: int,
+    retention_years: int,
+    default_owner: str | None = None,
+) -> NewArchive:
+    """Validate one archive; raises ValidationFailed listing every problem found."""
+    if not isinstance(data, Mapping):
+        raise ValidationFailed("an archive must be a JSON object")
+    problems: list[str] = []
+
+    def attempt(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ValidationFailed as exc:
+            problems.extend(exc.problems)
+            return None
+
+    unknown = sorted(str(k) for k in data if k not in METADATA_KEYS)
+    if unknown:
+        problems.append(
+            f"unknown key(s): {', '.join(unknown)} (profile fields go inside \"profile\")"
+        )
+    category = attempt(_choice, data.get("category", Category.GENERAL.value), Category, "category")
+    grade = attempt(_choice, data.get("grade", Grade.C.value), Grade, "grade")
+    classification = attempt(
+        _choice, data.get("classification", Classification.INTERNAL.value), Classification,
+        "classification",
+    )
+    owner_raw = data.get("owner") or default_owner
+    owner = attempt(parse_username, owner_raw, "owner") if owner_raw else None
+    if not owner_raw:
+        problems.append("owner is missing (give an owner column or --owner)")
+    custodian = None
+    if data.get("custodian") not in (None, ""):
+        custodian = attempt(parse_username, data.get("custodian"), "custodian")
+    if classification == Classification.TOP_SECRET and not data.get("custodian"):
+        problems.append("a top_secret archive needs a named custodian (Art 22)")
+    department = data.get("department", "") or ""
+    if not isinstance(department, str) or len(department) > DEPARTMENT_MAX:
+        problems.append(f"department must be text of at most {DEPARTMENT_MAX} characters")
+        department = ""
+    retention = now.date().replace(year=now.year + retention_years)
+    if data.get("retention_until") not in (None, ""):
+        try:
+            retention = date.fromisoformat(str(data["retention_until"]).strip())
+        except ValueError:
+            problems.append("retention_until must be a date (YYYY-MM-DD)")
+    archive_no = data.get("archive_no") or None
+    if archive_no is not None and (
+        not isinstance(archive_no, str) or not ARCHIVE_NO.fullmatch(archive_no)
+    ):
+        problems.append("archive_no must look like KH-2026-000123")
+        archive_no = None
+    contacts = attempt(_as_list, data.get("contacts"), "contacts") or []
+    for c in contacts:
+        attempt(parse_username, c, "contacts")
+    consent = attempt(parse_consent, data.get("consent"), schema, now=now) or Consent()
+    groups: dict[str, dict[str, str]] = {}
+    if data.get("profile") is not None:
+        parsed = attempt(
+            lambda p: schema.validate_profile(p, limit=field_limit), data.get("profile")
+        )
+        groups = {g: {k: v for k, v in f.items() if v is not None} for g, f in (parsed or {}).items()}
+    if groups and not problems:
+        # Raised on its own (ConsentMissing) so callers can tell it from bad input.
+        check_consent(groups, consent, schema)
+    if problems:
+        raise ValidationFailed("; ".join(problems), problems=problems)
+    return NewArchive(
+        category=category, grade=grade, classification=classification, owner=owner,
+        department=department.strip(), retention_until=retention, custodian=custodian,
+        archive_no=archive_no, contacts=tuple(dict.fromkeys(contacts)), consent=consent,
+        groups=groups,
+    )

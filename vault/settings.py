@@ -1,0 +1,61 @@
+"""Configuration, read once from the environment (``VAULT_`` prefix) or passed in.
+
+Everything that decides where secrets and data live is a setting so that tests
+and operators never have to patch module globals.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    """Vault settings; every path defaults to a place under ``data_dir``."""
+
+    model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("./var"))
+    # Empty means "the embedded SQLite file under data_dir".
+    database_url: str = ""
+    # The key file lives outside the database (Art 22 "stored separately").
+    key_file: Path | None = None
+    schema_file: Path = PACKAGE_DIR / "profile_schema.toml"
+
+    # Limits: bad input is refused with a clear message, never half-stored.
+    max_field_chars: int = Field(default=2000, ge=1)
+    max_import_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_attachment_bytes: int = Field(default=256 * 1024**2, ge=1)
+    attachment_chunk_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024**2)
+    default_retention_years: int = Field(default=10, ge=1, le=100)
+    # Blind-index sizing (CipherSweet rule): fixed at ``init`` so indexes stay
+    # comparable; an estimate of how many archives the vault will hold.
+    expected_archives: int = Field(default=100_000, ge=100)
+    index_min_candidates: int = Field(default=2, ge=1)
+
+    import_batch: int = Field(default=1000, ge=1)
+    rotate_batch: int = Field(default=2000, ge=1)
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @cached_property
+    def resolved_key_file(self) -> Path:
+        return (self.key_file or self.data_dir / "keys" / "keyring.json").expanduser().resolve()
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'vault.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")

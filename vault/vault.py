@@ -1,0 +1,102 @@
+"""Opening a vault: settings + database + key file + schema, checked against each other.
+
+``init_vault`` creates the key file (0600, outside the database) and the tables
+and records the vault's identity in both, so that ``open_vault`` can refuse a
+key file from another vault with a clear message instead of failing later with
+a decryption error on the first read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlmodel import Session, select
+
+from audit.events import AuditSink
+from vault.db import create_tables, make_engine
+from vault.errors import KeyFileError, NotInitialised
+from vault.keys import KeyProvider, create_key_file, load_key_file
+from vault.models import VaultMeta
+from vault.schema import ProfileSchema, load_schema
+from vault.settings import Settings
+
+
+@dataclass
+class Vault:
+    settings: Settings
+    engine: Engine
+    keys: KeyProvider
+    schema: ProfileSchema
+    index_bits: int
+
+    def store(self, audit: AuditSink | None = None) -> Any:
+        from vault.store import ArchiveStore
+
+        return ArchiveStore(vault=self, audit=audit or self.audit_log())
+
+    def audit_log(self) -> AuditSink:
+        from audit.log import AuditLog
+
+        return AuditLog(engine=self.engine, keys=self.keys, settings=self.settings)
+
+
+def index_bits_for(expected: int, min_candidates: int) -> int:
+    """CipherSweet sizing: with N archives, 2**bits buckets leave >= min_candidates each."""
+    return max(8, min(32, math.floor(math.log2(max(expected // min_candidates, 2)))))
+
+
+def _read_meta(engine: Engine) -> dict[str, str]:
+    try:
+        with Session(engine) as s:
+            return {m.key: m.value for m in s.exec(select(VaultMeta))}
+    except (OperationalError, ProgrammingError):
+        return {}
+
+
+def init_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
+    """Create keys and tables for a new vault; refuses to touch an existing one."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    engine = engine or make_engine(settings.resolved_database_url)
+    if _read_meta(engine).get("vault_id"):
+        raise NotInitialised(
+            f"a vault already exists at {settings.resolved_database_url}; refusing to re-initialise"
+        )
+    schema = load_schema(settings.schema_file)
+    keys = create_key_file(settings.resolved_key_file)
+    create_tables(engine)
+    from audit.schema import install_guards
+
+    install_guards(engine)
+    bits = index_bits_for(settings.expected_archives, settings.index_min_candidates)
+    with Session(engine) as s:
+        for key, value in {
+            "vault_id": keys.vault_id,
+            "index_bits": str(bits),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }.items():
+            s.add(VaultMeta(key=key, value=value))
+        s.commit()
+    return Vault(settings=settings, engine=engine, keys=keys, schema=schema, index_bits=bits)
+
+
+def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
+    engine = engine or make_engine(settings.resolved_database_url)
+    meta = _read_meta(engine)
+    if not meta.get("vault_id"):
+        raise NotInitialised(
+            f"no vault at {settings.resolved_database_url}; run `archive-vault init` first"
+        )
+    keys = load_key_file(settings.resolved_key_file)
+    if keys.vault_id != meta["vault_id"]:
+        raise KeyFileError(
+            f"key file {settings.resolved_key_file} belongs to another vault "
+            f"({keys.vault_id[:8]}…, this database is {meta['vault_id'][:8]}…)"
+        )
+    schema = load_schema(settings.schema_file)
+    return Vault(settings=settings, engine=engine, keys=keys, schema=schema,
+                 index_bits=int(meta.get("index_bits", "16")))
