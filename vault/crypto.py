@@ -39,16 +39,13 @@ def new_key() -> bytes:
 
 def aad(*parts: str | int | bytes) -> bytes:
     """Length-prefixed encoding so no two different part lists give the same bytes."""
-    out = bytearray(b"archive-vault/aad/1")
+    out = [b"archive-vault/aad/1"]
     for part in parts:
-        if isinstance(part, int):
-            raw = str(part).encode()
-        elif isinstance(part, str):
-            raw = part.encode("utf-8")
-        else:
-            raw = bytes(part)
-        out += struct.pack(">I", len(raw)) + raw
-    return bytes(out)
+        raw = part.encode() if isinstance(part, str) else (
+            str(part).encode() if isinstance(part, int) else bytes(part))
+        out.append(len(raw).to_bytes(4, "big"))
+        out.append(raw)
+    return b"".join(out)
 
 
 def key_version_of(blob: bytes) -> int:

@@ -1,10 +1,9 @@
 """Bulk import of archives from JSON Lines or CSV, all or nothing.
 
-Two passes over the file: the first validates every row (no keys, no writes)
-and collects every problem with its line number; only a clean file reaches the
-second pass, which seals and inserts everything in ONE transaction, so a bad
-row, a crash or a kill leaves the vault exactly as it was. Rows are streamed,
-so memory stays flat however large the file.
+Everything happens in ONE transaction, so a bad row, a crash or a kill leaves
+the vault exactly as it was; every problem is collected with its line number
+so a user fixes the file in one go. Rows are streamed, so memory stays flat
+however large the file.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import Session
 
 from audit.events import Actor, AuditAction, AuditEvent
 from vault.db import transaction
@@ -120,6 +120,58 @@ def iter_rows(path: Path, fmt: str, fields: set[str]) -> Iterator[tuple[int, Any
             raise ValidationFailed(f"{path.name} is not valid CSV: {exc}") from None
 
 
+class _Batcher:
+    """Seals and inserts records in batches inside the caller's one transaction."""
+
+    def __init__(self, store: ArchiveStore, session: Session, *, actor: Actor, source: str,
+                 total: int, progress: Callable[[str, int, int], None] | None) -> None:
+        self.store, self.session, self.actor, self.source = store, session, actor, source
+        self.total, self.progress = total, progress
+        self.pending: list[NewArchive] = []
+        self.lines: list[int] = []
+        self.clashes: list[tuple[int, str]] = []
+        self.checked: set[str] = set()  # explicit numbers already checked against the vault
+        self.done = 0
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def add(self, record: NewArchive, line: int = 0) -> None:
+        self.pending.append(record)
+        self.lines.append(line)
+        if len(self.pending) >= self.store.settings.import_batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Insert the batch, unless an explicit archive number in it already exists."""
+        if not self.pending:
+            return
+        explicit = {r.archive_no: line for r, line in zip(self.pending, self.lines, strict=True)
+                    if r.archive_no}
+        if explicit:
+            self.checked.update(explicit)
+            for no in _existing(self.session, list(explicit)):
+                self.clashes.append((explicit[no], f"archive_no {no} already exists in the vault"))
+            if self.clashes:
+                self.pending.clear()
+                self.lines.clear()
+                return
+        metas = self.store.insert_many(self.session, self.pending)
+        self.store.audit.append(self.session, AuditEvent(
+            action=AuditAction.IMPORT, actor=self.actor,
+            archives=tuple(m.archive_no for m in metas),
+            detail={"source": self.source, "rows": len(metas)}))
+        self.first = self.first or metas[0].archive_no
+        self.last = metas[-1].archive_no
+        self.done += len(metas)
+        self.pending.clear()
+        self.lines.clear()
+        if self.progress:
+            self.progress("importing", self.done, self.total)
+
+    def report(self) -> ImportReport:
+        return ImportReport(imported=self.done, first=self.first, last=self.last)
+
+
 def import_file(
     store: ArchiveStore,
     path: Path,
@@ -129,7 +181,12 @@ def import_file(
     fmt: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ImportReport:
-    """Validate the whole file, then import it in one transaction (or raise ImportFailed)."""
+    """Import a whole file in ONE transaction, or nothing (raises ImportFailed).
+
+    One streaming pass: rows are validated and sealed as they come; after the
+    first bad row nothing more is sealed but every later row is still checked,
+    so the error list is complete, and the transaction is rolled back at the end.
+    """
     fmt = detect_format(path, fmt)
     try:
         size = path.stat().st_size
@@ -141,38 +198,41 @@ def import_file(
     bad: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     total = 0
-    for number, row in iter_rows(path, fmt, fields):
-        total += 1
-        if isinstance(row, ValidationFailed):
-            bad.append((number, row.message))
-        else:
+    with transaction(store.engine) as session:
+        batcher = _Batcher(store, session, actor=actor, source=path.name, total=0,
+                           progress=progress)
+        for number, row in iter_rows(path, fmt, fields):
+            total += 1
+            if isinstance(row, ValidationFailed):
+                bad.append((number, row.message))
+                continue
             try:
                 record = store.prepare(row, default_owner=owner)
-                if record.archive_no:
-                    if record.archive_no in seen:
-                        raise ValidationFailed(
-                            f"archive_no {record.archive_no} repeats line {seen[record.archive_no]}")
-                    seen[record.archive_no] = number
             except ValidationFailed as exc:
                 bad.append((number, "; ".join(exc.problems)))
-        if progress and total % 1000 == 0:
-            progress("checking", total, 0)
-    if seen:
-        existing = _existing(store, list(seen))
-        bad.extend((seen[no], f"archive_no {no} already exists in the vault") for no in existing)
-    if bad:
-        raise ImportFailed(sorted(bad), total)
-    if total == 0:
-        raise ValidationFailed(f"{path.name} holds no archives")
-
-    def records() -> Iterator[NewArchive]:
-        for _, row in iter_rows(path, fmt, fields):
-            if isinstance(row, ValidationFailed):
-                raise row  # the file changed under us: abort, nothing is kept
-            yield store.prepare(row, default_owner=owner)
-
-    return bulk_insert(store, records(), actor=actor, total=total, source=path.name,
-                       progress=progress, exact=True)
+                continue
+            if record.archive_no:
+                if record.archive_no in seen:
+                    bad.append((number, f"archive_no {record.archive_no} repeats line "
+                                        f"{seen[record.archive_no]}"))
+                    continue
+                seen[record.archive_no] = number
+            if not bad and not batcher.clashes:
+                batcher.add(record, number)
+            elif progress and total % 1000 == 0:
+                progress("checking", total, 0)
+        batcher.flush()
+        bad.extend(batcher.clashes)
+        if batcher.clashes or bad:
+            # Numbers not yet checked against the vault (their batch never ran).
+            unchecked = [no for no in seen if no not in batcher.checked]
+            bad.extend((seen[no], f"archive_no {no} already exists in the vault")
+                       for no in _existing(session, unchecked))
+        if bad:
+            raise ImportFailed(sorted(bad), total)  # rolls the whole transaction back
+        if total == 0:
+            raise ValidationFailed(f"{path.name} holds no archives")
+    return batcher.report()
 
 
 def bulk_insert(
@@ -183,48 +243,23 @@ def bulk_insert(
     total: int,
     source: str,
     progress: Callable[[str, int, int], None] | None = None,
-    exact: bool = False,
 ) -> ImportReport:
-    """Insert validated archives in batches inside ONE transaction, one audit entry per batch.
-
-    With ``exact``, a count other than ``total`` (the source changed between
-    the checking pass and this one) aborts the transaction.
-    """
-    done, first, last = 0, None, None
-    batch: list[NewArchive] = []
+    """Insert validated archives in ONE transaction, one audit entry per batch."""
     with transaction(store.engine) as session:
-
-        def flush() -> None:
-            nonlocal done, first, last
-            metas = store.insert_many(session, batch)
-            store.audit.append(session, AuditEvent(
-                action=AuditAction.IMPORT, actor=actor,
-                archives=tuple(m.archive_no for m in metas),
-                detail={"source": source, "rows": len(metas)}))
-            first = first or metas[0].archive_no
-            last = metas[-1].archive_no
-            done += len(metas)
-            batch.clear()
-            if progress:
-                progress("importing", done, total)
-
+        batcher = _Batcher(store, session, actor=actor, source=source, total=total,
+                           progress=progress)
         for record in records:
-            batch.append(record)
-            if len(batch) >= store.settings.import_batch:
-                flush()
-        if batch:
-            flush()
-        if exact and done != total:
-            raise ValidationFailed(f"{source} changed while it was imported; nothing was kept")
-    return ImportReport(imported=done, first=first, last=last)
+            batcher.add(record)
+        batcher.flush()
+    return batcher.report()
 
 
-def _existing(store: ArchiveStore, numbers: list[str]) -> list[str]:
+def _existing(session: Session, numbers: list[str]) -> list[str]:
+    """Explicit numbers already in the vault (checked before the batch inserts would clash)."""
     found: list[str] = []
-    with store.engine.connect() as conn:
-        for i in range(0, len(numbers), 500):
-            chunk = numbers[i : i + 500]
-            found.extend(conn.execute(
-                sa.select(Archive.archive_no).where(Archive.archive_no.in_(chunk))  # type: ignore[attr-defined]
-            ).scalars())
+    for i in range(0, len(numbers), 500):
+        chunk = numbers[i : i + 500]
+        found.extend(session.execute(
+            sa.select(Archive.archive_no).where(Archive.archive_no.in_(chunk))  # type: ignore[attr-defined]
+        ).scalars())
     return found

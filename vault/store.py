@@ -336,6 +336,7 @@ class ArchiveStore:
             return []
         now = self._now()
         missing = [r for r in records if r.archive_no is None]
+        explicit = [r.archive_no for r in records if r.archive_no is not None]
         if missing:
             first = self._allocate(session, now.year, len(missing))
             for i, r in enumerate(missing):
@@ -343,7 +344,6 @@ class ArchiveStore:
                 if seq > 999_999:
                     raise Conflict(f"archive numbers for {now.year} are exhausted")
                 r.archive_no = f"KH-{now.year}-{seq:06d}"
-        explicit = [r.archive_no for r in records if r not in missing]
         if explicit:
             self._bump_counter(session, explicit)  # type: ignore[arg-type]
         active = {lvl: self.active_kek(session, lvl) for lvl in {r.classification for r in records}}
@@ -396,11 +396,6 @@ class ArchiveStore:
         ]
 
     # -- read ---------------------------------------------------------------
-
-    _READ_COLS = (
-        Archive.id, Archive.classification, Archive.kek_version, Archive.dek_version,
-        Archive.wrapped_dek, Archive.status,
-    )
 
     def read(
         self,
@@ -455,31 +450,45 @@ class ArchiveStore:
                                           archive.classification, revision, blob)
         return {g: out[g] for g in groups if g in out}
 
+    @staticmethod
+    def _fast_statement(single: bool) -> sa.Select:
+        a = Archive.__table__  # type: ignore[attr-defined]
+        c = ArchiveContent.__table__  # type: ignore[attr-defined]
+        # One group compares with = (no per-call IN expansion); several use expanding IN.
+        group = (c.c.group_name == sa.bindparam("groups") if single
+                 else c.c.group_name.in_(sa.bindparam("groups", expanding=True)))
+        return (
+            sa.select(a.c.classification, a.c.kek_version, a.c.dek_version, a.c.wrapped_dek,
+                      a.c.status, c.c.group_name, c.c.revision, c.c.ciphertext)
+            .select_from(a.outerjoin(c, sa.and_(c.c.archive_id == a.c.id, group)))
+            .where(a.c.archive_no == sa.bindparam("no"))
+        )
+
     def read_fast(self, session: Session, archive_no: str, groups: Sequence[str]
                   ) -> dict[str, dict[str, str]]:
         """One round trip: metadata, wrapped DEK and the groups' ciphertext in a single join.
 
-        The caller owns the transaction and must append the audit entry in it
-        before committing; ``read`` does both and is what callers should use.
+        Built once as a Core statement and run on the session's connection, so
+        the hot path pays for no ORM entity loading. The caller owns the
+        transaction and must append the audit entry in it before committing;
+        ``read`` does both and is what callers should use.
         """
-        c = ArchiveContent
-        rows = session.execute(
-            sa.select(*self._READ_COLS, c.group_name, c.revision, c.ciphertext)
-            .outerjoin(c, sa.and_(c.archive_id == Archive.id,
-                                  c.group_name.in_(groups)))  # type: ignore[attr-defined]
-            .where(Archive.archive_no == archive_no)
-        ).all()
+        if len(groups) == 1:
+            stmt, params = _FAST_READ_ONE, {"no": archive_no, "groups": groups[0]}
+        else:
+            stmt, params = _FAST_READ_MANY, {"no": archive_no, "groups": list(groups)}
+        rows = session.connection().execute(stmt, params).all()
         if not rows:
             raise ArchiveNotFound(f"archive {archive_no} does not exist")
-        _, level, kek_v, dek_v, wrapped, status = rows[0][:6]
+        level, kek_v, dek_v, wrapped, status = rows[0][:5]
         if status == ArchiveStatus.DESTROYED:
             raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
         out: dict[str, dict[str, str]] = {}
-        if rows[0][6] is None:
+        if rows[0][5] is None:
             return out
         dek = self._dek(archive_no, level, kek_v, dek_v, wrapped)
         for row in rows:
-            out[row[6]] = self._open_group(dek, archive_no, row[6], level, row[7], row[8])
+            out[row[5]] = self._open_group(dek, archive_no, row[5], level, row[6], row[7])
         return out
 
     def history(self, archive_no: str, group: str, *, actor: Actor,
@@ -1046,3 +1055,7 @@ class ArchiveStore:
                     raise DecryptionFailed(f"archive {archive_no}, attachment {uid}: truncated")
 
         return meta, chunks()
+
+
+_FAST_READ_ONE = ArchiveStore._fast_statement(single=True)
+_FAST_READ_MANY = ArchiveStore._fast_statement(single=False)

@@ -1,0 +1,264 @@
+"""Benchmark of the encrypted store, with baselines measured side by side in the same run.
+
+    python bench/store.py            # full: 100,000 archives imported and rotated
+    python bench/store.py --quick    # within a minute: 10,000 archives
+    python bench/store.py --json     # one JSON object of the figures
+
+Figures:
+- read: one archive's contact group through the store (fetch + unwrap DEK +
+  AES-GCM open, one round trip) vs a plain SQLModel read of the same row stored
+  unencrypted in the same database (target: ≤ 1.5×). The fully audited read
+  (`ArchiveStore.read`, which also appends and commits an audit entry) is shown
+  too, against a plain read followed by a plain committed insert.
+- import: N archives from a JSON Lines file through `customer import`'s code
+  path vs a plain bulk insert of the same rows unencrypted (target: 100,000 in
+  ≤ 60 s).
+- rotate: rewrap N DEKs under a new KEK version vs a plain UPDATE of the same
+  column (target: 100,000 in ≤ 30 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import sqlalchemy as sa  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+from sqlmodel import Field, Session, SQLModel, select  # noqa: E402
+
+from audit.events import Actor  # noqa: E402
+from vault.importer import import_file  # noqa: E402
+from vault.rotation import rotate  # noqa: E402
+from vault.seed import SyntheticArchives  # noqa: E402
+from vault.settings import Settings  # noqa: E402
+from vault.vault import init_vault  # noqa: E402
+
+ACTOR = Actor("bench", "salesperson")
+
+
+class PlainContact(SQLModel, table=True):
+    """The baseline: the same contact fields, unencrypted, one row per archive."""
+
+    __tablename__ = "bench_plain_contact"
+
+    id: int | None = Field(default=None, primary_key=True)
+    archive_no: str = Field(index=True, unique=True)
+    mobile_phone: str | None = None
+    office_phone: str | None = None
+    home_phone: str | None = None
+    company: str | None = None
+
+
+class PlainArchive(SQLModel, table=True):
+    __tablename__ = "bench_plain_archive"
+
+    id: int | None = Field(default=None, primary_key=True)
+    archive_no: str = Field(index=True, unique=True)
+    owner: str
+    profile: str
+    blob: bytes | None = None
+
+
+class PlainAudit(SQLModel, table=True):
+    __tablename__ = "bench_plain_audit"
+
+    id: int | None = Field(default=None, primary_key=True)
+    actor: str
+    archive_no: str
+    detail: str
+
+
+def _median_us(samples: list[float]) -> float:
+    return statistics.median(samples) * 1e6
+
+
+def bench_reads(vault: Any, store: Any, numbers: list[str], rounds: int) -> dict[str, float]:
+    engine = vault.engine
+    with Session(engine) as s:  # plain copy of the contact group, unencrypted
+        rows = []
+        for no in numbers:
+            contact = store.read_fast(s, no, ["contact"]).get("contact", {})
+            rows.append({"archive_no": no, **{k: contact.get(k) for k in
+                         ("mobile_phone", "office_phone", "home_phone", "company")}})
+        s.execute(sa.insert(PlainContact.__table__), rows)
+        s.commit()
+    rng = random.Random(7)
+    picks = [rng.choice(numbers) for _ in range(rounds)]
+    plain, core, fast, audited, plain_audit = [], [], [], [], []
+    table = PlainContact.__table__
+    core_stmt = sa.select(table).where(table.c.archive_no == sa.bindparam("no"))
+
+    def plain_read(no: str) -> Any:
+        with Session(engine) as s:
+            return s.exec(select(PlainContact).where(PlainContact.archive_no == no)).first()
+
+    def core_read(no: str) -> Any:
+        with Session(engine) as s:
+            return s.connection().execute(core_stmt, {"no": no}).first()
+
+    def store_read(no: str) -> Any:
+        with Session(engine) as s:
+            return store.read_fast(s, no, ["contact"])
+
+    def plain_read_and_log(no: str) -> Any:
+        with Session(engine) as s:
+            row = s.exec(select(PlainContact).where(PlainContact.archive_no == no)).first()
+            s.add(PlainAudit(actor="bench", archive_no=no, detail='{"groups":["contact"]}'))
+            s.commit()
+            return row
+
+    for no in picks[:50]:  # warm caches and prepared statements
+        plain_read(no)
+        store_read(no)
+    # Interleave so machine noise hits both sides alike.
+    for no in picks:
+        t0 = time.perf_counter()
+        plain_read(no)
+        t1 = time.perf_counter()
+        store_read(no)
+        t2 = time.perf_counter()
+        core_read(no)
+        t3 = time.perf_counter()
+        plain.append(t1 - t0)
+        fast.append(t2 - t1)
+        core.append(t3 - t2)
+    audited_rounds = picks[: max(50, rounds // 4)]
+    for no in audited_rounds:
+        t0 = time.perf_counter()
+        plain_read_and_log(no)
+        t1 = time.perf_counter()
+        store.read(no, ["contact"], actor=ACTOR, purpose="bench")
+        t2 = time.perf_counter()
+        plain_audit.append(t1 - t0)
+        audited.append(t2 - t1)
+    return {
+        "read_plain_us": _median_us(plain),
+        "read_store_us": _median_us(fast),
+        "read_ratio": statistics.median(fast) / statistics.median(plain),
+        "read_plain_core_us": _median_us(core),
+        "read_ratio_vs_core": statistics.median(fast) / statistics.median(core),
+        "audited_read_plain_us": _median_us(plain_audit),
+        "audited_read_store_us": _median_us(audited),
+        "audited_read_ratio": statistics.median(audited) / statistics.median(plain_audit),
+    }
+
+
+def run(n: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    settings = Settings(data_dir=workdir / "var", expected_archives=max(n, 1000))
+    vault = init_vault(settings)
+    store = vault.store()
+    SQLModel.metadata.create_all(vault.engine, tables=[PlainContact.__table__,
+                                                        PlainArchive.__table__,
+                                                        PlainAudit.__table__])
+    source = workdir / "archives.jsonl"
+    gen = SyntheticArchives(seed=42)
+    rows = list(gen.many(n))
+    with source.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+    t0 = time.perf_counter()
+    report = import_file(store, source, owner=None, actor=ACTOR)
+    import_s = time.perf_counter() - t0
+    assert report.imported == n
+
+    t0 = time.perf_counter()
+    with Session(vault.engine) as s:
+        for i in range(0, n, 1000):
+            s.execute(sa.insert(PlainArchive.__table__), [
+                {"archive_no": f"P-{j:07d}", "owner": r["owner"],
+                 "profile": json.dumps(r["profile"], ensure_ascii=False)}
+                for j, r in enumerate(rows[i:i + 1000], i)])
+        s.commit()
+    plain_import_s = time.perf_counter() - t0
+
+    numbers = [m.archive_no for m in store.list(actor=ACTOR, limit=500, audit=False).items]
+    reads = bench_reads(vault, store, numbers, rounds)
+
+    t0 = time.perf_counter()
+    reports = rotate(store, actor=ACTOR, levels=["internal", "secret", "top_secret"])
+    rotate_s = time.perf_counter() - t0
+    rewrapped = sum(r.rewrapped for r in reports)
+    t0 = time.perf_counter()
+    with Session(vault.engine) as s:
+        table = PlainArchive.__table__
+        ids = list(s.execute(sa.select(table.c.id)).scalars())
+        for i in range(0, len(ids), 2000):
+            s.execute(sa.update(table).where(table.c.id == sa.bindparam("b_id"))
+                      .values(blob=sa.bindparam("b_blob")),
+                      [{"b_id": x, "b_blob": random.randbytes(60)} for x in ids[i:i + 2000]])
+            s.commit()
+    plain_update_s = time.perf_counter() - t0
+    scale = 100_000 / n
+    return {
+        "archives": n,
+        "database": vault.engine.dialect.name,
+        **reads,
+        "import_s": import_s,
+        "import_plain_s": plain_import_s,
+        "import_ratio": import_s / plain_import_s,
+        "import_100k_s_est": import_s * scale,
+        "import_per_s": n / import_s,
+        "rotate_s": rotate_s,
+        "rotate_rewrapped": rewrapped,
+        "rotate_plain_update_s": plain_update_s,
+        "rotate_ratio": rotate_s / plain_update_s,
+        "rotate_100k_s_est": rotate_s * 100_000 / rewrapped,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="10,000 archives; within a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--archives", type=int, default=None)
+    args = parser.parse_args()
+    n = args.archives or (10_000 if args.quick else 100_000)
+    rounds = 400 if args.quick else 2000
+    workdir = Path(tempfile.mkdtemp(prefix="vault-bench-"))
+    try:
+        figures = run(n, rounds, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    t = Table(title=f"bench/store.py — {n:,} archives on {figures['database']}")
+    t.add_column("measure")
+    t.add_column("store", justify="right")
+    t.add_column("baseline", justify="right")
+    t.add_column("ratio", justify="right")
+    t.add_column("target", justify="right")
+    t.add_row("read contact group (µs, median)", f"{figures['read_store_us']:.0f}",
+              f"{figures['read_plain_us']:.0f} plain SQLModel read", f"{figures['read_ratio']:.2f}×", "≤ 1.5×")
+    t.add_row("  same, vs a plain Core read (no ORM)", f"{figures['read_store_us']:.0f}",
+              f"{figures['read_plain_core_us']:.0f} plain Core read",
+              f"{figures['read_ratio_vs_core']:.2f}×", "")
+    t.add_row("audited read (µs, median)", f"{figures['audited_read_store_us']:.0f}",
+              f"{figures['audited_read_plain_us']:.0f} plain read + insert + commit",
+              f"{figures['audited_read_ratio']:.2f}×", "")
+    t.add_row(f"import {n:,} (s)", f"{figures['import_s']:.1f}",
+              f"{figures['import_plain_s']:.1f} plain bulk insert", f"{figures['import_ratio']:.1f}×",
+              "")
+    t.add_row("import 100,000 (s, est.)" if n != 100_000 else "import 100,000 (s)",
+              f"{figures['import_100k_s_est']:.1f}", "", "", "≤ 60 s")
+    t.add_row(f"rotate {figures['rotate_rewrapped']:,} DEKs (s)", f"{figures['rotate_s']:.2f}",
+              f"{figures['rotate_plain_update_s']:.2f} plain UPDATE", f"{figures['rotate_ratio']:.1f}×", "")
+    t.add_row("rotate 100,000 (s, est.)" if n != 100_000 else "rotate 100,000 (s)",
+              f"{figures['rotate_100k_s_est']:.1f}", "", "", "≤ 30 s")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()
