@@ -32,17 +32,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import sqlalchemy as sa  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-from sqlmodel import Field, Session, SQLModel, select  # noqa: E402
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Field, Session, SQLModel, select
 
-from audit.events import Actor  # noqa: E402
-from vault.importer import import_file  # noqa: E402
-from vault.rotation import rotate  # noqa: E402
-from vault.seed import SyntheticArchives  # noqa: E402
-from vault.settings import Settings  # noqa: E402
-from vault.vault import init_vault  # noqa: E402
+from audit.events import Actor
+from vault.importer import import_file
+from vault.rotation import rotate
+from vault.seed import SyntheticArchives
+from vault.settings import Settings
+from vault.vault import init_vault
 
 ACTOR = Actor("bench", "salesperson")
 
@@ -89,8 +89,15 @@ def bench_reads(vault: Any, store: Any, numbers: list[str], rounds: int) -> dict
         rows = []
         for no in numbers:
             contact = store.read_fast(s, no, ["contact"]).get("contact", {})
-            rows.append({"archive_no": no, **{k: contact.get(k) for k in
-                         ("mobile_phone", "office_phone", "home_phone", "company")}})
+            rows.append(
+                {
+                    "archive_no": no,
+                    **{
+                        k: contact.get(k)
+                        for k in ("mobile_phone", "office_phone", "home_phone", "company")
+                    },
+                }
+            )
         s.execute(sa.insert(PlainContact.__table__), rows)
         s.commit()
     rng = random.Random(7)
@@ -158,9 +165,9 @@ def run(n: int, rounds: int, workdir: Path) -> dict[str, Any]:
     settings = Settings(data_dir=workdir / "var", expected_archives=max(n, 1000))
     vault = init_vault(settings)
     store = vault.store()
-    SQLModel.metadata.create_all(vault.engine, tables=[PlainContact.__table__,
-                                                        PlainArchive.__table__,
-                                                        PlainAudit.__table__])
+    SQLModel.metadata.create_all(
+        vault.engine, tables=[PlainContact.__table__, PlainArchive.__table__, PlainAudit.__table__]
+    )
     source = workdir / "archives.jsonl"
     gen = SyntheticArchives(seed=42)
     rows = list(gen.many(n))
@@ -176,10 +183,17 @@ def run(n: int, rounds: int, workdir: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     with Session(vault.engine) as s:
         for i in range(0, n, 1000):
-            s.execute(sa.insert(PlainArchive.__table__), [
-                {"archive_no": f"P-{j:07d}", "owner": r["owner"],
-                 "profile": json.dumps(r["profile"], ensure_ascii=False)}
-                for j, r in enumerate(rows[i:i + 1000], i)])
+            s.execute(
+                sa.insert(PlainArchive.__table__),
+                [
+                    {
+                        "archive_no": f"P-{j:07d}",
+                        "owner": r["owner"],
+                        "profile": json.dumps(r["profile"], ensure_ascii=False),
+                    }
+                    for j, r in enumerate(rows[i : i + 1000], i)
+                ],
+            )
         s.commit()
     plain_import_s = time.perf_counter() - t0
 
@@ -195,9 +209,12 @@ def run(n: int, rounds: int, workdir: Path) -> dict[str, Any]:
         table = PlainArchive.__table__
         ids = list(s.execute(sa.select(table.c.id)).scalars())
         for i in range(0, len(ids), 2000):
-            s.execute(sa.update(table).where(table.c.id == sa.bindparam("b_id"))
-                      .values(blob=sa.bindparam("b_blob")),
-                      [{"b_id": x, "b_blob": random.randbytes(60)} for x in ids[i:i + 2000]])
+            s.execute(
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("b_id"))
+                .values(blob=sa.bindparam("b_blob")),
+                [{"b_id": x, "b_blob": random.randbytes(60)} for x in ids[i : i + 2000]],
+            )
             s.commit()
     plain_update_s = time.perf_counter() - t0
     scale = 100_000 / n
@@ -219,7 +236,9 @@ def run(n: int, rounds: int, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="10,000 archives; within a minute")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--archives", type=int, default=None)
@@ -240,23 +259,55 @@ def main() -> None:
     t.add_column("baseline", justify="right")
     t.add_column("ratio", justify="right")
     t.add_column("target", justify="right")
-    t.add_row("read contact group (µs, median)", f"{figures['read_store_us']:.0f}",
-              f"{figures['read_plain_us']:.0f} plain SQLModel read", f"{figures['read_ratio']:.2f}×", "≤ 1.5×")
-    t.add_row("  same, vs a plain Core read (no ORM)", f"{figures['read_store_us']:.0f}",
-              f"{figures['read_plain_core_us']:.0f} plain Core read",
-              f"{figures['read_ratio_vs_core']:.2f}×", "")
-    t.add_row("audited read (µs, median)", f"{figures['audited_read_store_us']:.0f}",
-              f"{figures['audited_read_plain_us']:.0f} plain read + insert + commit",
-              f"{figures['audited_read_ratio']:.2f}×", "")
-    t.add_row(f"import {n:,} (s)", f"{figures['import_s']:.1f}",
-              f"{figures['import_plain_s']:.1f} plain bulk insert", f"{figures['import_ratio']:.1f}×",
-              "")
-    t.add_row("import 100,000 (s, est.)" if n != 100_000 else "import 100,000 (s)",
-              f"{figures['import_100k_s_est']:.1f}", "", "", "≤ 60 s")
-    t.add_row(f"rotate {figures['rotate_rewrapped']:,} DEKs (s)", f"{figures['rotate_s']:.2f}",
-              f"{figures['rotate_plain_update_s']:.2f} plain UPDATE", f"{figures['rotate_ratio']:.1f}×", "")
-    t.add_row("rotate 100,000 (s, est.)" if n != 100_000 else "rotate 100,000 (s)",
-              f"{figures['rotate_100k_s_est']:.1f}", "", "", "≤ 30 s")
+    t.add_row(
+        "read contact group (µs, median)",
+        f"{figures['read_store_us']:.0f}",
+        f"{figures['read_plain_us']:.0f} plain SQLModel read",
+        f"{figures['read_ratio']:.2f}×",
+        "≤ 1.5×",
+    )
+    t.add_row(
+        "  same, vs a plain Core read (no ORM)",
+        f"{figures['read_store_us']:.0f}",
+        f"{figures['read_plain_core_us']:.0f} plain Core read",
+        f"{figures['read_ratio_vs_core']:.2f}×",
+        "",
+    )
+    t.add_row(
+        "audited read (µs, median)",
+        f"{figures['audited_read_store_us']:.0f}",
+        f"{figures['audited_read_plain_us']:.0f} plain read + insert + commit",
+        f"{figures['audited_read_ratio']:.2f}×",
+        "",
+    )
+    t.add_row(
+        f"import {n:,} (s)",
+        f"{figures['import_s']:.1f}",
+        f"{figures['import_plain_s']:.1f} plain bulk insert",
+        f"{figures['import_ratio']:.1f}×",
+        "",
+    )
+    t.add_row(
+        "import 100,000 (s, est.)" if n != 100_000 else "import 100,000 (s)",
+        f"{figures['import_100k_s_est']:.1f}",
+        "",
+        "",
+        "≤ 60 s",
+    )
+    t.add_row(
+        f"rotate {figures['rotate_rewrapped']:,} DEKs (s)",
+        f"{figures['rotate_s']:.2f}",
+        f"{figures['rotate_plain_update_s']:.2f} plain UPDATE",
+        f"{figures['rotate_ratio']:.1f}×",
+        "",
+    )
+    t.add_row(
+        "rotate 100,000 (s, est.)" if n != 100_000 else "rotate 100,000 (s)",
+        f"{figures['rotate_100k_s_est']:.1f}",
+        "",
+        "",
+        "≤ 30 s",
+    )
     Console().print(t)
 
 

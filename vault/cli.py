@@ -29,7 +29,9 @@ from vault.settings import Settings
 
 app = typer.Typer(
     help="archive-vault: an encrypted, policy-decided, audited vault of customer archives.",
-    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
 customer_app = typer.Typer(help="Customer archives: import.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys: rotate, status.", no_args_is_help=True)
@@ -40,8 +42,10 @@ console = Console()
 err = Console(stderr=True)
 
 DataDir = Annotated[
-    Path, typer.Option("--data-dir", help="Where the vault keeps its database and keys.",
-                       envvar="VAULT_DATA_DIR")
+    Path,
+    typer.Option(
+        "--data-dir", help="Where the vault keeps its database and keys.", envvar="VAULT_DATA_DIR"
+    ),
 ]
 DEFAULT_DATA_DIR = Path("./var")
 
@@ -73,9 +77,15 @@ def finish(store: Any) -> None:
 
 @contextmanager
 def progress_bar() -> Iterator[Progress]:
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=False,
-                  disable=not err.is_terminal and os.environ.get("VAULT_PROGRESS") != "1") as bar:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and os.environ.get("VAULT_PROGRESS") != "1",
+    ) as bar:
         yield bar
 
 
@@ -91,8 +101,14 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     from vault.db import transaction
 
     with transaction(vault.engine) as session:
-        store.audit.append(session, AuditEvent(action=AuditAction.VAULT_INIT, actor=cli_actor(),
-                                               detail={"vault_id": vault.keys.vault_id}))
+        store.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.VAULT_INIT,
+                actor=cli_actor(),
+                detail={"vault_id": vault.keys.vault_id},
+            ),
+        )
     finish(store)
     console.print(f"Initialised vault [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
     console.print(f"  database : {settings.resolved_database_url.split('@')[-1]}")
@@ -112,8 +128,16 @@ def schema(
     sch = load_schema(settings.schema_file)
     if as_json:
         payload = {
-            "groups": [{"name": g.name, "zh": g.zh, "en": g.en, "sensitive": g.sensitive,
-                        "fields": list(g.fields)} for g in sch.groups.values()],
+            "groups": [
+                {
+                    "name": g.name,
+                    "zh": g.zh,
+                    "en": g.en,
+                    "sensitive": g.sensitive,
+                    "fields": list(g.fields),
+                }
+                for g in sch.groups.values()
+            ],
             "fields": [f.public() for f in sch.fields.values()],
         }
         sys.stdout.write(json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
@@ -122,8 +146,9 @@ def schema(
     for column in ("name", "group", "中文", "English", "type", "searchable", "sensitive"):
         table.add_column(column)
     for f in sch.fields.values():
-        table.add_row(f.name, f.group, f.zh, f.en, f.type, "yes" if f.searchable else "",
-                      f.sensitive or "")
+        table.add_row(
+            f.name, f.group, f.zh, f.en, f.type, "yes" if f.searchable else "", f.sensitive or ""
+        )
     console.print(table)
 
 
@@ -145,8 +170,9 @@ def customer_import(
             bar.update(task, description=phase, completed=done, total=total or None)
 
         try:
-            report = import_file(store, file, owner=owner, actor=cli_actor(), fmt=fmt,
-                                 progress=step)
+            report = import_file(
+                store, file, owner=owner, actor=cli_actor(), fmt=fmt, progress=step
+            )
         except ImportFailed as exc:
             bar.stop()
             table = Table(title=f"{exc.message}", show_lines=False)
@@ -175,8 +201,11 @@ def seed(
     with progress_bar() as bar:
         task = bar.add_task("seeding", total=customers)
         report = bulk_insert(
-            store, (store.prepare(row) for row in gen.many(customers)), actor=cli_actor(),
-            total=customers, source="seed",
+            store,
+            (store.prepare(row) for row in gen.many(customers)),
+            actor=cli_actor(),
+            total=customers,
+            source="seed",
             progress=lambda _p, done, _t: bar.update(task, completed=done),
         )
     finish(store)
@@ -205,8 +234,9 @@ def keys_rotate(
     for r in reports:
         retired = f", retired v{', v'.join(map(str, r.retired))}" if r.retired else ""
         resumed = " (resumed)" if r.resumed else ""
-        console.print(f"{r.level}: now v{r.target_version}{resumed}, rewrapped {r.rewrapped}"
-                      f"{retired}")
+        console.print(
+            f"{r.level}: now v{r.target_version}{resumed}, rewrapped {r.rewrapped}{retired}"
+        )
 
 
 @keys_app.command("status")
@@ -258,17 +288,22 @@ def demo(
     for column in ("archive", "category", "grade", "remarks", "owner", "retention"):
         table.add_column(column)
     for m in page.items:
-        table.add_row(m.archive_no, m.category, m.grade, m.marking, m.owner,
-                      m.retention_until.isoformat())
+        table.add_row(
+            m.archive_no, m.category, m.grade, m.marking, m.owner, m.retention_until.isoformat()
+        )
     console.print(table)
-    console.print(f"{page.total} active archives. The HTTP service arrives with the API issue; "
-                  "try `archive-vault keys status` or `archive-vault audit verify`.")
+    console.print(
+        f"{page.total} active archives. The HTTP service arrives with the API issue; "
+        "try `archive-vault keys status` or `archive-vault audit verify`."
+    )
 
 
 def _mount_optional() -> None:
     """Sub-commands of the audit and policy packages, when they are installed."""
-    for module, attr, name in (("vault.cli_audit", "audit_app", "audit"),
-                               ("vault.cli_policy", "policy_app", "policy")):
+    for module, attr, name in (
+        ("vault.cli_audit", "audit_app", "audit"),
+        ("vault.cli_policy", "policy_app", "policy"),
+    ):
         try:
             mod = __import__(module, fromlist=[attr])
         except ModuleNotFoundError as exc:
@@ -282,6 +317,7 @@ _mount_optional()
 
 
 def main() -> None:
+    os.umask(0o077)  # nothing the vault writes (database, WAL, exports) is for other users
     try:
         app()
     except VaultError as exc:
@@ -290,14 +326,20 @@ def main() -> None:
     except DBAPIError as exc:
         if os.environ.get("VAULT_DEBUG") == "1":
             raise
-        err.print(f"[red]error:[/] the database refused the operation "
-                  f"({type(exc.orig).__name__}); nothing was changed", highlight=False)
+        err.print(
+            f"[red]error:[/] the database refused the operation "
+            f"({type(exc.orig).__name__}); nothing was changed",
+            highlight=False,
+        )
         sys.exit(1)
     except Exception as exc:  # a bug: say so without printing values that might be content
         if os.environ.get("VAULT_DEBUG") == "1":
             raise
-        err.print(f"[red]internal error:[/] {type(exc).__name__}; no content was shown. "
-                  "Re-run with VAULT_DEBUG=1 to see the traceback.", highlight=False)
+        err.print(
+            f"[red]internal error:[/] {type(exc).__name__}; no content was shown. "
+            "Re-run with VAULT_DEBUG=1 to see the traceback.",
+            highlight=False,
+        )
         sys.exit(70)
 
 

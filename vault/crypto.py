@@ -41,8 +41,11 @@ def aad(*parts: str | int | bytes) -> bytes:
     """Length-prefixed encoding so no two different part lists give the same bytes."""
     out = [b"archive-vault/aad/1"]
     for part in parts:
-        raw = part.encode() if isinstance(part, str) else (
-            str(part).encode() if isinstance(part, int) else bytes(part))
+        raw = (
+            part.encode()
+            if isinstance(part, str)
+            else (str(part).encode() if isinstance(part, int) else bytes(part))
+        )
         out.append(len(raw).to_bytes(4, "big"))
         out.append(raw)
     return b"".join(out)
@@ -50,8 +53,7 @@ def aad(*parts: str | int | bytes) -> bytes:
 
 def key_version_of(blob: bytes) -> int:
     """Which key version sealed ``blob``, read from its header (not yet authenticated)."""
-    magic, fmt, alg, version = _parse_header(blob)
-    return version
+    return _parse_header(blob)[3]
 
 
 def _parse_header(blob: bytes) -> tuple[int, int, int, int]:

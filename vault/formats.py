@@ -73,9 +73,7 @@ def landline(value: str) -> str:
         digits = "0" + digits[4:]
     match = re.fullmatch(r"(0(?:10|2\d|[3-9]\d{2}))(\d{7,8})", digits)
     if not match:
-        raise InvalidValue(
-            "a landline is an area code (3–4 digits starting with 0) and 7–8 digits"
-        )
+        raise InvalidValue("a landline is an area code (3–4 digits starting with 0) and 7–8 digits")
     out = f"{match.group(1)}-{match.group(2)}"
     return f"{out}-{ext}" if ext else out
 

@@ -72,12 +72,12 @@ def _csv_row(row: dict[str, str | None], fields: set[str]) -> dict[str, Any]:
         if value is None or value.strip() == "":
             continue
         for prefix in ("consent.", "consent_"):
-            if key.startswith(prefix) and key[len(prefix):] in _CONSENT_COLUMNS:
-                consent[key[len(prefix):]] = value
+            if key.startswith(prefix) and key[len(prefix) :] in _CONSENT_COLUMNS:
+                consent[key[len(prefix) :]] = value
                 break
         else:
             if key.startswith("profile."):
-                profile[key[len("profile."):]] = value
+                profile[key[len("profile.") :]] = value
             elif key in fields:
                 profile[key] = value
             else:
@@ -123,8 +123,16 @@ def iter_rows(path: Path, fmt: str, fields: set[str]) -> Iterator[tuple[int, Any
 class _Batcher:
     """Seals and inserts records in batches inside the caller's one transaction."""
 
-    def __init__(self, store: ArchiveStore, session: Session, *, actor: Actor, source: str,
-                 total: int, progress: Callable[[str, int, int], None] | None) -> None:
+    def __init__(
+        self,
+        store: ArchiveStore,
+        session: Session,
+        *,
+        actor: Actor,
+        source: str,
+        total: int,
+        progress: Callable[[str, int, int], None] | None,
+    ) -> None:
         self.store, self.session, self.actor, self.source = store, session, actor, source
         self.total, self.progress = total, progress
         self.pending: list[NewArchive] = []
@@ -145,8 +153,11 @@ class _Batcher:
         """Insert the batch, unless an explicit archive number in it already exists."""
         if not self.pending:
             return
-        explicit = {r.archive_no: line for r, line in zip(self.pending, self.lines, strict=True)
-                    if r.archive_no}
+        explicit = {
+            r.archive_no: line
+            for r, line in zip(self.pending, self.lines, strict=True)
+            if r.archive_no
+        }
         if explicit:
             self.checked.update(explicit)
             for no in _existing(self.session, list(explicit)):
@@ -156,10 +167,15 @@ class _Batcher:
                 self.lines.clear()
                 return
         metas = self.store.insert_many(self.session, self.pending)
-        self.store.audit.append(self.session, AuditEvent(
-            action=AuditAction.IMPORT, actor=self.actor,
-            archives=tuple(m.archive_no for m in metas),
-            detail={"source": self.source, "rows": len(metas)}))
+        self.store.audit.append(
+            self.session,
+            AuditEvent(
+                action=AuditAction.IMPORT,
+                actor=self.actor,
+                archives=tuple(m.archive_no for m in metas),
+                detail={"source": self.source, "rows": len(metas)},
+            ),
+        )
         self.first = self.first or metas[0].archive_no
         self.last = metas[-1].archive_no
         self.done += len(metas)
@@ -193,14 +209,17 @@ def import_file(
     except OSError as exc:
         raise ValidationFailed(f"cannot read {path}: {exc.strerror}") from None
     if size > store.settings.max_import_bytes:
-        raise ValidationFailed(f"{path.name} is larger than {store.settings.max_import_bytes} bytes")
+        raise ValidationFailed(
+            f"{path.name} is larger than {store.settings.max_import_bytes} bytes"
+        )
     fields = set(store.schema.fields)
     bad: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     total = 0
     with transaction(store.engine) as session:
-        batcher = _Batcher(store, session, actor=actor, source=path.name, total=0,
-                           progress=progress)
+        batcher = _Batcher(
+            store, session, actor=actor, source=path.name, total=0, progress=progress
+        )
         for number, row in iter_rows(path, fmt, fields):
             total += 1
             if isinstance(row, ValidationFailed):
@@ -213,8 +232,13 @@ def import_file(
                 continue
             if record.archive_no:
                 if record.archive_no in seen:
-                    bad.append((number, f"archive_no {record.archive_no} repeats line "
-                                        f"{seen[record.archive_no]}"))
+                    bad.append(
+                        (
+                            number,
+                            f"archive_no {record.archive_no} repeats line "
+                            f"{seen[record.archive_no]}",
+                        )
+                    )
                     continue
                 seen[record.archive_no] = number
             if not bad and not batcher.clashes:
@@ -226,8 +250,10 @@ def import_file(
         if batcher.clashes or bad:
             # Numbers not yet checked against the vault (their batch never ran).
             unchecked = [no for no in seen if no not in batcher.checked]
-            bad.extend((seen[no], f"archive_no {no} already exists in the vault")
-                       for no in _existing(session, unchecked))
+            bad.extend(
+                (seen[no], f"archive_no {no} already exists in the vault")
+                for no in _existing(session, unchecked)
+            )
         if bad:
             raise ImportFailed(sorted(bad), total)  # rolls the whole transaction back
         if total == 0:
@@ -246,8 +272,9 @@ def bulk_insert(
 ) -> ImportReport:
     """Insert validated archives in ONE transaction, one audit entry per batch."""
     with transaction(store.engine) as session:
-        batcher = _Batcher(store, session, actor=actor, source=source, total=total,
-                           progress=progress)
+        batcher = _Batcher(
+            store, session, actor=actor, source=source, total=total, progress=progress
+        )
         for record in records:
             batcher.add(record)
         batcher.flush()
@@ -259,7 +286,9 @@ def _existing(session: Session, numbers: list[str]) -> list[str]:
     found: list[str] = []
     for i in range(0, len(numbers), 500):
         chunk = numbers[i : i + 500]
-        found.extend(session.execute(
-            sa.select(Archive.archive_no).where(Archive.archive_no.in_(chunk))  # type: ignore[attr-defined]
-        ).scalars())
+        found.extend(
+            session.execute(
+                sa.select(Archive.archive_no).where(Archive.archive_no.in_(chunk))  # type: ignore[attr-defined]
+            ).scalars()
+        )
     return found

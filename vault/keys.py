@@ -134,8 +134,11 @@ class Keyring:
 
     def versions(self, level: str) -> dict[int, dict[str, Any]]:
         return {
-            int(v): {"created_at": e.get("created_at"), "retired_at": e.get("retired_at"),
-                     "active": int(v) == self.active_version(level)}
+            int(v): {
+                "created_at": e.get("created_at"),
+                "retired_at": e.get("retired_at"),
+                "active": int(v) == self.active_version(level),
+            }
             for v, e in self._level(level)["versions"].items()
         }
 
@@ -165,7 +168,9 @@ class Keyring:
         if key is None:
             root = _unb64(self._data.get("index_root"), "index_root")
             key = HKDF(
-                algorithm=hashes.SHA256(), length=32, salt=self.vault_id.encode(),
+                algorithm=hashes.SHA256(),
+                length=32,
+                salt=self.vault_id.encode(),
                 info=b"archive-vault blind-index v1 " + index_name.encode(),
             ).derive(root)
             self._index_cache[index_name] = key
@@ -208,9 +213,11 @@ def write_key_file(path: Path, data: dict[str, Any], *, create: bool = False) ->
             try:
                 os.link(tmp, path)
             except FileExistsError:
-                raise KeyFileError(f"key file {path} already exists; refusing to overwrite") from None
+                raise KeyFileError(
+                    f"key file {path} already exists; refusing to overwrite"
+                ) from None
         else:
-            os.replace(tmp, path)
+            tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -235,8 +242,9 @@ def load_key_file(path: Path) -> Keyring:
             f"key file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run `chmod 600 {path}`"
         )
-    return Keyring(_read(path), persist=lambda d: write_key_file(path, d),
-                   reload=lambda: _read(path))
+    return Keyring(
+        _read(path), persist=lambda d: write_key_file(path, d), reload=lambda: _read(path)
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -23,8 +23,19 @@ ARCHIVE_NO = re.compile(r"KH-(\d{4})-(\d{6})")
 USERNAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{1,63}")
 DEPARTMENT_MAX = 64
 METADATA_KEYS = frozenset(
-    {"archive_no", "category", "grade", "classification", "owner", "custodian", "department",
-     "retention_until", "contacts", "profile", "consent"}
+    {
+        "archive_no",
+        "category",
+        "grade",
+        "classification",
+        "owner",
+        "custodian",
+        "department",
+        "retention_until",
+        "contacts",
+        "profile",
+        "consent",
+    }
 )
 CONSENT_KEYS = frozenset({"notice", "at", "channel", "groups", "sensitive_groups"})
 # Pseudo-groups for records filed in the archive; a schema may not reuse these names.
@@ -188,12 +199,14 @@ def parse_archive(
     unknown = sorted(str(k) for k in data if k not in METADATA_KEYS)
     if unknown:
         problems.append(
-            f"unknown key(s): {', '.join(unknown)} (profile fields go inside \"profile\")"
+            f'unknown key(s): {", ".join(unknown)} (profile fields go inside "profile")'
         )
     category = attempt(_choice, data.get("category", Category.GENERAL.value), Category, "category")
     grade = attempt(_choice, data.get("grade", Grade.C.value), Grade, "grade")
     classification = attempt(
-        _choice, data.get("classification", Classification.INTERNAL.value), Classification,
+        _choice,
+        data.get("classification", Classification.INTERNAL.value),
+        Classification,
         "classification",
     )
     owner_raw = data.get("owner") or default_owner
@@ -230,15 +243,24 @@ def parse_archive(
         parsed = attempt(
             lambda p: schema.validate_profile(p, limit=field_limit), data.get("profile")
         )
-        groups = {g: {k: v for k, v in f.items() if v is not None} for g, f in (parsed or {}).items()}
+        groups = {
+            g: {k: v for k, v in f.items() if v is not None} for g, f in (parsed or {}).items()
+        }
     if groups and not problems:
         # Raised on its own (ConsentMissing) so callers can tell it from bad input.
         check_consent(groups, consent, schema)
     if problems:
         raise ValidationFailed("; ".join(problems), problems=problems)
     return NewArchive(
-        category=category, grade=grade, classification=classification, owner=owner,
-        department=department.strip(), retention_until=retention, custodian=custodian,
-        archive_no=archive_no, contacts=tuple(dict.fromkeys(contacts)), consent=consent,
+        category=category,
+        grade=grade,
+        classification=classification,
+        owner=owner,
+        department=department.strip(),
+        retention_until=retention,
+        custodian=custodian,
+        archive_no=archive_no,
+        contacts=tuple(dict.fromkeys(contacts)),
+        consent=consent,
         groups=groups,
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from audit.events import Actor, AuditAction, AuditEvent
 from vault.crypto import Sealer
@@ -38,9 +38,14 @@ class RotationReport:
     counts: dict[int, int] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
-        return {"level": self.level, "target_version": self.target_version,
-                "rewrapped": self.rewrapped, "resumed": self.resumed,
-                "retired": self.retired, "counts": self.counts}
+        return {
+            "level": self.level,
+            "target_version": self.target_version,
+            "rewrapped": self.rewrapped,
+            "resumed": self.resumed,
+            "retired": self.retired,
+            "counts": self.counts,
+        }
 
 
 def kek_counts(session: Session) -> dict[str, dict[int, int]]:
@@ -101,19 +106,29 @@ def rotate(
         new = Sealer(keys.kek(level, target), target)
         with Session(engine) as session:
             total = session.execute(
-                sa.select(sa.func.count()).select_from(Archive).where(
-                    Archive.classification == level, Archive.kek_version != target,
-                    Archive.wrapped_dek.is_not(None))  # type: ignore[union-attr]
+                sa.select(sa.func.count())
+                .select_from(Archive)
+                .where(
+                    Archive.classification == level,
+                    Archive.kek_version != target,
+                    Archive.wrapped_dek.is_not(None),
+                )  # type: ignore[union-attr]
             ).scalar_one()
         last_id = 0
         while True:
             with transaction(engine) as session:
                 rows = session.execute(
-                    sa.select(Archive.id, Archive.archive_no, Archive.kek_version,
-                              Archive.wrapped_dek)
-                    .where(Archive.classification == level, Archive.kek_version != target,
-                           Archive.wrapped_dek.is_not(None), Archive.id > last_id)  # type: ignore[union-attr,operator]
-                    .order_by(Archive.id).limit(batch)
+                    sa.select(
+                        Archive.id, Archive.archive_no, Archive.kek_version, Archive.wrapped_dek
+                    )
+                    .where(
+                        Archive.classification == level,
+                        Archive.kek_version != target,
+                        Archive.wrapped_dek.is_not(None),
+                        Archive.id > last_id,
+                    )  # type: ignore[union-attr,operator]
+                    .order_by(Archive.id)
+                    .limit(batch)
                 ).all()
                 if not rows:
                     break
@@ -121,15 +136,18 @@ def rotate(
                 for archive_id, no, version, wrapped in rows:
                     aad = store._dek_aad(no, level)
                     dek = store._kek(level, version).open(wrapped, aad)
-                    updates.append({"b_id": archive_id, "b_old": version,
-                                    "b_ct": new.seal(dek, aad)})
+                    updates.append(
+                        {"b_id": archive_id, "b_old": version, "b_ct": new.seal(dek, aad)}
+                    )
                 table = Archive.__table__  # type: ignore[attr-defined]
                 # Guarded by the old version: a concurrent reclassify or destroy wins.
                 session.execute(
                     sa.update(table)
-                    .where(table.c.id == sa.bindparam("b_id"),
-                           table.c.kek_version == sa.bindparam("b_old"),
-                           table.c.classification == level)
+                    .where(
+                        table.c.id == sa.bindparam("b_id"),
+                        table.c.kek_version == sa.bindparam("b_old"),
+                        table.c.classification == level,
+                    )
                     .values(wrapped_dek=sa.bindparam("b_ct"), kek_version=target),
                     updates,
                     execution_options={"synchronize_session": False},
@@ -146,10 +164,20 @@ def rotate(
                 if stale is not None:
                     session.delete(stale)
             session.flush()
-            store.audit.append(session, AuditEvent(
-                action=AuditAction.KEY_ROTATE, actor=actor,
-                detail={"level": level, "target_version": target, "rewrapped": report.rewrapped,
-                        "resumed": resumed, "counts": {str(k): v for k, v in counts.items()}}))
+            store.audit.append(
+                session,
+                AuditEvent(
+                    action=AuditAction.KEY_ROTATE,
+                    actor=actor,
+                    detail={
+                        "level": level,
+                        "target_version": target,
+                        "rewrapped": report.rewrapped,
+                        "resumed": resumed,
+                        "counts": {str(k): v for k, v in counts.items()},
+                    },
+                ),
+            )
         if pending == 0:
             for version, meta in keys.versions(level).items():
                 if version != target and counts.get(version, 0) == 0 and not meta["retired_at"]:

@@ -32,8 +32,13 @@ SENSITIVE_KINDS = (
 INDEXABLE_TYPES = ("text", "name", "mobile", "landline", "id_number", "plate")
 # PIPL-sensitive kinds that must never be indexed, whatever their type.
 NEVER_INDEXED = ("health", "financial", "minor", "biometric", "religion")
-_DEFAULT_MASK = {"name": "name", "mobile": "mobile", "landline": "landline",
-                 "id_number": "id_number", "plate": "plate"}
+_DEFAULT_MASK = {
+    "name": "name",
+    "mobile": "mobile",
+    "landline": "landline",
+    "id_number": "id_number",
+    "plate": "plate",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +146,13 @@ class ProfileSchema:
 
 
 def _type_name(value: Any) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", list: "a list",
-            dict: "an object"}.get(type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def _str(entry: Mapping[str, Any], key: str, where: str, default: str | None = None) -> str:
@@ -198,9 +208,17 @@ def parse_schema(data: Mapping[str, Any], source: str = "") -> ProfileSchema:
         if max_chars is not None and (not isinstance(max_chars, int) or max_chars < 1):
             raise SchemaError(f"{where}: max_chars must be a positive integer")
         fields[name] = FieldSpec(
-            name=name, group=group, zh=_str(entry, "zh", where), en=_str(entry, "en", where),
-            type=ftype, searchable=searchable, normaliser=normaliser, mask=mask,
-            sensitive=sensitive, max_chars=max_chars, choices=choices,
+            name=name,
+            group=group,
+            zh=_str(entry, "zh", where),
+            en=_str(entry, "en", where),
+            type=ftype,
+            searchable=searchable,
+            normaliser=normaliser,
+            mask=mask,
+            sensitive=sensitive,
+            max_chars=max_chars,
+            choices=choices,
         )
         members[group].append(name)
         if sensitive:

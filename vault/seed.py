@@ -18,8 +18,12 @@ from faker import Faker
 
 from vault.formats import id_check_char
 
-DEMO_SALESPEOPLE = (("zhang.wei", "销售一部"), ("li.na", "销售一部"),
-                    ("wang.fang", "销售二部"), ("liu.yang", "销售二部"))
+DEMO_SALESPEOPLE = (
+    ("zhang.wei", "销售一部"),
+    ("li.na", "销售一部"),
+    ("wang.fang", "销售二部"),
+    ("liu.yang", "销售二部"),
+)
 DEMO_CUSTODIAN = "chen.jing"
 _AREAS = ("010", "021", "020", "0755", "0571", "028", "027", "025", "0371", "029")
 _PROVINCE_CHARS = "京沪粤浙苏川鄂豫陕"
@@ -45,8 +49,10 @@ _PHRASES: dict[str, Sequence[str]] = {
     "dress_style": ("商务正装", "休闲", "讲究品牌"),
     "information_sources": ("朋友介绍", "网络", "报纸广告", "户外广告"),
     "admired_person": ("父亲", "任正非", "曾国藩"),
-    "current_housing": ("现居高新区某小区，2012年置业，已升值，较满意",
-                        "租房居住，对目前居住条件不满意"),
+    "current_housing": (
+        "现居高新区某小区，2012年置业，已升值，较满意",
+        "租房居住，对目前居住条件不满意",
+    ),
     "property_investments": ("另有两套住宅出租", "持有一处商铺", "暂无"),
     "ideal_housing": ("a、c、g", "b、e", "c、d、f"),
     "purchase_reason": ("改善居住", "子女教育", "投资"),
@@ -62,16 +68,32 @@ _PHRASES: dict[str, Sequence[str]] = {
     "independence_of_mind": ("很有主见，不易接受外来意见", "愿意听取建议"),
     "notes": ("对学区房感兴趣", "预算约300万元", "周末方便联系"),
 }
-_CONSENT_GROUPS = ("identity", "contact", "whereabouts", "credentials", "family", "finance",
-                   "health", "lifestyle", "property", "career", "notes")
+_CONSENT_GROUPS = (
+    "identity",
+    "contact",
+    "whereabouts",
+    "credentials",
+    "family",
+    "finance",
+    "health",
+    "lifestyle",
+    "property",
+    "career",
+    "notes",
+)
 
 
 class SyntheticArchives:
     """Generates import-format archives; deterministic for a given seed."""
 
-    def __init__(self, *, seed: int = 2026, pool: int = 500,
-                 owners: Sequence[tuple[str, str]] = DEMO_SALESPEOPLE,
-                 custodian: str = DEMO_CUSTODIAN) -> None:
+    def __init__(
+        self,
+        *,
+        seed: int = 2026,
+        pool: int = 500,
+        owners: Sequence[tuple[str, str]] = DEMO_SALESPEOPLE,
+        custodian: str = DEMO_CUSTODIAN,
+    ) -> None:
         self.rng = random.Random(seed)
         fake = Faker("zh_CN")
         fake.seed_instance(seed)
@@ -111,12 +133,16 @@ class SyntheticArchives:
         roll = r.random()
         classification = "top_secret" if roll < 0.02 else "secret" if roll < 0.10 else "internal"
         profile: dict[str, Any] = {
-            "name": r.choice(self.names), "gender": r.choice(("男", "女")),
-            "native_place": r.choice(self.places), "marital_status": r.choice(("已婚", "未婚")),
-            "mobile_phone": self._mobile(), "office_phone": self._landline(),
+            "name": r.choice(self.names),
+            "gender": r.choice(("男", "女")),
+            "native_place": r.choice(self.places),
+            "marital_status": r.choice(("已婚", "未婚")),
+            "mobile_phone": self._mobile(),
+            "office_phone": self._landline(),
             "home_phone": self._landline(),
             "company": f"{r.choice(self.companies)}，{r.choice(self.addresses)}",
-            "mailing_address": r.choice(self.addresses), "licence_plate": self._plate(),
+            "mailing_address": r.choice(self.addresses),
+            "licence_plate": self._plate(),
             "id_number": self._id_number(),
         }
         for name, choices in _PHRASES.items():
@@ -127,8 +153,11 @@ class SyntheticArchives:
             sensitive.remove("health")
             profile.pop("health", None)
         created = now - timedelta(days=r.randrange(1, 3000))
-        retention = (now - timedelta(days=r.randrange(1, 200))).date() if r.random() < 0.02 \
+        retention = (
+            (now - timedelta(days=r.randrange(1, 200))).date()
+            if r.random() < 0.02
             else (now + timedelta(days=r.randrange(365, 3650))).date()
+        )
         return {
             "category": "special" if r.random() < 0.2 else "general",
             "grade": r.choices("ABCD", weights=(1, 3, 4, 2))[0],
@@ -139,9 +168,11 @@ class SyntheticArchives:
             "retention_until": retention.isoformat(),
             "profile": profile,
             "consent": {
-                "notice": "隐私告知书 v3", "at": created.isoformat(timespec="seconds"),
+                "notice": "隐私告知书 v3",
+                "at": created.isoformat(timespec="seconds"),
                 "channel": r.choice(("书面", "线上", "电话录音")),
-                "groups": list(_CONSENT_GROUPS), "sensitive_groups": sensitive,
+                "groups": list(_CONSENT_GROUPS),
+                "sensitive_groups": sensitive,
             },
         }
 

@@ -25,7 +25,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, delete, select, update
+from sqlmodel import Session, delete, select
 
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from vault import crypto
@@ -136,18 +136,29 @@ class Page:
 
 def _meta(a: Archive, contacts: Sequence[str] = ()) -> ArchiveMeta:
     return ArchiveMeta(
-        archive_no=a.archive_no, category=a.category, grade=a.grade,
-        classification=a.classification, owner=a.owner, custodian=a.custodian,
-        department=a.department, status=a.status, created_at=a.created_at,
-        updated_at=a.updated_at, retention_until=a.retention_until,
-        contacts=tuple(contacts), destroyed_at=a.destroyed_at,
+        archive_no=a.archive_no,
+        category=a.category,
+        grade=a.grade,
+        classification=a.classification,
+        owner=a.owner,
+        custodian=a.custodian,
+        department=a.department,
+        status=a.status,
+        created_at=a.created_at,
+        updated_at=a.updated_at,
+        retention_until=a.retention_until,
+        contacts=tuple(contacts),
+        destroyed_at=a.destroyed_at,
     )
 
 
 def _consent_of(a: Archive) -> Consent:
     return Consent(
-        notice=a.consent_notice, at=a.consent_at, channel=a.consent_channel,
-        groups=tuple(a.consent_groups or ()), sensitive_groups=tuple(a.consent_sensitive_groups or ()),
+        notice=a.consent_notice,
+        at=a.consent_at,
+        channel=a.consent_channel,
+        groups=tuple(a.consent_groups or ()),
+        sensitive_groups=tuple(a.consent_sensitive_groups or ()),
     )
 
 
@@ -186,8 +197,9 @@ class ArchiveStore:
     def _wrap(self, dek: bytes, archive_no: str, level: str, version: int) -> bytes:
         return self._kek(level, version).seal(dek, self._dek_aad(archive_no, level))
 
-    def _dek(self, archive_no: str, level: str, kek_version: int, dek_version: int,
-             wrapped: bytes | None) -> Sealer:
+    def _dek(
+        self, archive_no: str, level: str, kek_version: int, dek_version: int, wrapped: bytes | None
+    ) -> Sealer:
         if wrapped is None:
             raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
         try:
@@ -215,12 +227,14 @@ class ArchiveStore:
         return version
 
     @staticmethod
-    def content_aad(archive_no: str, group: str, level: str, dek_version: int,
-                    revision: int) -> bytes:
+    def content_aad(
+        archive_no: str, group: str, level: str, dek_version: int, revision: int
+    ) -> bytes:
         return crypto.aad("content", archive_no, group, level, dek_version, revision)
 
-    def _open_group(self, dek: Sealer, archive_no: str, group: str, level: str,
-                    revision: int, blob: bytes) -> dict[str, str]:
+    def _open_group(
+        self, dek: Sealer, archive_no: str, group: str, level: str, revision: int, blob: bytes
+    ) -> dict[str, str]:
         try:
             raw = dek.open(blob, self.content_aad(archive_no, group, level, dek.version, revision))
         except InvalidCiphertext:
@@ -247,8 +261,13 @@ class ArchiveStore:
             spec = self.schema.fields[name]
             value = groups.get(spec.group, {}).get(name)
             if value is not None:
-                rows.append({"archive_id": archive_id, "field": name,
-                             "value": self.blind_index(name, value)})
+                rows.append(
+                    {
+                        "archive_id": archive_id,
+                        "field": name,
+                        "value": self.blind_index(name, value),
+                    }
+                )
         return rows
 
     # -- helpers ------------------------------------------------------------
@@ -256,8 +275,14 @@ class ArchiveStore:
     def _now(self) -> datetime:
         return self.clock()
 
-    def _load(self, session: Session, archive_no: str, *, for_update: bool = False,
-              allow_destroyed: bool = False) -> Archive:
+    def _load(
+        self,
+        session: Session,
+        archive_no: str,
+        *,
+        for_update: bool = False,
+        allow_destroyed: bool = False,
+    ) -> Archive:
         if not isinstance(archive_no, str) or not ARCHIVE_NO.fullmatch(archive_no):
             raise ValidationFailed("an archive number looks like KH-2026-000123")
         stmt = select(Archive).where(Archive.archive_no == archive_no)
@@ -271,18 +296,25 @@ class ArchiveStore:
         return archive
 
     def _contacts(self, session: Session, archive_id: int) -> list[str]:
-        return list(session.exec(
-            select(ArchiveContact.username).where(ArchiveContact.archive_id == archive_id)
-            .order_by(ArchiveContact.username)
-        ))
+        return list(
+            session.exec(
+                select(ArchiveContact.username)
+                .where(ArchiveContact.archive_id == archive_id)
+                .order_by(ArchiveContact.username)
+            )
+        )
 
     def _audit(self, session: Session, action: AuditAction, actor: Actor, **kw: Any) -> None:
         self.audit.append(session, AuditEvent(action=action, actor=actor, **kw))
 
     def prepare(self, data: Any, *, default_owner: str | None = None) -> NewArchive:
         return parse_archive(
-            data, self.schema, now=self._now(), field_limit=self.settings.max_field_chars,
-            retention_years=self.settings.default_retention_years, default_owner=default_owner,
+            data,
+            self.schema,
+            now=self._now(),
+            field_limit=self.settings.max_field_chars,
+            retention_years=self.settings.default_retention_years,
+            default_owner=default_owner,
         )
 
     # -- create -------------------------------------------------------------
@@ -291,9 +323,15 @@ class ArchiveStore:
         record = self.prepare(data)
         with transaction(self.engine) as session:
             (meta,) = self.insert_many(session, [record])
-            self._audit(session, AuditAction.CREATE, actor, archives=(meta.archive_no,),
-                        groups=tuple(record.groups), purpose=purpose,
-                        detail={"classification": meta.classification})
+            self._audit(
+                session,
+                AuditAction.CREATE,
+                actor,
+                archives=(meta.archive_no,),
+                groups=tuple(record.groups),
+                purpose=purpose,
+                detail={"classification": meta.classification},
+            )
         return meta
 
     def _allocate(self, session: Session, year: int, count: int) -> int:
@@ -351,24 +389,44 @@ class ArchiveStore:
         for r in records:
             dek = crypto.new_key()
             deks.append(Sealer(dek, 1))
-            archive_rows.append({
-                "archive_no": r.archive_no, "category": r.category, "grade": r.grade,
-                "classification": r.classification, "owner": r.owner, "custodian": r.custodian,
-                "department": r.department, "status": ArchiveStatus.ACTIVE.value,
-                "created_at": now, "updated_at": now, "retention_until": r.retention_until,
-                "kek_version": active[r.classification], "dek_version": 1,
-                "wrapped_dek": self._wrap(dek, r.archive_no, r.classification,  # type: ignore[arg-type]
-                                          active[r.classification]),
-                "consent_notice": r.consent.notice, "consent_at": r.consent.at,
-                "consent_channel": r.consent.channel, "consent_groups": list(r.consent.groups),
-                "consent_sensitive_groups": list(r.consent.sensitive_groups),
-            })
+            archive_rows.append(
+                {
+                    "archive_no": r.archive_no,
+                    "category": r.category,
+                    "grade": r.grade,
+                    "classification": r.classification,
+                    "owner": r.owner,
+                    "custodian": r.custodian,
+                    "department": r.department,
+                    "status": ArchiveStatus.ACTIVE.value,
+                    "created_at": now,
+                    "updated_at": now,
+                    "retention_until": r.retention_until,
+                    "kek_version": active[r.classification],
+                    "dek_version": 1,
+                    "wrapped_dek": self._wrap(
+                        dek,
+                        r.archive_no,
+                        r.classification,  # type: ignore[arg-type]
+                        active[r.classification],
+                    ),
+                    "consent_notice": r.consent.notice,
+                    "consent_at": r.consent.at,
+                    "consent_channel": r.consent.channel,
+                    "consent_groups": list(r.consent.groups),
+                    "consent_sensitive_groups": list(r.consent.sensitive_groups),
+                }
+            )
         table = Archive.__table__  # type: ignore[attr-defined]
         try:
-            ids = session.execute(
-                sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                archive_rows,
-            ).scalars().all()
+            ids = (
+                session.execute(
+                    sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                    archive_rows,
+                )
+                .scalars()
+                .all()
+            )
         except IntegrityError:
             raise Conflict("an archive number in this batch already exists") from None
         content, index, contacts = [], [], []
@@ -377,20 +435,38 @@ class ArchiveStore:
                 if not fields:
                     continue
                 aad = self.content_aad(r.archive_no, group, r.classification, 1, 1)  # type: ignore[arg-type]
-                content.append({"archive_id": archive_id, "group_name": group, "revision": 1,
-                                "ciphertext": dek.seal(_encode(fields), aad), "updated_at": now})
+                content.append(
+                    {
+                        "archive_id": archive_id,
+                        "group_name": group,
+                        "revision": 1,
+                        "ciphertext": dek.seal(_encode(fields), aad),
+                        "updated_at": now,
+                    }
+                )
             index.extend(self._index_rows(archive_id, r.groups))
             contacts.extend({"archive_id": archive_id, "username": c} for c in r.contacts)
-        for model, rows in ((ArchiveContent, content), (BlindIndex, index),
-                            (ArchiveContact, contacts)):
+        for model, rows in (
+            (ArchiveContent, content),
+            (BlindIndex, index),
+            (ArchiveContact, contacts),
+        ):
             if rows:
                 session.execute(sa.insert(model.__table__), rows)  # type: ignore[attr-defined]
         return [
             ArchiveMeta(
-                archive_no=r.archive_no, category=r.category, grade=r.grade,  # type: ignore[arg-type]
-                classification=r.classification, owner=r.owner, custodian=r.custodian,
-                department=r.department, status=ArchiveStatus.ACTIVE.value, created_at=now,
-                updated_at=now, retention_until=r.retention_until, contacts=r.contacts,
+                archive_no=r.archive_no,
+                category=r.category,
+                grade=r.grade,  # type: ignore[arg-type]
+                classification=r.classification,
+                owner=r.owner,
+                custodian=r.custodian,
+                department=r.department,
+                status=ArchiveStatus.ACTIVE.value,
+                created_at=now,
+                updated_at=now,
+                retention_until=r.retention_until,
+                contacts=r.contacts,
             )
             for r in records
         ]
@@ -420,34 +496,52 @@ class ArchiveStore:
                 outcome = Outcome.ALLOWED
             except (DecryptionFailed, KeyFileError) as exc:
                 failure, outcome = exc, Outcome.ERROR
-            self._audit(session, AuditAction.READ, actor, outcome=outcome,
-                        archives=(archive_no,), groups=tuple(wanted), grant_id=grant_id,
-                        purpose=purpose, reason=reason,
-                        detail={"masked": sorted(masked_set)} if masked_set else {})
+            self._audit(
+                session,
+                AuditAction.READ,
+                actor,
+                outcome=outcome,
+                archives=(archive_no,),
+                groups=tuple(wanted),
+                grant_id=grant_id,
+                purpose=purpose,
+                reason=reason,
+                detail={"masked": sorted(masked_set)} if masked_set else {},
+            )
             contacts = self._contacts(session, archive.id)  # type: ignore[arg-type]
         if failure is not None:
             raise failure
         for group in masked_set & content.keys():
             content[group] = {k: self.schema.fields[k].masked(v) for k, v in content[group].items()}
-        return ArchiveView(meta=_meta(archive, contacts), content=content,
-                           masked=tuple(sorted(masked_set)), consent=_consent_of(archive))
+        return ArchiveView(
+            meta=_meta(archive, contacts),
+            content=content,
+            masked=tuple(sorted(masked_set)),
+            consent=_consent_of(archive),
+        )
 
-    def _open_groups(self, session: Session, archive: Archive,
-                     groups: Sequence[str]) -> dict[str, dict[str, str]]:
+    def _open_groups(
+        self, session: Session, archive: Archive, groups: Sequence[str]
+    ) -> dict[str, dict[str, str]]:
         rows = session.execute(
-            sa.select(ArchiveContent.group_name, ArchiveContent.revision,
-                      ArchiveContent.ciphertext)
-            .where(ArchiveContent.archive_id == archive.id,
-                   ArchiveContent.group_name.in_(groups))  # type: ignore[attr-defined]
+            sa.select(
+                ArchiveContent.group_name, ArchiveContent.revision, ArchiveContent.ciphertext
+            ).where(ArchiveContent.archive_id == archive.id, ArchiveContent.group_name.in_(groups))  # type: ignore[attr-defined]
         ).all()
         if not rows:
             return {}
-        dek = self._dek(archive.archive_no, archive.classification, archive.kek_version,
-                        archive.dek_version, archive.wrapped_dek)
+        dek = self._dek(
+            archive.archive_no,
+            archive.classification,
+            archive.kek_version,
+            archive.dek_version,
+            archive.wrapped_dek,
+        )
         out = {}
         for group, revision, blob in rows:
-            out[group] = self._open_group(dek, archive.archive_no, group,
-                                          archive.classification, revision, blob)
+            out[group] = self._open_group(
+                dek, archive.archive_no, group, archive.classification, revision, blob
+            )
         return {g: out[g] for g in groups if g in out}
 
     @staticmethod
@@ -455,17 +549,29 @@ class ArchiveStore:
         a = Archive.__table__  # type: ignore[attr-defined]
         c = ArchiveContent.__table__  # type: ignore[attr-defined]
         # One group compares with = (no per-call IN expansion); several use expanding IN.
-        group = (c.c.group_name == sa.bindparam("groups") if single
-                 else c.c.group_name.in_(sa.bindparam("groups", expanding=True)))
+        group = (
+            c.c.group_name == sa.bindparam("groups")
+            if single
+            else c.c.group_name.in_(sa.bindparam("groups", expanding=True))
+        )
         return (
-            sa.select(a.c.classification, a.c.kek_version, a.c.dek_version, a.c.wrapped_dek,
-                      a.c.status, c.c.group_name, c.c.revision, c.c.ciphertext)
+            sa.select(
+                a.c.classification,
+                a.c.kek_version,
+                a.c.dek_version,
+                a.c.wrapped_dek,
+                a.c.status,
+                c.c.group_name,
+                c.c.revision,
+                c.c.ciphertext,
+            )
             .select_from(a.outerjoin(c, sa.and_(c.c.archive_id == a.c.id, group)))
             .where(a.c.archive_no == sa.bindparam("no"))
         )
 
-    def read_fast(self, session: Session, archive_no: str, groups: Sequence[str]
-                  ) -> dict[str, dict[str, str]]:
+    def read_fast(
+        self, session: Session, archive_no: str, groups: Sequence[str]
+    ) -> dict[str, dict[str, str]]:
         """One round trip: metadata, wrapped DEK and the groups' ciphertext in a single join.
 
         Built once as a Core statement and run on the session's connection, so
@@ -491,40 +597,75 @@ class ArchiveStore:
             out[row[5]] = self._open_group(dek, archive_no, row[5], level, row[6], row[7])
         return out
 
-    def history(self, archive_no: str, group: str, *, actor: Actor,
-                purpose: str | None = None, grant_id: str | None = None) -> list[dict[str, Any]]:
+    def history(
+        self,
+        archive_no: str,
+        group: str,
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        grant_id: str | None = None,
+    ) -> list[dict[str, Any]]:
         """Earlier revisions of one group, newest first (audited like a read)."""
         (group,) = self.schema.check_groups([group])
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
             rows = session.exec(
-                select(ContentHistory).where(ContentHistory.archive_id == archive.id,
-                                             ContentHistory.group_name == group)
+                select(ContentHistory)
+                .where(ContentHistory.archive_id == archive.id, ContentHistory.group_name == group)
                 .order_by(ContentHistory.revision.desc())  # type: ignore[attr-defined]
             ).all()
             out = []
             if rows:
-                dek = self._dek(archive_no, archive.classification, archive.kek_version,
-                                archive.dek_version, archive.wrapped_dek)
+                dek = self._dek(
+                    archive_no,
+                    archive.classification,
+                    archive.kek_version,
+                    archive.dek_version,
+                    archive.wrapped_dek,
+                )
                 for h in rows:
-                    out.append({
-                        "revision": h.revision, "superseded_at": h.superseded_at.isoformat(),
-                        "fields": self._open_group(dek, archive_no, group,
-                                                   archive.classification, h.revision,
-                                                   h.ciphertext),
-                    })
-            self._audit(session, AuditAction.READ, actor, archives=(archive_no,),
-                        groups=(group,), purpose=purpose, grant_id=grant_id,
-                        detail={"history": True, "revisions": len(out)})
+                    out.append(
+                        {
+                            "revision": h.revision,
+                            "superseded_at": h.superseded_at.isoformat(),
+                            "fields": self._open_group(
+                                dek,
+                                archive_no,
+                                group,
+                                archive.classification,
+                                h.revision,
+                                h.ciphertext,
+                            ),
+                        }
+                    )
+            self._audit(
+                session,
+                AuditAction.READ,
+                actor,
+                archives=(archive_no,),
+                groups=(group,),
+                purpose=purpose,
+                grant_id=grant_id,
+                detail={"history": True, "revisions": len(out)},
+            )
         return out
 
     # -- update -------------------------------------------------------------
 
-    def update(self, archive_no: str, profile: Any, *, actor: Actor,
-               purpose: str | None = None, grant_id: str | None = None) -> ArchiveMeta:
+    def update(
+        self,
+        archive_no: str,
+        profile: Any,
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        grant_id: str | None = None,
+    ) -> ArchiveMeta:
         """Change fields (null removes one); the old group ciphertext goes to history."""
-        changes = self.schema.validate_profile(profile, limit=self.settings.max_field_chars,
-                                               allow_null=True)
+        changes = self.schema.validate_profile(
+            profile, limit=self.settings.max_field_chars, allow_null=True
+        )
         if not changes:
             raise ValidationFailed("profile names no field to change")
         now = self._now()
@@ -533,66 +674,116 @@ class ArchiveStore:
             writing = [g for g, f in changes.items() if any(v is not None for v in f.values())]
             check_consent(writing, _consent_of(archive), self.schema)
             rows = {
-                r.group_name: r for r in session.exec(
+                r.group_name: r
+                for r in session.exec(
                     select(ArchiveContent).where(
                         ArchiveContent.archive_id == archive.id,
                         ArchiveContent.group_name.in_(list(changes)),  # type: ignore[attr-defined]
                     )
                 )
             }
-            dek = self._dek(archive_no, archive.classification, archive.kek_version,
-                            archive.dek_version, archive.wrapped_dek)
+            dek = self._dek(
+                archive_no,
+                archive.classification,
+                archive.kek_version,
+                archive.dek_version,
+                archive.wrapped_dek,
+            )
             touched = []
             for group, fields in changes.items():
                 row = rows.get(group)
-                current = (self._open_group(dek, archive_no, group, archive.classification,
-                                            row.revision, row.ciphertext) if row else {})
+                current = (
+                    self._open_group(
+                        dek, archive_no, group, archive.classification, row.revision, row.ciphertext
+                    )
+                    if row
+                    else {}
+                )
                 merged = {**current, **fields}
                 merged = {k: v for k, v in merged.items() if v is not None}
                 if merged == current:
                     continue
                 touched.append(group)
                 if row is not None:
-                    session.add(ContentHistory(archive_id=archive.id, group_name=group,
-                                               revision=row.revision, ciphertext=row.ciphertext,
-                                               superseded_at=now))
+                    session.add(
+                        ContentHistory(
+                            archive_id=archive.id,
+                            group_name=group,
+                            revision=row.revision,
+                            ciphertext=row.ciphertext,
+                            superseded_at=now,
+                        )
+                    )
                 if not merged:
                     if row is not None:
                         session.delete(row)
                     continue
                 revision = row.revision + 1 if row else 1
-                blob = dek.seal(_encode(merged), self.content_aad(
-                    archive_no, group, archive.classification, dek.version, revision))
+                blob = dek.seal(
+                    _encode(merged),
+                    self.content_aad(
+                        archive_no, group, archive.classification, dek.version, revision
+                    ),
+                )
                 if row is None:
-                    session.add(ArchiveContent(archive_id=archive.id, group_name=group,
-                                               revision=revision, ciphertext=blob,
-                                               updated_at=now))
+                    session.add(
+                        ArchiveContent(
+                            archive_id=archive.id,
+                            group_name=group,
+                            revision=revision,
+                            ciphertext=blob,
+                            updated_at=now,
+                        )
+                    )
                 else:
                     row.revision, row.ciphertext, row.updated_at = revision, blob, now
                     session.add(row)
                 self._reindex(session, archive.id, group, merged)  # type: ignore[arg-type]
             archive.updated_at = now
             session.add(archive)
-            self._audit(session, AuditAction.UPDATE, actor, archives=(archive_no,),
-                        groups=tuple(touched), purpose=purpose, grant_id=grant_id)
+            self._audit(
+                session,
+                AuditAction.UPDATE,
+                actor,
+                archives=(archive_no,),
+                groups=tuple(touched),
+                purpose=purpose,
+                grant_id=grant_id,
+            )
             meta = _meta(archive, self._contacts(session, archive.id))  # type: ignore[arg-type]
         return meta
 
-    def _reindex(self, session: Session, archive_id: int, group: str,
-                 fields: Mapping[str, str]) -> None:
+    def _reindex(
+        self, session: Session, archive_id: int, group: str, fields: Mapping[str, str]
+    ) -> None:
         for name in self.schema.searchable:
             if self.schema.fields[name].group != group:
                 continue
-            session.execute(delete(BlindIndex).where(BlindIndex.archive_id == archive_id,
-                                                     BlindIndex.field == name))
+            session.execute(
+                delete(BlindIndex).where(
+                    BlindIndex.archive_id == archive_id, BlindIndex.field == name
+                )
+            )
             if name in fields:
-                session.add(BlindIndex(archive_id=archive_id, field=name,
-                                       value=self.blind_index(name, fields[name])))
+                session.add(
+                    BlindIndex(
+                        archive_id=archive_id,
+                        field=name,
+                        value=self.blind_index(name, fields[name]),
+                    )
+                )
 
     # -- search & list ------------------------------------------------------
 
-    def search(self, field_name: str, value: Any, *, actor: Actor, limit: int = 50,
-               purpose: str | None = None) -> list[ArchiveMeta]:
+    def search(
+        self,
+        field_name: str,
+        value: Any,
+        *,
+        actor: Actor,
+        limit: int = 50,
+        purpose: str | None = None,
+    ) -> list[ArchiveMeta]:
         """Exact match through the blind index; every candidate is confirmed by decrypting."""
         spec = self.schema.fields.get(field_name)
         if spec is None or not spec.searchable:
@@ -608,9 +799,13 @@ class ArchiveStore:
         found: list[ArchiveMeta] = []
         with transaction(self.engine) as session:
             candidates = session.exec(
-                select(Archive).join(BlindIndex, BlindIndex.archive_id == Archive.id)
-                .where(BlindIndex.field == field_name, BlindIndex.value == bucket,
-                       Archive.status == ArchiveStatus.ACTIVE.value)
+                select(Archive)
+                .join(BlindIndex, BlindIndex.archive_id == Archive.id)
+                .where(
+                    BlindIndex.field == field_name,
+                    BlindIndex.value == bucket,
+                    Archive.status == ArchiveStatus.ACTIVE.value,
+                )
                 .order_by(Archive.id)
             ).all()
             for archive in candidates:
@@ -620,53 +815,96 @@ class ArchiveStore:
                     found.append(_meta(archive, self._contacts(session, archive.id)))  # type: ignore[arg-type]
                     if len(found) >= limit:
                         break
-            self._audit(session, AuditAction.SEARCH, actor, purpose=purpose,
-                        archives=tuple(m.archive_no for m in found),
-                        detail={"field": field_name,
-                                "query_hmac": self.query_hmac(field_name, needle),
-                                "candidates": len(candidates), "matches": len(found)})
+            self._audit(
+                session,
+                AuditAction.SEARCH,
+                actor,
+                purpose=purpose,
+                archives=tuple(m.archive_no for m in found),
+                detail={
+                    "field": field_name,
+                    "query_hmac": self.query_hmac(field_name, needle),
+                    "candidates": len(candidates),
+                    "matches": len(found),
+                },
+            )
         return found
 
-    def list(self, *, actor: Actor, owner: str | None = None, category: str | None = None,
-             grade: str | None = None, classification: str | None = None,
-             department: str | None = None, status: str | None = ArchiveStatus.ACTIVE.value,
-             retention_before: date | None = None, offset: int = 0, limit: int = 50,
-             audit: bool = True) -> Page:
+    def list(
+        self,
+        *,
+        actor: Actor,
+        owner: str | None = None,
+        category: str | None = None,
+        grade: str | None = None,
+        classification: str | None = None,
+        department: str | None = None,
+        status: str | None = ArchiveStatus.ACTIVE.value,
+        retention_before: date | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        audit: bool = True,
+    ) -> Page:
         """Metadata only (客户一览表): no key is touched."""
         if not 1 <= limit <= LIST_LIMIT_MAX or offset < 0:
             raise ValidationFailed(f"limit must be 1–{LIST_LIMIT_MAX} and offset ≥ 0")
         filters = []
-        for column, value in ((Archive.owner, owner), (Archive.category, category),
-                              (Archive.grade, grade), (Archive.classification, classification),
-                              (Archive.department, department), (Archive.status, status)):
+        for column, value in (
+            (Archive.owner, owner),
+            (Archive.category, category),
+            (Archive.grade, grade),
+            (Archive.classification, classification),
+            (Archive.department, department),
+            (Archive.status, status),
+        ):
             if value is not None:
                 filters.append(column == value)
         if retention_before is not None:
             filters.append(Archive.retention_until < retention_before)
         with transaction(self.engine) as session:
             total = session.exec(select(sa.func.count()).select_from(Archive).where(*filters)).one()
-            rows = session.exec(select(Archive).where(*filters).order_by(Archive.id)
-                                .offset(offset).limit(limit)).all()
+            rows = session.exec(
+                select(Archive).where(*filters).order_by(Archive.id).offset(offset).limit(limit)
+            ).all()
             contacts: dict[int, list[str]] = {}
             if rows:
                 for aid, user in session.exec(
-                    select(ArchiveContact.archive_id, ArchiveContact.username)
-                    .where(ArchiveContact.archive_id.in_([a.id for a in rows]))  # type: ignore[attr-defined]
+                    select(ArchiveContact.archive_id, ArchiveContact.username).where(
+                        ArchiveContact.archive_id.in_([a.id for a in rows])
+                    )  # type: ignore[attr-defined]
                 ):
                     contacts.setdefault(aid, []).append(user)
             if audit:
-                self._audit(session, AuditAction.LIST, actor, detail={
-                    "filters": {k: v for k, v in {
-                        "owner": owner, "category": category, "grade": grade,
-                        "classification": classification, "department": department,
-                        "status": status,
-                        "retention_before": retention_before.isoformat()
-                        if retention_before else None,
-                    }.items() if v is not None},
-                    "returned": len(rows), "offset": offset,
-                })
-        return Page(items=[_meta(a, sorted(contacts.get(a.id, []))) for a in rows],  # type: ignore[arg-type]
-                    total=int(total), offset=offset, limit=limit)
+                self._audit(
+                    session,
+                    AuditAction.LIST,
+                    actor,
+                    detail={
+                        "filters": {
+                            k: v
+                            for k, v in {
+                                "owner": owner,
+                                "category": category,
+                                "grade": grade,
+                                "classification": classification,
+                                "department": department,
+                                "status": status,
+                                "retention_before": retention_before.isoformat()
+                                if retention_before
+                                else None,
+                            }.items()
+                            if v is not None
+                        },
+                        "returned": len(rows),
+                        "offset": offset,
+                    },
+                )
+        return Page(
+            items=[_meta(a, sorted(contacts.get(a.id, []))) for a in rows],  # type: ignore[arg-type]
+            total=int(total),
+            offset=offset,
+            limit=limit,
+        )
 
     def meta(self, archive_no: str) -> ArchiveMeta:
         """Metadata of one archive (destroyed ones included); used by policy decisions."""
@@ -676,8 +914,15 @@ class ArchiveStore:
 
     # -- ownership & classification -----------------------------------------
 
-    def reassign(self, archive_no: str, new_owner: str, *, actor: Actor,
-                 contacts: Sequence[str] | None = None, reason: str | None = None) -> ArchiveMeta:
+    def reassign(
+        self,
+        archive_no: str,
+        new_owner: str,
+        *,
+        actor: Actor,
+        contacts: Sequence[str] | None = None,
+        reason: str | None = None,
+    ) -> ArchiveMeta:
         new_owner = parse_username(new_owner, "new owner")
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no, for_update=True)
@@ -686,16 +931,33 @@ class ArchiveStore:
             session.add(archive)
             if contacts is not None:
                 names = [parse_username(c, "contacts") for c in contacts]
-                session.execute(delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id))
-                session.add_all(ArchiveContact(archive_id=archive.id, username=c)  # type: ignore[arg-type]
-                                for c in dict.fromkeys(names))
-            self._audit(session, AuditAction.REASSIGN, actor, archives=(archive_no,),
-                        reason=reason, detail={"from": previous, "to": new_owner})
+                session.execute(
+                    delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id)
+                )
+                session.add_all(
+                    ArchiveContact(archive_id=archive.id, username=c)  # type: ignore[arg-type]
+                    for c in dict.fromkeys(names)
+                )
+            self._audit(
+                session,
+                AuditAction.REASSIGN,
+                actor,
+                archives=(archive_no,),
+                reason=reason,
+                detail={"from": previous, "to": new_owner},
+            )
             meta = _meta(archive, self._contacts(session, archive.id))  # type: ignore[arg-type]
         return meta
 
-    def reclassify(self, archive_no: str, level: str, *, actor: Actor,
-                   custodian: str | None = None, reason: str | None = None) -> ArchiveMeta:
+    def reclassify(
+        self,
+        archive_no: str,
+        level: str,
+        *,
+        actor: Actor,
+        custodian: str | None = None,
+        reason: str | None = None,
+    ) -> ArchiveMeta:
         """Move an archive to another level: a new DEK under that level's KEK, all re-sealed."""
         if level not in {c.value for c in Classification}:
             raise ValidationFailed("classification must be one of internal, secret, top_secret")
@@ -711,8 +973,9 @@ class ArchiveStore:
                 )
             if level == old_level and custodian == archive.custodian:
                 raise ValidationFailed(f"archive {archive_no} is already {level}")
-            old = self._dek(archive_no, old_level, archive.kek_version, archive.dek_version,
-                            archive.wrapped_dek)
+            old = self._dek(
+                archive_no, old_level, archive.kek_version, archive.dek_version, archive.wrapped_dek
+            )
             new_key = crypto.new_key()
             new = Sealer(new_key, archive.dek_version + 1)
             self._reseal_all(session, archive, old, new, old_level, level)
@@ -722,44 +985,81 @@ class ArchiveStore:
             archive.wrapped_dek = self._wrap(new_key, archive_no, level, version)
             archive.updated_at = self._now()
             session.add(archive)
-            self._audit(session, AuditAction.RECLASSIFY, actor, archives=(archive_no,),
-                        reason=reason, detail={"from": old_level, "to": level,
-                                               "custodian": custodian})
+            self._audit(
+                session,
+                AuditAction.RECLASSIFY,
+                actor,
+                archives=(archive_no,),
+                reason=reason,
+                detail={"from": old_level, "to": level, "custodian": custodian},
+            )
             meta = _meta(archive, self._contacts(session, archive.id))  # type: ignore[arg-type]
         return meta
 
-    def _reseal_all(self, session: Session, archive: Archive, old: Sealer, new: Sealer,
-                    old_level: str, new_level: str) -> None:
+    def _reseal_all(
+        self,
+        session: Session,
+        archive: Archive,
+        old: Sealer,
+        new: Sealer,
+        old_level: str,
+        new_level: str,
+    ) -> None:
         no = archive.archive_no
-        for row in session.exec(select(ArchiveContent).where(ArchiveContent.archive_id == archive.id)):
-            plain = old.open(row.ciphertext, self.content_aad(no, row.group_name, old_level,
-                                                              old.version, row.revision))
-            row.ciphertext = new.seal(plain, self.content_aad(no, row.group_name, new_level,
-                                                              new.version, row.revision))
+        for row in session.exec(
+            select(ArchiveContent).where(ArchiveContent.archive_id == archive.id)
+        ):
+            plain = old.open(
+                row.ciphertext,
+                self.content_aad(no, row.group_name, old_level, old.version, row.revision),
+            )
+            row.ciphertext = new.seal(
+                plain, self.content_aad(no, row.group_name, new_level, new.version, row.revision)
+            )
             session.add(row)
-        for h in session.exec(select(ContentHistory).where(ContentHistory.archive_id == archive.id)):
-            plain = old.open(h.ciphertext, self.content_aad(no, h.group_name, old_level,
-                                                            old.version, h.revision))
-            h.ciphertext = new.seal(plain, self.content_aad(no, h.group_name, new_level,
-                                                            new.version, h.revision))
+        for h in session.exec(
+            select(ContentHistory).where(ContentHistory.archive_id == archive.id)
+        ):
+            plain = old.open(
+                h.ciphertext, self.content_aad(no, h.group_name, old_level, old.version, h.revision)
+            )
+            h.ciphertext = new.seal(
+                plain, self.content_aad(no, h.group_name, new_level, new.version, h.revision)
+            )
             session.add(h)
         for it in session.exec(select(Interaction).where(Interaction.archive_id == archive.id)):
             if it.ciphertext is not None:
-                plain = old.open(it.ciphertext, self._interaction_aad(no, old_level, old.version, it.uid))
-                it.ciphertext = new.seal(plain, self._interaction_aad(no, new_level, new.version, it.uid))
+                plain = old.open(
+                    it.ciphertext, self._interaction_aad(no, old_level, old.version, it.uid)
+                )
+                it.ciphertext = new.seal(
+                    plain, self._interaction_aad(no, new_level, new.version, it.uid)
+                )
                 session.add(it)
         for att in session.exec(select(Attachment).where(Attachment.archive_id == archive.id)):
             if att.meta_ct is not None:
-                plain = old.open(att.meta_ct, self._attachment_aad(no, old_level, old.version, att.uid))
-                att.meta_ct = new.seal(plain, self._attachment_aad(no, new_level, new.version, att.uid))
+                plain = old.open(
+                    att.meta_ct, self._attachment_aad(no, old_level, old.version, att.uid)
+                )
+                att.meta_ct = new.seal(
+                    plain, self._attachment_aad(no, new_level, new.version, att.uid)
+                )
                 session.add(att)
             for seq in range(att.chunk_count):
                 chunk = session.get(AttachmentChunk, (att.id, seq))
                 final = seq == att.chunk_count - 1
-                plain = old.open(chunk.ciphertext, self._chunk_aad(  # type: ignore[union-attr]
-                    no, old_level, old.version, att.uid, seq, final))
-                chunk.ciphertext = new.seal(plain, self._chunk_aad(  # type: ignore[union-attr]
-                    no, new_level, new.version, att.uid, seq, final))
+                plain = old.open(
+                    chunk.ciphertext,
+                    self._chunk_aad(  # type: ignore[union-attr]
+                        no, old_level, old.version, att.uid, seq, final
+                    ),
+                )
+                chunk.ciphertext = new.seal(
+                    plain,
+                    self._chunk_aad(  # type: ignore[union-attr]
+                        no, new_level, new.version, att.uid, seq, final
+                    ),
+                )
                 session.add(chunk)
                 session.flush()
                 session.expunge(chunk)  # type: ignore[arg-type]
@@ -771,8 +1071,11 @@ class ArchiveStore:
         parsed = parse_consent(consent, self.schema, now=self._now())
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no, for_update=True)
-            stored = list(session.exec(select(ArchiveContent.group_name)
-                                       .where(ArchiveContent.archive_id == archive.id)))
+            stored = list(
+                session.exec(
+                    select(ArchiveContent.group_name).where(ArchiveContent.archive_id == archive.id)
+                )
+            )
             try:
                 check_consent(stored, parsed, self.schema)
             except ValidationFailed as exc:
@@ -785,13 +1088,24 @@ class ArchiveStore:
             archive.consent_groups = list(parsed.groups)
             archive.consent_sensitive_groups = list(parsed.sensitive_groups)
             session.add(archive)
-            self._audit(session, AuditAction.CONSENT_RECORD, actor, archives=(archive_no,),
-                        groups=parsed.groups, detail={"notice": parsed.notice,
-                                                      "channel": parsed.channel})
+            self._audit(
+                session,
+                AuditAction.CONSENT_RECORD,
+                actor,
+                archives=(archive_no,),
+                groups=parsed.groups,
+                detail={"notice": parsed.notice, "channel": parsed.channel},
+            )
         return parsed
 
-    def withdraw_consent(self, archive_no: str, groups: Iterable[str] | str, *, actor: Actor,
-                         sensitive_only: bool = False) -> dict[str, int]:
+    def withdraw_consent(
+        self,
+        archive_no: str,
+        groups: Iterable[str] | str,
+        *,
+        actor: Actor,
+        sensitive_only: bool = False,
+    ) -> dict[str, int]:
         """PIPL Art 15: withdrawing consent erases those groups, their history included."""
         wanted = self.schema.check_groups(groups)
         if not wanted:
@@ -804,28 +1118,47 @@ class ArchiveStore:
             archive.consent_groups, archive.consent_sensitive_groups = keep, keep_sensitive
             archive.updated_at = self._now()
             session.add(archive)
-            self._audit(session, AuditAction.CONSENT_WITHDRAW, actor, archives=(archive_no,),
-                        groups=tuple(wanted), detail={"erased": erased})
+            self._audit(
+                session,
+                AuditAction.CONSENT_WITHDRAW,
+                actor,
+                archives=(archive_no,),
+                groups=tuple(wanted),
+                detail={"erased": erased},
+            )
         checkpoint_sqlite(self.engine)
         return erased
 
-    def _erase_groups(self, session: Session, archive: Archive, groups: Sequence[str]) -> dict[str, int]:
-        content = session.execute(delete(ArchiveContent).where(
-            ArchiveContent.archive_id == archive.id,
-            ArchiveContent.group_name.in_(groups)))  # type: ignore[attr-defined]
-        history = session.execute(delete(ContentHistory).where(
-            ContentHistory.archive_id == archive.id,
-            ContentHistory.group_name.in_(groups)))  # type: ignore[attr-defined]
+    def _erase_groups(
+        self, session: Session, archive: Archive, groups: Sequence[str]
+    ) -> dict[str, int]:
+        content = session.execute(
+            delete(ArchiveContent).where(
+                ArchiveContent.archive_id == archive.id, ArchiveContent.group_name.in_(groups)
+            )
+        )  # type: ignore[attr-defined]
+        history = session.execute(
+            delete(ContentHistory).where(
+                ContentHistory.archive_id == archive.id, ContentHistory.group_name.in_(groups)
+            )
+        )  # type: ignore[attr-defined]
         fields = [n for n in self.schema.searchable if self.schema.fields[n].group in groups]
-        index = session.execute(delete(BlindIndex).where(
-            BlindIndex.archive_id == archive.id, BlindIndex.field.in_(fields)))  # type: ignore[attr-defined]
-        return {"groups": content.rowcount, "history": history.rowcount,
-                "index_entries": index.rowcount}
+        index = session.execute(
+            delete(BlindIndex).where(
+                BlindIndex.archive_id == archive.id, BlindIndex.field.in_(fields)
+            )
+        )  # type: ignore[attr-defined]
+        return {
+            "groups": content.rowcount,
+            "history": history.rowcount,
+            "index_entries": index.rowcount,
+        }
 
     # -- destruction ---------------------------------------------------------
 
-    def destroy(self, archive_no: str, *, actor: Actor, reason: str,
-                approval: str | None = None) -> dict[str, Any]:
+    def destroy(
+        self, archive_no: str, *, actor: Actor, reason: str, approval: str | None = None
+    ) -> dict[str, Any]:
         """Crypto-shred: erase the wrapped DEK and every ciphertext in one transaction.
 
         SQLite's ``secure_delete`` zeroes the freed cells and the WAL is
@@ -840,17 +1173,28 @@ class ArchiveStore:
             wrapped_digest = hashlib.sha256(archive.wrapped_dek or b"").hexdigest()
             erased = self._erase_groups(session, archive, list(self.schema.groups))
             erased["interactions"] = session.execute(
-                delete(Interaction).where(Interaction.archive_id == archive.id)).rowcount
-            att_ids = list(session.exec(select(Attachment.id).where(Attachment.archive_id == archive.id)))
-            erased["attachment_chunks"] = session.execute(
-                delete(AttachmentChunk).where(AttachmentChunk.attachment_id.in_(att_ids))  # type: ignore[attr-defined]
-            ).rowcount if att_ids else 0
+                delete(Interaction).where(Interaction.archive_id == archive.id)
+            ).rowcount
+            att_ids = list(
+                session.exec(select(Attachment.id).where(Attachment.archive_id == archive.id))
+            )
+            erased["attachment_chunks"] = (
+                session.execute(
+                    delete(AttachmentChunk).where(AttachmentChunk.attachment_id.in_(att_ids))  # type: ignore[attr-defined]
+                ).rowcount
+                if att_ids
+                else 0
+            )
             erased["attachments"] = session.execute(
-                delete(Attachment).where(Attachment.archive_id == archive.id)).rowcount
+                delete(Attachment).where(Attachment.archive_id == archive.id)
+            ).rowcount
             session.execute(delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id))
             archive.wrapped_dek = None
             archive.status, archive.destroyed_at, archive.updated_at = (
-                ArchiveStatus.DESTROYED.value, now, now)
+                ArchiveStatus.DESTROYED.value,
+                now,
+                now,
+            )
             archive.consent_groups, archive.consent_sensitive_groups = [], []
             session.add(archive)
             certificate = {
@@ -867,9 +1211,15 @@ class ArchiveStore:
                 "erased": erased,
                 "method": "crypto-shred: wrapped DEK erased, ciphertext deleted (secure_delete)",
             }
-            self._audit(session, AuditAction.DESTROY, actor, archives=(archive_no,),
-                        reason=reason.strip(), grant_id=approval,
-                        detail={"certificate": certificate})
+            self._audit(
+                session,
+                AuditAction.DESTROY,
+                actor,
+                archives=(archive_no,),
+                reason=reason.strip(),
+                grant_id=approval,
+                detail={"certificate": certificate},
+            )
         certificate["wal_checkpointed"] = checkpoint_sqlite(self.engine)
         return certificate
 
@@ -879,8 +1229,9 @@ class ArchiveStore:
     def _interaction_aad(no: str, level: str, dek_version: int, uid: str) -> bytes:
         return crypto.aad("interaction", no, level, dek_version, uid)
 
-    def add_interaction(self, archive_no: str, *, occurred_on: date | str, channel: str,
-                        text: str, actor: Actor) -> dict[str, Any]:
+    def add_interaction(
+        self, archive_no: str, *, occurred_on: date | str, channel: str, text: str, actor: Actor
+    ) -> dict[str, Any]:
         """File a letter, fax, call, visit or revisit record (篇七); its text is sealed."""
         if channel not in {c.value for c in Channel}:
             raise ValidationFailed("channel must be one of " + ", ".join(c.value for c in Channel))
@@ -894,49 +1245,106 @@ class ArchiveStore:
         if not isinstance(text, str) or not text.strip():
             raise ValidationFailed("an interaction record needs its text")
         if len(text) > INTERACTION_TEXT_MAX:
-            raise ValidationFailed(f"interaction text is longer than {INTERACTION_TEXT_MAX} characters")
+            raise ValidationFailed(
+                f"interaction text is longer than {INTERACTION_TEXT_MAX} characters"
+            )
         uid = secrets.token_hex(16)
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
-            dek = self._dek(archive_no, archive.classification, archive.kek_version,
-                            archive.dek_version, archive.wrapped_dek)
-            blob = dek.seal(text.strip().encode(), self._interaction_aad(
-                archive_no, archive.classification, dek.version, uid))
-            row = Interaction(uid=uid, archive_id=archive.id, occurred_on=occurred_on,  # type: ignore[arg-type]
-                              channel=channel, author=actor.username, ciphertext=blob,
-                              created_at=self._now())
+            dek = self._dek(
+                archive_no,
+                archive.classification,
+                archive.kek_version,
+                archive.dek_version,
+                archive.wrapped_dek,
+            )
+            blob = dek.seal(
+                text.strip().encode(),
+                self._interaction_aad(archive_no, archive.classification, dek.version, uid),
+            )
+            row = Interaction(
+                uid=uid,
+                archive_id=archive.id,
+                occurred_on=occurred_on,  # type: ignore[arg-type]
+                channel=channel,
+                author=actor.username,
+                ciphertext=blob,
+                created_at=self._now(),
+            )
             session.add(row)
             archive.updated_at = self._now()
             session.add(archive)
-            self._audit(session, AuditAction.INTERACTION_ADD, actor, archives=(archive_no,),
-                        groups=(INTERACTIONS,), detail={"interaction": uid, "channel": channel})
-        return {"uid": uid, "occurred_on": occurred_on.isoformat(), "channel": channel,
-                "author": actor.username}
+            self._audit(
+                session,
+                AuditAction.INTERACTION_ADD,
+                actor,
+                archives=(archive_no,),
+                groups=(INTERACTIONS,),
+                detail={"interaction": uid, "channel": channel},
+            )
+        return {
+            "uid": uid,
+            "occurred_on": occurred_on.isoformat(),
+            "channel": channel,
+            "author": actor.username,
+        }
 
-    def interactions(self, archive_no: str, *, actor: Actor, purpose: str | None = None,
-                     grant_id: str | None = None) -> list[dict[str, Any]]:
+    def interactions(
+        self,
+        archive_no: str,
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        grant_id: str | None = None,
+    ) -> list[dict[str, Any]]:
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
-            rows = session.exec(select(Interaction).where(Interaction.archive_id == archive.id)
-                                .order_by(Interaction.occurred_on, Interaction.id)).all()
+            rows = session.exec(
+                select(Interaction)
+                .where(Interaction.archive_id == archive.id)
+                .order_by(Interaction.occurred_on, Interaction.id)
+            ).all()
             out = []
             if rows:
-                dek = self._dek(archive_no, archive.classification, archive.kek_version,
-                                archive.dek_version, archive.wrapped_dek)
+                dek = self._dek(
+                    archive_no,
+                    archive.classification,
+                    archive.kek_version,
+                    archive.dek_version,
+                    archive.wrapped_dek,
+                )
                 for it in rows:
                     try:
-                        text = dek.open(it.ciphertext or b"", self._interaction_aad(
-                            archive_no, archive.classification, dek.version, it.uid)).decode()
+                        text = dek.open(
+                            it.ciphertext or b"",
+                            self._interaction_aad(
+                                archive_no, archive.classification, dek.version, it.uid
+                            ),
+                        ).decode()
                     except InvalidCiphertext:
                         raise DecryptionFailed(
                             f"archive {archive_no}, interaction {it.uid}: ciphertext failed "
                             "authentication"
                         ) from None
-                    out.append({"uid": it.uid, "occurred_on": it.occurred_on.isoformat(),
-                                "channel": it.channel, "author": it.author, "text": text})
-            self._audit(session, AuditAction.INTERACTION_READ, actor, archives=(archive_no,),
-                        groups=(INTERACTIONS,), purpose=purpose, grant_id=grant_id,
-                        detail={"count": len(out)})
+                    out.append(
+                        {
+                            "uid": it.uid,
+                            "occurred_on": it.occurred_on.isoformat(),
+                            "channel": it.channel,
+                            "author": it.author,
+                            "text": text,
+                        }
+                    )
+            self._audit(
+                session,
+                AuditAction.INTERACTION_READ,
+                actor,
+                archives=(archive_no,),
+                groups=(INTERACTIONS,),
+                purpose=purpose,
+                grant_id=grant_id,
+                detail={"count": len(out)},
+            )
         return out
 
     # -- attachments ----------------------------------------------------------
@@ -946,27 +1354,35 @@ class ArchiveStore:
         return crypto.aad("attachment-meta", no, level, dek_version, uid)
 
     @staticmethod
-    def _chunk_aad(no: str, level: str, dek_version: int, uid: str, seq: int,
-                   final: bool) -> bytes:
+    def _chunk_aad(no: str, level: str, dek_version: int, uid: str, seq: int, final: bool) -> bytes:
         # The final flag (as in the STREAM construction) makes truncation detectable.
         return crypto.aad("attachment-chunk", no, level, dek_version, uid, seq, int(final))
 
-    def add_attachment(self, archive_no: str, *, filename: str, content_type: str,
-                       stream: IO[bytes], actor: Actor) -> dict[str, Any]:
+    def add_attachment(
+        self, archive_no: str, *, filename: str, content_type: str, stream: IO[bytes], actor: Actor
+    ) -> dict[str, Any]:
         """Seal a file chunk by chunk: it is never held whole in memory."""
         if not isinstance(filename, str) or not filename.strip() or len(filename) > 255:
             raise ValidationFailed("an attachment needs a file name of at most 255 characters")
         if not isinstance(content_type, str) or len(content_type) > 127 or "/" not in content_type:
             raise ValidationFailed("content type must look like type/subtype")
-        size_cap, chunk_size = self.settings.max_attachment_bytes, self.settings.attachment_chunk_bytes
+        size_cap, chunk_size = (
+            self.settings.max_attachment_bytes,
+            self.settings.attachment_chunk_bytes,
+        )
         uid = secrets.token_hex(16)
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
             level = archive.classification
-            dek = self._dek(archive_no, level, archive.kek_version, archive.dek_version,
-                            archive.wrapped_dek)
-            row = Attachment(uid=uid, archive_id=archive.id, author=actor.username,  # type: ignore[arg-type]
-                             created_at=self._now())
+            dek = self._dek(
+                archive_no, level, archive.kek_version, archive.dek_version, archive.wrapped_dek
+            )
+            row = Attachment(
+                uid=uid,
+                archive_id=archive.id,
+                author=actor.username,  # type: ignore[arg-type]
+                created_at=self._now(),
+            )
             session.add(row)
             session.flush()
             size, seq = 0, 0
@@ -977,57 +1393,101 @@ class ArchiveStore:
                 size += len(pending)
                 if size > size_cap:
                     raise ValidationFailed(f"attachment is larger than {size_cap} bytes")
-                session.execute(sa.insert(AttachmentChunk.__table__), [{  # type: ignore[attr-defined]
-                    "attachment_id": row.id, "seq": seq,
-                    "ciphertext": dek.seal(pending, self._chunk_aad(
-                        archive_no, level, dek.version, uid, seq, final)),
-                }])
+                session.execute(
+                    sa.insert(AttachmentChunk.__table__),
+                    [
+                        {  # type: ignore[attr-defined]
+                            "attachment_id": row.id,
+                            "seq": seq,
+                            "ciphertext": dek.seal(
+                                pending,
+                                self._chunk_aad(archive_no, level, dek.version, uid, seq, final),
+                            ),
+                        }
+                    ],
+                )
                 seq += 1
                 if final:
                     break
                 pending = nxt
             meta = {"filename": filename.strip(), "content_type": content_type}
-            row.meta_ct = dek.seal(_encode(meta), self._attachment_aad(archive_no, level,
-                                                                       dek.version, uid))
+            row.meta_ct = dek.seal(
+                _encode(meta), self._attachment_aad(archive_no, level, dek.version, uid)
+            )
             row.size, row.chunk_count, row.complete = size, seq, True
             session.add(row)
-            self._audit(session, AuditAction.ATTACHMENT_ADD, actor, archives=(archive_no,),
-                        groups=(ATTACHMENTS,), detail={"attachment": uid, "bytes": size})
+            self._audit(
+                session,
+                AuditAction.ATTACHMENT_ADD,
+                actor,
+                archives=(archive_no,),
+                groups=(ATTACHMENTS,),
+                detail={"attachment": uid, "bytes": size},
+            )
         return {"uid": uid, "size": size, "chunks": seq}
 
     def attachments(self, archive_no: str) -> list[dict[str, Any]]:
         """Attachment listing without names (names are content; open one to see it)."""
         with Session(self.engine) as session:
             archive = self._load(session, archive_no)
-            return [{"uid": a.uid, "size": a.size, "author": a.author,
-                     "created_at": a.created_at.isoformat()}
-                    for a in session.exec(select(Attachment).where(
-                        Attachment.archive_id == archive.id, Attachment.complete)
-                        .order_by(Attachment.id))]
+            return [
+                {
+                    "uid": a.uid,
+                    "size": a.size,
+                    "author": a.author,
+                    "created_at": a.created_at.isoformat(),
+                }
+                for a in session.exec(
+                    select(Attachment)
+                    .where(Attachment.archive_id == archive.id, Attachment.complete)
+                    .order_by(Attachment.id)
+                )
+            ]
 
-    def open_attachment(self, archive_no: str, uid: str, *, actor: Actor,
-                        purpose: str | None = None, grant_id: str | None = None
-                        ) -> tuple[dict[str, Any], Iterator[bytes]]:
+    def open_attachment(
+        self,
+        archive_no: str,
+        uid: str,
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        grant_id: str | None = None,
+    ) -> tuple[dict[str, Any], Iterator[bytes]]:
         """Audit first, then stream: returns the file's metadata and a chunk iterator."""
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
-            att = session.exec(select(Attachment).where(Attachment.uid == uid,
-                                                        Attachment.archive_id == archive.id,
-                                                        Attachment.complete)).first()
+            att = session.exec(
+                select(Attachment).where(
+                    Attachment.uid == uid, Attachment.archive_id == archive.id, Attachment.complete
+                )
+            ).first()
             if att is None:
                 raise ArchiveNotFound(f"archive {archive_no} has no attachment {uid!r}")
             level = archive.classification
-            dek = self._dek(archive_no, level, archive.kek_version, archive.dek_version,
-                            archive.wrapped_dek)
+            dek = self._dek(
+                archive_no, level, archive.kek_version, archive.dek_version, archive.wrapped_dek
+            )
             try:
-                meta = json.loads(dek.open(att.meta_ct or b"", self._attachment_aad(
-                    archive_no, level, dek.version, uid)))
+                meta = json.loads(
+                    dek.open(
+                        att.meta_ct or b"",
+                        self._attachment_aad(archive_no, level, dek.version, uid),
+                    )
+                )
             except InvalidCiphertext:
-                raise DecryptionFailed(f"archive {archive_no}, attachment {uid}: metadata "
-                                       "failed authentication") from None
-            self._audit(session, AuditAction.ATTACHMENT_READ, actor, archives=(archive_no,),
-                        groups=(ATTACHMENTS,), purpose=purpose, grant_id=grant_id,
-                        detail={"attachment": uid, "bytes": att.size})
+                raise DecryptionFailed(
+                    f"archive {archive_no}, attachment {uid}: metadata failed authentication"
+                ) from None
+            self._audit(
+                session,
+                AuditAction.ATTACHMENT_READ,
+                actor,
+                archives=(archive_no,),
+                groups=(ATTACHMENTS,),
+                purpose=purpose,
+                grant_id=grant_id,
+                detail={"attachment": uid, "bytes": att.size},
+            )
             att_id, count = att.id, att.chunk_count
         meta.update({"uid": uid, "size": att.size})
 
@@ -1036,16 +1496,23 @@ class ArchiveStore:
                 with Session(self.engine) as s:
                     rows = s.execute(
                         sa.select(AttachmentChunk.seq, AttachmentChunk.ciphertext)
-                        .where(AttachmentChunk.attachment_id == att_id,
-                               AttachmentChunk.seq >= start, AttachmentChunk.seq < start + 16)
+                        .where(
+                            AttachmentChunk.attachment_id == att_id,
+                            AttachmentChunk.seq >= start,
+                            AttachmentChunk.seq < start + 16,
+                        )
                         .order_by(AttachmentChunk.seq)
                     ).all()
                 for expected, (seq, blob) in enumerate(rows, start):
                     try:
                         if seq != expected:
                             raise InvalidCiphertext
-                        yield dek.open(blob, self._chunk_aad(archive_no, level, dek.version,
-                                                             uid, seq, seq == count - 1))
+                        yield dek.open(
+                            blob,
+                            self._chunk_aad(
+                                archive_no, level, dek.version, uid, seq, seq == count - 1
+                            ),
+                        )
                     except InvalidCiphertext:
                         raise DecryptionFailed(
                             f"archive {archive_no}, attachment {uid}: chunk {expected} failed "

@@ -9,6 +9,7 @@ a decryption error on the first read.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -67,6 +68,9 @@ def init_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
             f"a vault already exists at {settings.resolved_database_url}; refusing to re-initialise"
         )
     schema = load_schema(settings.schema_file)
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        # Created 0600 before SQLite opens it; SQLite gives the WAL the same mode.
+        os.close(os.open(engine.url.database, os.O_WRONLY | os.O_CREAT, 0o600))
     keys = create_key_file(settings.resolved_key_file)
     create_tables(engine)
     from audit.schema import install_guards
@@ -98,5 +102,10 @@ def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
             f"({keys.vault_id[:8]}…, this database is {meta['vault_id'][:8]}…)"
         )
     schema = load_schema(settings.schema_file)
-    return Vault(settings=settings, engine=engine, keys=keys, schema=schema,
-                 index_bits=int(meta.get("index_bits", "16")))
+    return Vault(
+        settings=settings,
+        engine=engine,
+        keys=keys,
+        schema=schema,
+        index_bits=int(meta.get("index_bits", "16")),
+    )

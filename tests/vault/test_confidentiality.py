@@ -45,9 +45,17 @@ def _database_bytes(store: ArchiveStore, tmp_path: Path) -> bytes:
     if pg_dump:
         url = engine.url.set(drivername="postgresql")
         out = subprocess.run(
-            [pg_dump, "--no-owner", "--schema", schema,
-             "--dbname", url.render_as_string(hide_password=False)],
-            capture_output=True, check=True)
+            [
+                pg_dump,
+                "--no-owner",
+                "--schema",
+                schema,
+                "--dbname",
+                url.render_as_string(hide_password=False),
+            ],
+            capture_output=True,
+            check=True,
+        )
         return out.stdout
     chunks = []
     with engine.connect() as conn:
@@ -61,19 +69,33 @@ def test_canary_values_never_reach_the_database_file(store: ArchiveStore, tmp_pa
     profile = {name: _canary(f, i) for i, (name, f) in enumerate(store.schema.fields.items())}
     meta = store.create(archive(profile=profile), actor=SALES)
     store.update(meta.archive_no, {"notes": "CANARY-UPDATE-灯塔"}, actor=SALES)
-    store.add_interaction(meta.archive_no, occurred_on="2026-01-05", channel="call",
-                          text="CANARY-CALL-回访记录", actor=SALES)
-    store.add_attachment(meta.archive_no, filename="CANARY-FILE-合同.pdf",
-                         content_type="application/pdf",
-                         stream=io.BytesIO(b"CANARY-ATTACHMENT-BYTES" * 5000), actor=SALES)
+    store.add_interaction(
+        meta.archive_no,
+        occurred_on="2026-01-05",
+        channel="call",
+        text="CANARY-CALL-回访记录",
+        actor=SALES,
+    )
+    store.add_attachment(
+        meta.archive_no,
+        filename="CANARY-FILE-合同.pdf",
+        content_type="application/pdf",
+        stream=io.BytesIO(b"CANARY-ATTACHMENT-BYTES" * 5000),
+        actor=SALES,
+    )
     # The values as stored (normalised) are what must not appear.
     normalised = [store.schema.fields[k].normalise(v, 10_000) for k, v in profile.items()]
     assert store.read(meta.archive_no, actor=SALES).content["identity"]["name"] == "甄士隐"
     dump = _database_bytes(store, tmp_path)
     assert len(dump) > 10_000
     leaks = []
-    for value in [*normalised, "CANARY-UPDATE-灯塔", "CANARY-CALL-回访记录", "CANARY-FILE-合同",
-                  "CANARY-ATTACHMENT-BYTES"]:
+    for value in [
+        *normalised,
+        "CANARY-UPDATE-灯塔",
+        "CANARY-CALL-回访记录",
+        "CANARY-FILE-合同",
+        "CANARY-ATTACHMENT-BYTES",
+    ]:
         if len(value) < 3:
             continue
         for encoded in (value.encode(), value.encode("unicode_escape")):
@@ -100,10 +122,13 @@ def test_ciphertext_moved_to_another_archive_is_refused(store: ArchiveStore) -> 
     two = store.create(archive(profile={"name": "乙", "mobile_phone": "13800000002"}), actor=SALES)
     with Session(store.engine) as s:
         ids = {a.archive_no: a.id for a in s.exec(select(Archive))}
-    _swap(store, ArchiveContent,
-          [ArchiveContent.archive_id == ids[one.archive_no], ArchiveContent.group_name == "contact"],
-          [ArchiveContent.archive_id == ids[two.archive_no], ArchiveContent.group_name == "contact"],
-          "ciphertext")
+    _swap(
+        store,
+        ArchiveContent,
+        [ArchiveContent.archive_id == ids[one.archive_no], ArchiveContent.group_name == "contact"],
+        [ArchiveContent.archive_id == ids[two.archive_no], ArchiveContent.group_name == "contact"],
+        "ciphertext",
+    )
     for no in (one.archive_no, two.archive_no):
         with pytest.raises(DecryptionFailed, match=f"archive {no}, field group 'contact'"):
             store.read(no, ["contact"], actor=SALES)
@@ -112,8 +137,13 @@ def test_ciphertext_moved_to_another_archive_is_refused(store: ArchiveStore) -> 
 def test_wrapped_keys_moved_between_archives_are_refused(store: ArchiveStore) -> None:
     one = store.create(archive(), actor=SALES)
     two = store.create(archive(), actor=SALES)
-    _swap(store, Archive, [Archive.archive_no == one.archive_no], [Archive.archive_no == two.archive_no],
-          "wrapped_dek")
+    _swap(
+        store,
+        Archive,
+        [Archive.archive_no == one.archive_no],
+        [Archive.archive_no == two.archive_no],
+        "wrapped_dek",
+    )
     with pytest.raises(DecryptionFailed, match="data key"):
         store.read(one.archive_no, actor=SALES)
 
@@ -122,9 +152,13 @@ def test_ciphertext_moved_to_another_group_is_refused(store: ArchiveStore) -> No
     meta = store.create(archive(), actor=SALES)
     with Session(store.engine) as s:
         aid = s.exec(select(Archive.id).where(Archive.archive_no == meta.archive_no)).one()
-    _swap(store, ArchiveContent,
-          [ArchiveContent.archive_id == aid, ArchiveContent.group_name == "contact"],
-          [ArchiveContent.archive_id == aid, ArchiveContent.group_name == "health"], "ciphertext")
+    _swap(
+        store,
+        ArchiveContent,
+        [ArchiveContent.archive_id == aid, ArchiveContent.group_name == "contact"],
+        [ArchiveContent.archive_id == aid, ArchiveContent.group_name == "health"],
+        "ciphertext",
+    )
     with pytest.raises(DecryptionFailed):
         store.read(meta.archive_no, ["contact"], actor=SALES)
 
@@ -156,16 +190,28 @@ def test_any_flipped_byte_is_refused(store: ArchiveStore, offset: int) -> None:
         store.read(meta.archive_no, ["contact"], actor=SALES)
 
 
-def test_destroyed_archive_is_gone_even_with_keys_and_database(store: ArchiveStore, tmp_path: Path) -> None:
-    meta = store.create(archive(profile={"name": "贾雨村", "mobile_phone": "13511112222",
-                                         "notes": "DESTROY-ME-备注"}), actor=SALES)
+def test_destroyed_archive_is_gone_even_with_keys_and_database(
+    store: ArchiveStore, tmp_path: Path
+) -> None:
+    meta = store.create(
+        archive(
+            profile={"name": "贾雨村", "mobile_phone": "13511112222", "notes": "DESTROY-ME-备注"}
+        ),
+        actor=SALES,
+    )
     store.update(meta.archive_no, {"notes": "DESTROY-ME-TOO"}, actor=SALES)
     keep = store.create(archive(), actor=SALES)
     with Session(store.engine) as s:
-        wrapped = s.exec(select(Archive.wrapped_dek).where(Archive.archive_no == meta.archive_no)).one()
+        wrapped = s.exec(
+            select(Archive.wrapped_dek).where(Archive.archive_no == meta.archive_no)
+        ).one()
         aid = s.exec(select(Archive.id).where(Archive.archive_no == meta.archive_no)).one()
-        blobs = list(s.exec(select(ArchiveContent.ciphertext).where(ArchiveContent.archive_id == aid)))
-        blobs += list(s.exec(select(ContentHistory.ciphertext).where(ContentHistory.archive_id == aid)))
+        blobs = list(
+            s.exec(select(ArchiveContent.ciphertext).where(ArchiveContent.archive_id == aid))
+        )
+        blobs += list(
+            s.exec(select(ContentHistory.ciphertext).where(ContentHistory.archive_id == aid))
+        )
     assert wrapped and blobs
     cert = store.destroy(meta.archive_no, actor=SALES, reason="保管期满，已失去价值")
     assert cert["erased"]["history"] == 1

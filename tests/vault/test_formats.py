@@ -4,16 +4,37 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vault.formats import MASKS, InvalidValue, id_check_char, id_number, landline, mobile, name, plate
+from vault.formats import (
+    MASKS,
+    InvalidValue,
+    id_check_char,
+    id_number,
+    landline,
+    mobile,
+    name,
+    plate,
+)
 
 
-@pytest.mark.parametrize("raw", ["13800138000", "138 0013 8000", "138-0013-8000", "+86 138 0013 8000",
-                                 "0086-13800138000", "8613800138000", "１３８００１３８０００"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "13800138000",
+        "138 0013 8000",
+        "138-0013-8000",
+        "+86 138 0013 8000",
+        "0086-13800138000",
+        "8613800138000",
+        "１３８００１３８０００",
+    ],
+)
 def test_mobile_normalises_common_spellings(raw: str) -> None:
     assert mobile(raw) == "13800138000"
 
 
-@pytest.mark.parametrize("raw", ["1380013800", "23800138000", "12800138000", "138001380001", "abc", "+1 415 555 0100"])
+@pytest.mark.parametrize(
+    "raw", ["1380013800", "23800138000", "12800138000", "138001380001", "abc", "+1 415 555 0100"]
+)
 def test_mobile_rejects_non_mobiles(raw: str) -> None:
     with pytest.raises(InvalidValue):
         mobile(raw)
@@ -25,16 +46,26 @@ def test_mobile_error_does_not_echo_the_value() -> None:
     assert "99999999999" not in str(exc.value)
 
 
-@given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True), st.sampled_from(["", "+86", "0086", "+86 "]),
-       st.sampled_from(["", " ", "-"]))
+@given(
+    st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    st.sampled_from(["", "+86", "0086", "+86 "]),
+    st.sampled_from(["", " ", "-"]),
+)
 def test_mobile_normalisation_is_stable(digits: str, prefix: str, sep: str) -> None:
     spaced = prefix + digits[:3] + sep + digits[3:7] + sep + digits[7:]
     assert mobile(spaced) == digits
     assert mobile(mobile(spaced)) == digits
 
 
-@pytest.mark.parametrize(("raw", "want"), [("010-12345678", "010-12345678"), ("0755 8888 9999", "0755-88889999"),
-                                           ("(021)6666-7777转123", "021-66667777-123"), ("+86 10 12345678", "010-12345678")])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [
+        ("010-12345678", "010-12345678"),
+        ("0755 8888 9999", "0755-88889999"),
+        ("(021)6666-7777转123", "021-66667777-123"),
+        ("+86 10 12345678", "010-12345678"),
+    ],
+)
 def test_landline(raw: str, want: str) -> None:
     assert landline(raw) == want
 
@@ -57,7 +88,12 @@ def test_resident_id_checksum() -> None:
         id_number("1101051949123100")
 
 
-@given(st.from_regex(r"[1-6][0-9]{5}(19[5-9][0-9]|200[0-9])(0[1-9]|1[0-2])(0[1-9]|1[0-9]|2[0-8])[0-9]{3}", fullmatch=True))
+@given(
+    st.from_regex(
+        r"[1-6][0-9]{5}(19[5-9][0-9]|200[0-9])(0[1-9]|1[0-2])(0[1-9]|1[0-9]|2[0-8])[0-9]{3}",
+        fullmatch=True,
+    )
+)
 def test_resident_id_any_single_digit_change_is_caught(first17: str) -> None:
     good = first17 + id_check_char(first17)
     assert id_number(good) == good
@@ -66,7 +102,10 @@ def test_resident_id_any_single_digit_change_is_caught(first17: str) -> None:
         id_number(good[:-1] + wrong)
 
 
-@pytest.mark.parametrize(("raw", "want"), [("京A12345", "京A12345"), ("粤b·d12345", "粤BD12345"), (" 沪 A-1234X ", "沪A1234X")])
+@pytest.mark.parametrize(
+    ("raw", "want"),
+    [("京A12345", "京A12345"), ("粤b·d12345", "粤BD12345"), (" 沪 A-1234X ", "沪A1234X")],
+)
 def test_plate(raw: str, want: str) -> None:
     assert plate(raw) == want
 

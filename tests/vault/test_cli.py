@@ -1,0 +1,122 @@
+"""The command line as a user meets it: clear one-line errors, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.factories import archive
+
+
+def run(
+    *args: str, data: Path, check: bool = True, stdin: str | None = None
+) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)]
+        if args and args[0] not in ("schema",)
+        else [sys.executable, "-m", "vault.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=stdin,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    path = tmp_path / "var"
+    run("init", data=path)
+    return path
+
+
+def test_init_creates_private_key_file_and_refuses_twice(data: Path) -> None:
+    key = data / "keys" / "keyring.json"
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert stat.S_IMODE((data / "vault.db").stat().st_mode) & 0o077 == 0
+    again = run("init", data=data, check=False)
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_schema_json_lists_fields() -> None:
+    proc = run("schema", "--json", data=Path("."))
+    payload = json.loads(proc.stdout)
+    fields = {f["name"]: f for f in payload["fields"]}
+    assert (
+        fields["mobile_phone"]["searchable"] is True
+        and fields["mobile_phone"]["group"] == "contact"
+    )
+    assert fields["health"]["zh"].startswith("健康") and fields["health"]["searchable"] is False
+    assert {"name", "group", "zh", "en", "type", "searchable"} <= set(fields["name"])
+
+
+def test_import_bad_file_lists_rows_and_imports_nothing(data: Path, tmp_path: Path) -> None:
+    src = tmp_path / "bad.jsonl"
+    src.write_text(
+        "\n".join([json.dumps(archive()), "{oops", json.dumps(archive(grade="Q"))]) + "\n",
+        encoding="utf-8",
+    )
+    proc = run("customer", "import", str(src), data=data, check=False)
+    assert proc.returncode == 1
+    assert "2 of 3 rows are invalid; nothing was imported" in proc.stderr.replace("\n", " ")
+    assert "not valid JSON" in proc.stderr and "grade" in proc.stderr
+    good = tmp_path / "good.jsonl"
+    good.write_text(json.dumps(archive()) + "\n", encoding="utf-8")
+    ok = run("customer", "import", str(good), "--owner", "li.na", data=data)
+    assert "Imported 1 archives" in ok.stdout
+
+
+def test_seed_rotate_status(data: Path) -> None:
+    assert "Seeded 30" in run("seed", "--customers", "30", data=data).stdout
+    rotated = run("keys", "rotate", "--level", "internal", data=data).stdout
+    assert "internal: now v2" in rotated and "retired v1" in rotated
+    status = run("keys", "status", data=data).stdout
+    assert "retired" in status and "active" in status
+
+
+def test_missing_wrong_and_open_key_files_are_refused(data: Path, tmp_path: Path) -> None:
+    key = data / "keys" / "keyring.json"
+    key.chmod(0o644)
+    proc = run("seed", "--customers", "1", data=data, check=False)
+    assert (
+        proc.returncode == 1 and "readable by others" in proc.stderr and "chmod 600" in proc.stderr
+    )
+    key.chmod(0o600)
+    other = tmp_path / "other"
+    run("init", data=other)
+    saved = key.read_bytes()
+    key.write_bytes((other / "keys" / "keyring.json").read_bytes())
+    proc = run("seed", "--customers", "1", data=data, check=False)
+    assert proc.returncode == 1 and "belongs to another vault" in proc.stderr
+    key.unlink()
+    proc = run("seed", "--customers", "1", data=data, check=False)
+    assert proc.returncode == 1 and "missing" in proc.stderr
+    key.write_bytes(saved)
+    key.chmod(0o600)
+    assert run("seed", "--customers", "1", data=data).returncode == 0
+
+
+def test_commands_on_an_uninitialised_vault(tmp_path: Path) -> None:
+    proc = run("seed", "--customers", "1", data=tmp_path / "nothing", check=False)
+    assert proc.returncode == 1 and "archive-vault init" in proc.stderr
+
+
+def test_demo_is_idempotent(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    first = run("demo", "--customers", "40", data=data)
+    assert "Initialised vault" in first.stdout and "40 active archives" in first.stdout.replace(
+        "\n", " "
+    )
+    second = run("demo", "--customers", "40", data=data)
+    assert "not seeding again" in second.stdout
