@@ -29,7 +29,8 @@ def _nfkc(value: str) -> str:
 
 
 def text(value: str) -> str:
-    value = _nfkc(value)
+    # NFC, not NFKC: free text keeps its full-width punctuation (，not ,) as typed.
+    value = unicodedata.normalize("NFC", value).strip()
     if not value:
         raise InvalidValue("must not be empty")
     return value

@@ -102,6 +102,9 @@ class User(SQLModel, table=True):
     credential_ref: str | None = Field(default=None, max_length=128)
     password_hash: str | None = Field(default=None, max_length=256)
     disabled: bool = False
+    # Login throttling (api.security): consecutive failures and the lock's end.
+    failed_logins: int = 0
+    locked_until: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     expected_archives: int = Field(default=100_000, ge=100)
     index_min_candidates: int = Field(default=2, ge=1)
 
+    # API and authentication.
+    token_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lock_minutes: int = Field(default=15, ge=1)
+    login_delay_seconds: float = Field(default=0.5, ge=0)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+
     import_batch: int = Field(default=1000, ge=1)
     rotate_batch: int = Field(default=2000, ge=1)
 

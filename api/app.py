@@ -1,0 +1,106 @@
+"""The FastAPI application: built from a vault, with problem+json errors everywhere."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import errors
+from api.routers import audit, auth, customers, health
+from api.services import Services, utcnow
+from vault.settings import Settings
+from vault.vault import Vault, open_vault
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413 before they are parsed (uploads get more)."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, upload_limit: int) -> None:
+        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        upload = scope["path"].endswith("/attachments")
+        limit = self.upload_limit + 64 * 1024 if upload else self.limit
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await self._refuse(send, limit)
+            return
+        seen = 0
+        too_big = False
+
+        async def counted() -> Message:
+            nonlocal seen, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    too_big = True
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send: Send, limit: int) -> None:
+        body = errors.problem(413, "payload-too-large",
+                              f"the request body is larger than {limit} bytes")
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/problem+json"),
+                                (b"content-length", str(len(body.body)).encode())]})
+        await send({"type": "http.response.body", "body": body.body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    vault: Vault | None = None,
+    clock: Callable[[], datetime] = utcnow,
+) -> FastAPI:
+    """The service. Tests pass a vault and a clock; ``serve`` passes settings."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not hasattr(app.state, "services"):
+            app.state.services = Services.build(vault or open_vault(settings or Settings()),
+                                                clock=clock)
+        yield
+        checkpoint = getattr(app.state.services.audit, "checkpoint_if_new", None)
+        if checkpoint is not None:
+            checkpoint()  # a clean shutdown signs what this worker appended
+
+    app = FastAPI(
+        title="archive-vault",
+        version="0.1.0",
+        description="Encrypted, policy-decided, audited customer archives.",
+        lifespan=lifespan,
+    )
+    if vault is not None:
+        app.state.services = Services.build(vault, clock=clock)
+    errors.install(app)
+    for module in (auth, customers, audit, health):
+        app.include_router(module.router)
+    limits = (settings or (vault.settings if vault else Settings()))
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes,  # type: ignore[arg-type]
+                       upload_limit=limits.max_attachment_bytes)
+    return app
+
+
+def app_factory() -> Any:
+    """For ``uvicorn --factory api.app:app_factory`` (settings from the environment)."""
+    return create_app(Settings())

@@ -1,0 +1,61 @@
+"""Request dependencies as one-word ``Annotated`` aliases: routes declare what they need."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+from sqlmodel import Session
+
+from api.errors import ApiProblem
+from api.security import InvalidToken
+from api.services import Services
+from audit.events import Actor
+from policies.decide import Principal
+from policies.directory import load_principal
+from policies.errors import UnknownUser, UserDisabled
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    actor: Actor
+
+    @property
+    def username(self) -> str:
+        return self.principal.username
+
+
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def get_caller(request: Request, services: ServicesDep,
+               token: Annotated[str | None, Depends(oauth2)]) -> Caller:
+    """Who is calling, re-read from the database on every request (disabling is instant)."""
+    if not token:
+        raise ApiProblem(401, "not-authenticated", "log in at POST /auth/token and send "
+                         "the token as 'Authorization: Bearer …'",
+                         headers={"WWW-Authenticate": "Bearer"})
+    claims = services.tokens.verify(token, now=services.clock())
+    with Session(services.engine) as session:
+        try:
+            principal = load_principal(session, claims.username)
+        except (UnknownUser, UserDisabled):
+            raise InvalidToken("this account is disabled or no longer exists") from None
+    actor = Actor(principal.username, principal.role_label, client_address(request))
+    return Caller(principal, actor)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -1,0 +1,72 @@
+"""Login (OAuth2 password flow) and ``/me``."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.security import OAuth2PasswordRequestForm
+from sqlmodel import select
+
+from api.deps import CallerDep, ServicesDep, client_address
+from api.errors import ApiProblem
+from api.schemas import Me, Token
+from api.security import verify_password
+from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from vault.db import transaction
+from vault.models import User
+
+router = APIRouter(tags=["auth"])
+FAILED = "wrong username or password, or the account is locked for a while"
+
+
+@router.post("/auth/token", response_model=Token)
+async def login(request: Request, services: ServicesDep,
+                form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+    """Exchange a password for a short-lived bearer token.
+
+    Failures are counted per account: after a few, each answer is slowed, and
+    then the account is locked for a while. Every attempt is audited.
+    """
+    settings = services.vault.settings
+    now = services.clock()
+    username = form.username[:64]
+    with transaction(services.engine) as session:
+        user = session.exec(select(User).where(User.username == username)).first()
+        locked = bool(user and user.locked_until and user.locked_until > now)
+        ok = verify_password(user.password_hash if user else None, form.password)
+        actor = Actor(username, "login", client_address(request))
+        if ok and user is not None and not user.disabled and not locked:
+            user.failed_logins, user.locked_until = 0, None
+            session.add(user)
+            services.audit.append(session, AuditEvent(action=AuditAction.LOGIN, actor=actor))
+            token, ttl = services.tokens.issue(user.username, now=now)
+            return Token(access_token=token, expires_in=ttl)
+        failures = 0
+        if user is not None and not locked:
+            user.failed_logins += 1
+            failures = user.failed_logins
+            if failures >= settings.login_max_failures:
+                user.locked_until = now + timedelta(minutes=settings.login_lock_minutes)
+                user.failed_logins = 0
+            session.add(user)
+        services.audit.append(session, AuditEvent(
+            action=AuditAction.LOGIN_FAILED, actor=actor, outcome=Outcome.DENIED,
+            detail={"known_user": user is not None, "locked": bool(locked or (
+                user is not None and user.locked_until and user.locked_until > now)),
+                "disabled": bool(user and user.disabled)}))
+    # Slow down repeated guessing (after the commit, so the count is durable).
+    delay = settings.login_delay_seconds * min(2 ** max(failures - 2, 0), 8) if failures else \
+        settings.login_delay_seconds
+    if delay:
+        await asyncio.sleep(delay)
+    raise ApiProblem(401, "login-failed", FAILED, headers={"WWW-Authenticate": "Bearer"})
+
+
+@router.get("/me", response_model=Me)
+def me(caller: CallerDep) -> Me:
+    p = caller.principal
+    return Me(username=p.username, roles=sorted(p.roles), department=p.department,
+              clearance=p.clearance, external=p.external)

@@ -1,0 +1,107 @@
+"""Passwords (Argon2id) and access tokens (short-lived JWTs with an explicit allow-list).
+
+Tokens are HS256 under a secret from the key file, and only HS256 is accepted,
+so ``alg: none`` and RS/HS confusion fail at decode. Every claim we rely on
+(``exp``, ``iat``, ``aud``, ``iss``, ``sub``, ``jti``) is required. A token
+says who; what they may do is read from the database on every request, so a
+disabled user's tokens stop working at once.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from jose import JWTError, jwt
+
+ALGORITHMS = ("HS256",)  # the allow-list: nothing else is ever accepted
+AUDIENCE = "archive-vault-api"
+REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "jti")
+
+# Argon2id with the library's RFC 9106 low-memory profile.
+_hasher = PasswordHasher()
+# Verified against when the user does not exist, so that an unknown username
+# takes as long to refuse as a wrong password (no user enumeration by timing).
+_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
+
+MIN_PASSWORD = 10
+MAX_PASSWORD = 256
+
+
+class InvalidToken(Exception):
+    """Any token problem; deliberately one type with a short reason for the 401."""
+
+
+def hash_password(password: str) -> str:
+    check_password_strength(password)
+    return _hasher.hash(password)
+
+
+def check_password_strength(password: str) -> None:
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise ValueError(f"a password has {MIN_PASSWORD}–{MAX_PASSWORD} characters")
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Constant-time check (argon2's own); also burns the same time for unknown users."""
+    if len(password) > MAX_PASSWORD:
+        password = password[:MAX_PASSWORD]
+    try:
+        return _hasher.verify(stored_hash or _DUMMY_HASH, password) and stored_hash is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    username: str
+    jti: str
+    issued_at: datetime
+    expires_at: datetime
+
+
+class TokenService:
+    def __init__(self, *, secret: bytes, issuer: str, ttl: timedelta) -> None:
+        if len(secret) < 32:
+            raise ValueError("the token signing secret must be at least 256 bits")
+        self._secret = secret
+        self.issuer = issuer
+        self.ttl = ttl
+
+    def issue(self, username: str, *, now: datetime | None = None) -> tuple[str, int]:
+        now = now or datetime.now(UTC)
+        claims = {
+            "sub": username, "iss": self.issuer, "aud": AUDIENCE,
+            "iat": int(now.timestamp()), "exp": int((now + self.ttl).timestamp()),
+            "jti": secrets.token_hex(16),
+        }
+        return jwt.encode(claims, self._secret, algorithm=ALGORITHMS[0]), int(
+            self.ttl.total_seconds())
+
+    def verify(self, token: str, *, now: datetime | None = None) -> TokenClaims:
+        if not isinstance(token, str) or len(token) > 4096 or token.count(".") != 2:
+            raise InvalidToken("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except JWTError:
+            raise InvalidToken("malformed token") from None
+        if header.get("alg") not in ALGORITHMS:
+            raise InvalidToken("token algorithm not accepted")
+        options: dict[str, Any] = {f"require_{c}": True for c in REQUIRED_CLAIMS}
+        try:
+            claims = jwt.decode(token, self._secret, algorithms=list(ALGORITHMS),
+                                audience=AUDIENCE, issuer=self.issuer, options=options)
+        except JWTError as exc:
+            reason = "token expired" if "expired" in str(exc).lower() else "invalid token"
+            raise InvalidToken(reason) from None
+        sub, jti = claims.get("sub"), claims.get("jti")
+        if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
+            raise InvalidToken("invalid token")
+        issued = datetime.fromtimestamp(int(claims["iat"]), UTC)
+        if now is not None and issued > now + timedelta(minutes=1):
+            raise InvalidToken("token issued in the future")
+        return TokenClaims(sub, jti, issued, datetime.fromtimestamp(int(claims["exp"]), UTC))

@@ -1,0 +1,69 @@
+"""What the routers work with: one container built at start-up from the vault.
+
+Routers ask for ``Services`` and call these; they never build a store or an
+engine themselves, so tests can hand the app a vault and a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Session
+
+from api.security import TokenService
+from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from policies.decide import ArchiveMeta, Decision, PolicyEngine, Principal
+from vault.db import transaction
+from vault.store import ArchiveStore
+from vault.vault import Vault
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    vault: Vault
+    store: ArchiveStore
+    audit: Any  # audit.log.AuditLog
+    policy: PolicyEngine
+    tokens: TokenService
+    clock: Callable[[], datetime] = field(default=utcnow)
+
+    @classmethod
+    def build(cls, vault: Vault, *, clock: Callable[[], datetime] = utcnow) -> Services:
+        audit = vault.audit_log()
+        store = ArchiveStore(vault=vault, audit=audit, clock=clock)
+        with Session(vault.engine) as session:
+            policy = PolicyEngine.from_db(session, known_groups=list(vault.schema.groups))
+        tokens = TokenService(
+            secret=vault.keys.secret("token_signing"),
+            issuer=f"archive-vault:{vault.keys.vault_id}",
+            ttl=timedelta(minutes=vault.settings.token_ttl_minutes),
+        )
+        return cls(vault=vault, store=store, audit=audit, policy=policy, tokens=tokens,
+                   clock=clock)
+
+    @property
+    def engine(self) -> Any:
+        return self.vault.engine
+
+    def decide(self, principal: Principal, action: str, archive: ArchiveMeta | None,
+               groups: tuple[str, ...] | list[str] = ()) -> Decision:
+        """Decide with grants fresh from the database (other workers may have changed them)."""
+        with Session(self.engine) as session:
+            self.policy.sync(session)
+        return self.policy.decide(principal, action, archive, tuple(groups), now=self.clock())
+
+    def record_denial(self, actor: Actor, action: AuditAction, decision: Decision, *,
+                      archives: tuple[str, ...] = (), groups: tuple[str, ...] = ()) -> None:
+        """A denial is audited too, in a transaction of its own."""
+        with transaction(self.engine) as session:
+            self.audit.append(session, AuditEvent(
+                action=action, actor=actor, outcome=Outcome.DENIED, archives=archives,
+                groups=groups, reason=decision.why[:500],
+                detail={"basis": decision.basis}))
