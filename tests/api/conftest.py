@@ -1,0 +1,83 @@
+"""An app over a fresh vault (SQLite and PostgreSQL) with one demo user per role."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.security import _hasher
+from policies.directory import add_user
+from vault.db import transaction
+from vault.vault import Vault
+
+PASSWORD = "correct horse battery staple"
+_HASH = _hasher.hash(PASSWORD)  # hashed once: Argon2id is slow on purpose
+USERS = {
+    # username: (roles, department, clearance, external, credential)
+    "zhang.wei": (["salesperson"], "销售一部", "internal", False, None),
+    "li.na": (["salesperson"], "销售一部", "internal", False, None),
+    "wang.fang": (["salesperson"], "销售二部", "internal", False, None),
+    "head.one": (["department_head"], "销售一部", "secret", False, None),
+    "head.two": (["department_head"], "销售二部", "secret", False, None),
+    "chen.jing": (["information_officer"], "客户服务部", "top_secret", False, None),
+    "zhao.lei": (["info_supervisor"], "客户服务部", "top_secret", False, None),
+    "sun.li": (["cs_manager"], "客户服务部", "top_secret", False, None),
+    "zhou.gm": (["general_manager"], "总经理办公室", "top_secret", False, None),
+    "qian.audit": (["compliance"], "合规部", "internal", False, None),
+    "admin": (["admin"], "信息技术部", "internal", False, None),
+}
+
+
+class Clock:
+    """A settable clock: expiry is tested by moving time, never by sleeping."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **kw: float) -> None:
+        self.now += timedelta(**kw)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def api_vault(vault: Vault) -> Vault:
+    vault.settings.login_delay_seconds = 0
+    with transaction(vault.engine) as session:
+        for name, (roles, dept, clearance, external, cred) in USERS.items():
+            user = add_user(session, username=name, roles=roles, department=dept,
+                            clearance=clearance, external=external, credential_ref=cred)
+            user.password_hash = _HASH
+            session.add(user)
+    return vault
+
+
+@pytest.fixture
+def client(api_vault: Vault, clock: Clock) -> Iterator[TestClient]:
+    app = create_app(vault=api_vault, clock=clock)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture
+def login(client: TestClient) -> Callable[[str], dict[str, str]]:
+    cache: dict[str, dict[str, str]] = {}
+
+    def _login(username: str) -> dict[str, str]:
+        if username not in cache:
+            r = client.post("/auth/token", data={"username": username, "password": PASSWORD})
+            assert r.status_code == 200, r.text
+            cache[username] = {"Authorization": f"Bearer {r.json()['access_token']}"}
+        return cache[username]
+
+    return _login

@@ -1,0 +1,115 @@
+"""Authentication: tokens that are forged, expired or misdirected are all refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jose import jwt
+
+from api.security import AUDIENCE
+
+
+def _b64(data: dict) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+def _claims(issuer: str, **over) -> dict:
+    now = int(time.time())
+    return {"sub": "zhang.wei", "iss": issuer, "aud": AUDIENCE, "iat": now, "exp": now + 600,
+            "jti": "abc123", **over}
+
+
+def _refused(client, token: str) -> None:
+    r = client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"].startswith("urn:archive-vault:")
+
+
+def test_login_and_me(client, login) -> None:
+    me = client.get("/me", headers=login("chen.jing")).json()
+    assert me == {"username": "chen.jing", "roles": ["information_officer"],
+                  "department": "客户服务部", "clearance": "top_secret", "external": False}
+
+
+def test_no_token_and_garbage_tokens(client) -> None:
+    r = client.get("/me")
+    assert r.status_code == 401 and "POST /auth/token" in r.json()["detail"]
+    for token in ("abc", "a.b.c", "x" * 5000, "..", "eyJ.eyJ.sig"):
+        _refused(client, token)
+
+
+def test_forged_tokens_are_refused(client) -> None:
+    services = client.app.state.services
+    issuer, secret = services.tokens.issuer, services.vault.keys.secret("token_signing")
+    # alg "none"
+    _refused(client, f"{_b64({'alg': 'none', 'typ': 'JWT'})}.{_b64(_claims(issuer))}.")
+    # RS256 signed by an attacker (HS/RS confusion)
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    from cryptography.hazmat.primitives import serialization
+
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    _refused(client, jwt.encode(_claims(issuer), pem, algorithm="RS256"))
+    # HS512 with the right secret: not on the allow-list
+    _refused(client, jwt.encode(_claims(issuer), secret, algorithm="HS512"))
+    # wrong secret, wrong audience, wrong issuer, expired, missing jti/sub
+    _refused(client, jwt.encode(_claims(issuer), b"k" * 32, algorithm="HS256"))
+    _refused(client, jwt.encode(_claims(issuer, aud="another-api"), secret, algorithm="HS256"))
+    _refused(client, jwt.encode(_claims("someone-else"), secret, algorithm="HS256"))
+    _refused(client, jwt.encode(_claims(issuer, exp=int(time.time()) - 10), secret,
+                                algorithm="HS256"))
+    no_jti = _claims(issuer)
+    del no_jti["jti"]
+    _refused(client, jwt.encode(no_jti, secret, algorithm="HS256"))
+    # a genuine token with its payload edited (privilege escalation attempt)
+    good = jwt.encode(_claims(issuer), secret, algorithm="HS256")
+    head, _, sig = good.split(".")
+    _refused(client, f"{head}.{_b64(_claims(issuer, sub='admin'))}.{sig}")
+    # and the genuine one works, proving the checks above are not vacuous
+    r = client.get("/me", headers={"Authorization": f"Bearer {good}"})
+    assert r.status_code == 200 and r.json()["username"] == "zhang.wei"
+
+
+def test_disabled_user_tokens_stop_at_once(client, login) -> None:
+    from policies.directory import disable_user
+    from vault.db import transaction
+
+    headers = login("li.na")
+    assert client.get("/me", headers=headers).status_code == 200
+    with transaction(client.app.state.services.engine) as session:
+        disable_user(session, "li.na")
+    r = client.get("/me", headers=headers)
+    assert r.status_code == 401 and "disabled" in r.json()["detail"]
+    assert client.post("/auth/token", data={"username": "li.na",
+                                             "password": "correct horse battery staple"}
+                       ).status_code == 401
+
+
+def test_failed_logins_lock_the_account_and_are_audited(client, login, clock) -> None:
+    from tests.api.conftest import PASSWORD
+
+    for _ in range(5):
+        r = client.post("/auth/token", data={"username": "wang.fang", "password": "nope"})
+        assert r.status_code == 401
+    # locked: even the right password is refused for a while
+    assert client.post("/auth/token", data={"username": "wang.fang", "password": PASSWORD}
+                       ).status_code == 401
+    clock.advance(minutes=16)
+    assert client.post("/auth/token", data={"username": "wang.fang", "password": PASSWORD}
+                       ).status_code == 200
+    log = client.get("/audit?action=auth:login-failed&actor=wang.fang&limit=50",
+                     headers=login("qian.audit")).json()["items"]
+    assert len(log) == 6 and any(e["detail"]["locked"] for e in log)
+    unknown = client.post("/auth/token", data={"username": "nobody", "password": "x"})
+    assert unknown.status_code == 401 and unknown.json()["detail"] == r.json()["detail"]
+
+
+def test_token_expiry_uses_the_clock(client, login, clock) -> None:
+    headers = login("zhang.wei")
+    clock.advance(minutes=16)
+    r = client.get("/me", headers=headers)
+    assert r.status_code == 401

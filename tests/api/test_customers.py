@@ -1,0 +1,132 @@
+"""Customers over HTTP: the salesperson's own clients, refusals, bad input, audit."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.factories import archive
+
+
+def _new(client, headers, **over) -> str:
+    body = archive(**over)
+    body.pop("owner", None)
+    r = client.post("/customers", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["archive"]["archive_no"]
+
+
+def test_salesperson_creates_and_reads_own_client(client, login) -> None:
+    h = login("zhang.wei")
+    no = _new(client, h)
+    r = client.get(f"/customers/{no}", params={"groups": "identity,contact"}, headers=h)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["content"]["contact"]["mobile_phone"] == "13800138000"
+    assert body["decision"]["basis"] == "owner"
+    assert body["archive"]["owner"] == "zhang.wei"
+    log = client.get(f"/audit?archive={no}", headers=login("qian.audit")).json()["items"]
+    assert [e["action"] for e in log][:2] == ["archive:read", "archive:create"]
+    assert log[0]["groups"] == ["identity", "contact"] and log[0]["actor"] == "zhang.wei"
+
+
+def test_another_salesperson_is_refused_and_told_what_to_do(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    r = client.get(f"/customers/{no}", headers=login("li.na"))
+    assert r.status_code == 403
+    problem = r.json()
+    assert problem["type"] == "urn:archive-vault:access-denied"
+    assert "view request" in problem["detail"]
+    assert "13800138000" not in r.text and "王小明" not in r.text
+    denied = client.get(f"/audit?archive={no}&outcome=denied", headers=login("qian.audit"))
+    assert denied.json()["items"][0]["actor"] == "li.na"
+
+
+def test_admin_and_compliance_never_read_content(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    for user in ("admin", "qian.audit"):
+        r = client.get(f"/customers/{no}", headers=login(user))
+        assert r.status_code == 403, user
+        assert "13800138000" not in r.text
+
+
+def test_list_and_search_show_metadata_only(client, login) -> None:
+    h = login("zhang.wei")
+    no = _new(client, h, classification="secret", custodian="chen.jing")
+    listed = client.get("/customers", headers=h).json()
+    assert listed["total"] == 1 and listed["items"][0]["remarks"] == "机密"
+    assert "profile" not in listed["items"][0]
+    found = client.get("/customers/search", params={"mobile": "+86 138 0013 8000"}, headers=h)
+    assert [a["archive_no"] for a in found.json()["items"]] == [no]
+    assert "13800138000" not in found.text
+    both = client.get("/customers/search", params={"mobile": "1", "name": "x"}, headers=h)
+    assert both.status_code == 400
+    bad = client.get("/customers/search", params={"mobile": "12"}, headers=h)
+    assert bad.status_code == 422 and "mobile" in bad.json()["detail"]
+
+
+def test_update_and_history_are_kept(client, login) -> None:
+    h = login("zhang.wei")
+    no = _new(client, h)
+    r = client.patch(f"/customers/{no}", json={"profile": {"mobile_phone": "139 0000 1111"}},
+                     headers=h)
+    assert r.status_code == 200, r.text
+    r = client.get(f"/customers/{no}?groups=contact", headers=h)
+    assert r.json()["content"]["contact"]["mobile_phone"] == "13900001111"
+    r = client.patch(f"/customers/{no}", json={"profile": {"health": "高血压"}},
+                     headers=login("li.na"))
+    assert r.status_code == 403
+
+
+@pytest.mark.parametrize(("body", "status", "code"), [
+    ({"classification": "confidential"}, 422, "validation-failed"),
+    ({"profile": {"shoe_size": "42"}}, 422, "validation-failed"),
+    ({"profile": {"mobile_phone": 13800138000}}, 422, "validation-failed"),
+    ({"colour": "red"}, 422, "validation-failed"),
+    ({"classification": "top_secret"}, 422, "validation-failed"),
+    ({"profile": {"health": "良好"}, "consent": None}, 422, "consent-missing"),
+])
+def test_bad_bodies_get_clear_4xx(client, login, body, status, code) -> None:
+    data = archive(**body)
+    data.pop("owner", None)
+    data = {k: v for k, v in data.items() if v is not None}
+    r = client.post("/customers", json=data, headers=login("zhang.wei"))
+    assert r.status_code == status, r.text
+    assert r.json()["type"] == f"urn:archive-vault:{code}"
+    assert "Traceback" not in r.text
+
+
+def test_malformed_requests(client, login) -> None:
+    h = login("zhang.wei")
+    r = client.post("/customers", content=b"{nope", headers={**h, "content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["type"] == "urn:archive-vault:malformed-json"
+    assert client.get("/customers/KH-1", headers=h).status_code == 422
+    assert client.get("/customers/KH-2026-999999", headers=h).status_code == 404
+    assert client.get("/customers/KH-2026-999999?groups=gossip", headers=h).status_code == 422
+    assert client.delete("/customers", headers=h).status_code == 405
+    big = {"profile": {"notes": "x" * (2 * 1024 * 1024)}}
+    r = client.post("/customers", json=big, headers=h)
+    assert r.status_code == 413 and r.json()["type"] == "urn:archive-vault:payload-too-large"
+
+
+def test_interactions_and_attachments(client, login) -> None:
+    h = login("zhang.wei")
+    no = _new(client, h)
+    r = client.post(f"/customers/{no}/interactions",
+                    json={"occurred_on": "2026-01-05", "channel": "revisit", "text": "回访：满意"},
+                    headers=h)
+    assert r.status_code == 201
+    assert client.get(f"/customers/{no}/interactions", headers=h).json()[0]["text"] == "回访：满意"
+    payload = bytes(range(256)) * 600
+    r = client.post(f"/customers/{no}/attachments", headers=h,
+                    files={"file": ("合同.pdf", payload, "application/pdf")})
+    assert r.status_code == 201, r.text
+    uid = r.json()["uid"]
+    got = client.get(f"/customers/{no}/attachments/{uid}", headers=h)
+    assert got.status_code == 200 and got.content == payload
+    assert client.get(f"/customers/{no}/attachments/{uid}", headers=login("li.na")).status_code == 403
+    assert client.get(f"/customers/{no}/interactions", headers=login("li.na")).status_code == 403
+
+
+def test_health(client) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
