@@ -54,11 +54,19 @@ class BodyLimit:
 
     @staticmethod
     async def _refuse(send: Send, limit: int) -> None:
-        body = errors.problem(413, "payload-too-large",
-                              f"the request body is larger than {limit} bytes")
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/problem+json"),
-                                (b"content-length", str(len(body.body)).encode())]})
+        body = errors.problem(
+            413, "payload-too-large", f"the request body is larger than {limit} bytes"
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/problem+json"),
+                    (b"content-length", str(len(body.body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body.body})
 
 
@@ -77,8 +85,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not hasattr(app.state, "services"):
-            app.state.services = Services.build(vault or open_vault(settings or Settings()),
-                                                clock=clock)
+            app.state.services = Services.build(
+                vault or open_vault(settings or Settings()), clock=clock
+            )
         yield
         checkpoint = getattr(app.state.services.audit, "checkpoint_if_new", None)
         if checkpoint is not None:
@@ -95,9 +104,12 @@ def create_app(
     errors.install(app)
     for module in (auth, customers, audit, health):
         app.include_router(module.router)
-    limits = (settings or (vault.settings if vault else Settings()))
-    app.add_middleware(BodyLimit, limit=limits.max_body_bytes,  # type: ignore[arg-type]
-                       upload_limit=limits.max_attachment_bytes)
+    limits = settings or (vault.settings if vault else Settings())
+    app.add_middleware(
+        BodyLimit,
+        limit=limits.max_body_bytes,  # type: ignore[arg-type]
+        upload_limit=limits.max_attachment_bytes,
+    )
     return app
 
 

@@ -41,13 +41,17 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def get_caller(request: Request, services: ServicesDep,
-               token: Annotated[str | None, Depends(oauth2)]) -> Caller:
+def get_caller(
+    request: Request, services: ServicesDep, token: Annotated[str | None, Depends(oauth2)]
+) -> Caller:
     """Who is calling, re-read from the database on every request (disabling is instant)."""
     if not token:
-        raise ApiProblem(401, "not-authenticated", "log in at POST /auth/token and send "
-                         "the token as 'Authorization: Bearer …'",
-                         headers={"WWW-Authenticate": "Bearer"})
+        raise ApiProblem(
+            401,
+            "not-authenticated",
+            "log in at POST /auth/token and send the token as 'Authorization: Bearer …'",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
     claims = services.tokens.verify(token, now=services.clock())
     with Session(services.engine) as session:
         try:

@@ -47,28 +47,58 @@ _POLICY_STATUS: dict[type[perr.PolicyError], int] = {
     perr.Conflict: 409,
     perr.ConfigError: 500,
 }
-_TITLES = {400: "Bad request", 401: "Not authenticated", 403: "Forbidden", 404: "Not found",
-           405: "Method not allowed", 409: "Conflict", 410: "Gone", 413: "Payload too large",
-           415: "Unsupported media type", 422: "Unprocessable content",
-           423: "Locked", 429: "Too many requests", 500: "Internal error",
-           503: "Service unavailable"}
+_TITLES = {
+    400: "Bad request",
+    401: "Not authenticated",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "Payload too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    423: "Locked",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
 
 
 class ApiProblem(Exception):
     """Raised by routers for HTTP-level problems (bad token, locked account, …)."""
 
-    def __init__(self, status: int, code: str, detail: str, *,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
         self.headers = headers or {}
         self.extra = extra
 
 
-def problem(status: int, code: str, detail: str, *, instance: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"urn:archive-vault:{code}", "title": _TITLES.get(status, "Error"),
-            "status": status, "detail": detail, **extra}
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body = {
+        "type": f"urn:archive-vault:{code}",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     if instance:
         body["instance"] = instance
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
@@ -83,20 +113,37 @@ def _status_for(exc: Exception, table: dict) -> int:
 
 def _clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep where and what; drop ``input``/``ctx``, which echo what was sent."""
-    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", ""),
-             "type": e.get("type", "")} for e in errors]
+    return [
+        {
+            "loc": [str(p) for p in e.get("loc", ())],
+            "msg": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
 
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api(request: Request, exc: ApiProblem) -> JSONResponse:
-        return problem(exc.status, exc.code, exc.detail, instance=request.url.path,
-                       headers=exc.headers, **exc.extra)
+        return problem(
+            exc.status,
+            exc.code,
+            exc.detail,
+            instance=request.url.path,
+            headers=exc.headers,
+            **exc.extra,
+        )
 
     @app.exception_handler(InvalidToken)
     async def _token(request: Request, exc: InvalidToken) -> JSONResponse:
-        return problem(401, "invalid-token", str(exc), instance=request.url.path,
-                       headers={"WWW-Authenticate": "Bearer"})
+        return problem(
+            401,
+            "invalid-token",
+            str(exc),
+            instance=request.url.path,
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
     @app.exception_handler(verr.VaultError)
     async def _vault(request: Request, exc: verr.VaultError) -> JSONResponse:
@@ -113,8 +160,13 @@ def install(app: FastAPI) -> None:
         status = _status_for(exc, _POLICY_STATUS)
         extra: dict[str, Any] = {}
         if isinstance(exc, perr.AccessDenied):
-            extra = {"decision": {k: v for k, v in exc.decision.as_dict().items()
-                                  if k in ("action", "why", "basis", "next_step")}}
+            extra = {
+                "decision": {
+                    k: v
+                    for k, v in exc.decision.as_dict().items()
+                    if k in ("action", "why", "basis", "next_step")
+                }
+            }
         if isinstance(exc, perr.Refused):
             extra = {"rule": exc.rule}
         return problem(status, exc.code, exc.message, instance=request.url.path, **extra)
@@ -123,36 +175,63 @@ def install(app: FastAPI) -> None:
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = _clean_errors(list(exc.errors()))
         if any(e["type"] == "json_invalid" for e in errors):
-            return problem(400, "malformed-json", "the request body is not valid JSON",
-                           instance=request.url.path)
-        where = ", ".join(".".join(e["loc"][1:] if len(e["loc"]) > 1 else e["loc"])
-                          for e in errors[:5])
-        return problem(422, "validation-failed", f"invalid request: {where}",
-                       instance=request.url.path, errors=errors)
+            return problem(
+                400,
+                "malformed-json",
+                "the request body is not valid JSON",
+                instance=request.url.path,
+            )
+        where = ", ".join(
+            ".".join(e["loc"][1:] if len(e["loc"]) > 1 else e["loc"]) for e in errors[:5]
+        )
+        return problem(
+            422,
+            "validation-failed",
+            f"invalid request: {where}",
+            instance=request.url.path,
+            errors=errors,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
         detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
-        return problem(exc.status_code, code, detail, instance=request.url.path,
-                       headers=getattr(exc, "headers", None))
+        return problem(
+            exc.status_code,
+            code,
+            detail,
+            instance=request.url.path,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
         log.error("database unavailable on %s: %s", request.url.path, type(exc.orig).__name__)
-        return problem(503, "database-unavailable",
-                       "the database is unavailable; nothing was read or changed",
-                       instance=request.url.path, headers={"Retry-After": "5"})
+        return problem(
+            503,
+            "database-unavailable",
+            "the database is unavailable; nothing was read or changed",
+            instance=request.url.path,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(DBAPIError)
     async def _db(request: Request, exc: DBAPIError) -> JSONResponse:
         log.error("database error on %s: %s", request.url.path, type(exc.orig).__name__)
-        return problem(500, "database-error", "the database refused the operation; "
-                       "nothing was changed", instance=request.url.path)
+        return problem(
+            500,
+            "database-error",
+            "the database refused the operation; nothing was changed",
+            instance=request.url.path,
+        )
 
     @app.exception_handler(Exception)
     async def _other(request: Request, exc: Exception) -> JSONResponse:
         # Never str(exc): it may carry values. The type name is enough to find it.
         log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
-        return problem(500, "internal-error", "internal error; no content was returned",
-                       instance=request.url.path)
+        return problem(
+            500,
+            "internal-error",
+            "internal error; no content was returned",
+            instance=request.url.path,
+        )

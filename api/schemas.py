@@ -37,18 +37,20 @@ class ArchiveCreate(Strict):
     retention_until: date | None = None
     archive_no: ArchiveNo | None = None
     contacts: list[Username] = Field(default_factory=list, max_length=20)
-    profile: dict[Annotated[str, StringConstraints(max_length=64)],
-                  Annotated[str, StringConstraints(max_length=20_000)] | None] = Field(
-        default_factory=dict, max_length=200)
+    profile: dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[str, StringConstraints(max_length=20_000)] | None,
+    ] = Field(default_factory=dict, max_length=200)
     consent: ConsentIn | None = None
 
 
 class ArchivePatch(Strict):
     """Changed fields (null removes one) and/or a newer consent record."""
 
-    profile: dict[Annotated[str, StringConstraints(max_length=64)],
-                  Annotated[str, StringConstraints(max_length=20_000)] | None] = Field(
-        default_factory=dict, max_length=200)
+    profile: dict[
+        Annotated[str, StringConstraints(max_length=64)],
+        Annotated[str, StringConstraints(max_length=20_000)] | None,
+    ] = Field(default_factory=dict, max_length=200)
     consent: ConsentIn | None = None
 
 
@@ -99,7 +101,7 @@ class InteractionIn(Strict):
 
 class Token(BaseModel):
     access_token: str
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth2 token type, not a secret
     expires_in: int
 
 

@@ -75,12 +75,16 @@ class TokenService:
     def issue(self, username: str, *, now: datetime | None = None) -> tuple[str, int]:
         now = now or datetime.now(UTC)
         claims = {
-            "sub": username, "iss": self.issuer, "aud": AUDIENCE,
-            "iat": int(now.timestamp()), "exp": int((now + self.ttl).timestamp()),
+            "sub": username,
+            "iss": self.issuer,
+            "aud": AUDIENCE,
+            "iat": int(now.timestamp()),
+            "exp": int((now + self.ttl).timestamp()),
             "jti": secrets.token_hex(16),
         }
         return jwt.encode(claims, self._secret, algorithm=ALGORITHMS[0]), int(
-            self.ttl.total_seconds())
+            self.ttl.total_seconds()
+        )
 
     def verify(self, token: str, *, now: datetime | None = None) -> TokenClaims:
         if not isinstance(token, str) or len(token) > 4096 or token.count(".") != 2:
@@ -93,8 +97,14 @@ class TokenService:
             raise InvalidToken("token algorithm not accepted")
         options: dict[str, Any] = {f"require_{c}": True for c in REQUIRED_CLAIMS}
         try:
-            claims = jwt.decode(token, self._secret, algorithms=list(ALGORITHMS),
-                                audience=AUDIENCE, issuer=self.issuer, options=options)
+            claims = jwt.decode(
+                token,
+                self._secret,
+                algorithms=list(ALGORITHMS),
+                audience=AUDIENCE,
+                issuer=self.issuer,
+                options=options,
+            )
         except JWTError as exc:
             reason = "token expired" if "expired" in str(exc).lower() else "invalid token"
             raise InvalidToken(reason) from None

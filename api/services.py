@@ -45,25 +45,44 @@ class Services:
             issuer=f"archive-vault:{vault.keys.vault_id}",
             ttl=timedelta(minutes=vault.settings.token_ttl_minutes),
         )
-        return cls(vault=vault, store=store, audit=audit, policy=policy, tokens=tokens,
-                   clock=clock)
+        return cls(vault=vault, store=store, audit=audit, policy=policy, tokens=tokens, clock=clock)
 
     @property
     def engine(self) -> Any:
         return self.vault.engine
 
-    def decide(self, principal: Principal, action: str, archive: ArchiveMeta | None,
-               groups: tuple[str, ...] | list[str] = ()) -> Decision:
+    def decide(
+        self,
+        principal: Principal,
+        action: str,
+        archive: ArchiveMeta | None,
+        groups: tuple[str, ...] | list[str] = (),
+    ) -> Decision:
         """Decide with grants fresh from the database (other workers may have changed them)."""
         with Session(self.engine) as session:
             self.policy.sync(session)
         return self.policy.decide(principal, action, archive, tuple(groups), now=self.clock())
 
-    def record_denial(self, actor: Actor, action: AuditAction, decision: Decision, *,
-                      archives: tuple[str, ...] = (), groups: tuple[str, ...] = ()) -> None:
+    def record_denial(
+        self,
+        actor: Actor,
+        action: AuditAction,
+        decision: Decision,
+        *,
+        archives: tuple[str, ...] = (),
+        groups: tuple[str, ...] = (),
+    ) -> None:
         """A denial is audited too, in a transaction of its own."""
         with transaction(self.engine) as session:
-            self.audit.append(session, AuditEvent(
-                action=action, actor=actor, outcome=Outcome.DENIED, archives=archives,
-                groups=groups, reason=decision.why[:500],
-                detail={"basis": decision.basis}))
+            self.audit.append(
+                session,
+                AuditEvent(
+                    action=action,
+                    actor=actor,
+                    outcome=Outcome.DENIED,
+                    archives=archives,
+                    groups=groups,
+                    reason=decision.why[:500],
+                    detail={"basis": decision.basis},
+                ),
+            )

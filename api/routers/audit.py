@@ -27,7 +27,8 @@ def _auditor(services: Services, caller: Caller) -> None:
 
 @router.get("")
 def search_log(
-    services: ServicesDep, caller: CallerDep,
+    services: ServicesDep,
+    caller: CallerDep,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     archive: Annotated[str | None, Query(pattern=r"^KH-\d{4}-\d{6}$")] = None,
     action: Annotated[str | None, Query(max_length=40)] = None,
@@ -44,14 +45,39 @@ def search_log(
             from api.errors import ApiProblem
 
             raise ApiProblem(422, "validation-failed", f"{name} needs a time zone (e.g. +08:00)")
-    records = services.audit.query(actor=actor, archive=archive, action=action, outcome=outcome,
-                                   since=since, until=until, limit=limit, offset=offset)
-    return {"items": [{
-        "seq": r.seq, "time": r.time.isoformat(), "actor": r.actor, "actor_role": r.actor_role,
-        "action": r.action, "outcome": r.outcome, "archives": list(r.archives),
-        "groups": list(r.groups), "grant_id": r.grant_id, "purpose": r.purpose,
-        "reason": r.reason, "client": r.client, "detail": r.detail, "entry_hash": r.entry_hash,
-    } for r in records], "offset": offset, "limit": limit}
+    records = services.audit.query(
+        actor=actor,
+        archive=archive,
+        action=action,
+        outcome=outcome,
+        since=since,
+        until=until,
+        limit=limit,
+        offset=offset,
+    )
+    return {
+        "items": [
+            {
+                "seq": r.seq,
+                "time": r.time.isoformat(),
+                "actor": r.actor,
+                "actor_role": r.actor_role,
+                "action": r.action,
+                "outcome": r.outcome,
+                "archives": list(r.archives),
+                "groups": list(r.groups),
+                "grant_id": r.grant_id,
+                "purpose": r.purpose,
+                "reason": r.reason,
+                "client": r.client,
+                "detail": r.detail,
+                "entry_hash": r.entry_hash,
+            }
+            for r in records
+        ],
+        "offset": offset,
+        "limit": limit,
+    }
 
 
 @router.get("/verify")
@@ -59,9 +85,13 @@ async def verify(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Re-hash the whole log and check every signed checkpoint."""
     _auditor(services, caller)
     report = await run_in_threadpool(services.audit.verify)
-    return {"ok": report.ok, "entries": report.entries, "checkpoints": report.checkpoints,
-            "summary": report.summary(),
-            "problem": str(report.problem) if report.problem else None}
+    return {
+        "ok": report.ok,
+        "entries": report.entries,
+        "checkpoints": report.checkpoints,
+        "summary": report.summary(),
+        "problem": str(report.problem) if report.problem else None,
+    }
 
 
 @router.get("/checkpoints/latest")
@@ -72,15 +102,21 @@ def latest_checkpoint(services: ServicesDep, caller: CallerDep) -> dict[str, Any
         from api.errors import ApiProblem
 
         raise ApiProblem(404, "no-checkpoint", "the log is empty; nothing has been signed yet")
-    return {"origin": cp.origin, "size": cp.size, "root": cp.root_b64,
-            "timestamp": cp.timestamp, "note": cp.note,
-            "verifier_key": services.audit.verifier_key(),
-            "public_key_pem": services.audit.public_key_pem()}
+    return {
+        "origin": cp.origin,
+        "size": cp.size,
+        "root": cp.root_b64,
+        "timestamp": cp.timestamp,
+        "note": cp.note,
+        "verifier_key": services.audit.verifier_key(),
+        "public_key_pem": services.audit.public_key_pem(),
+    }
 
 
 @router.get("/proof/{seq}")
-def inclusion_proof(seq: Annotated[int, Path(ge=1, le=2**62)], services: ServicesDep,
-                    caller: CallerDep) -> dict[str, Any]:
+def inclusion_proof(
+    seq: Annotated[int, Path(ge=1, le=2**62)], services: ServicesDep, caller: CallerDep
+) -> dict[str, Any]:
     """RFC 9162 inclusion proof of one entry in the newest signed checkpoint's tree."""
     _auditor(services, caller)
     cp = services.audit.latest_checkpoint()
@@ -88,6 +124,10 @@ def inclusion_proof(seq: Annotated[int, Path(ge=1, le=2**62)], services: Service
         services.audit.checkpoint()
         cp = services.audit.latest_checkpoint()
     proof = services.audit.inclusion_proof(seq, cp.size if cp else None)
-    return {"seq": seq, "tree_size": cp.size if cp else None, "root": cp.root_b64 if cp else None,
-            "proof": [base64.b64encode(p).decode() for p in proof],
-            "checkpoint": cp.note if cp else None}
+    return {
+        "seq": seq,
+        "tree_size": cp.size if cp else None,
+        "root": cp.root_b64 if cp else None,
+        "proof": [base64.b64encode(p).decode() for p in proof],
+        "checkpoint": cp.note if cp else None,
+    }

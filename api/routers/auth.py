@@ -23,8 +23,9 @@ FAILED = "wrong username or password, or the account is locked for a while"
 
 
 @router.post("/auth/token", response_model=Token)
-async def login(request: Request, services: ServicesDep,
-                form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+async def login(
+    request: Request, services: ServicesDep, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> Token:
     """Exchange a password for a short-lived bearer token.
 
     Failures are counted per account: after a few, each answer is slowed, and
@@ -52,14 +53,28 @@ async def login(request: Request, services: ServicesDep,
                 user.locked_until = now + timedelta(minutes=settings.login_lock_minutes)
                 user.failed_logins = 0
             session.add(user)
-        services.audit.append(session, AuditEvent(
-            action=AuditAction.LOGIN_FAILED, actor=actor, outcome=Outcome.DENIED,
-            detail={"known_user": user is not None, "locked": bool(locked or (
-                user is not None and user.locked_until and user.locked_until > now)),
-                "disabled": bool(user and user.disabled)}))
+        services.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.LOGIN_FAILED,
+                actor=actor,
+                outcome=Outcome.DENIED,
+                detail={
+                    "known_user": user is not None,
+                    "locked": bool(
+                        locked
+                        or (user is not None and user.locked_until and user.locked_until > now)
+                    ),
+                    "disabled": bool(user and user.disabled),
+                },
+            ),
+        )
     # Slow down repeated guessing (after the commit, so the count is durable).
-    delay = settings.login_delay_seconds * min(2 ** max(failures - 2, 0), 8) if failures else \
-        settings.login_delay_seconds
+    delay = (
+        settings.login_delay_seconds * min(2 ** max(failures - 2, 0), 8)
+        if failures
+        else settings.login_delay_seconds
+    )
     if delay:
         await asyncio.sleep(delay)
     raise ApiProblem(401, "login-failed", FAILED, headers={"WWW-Authenticate": "Bearer"})
@@ -68,5 +83,10 @@ async def login(request: Request, services: ServicesDep,
 @router.get("/me", response_model=Me)
 def me(caller: CallerDep) -> Me:
     p = caller.principal
-    return Me(username=p.username, roles=sorted(p.roles), department=p.department,
-              clearance=p.clearance, external=p.external)
+    return Me(
+        username=p.username,
+        roles=sorted(p.roles),
+        department=p.department,
+        clearance=p.clearance,
+        external=p.external,
+    )

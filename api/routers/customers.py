@@ -33,30 +33,56 @@ ArchivePath = Annotated[ArchiveNo, Path(description="Archive number, e.g. KH-202
 # Interactions and attachments are business records filed in the archive; a grant
 # reaches them through the ``notes`` field group.
 RECORDS_GROUP = "notes"
-SEARCH_FIELDS = {"mobile": "mobile_phone", "name": "name", "id_number": "id_number",
-                 "plate": "licence_plate"}
+SEARCH_FIELDS = {
+    "mobile": "mobile_phone",
+    "name": "name",
+    "id_number": "id_number",
+    "plate": "licence_plate",
+}
 
 
 def _meta(services: Services, archive_no: str) -> ArchiveMeta:
     m = services.store.meta(archive_no)
-    return ArchiveMeta(archive_no=m.archive_no, classification=m.classification, owner=m.owner,
-                       custodian=m.custodian, department=m.department,
-                       contacts=frozenset(m.contacts), status=m.status)
+    return ArchiveMeta(
+        archive_no=m.archive_no,
+        classification=m.classification,
+        owner=m.owner,
+        custodian=m.custodian,
+        department=m.department,
+        contacts=frozenset(m.contacts),
+        status=m.status,
+    )
 
 
-def _require(services: Services, caller: Caller, action: Action, audit_action: AuditAction,
-             archive: ArchiveMeta | None, groups: tuple[str, ...] = ()) -> Decision:
+def _require(
+    services: Services,
+    caller: Caller,
+    action: Action,
+    audit_action: AuditAction,
+    archive: ArchiveMeta | None,
+    groups: tuple[str, ...] = (),
+) -> Decision:
     decision = services.decide(caller.principal, action, archive, groups)
     if not decision.allowed:
-        services.record_denial(caller.actor, audit_action, decision,
-                               archives=(archive.archive_no,) if archive else (), groups=groups)
+        services.record_denial(
+            caller.actor,
+            audit_action,
+            decision,
+            archives=(archive.archive_no,) if archive else (),
+            groups=groups,
+        )
         raise AccessDenied(decision)
     return decision
 
 
 def _decision_public(d: Decision) -> DecisionPublic:
-    return DecisionPublic(basis=d.basis, why=d.why, grant_id=d.grant_id, purpose=d.purpose,
-                          valid_until=d.valid_until.isoformat() if d.valid_until else None)
+    return DecisionPublic(
+        basis=d.basis,
+        why=d.why,
+        grant_id=d.grant_id,
+        purpose=d.purpose,
+        valid_until=d.valid_until.isoformat() if d.valid_until else None,
+    )
 
 
 @router.post("", status_code=201, response_model=ArchiveContent)
@@ -67,16 +93,22 @@ def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> Arc
     data.setdefault("department", caller.principal.department)
     decision = _require(services, caller, Action.CREATE, AuditAction.CREATE, None)
     if data["owner"] != caller.username and "information_officer" not in caller.principal.roles:
-        raise ApiProblem(403, "access-denied", "salespeople file archives as their own; an "
-                         "information officer may file one for somebody else")
+        raise ApiProblem(
+            403,
+            "access-denied",
+            "salespeople file archives as their own; an "
+            "information officer may file one for somebody else",
+        )
     meta = services.store.create(data, actor=caller.actor)
-    return ArchiveContent(archive=public(meta), content={}, masked_groups=[],
-                          decision=_decision_public(decision))
+    return ArchiveContent(
+        archive=public(meta), content={}, masked_groups=[], decision=_decision_public(decision)
+    )
 
 
 @router.get("", response_model=ArchivePage)
 def list_archives(
-    services: ServicesDep, caller: CallerDep,
+    services: ServicesDep,
+    caller: CallerDep,
     owner: Annotated[str | None, Query(max_length=64)] = None,
     category: Annotated[str | None, Query(pattern="^(general|special)$")] = None,
     grade: Annotated[str | None, Query(pattern="^[ABCD]$")] = None,
@@ -89,33 +121,51 @@ def list_archives(
 ) -> ArchivePage:
     """The customer list (客户一览表): metadata only, never content."""
     _require(services, caller, Action.LIST, AuditAction.LIST, None)
-    page = services.store.list(actor=caller.actor, owner=owner, category=category, grade=grade,
-                               classification=classification, department=department,
-                               status=status, retention_before=retention_before,
-                               offset=offset, limit=limit)
-    return ArchivePage(items=[public(m) for m in page.items], total=page.total,
-                       offset=page.offset, limit=page.limit)
+    page = services.store.list(
+        actor=caller.actor,
+        owner=owner,
+        category=category,
+        grade=grade,
+        classification=classification,
+        department=department,
+        status=status,
+        retention_before=retention_before,
+        offset=offset,
+        limit=limit,
+    )
+    return ArchivePage(
+        items=[public(m) for m in page.items],
+        total=page.total,
+        offset=page.offset,
+        limit=page.limit,
+    )
 
 
 @router.get("/search", response_model=ArchivePage)
 def search(
-    services: ServicesDep, caller: CallerDep,
+    services: ServicesDep,
+    caller: CallerDep,
     mobile: Annotated[str | None, Query(max_length=40)] = None,
     name: Annotated[str | None, Query(max_length=40)] = None,
     id_number: Annotated[str | None, Query(max_length=40)] = None,
     plate: Annotated[str | None, Query(max_length=20)] = None,
 ) -> ArchivePage:
     """Exact match through a blind index (the value never reaches the log in clear)."""
-    given = {k: v for k, v in {"mobile": mobile, "name": name, "id_number": id_number,
-                               "plate": plate}.items() if v}
+    given = {
+        k: v
+        for k, v in {"mobile": mobile, "name": name, "id_number": id_number, "plate": plate}.items()
+        if v
+    }
     if len(given) != 1:
-        raise ApiProblem(400, "search-needs-one-field",
-                         "search by exactly one of mobile, name, id_number, plate")
-    (key, value), = given.items()
+        raise ApiProblem(
+            400, "search-needs-one-field", "search by exactly one of mobile, name, id_number, plate"
+        )
+    ((key, value),) = given.items()
     _require(services, caller, Action.SEARCH, AuditAction.SEARCH, None)
     found = services.store.search(SEARCH_FIELDS[key], value, actor=caller.actor)
-    return ArchivePage(items=[public(m) for m in found], total=len(found), offset=0,
-                       limit=len(found) or 1)
+    return ArchivePage(
+        items=[public(m) for m in found], total=len(found), offset=0, limit=len(found) or 1
+    )
 
 
 def _groups(raw: str | None, services: Services) -> tuple[str, ...]:
@@ -125,109 +175,173 @@ def _groups(raw: str | None, services: Services) -> tuple[str, ...]:
 
 
 @router.get("/{archive_no}", response_model=ArchiveContent)
-def read(archive_no: ArchivePath, services: ServicesDep, caller: CallerDep,
-         groups: Annotated[str | None, Query(max_length=400,
-                                             description="Comma-separated field groups")] = None
-         ) -> ArchiveContent:
+def read(
+    archive_no: ArchivePath,
+    services: ServicesDep,
+    caller: CallerDep,
+    groups: Annotated[
+        str | None, Query(max_length=400, description="Comma-separated field groups")
+    ] = None,
+) -> ArchiveContent:
     """The content the caller may see; groups the decision masks come back masked."""
     wanted = _groups(groups, services)
-    decision = _require(services, caller, Action.READ, AuditAction.READ,
-                        _meta(services, archive_no), wanted)
+    decision = _require(
+        services, caller, Action.READ, AuditAction.READ, _meta(services, archive_no), wanted
+    )
     shown = tuple(dict.fromkeys((*decision.groups, *decision.masked_groups)))
-    view = services.store.read(archive_no, shown, actor=caller.actor,
-                               masked=decision.masked_groups, purpose=decision.purpose,
-                               grant_id=decision.grant_id, reason=decision.reason)
-    return ArchiveContent(archive=public(view.meta), content=view.content,
-                          masked_groups=list(view.masked), decision=_decision_public(decision))
+    view = services.store.read(
+        archive_no,
+        shown,
+        actor=caller.actor,
+        masked=decision.masked_groups,
+        purpose=decision.purpose,
+        grant_id=decision.grant_id,
+        reason=decision.reason,
+    )
+    return ArchiveContent(
+        archive=public(view.meta),
+        content=view.content,
+        masked_groups=list(view.masked),
+        decision=_decision_public(decision),
+    )
 
 
 @router.patch("/{archive_no}", response_model=ArchiveContent)
-def update(archive_no: ArchivePath, body: ArchivePatch, services: ServicesDep,
-           caller: CallerDep) -> ArchiveContent:
+def update(
+    archive_no: ArchivePath, body: ArchivePatch, services: ServicesDep, caller: CallerDep
+) -> ArchiveContent:
     """Change fields (null removes one; the old values go to the encrypted history)."""
     if not body.profile and body.consent is None:
         raise ApiProblem(422, "validation-failed", "give profile fields or a consent record")
     fields = services.store.schema.validate_profile(
-        body.profile, limit=services.vault.settings.max_field_chars, allow_null=True)
-    decision = _require(services, caller, Action.UPDATE, AuditAction.UPDATE,
-                        _meta(services, archive_no), tuple(fields))
+        body.profile, limit=services.vault.settings.max_field_chars, allow_null=True
+    )
+    decision = _require(
+        services,
+        caller,
+        Action.UPDATE,
+        AuditAction.UPDATE,
+        _meta(services, archive_no),
+        tuple(fields),
+    )
     if body.consent is not None:
-        services.store.record_consent(archive_no, body.consent.model_dump(mode="json"),
-                                      actor=caller.actor)
+        services.store.record_consent(
+            archive_no, body.consent.model_dump(mode="json"), actor=caller.actor
+        )
     meta = services.store.meta(archive_no)
     if body.profile:
-        meta = services.store.update(archive_no, body.profile, actor=caller.actor,
-                                     purpose=decision.purpose, grant_id=decision.grant_id)
-    return ArchiveContent(archive=public(meta), content={}, masked_groups=[],
-                          decision=_decision_public(decision))
+        meta = services.store.update(
+            archive_no,
+            body.profile,
+            actor=caller.actor,
+            purpose=decision.purpose,
+            grant_id=decision.grant_id,
+        )
+    return ArchiveContent(
+        archive=public(meta), content={}, masked_groups=[], decision=_decision_public(decision)
+    )
 
 
-def _records_decision(services: Services, caller: Caller, archive_no: str,
-                      action: Action, audit: AuditAction) -> Decision:
-    decision = _require(services, caller, action, audit, _meta(services, archive_no),
-                        (RECORDS_GROUP,) if action is Action.READ else ())
+def _records_decision(
+    services: Services, caller: Caller, archive_no: str, action: Action, audit: AuditAction
+) -> Decision:
+    decision = _require(
+        services,
+        caller,
+        action,
+        audit,
+        _meta(services, archive_no),
+        (RECORDS_GROUP,) if action is Action.READ else (),
+    )
     if action is Action.READ and RECORDS_GROUP not in decision.groups:
         services.record_denial(caller.actor, audit, decision, archives=(archive_no,))
-        raise ApiProblem(403, "access-denied", "interaction records and attachments need the "
-                         f"{RECORDS_GROUP!r} field group in clear; file a view request for it")
+        raise ApiProblem(
+            403,
+            "access-denied",
+            "interaction records and attachments need the "
+            f"{RECORDS_GROUP!r} field group in clear; file a view request for it",
+        )
     return decision
 
 
 @router.get("/{archive_no}/interactions")
-def interactions(archive_no: ArchivePath, services: ServicesDep,
-                 caller: CallerDep) -> list[dict[str, Any]]:
-    d = _records_decision(services, caller, archive_no, Action.READ,
-                          AuditAction.INTERACTION_READ)
-    return services.store.interactions(archive_no, actor=caller.actor, purpose=d.purpose,
-                                       grant_id=d.grant_id)
+def interactions(
+    archive_no: ArchivePath, services: ServicesDep, caller: CallerDep
+) -> list[dict[str, Any]]:
+    d = _records_decision(services, caller, archive_no, Action.READ, AuditAction.INTERACTION_READ)
+    return services.store.interactions(
+        archive_no, actor=caller.actor, purpose=d.purpose, grant_id=d.grant_id
+    )
 
 
 @router.post("/{archive_no}/interactions", status_code=201)
-def add_interaction(archive_no: ArchivePath, body: InteractionIn, services: ServicesDep,
-                    caller: CallerDep) -> dict[str, Any]:
+def add_interaction(
+    archive_no: ArchivePath, body: InteractionIn, services: ServicesDep, caller: CallerDep
+) -> dict[str, Any]:
     """File a letter, fax, call, visit or revisit record (篇七)."""
     _records_decision(services, caller, archive_no, Action.UPDATE, AuditAction.INTERACTION_ADD)
-    return services.store.add_interaction(archive_no, occurred_on=body.occurred_on,
-                                          channel=body.channel, text=body.text,
-                                          actor=caller.actor)
+    return services.store.add_interaction(
+        archive_no,
+        occurred_on=body.occurred_on,
+        channel=body.channel,
+        text=body.text,
+        actor=caller.actor,
+    )
 
 
 @router.get("/{archive_no}/attachments")
-def attachments(archive_no: ArchivePath, services: ServicesDep,
-                caller: CallerDep) -> list[dict[str, Any]]:
+def attachments(
+    archive_no: ArchivePath, services: ServicesDep, caller: CallerDep
+) -> list[dict[str, Any]]:
     _records_decision(services, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_READ)
     return services.store.attachments(archive_no)
 
 
 @router.post("/{archive_no}/attachments", status_code=201)
-def upload(archive_no: ArchivePath, services: ServicesDep, caller: CallerDep,
-           file: Annotated[UploadFile, File(description="The scan or contract")],
-           filename: Annotated[str | None, Form(max_length=255)] = None) -> dict[str, Any]:
+def upload(
+    archive_no: ArchivePath,
+    services: ServicesDep,
+    caller: CallerDep,
+    file: Annotated[UploadFile, File(description="The scan or contract")],
+    filename: Annotated[str | None, Form(max_length=255)] = None,
+) -> dict[str, Any]:
     """Upload an attachment; it is sealed chunk by chunk as it streams in."""
     _records_decision(services, caller, archive_no, Action.UPDATE, AuditAction.ATTACHMENT_ADD)
     name = filename or file.filename or "attachment"
     return services.store.add_attachment(
-        archive_no, filename=name, content_type=file.content_type or "application/octet-stream",
-        stream=file.file, actor=caller.actor)
+        archive_no,
+        filename=name,
+        content_type=file.content_type or "application/octet-stream",
+        stream=file.file,
+        actor=caller.actor,
+    )
 
 
 @router.get("/{archive_no}/attachments/{uid}")
-def download(archive_no: ArchivePath, services: ServicesDep, caller: CallerDep,
-             uid: Annotated[str, Path(pattern="^[0-9a-f]{32}$")]) -> StreamingResponse:
+def download(
+    archive_no: ArchivePath,
+    services: ServicesDep,
+    caller: CallerDep,
+    uid: Annotated[str, Path(pattern="^[0-9a-f]{32}$")],
+) -> StreamingResponse:
     """Stream an attachment; the audit entry is written before the first byte."""
     d = _records_decision(services, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_READ)
-    meta, chunks = services.store.open_attachment(archive_no, uid, actor=caller.actor,
-                                                  purpose=d.purpose, grant_id=d.grant_id)
+    meta, chunks = services.store.open_attachment(
+        archive_no, uid, actor=caller.actor, purpose=d.purpose, grant_id=d.grant_id
+    )
 
     def body() -> Iterator[bytes]:
         yield from chunks
 
     return StreamingResponse(
-        body(), media_type=meta["content_type"],
-        headers={"Content-Length": str(meta["size"]),
-                 "Content-Disposition": "attachment; filename*=UTF-8''"
-                 + _rfc5987(meta["filename"]),
-                 "Cache-Control": "no-store"})
+        body(),
+        media_type=meta["content_type"],
+        headers={
+            "Content-Length": str(meta["size"]),
+            "Content-Disposition": "attachment; filename*=UTF-8''" + _rfc5987(meta["filename"]),
+            "Cache-Control": "no-store",
+        },
+    )
 
 
 def _rfc5987(name: str) -> str:

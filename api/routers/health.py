@@ -7,7 +7,6 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-
 from sqlmodel import Session
 
 from api.deps import ServicesDep
@@ -22,11 +21,16 @@ def healthz(services: ServicesDep) -> Any:
         # A write probe that is rolled back: proves the audit table accepts INSERTs.
         with Session(services.engine) as session:
             session.execute(sa.text("SELECT 1"))
-            services.audit.append(session, AuditEvent(action=AuditAction.LIST,
-                                                      actor=Actor("healthz", "system")))
+            services.audit.append(
+                session, AuditEvent(action=AuditAction.LIST, actor=Actor("healthz", "system"))
+            )
             session.rollback()
-    except Exception as exc:  # any failure is "not healthy"; the body names no internals
-        return JSONResponse({"status": "unavailable", "reason": type(exc).__name__},
-                            status_code=503)
-    return {"status": "ok", "database": services.engine.dialect.name,
-            "audit_head": services.audit.head()}
+    except Exception as exc:  # noqa: BLE001 - any failure is "not healthy"; no internals shown
+        return JSONResponse(
+            {"status": "unavailable", "reason": type(exc).__name__}, status_code=503
+        )
+    return {
+        "status": "ok",
+        "database": services.engine.dialect.name,
+        "audit_head": services.audit.head(),
+    }

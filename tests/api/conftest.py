@@ -55,8 +55,15 @@ def api_vault(vault: Vault) -> Vault:
     vault.settings.login_delay_seconds = 0
     with transaction(vault.engine) as session:
         for name, (roles, dept, clearance, external, cred) in USERS.items():
-            user = add_user(session, username=name, roles=roles, department=dept,
-                            clearance=clearance, external=external, credential_ref=cred)
+            user = add_user(
+                session,
+                username=name,
+                roles=roles,
+                department=dept,
+                clearance=clearance,
+                external=external,
+                credential_ref=cred,
+            )
             user.password_hash = _HASH
             session.add(user)
     return vault

@@ -18,8 +18,15 @@ def _b64(data: dict) -> str:
 
 def _claims(issuer: str, **over) -> dict:
     now = int(time.time())
-    return {"sub": "zhang.wei", "iss": issuer, "aud": AUDIENCE, "iat": now, "exp": now + 600,
-            "jti": "abc123", **over}
+    return {
+        "sub": "zhang.wei",
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 600,
+        "jti": "abc123",
+        **over,
+    }
 
 
 def _refused(client, token: str) -> None:
@@ -31,8 +38,13 @@ def _refused(client, token: str) -> None:
 
 def test_login_and_me(client, login) -> None:
     me = client.get("/me", headers=login("chen.jing")).json()
-    assert me == {"username": "chen.jing", "roles": ["information_officer"],
-                  "department": "客户服务部", "clearance": "top_secret", "external": False}
+    assert me == {
+        "username": "chen.jing",
+        "roles": ["information_officer"],
+        "department": "客户服务部",
+        "clearance": "top_secret",
+        "external": False,
+    }
 
 
 def test_no_token_and_garbage_tokens(client) -> None:
@@ -51,8 +63,9 @@ def test_forged_tokens_are_refused(client) -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     from cryptography.hazmat.primitives import serialization
 
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     _refused(client, jwt.encode(_claims(issuer), pem, algorithm="RS256"))
     # HS512 with the right secret: not on the allow-list
     _refused(client, jwt.encode(_claims(issuer), secret, algorithm="HS512"))
@@ -60,8 +73,9 @@ def test_forged_tokens_are_refused(client) -> None:
     _refused(client, jwt.encode(_claims(issuer), b"k" * 32, algorithm="HS256"))
     _refused(client, jwt.encode(_claims(issuer, aud="another-api"), secret, algorithm="HS256"))
     _refused(client, jwt.encode(_claims("someone-else"), secret, algorithm="HS256"))
-    _refused(client, jwt.encode(_claims(issuer, exp=int(time.time()) - 10), secret,
-                                algorithm="HS256"))
+    _refused(
+        client, jwt.encode(_claims(issuer, exp=int(time.time()) - 10), secret, algorithm="HS256")
+    )
     no_jti = _claims(issuer)
     del no_jti["jti"]
     _refused(client, jwt.encode(no_jti, secret, algorithm="HS256"))
@@ -84,9 +98,12 @@ def test_disabled_user_tokens_stop_at_once(client, login) -> None:
         disable_user(session, "li.na")
     r = client.get("/me", headers=headers)
     assert r.status_code == 401 and "disabled" in r.json()["detail"]
-    assert client.post("/auth/token", data={"username": "li.na",
-                                             "password": "correct horse battery staple"}
-                       ).status_code == 401
+    assert (
+        client.post(
+            "/auth/token", data={"username": "li.na", "password": "correct horse battery staple"}
+        ).status_code
+        == 401
+    )
 
 
 def test_failed_logins_lock_the_account_and_are_audited(client, login, clock) -> None:
@@ -96,13 +113,18 @@ def test_failed_logins_lock_the_account_and_are_audited(client, login, clock) ->
         r = client.post("/auth/token", data={"username": "wang.fang", "password": "nope"})
         assert r.status_code == 401
     # locked: even the right password is refused for a while
-    assert client.post("/auth/token", data={"username": "wang.fang", "password": PASSWORD}
-                       ).status_code == 401
+    assert (
+        client.post("/auth/token", data={"username": "wang.fang", "password": PASSWORD}).status_code
+        == 401
+    )
     clock.advance(minutes=16)
-    assert client.post("/auth/token", data={"username": "wang.fang", "password": PASSWORD}
-                       ).status_code == 200
-    log = client.get("/audit?action=auth:login-failed&actor=wang.fang&limit=50",
-                     headers=login("qian.audit")).json()["items"]
+    assert (
+        client.post("/auth/token", data={"username": "wang.fang", "password": PASSWORD}).status_code
+        == 200
+    )
+    log = client.get(
+        "/audit?action=auth:login-failed&actor=wang.fang&limit=50", headers=login("qian.audit")
+    ).json()["items"]
     assert len(log) == 6 and any(e["detail"]["locked"] for e in log)
     unknown = client.post("/auth/token", data={"username": "nobody", "password": "x"})
     assert unknown.status_code == 401 and unknown.json()["detail"] == r.json()["detail"]

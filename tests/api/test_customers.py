@@ -67,24 +67,29 @@ def test_list_and_search_show_metadata_only(client, login) -> None:
 def test_update_and_history_are_kept(client, login) -> None:
     h = login("zhang.wei")
     no = _new(client, h)
-    r = client.patch(f"/customers/{no}", json={"profile": {"mobile_phone": "139 0000 1111"}},
-                     headers=h)
+    r = client.patch(
+        f"/customers/{no}", json={"profile": {"mobile_phone": "139 0000 1111"}}, headers=h
+    )
     assert r.status_code == 200, r.text
     r = client.get(f"/customers/{no}?groups=contact", headers=h)
     assert r.json()["content"]["contact"]["mobile_phone"] == "13900001111"
-    r = client.patch(f"/customers/{no}", json={"profile": {"health": "高血压"}},
-                     headers=login("li.na"))
+    r = client.patch(
+        f"/customers/{no}", json={"profile": {"health": "高血压"}}, headers=login("li.na")
+    )
     assert r.status_code == 403
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"classification": "confidential"}, 422, "validation-failed"),
-    ({"profile": {"shoe_size": "42"}}, 422, "validation-failed"),
-    ({"profile": {"mobile_phone": 13800138000}}, 422, "validation-failed"),
-    ({"colour": "red"}, 422, "validation-failed"),
-    ({"classification": "top_secret"}, 422, "validation-failed"),
-    ({"profile": {"health": "良好"}, "consent": None}, 422, "consent-missing"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"classification": "confidential"}, 422, "validation-failed"),
+        ({"profile": {"shoe_size": "42"}}, 422, "validation-failed"),
+        ({"profile": {"mobile_phone": 13800138000}}, 422, "validation-failed"),
+        ({"colour": "red"}, 422, "validation-failed"),
+        ({"classification": "top_secret"}, 422, "validation-failed"),
+        ({"profile": {"health": "良好"}, "consent": None}, 422, "consent-missing"),
+    ],
+)
 def test_bad_bodies_get_clear_4xx(client, login, body, status, code) -> None:
     data = archive(**body)
     data.pop("owner", None)
@@ -97,7 +102,9 @@ def test_bad_bodies_get_clear_4xx(client, login, body, status, code) -> None:
 
 def test_malformed_requests(client, login) -> None:
     h = login("zhang.wei")
-    r = client.post("/customers", content=b"{nope", headers={**h, "content-type": "application/json"})
+    r = client.post(
+        "/customers", content=b"{nope", headers={**h, "content-type": "application/json"}
+    )
     assert r.status_code == 400 and r.json()["type"] == "urn:archive-vault:malformed-json"
     assert client.get("/customers/KH-1", headers=h).status_code == 422
     assert client.get("/customers/KH-2026-999999", headers=h).status_code == 404
@@ -111,19 +118,26 @@ def test_malformed_requests(client, login) -> None:
 def test_interactions_and_attachments(client, login) -> None:
     h = login("zhang.wei")
     no = _new(client, h)
-    r = client.post(f"/customers/{no}/interactions",
-                    json={"occurred_on": "2026-01-05", "channel": "revisit", "text": "回访：满意"},
-                    headers=h)
+    r = client.post(
+        f"/customers/{no}/interactions",
+        json={"occurred_on": "2026-01-05", "channel": "revisit", "text": "回访：满意"},
+        headers=h,
+    )
     assert r.status_code == 201
     assert client.get(f"/customers/{no}/interactions", headers=h).json()[0]["text"] == "回访：满意"
     payload = bytes(range(256)) * 600
-    r = client.post(f"/customers/{no}/attachments", headers=h,
-                    files={"file": ("合同.pdf", payload, "application/pdf")})
+    r = client.post(
+        f"/customers/{no}/attachments",
+        headers=h,
+        files={"file": ("合同.pdf", payload, "application/pdf")},
+    )
     assert r.status_code == 201, r.text
     uid = r.json()["uid"]
     got = client.get(f"/customers/{no}/attachments/{uid}", headers=h)
     assert got.status_code == 200 and got.content == payload
-    assert client.get(f"/customers/{no}/attachments/{uid}", headers=login("li.na")).status_code == 403
+    assert (
+        client.get(f"/customers/{no}/attachments/{uid}", headers=login("li.na")).status_code == 403
+    )
     assert client.get(f"/customers/{no}/interactions", headers=login("li.na")).status_code == 403
 
 
