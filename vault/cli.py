@@ -23,7 +23,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 
+from audit.errors import AuditError
 from audit.events import Actor
+from policies.errors import PolicyError
 from vault.errors import VaultError
 from vault.settings import Settings
 
@@ -260,44 +262,6 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     console.print(table)
 
 
-@app.command()
-def demo(
-    customers: Annotated[int, typer.Option(min=1, max=100_000)] = 2000,
-    data_dir: DataDir = DEFAULT_DATA_DIR,
-) -> None:
-    """Initialise (if needed) and seed a demo vault, then say what was done."""
-    from vault.errors import NotInitialised
-    from vault.vault import open_vault
-
-    settings = settings_for(data_dir)
-    try:
-        vault = open_vault(settings)
-        console.print(f"Using the existing vault in {settings.data_dir}")
-    except NotInitialised:
-        init(data_dir)
-        vault = open_vault(settings)
-    store = vault.store()
-    existing = store.list(actor=cli_actor(), limit=1, audit=False).total
-    if existing == 0:
-        seed(customers=customers, rng_seed=2026, data_dir=data_dir)
-    else:
-        console.print(f"The vault already holds {existing} archives; not seeding again")
-    page = store.list(actor=cli_actor(), limit=5)
-    finish(store)
-    table = Table(title="客户一览表 / customer list (metadata only)")
-    for column in ("archive", "category", "grade", "remarks", "owner", "retention"):
-        table.add_column(column)
-    for m in page.items:
-        table.add_row(
-            m.archive_no, m.category, m.grade, m.marking, m.owner, m.retention_until.isoformat()
-        )
-    console.print(table)
-    console.print(
-        f"{page.total} active archives. The HTTP service arrives with the API issue; "
-        "try `archive-vault keys status` or `archive-vault audit verify`."
-    )
-
-
 def _mount_optional() -> None:
     """Sub-commands of the audit and policy packages, when they are installed."""
     for module, attr, name in (
@@ -311,6 +275,9 @@ def _mount_optional() -> None:
                 raise
             continue
         app.add_typer(getattr(mod, attr), name=name)
+    from vault.cli_service import register
+
+    register(app)
 
 
 _mount_optional()
@@ -322,6 +289,9 @@ def main() -> None:
         app()
     except VaultError as exc:
         err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        sys.exit(1)
+    except (PolicyError, AuditError) as exc:  # their messages are content-free by contract
+        err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     except DBAPIError as exc:
         if os.environ.get("VAULT_DEBUG") == "1":

@@ -60,8 +60,12 @@ def verify(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Re-hash every entry, recompute chain and roots, check every checkpoint signature."""
     log = _run(lambda: _open_log(data_dir))
     with Progress(
-        TextColumn("verifying audit log"), BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=err, transient=True,
+        TextColumn("verifying audit log"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
     ) as bar:
         task = bar.add_task("verify", total=None)
 
@@ -174,18 +178,38 @@ def log_cmd(
     """Search the log (newest first)."""
     log = _run(lambda: _open_log(data_dir))
     start, end = _when(since, "--since"), _when(until, "--until")
-    records = _run(lambda: log.query(
-        actor=actor, archive=archive, action=action, outcome=outcome,
-        since=start, until=end, limit=limit, offset=offset,
-    ))
-    table = Table("seq", "time (UTC)", "actor", "role", "action", "outcome", "archives",
-                  "groups", "purpose")
+    records = _run(
+        lambda: log.query(
+            actor=actor,
+            archive=archive,
+            action=action,
+            outcome=outcome,
+            since=start,
+            until=end,
+            limit=limit,
+            offset=offset,
+        )
+    )
+    table = Table(
+        "seq", "time (UTC)", "actor", "role", "action", "outcome", "archives", "groups", "purpose"
+    )
     for r in records:
-        table.add_row(*(Text(cell) for cell in (
-            str(r.seq), r.time.strftime("%Y-%m-%d %H:%M:%S"), r.actor, r.actor_role, r.action,
-            r.outcome, ", ".join(r.archives[:5]) + (" …" if len(r.archives) > 5 else ""),
-            ", ".join(r.groups), r.purpose or "",
-        )))
+        table.add_row(
+            *(
+                Text(cell)
+                for cell in (
+                    str(r.seq),
+                    r.time.strftime("%Y-%m-%d %H:%M:%S"),
+                    r.actor,
+                    r.actor_role,
+                    r.action,
+                    r.outcome,
+                    ", ".join(r.archives[:5]) + (" …" if len(r.archives) > 5 else ""),
+                    ", ".join(r.groups),
+                    r.purpose or "",
+                )
+            )
+        )
     # Text cells: values come from the log and are shown literally, never as markup.
     console.print(table)
     console.print(f"{len(records)} entries", highlight=False)

@@ -1,0 +1,221 @@
+"""Operator commands for the running service: users, the sweeper, ``serve`` and ``demo``.
+
+These compose the packages (vault, policies, api) the way the service does;
+like ``vault/cli.py`` this is a composition root, not library code.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlmodel import Session
+
+from vault.cli import DEFAULT_DATA_DIR, DataDir, cli_actor, console, err, finish, open_store
+from vault.db import transaction
+
+user_app = typer.Typer(help="Users: add, disable, set roles.", no_args_is_help=True)
+
+DEMO_PASSWORD = "demo-vault-2026"  # noqa: S105 - printed on purpose: demo vaults only
+DEMO_USERS = (
+    # username, roles, department, clearance, external credential
+    ("zhang.wei", ["salesperson"], "销售一部", "internal", None),
+    ("li.na", ["salesperson"], "销售一部", "internal", None),
+    ("wang.fang", ["salesperson"], "销售二部", "internal", None),
+    ("liu.yang", ["salesperson"], "销售二部", "internal", None),
+    ("head.sales1", ["department_head"], "销售一部", "secret", None),
+    ("head.sales2", ["department_head"], "销售二部", "secret", None),
+    ("chen.jing", ["information_officer"], "客户服务部", "top_secret", None),
+    ("zhao.lei", ["info_supervisor"], "客户服务部", "top_secret", None),
+    ("sun.li", ["cs_manager"], "客户服务部", "top_secret", None),
+    ("zhou.gm", ["general_manager"], "总经理办公室", "top_secret", None),
+    ("qian.audit", ["compliance"], "合规部", "internal", None),
+    ("visitor.wu", ["external"], "访客", "internal", "介绍信 2026-017"),
+    ("admin", ["admin"], "信息技术部", "internal", None),
+)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        err.print("[red]error:[/] no terminal to ask for the password; use --password-stdin")
+        raise typer.Exit(2)
+    first = typer.prompt("Password", hide_input=True)
+    if typer.prompt("Again", hide_input=True) != first:
+        err.print("[red]error:[/] the passwords differ")
+        raise typer.Exit(2)
+    return first
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login name (a-z, 0-9, '.', '_', '-').")],
+    role: Annotated[list[str], typer.Option(help="Role (repeatable).")],
+    department: Annotated[str, typer.Option(help="Department (部门).")] = "",
+    clearance: Annotated[str, typer.Option(help="internal, secret or top_secret.")] = "internal",
+    external: Annotated[bool, typer.Option(help="A registered visitor (Art 18.4).")] = False,
+    credential: Annotated[str | None, typer.Option(help="Introduction letter or work-ID.")] = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Add a user with roles and a password (Argon2id)."""
+    from api.security import hash_password
+    from policies.directory import add_user
+    from vault.records import parse_username
+
+    parse_username(username, "username")
+    password = _read_password(password_stdin)
+    try:
+        hashed = hash_password(password)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+    store = open_store(data_dir)
+    with transaction(store.engine) as session:
+        user = add_user(session, username=username, roles=role, department=department,
+                        clearance=clearance, external=external, credential_ref=credential,
+                        audit=store.audit, actor=cli_actor())
+        user.password_hash = hashed
+        session.add(user)
+    finish(store)
+    console.print(f"Added {username} ({', '.join(role)})")
+
+
+@user_app.command("disable")
+def user_disable(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Disable a user: their tokens stop working at once."""
+    from policies.directory import disable_user
+
+    store = open_store(data_dir)
+    with transaction(store.engine) as session:
+        disable_user(session, username, audit=store.audit, actor=cli_actor())
+    finish(store)
+    console.print(f"Disabled {username}")
+
+
+@user_app.command("set-role")
+def user_set_role(
+    username: str,
+    role: Annotated[list[str], typer.Option(help="Role (repeatable); replaces the old ones.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Replace a user's roles."""
+    from policies.directory import set_roles
+
+    store = open_store(data_dir)
+    with transaction(store.engine) as session:
+        roles = set_roles(session, username, role, audit=store.audit, actor=cli_actor())
+    finish(store)
+    console.print(f"{username}: {', '.join(roles)}")
+
+
+def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Expire grants and stale requests, flag overdue loans, list archives past retention."""
+    from api.services import utcnow
+    from policies.workflow import Workflow
+
+    store = open_store(data_dir)
+    now = utcnow()
+    with transaction(store.engine) as session:
+        result = Workflow(audit=store.audit).sweep(session, now=now)
+    page = store.list(actor=cli_actor(), retention_before=now.date(), limit=500)
+    finish(store)
+    console.print(f"expired requests: {len(result.expired_requests)}, expired grants: "
+                  f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}")
+    if page.total:
+        table = Table(title=f"{page.total} archives past retention (propose destruction, Art 25)")
+        for column in ("archive", "owner", "retention until"):
+            table.add_column(column)
+        for m in page.items:
+            table.add_row(m.archive_no, m.owner, m.retention_until.isoformat())
+        console.print(table)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Needs PostgreSQL if > 1.")] = 1,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Run the HTTP service (uvicorn)."""
+    import uvicorn
+
+    from vault.cli import settings_for
+    from vault.vault import open_vault
+
+    settings = settings_for(data_dir)
+    open_vault(settings)  # fail here, clearly, rather than in every worker
+    if workers > 1 and settings.is_sqlite:
+        err.print("[red]error:[/] --workers > 1 needs PostgreSQL (set VAULT_DATABASE_URL); "
+                  "the embedded SQLite vault serves from one process")
+        raise typer.Exit(2)
+    os.environ["VAULT_DATA_DIR"] = str(settings.data_dir)
+    console.print(f"Serving on http://{host}:{port} (docs at /docs); Ctrl-C to stop")
+    uvicorn.run("api.app:app_factory", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", proxy_headers=False)
+
+
+def demo(
+    customers: Annotated[int, typer.Option(min=1, max=100_000)] = 2000,
+    no_serve: Annotated[bool, typer.Option("--no-serve", help="Prepare, do not serve.")] = False,
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Initialise (if needed) a demo vault: users of every role and synthetic archives."""
+    from api.security import hash_password
+    from policies.directory import add_user
+    from vault.cli import init, seed, settings_for
+    from vault.errors import NotInitialised
+    from vault.models import User
+    from vault.vault import open_vault
+
+    settings = settings_for(data_dir)
+    try:
+        vault = open_vault(settings)
+    except NotInitialised:
+        init(data_dir)
+        vault = open_vault(settings)
+    store = vault.store()
+    hashed = hash_password(DEMO_PASSWORD)
+    with transaction(vault.engine) as session:
+        for name, roles, dept, clearance, credential in DEMO_USERS:
+            if session.exec(User.__table__.select().where(  # type: ignore[attr-defined]
+                    User.__table__.c.username == name)).first():  # type: ignore[attr-defined]
+                continue
+            user = add_user(session, username=name, roles=roles, department=dept,
+                            clearance=clearance, external=credential is not None,
+                            credential_ref=credential, audit=store.audit, actor=cli_actor())
+            user.password_hash = hashed
+            session.add(user)
+    with Session(vault.engine) as session:
+        existing = store.list(actor=cli_actor(), limit=1, audit=False).total
+    if existing == 0:
+        seed(customers=customers, rng_seed=2026, data_dir=data_dir)
+    else:
+        console.print(f"The vault already holds {existing} archives; not seeding again")
+    finish(store)
+    table = Table(title=f"Demo logins (password for all: {DEMO_PASSWORD})")
+    for column in ("username", "roles", "department"):
+        table.add_column(column)
+    for name, roles, dept, _c, _cred in DEMO_USERS:
+        table.add_row(name, ", ".join(roles), dept)
+    console.print(table)
+    console.print("Log in: curl -d 'username=zhang.wei&password=…' "
+                  f"http://127.0.0.1:{port}/auth/token")
+    if not no_serve:
+        serve(host="127.0.0.1", port=port, workers=1, data_dir=data_dir)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(user_app, name="user")
+    app.command()(sweep)
+    app.command()(serve)
+    app.command()(demo)
+
+
+__all__ = ["Path", "register"]
