@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
-from api.routers import audit, auth, customers, health
+from api.routers import audit, auth, customers, exports, health, requests, users
 from api.services import Services, utcnow
 from vault.settings import Settings
 from vault.vault import Vault, open_vault
@@ -102,7 +102,7 @@ def create_app(
     if vault is not None:
         app.state.services = Services.build(vault, clock=clock)
     errors.install(app)
-    for module in (auth, customers, audit, health):
+    for module in (auth, customers, exports, requests, users, audit, health):
         app.include_router(module.router)
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(

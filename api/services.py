@@ -9,16 +9,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlmodel import Session
 
 from api.security import TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.decide import ArchiveMeta, Decision, PolicyEngine, Principal
+from policies.errors import PolicyError
+from policies.workflow import Workflow
 from vault.db import transaction
 from vault.store import ArchiveStore
 from vault.vault import Vault
+
+T = TypeVar("T")
 
 
 def utcnow() -> datetime:
@@ -32,6 +36,7 @@ class Services:
     audit: Any  # audit.log.AuditLog
     policy: PolicyEngine
     tokens: TokenService
+    workflow: Workflow
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @classmethod
@@ -45,7 +50,16 @@ class Services:
             issuer=f"archive-vault:{vault.keys.vault_id}",
             ttl=timedelta(minutes=vault.settings.token_ttl_minutes),
         )
-        return cls(vault=vault, store=store, audit=audit, policy=policy, tokens=tokens, clock=clock)
+        workflow = Workflow(audit=audit, engine=policy)
+        return cls(
+            vault=vault,
+            store=store,
+            audit=audit,
+            policy=policy,
+            tokens=tokens,
+            workflow=workflow,
+            clock=clock,
+        )
 
     @property
     def engine(self) -> Any:
@@ -62,6 +76,24 @@ class Services:
         with Session(self.engine) as session:
             self.policy.sync(session)
         return self.policy.decide(principal, action, archive, tuple(groups), now=self.clock())
+
+    def in_transaction(self, fn: Callable[[Session], T]) -> T:
+        """Run a workflow step in one transaction; a refused step is still audited.
+
+        A refusal rolls its transaction back, so the event describing the refused
+        attempt (carried on the exception) is appended in a transaction of its own.
+        """
+        try:
+            with transaction(self.engine) as session:
+                result = fn(session)
+            with Session(self.engine) as session:
+                self.policy.sync(session)
+            return result
+        except PolicyError as exc:
+            if exc.event is not None:
+                with transaction(self.engine) as session:
+                    self.audit.append(session, exc.event)
+            raise
 
     def record_denial(
         self,

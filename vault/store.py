@@ -597,6 +597,50 @@ class ArchiveStore:
             out[row[5]] = self._open_group(dek, archive_no, row[5], level, row[6], row[7])
         return out
 
+    def export(
+        self,
+        archive_nos: Sequence[str],
+        groups: Iterable[str],
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        grant_id: str | None = None,
+        reason: str | None = None,
+        provision: bool = False,
+    ) -> list[ArchiveView]:
+        """Decrypt several archives for an approved copy or external provision (Art 23–24).
+
+        One transaction and one audit entry naming every archive and group; as
+        with ``read``, nothing is returned unless that entry commits.
+        """
+        wanted = self.schema.check_groups(list(groups))
+        numbers = list(dict.fromkeys(archive_nos))
+        if not numbers:
+            raise ValidationFailed("an export names at least one archive")
+        views = []
+        with transaction(self.engine) as session:
+            for no in numbers:
+                archive = self._load(session, no)
+                contacts = self._contacts(session, archive.id)  # type: ignore[arg-type]
+                views.append(
+                    ArchiveView(
+                        meta=_meta(archive, contacts),
+                        content=self._open_groups(session, archive, wanted),
+                    )
+                )
+            self._audit(
+                session,
+                AuditAction.EXPORT,
+                actor,
+                archives=tuple(numbers),
+                groups=tuple(wanted),
+                purpose=purpose,
+                grant_id=grant_id,
+                reason=reason,
+                detail={"provision": provision, "archives": len(numbers)},
+            )
+        return views
+
     def history(
         self,
         archive_no: str,

@@ -72,19 +72,21 @@ def api_vault(vault: Vault) -> Vault:
 @pytest.fixture
 def client(api_vault: Vault, clock: Clock) -> Iterator[TestClient]:
     app = create_app(vault=api_vault, clock=clock)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(app, raise_server_exceptions=__import__("os").environ.get("RAISE") == "1") as c:
         yield c
 
 
 @pytest.fixture
-def login(client: TestClient) -> Callable[[str], dict[str, str]]:
-    cache: dict[str, dict[str, str]] = {}
+def login(client: TestClient, clock: Clock) -> Callable[[str], dict[str, str]]:
+    cache: dict[str, tuple[datetime, dict[str, str]]] = {}
 
     def _login(username: str) -> dict[str, str]:
-        if username not in cache:
+        issued, headers = cache.get(username, (None, None))
+        if headers is None or clock.now - issued > timedelta(minutes=10):
             r = client.post("/auth/token", data={"username": username, "password": PASSWORD})
             assert r.status_code == 200, r.text
-            cache[username] = {"Authorization": f"Bearer {r.json()['access_token']}"}
-        return cache[username]
+            headers = {"Authorization": f"Bearer {r.json()['access_token']}"}
+            cache[username] = (clock.now, headers)
+        return headers
 
     return _login

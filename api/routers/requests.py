@@ -1,0 +1,248 @@
+"""Access requests (view, loan, copy, external, report, destroy) and the loan register."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Path, Query
+from pydantic import Field, StringConstraints
+from sqlmodel import Session, select
+
+from api.deps import CallerDep, ServicesDep
+from api.errors import ApiProblem
+from api.schemas import ArchiveNo, GroupName, Strict
+from policies.models import AccessRequest
+from policies.roles import Role
+from policies.workflow import loan_status
+
+router = APIRouter(tags=["requests"])
+Uid = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
+Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+REGISTER_READERS = {
+    Role.INFORMATION_OFFICER,
+    Role.INFO_SUPERVISOR,
+    Role.CS_MANAGER,
+    Role.COMPLIANCE,
+}
+
+
+class RequestIn(Strict):
+    kind: Literal["view", "loan", "copy", "external", "report", "destroy"]
+    archives: list[ArchiveNo] = Field(default_factory=list, max_length=500)
+    groups: list[GroupName] = Field(default_factory=list, max_length=64)
+    purpose: Annotated[str, StringConstraints(max_length=32)]
+    reason: Reason
+    hours: int | None = Field(default=None, ge=1, le=24 * 366)
+    material: Annotated[str, StringConstraints(max_length=256)] = ""
+    copies: int = Field(default=0, ge=0, le=1000)
+    recipient: Annotated[str, StringConstraints(max_length=256)] = ""
+    credential_ref: Annotated[str, StringConstraints(max_length=128)] | None = None
+
+
+class ApproveIn(Strict):
+    groups: list[GroupName] | None = Field(default=None, max_length=64)
+    hours: int | None = Field(default=None, ge=1, le=24 * 366)
+    note: Annotated[str, StringConstraints(max_length=2000)] = ""
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+class DenyIn(Strict):
+    reason: Reason
+    expected_version: int | None = Field(default=None, ge=0)
+
+
+def request_public(req: Any) -> dict[str, Any]:
+    return {
+        "id": req.uid,
+        "kind": req.kind,
+        "state": req.state,
+        "requester": req.requester,
+        "archives": list(req.archives),
+        "groups": list(req.groups),
+        "requested_groups": list(req.requested_groups),
+        "purpose": req.purpose,
+        "reason": req.reason,
+        "hours": req.hours,
+        "requested_hours": req.requested_hours,
+        "classification": req.classification,
+        "version": req.version,
+        "next_stage": req.next_stage,
+        "stages": [{"name": s.get("name"), "label": s.get("label")} for s in req.stages],
+        "created_at": req.created_at.isoformat(),
+        "expires_at": req.expires_at.isoformat() if req.expires_at else None,
+        "decided_at": req.decided_at.isoformat() if req.decided_at else None,
+    }
+
+
+def loan_public(entry: Any, state: str) -> dict[str, Any]:
+    return {
+        "id": entry.uid,
+        "borrower": entry.borrower,
+        "archives": list(entry.archives),
+        "material": entry.material,
+        "copies": entry.copies,
+        "reason": entry.reason,
+        "start_at": entry.start_at.isoformat(),
+        "due_at": entry.due_at.isoformat(),
+        "confirmed_at": entry.borrower_confirmed_at.isoformat()
+        if entry.borrower_confirmed_at
+        else None,
+        "returned_at": entry.returned_at.isoformat() if entry.returned_at else None,
+        "state": state,
+    }
+
+
+@router.post("/requests", status_code=201)
+def file_request(body: RequestIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """File a request: the object, purpose and reason (Art 18.1); returns its chain."""
+    req = services.in_transaction(
+        lambda s: services.workflow.file_request(
+            s,
+            caller.principal,
+            kind=body.kind,
+            purpose=body.purpose,
+            reason=body.reason,
+            now=services.clock(),
+            archives=body.archives,
+            groups=body.groups,
+            hours=body.hours,
+            material=body.material,
+            copies=body.copies,
+            recipient=body.recipient,
+            credential_ref=body.credential_ref,
+        )
+    )
+    return request_public(req)
+
+
+@router.get("/requests")
+def list_requests(
+    services: ServicesDep,
+    caller: CallerDep,
+    role: Annotated[Literal["mine", "to_approve"], Query()] = "mine",
+) -> dict[str, Any]:
+    """Your requests with their notifications, or the queue you may sign now."""
+    with Session(services.engine) as session:
+        if role == "mine":
+            items = services.workflow.requests_for(session, caller.username)
+            notes = services.workflow.notifications_for(session, caller.username)
+            return {
+                "items": [request_public(r) for r in items],
+                "notifications": [
+                    {
+                        "request": n.request_uid,
+                        "event": n.event,
+                        "message": n.message,
+                        "at": n.created_at.isoformat(),
+                    }
+                    for n in notes
+                ],
+            }
+        queue = services.workflow.queue_for(session, caller.principal, now=services.clock())
+        return {"items": [request_public(r) for r in queue], "notifications": []}
+
+
+@router.get("/requests/{uid}")
+def get_request(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    with Session(services.engine) as session:
+        mine = {r.uid for r in services.workflow.requests_for(session, caller.username)}
+        queue = {
+            r.uid
+            for r in services.workflow.queue_for(session, caller.principal, now=services.clock())
+        }
+        sigs = services.workflow.signatures(session, uid)
+        signer = any(s.signer == caller.username for s in sigs)
+        if uid not in mine | queue and not signer and Role.COMPLIANCE not in caller.principal.roles:
+            raise ApiProblem(404, "not-found", f"no request {uid} that you filed or may sign")
+        req = session.exec(select(AccessRequest).where(AccessRequest.uid == uid)).one()
+        out = request_public(req)
+        out["signatures"] = [
+            {
+                "stage": s.stage_name,
+                "signer": s.signer,
+                "role": s.signer_role,
+                "decision": s.decision,
+                "reason": s.reason,
+                "at": s.signed_at.isoformat(),
+            }
+            for s in sigs
+        ]
+        return out
+
+
+@router.post("/requests/{uid}/approve")
+def approve(uid: Uid, body: ApproveIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """Sign the next stage; an approver may narrow (fewer groups, fewer hours), never widen."""
+    req = services.in_transaction(
+        lambda s: services.workflow.approve(
+            s,
+            uid,
+            caller.principal,
+            now=services.clock(),
+            groups=body.groups,
+            hours=body.hours,
+            note=body.note,
+            expected_version=body.expected_version,
+        )
+    )
+    return request_public(req)
+
+
+@router.post("/requests/{uid}/deny")
+def deny(uid: Uid, body: DenyIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    req = services.in_transaction(
+        lambda s: services.workflow.deny(
+            s,
+            uid,
+            caller.principal,
+            reason=body.reason,
+            now=services.clock(),
+            expected_version=body.expected_version,
+        )
+    )
+    return request_public(req)
+
+
+@router.post("/requests/{uid}/withdraw")
+def withdraw(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    req = services.in_transaction(
+        lambda s: services.workflow.withdraw(s, uid, caller.principal, now=services.clock())
+    )
+    return request_public(req)
+
+
+@router.get("/loans")
+def loans(
+    services: ServicesDep, caller: CallerDep, overdue: bool = False, open_only: bool = False
+) -> dict[str, Any]:
+    """The loan register (客户资料外借登记册); borrowers see their own lines."""
+    now = services.clock()
+    with Session(services.engine) as session:
+        views = services.workflow.loan_register(session, now=now, open_only=open_only)
+    keeper = bool(REGISTER_READERS & caller.principal.roles)
+    items = [
+        loan_public(v.entry, v.status)
+        for v in views
+        if keeper or v.entry.borrower == caller.username
+    ]
+    if overdue:
+        items = [i for i in items if i["state"] == "overdue"]
+    return {"items": items}
+
+
+@router.post("/loans/{uid}/confirm")
+def confirm_loan(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """The borrower confirms the register line (Art 19.5)."""
+    entry = services.in_transaction(
+        lambda s: services.workflow.confirm_loan(s, uid, caller.principal, now=services.clock())
+    )
+    return loan_public(entry, loan_status(entry, services.clock()))
+
+
+@router.post("/loans/{uid}/return")
+def return_loan(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """Cancel the register line (Art 20): the access ends now and for good."""
+    entry = services.in_transaction(
+        lambda s: services.workflow.return_loan(s, uid, caller.principal, now=services.clock())
+    )
+    return loan_public(entry, loan_status(entry, services.clock()))

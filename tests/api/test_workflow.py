@@ -1,0 +1,221 @@
+"""End to end over HTTP, one user of DOMAIN.md after another."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from tests.factories import archive
+
+
+def _new(client, headers, **over) -> str:
+    body = archive(**over)
+    body.pop("owner", None)
+    r = client.post("/customers", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["archive"]["archive_no"]
+
+
+def _file(client, headers, **body) -> dict:
+    r = client.post("/requests", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def _approve(client, headers, uid, **body) -> dict:
+    r = client.post(f"/requests/{uid}/approve", json=body, headers=headers)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_view_request_walked_to_a_read_that_is_audited(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    li = login("li.na")
+    assert client.get(f"/customers/{no}", headers=li).status_code == 403
+    req = _file(
+        client,
+        li,
+        kind="view",
+        archives=[no],
+        groups=["contact"],
+        purpose="customer_service",
+        reason="客户来电，需回电",
+    )
+    assert req["state"] == "pending" and [s["name"] for s in req["stages"]] == [
+        "department_head",
+        "information_officer",
+    ]
+    # the requester cannot sign their own request; the other department's head cannot sign
+    assert client.post(f"/requests/{req['id']}/approve", json={}, headers=li).status_code == 403
+    wrong = client.post(f"/requests/{req['id']}/approve", json={}, headers=login("head.two"))
+    assert wrong.status_code == 403
+    queue = client.get("/requests?role=to_approve", headers=login("head.one")).json()["items"]
+    assert [q["id"] for q in queue] == [req["id"]]
+    _approve(client, login("head.one"), req["id"])
+    done = _approve(client, login("chen.jing"), req["id"])
+    assert done["state"] == "approved"
+    r = client.get(f"/customers/{no}?groups=contact", headers=li)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"]["contact"]["mobile_phone"] == "13800138000"
+    assert r.json()["decision"]["basis"] == "grant"
+    # outside the granted groups: health is refused (or masked), never shown in clear
+    health = client.get(f"/customers/{no}?groups=health", headers=li)
+    assert "良好" not in health.text
+    entry = client.get(
+        f"/audit?archive={no}&actor=li.na&action=archive:read&outcome=allowed",
+        headers=login("qian.audit"),
+    ).json()["items"][-1]
+    assert entry["groups"] == ["contact"]
+    assert entry["purpose"] == "customer_service" and entry["grant_id"]
+    mine = client.get("/requests?role=mine", headers=li).json()
+    assert mine["items"][0]["state"] == "approved" and mine["notifications"]
+
+
+def test_denial_needs_a_reason_and_is_final(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    req = _file(
+        client,
+        login("li.na"),
+        kind="view",
+        archives=[no],
+        groups=["contact"],
+        purpose="other",
+        reason="看看",
+    )
+    r = client.post(f"/requests/{req['id']}/deny", json={"reason": " "}, headers=login("head.one"))
+    assert r.status_code in (403, 422)
+    r = client.post(
+        f"/requests/{req['id']}/deny", json={"reason": "理由不充分"}, headers=login("head.one")
+    )
+    assert r.status_code == 200 and r.json()["state"] == "denied"
+    assert client.post(
+        f"/requests/{req['id']}/approve", json={}, headers=login("chen.jing")
+    ).status_code in (403, 409)
+
+
+def test_loans_returned_and_overdue(client, login, clock) -> None:
+    no = _new(client, login("zhang.wei"))
+    li = login("li.na")
+    too_long = client.post(
+        "/requests",
+        headers=li,
+        json={
+            "kind": "loan",
+            "archives": [no],
+            "groups": ["contact"],
+            "purpose": "contract_follow_up",
+            "reason": "签约",
+            "hours": 73,
+            "material": "客户档案原件",
+            "copies": 1,
+        },
+    )
+    assert too_long.status_code in (403, 422) and "72" in too_long.text
+    loans = []
+    for _ in range(2):
+        req = _file(
+            client,
+            li,
+            kind="loan",
+            archives=[no],
+            groups=["contact"],
+            purpose="contract_follow_up",
+            reason="签约",
+            hours=24,
+            material="客户档案复印件",
+            copies=1,
+        )
+        _approve(client, login("head.one"), req["id"])
+        _approve(client, login("chen.jing"), req["id"])
+    register = client.get("/loans", headers=login("chen.jing")).json()["items"]
+    assert len(register) == 2
+    loans = [e["id"] for e in register]
+    assert client.get(f"/customers/{no}?groups=contact", headers=li).status_code == 200
+    r = client.post(f"/loans/{loans[0]}/return", headers=li)
+    assert r.status_code == 200 and r.json()["state"] == "returned"
+    assert client.post(f"/loans/{loans[0]}/return", headers=li).status_code == 403
+    clock.advance(hours=25)
+    overdue = client.get("/loans?overdue=true", headers=login("chen.jing")).json()["items"]
+    assert [e["id"] for e in overdue] == [loans[1]]
+    assert client.get(f"/customers/{no}?groups=contact", headers=login("li.na")).status_code == 403
+
+
+def test_export_under_an_approved_copy_request(client, login) -> None:
+    zhang = login("zhang.wei")
+    numbers = [
+        _new(client, zhang, profile={"name": n, "mobile_phone": m, "notes": "=HYPERLINK(1)"})
+        for n, m in (("甲", "13800000001"), ("乙", "13800000002"))
+    ]
+    assert client.post("/exports", json={"request": "nope1234"}, headers=zhang).status_code == 403
+    req = _file(
+        client,
+        zhang,
+        kind="copy",
+        archives=numbers,
+        groups=["identity", "notes"],
+        purpose="contract_follow_up",
+        reason="合同附件",
+    )
+    _approve(client, login("zhao.lei"), req["id"])
+    r = client.post("/exports", json={"request": req["id"], "format": "csv"}, headers=zhang)
+    assert r.status_code == 200, r.text
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0][0] == "archive_no" and "mobile_phone" not in rows[0]
+    assert {row[0] for row in rows[1:]} == set(numbers)
+    assert all(not cell.startswith("=") for row in rows for cell in row)
+    log = client.get("/audit?action=archive:export", headers=login("qian.audit")).json()["items"]
+    assert set(log[0]["archives"]) == set(numbers) and log[0]["groups"] == ["identity", "notes"]
+
+
+def test_destruction_under_an_approved_destroy_request(client, login) -> None:
+    no = _new(client, login("zhang.wei"), retention_until="2020-01-01")
+    officer = login("chen.jing")
+    req = _file(
+        client,
+        officer,
+        kind="destroy",
+        archives=[no],
+        purpose="retention_expired",
+        reason="保管期满，已失去价值",
+    )
+    _approve(client, login("sun.li"), req["id"])
+    r = client.post(f"/customers/{no}/destroy", json={"request": req["id"]}, headers=officer)
+    assert r.status_code == 200, r.text
+    cert = r.json()
+    assert cert["archive_no"] == no and cert["wrapped_dek_sha256"]
+    assert client.get(f"/customers/{no}", headers=login("zhang.wei")).status_code in (403, 410)
+    log = client.get(
+        f"/audit?archive={no}&action=archive:destroy", headers=login("qian.audit")
+    ).json()["items"]
+    assert log[0]["detail"]["certificate"]["certificate_id"] == cert["certificate_id"]
+
+
+def test_admin_manages_users_and_hands_over_a_leaver(client, login) -> None:
+    admin = login("admin")
+    no = _new(client, login("zhang.wei"))
+    r = client.post(
+        "/users",
+        headers=admin,
+        json={
+            "username": "ma.chao",
+            "roles": ["salesperson"],
+            "password": "long enough password",
+            "department": "销售一部",
+        },
+    )
+    assert r.status_code == 201, r.text
+    assert (
+        client.post(
+            "/users",
+            headers=login("zhang.wei"),
+            json={"username": "evil", "roles": ["admin"], "password": "long enough password"},
+        ).status_code
+        == 403
+    )
+    r = client.post("/users/zhang.wei/handover", json={"to": "ma.chao"}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert no in r.json()["archives"]
+    assert client.get("/me", headers=login("zhang.wei")).status_code == 401
+    r = client.post("/auth/token", data={"username": "ma.chao", "password": "long enough password"})
+    ma = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert client.get(f"/customers/{no}?groups=identity", headers=ma).status_code == 200
