@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.security import InvalidToken
+from audit.errors import AuditError, AuditQueryError, AuditWriteFailed
 from policies import errors as perr
 from vault import errors as verr
 
@@ -170,6 +171,16 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, perr.Refused):
             extra = {"rule": exc.rule}
         return problem(status, exc.code, exc.message, instance=request.url.path, **extra)
+
+    @app.exception_handler(AuditError)
+    async def _audit(request: Request, exc: AuditError) -> JSONResponse:
+        if isinstance(exc, AuditQueryError):
+            return problem(422, exc.code, str(exc), instance=request.url.path)
+        # Fail closed: whatever the request was, nothing was returned or changed.
+        log.error("audit failure %s on %s", exc.code, request.url.path)
+        status = 503 if isinstance(exc, AuditWriteFailed) else 500
+        return problem(status, exc.code, "the audit log could not record this request, so "
+                       "nothing was read or changed", instance=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

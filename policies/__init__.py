@@ -1,0 +1,35 @@
+"""Who may do what: Casbin decisions, the access-request workflow, loans, directory.
+
+Modules (import what you need; this package imports nothing heavy on its own,
+because ``vault.db.create_tables`` imports ``policies.models`` at start-up):
+
+- ``policies.decide``    ``PolicyEngine``, ``Principal``, ``ArchiveMeta``, ``Decision``
+- ``policies.workflow``  ``Workflow``: file/approve/deny/withdraw, sweep, loans, handover
+- ``policies.directory`` ``add_user``, ``set_roles``, ``disable_user``, ``load_principal``
+- ``policies.roles``     the StrEnums: ``Role``, ``Action``, ``RequestKind``, states
+- ``policies.chains``    ``chains.toml`` loader; ``model.conf``/``policy.csv`` are beside it
+"""
+
+from policies.errors import (
+    AccessDenied,
+    ConfigError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PolicyError,
+    Refused,
+    UnknownUser,
+    UserDisabled,
+)
+
+__all__ = [
+    "AccessDenied",
+    "ConfigError",
+    "Conflict",
+    "InvalidInput",
+    "NotFound",
+    "PolicyError",
+    "Refused",
+    "UnknownUser",
+    "UserDisabled",
+]

@@ -262,8 +262,14 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     console.print(table)
 
 
+_mounted: list[bool] = []
+
+
 def _mount_optional() -> None:
-    """Sub-commands of the audit and policy packages, when they are installed."""
+    """Sub-commands of the audit, policy and service modules (mounted once, at start)."""
+    if _mounted:
+        return
+    _mounted.append(True)
     for module, attr, name in (
         ("vault.cli_audit", "audit_app", "audit"),
         ("vault.cli_policy", "policy_app", "policy"),
@@ -280,11 +286,9 @@ def _mount_optional() -> None:
     register(app)
 
 
-_mount_optional()
-
-
 def main() -> None:
     os.umask(0o077)  # nothing the vault writes (database, WAL, exports) is for other users
+    _mount_optional()
     try:
         app()
     except VaultError as exc:

@@ -107,7 +107,7 @@ def check() -> None:
     from policies.decide import PolicyEngine
 
     engine = _run(lambda: PolicyEngine(chains=load_chains()))
-    lines = len(list(engine._enforcer.get_policy()))  # noqa: SLF001
+    lines = len(list(engine._enforcer.get_policy()))
     console.print(f"policy ok: {lines} base lines, {len(engine.chains.kinds)} request kinds")
 
 

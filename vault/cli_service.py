@@ -23,10 +23,10 @@ user_app = typer.Typer(help="Users: add, disable, set roles.", no_args_is_help=T
 DEMO_PASSWORD = "demo-vault-2026"  # noqa: S105 - printed on purpose: demo vaults only
 DEMO_USERS = (
     # username, roles, department, clearance, external credential
-    ("zhang.wei", ["salesperson"], "销售一部", "internal", None),
-    ("li.na", ["salesperson"], "销售一部", "internal", None),
-    ("wang.fang", ["salesperson"], "销售二部", "internal", None),
-    ("liu.yang", ["salesperson"], "销售二部", "internal", None),
+    ("zhang.wei", ["salesperson"], "销售一部", "secret", None),
+    ("li.na", ["salesperson"], "销售一部", "secret", None),
+    ("wang.fang", ["salesperson"], "销售二部", "secret", None),
+    ("liu.yang", ["salesperson"], "销售二部", "secret", None),
     ("head.sales1", ["department_head"], "销售一部", "secret", None),
     ("head.sales2", ["department_head"], "销售二部", "secret", None),
     ("chen.jing", ["information_officer"], "客户服务部", "top_secret", None),

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     expected_archives: int = Field(default=100_000, ge=100)
     index_min_candidates: int = Field(default=2, ge=1)
 
+    # Audit checkpoints: signed every N entries or T seconds, whichever comes first.
+    audit_checkpoint_every_entries: int = Field(default=1000, ge=1)
+    audit_checkpoint_every_seconds: float = Field(default=300.0, gt=0)
+    # The checkpoint origin line; empty means archive-vault/audit/<vault_id>.
+    audit_origin: str = ""
+
     # API and authentication.
     token_ttl_minutes: int = Field(default=15, ge=1, le=24 * 60)
     login_max_failures: int = Field(default=5, ge=1)

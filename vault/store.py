@@ -496,6 +496,8 @@ class ArchiveStore:
                 outcome = Outcome.ALLOWED
             except (DecryptionFailed, KeyFileError) as exc:
                 failure, outcome = exc, Outcome.ERROR
+            contacts = self._contacts(session, archive.id)  # type: ignore[arg-type]
+            # Appended last: on PostgreSQL the append's lock is held until commit.
             self._audit(
                 session,
                 AuditAction.READ,
@@ -508,7 +510,6 @@ class ArchiveStore:
                 reason=reason,
                 detail={"masked": sorted(masked_set)} if masked_set else {},
             )
-            contacts = self._contacts(session, archive.id)  # type: ignore[arg-type]
         if failure is not None:
             raise failure
         for group in masked_set & content.keys():
@@ -893,6 +894,9 @@ class ArchiveStore:
         if not 1 <= limit <= LIST_LIMIT_MAX or offset < 0:
             raise ValidationFailed(f"limit must be 1–{LIST_LIMIT_MAX} and offset ≥ 0")
         filters = []
+        # An empty filter means "any", as in a form left blank.
+        owner, category, grade = owner or None, category or None, grade or None
+        classification, department = classification or None, department or None
         for column, value in (
             (Archive.owner, owner),
             (Archive.category, category),

@@ -1,0 +1,573 @@
+"""The audit log service: append inside the caller's transaction, sign checkpoints, query.
+
+Fail-closed by construction: ``append`` writes into the caller's open
+transaction and never commits. The caller commits only after it has the entry,
+and releases plaintext only after the commit, so an append that raises means
+the read never happened as far as anyone outside the process can tell.
+
+One linear chain under concurrent writers:
+
+* PostgreSQL: ``pg_advisory_xact_lock`` (keyed by the current schema) is taken
+  before the head is read and held until the caller's transaction ends, so the
+  next writer reads a committed head. ``seq`` is the primary key, so if the
+  lock were ever bypassed a fork would fail on the key instead of committing.
+  Call ``append`` late in the transaction: it serialises everything after it.
+* SQLite: if the connection has not written yet, ``BEGIN IMMEDIATE`` takes the
+  write lock *before* the head is read. A deferred transaction that read first
+  and wrote later would fail on the lock upgrade under contention; waiting at
+  ``BEGIN`` (busy_timeout) never fails that way.
+
+Checkpoints: after a commit that contained entries, the log signs a checkpoint
+when N entries or T seconds have passed since the last one (settings
+``audit_checkpoint_every_entries`` / ``audit_checkpoint_every_seconds``). A
+checkpoint extends the previous signed tree from its stored frontier, which is
+first checked against the previous signed root, and re-hashes only the new
+entries, so it costs O(new entries), and it can never sign a tree that does
+not extend the last signed one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time as _time
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from audit.checkpoint import (
+    CheckpointError,
+    SignedCheckpoint,
+    open_checkpoint,
+    public_key_pem,
+    sign_checkpoint,
+    verifier_key,
+)
+from audit.codec import (
+    ENTRY_COLUMNS,
+    canonical_for_columns,
+    canonical_from_row,
+    event_fields,
+    format_time,
+    parse_time,
+)
+from audit.errors import AuditIntegrityError, AuditQueryError, AuditWriteFailed
+from audit.events import AuditAction, AuditEvent, Outcome
+from audit.merkle import ZERO_HASH, CompactRange, MerkleTree, ProofError, leaf_hash
+from audit.models import checkpoint_table, entry_table
+from audit.schema import PG_HEAD_FUNCTION
+from audit.verify import Report
+
+log = logging.getLogger(__name__)
+
+Checkpoint = SignedCheckpoint
+
+# pg_advisory_xact_lock(int, int): first key names the lock, second the schema.
+_APPEND_LOCK = 0x41554454  # "AUDT"
+_CHECKPOINT_LOCK = 0x41554443  # "AUDC"
+_PENDING = "audit_log_pending"
+_HOOKED = "audit_log_hooked"
+DEFAULT_EVERY_ENTRIES = 1000
+DEFAULT_EVERY_SECONDS = 300.0
+MAX_QUERY_LIMIT = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """One entry as returned to compliance queries (the API maps it to its wire schema)."""
+
+    seq: int
+    time: datetime
+    actor: str
+    actor_role: str
+    action: str
+    outcome: str
+    archives: tuple[str, ...]
+    groups: tuple[str, ...]
+    grant_id: str | None
+    purpose: str | None
+    reason: str | None
+    client: str | None
+    detail: dict[str, Any]
+    entry_hash: str
+
+
+def _connection_of(session: Any) -> Connection:
+    if isinstance(session, Session):
+        return session.connection()
+    if isinstance(session, Connection):
+        return session
+    raise TypeError("AuditLog.append needs an SQLAlchemy/SQLModel Session or Connection")
+
+
+def _lock(conn: Connection, key: int) -> None:
+    """Serialise writers of the chain (see the module docstring for why each form)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"), {"k": key}
+        )
+    elif conn.dialect.name == "sqlite":
+        raw = conn.connection.dbapi_connection
+        if raw is not None and not raw.in_transaction:  # type: ignore[attr-defined]
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _lock_and_read_head(conn: Connection) -> sa.Row[Any] | None:
+    if conn.dialect.name == "postgresql":
+        return conn.execute(_PG_LOCK_HEAD, {"k": _APPEND_LOCK}).first()
+    _lock(conn, _APPEND_LOCK)
+    return conn.execute(_HEAD).first()
+
+
+_PG_LOCK_HEAD = sa.text(f"SELECT head_seq, head_hash FROM {PG_HEAD_FUNCTION}(:k)")  # noqa: S608 - constant name
+_HEAD = (
+    sa.select(entry_table.c.seq, entry_table.c.entry_hash)
+    .order_by(entry_table.c.seq.desc())
+    .limit(1)
+)
+_INSERT = entry_table.insert()
+_LATEST_CHECKPOINT = (
+    sa.select(checkpoint_table).order_by(checkpoint_table.c.tree_size.desc()).limit(1)
+)
+
+
+class _Gate:
+    """Per-engine, in-process counter that decides when to ask the database about checkpoints.
+
+    Shared by every AuditLog on the same engine (the vault builds one per store),
+    so "every N entries" counts this process's appends, not one instance's. It
+    only saves queries: ``checkpoint_if_due`` decides from the database itself.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._count = 0
+        self._last = float("-inf")  # the first commit in a process always checks
+
+    def due(self, committed: int, every_entries: int, every_seconds: float) -> bool:
+        with self._mutex:
+            self._count += committed
+            now = _time.monotonic()
+            if self._count < every_entries and now - self._last < every_seconds:
+                return False
+            self._count, self._last = 0, now
+            return True
+
+
+_GATES: weakref.WeakKeyDictionary[Engine, _Gate] = weakref.WeakKeyDictionary()
+_GATES_MUTEX = threading.Lock()
+
+
+def _gate_for(engine: Engine) -> _Gate:
+    with _GATES_MUTEX:
+        gate = _GATES.get(engine)
+        if gate is None:
+            gate = _GATES[engine] = _Gate()
+        return gate
+
+
+class AuditLog:
+    """The append-only, tamper-evident audit log of one vault (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        keys: Any,
+        settings: Any,
+        clock: Callable[[], datetime] | None = None,
+        auto_checkpoint: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.keys = keys
+        self.settings = settings
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.auto_checkpoint = auto_checkpoint
+        self.every_entries = int(
+            getattr(settings, "audit_checkpoint_every_entries", DEFAULT_EVERY_ENTRIES)
+        )
+        self.every_seconds = float(
+            getattr(settings, "audit_checkpoint_every_seconds", DEFAULT_EVERY_SECONDS)
+        )
+        self.origin = str(
+            getattr(settings, "audit_origin", None) or f"archive-vault/audit/{keys.vault_id}"
+        )
+        self._signing_key: Ed25519PrivateKey | None = None
+        self._gate = _gate_for(engine)
+
+    # -- keys ---------------------------------------------------------------
+
+    def _private_key(self) -> Ed25519PrivateKey:
+        if self._signing_key is None:
+            self._signing_key = self.keys.audit_signing_key()
+        return self._signing_key
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self._private_key().public_key()
+
+    def public_key_pem(self) -> str:
+        """The PEM public key auditors pin (``python -m audit.verify --pubkey``)."""
+        return public_key_pem(self.public_key)
+
+    def verifier_key(self) -> str:
+        """The same key as a signed-note verifier key, for Go transparency-log tooling."""
+        return verifier_key(self.origin, self.public_key)
+
+    # -- append -------------------------------------------------------------
+
+    def append(self, session: Any, event: AuditEvent) -> int:
+        """Append one entry in the caller's open transaction; returns its seq. Never commits.
+
+        Raises AuditWriteFailed for an invalid event or a database failure; the
+        caller must then roll back and release nothing.
+        """
+        columns = event_fields(event)
+        conn = _connection_of(session)
+        try:
+            head = _lock_and_read_head(conn)
+            seq = 1 if head is None else int(head[0]) + 1
+            prev = ZERO_HASH if head is None else bytes(head[1])
+            columns["seq"] = seq
+            columns["time"] = format_time(self._clock())  # stamped under the lock: monotone
+            columns["prev_hash"] = prev
+            columns["entry_hash"] = leaf_hash(canonical_for_columns(columns))
+            conn.execute(_INSERT, columns)
+        except AuditWriteFailed:
+            raise
+        except SQLAlchemyError as exc:
+            raise AuditWriteFailed(
+                f"audit entry could not be written ({type(exc.orig or exc).__name__})"
+            ) from exc
+        if isinstance(session, Session):
+            self._track(session)
+        return seq
+
+    def _track(self, session: Session) -> None:
+        session.info[_PENDING] = session.info.get(_PENDING, 0) + 1
+        if self.auto_checkpoint and not session.info.get(_HOOKED):
+            session.info[_HOOKED] = True
+            sa.event.listen(session, "after_commit", self._after_commit)
+            sa.event.listen(session, "after_rollback", self._after_rollback)
+
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop(_PENDING, None)
+
+    def _after_commit(self, session: Session) -> None:
+        committed = session.info.pop(_PENDING, 0)
+        if not committed:
+            return
+        if not self._gate.due(committed, self.every_entries, self.every_seconds):
+            return
+        try:
+            self.checkpoint_if_due()
+        except Exception:  # the caller's commit already succeeded; never undo it from here
+            log.exception("audit checkpoint after commit failed")
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def latest_checkpoint(self) -> Checkpoint | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(_LATEST_CHECKPOINT).first()
+        return None if row is None else self._open(row.note)
+
+    def _open(self, note: str) -> Checkpoint:
+        try:
+            return open_checkpoint(note, self.public_key, self.origin)
+        except CheckpointError as exc:
+            raise AuditIntegrityError(f"stored checkpoint is not authentic: {exc}") from None
+
+    def head(self) -> int:
+        with self.engine.connect() as conn:
+            row = conn.execute(_HEAD).first()
+        return 0 if row is None else int(row[0])
+
+    def checkpoint_if_due(self, now: datetime | None = None) -> Checkpoint | None:
+        """Sign when N entries or T seconds have accumulated since the last checkpoint."""
+        now = now or self._clock()
+        with self.engine.connect() as conn:
+            last = conn.execute(_LATEST_CHECKPOINT).first()
+            head = conn.execute(_HEAD).first()
+        size = 0 if head is None else int(head[0])
+        signed = 0 if last is None else int(last.tree_size)
+        if size <= signed:
+            return None
+        if last is not None and size - signed < self.every_entries:
+            age = (now - parse_time(last.signed_at)).total_seconds()
+            if age < self.every_seconds:
+                return None
+        return self.checkpoint(now)
+
+    def checkpoint_if_new(self) -> Checkpoint | None:
+        """Sign if anything was appended since the last checkpoint (end of CLI commands, shutdown).
+
+        Without this a quiet vault would leave its newest entries unsigned, and a
+        truncated tail would go unnoticed until the next busy period.
+        """
+        return self.checkpoint()
+
+    def checkpoint(self, now: datetime | None = None) -> Checkpoint | None:
+        """Sign a checkpoint of the current tree if it grew; None when there is nothing new.
+
+        Raises AuditIntegrityError, and signs nothing, when the stored entries
+        no longer extend the last signed checkpoint (edited, removed, truncated).
+        """
+        now = now or self._clock()
+        with Session(self.engine) as session:
+            conn = session.connection()
+            _lock(conn, _CHECKPOINT_LOCK)
+            last = conn.execute(_LATEST_CHECKPOINT).first()
+            head_row = conn.execute(_HEAD).first()
+            head = 0 if head_row is None else int(head_row[0])
+            rng, prev_leaf = self._extendable_range(conn, last)
+            if head < rng.size:
+                raise AuditIntegrityError(
+                    f"the log holds {head} entries but a checkpoint signed {rng.size}: "
+                    "its tail was removed",
+                    seq=head + 1,
+                )
+            if head == rng.size:
+                return None
+            for seq, leaf in self._rehash(conn, rng.size + 1, head, prev_leaf):
+                rng.append(leaf)
+                if seq != rng.size:  # pragma: no cover - _rehash enforces contiguity
+                    raise AuditIntegrityError("audit sequence broke while checkpointing", seq)
+            timestamp = int(now.timestamp())
+            cp = sign_checkpoint(self._private_key(), self.origin, rng.size, rng.root(), timestamp)
+            try:
+                conn.execute(
+                    checkpoint_table.insert(),
+                    {
+                        "tree_size": cp.size,
+                        "root_hash": cp.root,
+                        "signed_at": format_time(now),
+                        "note": cp.note,
+                        "frontier": json.dumps([h.hex() for h in rng.hashes]),
+                    },
+                )
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return None  # another process signed this very size first
+        return cp
+
+    def _extendable_range(
+        self, conn: Connection, last: sa.Row[Any] | None
+    ) -> tuple[CompactRange, bytes]:
+        """The compact range of the last signed tree, proven against its signed root."""
+        if last is None:
+            return CompactRange(), ZERO_HASH
+        cp = self._open(last.note)
+        rng: CompactRange | None = None
+        try:
+            hashes = [bytes.fromhex(h) for h in json.loads(last.frontier)]
+            candidate = CompactRange(cp.size, hashes)
+            if candidate.root() == cp.root:
+                rng = candidate
+        except (ValueError, TypeError, ProofError):
+            rng = None
+        if rng is None:  # the stored frontier is damaged: rebuild it from the entries
+            rng = CompactRange()
+            for _seq, leaf in self._rehash(conn, 1, cp.size, ZERO_HASH):
+                rng.append(leaf)
+            if rng.size != cp.size or rng.root() != cp.root:
+                raise AuditIntegrityError(
+                    f"entries 1..{cp.size} no longer reproduce the signed checkpoint of size "
+                    f"{cp.size}; refusing to sign over them (run `archive-vault audit verify`)"
+                )
+        last_row = conn.execute(
+            sa.select(*ENTRY_COLUMNS).where(entry_table.c.seq == cp.size)
+        ).first()
+        if last_row is None:
+            raise AuditIntegrityError(
+                f"entry {cp.size}, covered by a signed checkpoint, is missing", seq=cp.size
+            )
+        return rng, leaf_hash(canonical_from_row(tuple(last_row)))
+
+    def _rehash(
+        self, conn: Connection, first: int, last: int, prev_leaf: bytes
+    ) -> Iterator[tuple[int, bytes]]:
+        """Recompute leaves first..last from content, checking sequence and chain as it goes."""
+        expected = first
+        stmt = (
+            sa.select(*ENTRY_COLUMNS)
+            .where(entry_table.c.seq >= first, entry_table.c.seq <= last)
+            .order_by(entry_table.c.seq)
+        )
+        for row in conn.execute(stmt.execution_options(yield_per=5000)):
+            seq = int(row[0])
+            if seq != expected:
+                raise AuditIntegrityError(f"audit entry {expected} is missing", seq=expected)
+            try:
+                leaf = leaf_hash(canonical_from_row(tuple(row)))
+            except ValueError:
+                raise AuditIntegrityError(f"audit entry {seq} is malformed", seq=seq) from None
+            if bytes(row[13]) != prev_leaf:
+                raise AuditIntegrityError(
+                    f"audit entry {seq} does not link to entry {seq - 1}", seq=seq
+                )
+            if bytes(row[14]) != leaf:
+                raise AuditIntegrityError(
+                    f"audit entry {seq} does not match its stored hash", seq=seq
+                )
+            prev_leaf = leaf
+            expected += 1
+            yield seq, leaf
+        if expected != last + 1:
+            raise AuditIntegrityError(f"audit entry {expected} is missing", seq=expected)
+
+    # -- proofs -------------------------------------------------------------
+
+    def _tree(self, size: int) -> MerkleTree:
+        leaves = [leaf for _seq, leaf in self._stream_leaves(size)]
+        if len(leaves) != size:
+            raise AuditIntegrityError(f"the log holds fewer than {size} entries")
+        return MerkleTree(leaves)
+
+    def _stream_leaves(self, size: int) -> Iterator[tuple[int, bytes]]:
+        with self.engine.connect() as conn:
+            yield from self._rehash(conn, 1, size, ZERO_HASH)
+
+    def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
+        """RFC 9162 inclusion proof of entry ``seq`` in tree ``size`` (default: newest signed)."""
+        size = size or self._signed_size()
+        if not 1 <= seq <= size:
+            raise AuditQueryError(f"entry {seq} is not in a tree of size {size}")
+        return self._tree(size).inclusion_proof(seq - 1, size)
+
+    def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
+        """RFC 9162 consistency proof between two tree sizes (default: to the newest checkpoint)."""
+        size2 = size2 or self._signed_size()
+        if not 0 <= size1 <= size2:
+            raise AuditQueryError(f"no consistency proof from {size1} to {size2}")
+        return self._tree(size2).consistency_proof(size1, size2)
+
+    def _signed_size(self) -> int:
+        cp = self.latest_checkpoint()
+        if cp is None:
+            raise AuditQueryError("no checkpoint has been signed yet")
+        return cp.size
+
+    # -- verification and export ---------------------------------------------
+
+    def verify(self, progress: Callable[[int, int], None] | None = None) -> Report:
+        """Re-verify the whole stored log (see ``audit.verify_db``)."""
+        from audit.verify_db import verify_database
+
+        return verify_database(
+            self.engine, public_key=self.public_key, origin=self.origin, progress=progress
+        )
+
+    def export_bundle(self, out: Any, *, prove: Sequence[int] = ()) -> dict[str, int]:
+        """Write an offline-verifiable bundle to a text stream (see ``audit.bundle``)."""
+        from audit.bundle import export_bundle
+
+        return export_bundle(
+            self.engine, out, origin=self.origin, public_key=self.public_key, prove=prove
+        )
+
+    # -- compliance queries ----------------------------------------------------
+
+    def query(
+        self,
+        *,
+        actor: str | None = None,
+        archive: str | None = None,
+        action: AuditAction | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        outcome: Outcome | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        newest_first: bool = True,
+    ) -> list[AuditRecord]:
+        """Entries matching every given filter; ``since`` inclusive, ``until`` exclusive."""
+        if not 1 <= limit <= MAX_QUERY_LIMIT:
+            raise AuditQueryError(f"limit must be between 1 and {MAX_QUERY_LIMIT}")
+        if offset < 0:
+            raise AuditQueryError("offset must not be negative")
+        t = entry_table.c
+        stmt = sa.select(*ENTRY_COLUMNS)
+        if actor is not None:
+            stmt = stmt.where(t.actor == actor)
+        if action is not None:
+            try:
+                stmt = stmt.where(t.action == AuditAction(action).value)
+            except ValueError:
+                raise AuditQueryError(f"unknown audit action {action!r}") from None
+        if outcome is not None:
+            try:
+                stmt = stmt.where(t.outcome == Outcome(outcome).value)
+            except ValueError:
+                raise AuditQueryError(f"unknown outcome {outcome!r}") from None
+        if since is not None:
+            stmt = stmt.where(t.time >= self._query_time(since))
+        if until is not None:
+            stmt = stmt.where(t.time < self._query_time(until))
+        if archive is not None:
+            # archives holds compact JSON, so an element appears exactly as its JSON string.
+            token = json.dumps(archive, ensure_ascii=False)
+            escaped = token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            stmt = stmt.where(t.archives.like(f"%{escaped}%", escape="\\"))
+        stmt = stmt.order_by(t.seq.desc() if newest_first else t.seq).limit(limit).offset(offset)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        return [self._record(tuple(r)) for r in rows]
+
+    @staticmethod
+    def _query_time(moment: datetime) -> str:
+        if moment.tzinfo is None:
+            raise AuditQueryError("query times must be timezone-aware")
+        return format_time(moment)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> AuditRecord:
+        (
+            seq,
+            when,
+            actor,
+            role,
+            action,
+            outcome,
+            archives,
+            groups,
+            grant_id,
+            purpose,
+            reason,
+            client,
+            detail,
+            _prev,
+            stored,
+        ) = row
+
+        def loads(text: str, default: Any) -> Any:
+            try:
+                return json.loads(text)
+            except ValueError:
+                return default  # a damaged row still lists; `verify` reports it
+
+        return AuditRecord(
+            seq=int(seq),
+            time=parse_time(when),
+            actor=actor,
+            actor_role=role,
+            action=action,
+            outcome=outcome,
+            archives=tuple(loads(archives, [])),
+            groups=tuple(loads(groups, [])),
+            grant_id=grant_id,
+            purpose=purpose,
+            reason=reason,
+            client=client,
+            detail=loads(detail, {}),
+            entry_hash=bytes(stored).hex(),
+        )

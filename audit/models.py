@@ -1,0 +1,67 @@
+"""The audit tables: entries (append-only, hash-chained) and signed checkpoints.
+
+Every column of ``audit_entry`` except ``entry_hash`` is part of the entry's
+canonical bytes (``audit.merkle``), so editing any of them is detectable.
+Columns hold identifiers, codes and counts only: never customer content.
+
+Design choices that serve verification speed and exactness:
+
+* ``time`` is stored as the exact canonical text (fixed-width ISO-8601 UTC),
+  not a database timestamp, so what is hashed is what is stored, with no
+  driver-dependent round trip; fixed width keeps text order = time order for
+  range queries.
+* ``archives``, ``groups`` and ``detail`` are stored as their canonical JSON
+  text; ``seq`` is the primary key, so a forked or gapped append fails on the
+  key as a last line of defence behind the append lock.
+* hashes are raw 32-byte values (BLOB / bytea): half the size of hex.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import Column, Field, SQLModel
+
+ENTRY_TABLE = "audit_entry"
+CHECKPOINT_TABLE = "audit_checkpoint"
+AUDIT_TABLES = (ENTRY_TABLE, CHECKPOINT_TABLE)
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = ENTRY_TABLE
+
+    seq: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    time: str = Field(sa_column=Column(sa.String(27), nullable=False, index=True))
+    actor: str = Field(sa_column=Column(sa.String(200), nullable=False, index=True))
+    actor_role: str = Field(sa_column=Column(sa.String(100), nullable=False))
+    action: str = Field(sa_column=Column(sa.String(64), nullable=False, index=True))
+    outcome: str = Field(sa_column=Column(sa.String(16), nullable=False))
+    archives: str = Field(sa_column=Column(sa.Text, nullable=False))
+    groups: str = Field(sa_column=Column(sa.Text, nullable=False))
+    grant_id: str | None = Field(default=None, sa_column=Column(sa.String(200), nullable=True))
+    purpose: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    reason: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    client: str | None = Field(default=None, sa_column=Column(sa.String(200), nullable=True))
+    detail: str = Field(sa_column=Column(sa.Text, nullable=False))
+    prev_hash: bytes = Field(sa_column=Column(sa.LargeBinary(32), nullable=False))
+    entry_hash: bytes = Field(sa_column=Column(sa.LargeBinary(32), nullable=False))
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed tree head. ``note`` is the authority; the other columns are conveniences.
+
+    ``frontier`` (the compact range at ``tree_size``, hex hashes as JSON) lets
+    the next checkpoint extend the tree without re-reading the whole log. It is
+    never trusted: it is checked against the signed root before use.
+    """
+
+    __tablename__ = CHECKPOINT_TABLE
+
+    tree_size: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    root_hash: bytes = Field(sa_column=Column(sa.LargeBinary(32), nullable=False))
+    signed_at: str = Field(sa_column=Column(sa.String(27), nullable=False))
+    note: str = Field(sa_column=Column(sa.Text, nullable=False))
+    frontier: str = Field(sa_column=Column(sa.Text, nullable=False))
+
+
+entry_table: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
+checkpoint_table: sa.Table = AuditCheckpoint.__table__  # type: ignore[attr-defined]

@@ -1,0 +1,277 @@
+"""Audit log benchmark: durable append rate vs a bare INSERT, verification time, bytes per entry.
+
+    .venv/bin/python bench/audit.py            # full: verifies 1,000,000 entries
+    .venv/bin/python bench/audit.py --quick    # under a minute: 100,000, extrapolated
+    .venv/bin/python bench/audit.py --json     # one JSON object instead of the table
+    VAULT_TEST_DATABASE_URL=postgresql+psycopg://... .venv/bin/python bench/audit.py
+
+Both sides of the append comparison run in the same database, one after the
+other, each row committed on its own (SQLite: WAL + synchronous=FULL, so each
+commit is an fsync; PostgreSQL: synchronous_commit as configured). The bare
+INSERT writes a row of the same columns and sizes into an unguarded,
+unindexed table, with no lock, head read or hashing: the floor an audit append
+is measured against. Verification is the real ``verify_database`` (re-hash,
+chain, compact-range root, checkpoint signatures) over entries bulk-loaded
+with a correct chain and one checkpoint per 1,000 entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from audit.checkpoint import sign_checkpoint  # noqa: E402
+from audit.codec import canonical_for_columns, format_time  # noqa: E402
+from audit.events import Actor, AuditAction, AuditEvent  # noqa: E402
+from audit.log import AuditLog  # noqa: E402
+from audit.merkle import ZERO_HASH, CompactRange, leaf_hash  # noqa: E402
+from audit.models import checkpoint_table, entry_table  # noqa: E402
+from audit.schema import install_guards  # noqa: E402
+from audit.verify_db import verify_database  # noqa: E402
+from vault.db import make_engine  # noqa: E402
+from vault.keys import Keyring  # noqa: E402
+
+TARGET_RATIO = 0.5
+TARGET_VERIFY_S = 10.0
+FULL_N = 1_000_000
+
+
+class _Settings:
+    audit_checkpoint_every_entries = 1000
+    audit_checkpoint_every_seconds = 300.0
+
+
+def sample_event(i: int) -> AuditEvent:
+    """A typical read entry: one archive, two field groups, a grant and a purpose."""
+    return AuditEvent(
+        action=AuditAction.READ,
+        actor=Actor(f"user{i % 50:03d}", "salesperson", f"10.0.{i % 256}.{i % 200}"),
+        archives=(f"KH-2024-{i % 100000:06d}",),
+        groups=("contact", "identity"),
+        grant_id=f"grant-{i % 977}",
+        purpose="client follow-up",
+        detail={"fields": 4},
+    )
+
+
+@contextmanager
+def database(url: str | None) -> Iterator[sa.Engine]:
+    """A throwaway database: a temp SQLite file, or a fresh schema dropped afterwards."""
+    if not url:
+        with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
+            engine = make_engine(f"sqlite:///{tmp}/bench.db")
+            try:
+                yield engine
+            finally:
+                engine.dispose()
+        return
+    schema = "bench_" + secrets.token_hex(4)
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    engine = make_engine(url, pg_schema=schema)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+def bare_table(metadata: sa.MetaData) -> sa.Table:
+    cols = [sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False)]
+    for c in entry_table.columns:
+        if c.name != "seq":
+            cols.append(sa.Column(c.name, c.type, nullable=c.nullable))
+    return sa.Table("bench_bare_insert", metadata, *cols)
+
+
+def measure_append(engine: sa.Engine, keys: Keyring, n: int) -> dict[str, float]:
+    log = AuditLog(engine=engine, keys=keys, settings=_Settings())
+    bare = bare_table(sa.MetaData())
+    bare.metadata.create_all(engine)
+    # Same-sized bare rows: the columns an append would write, precomputed.
+    rows = []
+    prev = ZERO_HASH
+    for i in range(n):
+        from audit.codec import event_fields
+
+        cols = event_fields(sample_event(i))
+        cols.update(seq=i + 1, time=format_time(datetime.now(UTC)), prev_hash=prev)
+        cols["entry_hash"] = prev = leaf_hash(canonical_for_columns(cols))
+        rows.append(cols)
+    insert = bare.insert()
+
+    def run_bare() -> float:
+        t0 = time.perf_counter()
+        for row in rows:
+            with Session(engine) as s:
+                s.connection().execute(insert, row)
+                s.commit()
+        return time.perf_counter() - t0
+
+    def run_audit() -> float:
+        t0 = time.perf_counter()
+        for i in range(n):
+            with Session(engine) as s:
+                log.append(s, sample_event(i))
+                s.commit()
+        return time.perf_counter() - t0
+
+    # Interleave halves so disk/cache drift affects both sides alike.
+    half = n // 2
+    rows_all, rows = rows, rows[:half]
+    t_bare = run_bare()
+    rows = rows_all[half:]
+    t_audit = run_audit()
+    t_bare += run_bare()
+    return {
+        "append_per_s": n / t_audit,
+        "bare_insert_per_s": n / t_bare,
+        "ratio": (n / t_audit) / (n / t_bare),
+    }
+
+
+def bulk_fill(engine: sa.Engine, keys: Keyring, n: int, origin: str) -> None:
+    """Load n valid entries (correct chain, a signed checkpoint per 1,000) without append's cost."""
+    key = keys.audit_signing_key()
+    rng = CompactRange()
+    prev = ZERO_HASH
+    start = datetime(2025, 1, 1, tzinfo=UTC)
+    batch: list[dict[str, Any]] = []
+    cps: list[dict[str, Any]] = []
+    from audit.codec import event_fields
+
+    with engine.begin() as conn:
+        for i in range(n):
+            cols = event_fields(sample_event(i))
+            cols.update(
+                seq=i + 1, time=format_time(start + timedelta(milliseconds=i)), prev_hash=prev
+            )
+            cols["entry_hash"] = prev = leaf_hash(canonical_for_columns(cols))
+            rng.append(prev)
+            batch.append(cols)
+            if rng.size % 1000 == 0 or rng.size == n:
+                cp = sign_checkpoint(key, origin, rng.size, rng.root(), 1_735_689_600 + i)
+                cps.append(
+                    {
+                        "tree_size": cp.size,
+                        "root_hash": cp.root,
+                        "signed_at": format_time(start),
+                        "note": cp.note,
+                        "frontier": json.dumps([h.hex() for h in rng.hashes]),
+                    }
+                )
+            if len(batch) >= 10_000:
+                conn.execute(entry_table.insert(), batch)
+                batch = []
+        if batch:
+            conn.execute(entry_table.insert(), batch)
+        if cps:
+            conn.execute(checkpoint_table.insert(), cps)
+
+
+def bytes_per_entry(engine: sa.Engine, n: int) -> float | None:
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            try:
+                size = conn.exec_driver_sql(
+                    "SELECT SUM(pgsize) FROM dbstat WHERE name LIKE 'audit_entry%' "
+                    "OR name LIKE 'ix_audit_entry%' OR name LIKE 'sqlite_autoindex_audit_entry%'"
+                ).scalar()
+            except sa.exc.OperationalError:  # dbstat not compiled in
+                page = conn.exec_driver_sql("PRAGMA page_size").scalar() or 4096
+                count = conn.exec_driver_sql("PRAGMA page_count").scalar() or 0
+                size = page * count
+        else:
+            size = conn.exec_driver_sql("SELECT pg_total_relation_size('audit_entry')").scalar()
+    return None if not size or not n else float(size) / n
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    url = args.database_url or os.environ.get("VAULT_TEST_DATABASE_URL", "")
+    n_append = args.appends or (300 if args.quick else 2000)
+    n_verify = args.entries or (100_000 if args.quick else FULL_N)
+    keys = Keyring.generate()
+    origin = f"archive-vault/audit/{keys.vault_id}"
+    result: dict[str, Any] = {"database": "postgresql" if url else "sqlite", "quick": args.quick}
+    with database(url) as engine:
+        install_guards(engine)
+        result.update(measure_append(engine, keys, n_append))
+        result["appends_measured"] = n_append
+    with database(url) as engine:
+        install_guards(engine)
+        t0 = time.perf_counter()
+        bulk_fill(engine, keys, n_verify, origin)
+        result["fill_s"] = time.perf_counter() - t0
+        log = AuditLog(engine=engine, keys=keys, settings=_Settings())
+        t0 = time.perf_counter()
+        report = verify_database(engine, public_key=log.public_key, origin=origin)
+        elapsed = time.perf_counter() - t0
+        if not report.ok:
+            raise SystemExit(f"benchmark log failed verification: {report.summary()}")
+        result["verified_entries"] = n_verify
+        result["verify_s"] = elapsed
+        result["verify_per_entry_us"] = elapsed / n_verify * 1e6
+        result["verify_1m_s"] = elapsed * FULL_N / n_verify
+        result["verify_1m_extrapolated"] = n_verify != FULL_N
+        result["bytes_per_entry"] = bytes_per_entry(engine, n_verify)
+    result["targets_met"] = bool(
+        result["ratio"] >= TARGET_RATIO and result["verify_1m_s"] <= TARGET_VERIFY_S
+    )
+    return result
+
+
+def table(r: dict[str, Any]) -> str:
+    label = (
+        "extrapolated from " + f"{r['verified_entries']:,}"
+        if r["verify_1m_extrapolated"]
+        else "measured"
+    )
+    bpe = f"{r['bytes_per_entry']:.0f}" if r["bytes_per_entry"] else "n/a"
+    lines = [
+        f"audit log benchmark ({r['database']}{', quick' if r['quick'] else ''})",
+        f"{'metric':<44}{'value':>14}  target",
+        f"{'durable appends/s (audit append)':<44}{r['append_per_s']:>14.0f}",
+        f"{'durable inserts/s (bare INSERT, same row)':<44}{r['bare_insert_per_s']:>14.0f}",
+        f"{'ratio append / bare':<44}{r['ratio']:>14.2f}  >= {TARGET_RATIO}",
+        f"{'verify time, 1,000,000 entries (s)':<44}{r['verify_1m_s']:>14.2f}  <= "
+        f"{TARGET_VERIFY_S:.0f}  ({label})",
+        f"{'verify cost per entry (µs)':<44}{r['verify_per_entry_us']:>14.2f}",
+        f"{'bytes per entry (table + indexes)':<44}{bpe:>14}",
+        f"{'targets met':<44}{'yes' if r['targets_met'] else 'NO':>14}",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="finish within a minute")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--database-url", help="PostgreSQL URL (default: SQLite temp file)")
+    parser.add_argument("--entries", type=int, help="entries to verify (default 1,000,000)")
+    parser.add_argument("--appends", type=int, help="durable appends to time")
+    args = parser.parse_args()
+    result = run(args)
+    print(json.dumps(result) if args.json else table(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""Users and their roles: the database side of "who is this principal".
+
+Roles and attributes live in ``app_user``/``user_role`` (vault.models) and are
+read fresh for every principal, so removing a role or disabling a user takes
+effect on the next request, not when a cached token or engine happens to expire.
+Every change appends a ``user:change`` audit entry when given a sink.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlmodel import Session, select
+
+from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
+from policies.decide import Principal
+from policies.errors import InvalidInput, UnknownUser, UserDisabled
+from policies.roles import Clearance, Role
+from vault.models import User, UserRole
+
+
+def _roles(roles: Iterable[str]) -> list[str]:
+    if isinstance(roles, str):
+        roles = [r for r in roles.split(",") if r]
+    out = []
+    for role in roles:
+        try:
+            out.append(Role(role.strip()).value)
+        except ValueError:
+            raise InvalidInput(
+                f"unknown role {role!r} (known: {', '.join(Role.__members__.values())})"
+            ) from None
+    return sorted(set(out))
+
+
+def _check_combination(roles: list[str], external: bool, credential_ref: str | None) -> None:
+    if external != (Role.EXTERNAL in roles):
+        raise InvalidInput("the external role and the external flag go together: a visitor "
+                           "is external and holds only the external role")
+    if external and roles != [Role.EXTERNAL]:
+        raise InvalidInput("a visitor from outside the company holds only the external role")
+    if external and not (credential_ref or "").strip():
+        raise InvalidInput("a visitor must register an introduction letter or work-ID number "
+                           "(credential_ref, Art 18.4)")
+
+
+def _get(session: Session, username: str) -> User:
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is None:
+        raise UnknownUser(f"no user {username!r}")
+    return user
+
+
+def add_user(
+    session: Session,
+    *,
+    username: str,
+    roles: Iterable[str],
+    department: str = "",
+    clearance: str = "internal",
+    external: bool = False,
+    credential_ref: str | None = None,
+    display_name: str = "",
+    audit: AuditSink | None = None,
+    actor: Actor = SYSTEM,
+) -> User:
+    """Create a user with roles; refuses duplicates, unknown roles and visitors without
+    a registered credential."""
+    username = username.strip()
+    if not username or len(username) > 64 or any(c.isspace() for c in username):
+        raise InvalidInput("username must be 1-64 characters without spaces")
+    role_list = _roles(roles)
+    if not role_list:
+        raise InvalidInput("a user needs at least one role")
+    try:
+        clearance = Clearance(clearance).value
+    except ValueError:
+        raise InvalidInput(f"clearance must be one of {', '.join(Clearance)}") from None
+    _check_combination(role_list, external, credential_ref)
+    if session.exec(select(User.id).where(User.username == username)).first() is not None:
+        raise InvalidInput(f"user {username!r} already exists")
+    user = User(username=username, display_name=display_name, department=department,
+                clearance=clearance, external=external, credential_ref=credential_ref)
+    session.add(user)
+    session.flush()
+    assert user.id is not None
+    for role in role_list:
+        session.add(UserRole(user_id=user.id, role=role))
+    session.flush()
+    if audit is not None:
+        audit.append(session, AuditEvent(
+            action=AuditAction.USER_CHANGE, actor=actor,
+            detail={"op": "add", "user": username, "roles": role_list,
+                    "department": department, "clearance": clearance, "external": external},
+        ))
+    return user
+
+
+def get_roles(session: Session, username: str) -> list[str]:
+    user = _get(session, username)
+    return sorted(session.exec(select(UserRole.role).where(UserRole.user_id == user.id)).all())
+
+
+def set_roles(
+    session: Session, username: str, roles: Iterable[str], *,
+    audit: AuditSink | None = None, actor: Actor = SYSTEM,
+) -> list[str]:
+    """Replace a user's roles (an empty list leaves them with no access at all)."""
+    user = _get(session, username)
+    role_list = _roles(roles)
+    _check_combination(role_list, user.external, user.credential_ref) if role_list else None
+    before = get_roles(session, username)
+    for row in session.exec(select(UserRole).where(UserRole.user_id == user.id)).all():
+        session.delete(row)
+    session.flush()
+    assert user.id is not None
+    for role in role_list:
+        session.add(UserRole(user_id=user.id, role=role))
+    session.flush()
+    if audit is not None:
+        audit.append(session, AuditEvent(
+            action=AuditAction.USER_CHANGE, actor=actor,
+            detail={"op": "set_roles", "user": username, "before": before, "after": role_list},
+        ))
+    return role_list
+
+
+def disable_user(
+    session: Session, username: str, *, audit: AuditSink | None = None, actor: Actor = SYSTEM,
+) -> User:
+    """Disable a user: ``load_principal`` refuses them from the next request on."""
+    user = _get(session, username)
+    user.disabled = True
+    session.add(user)
+    session.flush()
+    if audit is not None:
+        audit.append(session, AuditEvent(
+            action=AuditAction.USER_CHANGE, actor=actor,
+            detail={"op": "disable", "user": username},
+        ))
+    return user
+
+
+def load_principal(session: Session, username: str) -> Principal:
+    """The principal for a username, fresh from the database; refuses disabled users."""
+    user = _get(session, username)
+    if user.disabled:
+        raise UserDisabled(f"user {username!r} is disabled")
+    roles = session.exec(select(UserRole.role).where(UserRole.user_id == user.id)).all()
+    return Principal(
+        username=user.username, roles=frozenset(roles), department=user.department,
+        clearance=user.clearance, external=user.external,
+    )

@@ -1,0 +1,123 @@
+"""The vocabulary of decisions: roles, actions, request kinds and states.
+
+All are ``StrEnum``s so that a typo fails at import, not in a production decision,
+and so that their values are the exact strings used in ``policy.csv`` and
+``chains.toml`` (a test checks both files against these enums).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """Roles of DOMAIN.md. ``custodian`` is deliberately absent: it is an attribute
+    of one archive (Art 22), not something a person holds in general."""
+
+    SALESPERSON = "salesperson"
+    DEPARTMENT_HEAD = "department_head"
+    INFORMATION_OFFICER = "information_officer"
+    INFO_SUPERVISOR = "info_supervisor"
+    CS_MANAGER = "cs_manager"
+    GENERAL_MANAGER = "general_manager"
+    COMPLIANCE = "compliance"
+    EXTERNAL = "external"
+    ADMIN = "admin"
+
+
+class Action(StrEnum):
+    """What a principal asks to do. Content actions need an archive."""
+
+    READ = "read"
+    READ_MASKED = "read_masked"
+    UPDATE = "update"
+    CREATE = "create"
+    SEARCH = "search"
+    LIST = "list"
+    EXPORT = "export"
+    PROVIDE = "provide"
+    LOAN = "loan"
+    DESTROY = "destroy"
+    REPORT = "report"
+    RECLASSIFY = "reclassify"
+    REQUEST = "request"
+    APPROVE = "approve"
+    REGISTER_LOAN = "register_loan"
+    REASSIGN = "reassign"
+    AUDIT = "audit"
+    REPORT_LEAK = "report_leak"
+    READ_LEAKS = "read_leaks"
+    MANAGE_USERS = "manage_users"
+    MANAGE_KEYS = "manage_keys"
+
+
+# Actions that touch one archive's content or material: they need archive metadata,
+# are refused on destroyed archives, and are what admin/compliance never do.
+ARCHIVE_ACTIONS = frozenset(
+    {Action.READ, Action.READ_MASKED, Action.UPDATE, Action.EXPORT, Action.PROVIDE,
+     Action.LOAN, Action.DESTROY, Action.RECLASSIFY}
+)
+
+
+class Clearance(StrEnum):
+    """A person's clearance, ordered like the classifications (vault.models)."""
+
+    INTERNAL = "internal"
+    SECRET = "secret"  # noqa: S105 - a marking, not a password
+    TOP_SECRET = "top_secret"  # noqa: S105
+
+
+class RequestKind(StrEnum):
+    VIEW = "view"
+    LOAN = "loan"
+    COPY = "copy"
+    EXTERNAL = "external"
+    REPORT = "report"
+    DESTROY = "destroy"
+
+
+# The request kind that would grant an action: what a denial tells the user to file.
+KIND_FOR_ACTION = {
+    Action.READ: RequestKind.VIEW,
+    Action.LOAN: RequestKind.LOAN,
+    Action.EXPORT: RequestKind.COPY,
+    Action.PROVIDE: RequestKind.EXTERNAL,
+    Action.REPORT: RequestKind.REPORT,
+    Action.DESTROY: RequestKind.DESTROY,
+}
+
+
+class RequestState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    DENIED = "denied"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+
+
+class GrantState(StrEnum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    RETURNED = "returned"
+    REVOKED = "revoked"
+
+
+class LoanState(StrEnum):
+    OUT = "out"
+    OVERDUE = "overdue"
+    RETURNED = "returned"
+
+
+class NotificationEvent(StrEnum):
+    FILED = "filed"
+    STAGE_APPROVED = "stage_approved"
+    APPROVED = "approved"
+    DENIED = "denied"
+    WITHDRAWN = "withdrawn"
+    EXPIRED = "expired"
+    GRANT_EXPIRED = "grant_expired"
+    LOAN_CONFIRMED = "loan_confirmed"
+    RETURNED = "returned"
+    OVERDUE = "overdue"
+    REASSIGNED = "reassigned"
+    REVOKED = "revoked"

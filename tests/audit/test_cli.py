@@ -1,0 +1,104 @@
+"""``archive-vault audit ...`` commands: output, exit codes, no tracebacks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from audit.schema import remove_guards
+from vault.cli_audit import audit_app
+from vault.settings import Settings
+from vault.vault import init_vault
+
+from .conftest import append_n
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("VAULT_DATABASE_URL", raising=False)
+    monkeypatch.delenv("VAULT_KEY_FILE", raising=False)
+    data = tmp_path / "var"
+    vault = init_vault(Settings(data_dir=data))
+    from audit.log import AuditLog
+
+    log = AuditLog(
+        engine=vault.engine, keys=vault.keys, settings=vault.settings, auto_checkpoint=False
+    )
+    append_n(log, 12)
+    vault.engine.dispose()
+    return data
+
+
+def _run(*args: str):
+    return runner.invoke(audit_app, list(args), catch_exceptions=False)
+
+
+def test_verify_ok(data_dir: Path) -> None:
+    result = _run("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert "OK: 12 entries" in result.output
+
+
+def test_verify_names_the_first_bad_entry(data_dir: Path) -> None:
+    from vault.db import make_engine
+
+    engine = make_engine(f"sqlite:///{data_dir / 'vault.db'}")
+    remove_guards(engine)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE audit_entry SET purpose = 'x' WHERE seq = 4")
+    engine.dispose()
+    result = _run("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == 1
+    assert "entry 4" in result.output and "Traceback" not in result.output
+
+
+def test_checkpoint_export_and_verify_bundle(data_dir: Path, tmp_path: Path) -> None:
+    result = _run("checkpoint", "--data-dir", str(data_dir))
+    assert result.exit_code == 0 and "12 entries" in result.output
+    assert "nothing new" in _run("checkpoint", "--data-dir", str(data_dir)).output
+    out = tmp_path / "bundle.json"
+    result = _run("export", "--out", str(out), "--prove", "3", "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["inclusion_proofs"][0]["seq"] == 3
+    key = tmp_path / "key.pem"
+    key.write_text(_run("pubkey", "--data-dir", str(data_dir)).output)
+    state = tmp_path / "state.json"
+    result = _run("verify-bundle", str(out), "--pubkey", str(key), "--state", str(state))
+    assert result.exit_code == 0, result.output
+    assert state.exists()
+    bundle = json.loads(out.read_text())
+    bundle["entries"][0]["actor"] = "mallory"
+    out.write_text(json.dumps(bundle))
+    result = _run("verify-bundle", str(out), "--pubkey", str(key))
+    assert result.exit_code == 1 and "entry 1" in result.output
+
+
+def test_pubkey_formats(data_dir: Path) -> None:
+    assert "BEGIN PUBLIC KEY" in _run("pubkey", "--data-dir", str(data_dir)).output
+    assert _run("pubkey", "--note", "--data-dir", str(data_dir)).output.startswith(
+        "archive-vault/audit/"
+    )
+
+
+def test_log_table_and_filters(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import cli_audit
+
+    monkeypatch.setattr(cli_audit.console, "width", 200)
+    result = _run("log", "--data-dir", str(data_dir), "--actor", "user1", "--limit", "2")
+    assert result.exit_code == 0, result.output
+    assert "KH-00010" in result.output and "2 entries" in result.output
+    result = _run("log", "--data-dir", str(data_dir), "--since", "yesterday")
+    assert result.exit_code == 2 and "not an ISO date" in result.output
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    result = _run("verify", "--data-dir", str(tmp_path / "nowhere"))
+    assert result.exit_code == 2
+    assert "error:" in result.output and "Traceback" not in result.output
+    result = _run("verify-bundle", str(tmp_path / "missing.json"))
+    assert result.exit_code == 2 and "cannot read" in result.output
