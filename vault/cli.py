@@ -119,6 +119,22 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 
 @app.command()
+def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Apply pending database migrations (back the database up first)."""
+    from vault import migrate
+    from vault.db import make_engine
+
+    settings = settings_for(data_dir)
+    engine = make_engine(settings.resolved_database_url)
+    before = migrate.current(engine)
+    migrate.upgrade(engine)
+    from audit.schema import install_guards
+
+    install_guards(engine)
+    console.print(f"Database schema: {before or 'empty'} → {migrate.head()}")
+
+
+@app.command()
 def schema(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     schema_file: Annotated[Path | None, typer.Option(help="Another schema file.")] = None,

@@ -47,13 +47,18 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
 MODEL_MODULES = ("vault.models", "audit.models", "policies.models")
 
 
-def create_tables(engine: Engine) -> None:
+def import_models() -> None:
     for name in MODEL_MODULES:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as exc:
             if exc.name != name:
                 raise
+
+
+def create_tables(engine: Engine) -> None:
+    """Tables without migrations (tests of one package); vaults use ``vault.migrate``."""
+    import_models()
     SQLModel.metadata.create_all(engine)
 
 

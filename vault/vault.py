@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 
 from audit.events import AuditSink
-from vault.db import create_tables, make_engine
+from vault.db import make_engine
 from vault.errors import KeyFileError, NotInitialised
 from vault.keys import KeyProvider, create_key_file, load_key_file
 from vault.models import VaultMeta
@@ -72,7 +72,9 @@ def init_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
         # Created 0600 before SQLite opens it; SQLite gives the WAL the same mode.
         os.close(os.open(engine.url.database, os.O_WRONLY | os.O_CREAT, 0o600))
     keys = create_key_file(settings.resolved_key_file)
-    create_tables(engine)
+    from vault import migrate
+
+    migrate.upgrade(engine)
     from audit.schema import install_guards
 
     install_guards(engine)
@@ -95,6 +97,9 @@ def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
         raise NotInitialised(
             f"no vault at {settings.resolved_database_url}; run `archive-vault init` first"
         )
+    from vault import migrate
+
+    migrate.check(engine)
     keys = load_key_file(settings.resolved_key_file)
     if keys.vault_id != meta["vault_id"]:
         raise KeyFileError(

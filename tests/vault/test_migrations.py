@@ -1,0 +1,31 @@
+"""Migrations: init applies them, start-up refuses an outdated schema, models match them."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlmodel import SQLModel
+
+from vault import migrate
+from vault.db import import_models
+from vault.vault import open_vault
+
+
+def test_init_applies_every_migration(vault) -> None:
+    assert migrate.current(vault.engine) == migrate.head()
+
+
+def test_models_and_migrations_agree(vault) -> None:
+    import_models()
+    with vault.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == [], "a model changed without a migration: run alembic revision --autogenerate"
+
+
+def test_an_outdated_schema_is_refused_with_the_command_to_fix_it(vault, settings) -> None:
+    with vault.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0000'"))
+    with pytest.raises(migrate.SchemaOutdated, match="archive-vault upgrade"):
+        open_vault(settings, engine=vault.engine)
