@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
@@ -74,6 +77,17 @@ class _TooLarge(Exception):
     pass
 
 
+async def _checkpoints(services: Services) -> None:
+    """Sign a checkpoint when T seconds have passed, even if no request comes in."""
+    every = min(60.0, services.vault.settings.audit_checkpoint_every_seconds)
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await run_in_threadpool(services.audit.checkpoint_if_due)
+        except Exception:  # noqa: BLE001 - logged; the next tick tries again
+            logging.getLogger("archive_vault.api").exception("periodic checkpoint failed")
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -85,13 +99,16 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not hasattr(app.state, "services"):
-            app.state.services = Services.build(
-                vault or open_vault(settings or Settings()), clock=clock
-            )
-        yield
-        checkpoint = getattr(app.state.services.audit, "checkpoint_if_new", None)
-        if checkpoint is not None:
-            checkpoint()  # a clean shutdown signs what this worker appended
+            app.state.services = Services.build(vault or open_vault(settings or Settings()),
+                                                clock=clock)
+        services = app.state.services
+        ticker = asyncio.create_task(_checkpoints(services))
+        try:
+            yield
+        finally:
+            ticker.cancel()
+            # A clean shutdown signs what this worker appended (a quiet tail is covered).
+            await run_in_threadpool(services.audit.checkpoint_if_new)
 
     app = FastAPI(
         title="archive-vault",

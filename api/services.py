@@ -71,10 +71,19 @@ class Services:
         action: str,
         archive: ArchiveMeta | None,
         groups: tuple[str, ...] | list[str] = (),
+        *,
+        session: Session | None = None,
     ) -> Decision:
-        """Decide with grants fresh from the database (other workers may have changed them)."""
-        with Session(self.engine) as session:
+        """Decide with grants fresh from the database (other workers may have changed them).
+
+        Given a session, the sync reads through it (the read path decides inside
+        its own transaction); otherwise a short session of its own.
+        """
+        if session is not None:
             self.policy.sync(session)
+        else:
+            with Session(self.engine) as own:
+                self.policy.sync(own)
         return self.policy.decide(principal, action, archive, tuple(groups), now=self.clock())
 
     def in_transaction(self, fn: Callable[[Session], T]) -> T:

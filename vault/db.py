@@ -8,6 +8,8 @@ keys are overwritten with zeros in the file instead of lingering in free pages.
 from __future__ import annotations
 
 import importlib
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -62,16 +64,39 @@ def create_tables(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
 
 
+_SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
+
+
+def _sqlite_lock(engine: Engine) -> threading.RLock:
+    lock = _SQLITE_LOCKS.get(engine)
+    if lock is None:
+        lock = _SQLITE_LOCKS.setdefault(engine, threading.RLock())
+    return lock
+
+
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Session]:
-    """One unit of work: committed on success, rolled back on any exception."""
-    with Session(engine, expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+    """One unit of work: committed on success, rolled back on any exception.
+
+    On SQLite, units of work in one process take turns on a lock first: SQLite
+    has one writer at a time, and a thread that finds the database locked
+    otherwise sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) instead of
+    waking the moment the writer commits.
+    """
+    lock = _sqlite_lock(engine) if engine.dialect.name == "sqlite" else None
+    if lock is not None:
+        lock.acquire()
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+    finally:
+        if lock is not None:
+            lock.release()
 
 
 def checkpoint_sqlite(engine: Engine) -> bool:

@@ -134,6 +134,20 @@ class Page:
     limit: int
 
 
+@dataclass(frozen=True, slots=True)
+class ReadPermit:
+    """What a read may show: groups in clear, groups masked, and what travels to the audit."""
+
+    groups: tuple[str, ...]
+    masked_groups: tuple[str, ...] = ()
+    purpose: str | None = None
+    grant_id: str | None = None
+    reason: str | None = None
+
+
+Check = Callable[[Session, "ArchiveMeta", tuple[str, ...]], ReadPermit]
+
+
 def _meta(a: Archive, contacts: Sequence[str] = ()) -> ArchiveMeta:
     return ArchiveMeta(
         archive_no=a.archive_no,
@@ -483,51 +497,81 @@ class ArchiveStore:
         purpose: str | None = None,
         grant_id: str | None = None,
         reason: str | None = None,
+        check: Check | None = None,
     ) -> ArchiveView:
-        """Decrypt the requested groups; the audit entry commits before anything returns."""
+        """Decrypt the requested groups; the audit entry commits before anything returns.
+
+        ``check(session, meta, groups)``, when given, decides inside the same
+        transaction (the policy decision of the read path) and returns a
+        ``ReadPermit`` naming the groups to show in clear and masked; if it
+        raises, the denial is audited, committed, and the exception re-raised.
+        Without it, the caller has decided already and passes ``masked`` etc.
+        """
+        if not isinstance(archive_no, str) or not ARCHIVE_NO.fullmatch(archive_no):
+            raise ValidationFailed("an archive number looks like KH-2026-000123")
         wanted = self.schema.check_groups(list(self.schema.groups) if groups is None else groups)
-        masked_set = set(self.schema.check_groups(list(masked), "masked groups"))
+        permit = ReadPermit(
+            groups=tuple(wanted),
+            masked_groups=tuple(self.schema.check_groups(list(masked), "masked groups")),
+            purpose=purpose, grant_id=grant_id, reason=reason,
+        )
         failure: Exception | None = None
         content: dict[str, dict[str, str]] = {}
         with transaction(self.engine) as session:
-            archive = self._load(session, archive_no)
-            try:
-                content = self._open_groups(session, archive, wanted)
-                outcome = Outcome.ALLOWED
-            except (DecryptionFailed, KeyFileError) as exc:
-                failure, outcome = exc, Outcome.ERROR
-            contacts = self._contacts(session, archive.id)  # type: ignore[arg-type]
-            # Appended last: on PostgreSQL the append's lock is held until commit.
-            self._audit(
-                session,
-                AuditAction.READ,
-                actor,
-                outcome=outcome,
-                archives=(archive_no,),
-                groups=tuple(wanted),
-                grant_id=grant_id,
-                purpose=purpose,
-                reason=reason,
-                detail={"masked": sorted(masked_set)} if masked_set else {},
-            )
+            conn = session.connection()
+            row = conn.execute(_ARCHIVE_BY_NO, {"no": archive_no}).first()
+            if row is None:
+                raise ArchiveNotFound(f"archive {archive_no} does not exist")
+            if row.status == ArchiveStatus.DESTROYED:
+                raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
+            contacts = list(conn.execute(_CONTACTS_OF, {"id": row.id}).scalars())
+            meta = _meta(row, contacts)
+            if check is not None:
+                try:
+                    permit = check(session, meta, tuple(wanted))
+                except Exception as exc:  # noqa: BLE001 - audited, committed, re-raised below
+                    failure = exc
+            if failure is not None:
+                self._audit(session, AuditAction.READ, actor, outcome=Outcome.DENIED,
+                            archives=(archive_no,), groups=tuple(wanted),
+                            reason=str(failure)[:500])
+            else:
+                shown = list(dict.fromkeys((*permit.groups, *permit.masked_groups)))
+                try:
+                    content = self._open_groups(session, row, shown) if shown else {}
+                    outcome = Outcome.ALLOWED
+                except (DecryptionFailed, KeyFileError) as exc:
+                    failure, outcome = exc, Outcome.ERROR
+                # Appended last: on PostgreSQL the append's lock is held until commit.
+                self._audit(
+                    session,
+                    AuditAction.READ,
+                    actor,
+                    outcome=outcome,
+                    archives=(archive_no,),
+                    groups=tuple(shown),
+                    grant_id=permit.grant_id,
+                    purpose=permit.purpose,
+                    reason=permit.reason,
+                    detail={"masked": sorted(permit.masked_groups)}
+                    if permit.masked_groups else {},
+                )
         if failure is not None:
             raise failure
-        for group in masked_set & content.keys():
+        for group in set(permit.masked_groups) & content.keys():
             content[group] = {k: self.schema.fields[k].masked(v) for k, v in content[group].items()}
         return ArchiveView(
-            meta=_meta(archive, contacts),
+            meta=meta,
             content=content,
-            masked=tuple(sorted(masked_set)),
-            consent=_consent_of(archive),
+            masked=tuple(sorted(permit.masked_groups)),
+            consent=_consent_of(row),
         )
 
     def _open_groups(
-        self, session: Session, archive: Archive, groups: Sequence[str]
+        self, session: Session, archive: Any, groups: Sequence[str]
     ) -> dict[str, dict[str, str]]:
-        rows = session.execute(
-            sa.select(
-                ArchiveContent.group_name, ArchiveContent.revision, ArchiveContent.ciphertext
-            ).where(ArchiveContent.archive_id == archive.id, ArchiveContent.group_name.in_(groups))  # type: ignore[attr-defined]
+        rows = session.connection().execute(
+            _CONTENT_OF, {"id": archive.id, "groups": list(groups)}
         ).all()
         if not rows:
             return {}
@@ -1572,5 +1616,23 @@ class ArchiveStore:
         return meta, chunks()
 
 
+_ARCHIVE_BY_NO = sa.select(Archive.__table__).where(  # type: ignore[attr-defined]
+    Archive.__table__.c.archive_no == sa.bindparam("no")  # type: ignore[attr-defined]
+)
+_CONTACTS_OF = (
+    sa.select(ArchiveContact.__table__.c.username)  # type: ignore[attr-defined]
+    .where(ArchiveContact.__table__.c.archive_id == sa.bindparam("id"))  # type: ignore[attr-defined]
+    .order_by(ArchiveContact.__table__.c.username)  # type: ignore[attr-defined]
+)
+_CONTENT_OF = sa.select(
+    ArchiveContent.__table__.c.group_name,  # type: ignore[attr-defined]
+    ArchiveContent.__table__.c.revision,  # type: ignore[attr-defined]
+    ArchiveContent.__table__.c.ciphertext,  # type: ignore[attr-defined]
+).where(
+    ArchiveContent.__table__.c.archive_id == sa.bindparam("id"),  # type: ignore[attr-defined]
+    ArchiveContent.__table__.c.group_name.in_(  # type: ignore[attr-defined]
+        sa.bindparam("groups", expanding=True)
+    ),
+)
 _FAST_READ_ONE = ArchiveStore._fast_statement(single=True)
 _FAST_READ_MANY = ArchiveStore._fast_statement(single=False)

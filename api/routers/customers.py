@@ -22,6 +22,7 @@ from api.schemas import (
     public,
 )
 from api.services import Services
+from vault.store import ReadPermit
 from audit.events import AuditAction
 from policies.decide import ArchiveMeta, Decision
 from policies.errors import AccessDenied
@@ -42,7 +43,10 @@ SEARCH_FIELDS = {
 
 
 def _meta(services: Services, archive_no: str) -> ArchiveMeta:
-    m = services.store.meta(archive_no)
+    return _policy_meta(services.store.meta(archive_no))
+
+
+def _policy_meta(m: Any) -> ArchiveMeta:
     return ArchiveMeta(
         archive_no=m.archive_no,
         classification=m.classification,
@@ -183,26 +187,30 @@ def read(
         str | None, Query(max_length=400, description="Comma-separated field groups")
     ] = None,
 ) -> ArchiveContent:
-    """The content the caller may see; groups the decision masks come back masked."""
+    """The content the caller may see; groups the decision masks come back masked.
+
+    The decision is made inside the read's own transaction (one connection, one
+    commit), and a denial is audited in it too.
+    """
     wanted = _groups(groups, services)
-    decision = _require(
-        services, caller, Action.READ, AuditAction.READ, _meta(services, archive_no), wanted
-    )
-    shown = tuple(dict.fromkeys((*decision.groups, *decision.masked_groups)))
-    view = services.store.read(
-        archive_no,
-        shown,
-        actor=caller.actor,
-        masked=decision.masked_groups,
-        purpose=decision.purpose,
-        grant_id=decision.grant_id,
-        reason=decision.reason,
-    )
+    decided: list[Decision] = []
+
+    def check(session: Any, meta: Any, requested: tuple[str, ...]) -> ReadPermit:
+        decision = services.decide(caller.principal, Action.READ, _policy_meta(meta),
+                                   wanted, session=session)
+        decided.append(decision)
+        if not decision.allowed:
+            raise AccessDenied(decision)
+        return ReadPermit(groups=decision.groups, masked_groups=decision.masked_groups,
+                          purpose=decision.purpose, grant_id=decision.grant_id,
+                          reason=decision.reason)
+
+    view = services.store.read(archive_no, wanted or None, actor=caller.actor, check=check)
     return ArchiveContent(
         archive=public(view.meta),
         content=view.content,
         masked_groups=list(view.masked),
-        decision=_decision_public(decision),
+        decision=_decision_public(decided[0]),
     )
 
 

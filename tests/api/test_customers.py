@@ -144,3 +144,24 @@ def test_interactions_and_attachments(client, login) -> None:
 def test_health(client) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
+    h = login("zhang.wei")
+    no = _new(client, h)
+    services = client.app.state.services
+    real = services.vault.engine
+    import sqlalchemy as sa
+
+    dead = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none",
+                            connect_args={"connect_timeout": 1})
+    services.vault.engine = services.store.engine = dead
+    try:
+        r = client.get(f"/customers/{no}", headers=h)
+        assert r.status_code == 503, r.text
+        assert r.json()["type"] == "urn:archive-vault:database-unavailable"
+        assert "13800138000" not in r.text
+        assert client.get("/healthz").status_code == 503
+    finally:
+        services.vault.engine = services.store.engine = real
+        dead.dispose()

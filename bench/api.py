@@ -1,0 +1,205 @@
+"""Benchmark of the HTTP read path against a bare FastAPI endpoint, measured in one run.
+
+    python bench/api.py            # 4,000 requests per side
+    python bench/api.py --quick    # within a minute
+    python bench/api.py --json     # one JSON object
+
+Both servers are uvicorn processes with one worker on 127.0.0.1. The vault side
+serves `GET /customers/{archive_no}?groups=contact` for a salesperson's own
+clients: token check, principal from the database, policy decision, one
+transaction that appends the audit entry and decrypts, then JSON. The baseline
+returns a body of the same size from a bare FastAPI route. The load generator is
+bounded (a fixed number of requests from a fixed number of keep-alive clients),
+and the two sides run in alternating rounds so machine noise hits both alike.
+Target: the vault's throughput ≥ 0.5× the baseline's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+PASSWORD = "bench-password-123"  # noqa: S105 - a throwaway vault in a temp dir
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def prepare(workdir: Path, archives: int) -> None:
+    """A vault with one salesperson and their clients."""
+    from api.security import hash_password
+    from policies.directory import add_user
+    from vault.db import transaction
+    from vault.importer import bulk_insert
+    from vault.seed import SyntheticArchives
+    from vault.settings import Settings
+    from vault.vault import init_vault
+
+    vault = init_vault(Settings(data_dir=workdir / "var"))
+    store = vault.store()
+    with transaction(vault.engine) as session:
+        user = add_user(session, username="zhang.wei", roles=["salesperson"],
+                        department="销售一部", clearance="secret")
+        user.password_hash = hash_password(PASSWORD)
+    gen = SyntheticArchives(seed=5, owners=(("zhang.wei", "销售一部"),))
+    rows = (store.prepare({**r, "classification": "internal", "custodian": None})
+            for r in gen.many(archives))
+    bulk_insert(store, rows, actor=store_actor(), total=archives, source="bench")
+    store.audit.checkpoint_if_new()
+
+
+def store_actor() -> Any:
+    from audit.events import Actor
+
+    return Actor("bench", "system")
+
+
+def load(base: str, paths: list[str], headers: dict[str, str], requests: int,
+         clients: int) -> tuple[float, list[float]]:
+    """Send ``requests`` GETs from ``clients`` keep-alive connections; returns req/s, latencies."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    per = requests // clients
+
+    def worker(seed: int) -> None:
+        rng = random.Random(seed)
+        mine = []
+        with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
+            for _ in range(per):
+                t0 = time.perf_counter()
+                r = c.get(rng.choice(paths))
+                mine.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    return per * clients / elapsed, latencies
+
+
+def run(requests: int, rounds: int, clients: int, archives: int) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="vault-bench-api-"))
+    procs: list[subprocess.Popen] = []
+    try:
+        prepare(workdir, archives)
+        env = {**os.environ, "VAULT_DATA_DIR": str(workdir / "var"),
+               "PYTHONPATH": str(ROOT)}
+        vport, bport = _free_port(), _free_port()
+        uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--log-level",
+                   "warning", "--no-access-log"]
+        procs.append(subprocess.Popen([*uvicorn, "--port", str(vport), "--factory",
+                                       "api.app:app_factory"], env=env, cwd=ROOT))
+        vbase = f"http://127.0.0.1:{vport}"
+        _wait(vbase + "/healthz")
+        token = httpx.post(vbase + "/auth/token", data={"username": "zhang.wei",
+                                                         "password": PASSWORD}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        listing = httpx.get(vbase + "/customers?limit=500", headers=headers).json()
+        paths = [f"/customers/{a['archive_no']}?groups=contact" for a in listing["items"]]
+        sample = httpx.get(vbase + paths[0], headers=headers)
+        body_file = workdir / "body.json"
+        body_file.write_text(sample.text, encoding="utf-8")
+        procs.append(subprocess.Popen([*uvicorn, "--port", str(bport), "--app-dir",
+                                       str(ROOT / "bench"), "_bare_app:app"],
+                                      env={**env, "BENCH_BODY_FILE": str(body_file)}, cwd=ROOT))
+        bbase = f"http://127.0.0.1:{bport}"
+        _wait(bbase + "/customers/x")
+        load(vbase, paths[:20], headers, 200, clients)  # warm-up
+        load(bbase, paths[:20], headers, 200, clients)
+        vault_rps, bare_rps, vault_lat, bare_lat = [], [], [], []
+        for _ in range(rounds):
+            rps, lat = load(vbase, paths, headers, requests // rounds, clients)
+            vault_rps.append(rps)
+            vault_lat.extend(lat)
+            rps, lat = load(bbase, paths, headers, requests // rounds, clients)
+            bare_rps.append(rps)
+            bare_lat.extend(lat)
+        v, b = statistics.median(vault_rps), statistics.median(bare_rps)
+        q = statistics.quantiles
+        return {
+            "requests_per_side": requests, "clients": clients, "archives": archives,
+            "body_bytes": len(sample.content),
+            "vault_rps": v, "bare_rps": b, "ratio": v / b,
+            "vault_p50_ms": statistics.median(vault_lat) * 1e3,
+            "vault_p99_ms": q(vault_lat, n=100)[98] * 1e3,
+            "bare_p50_ms": statistics.median(bare_lat) * 1e3,
+            "bare_p99_ms": q(bare_lat, n=100)[98] * 1e3,
+        }
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    requests, rounds = (1200, 4) if args.quick else (4000, 8)
+    figures = run(requests, rounds, args.clients, 300 if args.quick else 2000)
+    if args.json:
+        print(json.dumps(figures))
+        return
+    t = Table(title=f"bench/api.py — GET /customers/{{archive_no}}?groups=contact, "
+                    f"{figures['clients']} clients, {figures['body_bytes']} B body")
+    for column in ("side", "req/s (median of rounds)", "p50 ms", "p99 ms"):
+        t.add_column(column, justify="right")
+    t.add_row("vault: auth + decision + audit + decrypt", f"{figures['vault_rps']:.0f}",
+              f"{figures['vault_p50_ms']:.1f}", f"{figures['vault_p99_ms']:.1f}")
+    t.add_row("bare FastAPI, same body", f"{figures['bare_rps']:.0f}",
+              f"{figures['bare_p50_ms']:.1f}", f"{figures['bare_p99_ms']:.1f}")
+    t.add_row("ratio (target ≥ 0.5×)", f"{figures['ratio']:.2f}×", "", "")
+    Console().print(t)
+
+
+if __name__ == "__main__":
+    main()
