@@ -84,7 +84,7 @@ async def _checkpoints(services: Services) -> None:
         await asyncio.sleep(every)
         try:
             await run_in_threadpool(services.audit.checkpoint_if_due)
-        except Exception:  # noqa: BLE001 - logged; the next tick tries again
+        except Exception:
             logging.getLogger("archive_vault.api").exception("periodic checkpoint failed")
 
 
@@ -99,8 +99,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not hasattr(app.state, "services"):
-            app.state.services = Services.build(vault or open_vault(settings or Settings()),
-                                                clock=clock)
+            app.state.services = Services.build(
+                vault or open_vault(settings or Settings()), clock=clock
+            )
         services = app.state.services
         ticker = asyncio.create_task(_checkpoints(services))
         try:

@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 from sqlmodel import Session
 
 from api.errors import ApiProblem
-from api.security import InvalidToken
+from api.security import InvalidToken, TokenClaims
 from api.services import Services
 from audit.events import Actor
 from policies.decide import Principal
@@ -20,7 +20,7 @@ from policies.errors import UnknownUser, UserDisabled
 oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
@@ -41,10 +41,10 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def get_caller(
-    request: Request, services: ServicesDep, token: Annotated[str | None, Depends(oauth2)]
-) -> Caller:
-    """Who is calling, re-read from the database on every request (disabling is instant)."""
+async def get_token(
+    services: ServicesDep, token: Annotated[str | None, Depends(oauth2)]
+) -> TokenClaims:
+    """The verified token (CPU only, so it runs on the event loop without a thread hop)."""
     if not token:
         raise ApiProblem(
             401,
@@ -52,7 +52,14 @@ def get_caller(
             "log in at POST /auth/token and send the token as 'Authorization: Bearer …'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    claims = services.tokens.verify(token, now=services.clock())
+    return services.tokens.verify(token, now=services.clock())
+
+
+ClaimsDep = Annotated[TokenClaims, Depends(get_token)]
+
+
+def caller_for(services: Services, claims: TokenClaims, request: Request) -> Caller:
+    """Who is calling, re-read from the database on every request (disabling is instant)."""
     with Session(services.engine) as session:
         try:
             principal = load_principal(session, claims.username)
@@ -60,6 +67,10 @@ def get_caller(
             raise InvalidToken("this account is disabled or no longer exists") from None
     actor = Actor(principal.username, principal.role_label, client_address(request))
     return Caller(principal, actor)
+
+
+def get_caller(request: Request, services: ServicesDep, claims: ClaimsDep) -> Caller:
+    return caller_for(services, claims, request)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

@@ -179,8 +179,12 @@ def install(app: FastAPI) -> None:
         # Fail closed: whatever the request was, nothing was returned or changed.
         log.error("audit failure %s on %s", exc.code, request.url.path)
         status = 503 if isinstance(exc, AuditWriteFailed) else 500
-        return problem(status, exc.code, "the audit log could not record this request, so "
-                       "nothing was read or changed", instance=request.url.path)
+        return problem(
+            status,
+            exc.code,
+            "the audit log could not record this request, so nothing was read or changed",
+            instance=request.url.path,
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

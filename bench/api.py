@@ -38,7 +38,7 @@ import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-PASSWORD = "bench-password-123"  # noqa: S105 - a throwaway vault in a temp dir
+PASSWORD = "bench-password-123"
 
 
 def _free_port() -> int:
@@ -72,12 +72,19 @@ def prepare(workdir: Path, archives: int) -> None:
     vault = init_vault(Settings(data_dir=workdir / "var"))
     store = vault.store()
     with transaction(vault.engine) as session:
-        user = add_user(session, username="zhang.wei", roles=["salesperson"],
-                        department="销售一部", clearance="secret")
+        user = add_user(
+            session,
+            username="zhang.wei",
+            roles=["salesperson"],
+            department="销售一部",
+            clearance="secret",
+        )
         user.password_hash = hash_password(PASSWORD)
     gen = SyntheticArchives(seed=5, owners=(("zhang.wei", "销售一部"),))
-    rows = (store.prepare({**r, "classification": "internal", "custodian": None})
-            for r in gen.many(archives))
+    rows = (
+        store.prepare({**r, "classification": "internal", "custodian": None})
+        for r in gen.many(archives)
+    )
     bulk_insert(store, rows, actor=store_actor(), total=archives, source="bench")
     store.audit.checkpoint_if_new()
 
@@ -88,8 +95,9 @@ def store_actor() -> Any:
     return Actor("bench", "system")
 
 
-def load(base: str, paths: list[str], headers: dict[str, str], requests: int,
-         clients: int) -> tuple[float, list[float]]:
+def load(
+    base: str, paths: list[str], headers: dict[str, str], requests: int, clients: int
+) -> tuple[float, list[float]]:
     """Send ``requests`` GETs from ``clients`` keep-alive connections; returns req/s, latencies."""
     latencies: list[float] = []
     lock = threading.Lock()
@@ -123,26 +131,43 @@ def run(requests: int, rounds: int, clients: int, archives: int) -> dict[str, An
     procs: list[subprocess.Popen] = []
     try:
         prepare(workdir, archives)
-        env = {**os.environ, "VAULT_DATA_DIR": str(workdir / "var"),
-               "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "VAULT_DATA_DIR": str(workdir / "var"), "PYTHONPATH": str(ROOT)}
         vport, bport = _free_port(), _free_port()
-        uvicorn = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--log-level",
-                   "warning", "--no-access-log"]
-        procs.append(subprocess.Popen([*uvicorn, "--port", str(vport), "--factory",
-                                       "api.app:app_factory"], env=env, cwd=ROOT))
+        uvicorn = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ]
+        procs.append(
+            subprocess.Popen(
+                [*uvicorn, "--port", str(vport), "--factory", "api.app:app_factory"],
+                env=env,
+                cwd=ROOT,
+            )
+        )
         vbase = f"http://127.0.0.1:{vport}"
         _wait(vbase + "/healthz")
-        token = httpx.post(vbase + "/auth/token", data={"username": "zhang.wei",
-                                                         "password": PASSWORD}).json()
+        token = httpx.post(
+            vbase + "/auth/token", data={"username": "zhang.wei", "password": PASSWORD}
+        ).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         listing = httpx.get(vbase + "/customers?limit=500", headers=headers).json()
         paths = [f"/customers/{a['archive_no']}?groups=contact" for a in listing["items"]]
         sample = httpx.get(vbase + paths[0], headers=headers)
         body_file = workdir / "body.json"
         body_file.write_text(sample.text, encoding="utf-8")
-        procs.append(subprocess.Popen([*uvicorn, "--port", str(bport), "--app-dir",
-                                       str(ROOT / "bench"), "_bare_app:app"],
-                                      env={**env, "BENCH_BODY_FILE": str(body_file)}, cwd=ROOT))
+        procs.append(
+            subprocess.Popen(
+                [*uvicorn, "--port", str(bport), "--app-dir", str(ROOT / "bench"), "_bare_app:app"],
+                env={**env, "BENCH_BODY_FILE": str(body_file)},
+                cwd=ROOT,
+            )
+        )
         bbase = f"http://127.0.0.1:{bport}"
         _wait(bbase + "/customers/x")
         load(vbase, paths[:20], headers, 200, clients)  # warm-up
@@ -158,9 +183,13 @@ def run(requests: int, rounds: int, clients: int, archives: int) -> dict[str, An
         v, b = statistics.median(vault_rps), statistics.median(bare_rps)
         q = statistics.quantiles
         return {
-            "requests_per_side": requests, "clients": clients, "archives": archives,
+            "requests_per_side": requests,
+            "clients": clients,
+            "archives": archives,
             "body_bytes": len(sample.content),
-            "vault_rps": v, "bare_rps": b, "ratio": v / b,
+            "vault_rps": v,
+            "bare_rps": b,
+            "ratio": v / b,
             "vault_p50_ms": statistics.median(vault_lat) * 1e3,
             "vault_p99_ms": q(vault_lat, n=100)[98] * 1e3,
             "bare_p50_ms": statistics.median(bare_lat) * 1e3,
@@ -178,8 +207,9 @@ def run(requests: int, rounds: int, clients: int, archives: int) -> dict[str, An
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--clients", type=int, default=4)
@@ -189,14 +219,24 @@ def main() -> None:
     if args.json:
         print(json.dumps(figures))
         return
-    t = Table(title=f"bench/api.py — GET /customers/{{archive_no}}?groups=contact, "
-                    f"{figures['clients']} clients, {figures['body_bytes']} B body")
+    t = Table(
+        title=f"bench/api.py — GET /customers/{{archive_no}}?groups=contact, "
+        f"{figures['clients']} clients, {figures['body_bytes']} B body"
+    )
     for column in ("side", "req/s (median of rounds)", "p50 ms", "p99 ms"):
         t.add_column(column, justify="right")
-    t.add_row("vault: auth + decision + audit + decrypt", f"{figures['vault_rps']:.0f}",
-              f"{figures['vault_p50_ms']:.1f}", f"{figures['vault_p99_ms']:.1f}")
-    t.add_row("bare FastAPI, same body", f"{figures['bare_rps']:.0f}",
-              f"{figures['bare_p50_ms']:.1f}", f"{figures['bare_p99_ms']:.1f}")
+    t.add_row(
+        "vault: auth + decision + audit + decrypt",
+        f"{figures['vault_rps']:.0f}",
+        f"{figures['vault_p50_ms']:.1f}",
+        f"{figures['vault_p99_ms']:.1f}",
+    )
+    t.add_row(
+        "bare FastAPI, same body",
+        f"{figures['bare_rps']:.0f}",
+        f"{figures['bare_p50_ms']:.1f}",
+        f"{figures['bare_p99_ms']:.1f}",
+    )
     t.add_row("ratio (target ≥ 0.5×)", f"{figures['ratio']:.2f}×", "", "")
     Console().print(t)
 

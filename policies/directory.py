@@ -36,13 +36,17 @@ def _roles(roles: Iterable[str]) -> list[str]:
 
 def _check_combination(roles: list[str], external: bool, credential_ref: str | None) -> None:
     if external != (Role.EXTERNAL in roles):
-        raise InvalidInput("the external role and the external flag go together: a visitor "
-                           "is external and holds only the external role")
+        raise InvalidInput(
+            "the external role and the external flag go together: a visitor "
+            "is external and holds only the external role"
+        )
     if external and roles != [Role.EXTERNAL]:
         raise InvalidInput("a visitor from outside the company holds only the external role")
     if external and not (credential_ref or "").strip():
-        raise InvalidInput("a visitor must register an introduction letter or work-ID number "
-                           "(credential_ref, Art 18.4)")
+        raise InvalidInput(
+            "a visitor must register an introduction letter or work-ID number "
+            "(credential_ref, Art 18.4)"
+        )
 
 
 def _get(session: Session, username: str) -> User:
@@ -80,8 +84,14 @@ def add_user(
     _check_combination(role_list, external, credential_ref)
     if session.exec(select(User.id).where(User.username == username)).first() is not None:
         raise InvalidInput(f"user {username!r} already exists")
-    user = User(username=username, display_name=display_name, department=department,
-                clearance=clearance, external=external, credential_ref=credential_ref)
+    user = User(
+        username=username,
+        display_name=display_name,
+        department=department,
+        clearance=clearance,
+        external=external,
+        credential_ref=credential_ref,
+    )
     session.add(user)
     session.flush()
     assert user.id is not None
@@ -89,11 +99,21 @@ def add_user(
         session.add(UserRole(user_id=user.id, role=role))
     session.flush()
     if audit is not None:
-        audit.append(session, AuditEvent(
-            action=AuditAction.USER_CHANGE, actor=actor,
-            detail={"op": "add", "user": username, "roles": role_list,
-                    "department": department, "clearance": clearance, "external": external},
-        ))
+        audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.USER_CHANGE,
+                actor=actor,
+                detail={
+                    "op": "add",
+                    "user": username,
+                    "roles": role_list,
+                    "department": department,
+                    "clearance": clearance,
+                    "external": external,
+                },
+            ),
+        )
     return user
 
 
@@ -103,8 +123,12 @@ def get_roles(session: Session, username: str) -> list[str]:
 
 
 def set_roles(
-    session: Session, username: str, roles: Iterable[str], *,
-    audit: AuditSink | None = None, actor: Actor = SYSTEM,
+    session: Session,
+    username: str,
+    roles: Iterable[str],
+    *,
+    audit: AuditSink | None = None,
+    actor: Actor = SYSTEM,
 ) -> list[str]:
     """Replace a user's roles (an empty list leaves them with no access at all)."""
     user = _get(session, username)
@@ -119,15 +143,23 @@ def set_roles(
         session.add(UserRole(user_id=user.id, role=role))
     session.flush()
     if audit is not None:
-        audit.append(session, AuditEvent(
-            action=AuditAction.USER_CHANGE, actor=actor,
-            detail={"op": "set_roles", "user": username, "before": before, "after": role_list},
-        ))
+        audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.USER_CHANGE,
+                actor=actor,
+                detail={"op": "set_roles", "user": username, "before": before, "after": role_list},
+            ),
+        )
     return role_list
 
 
 def disable_user(
-    session: Session, username: str, *, audit: AuditSink | None = None, actor: Actor = SYSTEM,
+    session: Session,
+    username: str,
+    *,
+    audit: AuditSink | None = None,
+    actor: Actor = SYSTEM,
 ) -> User:
     """Disable a user: ``load_principal`` refuses them from the next request on."""
     user = _get(session, username)
@@ -135,10 +167,14 @@ def disable_user(
     session.add(user)
     session.flush()
     if audit is not None:
-        audit.append(session, AuditEvent(
-            action=AuditAction.USER_CHANGE, actor=actor,
-            detail={"op": "disable", "user": username},
-        ))
+        audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.USER_CHANGE,
+                actor=actor,
+                detail={"op": "disable", "user": username},
+            ),
+        )
     return user
 
 
@@ -155,16 +191,20 @@ def load_principal(session: Session, username: str) -> Principal:
     if disabled:
         raise UserDisabled(f"user {username!r} is disabled")
     return Principal(
-        username=username, roles=frozenset(r[5] for r in rows if r[5] is not None),
-        department=department, clearance=clearance, external=bool(external),
+        username=username,
+        roles=frozenset(r[5] for r in rows if r[5] is not None),
+        department=department,
+        clearance=clearance,
+        external=bool(external),
     )
 
 
 _U = User.__table__  # type: ignore[attr-defined]
 _R = UserRole.__table__  # type: ignore[attr-defined]
 _PRINCIPAL = (
-    sa.select(_U.c.username, _U.c.department, _U.c.clearance, _U.c.external, _U.c.disabled,
-              _R.c.role)
+    sa.select(
+        _U.c.username, _U.c.department, _U.c.clearance, _U.c.external, _U.c.disabled, _R.c.role
+    )
     .select_from(_U.outerjoin(_R, _R.c.user_id == _U.c.id))
     .where(_U.c.username == sa.bindparam("u"))
 )

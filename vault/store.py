@@ -513,7 +513,9 @@ class ArchiveStore:
         permit = ReadPermit(
             groups=tuple(wanted),
             masked_groups=tuple(self.schema.check_groups(list(masked), "masked groups")),
-            purpose=purpose, grant_id=grant_id, reason=reason,
+            purpose=purpose,
+            grant_id=grant_id,
+            reason=reason,
         )
         failure: Exception | None = None
         content: dict[str, dict[str, str]] = {}
@@ -532,9 +534,15 @@ class ArchiveStore:
                 except Exception as exc:  # noqa: BLE001 - audited, committed, re-raised below
                     failure = exc
             if failure is not None:
-                self._audit(session, AuditAction.READ, actor, outcome=Outcome.DENIED,
-                            archives=(archive_no,), groups=tuple(wanted),
-                            reason=str(failure)[:500])
+                self._audit(
+                    session,
+                    AuditAction.READ,
+                    actor,
+                    outcome=Outcome.DENIED,
+                    archives=(archive_no,),
+                    groups=tuple(wanted),
+                    reason=str(failure)[:500],
+                )
             else:
                 shown = list(dict.fromkeys((*permit.groups, *permit.masked_groups)))
                 try:
@@ -553,8 +561,7 @@ class ArchiveStore:
                     grant_id=permit.grant_id,
                     purpose=permit.purpose,
                     reason=permit.reason,
-                    detail={"masked": sorted(permit.masked_groups)}
-                    if permit.masked_groups else {},
+                    detail={"masked": sorted(permit.masked_groups)} if permit.masked_groups else {},
                 )
         if failure is not None:
             raise failure
@@ -570,9 +577,11 @@ class ArchiveStore:
     def _open_groups(
         self, session: Session, archive: Any, groups: Sequence[str]
     ) -> dict[str, dict[str, str]]:
-        rows = session.connection().execute(
-            _CONTENT_OF, {"id": archive.id, "groups": list(groups)}
-        ).all()
+        rows = (
+            session.connection()
+            .execute(_CONTENT_OF, {"id": archive.id, "groups": list(groups)})
+            .all()
+        )
         if not rows:
             return {}
         dek = self._dek(
