@@ -77,6 +77,34 @@ class _TooLarge(Exception):
     pass
 
 
+class SecurityHeaders:
+    """Responses may carry customer content: never cached, never sniffed, never framed."""
+
+    HEADERS = (
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"no-referrer"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.HEADERS if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 async def _checkpoints(services: Services) -> None:
     """Sign a checkpoint when T seconds have passed, even if no request comes in."""
     every = min(60.0, services.vault.settings.audit_checkpoint_every_seconds)
@@ -123,6 +151,7 @@ def create_app(
     for module in (auth, customers, exports, requests, users, audit, health):
         app.include_router(module.router)
     limits = settings or (vault.settings if vault else Settings())
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(
         BodyLimit,
         limit=limits.max_body_bytes,  # type: ignore[arg-type]

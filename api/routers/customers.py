@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import StringConstraints
 
 from api.deps import Caller, CallerDep, ClaimsDep, ServicesDep, caller_for
 from api.errors import ApiProblem
@@ -20,6 +21,7 @@ from api.schemas import (
     ArchivePatch,
     DecisionPublic,
     InteractionIn,
+    Strict,
     public,
 )
 from api.services import Services
@@ -146,21 +148,15 @@ def list_archives(
     )
 
 
-@router.get("/search", response_model=ArchivePage)
-def search(
-    services: ServicesDep,
-    caller: CallerDep,
-    mobile: Annotated[str | None, Query(max_length=40)] = None,
-    name: Annotated[str | None, Query(max_length=40)] = None,
-    id_number: Annotated[str | None, Query(max_length=40)] = None,
-    plate: Annotated[str | None, Query(max_length=20)] = None,
-) -> ArchivePage:
-    """Exact match through a blind index (the value never reaches the log in clear)."""
-    given = {
-        k: v
-        for k, v in {"mobile": mobile, "name": name, "id_number": id_number, "plate": plate}.items()
-        if v
-    }
+class SearchIn(Strict):
+    mobile: Annotated[str, StringConstraints(max_length=40)] | None = None
+    name: Annotated[str, StringConstraints(max_length=40)] | None = None
+    id_number: Annotated[str, StringConstraints(max_length=40)] | None = None
+    plate: Annotated[str, StringConstraints(max_length=20)] | None = None
+
+
+def _search(services: Services, caller: Caller, given: dict[str, str | None]) -> ArchivePage:
+    given = {k: v for k, v in given.items() if v}
     if len(given) != 1:
         raise ApiProblem(
             400, "search-needs-one-field", "search by exactly one of mobile, name, id_number, plate"
@@ -171,6 +167,30 @@ def search(
     return ArchivePage(
         items=[public(m) for m in found], total=len(found), offset=0, limit=len(found) or 1
     )
+
+
+@router.get("/search", response_model=ArchivePage)
+def search(
+    services: ServicesDep,
+    caller: CallerDep,
+    mobile: Annotated[str | None, Query(max_length=40)] = None,
+    name: Annotated[str | None, Query(max_length=40)] = None,
+    id_number: Annotated[str | None, Query(max_length=40)] = None,
+    plate: Annotated[str | None, Query(max_length=20)] = None,
+) -> ArchivePage:
+    """Exact match through a blind index (the value never reaches the audit log in clear).
+
+    Prefer ``POST /customers/search``: a query string can end up in proxy access logs.
+    """
+    return _search(
+        services, caller, {"mobile": mobile, "name": name, "id_number": id_number, "plate": plate}
+    )
+
+
+@router.post("/search", response_model=ArchivePage)
+def search_post(body: SearchIn, services: ServicesDep, caller: CallerDep) -> ArchivePage:
+    """The same search with the value in the body, where access logs do not record it."""
+    return _search(services, caller, body.model_dump())
 
 
 def _groups(raw: str | None, services: Services) -> tuple[str, ...]:

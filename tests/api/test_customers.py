@@ -165,3 +165,13 @@ def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
     finally:
         services.vault.engine = services.store.engine = real
         dead.dispose()
+
+
+def test_search_by_post_keeps_the_value_out_of_urls(client, login) -> None:
+    h = login("zhang.wei")
+    no = _new(client, h)
+    r = client.post("/customers/search", json={"mobile": "138 0013 8000"}, headers=h)
+    assert r.status_code == 200 and [a["archive_no"] for a in r.json()["items"]] == [no]
+    assert r.headers["cache-control"] == "no-store"
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert client.post("/customers/search", json={"shoe": "42"}, headers=h).status_code == 422
