@@ -175,3 +175,24 @@ def test_search_by_post_keeps_the_value_out_of_urls(client, login) -> None:
     assert r.headers["cache-control"] == "no-store"
     assert r.headers["x-content-type-options"] == "nosniff"
     assert client.post("/customers/search", json={"shoe": "42"}, headers=h).status_code == 422
+
+
+def test_a_failing_audit_append_returns_no_content(client, login) -> None:
+    """Fail-closed end to end: the real AuditLog fails after writing its row; nothing leaks."""
+    from audit.testing import failing_log
+
+    h = login("zhang.wei")
+    no = _new(client, h)
+    services = client.app.state.services
+    real = services.store.audit
+    services.store.audit = failing_log(services.vault)
+    try:
+        r = client.get(f"/customers/{no}?groups=contact,identity", headers=h)
+    finally:
+        services.store.audit = real
+    assert r.status_code == 503, r.text
+    assert r.json()["type"] == "urn:archive-vault:audit-write-failed"
+    assert "13800138000" not in r.text and "王小明" not in r.text
+    # and the failed attempt left no entry behind (the transaction rolled back)
+    log = client.get(f"/audit?archive={no}&action=archive:read", headers=login("qian.audit"))
+    assert log.json()["items"] == []
