@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 ArchiveNo = Annotated[str, StringConstraints(pattern=r"^KH-\d{4}-\d{6}$")]
 Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]{1,63}$")]
@@ -13,14 +14,28 @@ GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
 Text = Annotated[str, StringConstraints(max_length=20_000)]
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def one_line(value: str) -> str:
+    """Free text that travels into the audit log: line breaks become spaces, no controls."""
+    value = re.sub(r"[\r\n\t]+", " ", value).strip()
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+PlainText = Annotated[str, AfterValidator(one_line)]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class ConsentIn(Strict):
-    notice: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    notice: Annotated[PlainText, StringConstraints(min_length=1, max_length=64)]
     at: datetime | str
-    channel: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    channel: Annotated[PlainText, StringConstraints(min_length=1, max_length=32)]
     groups: list[GroupName] = Field(default_factory=list, max_length=64)
     sensitive_groups: list[GroupName] = Field(default_factory=list, max_length=64)
 
@@ -33,7 +48,7 @@ class ArchiveCreate(Strict):
     classification: Literal["internal", "secret", "top_secret"] = "internal"
     owner: Username | None = None
     custodian: Username | None = None
-    department: Annotated[str, StringConstraints(max_length=64)] | None = None
+    department: Annotated[PlainText, StringConstraints(max_length=64)] | None = None
     retention_until: date | None = None
     archive_no: ArchiveNo | None = None
     contacts: list[Username] = Field(default_factory=list, max_length=20)

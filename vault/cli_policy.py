@@ -25,8 +25,7 @@ from policies.errors import PolicyError
 from vault.errors import VaultError
 from vault.settings import Settings
 
-policy_app = typer.Typer(help="Access decisions and the request workflow.",
-                         no_args_is_help=True)
+policy_app = typer.Typer(help="Access decisions and the request workflow.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
 
@@ -94,8 +93,7 @@ def explain(
         if decision.groups:
             console.print(f"clear groups: {', '.join(decision.groups)}", highlight=False)
         if decision.masked_groups:
-            console.print(f"masked groups: {', '.join(decision.masked_groups)}",
-                          highlight=False)
+            console.print(f"masked groups: {', '.join(decision.masked_groups)}", highlight=False)
     if not decision.allowed:
         raise typer.Exit(1)
 
@@ -125,8 +123,15 @@ def chains(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
                 when.append("classification in " + "/".join(stage.when_classification))
             if stage.when_external is not None:
                 when.append("external requester" if stage.when_external else "staff requester")
-            rows.append({"kind": kind.kind.value, "stage": i, "signer": stage.label,
-                         "when": "; ".join(when) or "always", "article": stage.article})
+            rows.append(
+                {
+                    "kind": kind.kind.value,
+                    "stage": i,
+                    "signer": stage.label,
+                    "when": "; ".join(when) or "always",
+                    "article": stage.article,
+                }
+            )
     if as_json:
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return
@@ -147,12 +152,15 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         log = vault.audit_log()
         with transaction(vault.engine) as s:
             result = Workflow(audit=log, known_groups=list(vault.schema.groups)).sweep(
-                s, now=datetime.now(UTC))
+                s, now=datetime.now(UTC)
+            )
         checkpoint = getattr(log, "checkpoint_if_new", None)
         if checkpoint is not None:
             checkpoint()
         return result
 
     result = _run(go)
-    console.print(f"expired requests: {len(result.expired_requests)}, expired grants: "
-                  f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}")
+    console.print(
+        f"expired requests: {len(result.expired_requests)}, expired grants: "
+        f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}"
+    )

@@ -77,9 +77,17 @@ def user_add(
         raise typer.Exit(2) from None
     store = open_store(data_dir)
     with transaction(store.engine) as session:
-        user = add_user(session, username=username, roles=role, department=department,
-                        clearance=clearance, external=external, credential_ref=credential,
-                        audit=store.audit, actor=cli_actor())
+        user = add_user(
+            session,
+            username=username,
+            roles=role,
+            department=department,
+            clearance=clearance,
+            external=external,
+            credential_ref=credential,
+            audit=store.audit,
+            actor=cli_actor(),
+        )
         user.password_hash = hashed
         session.add(user)
     finish(store)
@@ -125,8 +133,10 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         result = Workflow(audit=store.audit).sweep(session, now=now)
     page = store.list(actor=cli_actor(), retention_before=now.date(), limit=500)
     finish(store)
-    console.print(f"expired requests: {len(result.expired_requests)}, expired grants: "
-                  f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}")
+    console.print(
+        f"expired requests: {len(result.expired_requests)}, expired grants: "
+        f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}"
+    )
     if page.total:
         table = Table(title=f"{page.total} archives past retention (propose destruction, Art 25)")
         for column in ("archive", "owner", "retention until"):
@@ -151,13 +161,22 @@ def serve(
     settings = settings_for(data_dir)
     open_vault(settings)  # fail here, clearly, rather than in every worker
     if workers > 1 and settings.is_sqlite:
-        err.print("[red]error:[/] --workers > 1 needs PostgreSQL (set VAULT_DATABASE_URL); "
-                  "the embedded SQLite vault serves from one process")
+        err.print(
+            "[red]error:[/] --workers > 1 needs PostgreSQL (set VAULT_DATABASE_URL); "
+            "the embedded SQLite vault serves from one process"
+        )
         raise typer.Exit(2)
     os.environ["VAULT_DATA_DIR"] = str(settings.data_dir)
     console.print(f"Serving on http://{host}:{port} (docs at /docs); Ctrl-C to stop")
-    uvicorn.run("api.app:app_factory", factory=True, host=host, port=port, workers=workers,
-                log_level="warning", proxy_headers=False)
+    uvicorn.run(
+        "api.app:app_factory",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        proxy_headers=False,
+    )
 
 
 def demo(
@@ -184,12 +203,23 @@ def demo(
     hashed = hash_password(DEMO_PASSWORD)
     with transaction(vault.engine) as session:
         for name, roles, dept, clearance, credential in DEMO_USERS:
-            if session.exec(User.__table__.select().where(  # type: ignore[attr-defined]
-                    User.__table__.c.username == name)).first():  # type: ignore[attr-defined]
+            if session.exec(
+                User.__table__.select().where(  # type: ignore[attr-defined]
+                    User.__table__.c.username == name
+                )
+            ).first():  # type: ignore[attr-defined]
                 continue
-            user = add_user(session, username=name, roles=roles, department=dept,
-                            clearance=clearance, external=credential is not None,
-                            credential_ref=credential, audit=store.audit, actor=cli_actor())
+            user = add_user(
+                session,
+                username=name,
+                roles=roles,
+                department=dept,
+                clearance=clearance,
+                external=credential is not None,
+                credential_ref=credential,
+                audit=store.audit,
+                actor=cli_actor(),
+            )
             user.password_hash = hashed
             session.add(user)
     with Session(vault.engine) as session:
@@ -205,8 +235,9 @@ def demo(
     for name, roles, dept, _c, _cred in DEMO_USERS:
         table.add_row(name, ", ".join(roles), dept)
     console.print(table)
-    console.print("Log in: curl -d 'username=zhang.wei&password=…' "
-                  f"http://127.0.0.1:{port}/auth/token")
+    console.print(
+        f"Log in: curl -d 'username=zhang.wei&password=…' http://127.0.0.1:{port}/auth/token"
+    )
     if not no_serve:
         serve(host="127.0.0.1", port=port, workers=1, data_dir=data_dir)
 

@@ -80,6 +80,21 @@ class NewArchive:
     groups: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def plain_text(value: Any, what: str, limit: int = 2000) -> str:
+    """One line of free text that will be written to the audit log (no control characters)."""
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{what} must be text")
+    value = re.sub(r"[\r\n\t]+", " ", value).strip()
+    if len(value) > limit:
+        raise ValidationFailed(f"{what} is longer than {limit} characters")
+    if _CONTROL.search(value):
+        raise ValidationFailed(f"{what} must not contain control characters")
+    return value
+
+
 def parse_username(value: Any, what: str) -> str:
     if not isinstance(value, str) or not USERNAME.fullmatch(value):
         raise ValidationFailed(

@@ -66,6 +66,7 @@ from vault.records import (
     parse_archive,
     parse_consent,
     parse_username,
+    plain_text,
 )
 
 if TYPE_CHECKING:
@@ -224,6 +225,16 @@ class ArchiveStore:
                 f"v{kek_version} (tampered, moved from another archive, or the wrong key file)"
             ) from None
         return Sealer(dek, dek_version)
+
+    def _dek_of(self, archive: Any) -> Sealer:
+        """The DEK of an archive row (ORM object or Core row), unwrapped."""
+        return self._dek(
+            archive.archive_no,
+            archive.classification,
+            archive.kek_version,
+            archive.dek_version,
+            archive.wrapped_dek,
+        )
 
     def active_kek(self, session: Session, level: str) -> int:
         """The KEK version new DEKs are wrapped under; the database is authoritative.
@@ -584,13 +595,7 @@ class ArchiveStore:
         )
         if not rows:
             return {}
-        dek = self._dek(
-            archive.archive_no,
-            archive.classification,
-            archive.kek_version,
-            archive.dek_version,
-            archive.wrapped_dek,
-        )
+        dek = self._dek_of(archive)
         out = {}
         for group, revision, blob in rows:
             out[group] = self._open_group(
@@ -715,13 +720,7 @@ class ArchiveStore:
             ).all()
             out = []
             if rows:
-                dek = self._dek(
-                    archive_no,
-                    archive.classification,
-                    archive.kek_version,
-                    archive.dek_version,
-                    archive.wrapped_dek,
-                )
+                dek = self._dek_of(archive)
                 for h in rows:
                     out.append(
                         {
@@ -780,13 +779,7 @@ class ArchiveStore:
                     )
                 )
             }
-            dek = self._dek(
-                archive_no,
-                archive.classification,
-                archive.kek_version,
-                archive.dek_version,
-                archive.wrapped_dek,
-            )
+            dek = self._dek_of(archive)
             touched = []
             for group, fields in changes.items():
                 row = rows.get(group)
@@ -950,6 +943,10 @@ class ArchiveStore:
         # An empty filter means "any", as in a form left blank.
         owner, category, grade = owner or None, category or None, grade or None
         classification, department = classification or None, department or None
+        if owner is not None:
+            owner = parse_username(owner, "owner filter")
+        if department is not None:
+            department = plain_text(department, "department filter", 64)
         for column, value in (
             (Archive.owner, owner),
             (Archive.category, category),
@@ -1024,6 +1021,7 @@ class ArchiveStore:
         contacts: Sequence[str] | None = None,
         reason: str | None = None,
     ) -> ArchiveMeta:
+        reason = plain_text(reason, "reason") if reason is not None else None
         new_owner = parse_username(new_owner, "new owner")
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no, for_update=True)
@@ -1060,6 +1058,7 @@ class ArchiveStore:
         reason: str | None = None,
     ) -> ArchiveMeta:
         """Move an archive to another level: a new DEK under that level's KEK, all re-sealed."""
+        reason = plain_text(reason, "reason") if reason is not None else None
         if level not in {c.value for c in Classification}:
             raise ValidationFailed("classification must be one of internal, secret, top_secret")
         if custodian is not None:
@@ -1268,6 +1267,7 @@ class ArchiveStore:
         """
         if not isinstance(reason, str) or not reason.strip():
             raise ValidationFailed("a destruction needs a reason (Art 25)")
+        reason = plain_text(reason, "reason")
         now = self._now()
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no, for_update=True)
@@ -1352,13 +1352,7 @@ class ArchiveStore:
         uid = secrets.token_hex(16)
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
-            dek = self._dek(
-                archive_no,
-                archive.classification,
-                archive.kek_version,
-                archive.dek_version,
-                archive.wrapped_dek,
-            )
+            dek = self._dek_of(archive)
             blob = dek.seal(
                 text.strip().encode(),
                 self._interaction_aad(archive_no, archive.classification, dek.version, uid),
@@ -1407,13 +1401,7 @@ class ArchiveStore:
             ).all()
             out = []
             if rows:
-                dek = self._dek(
-                    archive_no,
-                    archive.classification,
-                    archive.kek_version,
-                    archive.dek_version,
-                    archive.wrapped_dek,
-                )
+                dek = self._dek_of(archive)
                 for it in rows:
                     try:
                         text = dek.open(

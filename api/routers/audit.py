@@ -29,7 +29,7 @@ def _auditor(services: Services, caller: Caller) -> None:
 def search_log(
     services: ServicesDep,
     caller: CallerDep,
-    actor: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")] = None,
     archive: Annotated[str | None, Query(pattern=r"^KH-\d{4}-\d{6}$")] = None,
     action: Annotated[str | None, Query(max_length=40)] = None,
     outcome: Annotated[str | None, Query(pattern="^(allowed|denied|error)$")] = None,

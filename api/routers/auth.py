@@ -38,7 +38,9 @@ async def login(
         user = session.exec(select(User).where(User.username == username)).first()
         locked = bool(user and user.locked_until and user.locked_until > now)
         ok = verify_password(user.password_hash if user else None, form.password)
-        actor = Actor(username, "login", client_address(request))
+        # An unknown name is never logged as typed (people type passwords into the
+        # username box); it is kept as a keyed hash, like a searched value.
+        actor = Actor(user.username if user else "unknown", "login", client_address(request))
         if ok and user is not None and not user.disabled and not locked:
             user.failed_logins, user.locked_until = 0, None
             session.add(user)
@@ -61,6 +63,9 @@ async def login(
                 outcome=Outcome.DENIED,
                 detail={
                     "known_user": user is not None,
+                    "username_hmac": None
+                    if user
+                    else services.store.query_hmac("login-username", username),
                     "locked": bool(
                         locked
                         or (user is not None and user.locked_until and user.locked_until > now)

@@ -116,11 +116,13 @@ def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> Arc
 def list_archives(
     services: ServicesDep,
     caller: CallerDep,
-    owner: Annotated[str | None, Query(max_length=64)] = None,
+    owner: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_.\-]{1,63}$")] = None,
     category: Annotated[str | None, Query(pattern="^(general|special)$")] = None,
     grade: Annotated[str | None, Query(pattern="^[ABCD]$")] = None,
     classification: Annotated[str | None, Query(pattern="^(internal|secret|top_secret)$")] = None,
-    department: Annotated[str | None, Query(max_length=64)] = None,
+    department: Annotated[
+        str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")
+    ] = None,
     status: Annotated[str, Query(pattern="^(active|destroyed)$")] = "active",
     retention_before: date | None = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,

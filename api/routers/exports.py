@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
 from api.routers.customers import ArchivePath, _meta, _require
-from api.schemas import Strict
+from api.schemas import PlainText, Strict
 from audit.events import AuditAction
 from policies.models import AccessGrant
 from policies.roles import Action, GrantState
@@ -31,7 +31,7 @@ class ExportIn(Strict):
 
 class DestroyIn(Strict):
     request: RequestId
-    reason: Annotated[str, StringConstraints(min_length=1, max_length=2000)] | None = None
+    reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)] | None = None
 
 
 def _grant(services: Any, request_uid: str, username: str, actions: set[str]) -> AccessGrant:

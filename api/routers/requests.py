@@ -10,14 +10,15 @@ from sqlmodel import Session, select
 
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
-from api.schemas import ArchiveNo, GroupName, Strict
+from api.schemas import ArchiveNo, GroupName, PlainText, Strict
 from policies.models import AccessRequest
 from policies.roles import Role
 from policies.workflow import loan_status
 
 router = APIRouter(tags=["requests"])
 Uid = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
-Reason = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+Reason = Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
+Line = PlainText
 REGISTER_READERS = {
     Role.INFORMATION_OFFICER,
     Role.INFO_SUPERVISOR,
@@ -30,19 +31,19 @@ class RequestIn(Strict):
     kind: Literal["view", "loan", "copy", "external", "report", "destroy"]
     archives: list[ArchiveNo] = Field(default_factory=list, max_length=500)
     groups: list[GroupName] = Field(default_factory=list, max_length=64)
-    purpose: Annotated[str, StringConstraints(max_length=32)]
+    purpose: Annotated[Line, StringConstraints(max_length=32)]
     reason: Reason
     hours: int | None = Field(default=None, ge=1, le=24 * 366)
-    material: Annotated[str, StringConstraints(max_length=256)] = ""
+    material: Annotated[Line, StringConstraints(max_length=256)] = ""
     copies: int = Field(default=0, ge=0, le=1000)
-    recipient: Annotated[str, StringConstraints(max_length=256)] = ""
-    credential_ref: Annotated[str, StringConstraints(max_length=128)] | None = None
+    recipient: Annotated[Line, StringConstraints(max_length=256)] = ""
+    credential_ref: Annotated[Line, StringConstraints(max_length=128)] | None = None
 
 
 class ApproveIn(Strict):
     groups: list[GroupName] | None = Field(default=None, max_length=64)
     hours: int | None = Field(default=None, ge=1, le=24 * 366)
-    note: Annotated[str, StringConstraints(max_length=2000)] = ""
+    note: Annotated[Line, StringConstraints(max_length=2000)] = ""
     expected_version: int | None = Field(default=None, ge=0)
 
 

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
-from api.schemas import Strict, Username
+from api.schemas import PlainText, Strict, Username
 from api.security import hash_password
 from api.services import Services
 from audit.events import AuditAction, AuditEvent
@@ -40,11 +40,11 @@ class UserIn(Strict):
     username: Username
     roles: list[RoleName] = Field(min_length=1, max_length=9)
     password: Password
-    department: Annotated[str, StringConstraints(max_length=64)] = ""
+    department: Annotated[PlainText, StringConstraints(max_length=64)] = ""
     clearance: Literal["internal", "secret", "top_secret"] = "internal"
     external: bool = False
-    credential_ref: Annotated[str, StringConstraints(max_length=128)] | None = None
-    display_name: Annotated[str, StringConstraints(max_length=128)] = ""
+    credential_ref: Annotated[PlainText, StringConstraints(max_length=128)] | None = None
+    display_name: Annotated[PlainText, StringConstraints(max_length=128)] = ""
 
 
 class UserPatch(Strict):
