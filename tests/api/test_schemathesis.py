@@ -43,9 +43,9 @@ def test_every_operation_is_covered(api) -> None:
 
 def test_no_server_errors(api, backend) -> None:
     headers, operations = api
-    examples = 250 if backend == "sqlite" else 80
+    examples = int(__import__("os").environ.get("ST_EXAMPLES", 250 if backend == "sqlite" else 80))
 
-    @settings(max_examples=examples, deadline=None, derandomize=True,
+    @settings(max_examples=examples, deadline=None, derandomize=__import__("os").environ.get("ST_RANDOM") != "1",
               suppress_health_check=list(HealthCheck))
     @given(st.data())
     def run(data: st.DataObject) -> None:
