@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
-from sqlmodel import Session
 
 from api.errors import ApiProblem
 from api.security import InvalidToken, TokenClaims
@@ -60,9 +59,9 @@ ClaimsDep = Annotated[TokenClaims, Depends(get_token)]
 
 def caller_for(services: Services, claims: TokenClaims, request: Request) -> Caller:
     """Who is calling, re-read from the database on every request (disabling is instant)."""
-    with Session(services.engine) as session:
+    with services.engine.connect() as conn:
         try:
-            principal = load_principal(session, claims.username)
+            principal = load_principal(conn, claims.username)
         except (UnknownUser, UserDisabled):
             raise InvalidToken("this account is disabled or no longer exists") from None
     actor = Actor(principal.username, principal.role_label, client_address(request))

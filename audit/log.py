@@ -263,7 +263,15 @@ class AuditLog:
         session.info.pop(_PENDING, None)
 
     def _after_commit(self, session: Session) -> None:
-        committed = session.info.pop(_PENDING, 0)
+        self.committed(session.info.pop(_PENDING, 0))
+
+    def committed(self, count: int = 1) -> None:
+        """Tell the log that ``count`` appends made on a bare Connection were committed.
+
+        Sessions report this by themselves; callers appending on a Connection (the
+        hot read path) call it after their commit so count-based checkpoints run.
+        """
+        committed = count
         if not committed:
             return
         if not self._gate.due(committed, self.every_entries, self.every_seconds):

@@ -152,8 +152,14 @@ def _stage(raw: Any, where: str) -> StageSpec:
     if not isinstance(label, str) or not label:
         raise ConfigError(f"{where}: label (who signs, in words) is required")
     return StageSpec(
-        name=name, roles=roles, label=label, article=str(raw.get("article", "")),
-        custodian=custodian, scope=scope, when_classification=classes, when_external=external,
+        name=name,
+        roles=roles,
+        label=label,
+        article=str(raw.get("article", "")),
+        custodian=custodian,
+        scope=scope,
+        when_classification=classes,
+        when_external=external,
     )
 
 
@@ -161,17 +167,21 @@ def parse_chains(data: Mapping[str, Any], source: str = "") -> Chains:
     settings = data.get("settings", {})
     if not isinstance(settings, Mapping):
         raise ConfigError(f"{source}: [settings] must be a table")
-    expiry = _positive_int(settings.get("pending_expiry_hours", 168),
-                           f"{source}: pending_expiry_hours")
-    max_loan = _positive_int(settings.get("max_loan_hours", LOAN_HOURS_CEILING),
-                             f"{source}: max_loan_hours")
+    expiry = _positive_int(
+        settings.get("pending_expiry_hours", 168), f"{source}: pending_expiry_hours"
+    )
+    max_loan = _positive_int(
+        settings.get("max_loan_hours", LOAN_HOURS_CEILING), f"{source}: max_loan_hours"
+    )
     if max_loan > LOAN_HOURS_CEILING:
         raise ConfigError(
             f"{source}: max_loan_hours {max_loan} exceeds Art 19.5's {LOAN_HOURS_CEILING} hours"
         )
     purposes = data.get("purposes", {})
-    if not isinstance(purposes, Mapping) or not purposes or not all(
-        isinstance(v, str) for v in purposes.values()
+    if (
+        not isinstance(purposes, Mapping)
+        or not purposes
+        or not all(isinstance(v, str) for v in purposes.values())
     ):
         raise ConfigError(f"{source}: [purposes] must list at least one purpose with a label")
     raw_kinds = data.get("kinds", {})
@@ -207,16 +217,26 @@ def parse_chains(data: Mapping[str, Any], source: str = "") -> Chains:
         elif kind is not RequestKind.LOAN:
             raise ConfigError(f"{where}: grant_hours is required (how long a grant lasts)")
         kinds[kind] = KindSpec(
-            kind=kind, title=str(raw.get("title", kind.value)), article=str(raw.get("article", "")),
-            filers=frozenset(filers), grants=grants, stages=stages,
-            needs_archives=bool(raw.get("needs_archives", True)), grant_hours=grant_hours,
+            kind=kind,
+            title=str(raw.get("title", kind.value)),
+            article=str(raw.get("article", "")),
+            filers=frozenset(filers),
+            grants=grants,
+            stages=stages,
+            needs_archives=bool(raw.get("needs_archives", True)),
+            grant_hours=grant_hours,
             requires_retention_expired=bool(raw.get("requires_retention_expired", False)),
         )
     extra = set(raw_kinds) - {k.value for k in RequestKind}
     if extra:
         raise ConfigError(f"{source}: unknown request kind(s) {', '.join(sorted(extra))}")
-    return Chains(kinds=kinds, purposes=dict(purposes), pending_expiry_hours=expiry,
-                  max_loan_hours=max_loan, source=source)
+    return Chains(
+        kinds=kinds,
+        purposes=dict(purposes),
+        pending_expiry_hours=expiry,
+        max_loan_hours=max_loan,
+        source=source,
+    )
 
 
 @cache

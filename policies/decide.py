@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import casbin
+import sqlalchemy as sa
 from casbin.core_enforcer import CoreEnforcer
 from casbin.model import fast_policy_filter
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
 from policies.chains import Chains, load_chains
@@ -86,9 +88,13 @@ class ArchiveMeta:
     @classmethod
     def from_archive(cls, archive: Any, contacts: Iterable[str] = ()) -> ArchiveMeta:
         return cls(
-            archive_no=archive.archive_no, classification=archive.classification,
-            owner=archive.owner, custodian=archive.custodian, department=archive.department,
-            contacts=frozenset(contacts), status=archive.status,
+            archive_no=archive.archive_no,
+            classification=archive.classification,
+            owner=archive.owner,
+            custodian=archive.custodian,
+            department=archive.department,
+            contacts=frozenset(contacts),
+            status=archive.status,
         )
 
 
@@ -238,8 +244,9 @@ class PolicyEngine:
 
             known_groups = list(load_schema(PACKAGE_DIR / "profile_schema.toml").groups)
         self.known_groups: tuple[str, ...] = tuple(known_groups)
-        self._owner_lines = {(a, r, c) for a, r, c, rel, e in lines if rel == "owner" and
-                             e == "allow"}
+        self._owner_lines = {
+            (a, r, c) for a, r, c, rel, e in lines if rel == "owner" and e == "allow"
+        }
         # (action, role) pairs with any line: for the others Casbin's filtered policy
         # is empty and its answer is "no match", so asking it is skipped.
         self._has_lines = {(a, r) for a, r, _c, _rel, _e in lines}
@@ -260,19 +267,27 @@ class PolicyEngine:
     def revision(self) -> int:
         return self._rev
 
-    def sync(self, session: Session) -> int:
-        """Apply grant changes committed since the last sync; returns how many."""
+    def sync(self, session: Session | Connection) -> int:
+        """Apply grant changes committed since the last sync; returns how many.
+
+        Runs before every decision (revocations made by other workers must count
+        at once), so the common case is one prebuilt Core query on the caller's
+        connection.
+        """
         from policies.models import AccessGrant, PolicyCounter
 
-        latest = session.exec(
-            select(PolicyCounter.value).where(PolicyCounter.name == "grants")
-        ).first() or 0
+        conn = session.connection() if isinstance(session, Session) else session
+        counter = PolicyCounter.__table__  # type: ignore[attr-defined]
+        latest = (
+            conn.execute(sa.select(counter.c.value).where(counter.c.name == "grants")).scalar() or 0
+        )
         if latest == self._rev:
             return 0
-        query = select(AccessGrant).where(AccessGrant.rev > self._rev)
+        grants = AccessGrant.__table__  # type: ignore[attr-defined]
+        query = sa.select(grants).where(grants.c.rev > self._rev)
         if self._rev == 0:
-            query = query.where(AccessGrant.state == GrantState.ACTIVE)
-        rows = session.exec(query.order_by(AccessGrant.rev)).all()
+            query = query.where(grants.c.state == GrantState.ACTIVE.value)
+        rows = conn.execute(query.order_by(grants.c.rev)).all()
         with self._lock:
             for row in rows:
                 self.apply(row)
@@ -305,7 +320,13 @@ class PolicyEngine:
         return set(self._allowing.get(action, ()))
 
     def _enforce(
-        self, action: str, roles: Collection[str], cls: str, rel: str, user: str, obj: str,
+        self,
+        action: str,
+        roles: Collection[str],
+        cls: str,
+        rel: str,
+        user: str,
+        obj: str,
         at: int,
     ) -> list[tuple[str, bool, tuple[str, ...]]]:
         out: list[tuple[str, bool, tuple[str, ...]]] = []
@@ -340,21 +361,32 @@ class PolicyEngine:
         requested = tuple(dict.fromkeys(groups))
         unknown = [g for g in requested if g not in self.known_groups]
         if unknown:
-            return _deny(act, f"denied: unknown field group(s) {_join(unknown)} "
-                              f"(known: {_join(self.known_groups)})")
+            return _deny(
+                act,
+                f"denied: unknown field group(s) {_join(unknown)} "
+                f"(known: {_join(self.known_groups)})",
+            )
         roles = {r for r in principal.roles if r in Role.__members__.values()}
         if not roles:
-            return _deny(act, f"denied: {principal.username} holds no role; "
-                              "ask an administrator to assign one")
+            return _deny(
+                act,
+                f"denied: {principal.username} holds no role; ask an administrator to assign one",
+            )
         if act in ARCHIVE_ACTIONS or (act is Action.READ_MASKED):
             if archive is None:
                 return _deny(act, f"denied: {act} needs an archive")
             if archive.status != "active":
-                return _deny(act, f"denied: archive {archive.archive_no} was destroyed; "
-                                  "its content no longer exists")
+                return _deny(
+                    act,
+                    f"denied: archive {archive.archive_no} was destroyed; "
+                    "its content no longer exists",
+                )
             if archive.classification not in _CLASSES:
-                return _deny(act, f"denied: archive {archive.archive_no} has an unknown "
-                                  f"classification {archive.classification!r}")
+                return _deny(
+                    act,
+                    f"denied: archive {archive.archive_no} has an unknown "
+                    f"classification {archive.classification!r}",
+                )
             cls, obj = archive.classification, archive.archive_no
             rel = relation(principal, archive)
         else:
@@ -370,19 +402,26 @@ class PolicyEngine:
                 )
         allowed = [(role, rule) for role, ok, rule in results if ok]
         if act is Action.READ_MASKED:
-            return self._masked(act, principal, archive, requested, allowed, cls) or \
-                self._denial(act, principal, archive, rel, at)
-        owner = [(r, rl) for r, rl in allowed
-                 if rel == "owner" and ((act, r, cls) in self._owner_lines or
-                                        (act, r, "*") in self._owner_lines)]
+            return self._masked(act, principal, archive, requested, allowed, cls) or self._denial(
+                act, principal, archive, rel, at
+            )
+        owner = [
+            (r, rl)
+            for r, rl in allowed
+            if rel == "owner"
+            and ((act, r, cls) in self._owner_lines or (act, r, "*") in self._owner_lines)
+        ]
         if owner and archive is not None:
             role, _rule = owner[0]
             how = "owns" if principal.username == archive.owner else "is listed as a contact on"
             line = (act.value, role, cls, "owner", "allow")
             return Decision(
-                allowed=True, action=act, basis="owner", rule=line,
+                allowed=True,
+                action=act,
+                basis="owner",
+                rule=line,
                 why=f"allowed: {principal.username} {how} archive {archive.archive_no} "
-                    f"(policy: {', '.join(line)})",
+                f"(policy: {', '.join(line)})",
                 groups=requested or self.known_groups,
             )
         granted = [(r, rl) for r, rl in allowed if len(rl) == 5 and rl[3] == "grant"]
@@ -394,14 +433,19 @@ class PolicyEngine:
         if plain:
             role, rule = plain[0]
             return Decision(
-                allowed=True, action=act, basis="role", rule=rule,
+                allowed=True,
+                action=act,
+                basis="role",
+                rule=rule,
                 why=f"allowed: role {role} may {act} (policy: {', '.join(rule)})",
                 groups=requested,
             )
         if act is Action.READ and archive is not None:
             masked_allowed = [
-                (role, rule) for role, ok, rule in
-                self._enforce(Action.READ_MASKED, roles, cls, rel, principal.username, obj, at)
+                (role, rule)
+                for role, ok, rule in self._enforce(
+                    Action.READ_MASKED, roles, cls, rel, principal.username, obj, at
+                )
                 if ok
             ]
             masked = self._masked(Action.READ, principal, archive, requested, masked_allowed, cls)
@@ -411,24 +455,37 @@ class PolicyEngine:
 
     # -- helpers ---------------------------------------------------------------
     def _masked(
-        self, act: Action, principal: Principal, archive: ArchiveMeta | None,
-        requested: tuple[str, ...], allowed: list[tuple[str, tuple[str, ...]]], cls: str,
+        self,
+        act: Action,
+        principal: Principal,
+        archive: ArchiveMeta | None,
+        requested: tuple[str, ...],
+        allowed: list[tuple[str, tuple[str, ...]]],
+        cls: str,
     ) -> Decision | None:
         if not allowed or archive is None:
             return None
         role, rule = allowed[0]
         return Decision(
-            allowed=True, action=act, basis="masked", rule=rule,
+            allowed=True,
+            action=act,
+            basis="masked",
+            rule=rule,
             why=f"allowed masked: role {role} sees that values exist in archive "
-                f"{archive.archive_no} but not the values (policy: {', '.join(rule)}); "
-                + self._next(Action.READ, principal, archive),
+            f"{archive.archive_no} but not the values (policy: {', '.join(rule)}); "
+            + self._next(Action.READ, principal, archive),
             masked_groups=requested or self.known_groups,
             next_step=self._next(Action.READ, principal, archive),
         )
 
     def _by_grant(
-        self, act: Action, principal: Principal, archive: ArchiveMeta | None,
-        requested: tuple[str, ...], rule: tuple[str, ...], at: int,
+        self,
+        act: Action,
+        principal: Principal,
+        archive: ArchiveMeta | None,
+        requested: tuple[str, ...],
+        rule: tuple[str, ...],
+        at: int,
     ) -> Decision | None:
         obj = archive.archive_no if archive else NO_ARCHIVE
         top = archive is not None and archive.classification == "top_secret"
@@ -456,37 +513,68 @@ class PolicyEngine:
                 + self._next(act, principal, archive),
                 next_step=self._next(act, principal, archive),
             )
-        shown = [g for g in (requested or self.known_groups) if g in best.groups] \
-            if needs_groups else []
+        shown = (
+            [g for g in (requested or self.known_groups) if g in best.groups]
+            if needs_groups
+            else []
+        )
         until = _from_us(best.not_after)
         what = f"archive {obj}" if archive else "reports"
         return Decision(
-            allowed=True, action=act, basis="grant", rule=rule, grant_id=best.uid,
-            purpose=best.purpose, reason=best.reason, groups=tuple(shown), valid_until=until,
+            allowed=True,
+            action=act,
+            basis="grant",
+            rule=rule,
+            grant_id=best.uid,
+            purpose=best.purpose,
+            reason=best.reason,
+            groups=tuple(shown),
+            valid_until=until,
             why=f"allowed: grant {best.uid} ({best.kind} request {best.request_uid}, "
-                f"purpose {best.purpose}) gives {principal.username} {act} on {what} "
-                f"until {_fmt(until)}"
-                + (" (signed by the custodian)" if best.custodian_signed else ""),
+            f"purpose {best.purpose}) gives {principal.username} {act} on {what} "
+            f"until {_fmt(until)}"
+            + (" (signed by the custodian)" if best.custodian_signed else ""),
         )
 
     def _masked_rest(
-        self, principal: Principal, archive: ArchiveMeta, grant: GrantLink,
-        requested: tuple[str, ...], missing: list[str], at: int,
+        self,
+        principal: Principal,
+        archive: ArchiveMeta,
+        grant: GrantLink,
+        requested: tuple[str, ...],
+        missing: list[str],
+        at: int,
     ) -> Decision | None:
         roles = {r for r in principal.roles if r in Role.__members__.values()}
-        ok = [rule for _r, allowed, rule in self._enforce(
-            Action.READ_MASKED, roles, archive.classification, relation(principal, archive),
-            principal.username, archive.archive_no, at) if allowed]
+        ok = [
+            rule
+            for _r, allowed, rule in self._enforce(
+                Action.READ_MASKED,
+                roles,
+                archive.classification,
+                relation(principal, archive),
+                principal.username,
+                archive.archive_no,
+                at,
+            )
+            if allowed
+        ]
         if not ok:
             return None
         until = _from_us(grant.not_after)
         return Decision(
-            allowed=True, action=Action.READ, basis="grant", rule=ok[0], grant_id=grant.uid,
-            purpose=grant.purpose, reason=grant.reason, valid_until=until,
+            allowed=True,
+            action=Action.READ,
+            basis="grant",
+            rule=ok[0],
+            grant_id=grant.uid,
+            purpose=grant.purpose,
+            reason=grant.reason,
+            valid_until=until,
             groups=tuple(g for g in requested if g in grant.groups),
             masked_groups=tuple(missing),
             why=f"allowed: grant {grant.uid} covers {_join(sorted(grant.groups))}; "
-                f"{_join(missing)} shown masked (policy: {', '.join(ok[0])})",
+            f"{_join(missing)} shown masked (policy: {', '.join(ok[0])})",
         )
 
     def _next(self, act: Action, principal: Principal, archive: ArchiveMeta | None) -> str:
@@ -496,8 +584,10 @@ class PolicyEngine:
             return f"roles that may {act}: {_join(roles)}; ask an administrator"
         spec = self.chains.kind(kind)
         if not spec.filers & principal.roles:
-            return (f"none of your roles may file a {kind} request (filers: "
-                    f"{_join(sorted(spec.filers))})")
+            return (
+                f"none of your roles may file a {kind} request (filers: "
+                f"{_join(sorted(spec.filers))})"
+            )
         return spec.describe(
             classification=archive.classification if archive else "internal",
             external=principal.external,
@@ -505,44 +595,72 @@ class PolicyEngine:
         )
 
     def _denial(
-        self, act: Action, principal: Principal, archive: ArchiveMeta | None, rel: str, at: int,
+        self,
+        act: Action,
+        principal: Principal,
+        archive: ArchiveMeta | None,
+        rel: str,
+        at: int,
     ) -> Decision:
         nxt = self._next(act, principal, archive)
         user = principal.username
         if archive is None:
             if act is Action.REPORT:
-                return _deny(act, f"denied: {user} holds no active report grant; {nxt}",
-                             next_step=nxt)
-            return _deny(act, f"denied: none of {user}'s roles ({_join(sorted(principal.roles))}) "
-                              f"may {act}; {nxt}", next_step=nxt)
+                return _deny(
+                    act, f"denied: {user} holds no active report grant; {nxt}", next_step=nxt
+                )
+            return _deny(
+                act,
+                f"denied: none of {user}'s roles ({_join(sorted(principal.roles))}) "
+                f"may {act}; {nxt}",
+                next_step=nxt,
+            )
         no = archive.archive_no
         ended = self._ended_grant(user, act, archive, at)
         if ended is not None:
             until = _fmt(_from_us(ended.not_after))
-            return _deny(act, f"denied: grant {ended.uid} on archive {no} ended at {until}; "
-                              f"{nxt}", next_step=nxt)
+            return _deny(
+                act,
+                f"denied: grant {ended.uid} on archive {no} ended at {until}; {nxt}",
+                next_step=nxt,
+            )
         if act is Action.UPDATE:
-            return _deny(act, f"denied: only the owner ({archive.owner}) or a listed contact "
-                              f"updates archive {no}; ask for it to be reassigned to you or for "
-                              "you to be listed as a contact", next_step=None)
+            return _deny(
+                act,
+                f"denied: only the owner ({archive.owner}) or a listed contact "
+                f"updates archive {no}; ask for it to be reassigned to you or for "
+                "you to be listed as a contact",
+                next_step=None,
+            )
         if rel == "owner" and archive.classification == "top_secret":
-            why = (f"denied: archive {no} is top-secret; even its owner reads it only under a "
-                   f"grant its custodian signed (Art 22); {nxt}")
+            why = (
+                f"denied: archive {no} is top-secret; even its owner reads it only under a "
+                f"grant its custodian signed (Art 22); {nxt}"
+            )
         elif rel == "uncleared_owner":
-            why = (f"denied: your clearance ({principal.clearance}) is below archive {no}'s "
-                   f"marking ({archive.classification}); {nxt}")
+            why = (
+                f"denied: your clearance ({principal.clearance}) is below archive {no}'s "
+                f"marking ({archive.classification}); {nxt}"
+            )
         else:
-            why = (f"denied: {user} is not the owner or a contact of archive {no} and holds no "
-                   f"active grant for {act}; {nxt}")
+            why = (
+                f"denied: {user} is not the owner or a contact of archive {no} and holds no "
+                f"active grant for {act}; {nxt}"
+            )
         return _deny(act, why, next_step=nxt)
 
     def _ended_grant(
-        self, user: str, act: Action, archive: ArchiveMeta, at: int,
+        self,
+        user: str,
+        act: Action,
+        archive: ArchiveMeta,
+        at: int,
     ) -> GrantLink | None:
         top = archive.classification == "top_secret"
         with self._lock:
             bucket = self.links._by_scope.get(
-                (user, scope(archive.archive_no, act, custodian=top)), {})
+                (user, scope(archive.archive_no, act, custodian=top)), {}
+            )
             ended = [g for g in bucket.values() if g.not_after <= at]
         return max(ended, key=lambda g: g.not_after) if ended else None
 
@@ -558,19 +676,31 @@ def relation(principal: Principal, archive: ArchiveMeta) -> str:
 
 def link_of(row: Any) -> GrantLink:
     return GrantLink(
-        uid=row.uid, kind=row.kind, subject=row.subject, archives=tuple(row.archives),
-        actions=tuple(row.actions), groups=frozenset(row.groups),
-        not_before=to_us(row.not_before), not_after=to_us(row.not_after),
-        custodian_signed=bool(row.custodian_signed), purpose=row.purpose, reason=row.reason,
+        uid=row.uid,
+        kind=row.kind,
+        subject=row.subject,
+        archives=tuple(row.archives),
+        actions=tuple(row.actions),
+        groups=frozenset(row.groups),
+        not_before=to_us(row.not_before),
+        not_after=to_us(row.not_after),
+        custodian_signed=bool(row.custodian_signed),
+        purpose=row.purpose,
+        reason=row.reason,
         request_uid=getattr(row, "request_uid", "") or "",
     )
 
 
 def _deny(
-    action: str, why: str, *, rule: tuple[str, ...] = (), next_step: str | None = None,
+    action: str,
+    why: str,
+    *,
+    rule: tuple[str, ...] = (),
+    next_step: str | None = None,
 ) -> Decision:
-    return Decision(allowed=False, action=str(action), why=why, basis="denied", rule=rule,
-                    next_step=next_step)
+    return Decision(
+        allowed=False, action=str(action), why=why, basis="denied", rule=rule, next_step=next_step
+    )
 
 
 def decide(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
@@ -178,13 +179,14 @@ def disable_user(
     return user
 
 
-def load_principal(session: Session, username: str) -> Principal:
+def load_principal(session: Session | Connection, username: str) -> Principal:
     """The principal for a username, fresh from the database; refuses disabled users.
 
     Runs on every API request (so disabling is instant): one Core query joining
     the user and their roles, no ORM objects.
     """
-    rows = session.connection().execute(_PRINCIPAL, {"u": username}).all()
+    conn = session.connection() if isinstance(session, Session) else session
+    rows = conn.execute(_PRINCIPAL, {"u": username}).all()
     if not rows:
         raise UnknownUser(f"no user {username!r}")
     _name, department, clearance, external, disabled, _role = rows[0]

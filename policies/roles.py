@@ -54,8 +54,16 @@ class Action(StrEnum):
 # Actions that touch one archive's content or material: they need archive metadata,
 # are refused on destroyed archives, and are what admin/compliance never do.
 ARCHIVE_ACTIONS = frozenset(
-    {Action.READ, Action.READ_MASKED, Action.UPDATE, Action.EXPORT, Action.PROVIDE,
-     Action.LOAN, Action.DESTROY, Action.RECLASSIFY}
+    {
+        Action.READ,
+        Action.READ_MASKED,
+        Action.UPDATE,
+        Action.EXPORT,
+        Action.PROVIDE,
+        Action.LOAN,
+        Action.DESTROY,
+        Action.RECLASSIFY,
+    }
 )
 
 

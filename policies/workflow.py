@@ -116,7 +116,9 @@ def next_revision(session: Session) -> int:
     ins = pg_insert(table) if dialect == "postgresql" else sqlite_insert(table)
     session.exec(ins.values(name="grants", value=0).on_conflict_do_nothing())  # type: ignore[call-overload]
     value = session.exec(  # type: ignore[call-overload]
-        sa.update(table).where(table.c.name == "grants").values(value=table.c.value + 1)
+        sa.update(table)
+        .where(table.c.name == "grants")
+        .values(value=table.c.value + 1)
         .returning(table.c.value)
     ).scalar_one()
     return int(value)
@@ -171,11 +173,23 @@ class Workflow:
         self.audit.append(session, event)
 
     def _notify(
-        self, session: Session, recipient: str, request_uid: str | None,
-        event: NotificationEvent, message: str, now: datetime,
+        self,
+        session: Session,
+        recipient: str,
+        request_uid: str | None,
+        event: NotificationEvent,
+        message: str,
+        now: datetime,
     ) -> None:
-        session.add(Notification(recipient=recipient, request_uid=request_uid,
-                                 event=event.value, message=message[:1000], created_at=now))
+        session.add(
+            Notification(
+                recipient=recipient,
+                request_uid=request_uid,
+                event=event.value,
+                message=message[:1000],
+                created_at=now,
+            )
+        )
 
     def _mirror(self, session: Session, grant: AccessGrant) -> None:
         engine = self.engine
@@ -200,8 +214,11 @@ class Workflow:
     def _bump(self, session: Session, req: AccessRequest, seen: int) -> None:
         """The first write of every step: move ``version`` on, or lose the race."""
         table = AccessRequest.__table__  # type: ignore[attr-defined]
-        stmt = (sa.update(table).where(table.c.id == req.id, table.c.version == seen)
-                .values(version=seen + 1))
+        stmt = (
+            sa.update(table)
+            .where(table.c.id == req.id, table.c.version == seen)
+            .values(version=seen + 1)
+        )
         try:
             result = session.exec(stmt)  # type: ignore[call-overload]
         except OperationalError:
@@ -219,13 +236,20 @@ class Workflow:
         return bool(roles & actor.roles)
 
     def _refuse(
-        self, req: AccessRequest | None, actor: Principal, action: AuditAction, rule: str,
+        self,
+        req: AccessRequest | None,
+        actor: Principal,
+        action: AuditAction,
+        rule: str,
         message: str,
     ) -> Refused:
         event = AuditEvent(
-            action=action, actor=_actor(actor), outcome=Outcome.DENIED,
+            action=action,
+            actor=_actor(actor),
+            outcome=Outcome.DENIED,
             archives=tuple(req.archives) if req else (),
-            purpose=req.purpose if req else None, reason=message,
+            purpose=req.purpose if req else None,
+            reason=message,
             detail={"request": req.uid if req else None, "rule": rule},
         )
         return Refused(message, rule=rule, event=event)
@@ -253,11 +277,17 @@ class Workflow:
             spec = self.chains.kind(str(kind))
         except ConfigError:
             raise InvalidInput(
-                f"unknown request kind {kind!r} (known: {', '.join(RequestKind)})") from None
+                f"unknown request kind {kind!r} (known: {', '.join(RequestKind)})"
+            ) from None
         if not spec.filers & requester.roles:
-            raise self._refuse(None, requester, AuditAction.REQUEST_FILE, "filer",
-                               f"none of your roles may file a {spec.kind} request "
-                               f"(filers: {', '.join(sorted(spec.filers))})")
+            raise self._refuse(
+                None,
+                requester,
+                AuditAction.REQUEST_FILE,
+                "filer",
+                f"none of your roles may file a {spec.kind} request "
+                f"(filers: {', '.join(sorted(spec.filers))})",
+            )
         if purpose not in self.chains.purposes:
             raise InvalidInput(f"purpose must be one of {', '.join(self.chains.purposes)}")
         reason = (reason or "").strip()
@@ -266,8 +296,11 @@ class Workflow:
         if len(reason) > MAX_REASON:
             raise InvalidInput(f"the reason is longer than {MAX_REASON} characters")
         archive_rows = self._archives(session, spec, archives, now)
-        classification = max((a.classification for a in archive_rows),
-                             key=lambda c: _RANK.get(c, 99), default="internal")
+        classification = max(
+            (a.classification for a in archive_rows),
+            key=lambda c: _RANK.get(c, 99),
+            default="internal",
+        )
         custodian = self._custodian(spec, requester, archive_rows)
         req_groups = self._groups(groups)
         hours = self._hours(spec, requester, hours)
@@ -282,40 +315,76 @@ class Workflow:
         if requester.external:
             credential_ref = (credential_ref or self._credential(session, requester) or "").strip()
             if not credential_ref:
-                raise InvalidInput("a visitor registers an introduction letter or work-ID "
-                                   "number (Art 18.4)")
+                raise InvalidInput(
+                    "a visitor registers an introduction letter or work-ID number (Art 18.4)"
+                )
         stages = spec.stages_for(classification=classification, external=requester.external)
         req = AccessRequest(
-            uid=_uid("R"), kind=spec.kind.value, requester=requester.username,
-            requester_department=requester.department, requester_external=requester.external,
+            uid=_uid("R"),
+            kind=spec.kind.value,
+            requester=requester.username,
+            requester_department=requester.department,
+            requester_external=requester.external,
             credential_ref=credential_ref if requester.external else None,
-            archives=[a.archive_no for a in archive_rows], classification=classification,
-            custodian=custodian, purpose=purpose, reason=reason,
-            requested_groups=list(req_groups), groups=list(req_groups),
-            requested_hours=hours, hours=hours, material=material, copies=copies,
-            recipient=(recipient or "").strip(), stages=[s.as_dict() for s in stages],
-            next_stage=0, state=RequestState.PENDING.value, version=1, created_at=now,
+            archives=[a.archive_no for a in archive_rows],
+            classification=classification,
+            custodian=custodian,
+            purpose=purpose,
+            reason=reason,
+            requested_groups=list(req_groups),
+            groups=list(req_groups),
+            requested_hours=hours,
+            hours=hours,
+            material=material,
+            copies=copies,
+            recipient=(recipient or "").strip(),
+            stages=[s.as_dict() for s in stages],
+            next_stage=0,
+            state=RequestState.PENDING.value,
+            version=1,
+            created_at=now,
             expires_at=now + timedelta(hours=self.chains.pending_expiry_hours),
         )
         session.add(req)
         session.flush()
-        self._event(session, AuditEvent(
-            action=AuditAction.REQUEST_FILE, actor=_actor(requester),
-            archives=tuple(req.archives), groups=tuple(req.groups), purpose=purpose,
-            reason=reason,
-            detail={"request": req.uid, "kind": req.kind, "hours": hours,
+        self._event(
+            session,
+            AuditEvent(
+                action=AuditAction.REQUEST_FILE,
+                actor=_actor(requester),
+                archives=tuple(req.archives),
+                groups=tuple(req.groups),
+                purpose=purpose,
+                reason=reason,
+                detail={
+                    "request": req.uid,
+                    "kind": req.kind,
+                    "hours": hours,
                     "classification": classification,
                     "stages": [s.name for s in stages],
-                    "credential_ref": req.credential_ref, "recipient": req.recipient or None},
-        ))
-        self._notify(session, requester.username, req.uid, NotificationEvent.FILED,
-                     f"{spec.kind} request {req.uid} filed; it needs "
-                     f"{', '.join(s.label for s in stages)}; it expires unless decided by "
-                     f"{_fmt(req.expires_at)}", now)
+                    "credential_ref": req.credential_ref,
+                    "recipient": req.recipient or None,
+                },
+            ),
+        )
+        self._notify(
+            session,
+            requester.username,
+            req.uid,
+            NotificationEvent.FILED,
+            f"{spec.kind} request {req.uid} filed; it needs "
+            f"{', '.join(s.label for s in stages)}; it expires unless decided by "
+            f"{_fmt(req.expires_at)}",
+            now,
+        )
         return req
 
     def _archives(
-        self, session: Session, spec: KindSpec, archives: Sequence[str], now: datetime,
+        self,
+        session: Session,
+        spec: KindSpec,
+        archives: Sequence[str],
+        now: datetime,
     ) -> list[Archive]:
         wanted = list(dict.fromkeys(a.strip() for a in archives if a and a.strip()))
         if not spec.needs_archives:
@@ -338,12 +407,17 @@ class Workflow:
         if spec.requires_retention_expired:
             early = [a.archive_no for a in out if a.retention_until >= now.date()]
             if early:
-                raise InvalidInput(f"archive {', '.join(early)} is still within its retention "
-                                   "period; only expired archives are destroyed (Art 25)")
+                raise InvalidInput(
+                    f"archive {', '.join(early)} is still within its retention "
+                    "period; only expired archives are destroyed (Art 25)"
+                )
         return out
 
     def _custodian(
-        self, spec: KindSpec, requester: Principal, rows: list[Archive],
+        self,
+        spec: KindSpec,
+        requester: Principal,
+        rows: list[Archive],
     ) -> str | None:
         top = [a for a in rows if a.classification == "top_secret"]
         if not top:
@@ -351,18 +425,29 @@ class Workflow:
         keepers = {a.custodian for a in top}
         if None in keepers or "" in keepers:
             missing = [a.archive_no for a in top if not a.custodian]
-            raise InvalidInput(f"top-secret archive {', '.join(missing)} has no custodian; "
-                               "one must be named before anyone can access it (Art 22)")
+            raise InvalidInput(
+                f"top-secret archive {', '.join(missing)} has no custodian; "
+                "one must be named before anyone can access it (Art 22)"
+            )
         if len(keepers) > 1:
-            raise InvalidInput("top-secret archives with different custodians go in separate "
-                               "requests (each custodian signs their own)")
+            raise InvalidInput(
+                "top-secret archives with different custodians go in separate "
+                "requests (each custodian signs their own)"
+            )
         custodian = next(iter(keepers))
-        needs = any(s.custodian for s in spec.stages_for(classification="top_secret",
-                                                         external=requester.external))
+        needs = any(
+            s.custodian
+            for s in spec.stages_for(classification="top_secret", external=requester.external)
+        )
         if needs and custodian == requester.username:
-            raise self._refuse(None, requester, AuditAction.REQUEST_FILE, "self-approval",
-                               "you are the custodian of this top-secret archive and cannot "
-                               "sign your own request; ask for another custodian to be named")
+            raise self._refuse(
+                None,
+                requester,
+                AuditAction.REQUEST_FILE,
+                "self-approval",
+                "you are the custodian of this top-secret archive and cannot "
+                "sign your own request; ask for another custodian to be named",
+            )
         return custodian
 
     def _groups(self, groups: Sequence[str] | None) -> tuple[str, ...]:
@@ -371,8 +456,10 @@ class Workflow:
         wanted = tuple(dict.fromkeys(g.strip() for g in (groups or ()) if g.strip()))
         unknown = [g for g in wanted if g not in self.known_groups]
         if unknown:
-            raise InvalidInput(f"unknown field group(s) {', '.join(unknown)} "
-                               f"(known: {', '.join(self.known_groups)})")
+            raise InvalidInput(
+                f"unknown field group(s) {', '.join(unknown)} "
+                f"(known: {', '.join(self.known_groups)})"
+            )
         return wanted or self.known_groups
 
     def _hours(self, spec: KindSpec, requester: Principal, hours: int | None) -> int:
@@ -380,16 +467,21 @@ class Workflow:
         assert limit is not None
         if hours is None:
             if spec.kind is RequestKind.LOAN:
-                raise InvalidInput("a loan states its duration in hours (at most "
-                                   f"{limit}, Art 19.5)")
+                raise InvalidInput(
+                    f"a loan states its duration in hours (at most {limit}, Art 19.5)"
+                )
             return limit
         if not isinstance(hours, int) or isinstance(hours, bool) or hours < 1:
             raise InvalidInput("hours must be a positive whole number")
         if hours > limit:
             if spec.kind is RequestKind.LOAN:
-                raise self._refuse(None, requester, AuditAction.REQUEST_FILE, "loan-limit",
-                                   f"a loan may not exceed {limit} hours (Art 19.5); "
-                                   f"{hours} requested")
+                raise self._refuse(
+                    None,
+                    requester,
+                    AuditAction.REQUEST_FILE,
+                    "loan-limit",
+                    f"a loan may not exceed {limit} hours (Art 19.5); {hours} requested",
+                )
             raise InvalidInput(f"a {spec.kind} grant lasts at most {limit} hours")
         return hours
 
@@ -400,55 +492,93 @@ class Workflow:
 
     # -- signing ----------------------------------------------------------------------
     def _check_signer(
-        self, session: Session, req: AccessRequest, signer: Principal, action: AuditAction,
-        now: datetime, expected_version: int | None,
+        self,
+        session: Session,
+        req: AccessRequest,
+        signer: Principal,
+        action: AuditAction,
+        now: datetime,
+        expected_version: int | None,
     ) -> tuple[int, dict[str, Any], str]:
         if expected_version is not None and expected_version != req.version:
-            raise Conflict(f"request {req.uid} changed since you opened it "
-                           f"(version {expected_version} → {req.version}); reload it")
+            raise Conflict(
+                f"request {req.uid} changed since you opened it "
+                f"(version {expected_version} → {req.version}); reload it"
+            )
         if req.state != RequestState.PENDING:
-            raise self._refuse(req, signer, action, "not-pending",
-                               f"request {req.uid} is {req.state}; it can no longer be signed")
+            raise self._refuse(
+                req,
+                signer,
+                action,
+                "not-pending",
+                f"request {req.uid} is {req.state}; it can no longer be signed",
+            )
         if now >= req.expires_at:
-            raise self._refuse(req, signer, action, "not-pending",
-                               f"request {req.uid} expired at {_fmt(req.expires_at)} "
-                               "without a decision")
+            raise self._refuse(
+                req,
+                signer,
+                action,
+                "not-pending",
+                f"request {req.uid} expired at {_fmt(req.expires_at)} without a decision",
+            )
         if signer.username == req.requester:
-            raise self._refuse(req, signer, action, "self-approval",
-                               "nobody signs their own request")
+            raise self._refuse(
+                req, signer, action, "self-approval", "nobody signs their own request"
+            )
         signed = session.exec(
             select(RequestSignature.signer).where(RequestSignature.request_id == req.id)
         ).all()
         if signer.username in signed:
-            raise self._refuse(req, signer, action, "double-signing",
-                               f"you already signed a stage of request {req.uid}; one person "
-                               "signs at most one stage, even holding both roles")
+            raise self._refuse(
+                req,
+                signer,
+                action,
+                "double-signing",
+                f"you already signed a stage of request {req.uid}; one person "
+                "signs at most one stage, even holding both roles",
+            )
         index = req.next_stage
         if index >= len(req.stages):
-            raise self._refuse(req, signer, action, "order",
-                               f"request {req.uid} has no stage left to sign")
+            raise self._refuse(
+                req, signer, action, "order", f"request {req.uid} has no stage left to sign"
+            )
         stage = req.stages[index]
         if stage.get("custodian"):
             if signer.username != req.custodian:
-                raise self._refuse(req, signer, action, "wrong-custodian",
-                                   f"stage {stage['name']} of request {req.uid} is signed by "
-                                   f"the archive's custodian ({req.custodian})")
+                raise self._refuse(
+                    req,
+                    signer,
+                    action,
+                    "wrong-custodian",
+                    f"stage {stage['name']} of request {req.uid} is signed by "
+                    f"the archive's custodian ({req.custodian})",
+                )
             role = "custodian"
         else:
             held = sorted(set(stage["roles"]) & signer.roles)
             if not held:
-                raise self._refuse(req, signer, action, "wrong-role",
-                                   f"stage {stage['name']} of request {req.uid} is signed by "
-                                   f"{stage['label']} ({', '.join(stage['roles'])}); stages "
-                                   "are signed in order")
+                raise self._refuse(
+                    req,
+                    signer,
+                    action,
+                    "wrong-role",
+                    f"stage {stage['name']} of request {req.uid} is signed by "
+                    f"{stage['label']} ({', '.join(stage['roles'])}); stages "
+                    "are signed in order",
+                )
             role = held[0]
         if stage.get("scope") == "requester_department" and (
             not signer.department or signer.department != req.requester_department
         ):
-            raise self._refuse(req, signer, action, "wrong-department",
-                               f"a department head signs only for their own department; "
-                               f"request {req.uid} is from "
-                               f"{req.requester_department or 'no department'}")
+            raise self._refuse(
+                req,
+                signer,
+                action,
+                "wrong-department",
+                f"a department head signs only for their own department; "
+                f"request {req.uid} is from "
+                f"{req.requester_department or 'no department'}",
+            )
         return index, stage, role
 
     def approve(
@@ -470,39 +600,59 @@ class Workflow:
         """
         req = self._load(session, request_uid)
         seen = req.version
-        index, stage, role = self._check_signer(session, req, approver,
-                                                AuditAction.REQUEST_APPROVE, now,
-                                                expected_version)
+        index, stage, role = self._check_signer(
+            session, req, approver, AuditAction.REQUEST_APPROVE, now, expected_version
+        )
         new_groups = list(req.groups)
         if groups is not None:
             narrowed = self._groups(groups)
             wider = [g for g in narrowed if g not in req.groups]
             if wider:
-                raise self._refuse(req, approver, AuditAction.REQUEST_APPROVE, "widen",
-                                   f"an approver may narrow a request, never widen it: "
-                                   f"{', '.join(wider)} was not requested")
+                raise self._refuse(
+                    req,
+                    approver,
+                    AuditAction.REQUEST_APPROVE,
+                    "widen",
+                    f"an approver may narrow a request, never widen it: "
+                    f"{', '.join(wider)} was not requested",
+                )
             new_groups = list(narrowed)
         new_hours = req.hours
         if hours is not None:
             if not isinstance(hours, int) or isinstance(hours, bool) or hours < 1:
                 raise InvalidInput("hours must be a positive whole number")
             if req.hours is not None and hours > req.hours:
-                raise self._refuse(req, approver, AuditAction.REQUEST_APPROVE, "widen",
-                                   f"an approver may shorten a request, never lengthen it "
-                                   f"({hours} > {req.hours} hours)")
+                raise self._refuse(
+                    req,
+                    approver,
+                    AuditAction.REQUEST_APPROVE,
+                    "widen",
+                    f"an approver may shorten a request, never lengthen it "
+                    f"({hours} > {req.hours} hours)",
+                )
             new_hours = hours
         self._bump(session, req, seen)
-        session.add(RequestSignature(
-            request_id=req.id, stage_index=index, stage_name=stage["name"],
-            signer=approver.username, signer_role=role, decision="approve",
-            reason=(note or "").strip()[:MAX_REASON], groups=new_groups, hours=new_hours,
-            signed_at=now,
-        ))
+        session.add(
+            RequestSignature(
+                request_id=req.id,
+                stage_index=index,
+                stage_name=stage["name"],
+                signer=approver.username,
+                signer_role=role,
+                decision="approve",
+                reason=(note or "").strip()[:MAX_REASON],
+                groups=new_groups,
+                hours=new_hours,
+                signed_at=now,
+            )
+        )
         try:
             session.flush()
         except IntegrityError:
-            raise Conflict(f"stage {stage['name']} of request {req.uid} was signed by someone "
-                           "else at the same time") from None
+            raise Conflict(
+                f"stage {stage['name']} of request {req.uid} was signed by someone "
+                "else at the same time"
+            ) from None
         req.groups = new_groups
         req.hours = new_hours
         req.next_stage = index + 1
@@ -516,57 +666,109 @@ class Workflow:
             req.grant_uid = grant.uid
         session.add(req)
         session.flush()
-        self._event(session, AuditEvent(
-            action=AuditAction.REQUEST_APPROVE, actor=Actor(approver.username, role),
-            archives=tuple(req.archives), groups=tuple(req.groups),
-            grant_id=grant.uid if grant else None, purpose=req.purpose, reason=req.reason,
-            detail={"request": req.uid, "kind": req.kind, "stage": stage["name"],
-                    "final": final, "hours": req.hours, "narrowed": groups is not None
-                    or hours is not None},
-        ))
+        self._event(
+            session,
+            AuditEvent(
+                action=AuditAction.REQUEST_APPROVE,
+                actor=Actor(approver.username, role),
+                archives=tuple(req.archives),
+                groups=tuple(req.groups),
+                grant_id=grant.uid if grant else None,
+                purpose=req.purpose,
+                reason=req.reason,
+                detail={
+                    "request": req.uid,
+                    "kind": req.kind,
+                    "stage": stage["name"],
+                    "final": final,
+                    "hours": req.hours,
+                    "narrowed": groups is not None or hours is not None,
+                },
+            ),
+        )
         if grant is None:
             following = req.stages[req.next_stage]
-            self._notify(session, req.requester, req.uid, NotificationEvent.STAGE_APPROVED,
-                         f"{approver.username} ({role}) signed stage {stage['name']} of "
-                         f"request {req.uid}; next: {following['label']}", now)
+            self._notify(
+                session,
+                req.requester,
+                req.uid,
+                NotificationEvent.STAGE_APPROVED,
+                f"{approver.username} ({role}) signed stage {stage['name']} of "
+                f"request {req.uid}; next: {following['label']}",
+                now,
+            )
         else:
-            self._notify(session, req.requester, req.uid, NotificationEvent.APPROVED,
-                         f"request {req.uid} approved; grant {grant.uid} valid until "
-                         f"{_fmt(grant.not_after)}", now)
+            self._notify(
+                session,
+                req.requester,
+                req.uid,
+                NotificationEvent.APPROVED,
+                f"request {req.uid} approved; grant {grant.uid} valid until "
+                f"{_fmt(grant.not_after)}",
+                now,
+            )
         return req
 
     def _grant(self, session: Session, req: AccessRequest, now: datetime) -> AccessGrant:
         spec = self.chains.kind(req.kind)
         hours = req.hours or spec.grant_hours or 1
         grant = AccessGrant(
-            uid=_uid("G"), request_id=req.id, request_uid=req.uid, kind=req.kind,
-            subject=req.requester, archives=list(req.archives),
-            actions=[a.value for a in spec.grants], groups=list(req.groups),
+            uid=_uid("G"),
+            request_id=req.id,
+            request_uid=req.uid,
+            kind=req.kind,
+            subject=req.requester,
+            archives=list(req.archives),
+            actions=[a.value for a in spec.grants],
+            groups=list(req.groups),
             # The clock starts at the final approval, not at filing.
-            not_before=now, not_after=now + timedelta(hours=hours),
+            not_before=now,
+            not_after=now + timedelta(hours=hours),
             custodian_signed=any(s.get("custodian") for s in req.stages),
-            purpose=req.purpose, reason=req.reason, state=GrantState.ACTIVE.value,
+            purpose=req.purpose,
+            reason=req.reason,
+            state=GrantState.ACTIVE.value,
             rev=next_revision(session),
         )
         session.add(grant)
         session.flush()
         if spec.kind is RequestKind.LOAN:
             loan = LoanEntry(
-                uid=_uid("L"), request_id=req.id, grant_id=grant.id, borrower=req.requester,
-                archives=list(req.archives), material=req.material, copies=req.copies,
-                reason=req.reason, start_at=now, due_at=grant.not_after,
+                uid=_uid("L"),
+                request_id=req.id,
+                grant_id=grant.id,
+                borrower=req.requester,
+                archives=list(req.archives),
+                material=req.material,
+                copies=req.copies,
+                reason=req.reason,
+                start_at=now,
+                due_at=grant.not_after,
                 state=LoanState.OUT.value,
             )
             session.add(loan)
             session.flush()
-            self._event(session, AuditEvent(
-                action=AuditAction.LOAN, actor=SYSTEM, archives=tuple(req.archives),
-                groups=tuple(req.groups), grant_id=grant.uid, purpose=req.purpose,
-                reason=req.reason,
-                detail={"loan": loan.uid, "request": req.uid, "borrower": req.requester,
-                        "material": loan.material, "copies": loan.copies,
-                        "start": _fmt(now), "due": _fmt(loan.due_at)},
-            ))
+            self._event(
+                session,
+                AuditEvent(
+                    action=AuditAction.LOAN,
+                    actor=SYSTEM,
+                    archives=tuple(req.archives),
+                    groups=tuple(req.groups),
+                    grant_id=grant.uid,
+                    purpose=req.purpose,
+                    reason=req.reason,
+                    detail={
+                        "loan": loan.uid,
+                        "request": req.uid,
+                        "borrower": req.requester,
+                        "material": loan.material,
+                        "copies": loan.copies,
+                        "start": _fmt(now),
+                        "due": _fmt(loan.due_at),
+                    },
+                ),
+            )
         self._mirror(session, grant)
         return grant
 
@@ -588,63 +790,117 @@ class Workflow:
             raise InvalidInput(f"the reason is longer than {MAX_REASON} characters")
         req = self._load(session, request_uid)
         seen = req.version
-        index, stage, role = self._check_signer(session, req, approver,
-                                                AuditAction.REQUEST_DENY, now,
-                                                expected_version)
+        index, stage, role = self._check_signer(
+            session, req, approver, AuditAction.REQUEST_DENY, now, expected_version
+        )
         self._bump(session, req, seen)
-        session.add(RequestSignature(
-            request_id=req.id, stage_index=index, stage_name=stage["name"],
-            signer=approver.username, signer_role=role, decision="deny", reason=reason,
-            groups=list(req.groups), hours=req.hours, signed_at=now,
-        ))
+        session.add(
+            RequestSignature(
+                request_id=req.id,
+                stage_index=index,
+                stage_name=stage["name"],
+                signer=approver.username,
+                signer_role=role,
+                decision="deny",
+                reason=reason,
+                groups=list(req.groups),
+                hours=req.hours,
+                signed_at=now,
+            )
+        )
         try:
             session.flush()
         except IntegrityError:
-            raise Conflict(f"stage {stage['name']} of request {req.uid} was signed by someone "
-                           "else at the same time") from None
+            raise Conflict(
+                f"stage {stage['name']} of request {req.uid} was signed by someone "
+                "else at the same time"
+            ) from None
         req.state = RequestState.DENIED.value
         req.decided_at = now
         req.decided_by = approver.username
         req.denial_reason = reason
         session.add(req)
         session.flush()
-        self._event(session, AuditEvent(
-            action=AuditAction.REQUEST_DENY, actor=Actor(approver.username, role),
-            outcome=Outcome.DENIED, archives=tuple(req.archives), groups=tuple(req.groups),
-            purpose=req.purpose, reason=reason,
-            detail={"request": req.uid, "kind": req.kind, "stage": stage["name"],
-                    "request_reason": req.reason},
-        ))
-        self._notify(session, req.requester, req.uid, NotificationEvent.DENIED,
-                     f"request {req.uid} denied by {approver.username} ({role}): {reason}", now)
+        self._event(
+            session,
+            AuditEvent(
+                action=AuditAction.REQUEST_DENY,
+                actor=Actor(approver.username, role),
+                outcome=Outcome.DENIED,
+                archives=tuple(req.archives),
+                groups=tuple(req.groups),
+                purpose=req.purpose,
+                reason=reason,
+                detail={
+                    "request": req.uid,
+                    "kind": req.kind,
+                    "stage": stage["name"],
+                    "request_reason": req.reason,
+                },
+            ),
+        )
+        self._notify(
+            session,
+            req.requester,
+            req.uid,
+            NotificationEvent.DENIED,
+            f"request {req.uid} denied by {approver.username} ({role}): {reason}",
+            now,
+        )
         return req
 
     def withdraw(
-        self, session: Session, request_uid: str, requester: Principal, *, now: datetime,
+        self,
+        session: Session,
+        request_uid: str,
+        requester: Principal,
+        *,
+        now: datetime,
     ) -> AccessRequest:
         """The requester takes back a request before it is decided; it can never be reused."""
         req = self._load(session, request_uid)
         seen = req.version
         if requester.username != req.requester:
-            raise self._refuse(req, requester, AuditAction.REQUEST_WITHDRAW, "not-requester",
-                               "only the requester withdraws a request")
+            raise self._refuse(
+                req,
+                requester,
+                AuditAction.REQUEST_WITHDRAW,
+                "not-requester",
+                "only the requester withdraws a request",
+            )
         if req.state != RequestState.PENDING:
-            raise self._refuse(req, requester, AuditAction.REQUEST_WITHDRAW, "not-pending",
-                               f"request {req.uid} is {req.state}; only a pending request "
-                               "is withdrawn")
+            raise self._refuse(
+                req,
+                requester,
+                AuditAction.REQUEST_WITHDRAW,
+                "not-pending",
+                f"request {req.uid} is {req.state}; only a pending request is withdrawn",
+            )
         self._bump(session, req, seen)
         req.state = RequestState.WITHDRAWN.value
         req.decided_at = now
         req.decided_by = requester.username
         session.add(req)
         session.flush()
-        self._event(session, AuditEvent(
-            action=AuditAction.REQUEST_WITHDRAW, actor=_actor(requester),
-            archives=tuple(req.archives), purpose=req.purpose, reason=req.reason,
-            detail={"request": req.uid, "kind": req.kind},
-        ))
-        self._notify(session, req.requester, req.uid, NotificationEvent.WITHDRAWN,
-                     f"request {req.uid} withdrawn", now)
+        self._event(
+            session,
+            AuditEvent(
+                action=AuditAction.REQUEST_WITHDRAW,
+                actor=_actor(requester),
+                archives=tuple(req.archives),
+                purpose=req.purpose,
+                reason=req.reason,
+                detail={"request": req.uid, "kind": req.kind},
+            ),
+        )
+        self._notify(
+            session,
+            req.requester,
+            req.uid,
+            NotificationEvent.WITHDRAWN,
+            f"request {req.uid} withdrawn",
+            now,
+        )
         return req
 
     # -- sweeping -----------------------------------------------------------------------
@@ -652,8 +908,8 @@ class Workflow:
         """Expire undecided requests and ended grants, flag overdue loans (idempotent)."""
         result = SweepResult()
         pending = session.exec(
-            select(AccessRequest).where(AccessRequest.state == RequestState.PENDING,
-                                        AccessRequest.expires_at <= now)
+            select(AccessRequest)
+            .where(AccessRequest.state == RequestState.PENDING, AccessRequest.expires_at <= now)
             .with_for_update(skip_locked=True)
         ).all()
         for req in pending:
@@ -661,19 +917,35 @@ class Workflow:
             req.decided_at = req.expires_at
             req.version += 1
             session.add(req)
-            self._event(session, AuditEvent(
-                action=AuditAction.REQUEST_EXPIRE, actor=SYSTEM, archives=tuple(req.archives),
-                purpose=req.purpose, reason=req.reason,
-                detail={"request": req.uid, "kind": req.kind, "what": "request",
-                        "expired_at": _fmt(req.expires_at)},
-            ))
-            self._notify(session, req.requester, req.uid, NotificationEvent.EXPIRED,
-                         f"request {req.uid} expired at {_fmt(req.expires_at)} without a "
-                         "decision; file a new one if you still need access", now)
+            self._event(
+                session,
+                AuditEvent(
+                    action=AuditAction.REQUEST_EXPIRE,
+                    actor=SYSTEM,
+                    archives=tuple(req.archives),
+                    purpose=req.purpose,
+                    reason=req.reason,
+                    detail={
+                        "request": req.uid,
+                        "kind": req.kind,
+                        "what": "request",
+                        "expired_at": _fmt(req.expires_at),
+                    },
+                ),
+            )
+            self._notify(
+                session,
+                req.requester,
+                req.uid,
+                NotificationEvent.EXPIRED,
+                f"request {req.uid} expired at {_fmt(req.expires_at)} without a "
+                "decision; file a new one if you still need access",
+                now,
+            )
             result.expired_requests.append(req.uid)
         grants = session.exec(
-            select(AccessGrant).where(AccessGrant.state == GrantState.ACTIVE,
-                                      AccessGrant.not_after <= now)
+            select(AccessGrant)
+            .where(AccessGrant.state == GrantState.ACTIVE, AccessGrant.not_after <= now)
             .with_for_update(skip_locked=True)
         ).all()
         for grant in grants:
@@ -681,28 +953,52 @@ class Workflow:
             grant.ended_at = grant.not_after
             grant.rev = next_revision(session)
             session.add(grant)
-            self._event(session, AuditEvent(
-                action=AuditAction.REQUEST_EXPIRE, actor=SYSTEM,
-                archives=tuple(grant.archives), groups=tuple(grant.groups),
-                grant_id=grant.uid, purpose=grant.purpose, reason=grant.reason,
-                detail={"request": grant.request_uid, "what": "grant",
-                        "expired_at": _fmt(grant.not_after)},
-            ))
-            self._notify(session, grant.subject, grant.request_uid,
-                         NotificationEvent.GRANT_EXPIRED,
-                         f"grant {grant.uid} ended at {_fmt(grant.not_after)}", now)
+            self._event(
+                session,
+                AuditEvent(
+                    action=AuditAction.REQUEST_EXPIRE,
+                    actor=SYSTEM,
+                    archives=tuple(grant.archives),
+                    groups=tuple(grant.groups),
+                    grant_id=grant.uid,
+                    purpose=grant.purpose,
+                    reason=grant.reason,
+                    detail={
+                        "request": grant.request_uid,
+                        "what": "grant",
+                        "expired_at": _fmt(grant.not_after),
+                    },
+                ),
+            )
+            self._notify(
+                session,
+                grant.subject,
+                grant.request_uid,
+                NotificationEvent.GRANT_EXPIRED,
+                f"grant {grant.uid} ended at {_fmt(grant.not_after)}",
+                now,
+            )
             self._mirror(session, grant)
             result.expired_grants.append(grant.uid)
         overdue = session.exec(
-            select(LoanEntry).where(LoanEntry.state == LoanState.OUT, LoanEntry.due_at <= now,
-                                    LoanEntry.overdue_notified == False)  # noqa: E712
+            select(LoanEntry).where(
+                LoanEntry.state == LoanState.OUT,
+                LoanEntry.due_at <= now,
+                LoanEntry.overdue_notified.is_(False),  # type: ignore[attr-defined]
+            )
         ).all()
         for loan in overdue:
             loan.overdue_notified = True
             session.add(loan)
-            self._notify(session, loan.borrower, None, NotificationEvent.OVERDUE,
-                         f"loan {loan.uid} ({loan.material}) was due at {_fmt(loan.due_at)}; "
-                         "return it to the information officer now", now)
+            self._notify(
+                session,
+                loan.borrower,
+                None,
+                NotificationEvent.OVERDUE,
+                f"loan {loan.uid} ({loan.material}) was due at {_fmt(loan.due_at)}; "
+                "return it to the information officer now",
+                now,
+            )
             result.overdue_loans.append(loan.uid)
         session.flush()
         if self.engine is not None:
@@ -719,7 +1015,12 @@ class Workflow:
         return loan
 
     def confirm_loan(
-        self, session: Session, loan_uid: str, borrower: Principal, *, now: datetime,
+        self,
+        session: Session,
+        loan_uid: str,
+        borrower: Principal,
+        *,
+        now: datetime,
     ) -> LoanEntry:
         """The borrower confirms the register line (Art 19.5)."""
         loan = self._loan(session, loan_uid)
@@ -730,27 +1031,47 @@ class Workflow:
         loan.borrower_confirmed_at = now
         session.add(loan)
         session.flush()
-        self._event(session, AuditEvent(
-            action=AuditAction.LOAN, actor=_actor(borrower), archives=tuple(loan.archives),
-            detail={"loan": loan.uid, "op": "borrower-confirmed"},
-        ))
-        self._notify(session, loan.borrower, None, NotificationEvent.LOAN_CONFIRMED,
-                     f"you confirmed loan {loan.uid}; due {_fmt(loan.due_at)}", now)
+        self._event(
+            session,
+            AuditEvent(
+                action=AuditAction.LOAN,
+                actor=_actor(borrower),
+                archives=tuple(loan.archives),
+                detail={"loan": loan.uid, "op": "borrower-confirmed"},
+            ),
+        )
+        self._notify(
+            session,
+            loan.borrower,
+            None,
+            NotificationEvent.LOAN_CONFIRMED,
+            f"you confirmed loan {loan.uid}; due {_fmt(loan.due_at)}",
+            now,
+        )
         return loan
 
     def return_loan(
-        self, session: Session, loan_uid: str, actor: Principal, *, now: datetime,
+        self,
+        session: Session,
+        loan_uid: str,
+        actor: Principal,
+        *,
+        now: datetime,
     ) -> LoanEntry:
         """Cancel the register line (Art 20): the grant ends now and for good."""
         loan = self._loan(session, loan_uid)
         if actor.username != loan.borrower and not self._may(
             actor, Action.REGISTER_LOAN, {Role.INFORMATION_OFFICER}, now
         ):
-            raise Refused("a loan is returned by its borrower or registered by an "
-                          "information officer", rule="not-borrower")
+            raise Refused(
+                "a loan is returned by its borrower or registered by an information officer",
+                rule="not-borrower",
+            )
         if loan.state == LoanState.RETURNED:
-            raise Refused(f"loan {loan.uid} was already returned at "
-                          f"{_fmt(loan.returned_at or now)}", rule="already-returned")
+            raise Refused(
+                f"loan {loan.uid} was already returned at {_fmt(loan.returned_at or now)}",
+                rule="already-returned",
+            )
         loan.state = LoanState.RETURNED.value
         loan.returned_at = now
         loan.returned_to = actor.username
@@ -764,19 +1085,40 @@ class Workflow:
             self._mirror(session, grant)
         session.flush()
         overdue = now > loan.due_at
-        self._event(session, AuditEvent(
-            action=AuditAction.LOAN_RETURN, actor=_actor(actor), archives=tuple(loan.archives),
-            grant_id=grant.uid if grant else None,
-            purpose=grant.purpose if grant else None, reason=loan.reason,
-            detail={"loan": loan.uid, "borrower": loan.borrower, "due": _fmt(loan.due_at),
-                    "returned": _fmt(now), "overdue": overdue},
-        ))
-        self._notify(session, loan.borrower, None, NotificationEvent.RETURNED,
-                     f"loan {loan.uid} returned{' late' if overdue else ''}; access ended", now)
+        self._event(
+            session,
+            AuditEvent(
+                action=AuditAction.LOAN_RETURN,
+                actor=_actor(actor),
+                archives=tuple(loan.archives),
+                grant_id=grant.uid if grant else None,
+                purpose=grant.purpose if grant else None,
+                reason=loan.reason,
+                detail={
+                    "loan": loan.uid,
+                    "borrower": loan.borrower,
+                    "due": _fmt(loan.due_at),
+                    "returned": _fmt(now),
+                    "overdue": overdue,
+                },
+            ),
+        )
+        self._notify(
+            session,
+            loan.borrower,
+            None,
+            NotificationEvent.RETURNED,
+            f"loan {loan.uid} returned{' late' if overdue else ''}; access ended",
+            now,
+        )
         return loan
 
     def loan_register(
-        self, session: Session, *, now: datetime, open_only: bool = False,
+        self,
+        session: Session,
+        *,
+        now: datetime,
+        open_only: bool = False,
     ) -> list[LoanView]:
         query = select(LoanEntry).order_by(col(LoanEntry.start_at).desc())
         if open_only:
@@ -785,32 +1127,45 @@ class Workflow:
 
     # -- views ----------------------------------------------------------------------------
     def requests_for(self, session: Session, username: str) -> list[AccessRequest]:
-        return list(session.exec(
-            select(AccessRequest).where(AccessRequest.requester == username)
-            .order_by(col(AccessRequest.created_at).desc())
-        ).all())
+        return list(
+            session.exec(
+                select(AccessRequest)
+                .where(AccessRequest.requester == username)
+                .order_by(col(AccessRequest.created_at).desc())
+            ).all()
+        )
 
     def notifications_for(self, session: Session, username: str) -> list[Notification]:
-        return list(session.exec(
-            select(Notification).where(Notification.recipient == username)
-            .order_by(col(Notification.id))
-        ).all())
+        return list(
+            session.exec(
+                select(Notification)
+                .where(Notification.recipient == username)
+                .order_by(col(Notification.id))
+            ).all()
+        )
 
     def signatures(self, session: Session, request_uid: str) -> list[RequestSignature]:
         req = self._load(session, request_uid, lock=False)
-        return list(session.exec(
-            select(RequestSignature).where(RequestSignature.request_id == req.id)
-            .order_by(col(RequestSignature.stage_index))
-        ).all())
+        return list(
+            session.exec(
+                select(RequestSignature)
+                .where(RequestSignature.request_id == req.id)
+                .order_by(col(RequestSignature.stage_index))
+            ).all()
+        )
 
     def queue_for(
-        self, session: Session, approver: Principal, *, now: datetime,
+        self,
+        session: Session,
+        approver: Principal,
+        *,
+        now: datetime,
     ) -> list[AccessRequest]:
         """Pending requests whose next stage this person may sign now."""
         out = []
         for req in session.exec(
-            select(AccessRequest).where(AccessRequest.state == RequestState.PENDING,
-                                        AccessRequest.expires_at > now)
+            select(AccessRequest)
+            .where(AccessRequest.state == RequestState.PENDING, AccessRequest.expires_at > now)
             .order_by(col(AccessRequest.created_at))
         ).all():
             try:
@@ -842,21 +1197,29 @@ class Workflow:
             raise InvalidInput("hand over to someone else")
         allowed = {Role.DEPARTMENT_HEAD, Role.INFORMATION_OFFICER, Role.ADMIN} & actor.roles
         if not allowed or not self._may(actor, Action.REASSIGN, allowed, now):
-            raise Refused("a handover is made by the leaver's department head, an "
-                          "information officer or an administrator", rule="wrong-role")
+            raise Refused(
+                "a handover is made by the leaver's department head, an "
+                "information officer or an administrator",
+                rule="wrong-role",
+            )
         if allowed == {Role.DEPARTMENT_HEAD} and actor.department != leaver.department:
-            raise Refused("a department head hands over only their own department's staff",
-                          rule="wrong-department")
+            raise Refused(
+                "a department head hands over only their own department's staff",
+                rule="wrong-department",
+            )
         if actor.username == from_user:
             raise Refused("nobody hands over their own clients", rule="self-approval")
         successor = load_principal(session, to_user)  # refuses disabled users
         if Role.SALESPERSON not in successor.roles:
             raise InvalidInput(f"{to_user} is not a salesperson")
         result = HandoverResult(from_user=from_user, to_user=to_user)
-        result.custodian_of = list(session.exec(
-            select(Archive.archive_no).where(Archive.custodian == from_user,
-                                             Archive.status == ArchiveStatus.ACTIVE)
-        ).all())
+        result.custodian_of = list(
+            session.exec(
+                select(Archive.archive_no).where(
+                    Archive.custodian == from_user, Archive.status == ArchiveStatus.ACTIVE
+                )
+            ).all()
+        )
         for archive in session.exec(
             select(Archive).where(Archive.owner == from_user).with_for_update()
         ).all():
@@ -873,14 +1236,17 @@ class Workflow:
                 session.add(ArchiveContact(archive_id=contact.archive_id, username=to_user))
         session.flush()
         open_loans = {
-            loan.grant_id: loan for loan in session.exec(
-                select(LoanEntry).where(LoanEntry.borrower == from_user,
-                                        LoanEntry.state == LoanState.OUT)
+            loan.grant_id: loan
+            for loan in session.exec(
+                select(LoanEntry).where(
+                    LoanEntry.borrower == from_user, LoanEntry.state == LoanState.OUT
+                )
             ).all()
         }
         for grant in session.exec(
-            select(AccessGrant).where(AccessGrant.subject == from_user,
-                                      AccessGrant.state == GrantState.ACTIVE).with_for_update()
+            select(AccessGrant)
+            .where(AccessGrant.subject == from_user, AccessGrant.state == GrantState.ACTIVE)
+            .with_for_update()
         ).all():
             loan = open_loans.get(grant.id or -1)
             if loan is not None:
@@ -888,9 +1254,14 @@ class Workflow:
                 session.add(loan)
                 grant.subject = to_user
                 result.loans.append(loan.uid)
-                self._notify(session, to_user, grant.request_uid, NotificationEvent.REASSIGNED,
-                             f"loan {loan.uid} ({loan.material}) is now yours; due "
-                             f"{_fmt(loan.due_at)}", now)
+                self._notify(
+                    session,
+                    to_user,
+                    grant.request_uid,
+                    NotificationEvent.REASSIGNED,
+                    f"loan {loan.uid} ({loan.material}) is now yours; due {_fmt(loan.due_at)}",
+                    now,
+                )
             else:
                 grant.state = GrantState.REVOKED.value
                 grant.ended_at = now
@@ -904,8 +1275,10 @@ class Workflow:
                 session.add(loan)
                 result.loans.append(loan.uid)
         for req in session.exec(
-            select(AccessRequest).where(AccessRequest.requester == from_user,
-                                        AccessRequest.state == RequestState.PENDING)
+            select(AccessRequest)
+            .where(
+                AccessRequest.requester == from_user, AccessRequest.state == RequestState.PENDING
+            )
             .with_for_update()
         ).all():
             req.state = RequestState.WITHDRAWN.value
@@ -915,18 +1288,33 @@ class Workflow:
             session.add(req)
             result.withdrawn_requests.append(req.uid)
         session.flush()
-        self._event(session, AuditEvent(
-            action=AuditAction.REASSIGN, actor=_actor(actor), archives=tuple(result.archives),
-            reason="staff change: the responsible employee left",
-            detail={"from": from_user, "to": to_user, "loans": result.loans,
+        self._event(
+            session,
+            AuditEvent(
+                action=AuditAction.REASSIGN,
+                actor=_actor(actor),
+                archives=tuple(result.archives),
+                reason="staff change: the responsible employee left",
+                detail={
+                    "from": from_user,
+                    "to": to_user,
+                    "loans": result.loans,
                     "revoked_grants": result.revoked_grants,
                     "withdrawn_requests": result.withdrawn_requests,
-                    "custodian_of": result.custodian_of},
-        ))
+                    "custodian_of": result.custodian_of,
+                },
+            ),
+        )
         disable_user(session, from_user, audit=self.audit, actor=_actor(actor))
-        self._notify(session, to_user, None, NotificationEvent.REASSIGNED,
-                     f"{len(result.archives)} archive(s) and {len(result.loans)} open loan(s) "
-                     f"of {from_user} are now yours; tell the customers (篇七)", now)
+        self._notify(
+            session,
+            to_user,
+            None,
+            NotificationEvent.REASSIGNED,
+            f"{len(result.archives)} archive(s) and {len(result.loans)} open loan(s) "
+            f"of {from_user} are now yours; tell the customers (篇七)",
+            now,
+        )
         return result
 
 
@@ -938,8 +1326,10 @@ def loan_status(entry: LoanEntry, now: datetime) -> LoanState:
 
 def users_with_role(session: Session, role: str) -> list[str]:
     """Enabled usernames holding ``role`` (for queues and notifications)."""
-    return sorted(session.exec(
-        select(User.username).join(UserRole, col(UserRole.user_id) == col(User.id))
-        .where(UserRole.role == role, User.disabled == False)  # noqa: E712
-    ).all())
-
+    return sorted(
+        session.exec(
+            select(User.username)
+            .join(UserRole, col(UserRole.user_id) == col(User.id))
+            .where(UserRole.role == role, User.disabled == False)  # noqa: E712
+        ).all()
+    )

@@ -152,6 +152,8 @@ def parse_consent(raw: Any, schema: ProfileSchema, *, now: datetime) -> Consent:
         raise ValidationFailed("consent.notice must name the notice version (1–64 characters)")
     if not isinstance(channel, str) or not channel.strip() or len(channel) > 32:
         raise ValidationFailed("consent.channel must say how consent was given (1–32 characters)")
+    notice = plain_text(notice, "consent.notice", 64)
+    channel = plain_text(channel, "consent.channel", 32)
     if raw.get("at") in (None, ""):
         raise ValidationFailed("consent.at must give the time consent was given")
     at = parse_datetime(raw.get("at"), "consent.at", now=now)
@@ -237,6 +239,8 @@ def parse_archive(
     if not isinstance(department, str) or len(department) > DEPARTMENT_MAX:
         problems.append(f"department must be text of at most {DEPARTMENT_MAX} characters")
         department = ""
+    else:
+        department = attempt(plain_text, department, "department", DEPARTMENT_MAX) or ""
     retention = now.date().replace(year=now.year + retention_years)
     if data.get("retention_until") not in (None, ""):
         try:

@@ -30,7 +30,7 @@ from sqlmodel import Session, delete, select
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from vault import crypto
 from vault.crypto import InvalidCiphertext, Sealer
-from vault.db import checkpoint_sqlite, transaction
+from vault.db import begin, checkpoint_sqlite, connection_of, transaction
 from vault.errors import (
     ArchiveDestroyed,
     ArchiveNotFound,
@@ -146,7 +146,7 @@ class ReadPermit:
     reason: str | None = None
 
 
-Check = Callable[[Session, "ArchiveMeta", tuple[str, ...]], ReadPermit]
+Check = Callable[[Any, "ArchiveMeta", tuple[str, ...]], ReadPermit]  # (Connection, meta, groups)
 
 
 def _meta(a: Archive, contacts: Sequence[str] = ()) -> ArchiveMeta:
@@ -530,8 +530,8 @@ class ArchiveStore:
         )
         failure: Exception | None = None
         content: dict[str, dict[str, str]] = {}
-        with transaction(self.engine) as session:
-            conn = session.connection()
+        with begin(self.engine) as conn:
+            session = conn  # checks, opens and the audit append all take the Connection
             row = conn.execute(_ARCHIVE_BY_NO, {"no": archive_no}).first()
             if row is None:
                 raise ArchiveNotFound(f"archive {archive_no} does not exist")
@@ -574,6 +574,9 @@ class ArchiveStore:
                     reason=permit.reason,
                     detail={"masked": sorted(permit.masked_groups)} if permit.masked_groups else {},
                 )
+        committed = getattr(self.audit, "committed", None)
+        if committed is not None:
+            committed(1)
         if failure is not None:
             raise failure
         for group in set(permit.masked_groups) & content.keys():
@@ -586,10 +589,10 @@ class ArchiveStore:
         )
 
     def _open_groups(
-        self, session: Session, archive: Any, groups: Sequence[str]
+        self, session: Any, archive: Any, groups: Sequence[str]
     ) -> dict[str, dict[str, str]]:
         rows = (
-            session.connection()
+            connection_of(session)
             .execute(_CONTENT_OF, {"id": archive.id, "groups": list(groups)})
             .all()
         )

@@ -17,6 +17,7 @@ from api.security import verify_password
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from vault.db import transaction
 from vault.models import User
+from vault.records import USERNAME
 
 router = APIRouter(tags=["auth"])
 FAILED = "wrong username or password, or the account is locked for a while"
@@ -35,7 +36,13 @@ async def login(
     now = services.clock()
     username = form.username[:64]
     with transaction(services.engine) as session:
-        user = session.exec(select(User).where(User.username == username)).first()
+        # A name that cannot be a username (NUL bytes, controls, wrong shape) is not
+        # looked up at all: PostgreSQL refuses NUL in text, and nobody has that name.
+        user = (
+            session.exec(select(User).where(User.username == username)).first()
+            if USERNAME.fullmatch(username)
+            else None
+        )
         locked = bool(user and user.locked_until and user.locked_until > now)
         ok = verify_password(user.password_hash if user else None, form.password)
         # An unknown name is never logged as typed (people type passwords into the
