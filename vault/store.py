@@ -631,15 +631,14 @@ class ArchiveStore:
             .where(a.c.archive_no == sa.bindparam("no"))
         )
 
-    def read_fast(
+    def _decrypt_unaudited(
         self, session: Session, archive_no: str, groups: Sequence[str]
     ) -> dict[str, dict[str, str]]:
-        """One round trip: metadata, wrapped DEK and the groups' ciphertext in a single join.
+        """The bare decryption path (one joined query, unwrap, open), with NO audit entry.
 
-        Built once as a Core statement and run on the session's connection, so
-        the hot path pays for no ORM entity loading. The caller owns the
-        transaction and must append the audit entry in it before committing;
-        ``read`` does both and is what callers should use.
+        Private on purpose: only ``bench/store.py`` calls it, to measure what the
+        encryption itself costs against a plain read. Everything that releases
+        content goes through ``read``, which audits before returning.
         """
         if len(groups) == 1:
             stmt, params = _FAST_READ_ONE, {"no": archive_no, "groups": groups[0]}
