@@ -109,7 +109,7 @@ def add_user(
                     "op": "add",
                     "user": username,
                     "roles": role_list,
-                    "department": department,
+                    "department": department or None,
                     "clearance": clearance,
                     "external": external,
                 },

@@ -189,7 +189,13 @@ def customer_import(
 
         try:
             report = import_file(
-                store, file, owner=owner, actor=cli_actor(), fmt=fmt, progress=step
+                store,
+                file,
+                owner=owner,
+                actor=cli_actor(),
+                fmt=fmt,
+                progress=step,
+                known_users=_usernames(store),
             )
         except ImportFailed as exc:
             bar.stop()
@@ -228,6 +234,15 @@ def seed(
         )
     finish(store)
     console.print(f"Seeded {report.imported} synthetic archives ({report.first} … {report.last})")
+
+
+def _usernames(store: Any) -> set[str]:
+    from sqlmodel import Session, select
+
+    from vault.models import User
+
+    with Session(store.engine) as session:
+        return set(session.exec(select(User.username)))
 
 
 @keys_app.command("rotate")

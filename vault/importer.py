@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,8 +196,12 @@ def import_file(
     actor: Actor,
     fmt: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    known_users: Container[str] | None = None,
 ) -> ImportReport:
     """Import a whole file in ONE transaction, or nothing (raises ImportFailed).
+
+    With ``known_users`` (the CLI passes the vault's users), a row whose owner,
+    custodian or contact is not a user is refused: nobody could ever act on it.
 
     One streaming pass: rows are validated and sealed as they come; after the
     first bad row nothing more is sealed but every later row is still checked,
@@ -227,6 +231,8 @@ def import_file(
                 continue
             try:
                 record = store.prepare(row, default_owner=owner)
+                if known_users is not None:
+                    check_people(record, known_users)
             except ValidationFailed as exc:
                 bad.append((number, "; ".join(exc.problems)))
                 continue
@@ -259,6 +265,18 @@ def import_file(
         if total == 0:
             raise ValidationFailed(f"{path.name} holds no archives")
     return batcher.report()
+
+
+def check_people(record: NewArchive, known_users: Container[str]) -> None:
+    """Refuse an archive whose owner, custodian or contacts are not users of the vault."""
+    people = [("owner", record.owner), ("custodian", record.custodian)]
+    people += [("contact", c) for c in record.contacts]
+    unknown = [f"{role} {name}" for role, name in people if name and name not in known_users]
+    if unknown:
+        raise ValidationFailed(
+            f"not users of this vault: {', '.join(unknown)} "
+            "(add them with `archive-vault user add`)"
+        )
 
 
 def bulk_insert(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Annotated, Any
 
+import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -30,6 +31,8 @@ from policies.decide import ArchiveMeta, Decision
 from policies.errors import AccessDenied
 from policies.roles import Action
 from vault.errors import ArchiveNotFound
+from vault.importer import check_people
+from vault.models import User
 from vault.store import ReadPermit
 
 router = APIRouter(prefix="/customers", tags=["customers"])
@@ -106,6 +109,13 @@ def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> Arc
             "salespeople file archives as their own; an "
             "information officer may file one for somebody else",
         )
+    record = services.store.prepare(data)
+    named = {n for n in (record.owner, record.custodian, *record.contacts) if n}
+    with services.engine.connect() as conn:
+        known = set(
+            conn.execute(sa.select(User.username).where(User.username.in_(named))).scalars()
+        )  # type: ignore[attr-defined]
+    check_people(record, known)
     meta = services.store.create(data, actor=caller.actor)
     return ArchiveContent(
         archive=public(meta), content={}, masked_groups=[], decision=_decision_public(decision)

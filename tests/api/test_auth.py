@@ -140,7 +140,12 @@ def test_token_expiry_uses_the_clock(client, login, clock) -> None:
 def test_unknown_usernames_are_not_logged_as_typed(client, login) -> None:
     typed = "Pa55word-typed-in-the-wrong-box"
     assert client.post("/auth/token", data={"username": typed, "password": "x"}).status_code == 401
-    assert client.post("/auth/token", data={"username": "", "password": "x"}).status_code in (401, 422)
+    assert client.post("/auth/token", data={"username": "", "password": "x"}).status_code in (
+        401,
+        422,
+    )
     entries = client.get("/audit?action=auth:login-failed", headers=login("qian.audit")).json()
     assert typed not in str(entries)
-    assert entries["items"][0]["actor"] == "unknown" and entries["items"][0]["detail"]["username_hmac"]
+    assert (
+        entries["items"][0]["actor"] == "unknown" and entries["items"][0]["detail"]["username_hmac"]
+    )

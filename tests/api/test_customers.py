@@ -153,8 +153,9 @@ def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
     real = services.vault.engine
     import sqlalchemy as sa
 
-    dead = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/none",
-                            connect_args={"connect_timeout": 1})
+    dead = sa.create_engine(
+        "postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 1}
+    )
     services.vault.engine = services.store.engine = dead
     try:
         r = client.get(f"/customers/{no}", headers=h)

@@ -35,9 +35,15 @@ def api(api_vault, clock):
 def test_every_operation_is_covered(api) -> None:
     _, operations = api
     paths = {(op.method.upper(), op.path) for op in operations}
-    for expected in [("POST", "/customers"), ("GET", "/customers/{archive_no}"),
-                     ("POST", "/requests"), ("POST", "/exports"), ("GET", "/audit/proof/{seq}"),
-                     ("POST", "/users/{username}/handover"), ("GET", "/loans")]:
+    for expected in [
+        ("POST", "/customers"),
+        ("GET", "/customers/{archive_no}"),
+        ("POST", "/requests"),
+        ("POST", "/exports"),
+        ("GET", "/audit/proof/{seq}"),
+        ("POST", "/users/{username}/handover"),
+        ("GET", "/loans"),
+    ]:
         assert expected in paths
 
 
@@ -45,14 +51,20 @@ def test_no_server_errors(api, backend) -> None:
     headers, operations = api
     examples = int(__import__("os").environ.get("ST_EXAMPLES", 250 if backend == "sqlite" else 80))
 
-    @settings(max_examples=examples, deadline=None, derandomize=__import__("os").environ.get("ST_RANDOM") != "1",
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=__import__("os").environ.get("ST_RANDOM") != "1",
+        suppress_health_check=list(HealthCheck),
+    )
     @given(st.data())
     def run(data: st.DataObject) -> None:
         op = data.draw(st.sampled_from(operations))
         case = data.draw(op.as_strategy())
-        merged = {**headers, **{k: v for k, v in (case.headers or {}).items()
-                                if k.lower() != "authorization"}}
+        merged = {
+            **headers,
+            **{k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"},
+        }
         response = case.call(headers=merged)
         where = (case.method, case.formatted_path, response.status_code, response.text[:300])
         assert response.status_code < 500, where

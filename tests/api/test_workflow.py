@@ -219,3 +219,23 @@ def test_admin_manages_users_and_hands_over_a_leaver(client, login) -> None:
     r = client.post("/auth/token", data={"username": "ma.chao", "password": "long enough password"})
     ma = {"Authorization": f"Bearer {r.json()['access_token']}"}
     assert client.get(f"/customers/{no}?groups=identity", headers=ma).status_code == 200
+
+
+def test_a_loan_without_material_or_with_empty_optional_text_still_works(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    req = _file(
+        client,
+        login("li.na"),
+        kind="loan",
+        archives=[no],
+        groups=["contact"],
+        purpose="revisit",
+        reason="回访",
+        hours=2,
+        material="档案复印件",
+        copies=1,
+        credential_ref="",
+    )
+    _approve(client, login("head.one"), req["id"])
+    done = _approve(client, login("chen.jing"), req["id"])
+    assert done["state"] == "approved"

@@ -58,14 +58,22 @@ def db(engine: sa.Engine) -> sa.Engine:
     with transaction(engine) as s:
         for name, roles, dept, clearance in CAST:
             add_user(s, username=name, roles=roles, department=dept, clearance=clearance)
-        add_user(s, username="ext", roles=["external"], external=True,
-                 credential_ref="LETTER-2025-001")
+        add_user(
+            s, username="ext", roles=["external"], external=True, credential_ref="LETTER-2025-001"
+        )
         for no, cls, custodian in ARCHIVES:
-            s.add(Archive(
-                archive_no=no, category="general", grade="A", classification=cls,
-                owner="alice", custodian=custodian, department="sales",
-                retention_until=date(2020, 1, 1) if no == "A-OLD" else date(2035, 1, 1),
-            ))
+            s.add(
+                Archive(
+                    archive_no=no,
+                    category="general",
+                    grade="A",
+                    classification=cls,
+                    owner="alice",
+                    custodian=custodian,
+                    department="sales",
+                    retention_until=date(2020, 1, 1) if no == "A-OLD" else date(2035, 1, 1),
+                )
+            )
         s.flush()
         internal = s.exec(sa.select(Archive).where(Archive.archive_no == "A-INT")).scalar_one()
         s.add(ArchiveContact(archive_id=internal.id, username="bob"))

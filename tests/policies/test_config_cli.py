@@ -33,17 +33,20 @@ def test_shipped_files_load() -> None:
     assert engine.chains.pending_expiry_hours == 7 * 24
 
 
-@pytest.mark.parametrize("edit", [
-    lambda d: d["settings"].update(max_loan_hours=96),
-    lambda d: d["kinds"].pop("copy"),
-    lambda d: d["kinds"]["view"].update(stages=[]),
-    lambda d: d["kinds"]["view"]["stages"][0].update(roles=["wizard"]),
-    lambda d: d["kinds"]["view"]["stages"][0].update(roles=["admin"]),
-    lambda d: d["kinds"]["view"]["stages"][0].update(scope="anywhere"),
-    lambda d: d["kinds"]["view"].update(filers=["compliance"]),
-    lambda d: d["kinds"]["view"].update(grants=["teleport"]),
-    lambda d: d.update(purposes={}),
-])
+@pytest.mark.parametrize(
+    "edit",
+    [
+        lambda d: d["settings"].update(max_loan_hours=96),
+        lambda d: d["kinds"].pop("copy"),
+        lambda d: d["kinds"]["view"].update(stages=[]),
+        lambda d: d["kinds"]["view"]["stages"][0].update(roles=["wizard"]),
+        lambda d: d["kinds"]["view"]["stages"][0].update(roles=["admin"]),
+        lambda d: d["kinds"]["view"]["stages"][0].update(scope="anywhere"),
+        lambda d: d["kinds"]["view"].update(filers=["compliance"]),
+        lambda d: d["kinds"]["view"].update(grants=["teleport"]),
+        lambda d: d.update(purposes={}),
+    ],
+)
 def test_weakening_chains_is_refused(edit) -> None:
     data = _chains()
     edit(data)
@@ -51,12 +54,15 @@ def test_weakening_chains_is_refused(edit) -> None:
         parse_chains(data, "test")
 
 
-@pytest.mark.parametrize("line", [
-    "p, read, wizard, *, *, allow",
-    "p, fly, salesperson, *, *, allow",
-    "p, read, salesperson, *, friend, allow",
-    "g, bob, A-1/read, 0",
-])
+@pytest.mark.parametrize(
+    "line",
+    [
+        "p, read, wizard, *, *, allow",
+        "p, fly, salesperson, *, *, allow",
+        "p, read, salesperson, *, friend, allow",
+        "g, bob, A-1/read, 0",
+    ],
+)
 def test_bad_policy_lines_refused(tmp_path: Path, line: str) -> None:
     bad = tmp_path / "policy.csv"
     bad.write_text(POLICY_FILE.read_text(encoding="utf-8") + line + "\n", encoding="utf-8")
@@ -73,9 +79,17 @@ def cli_vault(tmp_path: Path) -> Settings:
     with transaction(vault.engine) as s:
         add_user(s, username="alice", roles=["salesperson"], department="sales")
         add_user(s, username="carol", roles=["salesperson"], department="east")
-        s.add(Archive(archive_no="A-1", category="general", grade="A",
-                      classification="internal", owner="alice", department="sales",
-                      retention_until=date(2035, 1, 1)))
+        s.add(
+            Archive(
+                archive_no="A-1",
+                category="general",
+                grade="A",
+                classification="internal",
+                owner="alice",
+                department="sales",
+                retention_until=date(2035, 1, 1),
+            )
+        )
     vault.engine.dispose()
     return settings
 
@@ -86,21 +100,35 @@ def _run(*args: str):
 
 def test_explain(cli_vault: Settings) -> None:
     d = str(cli_vault.data_dir)
-    ok = _run("explain", "--user", "alice", "--action", "read", "--archive", "A-1",
-              "--data-dir", d)
+    ok = _run("explain", "--user", "alice", "--action", "read", "--archive", "A-1", "--data-dir", d)
     assert ok.exit_code == 0 and "ALLOWED" in ok.output and "owns archive A-1" in ok.output
-    no = _run("explain", "--user", "carol", "--action", "read", "--archive", "A-1",
-              "--groups", "contact", "--json", "--data-dir", d)
+    no = _run(
+        "explain",
+        "--user",
+        "carol",
+        "--action",
+        "read",
+        "--archive",
+        "A-1",
+        "--groups",
+        "contact",
+        "--json",
+        "--data-dir",
+        d,
+    )
     assert no.exit_code == 1
     body = json.loads(no.output)
     assert body["allowed"] is False and "file a view request" in body["why"]
 
 
-@pytest.mark.parametrize("args", [
-    ("--user", "nobody", "--action", "read", "--archive", "A-1"),
-    ("--user", "alice", "--action", "fly", "--archive", "A-1"),
-    ("--user", "alice", "--action", "read", "--archive", "NOPE"),
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--user", "nobody", "--action", "read", "--archive", "A-1"),
+        ("--user", "alice", "--action", "fly", "--archive", "A-1"),
+        ("--user", "alice", "--action", "read", "--archive", "NOPE"),
+    ],
+)
 def test_explain_errors_are_one_line(cli_vault: Settings, args) -> None:
     out = _run("explain", *args, "--data-dir", str(cli_vault.data_dir))
     assert out.exit_code == 2

@@ -24,8 +24,16 @@ H = timedelta(hours=1)
 
 def _approved(db, wf, who, kind, requester, archive, signers, **kw):
     with transaction(db) as s:
-        req = wf.file_request(s, who(requester), kind=kind, archives=[archive],
-                              purpose="contract_follow_up", reason="renewal", now=T0, **kw)
+        req = wf.file_request(
+            s,
+            who(requester),
+            kind=kind,
+            archives=[archive],
+            purpose="contract_follow_up",
+            reason="renewal",
+            now=T0,
+            **kw,
+        )
     for i, signer in enumerate(signers):
         with transaction(db) as s:
             req = wf.approve(s, req.uid, who(signer), now=T0 + (i + 1) * H)
@@ -43,13 +51,27 @@ def _loan(db):
 
 
 def test_loan_clock_starts_at_final_approval_and_register(db, wf, pe, who, sink):
-    req = _approved(db, wf, who, "loan", "carol", "A-INT", ["dh_east", "io"], hours=24,
-                    material="contract copy", copies=2)
+    req = _approved(
+        db,
+        wf,
+        who,
+        "loan",
+        "carol",
+        "A-INT",
+        ["dh_east", "io"],
+        hours=24,
+        material="contract copy",
+        copies=2,
+    )
     loan = _loan(db)
     final = T0 + 2 * H
     assert loan.start_at == final and loan.due_at == final + 24 * H  # not T0 + 24h
-    assert (loan.material, loan.copies, loan.reason, loan.borrower) == \
-        ("contract copy", 2, "renewal", "carol")
+    assert (loan.material, loan.copies, loan.reason, loan.borrower) == (
+        "contract copy",
+        2,
+        "renewal",
+        "carol",
+    )
     assert loan.borrower_confirmed_at is None
     with pytest.raises(Refused), transaction(db) as s:
         wf.confirm_loan(s, loan.uid, who("dan"), now=final + M)
@@ -64,8 +86,18 @@ def test_loan_clock_starts_at_final_approval_and_register(db, wf, pe, who, sink)
 
 
 def test_return_revokes_at_once_and_for_good(db, wf, pe, who, sink):
-    _approved(db, wf, who, "loan", "carol", "A-INT", ["dh_east", "io"], hours=48,
-              material="folder", copies=1)
+    _approved(
+        db,
+        wf,
+        who,
+        "loan",
+        "carol",
+        "A-INT",
+        ["dh_east", "io"],
+        hours=48,
+        material="folder",
+        copies=1,
+    )
     loan = _loan(db)
     meta = _meta(db, "A-INT")
     at = loan.start_at + H
@@ -88,8 +120,18 @@ def test_return_revokes_at_once_and_for_good(db, wf, pe, who, sink):
 
 
 def test_overdue_loan_stops_at_due_time_and_shows_overdue(db, wf, pe, who):
-    _approved(db, wf, who, "loan", "carol", "A-INT", ["dh_east", "io"], hours=3,
-              material="folder", copies=1)
+    _approved(
+        db,
+        wf,
+        who,
+        "loan",
+        "carol",
+        "A-INT",
+        ["dh_east", "io"],
+        hours=3,
+        material="folder",
+        copies=1,
+    )
     loan = _loan(db)
     meta = _meta(db, "A-INT")
     tick = timedelta(microseconds=1)
@@ -131,8 +173,18 @@ def test_grant_expiring_mid_session_stops_at_once(db, wf, pe, who):
 
 
 def test_other_process_catches_up_with_sync(db, wf, pe, who):
-    _approved(db, wf, who, "loan", "carol", "A-INT", ["dh_east", "io"], hours=48,
-              material="folder", copies=1)
+    _approved(
+        db,
+        wf,
+        who,
+        "loan",
+        "carol",
+        "A-INT",
+        ["dh_east", "io"],
+        hours=48,
+        material="folder",
+        copies=1,
+    )
     with Session(db) as s:
         other = PolicyEngine.from_db(s)  # another API worker
     loan = _loan(db)
@@ -148,20 +200,32 @@ def test_other_process_catches_up_with_sync(db, wf, pe, who):
 
 
 def test_handover_moves_archives_and_open_loans_and_disables(db, wf, pe, who, sink):
-    _approved(db, wf, who, "loan", "bob", "A-SEC", ["dh_sales", "io", "csm"], hours=24,
-              material="folder", copies=1)
+    _approved(
+        db,
+        wf,
+        who,
+        "loan",
+        "bob",
+        "A-SEC",
+        ["dh_sales", "io", "csm"],
+        hours=24,
+        material="folder",
+        copies=1,
+    )
     view = _approved(db, wf, who, "view", "bob", "A-TOP", ["dh_sales", "io", "csm", "keeper"])
     with transaction(db) as s:
-        pending = wf.file_request(s, who("bob"), kind="copy", archives=["A-INT"],
-                                  purpose="revisit", reason="r", now=T0)
+        pending = wf.file_request(
+            s, who("bob"), kind="copy", archives=["A-INT"], purpose="revisit", reason="r", now=T0
+        )
     # alice leaves; bob takes over (bob is a contact on A-INT already)
     with pytest.raises(Refused), transaction(db) as s:
         wf.handover(s, from_user="alice", to_user="bob", actor=who("dh_east"), now=T0 + 5 * H)
     with pytest.raises(InvalidInput), transaction(db) as s:
         wf.handover(s, from_user="alice", to_user="dh_sales", actor=who("io"), now=T0 + 5 * H)
     with transaction(db) as s:
-        result = wf.handover(s, from_user="alice", to_user="dan", actor=who("dh_sales"),
-                             now=T0 + 5 * H)
+        result = wf.handover(
+            s, from_user="alice", to_user="dan", actor=who("dh_sales"), now=T0 + 5 * H
+        )
     assert sorted(result.archives) == ["A-INT", "A-OLD", "A-SEC", "A-TOP"]
     with Session(db) as s:
         assert {a.owner for a in s.exec(select(Archive))} == {"dan"}
@@ -170,8 +234,7 @@ def test_handover_moves_archives_and_open_loans_and_disables(db, wf, pe, who, si
     assert pe.decide(who("dan"), "read", _meta(db, "A-INT"), now=T0 + 5 * H).allowed
     # bob leaves: his open loan goes to carol, his view grant is revoked
     with transaction(db) as s:
-        result = wf.handover(s, from_user="bob", to_user="carol", actor=who("io"),
-                             now=T0 + 6 * H)
+        result = wf.handover(s, from_user="bob", to_user="carol", actor=who("io"), now=T0 + 6 * H)
     assert len(result.loans) == 1 and result.revoked_grants == [view.grant_uid]
     assert result.withdrawn_requests == [pending.uid]
     with Session(db) as s:
@@ -193,8 +256,13 @@ def test_directory(db, sink):
         with pytest.raises(InvalidInput):
             add_user(s, username="carol", roles=["salesperson"])
         with pytest.raises(InvalidInput):
-            add_user(s, username="v3", roles=["external", "salesperson"], external=True,
-                     credential_ref="ID-1")
+            add_user(
+                s,
+                username="v3",
+                roles=["external", "salesperson"],
+                external=True,
+                credential_ref="ID-1",
+            )
         add_user(s, username="eve", roles=["salesperson"], department="east", audit=sink)
         assert load_principal(s, "eve").roles == {"salesperson"}
         set_roles(s, "eve", ["salesperson", "department_head"], audit=sink)

@@ -24,18 +24,40 @@ USER = "u1"
 CLASSES = ("internal", "secret", "top_secret")
 OWNERSHIP = ("owner", "contact", "other")
 GRANT_STATES = ("none", "active", "expired", "returned")
-CONTENT_ACTIONS = (Action.READ, Action.UPDATE, Action.EXPORT, Action.PROVIDE, Action.LOAN,
-                   Action.DESTROY)
+CONTENT_ACTIONS = (
+    Action.READ,
+    Action.UPDATE,
+    Action.EXPORT,
+    Action.PROVIDE,
+    Action.LOAN,
+    Action.DESTROY,
+)
 # The request kind whose grant gives each action, and the actions that kind grants.
-GRANT_KIND = {Action.READ: ("view", ("read",)), Action.LOAN: ("loan", ("read", "loan")),
-              Action.EXPORT: ("copy", ("export",)), Action.PROVIDE: ("external", ("provide",)),
-              Action.DESTROY: ("destroy", ("destroy",)), Action.UPDATE: ("view", ("read",))}
-STAFF = {Role.SALESPERSON, Role.DEPARTMENT_HEAD, Role.INFORMATION_OFFICER, Role.INFO_SUPERVISOR,
-         Role.CS_MANAGER, Role.GENERAL_MANAGER}
+GRANT_KIND = {
+    Action.READ: ("view", ("read",)),
+    Action.LOAN: ("loan", ("read", "loan")),
+    Action.EXPORT: ("copy", ("export",)),
+    Action.PROVIDE: ("external", ("provide",)),
+    Action.DESTROY: ("destroy", ("destroy",)),
+    Action.UPDATE: ("view", ("read",)),
+}
+STAFF = {
+    Role.SALESPERSON,
+    Role.DEPARTMENT_HEAD,
+    Role.INFORMATION_OFFICER,
+    Role.INFO_SUPERVISOR,
+    Role.CS_MANAGER,
+    Role.GENERAL_MANAGER,
+}
 # Who may hold a grant for each action (admin and compliance never touch content).
-HOLDERS = {Action.READ: STAFF | {Role.EXTERNAL}, Action.LOAN: STAFF, Action.EXPORT: STAFF,
-           Action.PROVIDE: STAFF, Action.DESTROY: {Role.INFORMATION_OFFICER},
-           Action.UPDATE: set()}
+HOLDERS = {
+    Action.READ: STAFF | {Role.EXTERNAL},
+    Action.LOAN: STAFF,
+    Action.EXPORT: STAFF,
+    Action.PROVIDE: STAFF,
+    Action.DESTROY: {Role.INFORMATION_OFFICER},
+    Action.UPDATE: set(),
+}
 
 
 def expected(role: Role, action: Action, cls: str, own: str, grant: str) -> str:
@@ -60,11 +82,20 @@ def make_grant(action: Action, cls: str, state: str) -> GrantLink | None:
     kind, actions = GRANT_KIND[action]
     start = NOW - timedelta(hours=30)
     end = NOW + timedelta(hours=1) if state == "active" else NOW - timedelta(seconds=1)
-    return GrantLink(uid=f"G-{kind}", kind=kind, subject=USER, archives=("A-1",),
-                     actions=actions, groups=frozenset({"identity", "contact"}),
-                     not_before=to_us(start), not_after=to_us(end),
-                     custodian_signed=cls == "top_secret", purpose="revisit",
-                     reason="customer asked", request_uid="R-1")
+    return GrantLink(
+        uid=f"G-{kind}",
+        kind=kind,
+        subject=USER,
+        archives=("A-1",),
+        actions=actions,
+        groups=frozenset({"identity", "contact"}),
+        not_before=to_us(start),
+        not_after=to_us(end),
+        custodian_signed=cls == "top_secret",
+        purpose="revisit",
+        reason="customer asked",
+        request_uid="R-1",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,24 +116,37 @@ def test_content_matrix(engine: PolicyEngine, role: Role, cls: str) -> None:
         if grant is not None:
             engine.links.put(grant)
         archive = ArchiveMeta(
-            archive_no="A-1", classification=cls,
+            archive_no="A-1",
+            classification=cls,
             owner=USER if own == "owner" else "someone",
             contacts=frozenset({USER}) if own == "contact" else frozenset(),
             custodian="keeper" if cls == "top_secret" else None,
         )
-        who = Principal(USER, frozenset({role}), department="sales", clearance="top_secret",
-                        external=role is Role.EXTERNAL)
+        who = Principal(
+            USER,
+            frozenset({role}),
+            department="sales",
+            clearance="top_secret",
+            external=role is Role.EXTERNAL,
+        )
         groups = ["contact"] if action in (Action.READ, Action.EXPORT, Action.PROVIDE) else []
         d = engine.decide(who, action, archive, groups, now=NOW)
-        got = "denied" if not d.allowed else ("masked" if d.masked_groups and not d.groups
-                                              else "clear")
+        got = (
+            "denied"
+            if not d.allowed
+            else ("masked" if d.masked_groups and not d.groups else "clear")
+        )
         want = expected(role, action, cls, own, state)
         if got != want:
-            failures.append(f"{role} {action} {cls} {own} grant={state}: want {want}, "
-                            f"got {got} ({d.why})")
+            failures.append(
+                f"{role} {action} {cls} {own} grant={state}: want {want}, got {got} ({d.why})"
+            )
         assert d.why  # every decision explains itself
-        if not d.allowed and role not in (Role.ADMIN, Role.COMPLIANCE) \
-                and action is not Action.UPDATE:
+        if (
+            not d.allowed
+            and role not in (Role.ADMIN, Role.COMPLIANCE)
+            and action is not Action.UPDATE
+        ):
             assert d.next_step, d.why  # a denial says what to do next
         if d.allowed and d.basis == "grant":
             assert d.grant_id and d.purpose == "revisit" and d.reason == "customer asked"
@@ -119,19 +163,43 @@ def test_matrix_has_both_outcomes() -> None:
 ROLE_ACTIONS = {
     Role.SALESPERSON: {"create", "list", "search", "request", "report_leak"},
     Role.DEPARTMENT_HEAD: {"list", "search", "request", "approve", "reassign", "report_leak"},
-    Role.INFORMATION_OFFICER: {"create", "list", "search", "reclassify", "request", "approve",
-                               "register_loan", "reassign", "report_leak"},
-    Role.INFO_SUPERVISOR: {"list", "search", "request", "approve", "report_leak", "read_leaks",
-                           "audit"},
-    Role.CS_MANAGER: {"list", "search", "reclassify", "request", "approve", "report_leak",
-                      "read_leaks"},
+    Role.INFORMATION_OFFICER: {
+        "create",
+        "list",
+        "search",
+        "reclassify",
+        "request",
+        "approve",
+        "register_loan",
+        "reassign",
+        "report_leak",
+    },
+    Role.INFO_SUPERVISOR: {
+        "list",
+        "search",
+        "request",
+        "approve",
+        "report_leak",
+        "read_leaks",
+        "audit",
+    },
+    Role.CS_MANAGER: {
+        "list",
+        "search",
+        "reclassify",
+        "request",
+        "approve",
+        "report_leak",
+        "read_leaks",
+    },
     Role.GENERAL_MANAGER: {"list", "search", "request", "approve", "report_leak"},
     Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks"},
     Role.EXTERNAL: {"request", "report_leak"},
     Role.ADMIN: {"manage_users", "manage_keys", "report_leak", "reassign"},
 }
-OTHER_ACTIONS = [a for a in Action if a not in CONTENT_ACTIONS
-                 and a not in (Action.READ_MASKED, Action.REPORT)]
+OTHER_ACTIONS = [
+    a for a in Action if a not in CONTENT_ACTIONS and a not in (Action.READ_MASKED, Action.REPORT)
+]
 
 
 @pytest.mark.parametrize("role", list(Role))
@@ -140,8 +208,7 @@ def test_role_actions(engine: PolicyEngine, role: Role) -> None:
     archive = ArchiveMeta("A-1", "internal", "someone")
     who = Principal(USER, frozenset({role}), department="sales")
     for action in OTHER_ACTIONS:
-        d = engine.decide(who, action, archive if action is Action.RECLASSIFY else None,
-                          now=NOW)
+        d = engine.decide(who, action, archive if action is Action.RECLASSIFY else None, now=NOW)
         assert d.allowed == (action.value in ROLE_ACTIONS[role]), (role, action, d.why)
         if d.allowed:
             assert d.basis == "role" and role.value in d.why
@@ -153,9 +220,22 @@ def test_report_needs_a_report_grant(engine: PolicyEngine) -> None:
     denied = engine.decide(who, Action.REPORT, now=NOW)
     assert not denied.allowed
     assert "report request" in denied.why and "general manager" in denied.why
-    engine.links.put(GrantLink("G-r", "report", USER, (), ("report",), frozenset(),
-                               to_us(NOW), to_us(NOW + timedelta(hours=1)), False,
-                               "statistics", "quarterly figures", "R-9"))
+    engine.links.put(
+        GrantLink(
+            "G-r",
+            "report",
+            USER,
+            (),
+            ("report",),
+            frozenset(),
+            to_us(NOW),
+            to_us(NOW + timedelta(hours=1)),
+            False,
+            "statistics",
+            "quarterly figures",
+            "R-9",
+        )
+    )
     assert engine.decide(who, Action.REPORT, now=NOW).allowed
 
 
@@ -187,9 +267,14 @@ def test_uncleared_owner_is_told_why(engine: PolicyEngine) -> None:
     assert "customer-service manager" in d.why
 
 
-@pytest.mark.parametrize("bad", [
-    ("read", None, []), ("fly", "A-1", []), ("read", "A-1", ["no_such_group"]),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ("read", None, []),
+        ("fly", "A-1", []),
+        ("read", "A-1", ["no_such_group"]),
+    ],
+)
 def test_fail_closed_inputs(engine: PolicyEngine, bad) -> None:
     action, archive_no, groups = bad
     archive = ArchiveMeta(archive_no, "internal", USER) if archive_no else None
@@ -213,12 +298,14 @@ def test_denial_tells_what_to_file(engine: PolicyEngine) -> None:
     engine.links.clear()
     who = Principal(USER, frozenset({Role.SALESPERSON}), department="sales")
     d = engine.decide(who, Action.READ, ArchiveMeta("A-1", "internal", "x"), now=NOW)
-    assert d.next_step == ("file a view request; it needs your department head and an "
-                           "information officer")
+    assert d.next_step == (
+        "file a view request; it needs your department head and an information officer"
+    )
     ext = Principal("v", frozenset({Role.EXTERNAL}), external=True)
     d = engine.decide(ext, Action.READ, ArchiveMeta("A-1", "secret", "x"), now=NOW)
-    assert d.next_step == ("file a view request; it needs an information officer and the "
-                           "customer-service manager")
+    assert d.next_step == (
+        "file a view request; it needs an information officer and the customer-service manager"
+    )
 
 
 @settings(max_examples=200, deadline=None)
@@ -233,12 +320,30 @@ def test_grant_window_is_half_open(start: int, length: int, probe: int) -> None:
     engine.links.clear()
     nb = NOW + timedelta(microseconds=start)
     na = nb + timedelta(microseconds=length)
-    engine.links.put(GrantLink("G-h", "view", USER, ("A-1",), ("read",),
-                               frozenset({"contact"}), to_us(nb), to_us(na), False,
-                               "revisit", "r", "R-h"))
+    engine.links.put(
+        GrantLink(
+            "G-h",
+            "view",
+            USER,
+            ("A-1",),
+            ("read",),
+            frozenset({"contact"}),
+            to_us(nb),
+            to_us(na),
+            False,
+            "revisit",
+            "r",
+            "R-h",
+        )
+    )
     at = NOW + timedelta(microseconds=probe)
-    d = engine.decide(Principal(USER, frozenset({Role.SALESPERSON})), Action.READ,
-                      ArchiveMeta("A-1", "internal", "x"), ["contact"], now=at)
+    d = engine.decide(
+        Principal(USER, frozenset({Role.SALESPERSON})),
+        Action.READ,
+        ArchiveMeta("A-1", "internal", "x"),
+        ["contact"],
+        now=at,
+    )
     assert d.allowed == (nb <= at < na)
 
 

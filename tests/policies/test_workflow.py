@@ -27,8 +27,14 @@ CHAINS = [
     ("view", "carol", "A-SEC", ["dh_east", "io", "csm"], Action.READ, {}),
     ("view", "carol", "A-TOP", ["dh_east", "io", "csm", "keeper"], Action.READ, {}),
     ("view", "ext", "A-SEC", ["io", "csm"], Action.READ, {}),
-    ("loan", "carol", "A-INT", ["dh_east", "io"], Action.LOAN,
-     {"hours": 48, "material": "profile folder", "copies": 1}),
+    (
+        "loan",
+        "carol",
+        "A-INT",
+        ["dh_east", "io"],
+        Action.LOAN,
+        {"hours": 48, "material": "profile folder", "copies": 1},
+    ),
     ("copy", "carol", "A-INT", ["gm"], Action.EXPORT, {}),
     ("copy", "carol", "A-INT", ["sup"], Action.EXPORT, {}),
     ("external", "carol", "A-INT", ["sup", "csm"], Action.PROVIDE, {"recipient": "Bank X"}),
@@ -40,9 +46,16 @@ CHAINS = [
 def _file(wf, who, requester, kind, archive, **kw):
     purpose = {"report": "statistics", "destroy": "retention_expired"}.get(kind, "revisit")
     with transaction(wf_db(wf)) as s:
-        return wf.file_request(s, who(requester), kind=kind,
-                               archives=[archive] if archive else [], purpose=purpose,
-                               reason="needed for the customer's complaint", now=T0, **kw)
+        return wf.file_request(
+            s,
+            who(requester),
+            kind=kind,
+            archives=[archive] if archive else [],
+            purpose=purpose,
+            reason="needed for the customer's complaint",
+            now=T0,
+            **kw,
+        )
 
 
 def wf_db(wf):
@@ -61,10 +74,14 @@ def _decide(db, pe, who, user, action, archive, at):
     return pe.decide(who(user), action, meta, now=at)
 
 
-@pytest.mark.parametrize(("kind", "requester", "archive", "signers", "action", "extra"), CHAINS,
-                         ids=[f"{c[0]}-{c[1]}-{c[2]}-{'+'.join(c[3])}" for c in CHAINS])
-def test_chain_to_approval(db, flow, pe, who, sink, kind, requester, archive, signers, action,
-                           extra):
+@pytest.mark.parametrize(
+    ("kind", "requester", "archive", "signers", "action", "extra"),
+    CHAINS,
+    ids=[f"{c[0]}-{c[1]}-{c[2]}-{'+'.join(c[3])}" for c in CHAINS],
+)
+def test_chain_to_approval(
+    db, flow, pe, who, sink, kind, requester, archive, signers, action, extra
+):
     req = _file(flow, who, requester, kind, archive, **extra)
     assert [s["name"] for s in req.stages] == [s["name"] for s in req.stages]  # snapshot kept
     assert len(req.stages) == len(signers)
@@ -80,11 +97,15 @@ def test_chain_to_approval(db, flow, pe, who, sink, kind, requester, archive, si
     events = [e.action for e in sink.events]
     assert events.count(AuditAction.REQUEST_APPROVE) == len(signers)
     assert events[0] == AuditAction.REQUEST_FILE
-    assert all(e.purpose == req.purpose for e in sink.events
-               if e.action in (AuditAction.REQUEST_FILE, AuditAction.REQUEST_APPROVE))
+    assert all(
+        e.purpose == req.purpose
+        for e in sink.events
+        if e.action in (AuditAction.REQUEST_FILE, AuditAction.REQUEST_APPROVE)
+    )
     with Session(db) as s:
-        notes = [n.event for n in s.exec(select(Notification).where(
-            Notification.recipient == requester))]
+        notes = [
+            n.event for n in s.exec(select(Notification).where(Notification.recipient == requester))
+        ]
     assert notes[0] == "filed" and notes[-1] == "approved"
     # A fresh engine built from the database agrees (links come from the DB).
     from policies.decide import PolicyEngine
@@ -95,10 +116,12 @@ def test_chain_to_approval(db, flow, pe, who, sink, kind, requester, archive, si
     assert fresh.decide(who(requester), action, meta, now=approved_at).allowed
 
 
-@pytest.mark.parametrize(("kind", "requester", "archive", "signers", "action", "extra"), CHAINS,
-                         ids=[f"{c[0]}-{c[1]}-{c[2]}-{'+'.join(c[3])}" for c in CHAINS])
-def test_chain_to_denial(db, flow, pe, who, sink, kind, requester, archive, signers, action,
-                         extra):
+@pytest.mark.parametrize(
+    ("kind", "requester", "archive", "signers", "action", "extra"),
+    CHAINS,
+    ids=[f"{c[0]}-{c[1]}-{c[2]}-{'+'.join(c[3])}" for c in CHAINS],
+)
+def test_chain_to_denial(db, flow, pe, who, sink, kind, requester, archive, signers, action, extra):
     req = _file(flow, who, requester, kind, archive, **extra)
     for i, signer in enumerate(signers[:-1]):
         with transaction(db) as s:
@@ -118,8 +141,12 @@ def test_chain_to_denial(db, flow, pe, who, sink, kind, requester, archive, sign
     with Session(db) as s:  # kept for good
         row = s.exec(select(AccessRequest).where(AccessRequest.uid == req.uid)).one()
         assert row.denial_reason == "purpose not shown"
-        assert s.exec(select(RequestSignature).where(
-            RequestSignature.request_id == row.id)).all()[-1].decision == "deny"
+        assert (
+            s.exec(select(RequestSignature).where(RequestSignature.request_id == row.id))
+            .all()[-1]
+            .decision
+            == "deny"
+        )
 
 
 def _refusal(db, flow, uid, signer, now, rule, who):
@@ -255,8 +282,10 @@ def test_concurrent_approvals_only_one_moves_the_stage(db, sink, pe, who):
     assert isinstance(loser, Conflict | Refused)
     with Session(db) as s:
         row = s.exec(select(AccessRequest).where(AccessRequest.uid == req.uid)).one()
-        assert len(s.exec(select(RequestSignature).where(
-            RequestSignature.request_id == row.id)).all()) == 1
+        assert (
+            len(s.exec(select(RequestSignature).where(RequestSignature.request_id == row.id)).all())
+            == 1
+        )
         assert len(s.exec(select(AccessGrant).where(AccessGrant.request_id == row.id)).all()) == 1
 
 
@@ -301,8 +330,9 @@ def test_pending_request_expires(db, flow, who, sink):
     with Session(db) as s:
         row = s.exec(select(AccessRequest).where(AccessRequest.uid == req.uid)).one()
         assert row.state == "expired"
-        notes = [n.event for n in s.exec(select(Notification).where(
-            Notification.request_uid == req.uid))]
+        notes = [
+            n.event for n in s.exec(select(Notification).where(Notification.request_uid == req.uid))
+        ]
     assert notes == ["filed", "expired"]
     assert AuditAction.REQUEST_EXPIRE in [e.action for e in sink.events]
 
@@ -320,8 +350,12 @@ def test_rolled_back_approval_grants_nothing(db, flow, pe, who):
 
 def test_filing_input_is_checked(db, flow, who):
     bad = [
-        {"kind": "peek"}, {"purpose": "curiosity"}, {"reason": " "}, {"archives": []},
-        {"archives": ["NOPE"]}, {"groups": ["nope"]},
+        {"kind": "peek"},
+        {"purpose": "curiosity"},
+        {"reason": " "},
+        {"archives": []},
+        {"archives": ["NOPE"]},
+        {"groups": ["nope"]},
     ]
     for change in bad:
         args = {"kind": "view", "archives": ["A-INT"], "purpose": "revisit", "reason": "r"}
@@ -329,14 +363,38 @@ def test_filing_input_is_checked(db, flow, who):
         with pytest.raises(PolicyError), transaction(db) as s:
             flow.file_request(s, who("carol"), now=T0, **args)
     with pytest.raises(InvalidInput), transaction(db) as s:  # still in retention
-        flow.file_request(s, who("io"), kind="destroy", archives=["A-INT"],
-                          purpose="retention_expired", reason="r", now=T0)
+        flow.file_request(
+            s,
+            who("io"),
+            kind="destroy",
+            archives=["A-INT"],
+            purpose="retention_expired",
+            reason="r",
+            now=T0,
+        )
     with pytest.raises(Refused), transaction(db) as s:  # only an officer proposes
-        flow.file_request(s, who("carol"), kind="destroy", archives=["A-OLD"],
-                          purpose="retention_expired", reason="r", now=T0)
+        flow.file_request(
+            s,
+            who("carol"),
+            kind="destroy",
+            archives=["A-OLD"],
+            purpose="retention_expired",
+            reason="r",
+            now=T0,
+        )
     with pytest.raises(Refused), transaction(db) as s:  # visitors do not borrow
-        flow.file_request(s, who("ext"), kind="loan", archives=["A-INT"], purpose="revisit",
-                          reason="r", hours=2, material="m", copies=1, now=T0)
+        flow.file_request(
+            s,
+            who("ext"),
+            kind="loan",
+            archives=["A-INT"],
+            purpose="revisit",
+            reason="r",
+            hours=2,
+            material="m",
+            copies=1,
+            now=T0,
+        )
 
 
 def test_external_requester_credential_recorded(db, flow, who, sink):

@@ -62,6 +62,16 @@ def test_schema_json_lists_fields() -> None:
 
 
 def test_import_bad_file_lists_rows_and_imports_nothing(data: Path, tmp_path: Path) -> None:
+    run(
+        "user",
+        "add",
+        "zhang.wei",
+        "--role",
+        "salesperson",
+        "--password-stdin",
+        data=data,
+        stdin="a long enough password\n",
+    )
     src = tmp_path / "bad.jsonl"
     src.write_text(
         "\n".join([json.dumps(archive()), "{oops", json.dumps(archive(grade="Q"))]) + "\n",
@@ -71,6 +81,11 @@ def test_import_bad_file_lists_rows_and_imports_nothing(data: Path, tmp_path: Pa
     assert proc.returncode == 1
     assert "2 of 3 rows are invalid; nothing was imported" in proc.stderr.replace("\n", " ")
     assert "not valid JSON" in proc.stderr and "grade" in proc.stderr
+    orphan = tmp_path / "orphan.jsonl"
+    orphan.write_text(json.dumps(archive(owner="wang.fang")) + "\n", encoding="utf-8")
+    refused = run("customer", "import", str(orphan), data=data, check=False)
+    assert refused.returncode == 1
+    assert "not users of this vault: owner wang.fang" in refused.stderr.replace("\n", " ")
     good = tmp_path / "good.jsonl"
     good.write_text(json.dumps(archive()) + "\n", encoding="utf-8")
     ok = run("customer", "import", str(good), "--owner", "li.na", data=data)
