@@ -97,6 +97,8 @@ def _check_detail(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, float):
         raise AuditWriteFailed(f"audit detail {path} is a float; use an integer count")
     if isinstance(value, str):
+        if not value:
+            return None  # an empty optional value in detail is recorded as absent
         return _check_text(value, f"detail {path}", MAX_DETAIL_STRING)
     if isinstance(value, Mapping):
         out: dict[str, Any] = {}

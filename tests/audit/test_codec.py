@@ -121,3 +121,12 @@ def test_non_canonical_json_columns_take_the_definitional_path() -> None:
     except ValueError:
         return
     assert result != good and json.loads(result)["client"] is None
+
+
+def test_empty_detail_strings_are_recorded_as_absent() -> None:
+    from audit.codec import event_fields
+    from audit.events import Actor, AuditAction, AuditEvent
+
+    fields = event_fields(AuditEvent(action=AuditAction.USER_CHANGE, actor=Actor("admin", "admin"),
+                                     detail={"department": "", "nested": {"x": ""}}))
+    assert '"department":null' in fields["detail"] and '"x":null' in fields["detail"]
