@@ -126,7 +126,8 @@ def load(
     return per * clients / elapsed, latencies
 
 
-def run(requests: int, rounds: int, clients: int, archives: int) -> dict[str, Any]:
+def run(requests: int, rounds: int, clients: int, archives: int, workers: int = 1
+        ) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-api-"))
     procs: list[subprocess.Popen] = []
     try:
@@ -213,9 +214,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1,
+                        help="uvicorn workers per side (> 1 needs VAULT_DATABASE_URL: PostgreSQL)")
     args = parser.parse_args()
     requests, rounds = (1200, 4) if args.quick else (4000, 8)
-    figures = run(requests, rounds, args.clients, 300 if args.quick else 2000)
+    if args.workers > 1 and not os.environ.get("VAULT_DATABASE_URL", "").startswith("postgres"):
+        parser.error("--workers > 1 needs PostgreSQL: set VAULT_DATABASE_URL")
+    figures = run(requests, rounds, args.clients, 300 if args.quick else 2000, args.workers)
     if args.json:
         print(json.dumps(figures))
         return
