@@ -7,6 +7,7 @@ not a stack. Exit codes: 0 fine, 1 verification failed, 2 could not run.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -56,7 +57,17 @@ def _run(fn: Any) -> Any:
 
 
 @audit_app.command()
-def verify(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def verify(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="Keeps the last accepted checkpoint outside the database; the next run "
+            "must extend it (catches a tail cut together with its checkpoints).",
+        ),
+    ] = None,
+) -> None:
     """Re-hash every entry, recompute chain and roots, check every checkpoint signature."""
     log = _run(lambda: _open_log(data_dir))
     with Progress(
@@ -76,7 +87,37 @@ def verify(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     if not report.ok:
         err.print(f"[bold red]FAILED[/] {report.problem}", highlight=False)
         raise typer.Exit(1)
+    if state is not None:
+        problem = _run(lambda: _advance_state(log, report, state))
+        if problem is not None:
+            err.print(f"[bold red]FAILED[/] {problem}", highlight=False)
+            raise typer.Exit(1)
     console.print(report.summary(), highlight=False)
+
+
+def _advance_state(log: AuditLog, report: Any, path: Path) -> Any:
+    """Compare with the checkpoint accepted last time (a consistency proof), then save."""
+    from audit.verify import _check_against_state, load_state, state_for
+
+    latest = report.latest_checkpoint
+    if latest is None:
+        return "no signed checkpoint to keep yet; run `archive-vault audit checkpoint`"
+    old = load_state(path)
+    if old is not None:
+        size1 = int(old.get("size", 0))
+        proofs = []
+        if 0 < size1 < latest.size:
+            proof = log.consistency_proof(size1, latest.size)
+            proofs = [{"size1": size1, "size2": latest.size, "proof": [p.hex() for p in proof]}]
+        problem = _check_against_state(
+            old, [latest], {"consistency_proofs": proofs}, log.public_key, log.origin
+        )
+        if problem is not None:
+            return problem
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state_for(latest, log.public_key), indent=2), "utf-8")
+    tmp.replace(path)
+    return None
 
 
 @audit_app.command()

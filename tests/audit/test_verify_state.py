@@ -1,0 +1,49 @@
+"""`audit verify --state`: a tail cut together with its checkpoints is still caught."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    proc = subprocess.run(
+        [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_state_file_catches_a_tail_cut_with_its_checkpoints(tmp_path: Path) -> None:
+    data, state = tmp_path / "var", tmp_path / "auditor-state.json"
+    assert _cli("init", data=data).returncode == 0
+    assert _cli("seed", "--customers", "5", data=data).returncode == 0
+    first = _cli("audit", "verify", "--state", str(state), data=data)
+    assert first.returncode == 0, first.stderr
+    assert state.exists()
+    assert _cli("seed", "--customers", "5", data=data).returncode == 0
+    grown = _cli("audit", "verify", "--state", str(state), data=data)
+    assert grown.returncode == 0, grown.stderr  # the log grew consistently
+    kept = state.read_text()
+    # An attacker with the file removes the newest entries and every checkpoint covering them.
+    conn = sqlite3.connect(data / "vault.db")
+    for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+        conn.execute(f"DROP TRIGGER {name}")
+    conn.execute("DELETE FROM audit_entry WHERE seq > 2")
+    conn.execute("DELETE FROM audit_checkpoint WHERE tree_size > 2")
+    conn.commit()
+    conn.close()
+    alone = _cli("audit", "verify", data=data)  # without the state the cut may look whole
+    cut = _cli("audit", "verify", "--state", str(state), data=data)
+    assert cut.returncode == 1 and "FAILED" in cut.stderr
+    assert "fewer than" in " ".join(cut.stderr.split()), cut.stderr
+    assert state.read_text() == kept  # a failed run never advances the state
+    assert alone.returncode in (0, 1)
