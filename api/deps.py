@@ -61,9 +61,11 @@ def caller_for(services: Services, claims: TokenClaims, request: Request) -> Cal
     """Who is calling, re-read from the database on every request (disabling is instant)."""
     with services.engine.connect() as conn:
         try:
-            principal = load_principal(conn, claims.username)
+            principal = load_principal(conn, claims.username, token_issued_at=claims.issued_at)
         except (UnknownUser, UserDisabled):
-            raise InvalidToken("this account is disabled or no longer exists") from None
+            raise InvalidToken(
+                "this token is revoked: the account is disabled, gone, or its password changed"
+            ) from None
     actor = Actor(principal.username, principal.role_label, client_address(request))
     return Caller(principal, actor)
 

@@ -9,6 +9,7 @@ Every change appends a ``user:change`` audit entry when given a sink.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -179,7 +180,9 @@ def disable_user(
     return user
 
 
-def load_principal(session: Session | Connection, username: str) -> Principal:
+def load_principal(
+    session: Session | Connection, username: str, *, token_issued_at: datetime | None = None
+) -> Principal:
     """The principal for a username, fresh from the database; refuses disabled users.
 
     Runs on every API request (so disabling is instant): one Core query joining
@@ -189,12 +192,14 @@ def load_principal(session: Session | Connection, username: str) -> Principal:
     rows = conn.execute(_PRINCIPAL, {"u": username}).all()
     if not rows:
         raise UnknownUser(f"no user {username!r}")
-    _name, department, clearance, external, disabled, _role = rows[0]
+    _name, department, clearance, external, disabled, valid_after, _role = rows[0]
     if disabled:
         raise UserDisabled(f"user {username!r} is disabled")
+    if token_issued_at is not None and valid_after is not None and token_issued_at < valid_after:
+        raise UserDisabled(f"tokens of {username!r} issued before its password change are revoked")
     return Principal(
         username=username,
-        roles=frozenset(r[5] for r in rows if r[5] is not None),
+        roles=frozenset(r[6] for r in rows if r[6] is not None),
         department=department,
         clearance=clearance,
         external=bool(external),
@@ -205,7 +210,13 @@ _U = User.__table__  # type: ignore[attr-defined]
 _R = UserRole.__table__  # type: ignore[attr-defined]
 _PRINCIPAL = (
     sa.select(
-        _U.c.username, _U.c.department, _U.c.clearance, _U.c.external, _U.c.disabled, _R.c.role
+        _U.c.username,
+        _U.c.department,
+        _U.c.clearance,
+        _U.c.external,
+        _U.c.disabled,
+        _U.c.tokens_valid_after,
+        _R.c.role,
     )
     .select_from(_U.outerjoin(_R, _R.c.user_id == _U.c.id))
     .where(_U.c.username == sa.bindparam("u"))

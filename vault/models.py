@@ -105,6 +105,8 @@ class User(SQLModel, table=True):
     # Login throttling (api.security): consecutive failures and the lock's end.
     failed_logins: int = 0
     locked_until: datetime | None = _ts(nullable=True)
+    # Tokens issued before this instant are refused (set on password change).
+    tokens_valid_after: datetime | None = _ts(nullable=True)
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 

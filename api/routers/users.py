@@ -122,6 +122,8 @@ def change_user(
             disable_user(session, username, audit=services.audit, actor=caller.actor)
         if hashed:
             user.password_hash, user.failed_logins, user.locked_until = hashed, 0, None
+            # Whole seconds, like a token's iat: tokens issued before now stop working.
+            user.tokens_valid_after = services.clock().replace(microsecond=0)
             session.add(user)
             services.audit.append(
                 session,

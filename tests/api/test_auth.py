@@ -97,7 +97,7 @@ def test_disabled_user_tokens_stop_at_once(client, login) -> None:
     with transaction(client.app.state.services.engine) as session:
         disable_user(session, "li.na")
     r = client.get("/me", headers=headers)
-    assert r.status_code == 401 and "disabled" in r.json()["detail"]
+    assert r.status_code == 401 and "revoked" in r.json()["detail"]
     assert (
         client.post(
             "/auth/token", data={"username": "li.na", "password": "correct horse battery staple"}
@@ -149,3 +149,21 @@ def test_unknown_usernames_are_not_logged_as_typed(client, login) -> None:
     assert (
         entries["items"][0]["actor"] == "unknown" and entries["items"][0]["detail"]["username_hmac"]
     )
+
+
+def test_a_password_change_revokes_earlier_tokens(client, login, clock) -> None:
+    old = login("wang.fang")
+    assert client.get("/me", headers=old).status_code == 200
+    clock.advance(seconds=2)
+    r = client.patch(
+        "/users/wang.fang", json={"password": "a brand new password"}, headers=login("admin")
+    )
+    assert r.status_code == 200, r.text
+    assert client.get("/me", headers=old).status_code == 401
+    clock.advance(seconds=1)
+    fresh = client.post(
+        "/auth/token", data={"username": "wang.fang", "password": "a brand new password"}
+    )
+    assert fresh.status_code == 200
+    token = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
+    assert client.get("/me", headers=token).status_code == 200

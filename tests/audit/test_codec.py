@@ -127,6 +127,11 @@ def test_empty_detail_strings_are_recorded_as_absent() -> None:
     from audit.codec import event_fields
     from audit.events import Actor, AuditAction, AuditEvent
 
-    fields = event_fields(AuditEvent(action=AuditAction.USER_CHANGE, actor=Actor("admin", "admin"),
-                                     detail={"department": "", "nested": {"x": ""}}))
+    fields = event_fields(
+        AuditEvent(
+            action=AuditAction.USER_CHANGE,
+            actor=Actor("admin", "admin"),
+            detail={"department": "", "nested": {"x": ""}},
+        )
+    )
     assert '"department":null' in fields["detail"] and '"x":null' in fields["detail"]

@@ -29,3 +29,17 @@ def test_an_outdated_schema_is_refused_with_the_command_to_fix_it(vault, setting
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0000'"))
     with pytest.raises(migrate.SchemaOutdated, match="archive-vault upgrade"):
         open_vault(settings, engine=vault.engine)
+
+
+def test_a_database_at_the_first_revision_upgrades_to_head(engine, settings) -> None:
+    from vault.vault import init_vault
+
+    vault = init_vault(settings, engine=engine)
+    migrate.upgrade(engine, "head")
+    with engine.begin() as conn:  # pretend the newest migration never ran
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
+        conn.execute(sa.text("ALTER TABLE app_user DROP COLUMN tokens_valid_after"))
+    with pytest.raises(migrate.SchemaOutdated):
+        open_vault(settings, engine=engine)
+    migrate.upgrade(engine)
+    assert open_vault(settings, engine=engine).keys.vault_id == vault.keys.vault_id
