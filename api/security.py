@@ -10,6 +10,8 @@ disabled user's tokens stop working at once.
 from __future__ import annotations
 
 import secrets
+import threading
+from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -119,3 +121,36 @@ class TokenService:
             if issued > now + timedelta(minutes=1):
                 raise InvalidToken("token issued in the future")
         return TokenClaims(sub, jti, issued, expires)
+
+
+class AddressThrottle:
+    """Failed logins per client address in a sliding window (per worker, in memory).
+
+    Per-account locking cannot stop one address spraying many usernames, and
+    every attempt costs an Argon2 verification; past the limit an address is
+    refused with 429 before any hashing.
+    """
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, address: str, now: float, limit: int, window: float) -> float:
+        """Seconds until the address may try again (0 when it may)."""
+        with self._lock:
+            times = self._failures.get(address)
+            if not times:
+                return 0.0
+            while times and times[0] <= now - window:
+                times.popleft()
+            if len(times) < limit:
+                return 0.0
+            return times[0] + window - now
+
+    def failed(self, address: str, now: float) -> int:
+        with self._lock:
+            times = self._failures.setdefault(address, deque())
+            times.append(now)
+            if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
+                self._failures.pop(next(iter(self._failures)))
+            return len(times)

@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session
 
-from api.security import TokenService
+from api.security import AddressThrottle, TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.decide import ArchiveMeta, Decision, PolicyEngine, Principal
 from policies.errors import PolicyError
@@ -38,6 +38,7 @@ class Services:
     tokens: TokenService
     workflow: Workflow
     clock: Callable[[], datetime] = field(default=utcnow)
+    login_throttle: AddressThrottle = field(default_factory=AddressThrottle)
 
     @classmethod
     def build(cls, vault: Vault, *, clock: Callable[[], datetime] = utcnow) -> Services:

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     login_max_failures: int = Field(default=5, ge=1)
     login_lock_minutes: int = Field(default=15, ge=1)
     login_delay_seconds: float = Field(default=0.5, ge=0)
+    # Failed logins from one client address before it must wait (any usernames).
+    login_address_max_failures: int = Field(default=30, ge=1)
+    login_address_window_seconds: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
     import_batch: int = Field(default=1000, ge=1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
-from typing import Annotated
+from datetime import datetime, timedelta
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordRequestForm
 from sqlmodel import select
 
@@ -30,10 +31,46 @@ async def login(
     """Exchange a password for a short-lived bearer token.
 
     Failures are counted per account: after a few, each answer is slowed, and
-    then the account is locked for a while. Every attempt is audited.
+    then the account is locked for a while; an address with too many failures
+    is refused for a while too. Every attempt is audited. The Argon2 check and
+    the database work run on a worker thread, never on the event loop.
     """
     settings = services.vault.settings
+    address = client_address(request) or "unknown"
     now = services.clock()
+    wait = services.login_throttle.blocked(
+        address,
+        now.timestamp(),
+        settings.login_address_max_failures,
+        settings.login_address_window_seconds,
+    )
+    if wait > 0:
+        raise ApiProblem(
+            429,
+            "too-many-failed-logins",
+            "too many failed logins from this address; try again later",
+            headers={"Retry-After": str(int(wait) + 1)},
+        )
+    token, failures = await run_in_threadpool(_attempt, services, form, request, now)
+    if token is not None:
+        return token
+    services.login_throttle.failed(address, now.timestamp())
+    # Slow down repeated guessing (after the commit, so the count is durable).
+    delay = (
+        settings.login_delay_seconds * min(2 ** max(failures - 2, 0), 8)
+        if failures
+        else settings.login_delay_seconds
+    )
+    if delay:
+        await asyncio.sleep(delay)
+    raise ApiProblem(401, "login-failed", FAILED, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _attempt(
+    services: Any, form: OAuth2PasswordRequestForm, request: Request, now: datetime
+) -> tuple[Token | None, int]:
+    """Check the password and record the attempt; returns (token, failures so far)."""
+    settings = services.vault.settings
     username = form.username[:64]
     with transaction(services.engine) as session:
         # A name that cannot be a username (NUL bytes, controls, wrong shape) is not
@@ -53,7 +90,7 @@ async def login(
             session.add(user)
             services.audit.append(session, AuditEvent(action=AuditAction.LOGIN, actor=actor))
             token, ttl = services.tokens.issue(user.username, now=now)
-            return Token(access_token=token, expires_in=ttl)
+            return Token(access_token=token, expires_in=ttl), 0
         failures = 0
         if user is not None and not locked:
             user.failed_logins += 1
@@ -81,15 +118,7 @@ async def login(
                 },
             ),
         )
-    # Slow down repeated guessing (after the commit, so the count is durable).
-    delay = (
-        settings.login_delay_seconds * min(2 ** max(failures - 2, 0), 8)
-        if failures
-        else settings.login_delay_seconds
-    )
-    if delay:
-        await asyncio.sleep(delay)
-    raise ApiProblem(401, "login-failed", FAILED, headers={"WWW-Authenticate": "Bearer"})
+    return None, failures
 
 
 @router.get("/me", response_model=Me)

@@ -167,3 +167,21 @@ def test_a_password_change_revokes_earlier_tokens(client, login, clock) -> None:
     assert fresh.status_code == 200
     token = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
     assert client.get("/me", headers=token).status_code == 200
+
+
+def test_one_address_spraying_usernames_is_throttled(client, clock) -> None:
+    client.app.state.services.vault.settings.login_address_max_failures = 3
+    for name in ("a.one", "b.two", "c.three"):
+        assert (
+            client.post("/auth/token", data={"username": name, "password": "x"}).status_code == 401
+        )
+    r = client.post("/auth/token", data={"username": "zhang.wei", "password": "whatever"})
+    assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
+    assert r.json()["type"] == "urn:archive-vault:too-many-failed-logins"
+    clock.advance(seconds=301)
+    from tests.api.conftest import PASSWORD
+
+    assert (
+        client.post("/auth/token", data={"username": "zhang.wei", "password": PASSWORD}).status_code
+        == 200
+    )
