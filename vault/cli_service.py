@@ -247,6 +247,62 @@ def register(app: typer.Typer) -> None:
     app.command()(sweep)
     app.command()(serve)
     app.command()(demo)
+    app.command("reapply-destructions")(reapply_destructions)
 
 
 __all__ = ["Path", "register"]
+
+
+def reapply_destructions(
+    bundle: Annotated[Path, typer.Argument(help="An audit bundle exported after the backup.")],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """After restoring a backup: destroy again every archive the newer audit log destroyed.
+
+    The bundle is verified first (against this vault's audit key), so a forged
+    bundle can neither destroy archives nor hide a destruction.
+    """
+    import json
+
+    from audit.verify import verify_bundle
+    from vault.errors import ArchiveDestroyed, ArchiveNotFound
+
+    store = open_store(data_dir)
+    try:
+        data = json.loads(bundle.read_bytes())
+    except (OSError, ValueError):
+        err.print(f"[red]error:[/] cannot read {bundle} as an audit bundle")
+        raise typer.Exit(1) from None
+    pinned = store.vault.keys.audit_signing_key().public_key()
+    report = verify_bundle(data, public_key=pinned) if isinstance(data, dict) else None
+    if report is None or not report.ok:
+        problem = report.problem if report else "not an audit bundle"
+        err.print(f"[red]error:[/] the bundle does not verify with this vault's key: {problem}")
+        raise typer.Exit(1)
+    entries = data["entries"]
+    done, already, missing = [], 0, 0
+    for entry in entries:
+        if entry.get("action") != "archive:destroy" or entry.get("outcome") != "allowed":
+            continue
+        certificate = (entry.get("detail") or {}).get("certificate") or {}
+        for archive_no in entry.get("archives") or []:
+            try:
+                store.destroy(
+                    archive_no,
+                    actor=cli_actor(),
+                    reason=f"re-applied after restore: certificate "
+                    f"{certificate.get('certificate_id', '?')} (audit entry {entry['seq']})",
+                    approval=entry.get("grant_id"),
+                )
+                done.append(archive_no)
+            except ArchiveDestroyed:
+                already += 1
+            except ArchiveNotFound:
+                missing += 1
+    finish(store)
+    console.print(
+        f"re-destroyed {len(done)} archive(s); {already} already destroyed; "
+        f"{missing} not in this database"
+    )
+    for archive_no in done:
+        console.print(f"  {archive_no}")
