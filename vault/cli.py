@@ -328,6 +328,10 @@ def main() -> None:
     except (PolicyError, AuditError) as exc:  # their messages are content-free by contract
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(1)
+    except OSError as exc:  # a path that is not what the command needs
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(f"[red]error:[/] {exc.strerror or type(exc).__name__}{where}", highlight=False)
+        sys.exit(1)
     except DBAPIError as exc:
         if os.environ.get("VAULT_DEBUG") == "1":
             raise

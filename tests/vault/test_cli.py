@@ -134,3 +134,10 @@ def test_demo_is_idempotent(tmp_path: Path) -> None:
     assert "Demo logins" in first.stdout and "qian.audit" in first.stdout
     second = run("demo", "--customers", "40", "--no-serve", data=data)
     assert "not seeding again" in second.stdout
+
+
+def test_a_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    afile = tmp_path / "not-a-dir"
+    afile.write_text("x")
+    proc = run("init", data=afile, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error:")
