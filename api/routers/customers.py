@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from api.deps import Caller, CallerDep, ClaimsDep, ServicesDep, caller_for
 from api.errors import ApiProblem
@@ -22,7 +22,9 @@ from api.schemas import (
     ArchivePatch,
     DecisionPublic,
     InteractionIn,
+    PlainText,
     Strict,
+    Username,
     public,
 )
 from api.services import Services
@@ -412,3 +414,58 @@ def _rfc5987(name: str) -> str:
 
 
 __all__ = ["ArchiveNotFound", "router"]
+
+
+class ClassificationIn(Strict):
+    classification: Literal["internal", "secret", "top_secret"]
+    custodian: Username | None = None
+    reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
+
+
+class OwnerIn(Strict):
+    owner: Username
+    contacts: list[Username] | None = Field(default=None, max_length=20)
+    reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
+
+
+def _known(services: Services, names: set[str]) -> set[str]:
+    with services.engine.connect() as conn:
+        return set(
+            conn.execute(sa.select(User.username).where(User.username.in_(names))).scalars()  # type: ignore[attr-defined]
+        )
+
+
+@router.post("/{archive_no}/classification")
+def reclassify(
+    archive_no: ArchivePath, body: ClassificationIn, services: ServicesDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Change classification and custodian: the archive is re-sealed under that level's KEK."""
+    _require(
+        services, caller, Action.RECLASSIFY, AuditAction.RECLASSIFY, _meta(services, archive_no)
+    )
+    if body.custodian and body.custodian not in _known(services, {body.custodian}):
+        raise ApiProblem(422, "validation-failed", f"custodian {body.custodian} is not a user")
+    meta = services.store.reclassify(
+        archive_no,
+        body.classification,
+        actor=caller.actor,
+        custodian=body.custodian,
+        reason=body.reason,
+    )
+    return meta.public()
+
+
+@router.post("/{archive_no}/owner")
+def reassign(
+    archive_no: ArchivePath, body: OwnerIn, services: ServicesDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Give one archive to another salesperson (and set its extra contacts)."""
+    _require(services, caller, Action.REASSIGN, AuditAction.REASSIGN, _meta(services, archive_no))
+    named = {body.owner, *(body.contacts or [])}
+    unknown = sorted(named - _known(services, named))
+    if unknown:
+        raise ApiProblem(422, "validation-failed", f"not users of this vault: {', '.join(unknown)}")
+    meta = services.store.reassign(
+        archive_no, body.owner, actor=caller.actor, contacts=body.contacts, reason=body.reason
+    )
+    return meta.public()

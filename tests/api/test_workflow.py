@@ -239,3 +239,40 @@ def test_a_loan_without_material_or_with_empty_optional_text_still_works(client,
     _approve(client, login("head.one"), req["id"])
     done = _approve(client, login("chen.jing"), req["id"])
     assert done["state"] == "approved"
+
+
+def test_reclassify_and_reassign_one_archive(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    officer = login("chen.jing")
+    assert (
+        client.post(
+            f"/customers/{no}/classification",
+            headers=login("zhang.wei"),
+            json={"classification": "secret", "reason": "重要客户"},
+        ).status_code
+        == 403
+    )
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=officer,
+        json={"classification": "top_secret", "reason": "重要客户"},
+    )
+    assert r.status_code == 422 and "custodian" in r.text
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=officer,
+        json={"classification": "top_secret", "custodian": "chen.jing", "reason": "重要客户"},
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["classification"] == "top_secret" and r.json()["remarks"] == "绝密"
+    r = client.post(
+        f"/customers/{no}/owner", headers=officer, json={"owner": "nobody.here", "reason": "调岗"}
+    )
+    assert r.status_code == 422 and "nobody.here" in r.text
+    r = client.post(
+        f"/customers/{no}/owner",
+        headers=officer,
+        json={"owner": "li.na", "contacts": ["wang.fang"], "reason": "调岗"},
+    )
+    assert r.status_code == 200 and r.json()["owner"] == "li.na"
+    assert r.json()["contacts"] == ["wang.fang"]
