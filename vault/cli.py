@@ -221,7 +221,7 @@ def seed(
     from vault.seed import SyntheticArchives
 
     store = open_store(data_dir)
-    gen = SyntheticArchives(seed=rng_seed)
+    gen = SyntheticArchives(seed=rng_seed, schema=store.schema)
     with progress_bar() as bar:
         task = bar.add_task("seeding", total=customers)
         report = bulk_insert(

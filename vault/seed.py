@@ -83,6 +83,10 @@ _CONSENT_GROUPS = (
 )
 
 
+def schema_fields(schema: Any) -> list[tuple[str, str]]:
+    return [(name, spec.group) for name, spec in schema.fields.items()]
+
+
 class SyntheticArchives:
     """Generates import-format archives; deterministic for a given seed."""
 
@@ -93,6 +97,7 @@ class SyntheticArchives:
         pool: int = 500,
         owners: Sequence[tuple[str, str]] = DEMO_SALESPEOPLE,
         custodian: str = DEMO_CUSTODIAN,
+        schema: Any = None,
     ) -> None:
         self.rng = random.Random(seed)
         fake = Faker("zh_CN")
@@ -104,6 +109,11 @@ class SyntheticArchives:
         self.owners = list(owners)
         self.custodian = custodian
         self._counter = 0
+        # A company schema may drop fields and groups: generate only what it declares.
+        self._fields = set(schema.fields) if schema is not None else None
+        self._groups = set(schema.groups) if schema is not None else None
+        self._sensitive = set(schema.sensitive_groups) if schema is not None else None
+        self._schema = schema
 
     def _mobile(self) -> str:
         r = self.rng
@@ -152,6 +162,15 @@ class SyntheticArchives:
         if r.random() < 0.15:  # some customers refuse separate consent for health data
             sensitive.remove("health")
             profile.pop("health", None)
+        groups = list(_CONSENT_GROUPS)
+        if self._fields is not None:
+            profile = {k: v for k, v in profile.items() if k in self._fields}
+            groups = sorted(self._groups or ())
+            refused = {"health"} - set(sensitive)  # the customers who refused health consent
+            sensitive = sorted(((self._sensitive or set()) & set(groups)) - refused)
+            if refused:
+                dropped = {f for f, spec in schema_fields(self._schema) if spec in refused}
+                profile = {k: v for k, v in profile.items() if k not in dropped}
         created = now - timedelta(days=r.randrange(1, 3000))
         retention = (
             (now - timedelta(days=r.randrange(1, 200))).date()
@@ -171,7 +190,7 @@ class SyntheticArchives:
                 "notice": "隐私告知书 v3",
                 "at": created.isoformat(timespec="seconds"),
                 "channel": r.choice(("书面", "线上", "电话录音")),
-                "groups": list(_CONSENT_GROUPS),
+                "groups": groups,
                 "sensitive_groups": sensitive,
             },
         }

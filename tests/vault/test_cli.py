@@ -141,3 +141,38 @@ def test_a_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
     afile.write_text("x")
     proc = run("init", data=afile, check=False)
     assert proc.returncode == 1 and proc.stderr.startswith("error:")
+
+
+def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
+    import tomllib
+
+    from vault.settings import PACKAGE_DIR
+
+    raw = (PACKAGE_DIR / "profile_schema.toml").read_text(encoding="utf-8")
+    # A company that drops the lifestyle group and adds a sensitive field to career.
+    parsed = tomllib.loads(raw)
+    assert any(f["group"] == "lifestyle" for f in parsed["fields"])
+    lines = []
+    for block in raw.split("[[fields]]"):
+        if 'group = "lifestyle"' in block:
+            continue
+        lines.append(block)
+    custom = "[[fields]]".join(lines).replace(
+        '[groups.lifestyle]\nzh = "生活习惯"\nen = "Lifestyle"\n', ""
+    )
+    custom += '\n[[fields]]\nname = "salary"\ngroup = "career"\nzh = "薪资"\nen = "Salary"\nsensitive = "financial"\n'
+    schema_file = tmp_path / "company.toml"
+    schema_file.write_text(custom, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    env["VAULT_SCHEMA_FILE"] = str(schema_file)
+    data = tmp_path / "var"
+    for args in (["init"], ["seed", "--customers", "20"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr
+    assert "Seeded 20" in proc.stdout
