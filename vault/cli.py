@@ -195,7 +195,6 @@ def customer_import(
                 actor=cli_actor(),
                 fmt=fmt,
                 progress=step,
-                known_users=_usernames(store),
             )
         except ImportFailed as exc:
             bar.stop()
@@ -208,6 +207,14 @@ def customer_import(
             raise typer.Exit(1) from None
     finish(store)
     console.print(f"Imported {report.imported} archives ({report.first} … {report.last})")
+    strangers = sorted(report.people - _usernames(store))
+    if strangers:
+        err.print(
+            f"[yellow]warning:[/] not yet users of this vault: {', '.join(strangers[:20])}"
+            f"{' …' if len(strangers) > 20 else ''}; nobody can work on their archives until "
+            "they are added with `archive-vault user add`",
+            highlight=False,
+        )
 
 
 @app.command()

@@ -45,6 +45,8 @@ class ImportReport:
     imported: int
     first: str | None
     last: str | None
+    # Every owner, custodian and contact named by the imported archives.
+    people: frozenset[str] = frozenset()
 
 
 def detect_format(path: Path, given: str | None) -> str:
@@ -138,12 +140,14 @@ class _Batcher:
         self.pending: list[NewArchive] = []
         self.lines: list[int] = []
         self.clashes: list[tuple[int, str]] = []
-        self.checked: set[str] = set()  # explicit numbers already checked against the vault
+        self.checked: set[str] = set()
+        self.people: set[str] = set()  # explicit numbers already checked against the vault
         self.done = 0
         self.first: str | None = None
         self.last: str | None = None
 
     def add(self, record: NewArchive, line: int = 0) -> None:
+        self.people.update(n for n in (record.owner, record.custodian, *record.contacts) if n)
         self.pending.append(record)
         self.lines.append(line)
         if len(self.pending) >= self.store.settings.import_batch:
@@ -185,7 +189,9 @@ class _Batcher:
             self.progress("importing", self.done, self.total)
 
     def report(self) -> ImportReport:
-        return ImportReport(imported=self.done, first=self.first, last=self.last)
+        return ImportReport(
+            imported=self.done, first=self.first, last=self.last, people=frozenset(self.people)
+        )
 
 
 def import_file(
@@ -200,8 +206,9 @@ def import_file(
 ) -> ImportReport:
     """Import a whole file in ONE transaction, or nothing (raises ImportFailed).
 
-    With ``known_users`` (the CLI passes the vault's users), a row whose owner,
-    custodian or contact is not a user is refused: nobody could ever act on it.
+    With ``known_users``, a row whose owner, custodian or contact is not among
+    them is refused. The CLI does not pass it: archives are often imported before
+    their salespeople have accounts; it warns about those names instead.
 
     One streaming pass: rows are validated and sealed as they come; after the
     first bad row nothing more is sealed but every later row is still checked,

@@ -173,3 +173,28 @@ def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
     count = conn.execute("SELECT count(*) FROM archive").fetchone()[0]
     conn.close()
     assert count in (0, 6000)
+
+
+def test_known_users_refuses_archives_nobody_could_work_on(
+    store: ArchiveStore, tmp_path: Path
+) -> None:
+    rows = [archive(), archive(owner="ghost.user"), archive(contacts=["nobody.x"])]
+    with pytest.raises(ImportFailed) as exc:
+        import_file(
+            store,
+            _write_jsonl(tmp_path / "p.jsonl", rows),
+            owner=None,
+            actor=SALES,
+            known_users={"zhang.wei"},
+        )
+    reasons = dict(exc.value.rows)
+    assert sorted(reasons) == [2, 3]
+    assert "owner ghost.user" in reasons[2] and "contact nobody.x" in reasons[3]
+    report = import_file(
+        store,
+        _write_jsonl(tmp_path / "q.jsonl", [archive()]),
+        owner=None,
+        actor=SALES,
+        known_users={"zhang.wei"},
+    )
+    assert report.imported == 1 and report.people == {"zhang.wei"}
