@@ -17,6 +17,7 @@ from api.security import AddressThrottle, TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.decide import ArchiveMeta, Decision, PolicyEngine, Principal
 from policies.errors import PolicyError
+from policies.version import policy_files, record_policy_version
 from policies.workflow import Workflow
 from vault.db import transaction
 from vault.store import ArchiveStore
@@ -52,6 +53,12 @@ class Services:
             ttl=timedelta(minutes=vault.settings.token_ttl_minutes),
         )
         workflow = Workflow(audit=audit, engine=policy)
+        record_policy_version(
+            vault.engine,
+            audit,
+            actor=Actor("system", "system"),
+            files=policy_files(vault.settings.schema_file),
+        )
         return cls(
             vault=vault,
             store=store,

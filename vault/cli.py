@@ -67,7 +67,20 @@ def cli_actor() -> Actor:
 def open_store(data_dir: Path) -> Any:
     from vault.vault import open_vault
 
-    return open_vault(settings_for(data_dir)).store()
+    store = open_vault(settings_for(data_dir)).store()
+    _record_policy(store)
+    return store
+
+
+def _record_policy(store: Any) -> None:
+    """Policy files changed since the last run? Then that is an audited event (policy:change)."""
+    try:
+        from policies.version import policy_files, record_policy_version
+    except ModuleNotFoundError:
+        return
+    record_policy_version(
+        store.engine, store.audit, actor=cli_actor(), files=policy_files(store.settings.schema_file)
+    )
 
 
 def finish(store: Any) -> None:
@@ -111,6 +124,7 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
                 detail={"vault_id": vault.keys.vault_id},
             ),
         )
+    _record_policy(store)
     finish(store)
     console.print(f"Initialised vault [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
     console.print(f"  database : {settings.resolved_database_url.split('@')[-1]}")
