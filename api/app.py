@@ -106,14 +106,24 @@ class SecurityHeaders:
 
 
 async def _checkpoints(services: Services) -> None:
-    """Sign a checkpoint when T seconds have passed, even if no request comes in."""
+    """Housekeeping every minute, even when no request comes in.
+
+    Signs a checkpoint when T seconds have passed, and sweeps: expired requests
+    and grants are marked (and their requesters notified), overdue loans flagged.
+    Decisions never wait for this; they check every grant's window themselves.
+    """
     every = min(60.0, services.vault.settings.audit_checkpoint_every_seconds)
+    log = logging.getLogger("archive_vault.api")
     while True:
         await asyncio.sleep(every)
         try:
             await run_in_threadpool(services.audit.checkpoint_if_due)
         except Exception:
-            logging.getLogger("archive_vault.api").exception("periodic checkpoint failed")
+            log.exception("periodic checkpoint failed")
+        try:
+            await run_in_threadpool(services.sweep)
+        except Exception:
+            log.exception("periodic sweep failed")
 
 
 def create_app(

@@ -94,6 +94,10 @@ class Services:
                 self.policy.sync(own)
         return self.policy.decide(principal, action, archive, tuple(groups), now=self.clock())
 
+    def sweep(self) -> Any:
+        """Expire requests and grants, flag overdue loans (idempotent, safe in every worker)."""
+        return self.in_transaction(lambda s: self.workflow.sweep(s, now=self.clock()))
+
     def in_transaction(self, fn: Callable[[Session], T]) -> T:
         """Run a workflow step in one transaction; a refused step is still audited.
 

@@ -276,3 +276,23 @@ def test_reclassify_and_reassign_one_archive(client, login) -> None:
     )
     assert r.status_code == 200 and r.json()["owner"] == "li.na"
     assert r.json()["contacts"] == ["wang.fang"]
+
+
+def test_the_service_sweep_expires_grants_and_tells_the_requester(client, login, clock) -> None:
+    no = _new(client, login("zhang.wei"))
+    req = _file(
+        client,
+        login("li.na"),
+        kind="view",
+        archives=[no],
+        groups=["contact"],
+        purpose="customer_service",
+        reason="回电",
+    )
+    _approve(client, login("head.one"), req["id"])
+    _approve(client, login("chen.jing"), req["id"])
+    clock.advance(hours=25)
+    result = client.app.state.services.sweep()
+    assert result.expired_grants
+    notes = client.get("/requests?role=mine", headers=login("li.na")).json()["notifications"]
+    assert any(n["event"] == "grant_expired" for n in notes), notes
