@@ -144,6 +144,7 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     migrate.upgrade(engine)
     from audit.schema import install_guards
 
+    migrate.grant_app_role(engine)
     install_guards(engine)
     console.print(f"Database schema: {before or 'empty'} → {migrate.head()}")
 

@@ -52,3 +52,48 @@ def check(engine: Engine) -> None:
             f"the database schema is at {have or 'no revision'}, this version needs {want}; "
             "back up the database, then run `archive-vault upgrade`"
         )
+
+
+APP_ROLE = "archive_vault_app"
+
+
+def grant_app_role(engine: Engine, role: str = APP_ROLE) -> None:
+    """PostgreSQL: give the service's role what it needs on the vault's own tables.
+
+    The service should log in as a member of this role and never as the
+    tables' owner (only the owner can drop or disable the audit triggers). The
+    audit tables get only SELECT and INSERT, from ``audit.schema.install_guards``,
+    which must run after this.
+    """
+    if engine.dialect.name != "postgresql":
+        return
+    from audit.models import AUDIT_TABLES
+
+    if not role.replace("_", "").isalnum():
+        raise ValueError(f"invalid role name {role!r}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            f"""
+            DO $$
+            BEGIN
+                IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN
+                    CREATE ROLE {role} NOLOGIN;
+                END IF;
+            EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL;
+            END
+            $$
+            """  # noqa: S608 - role checked above
+        )
+        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+        conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{schema}" TO {role}')
+        tables = [
+            t
+            for t in conn.exec_driver_sql(
+                "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+            ).scalars()
+            if t not in AUDIT_TABLES
+        ]
+        for table in tables:
+            rights = "SELECT" if table == "alembic_version" else "SELECT, INSERT, UPDATE, DELETE"
+            conn.exec_driver_sql(f'GRANT {rights} ON "{table}" TO {role}')
+        conn.exec_driver_sql(f'GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA "{schema}" TO {role}')

@@ -77,6 +77,7 @@ def init_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
     migrate.upgrade(engine)
     from audit.schema import install_guards
 
+    migrate.grant_app_role(engine)  # first: install_guards then narrows the audit tables
     install_guards(engine)
     bits = index_bits_for(settings.expected_archives, settings.index_min_candidates)
     with Session(engine) as s:

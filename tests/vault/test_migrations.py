@@ -43,3 +43,25 @@ def test_a_database_at_the_first_revision_upgrades_to_head(engine, settings) -> 
         open_vault(settings, engine=engine)
     migrate.upgrade(engine)
     assert open_vault(settings, engine=engine).keys.vault_id == vault.keys.vault_id
+
+
+def test_the_app_role_may_change_the_store_but_only_append_to_the_audit(vault) -> None:
+    if vault.engine.dialect.name != "postgresql":
+        pytest.skip("roles and grants are PostgreSQL's")
+    with vault.engine.connect() as conn:
+
+        def can(table: str, right: str) -> bool:
+            return bool(
+                conn.execute(
+                    sa.text(
+                        "SELECT has_table_privilege('archive_vault_app', "
+                        "current_schema() || '.' || :t, :r)"
+                    ),
+                    {"t": table, "r": right},
+                ).scalar()
+            )
+
+        assert can("archive", "UPDATE") and can("archive_content", "DELETE")
+        assert can("audit_entry", "INSERT") and can("audit_entry", "SELECT")
+        assert not can("audit_entry", "UPDATE") and not can("audit_entry", "DELETE")
+        assert not can("alembic_version", "UPDATE")
