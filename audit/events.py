@@ -20,6 +20,7 @@ class AuditAction(StrEnum):
     UPDATE = "archive:update"
     IMPORT = "archive:import"
     EXPORT = "archive:export"
+    REPORT = "archive:report"
     REASSIGN = "archive:reassign"
     RECLASSIFY = "archive:reclassify"
     DESTROY = "archive:destroy"

@@ -1006,6 +1006,30 @@ class ArchiveStore:
             limit=limit,
         )
 
+    def statistics(
+        self, *, actor: Actor, grant_id: str | None = None, purpose: str | None = None
+    ) -> dict[str, Any]:
+        """Counts over the clear metadata only (Art 10 statistical reports): no key is touched."""
+        table = Archive.__table__  # type: ignore[attr-defined]
+        out: dict[str, Any] = {}
+        with transaction(self.engine) as session:
+            conn = session.connection()
+            for column in ("status", "category", "grade", "classification", "department"):
+                rows = conn.execute(
+                    sa.select(table.c[column], sa.func.count()).group_by(table.c[column])
+                ).all()
+                out[column] = {str(k): int(n) for k, n in rows}
+            out["total"] = sum(out["status"].values())
+            self._audit(
+                session,
+                AuditAction.REPORT,
+                actor,
+                grant_id=grant_id,
+                purpose=purpose,
+                detail={"report": "summary", "total": out["total"]},
+            )
+        return out
+
     def meta(self, archive_no: str) -> ArchiveMeta:
         """Metadata of one archive (destroyed ones included); used by policy decisions."""
         with Session(self.engine) as session:

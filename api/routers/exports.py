@@ -116,3 +116,12 @@ def destroy(
         reason=body.reason or grant.reason,
         approval=decision.grant_id or grant.uid,
     )
+
+
+@router.get("/reports/summary")
+def report_summary(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """Statistics over the customer list (Art 10) under an approved report request."""
+    decision = _require(services, caller, Action.REPORT, AuditAction.REPORT, None)
+    return services.store.statistics(
+        actor=caller.actor, grant_id=decision.grant_id, purpose=decision.purpose
+    )

@@ -296,3 +296,55 @@ def test_the_service_sweep_expires_grants_and_tells_the_requester(client, login,
     assert result.expired_grants
     notes = client.get("/requests?role=mine", headers=login("li.na")).json()["notifications"]
     assert any(n["event"] == "grant_expired" for n in notes), notes
+
+
+def test_an_external_visitor_reads_under_an_approved_view_request(client, login, api_vault) -> None:
+    from policies.directory import add_user
+    from tests.api.conftest import _HASH
+    from vault.db import transaction
+
+    with transaction(api_vault.engine) as session:
+        visitor = add_user(
+            session,
+            username="visitor.wu",
+            roles=["external"],
+            department="外部",
+            external=True,
+            credential_ref="介绍信 2026-017",
+        )
+        visitor.password_hash = _HASH
+        session.add(visitor)
+    no = _new(client, login("zhang.wei"))
+    wu = login("visitor.wu")
+    assert client.get(f"/customers/{no}", headers=wu).status_code == 403
+    req = _file(
+        client,
+        wu,
+        kind="view",
+        archives=[no],
+        groups=["identity"],
+        purpose="contract_follow_up",
+        reason="律师事务所核对合同",
+        credential_ref="介绍信 2026-017",
+    )
+    assert [s["name"] for s in req["stages"]] == ["information_officer"]  # no department head
+    _approve(client, login("chen.jing"), req["id"])
+    r = client.get(f"/customers/{no}?groups=identity", headers=wu)
+    assert r.status_code == 200 and r.json()["content"]["identity"]["name"] == "王小明"
+    assert client.get(f"/customers/{no}?groups=contact", headers=wu).status_code in (200, 403)
+    assert "13800138000" not in client.get(f"/customers/{no}?groups=contact", headers=wu).text
+
+
+def test_a_statistical_report_needs_cs_manager_then_general_manager(client, login) -> None:
+    _new(client, login("zhang.wei"))
+    head = login("head.one")
+    assert client.get("/reports/summary", headers=head).status_code == 403
+    req = _file(client, head, kind="report", purpose="statistics", reason="季度客户统计")
+    assert [s["name"] for s in req["stages"]] == ["cs_manager", "general_manager"]
+    _approve(client, login("sun.li"), req["id"])
+    assert client.get("/reports/summary", headers=head).status_code == 403  # not yet
+    _approve(client, login("zhou.gm"), req["id"])
+    r = client.get("/reports/summary", headers=head)
+    assert r.status_code == 200, r.text
+    assert r.json()["total"] == 1 and r.json()["grade"] == {"B": 1}
+    assert "王小明" not in r.text
