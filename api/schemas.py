@@ -2,27 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-ArchiveNo = Annotated[str, StringConstraints(pattern=r"^KH-\d{4}-\d{6}$")]
-Username = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.\-]{1,63}$")]
+from vault.errors import ValidationFailed
+from vault.records import ARCHIVE_NO, USERNAME, plain_text
+
+ArchiveNo = Annotated[str, StringConstraints(pattern=f"^{ARCHIVE_NO.pattern}$")]
+Username = Annotated[str, StringConstraints(pattern=f"^{USERNAME.pattern}$")]
 GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z_]{1,32}$")]
 Text = Annotated[str, StringConstraints(max_length=20_000)]
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 def one_line(value: str) -> str:
-    """Free text that travels into the audit log: line breaks become spaces, no controls."""
-    value = re.sub(r"[\r\n\t]+", " ", value).strip()
-    if _CONTROL.search(value):
-        raise ValueError("must not contain control characters")
-    return value
+    """Free text that travels into the audit log (``vault.records.plain_text``'s rule)."""
+    try:
+        return plain_text(value, "text", limit=100_000)
+    except ValidationFailed as exc:
+        raise ValueError(exc.message) from None
 
 
 PlainText = Annotated[str, AfterValidator(one_line)]

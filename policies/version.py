@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink
 from policies.chains import CHAINS_FILE
@@ -38,6 +39,15 @@ def record_policy_version(
     """Append a policy-change entry when the files differ from the last recorded ones."""
     current = fingerprint(files)
     encoded = json.dumps(current, sort_keys=True)
+    try:
+        return _record(engine, audit, actor, current, encoded)
+    except IntegrityError:
+        return False  # another worker starting at the same moment recorded it first
+
+
+def _record(
+    engine: Engine, audit: AuditSink, actor: Actor, current: dict[str, str], encoded: str
+) -> bool:
     with transaction(engine) as session:
         row = session.get(VaultMeta, META_KEY, with_for_update=True)
         if row is not None and row.value == encoded:

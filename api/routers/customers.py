@@ -35,6 +35,7 @@ from policies.roles import Action
 from vault.errors import ArchiveNotFound
 from vault.importer import check_people
 from vault.models import User
+from vault.records import USERNAME
 from vault.store import ReadPermit
 
 router = APIRouter(prefix="/customers", tags=["customers"])
@@ -128,7 +129,7 @@ def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> Arc
 def list_archives(
     services: ServicesDep,
     caller: CallerDep,
-    owner: Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9_.\-]{1,63}$")] = None,
+    owner: Annotated[str | None, Query(pattern=f"^{USERNAME.pattern}$")] = None,
     category: Annotated[str | None, Query(pattern="^(general|special)$")] = None,
     grade: Annotated[str | None, Query(pattern="^[ABCD]$")] = None,
     classification: Annotated[str | None, Query(pattern="^(internal|secret|top_secret)$")] = None,

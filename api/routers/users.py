@@ -19,9 +19,10 @@ from policies.directory import add_user, disable_user, set_roles
 from policies.errors import AccessDenied
 from policies.roles import Action
 from vault.models import User
+from vault.records import USERNAME
 
 router = APIRouter(prefix="/users", tags=["users"])
-UserPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.\-]{1,63}$")]
+UserPath = Annotated[str, Path(pattern=f"^{USERNAME.pattern}$")]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 RoleName = Literal[
     "salesperson",
