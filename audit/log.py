@@ -66,6 +66,7 @@ from audit.merkle import ZERO_HASH, CompactRange, MerkleTree, ProofError, leaf_h
 from audit.models import checkpoint_table, entry_table
 from audit.schema import PG_HEAD_FUNCTION
 from audit.verify import Report
+from vault.rawsql import Raw, RawTx, dbapi_of, raw_sql
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,12 @@ def _connection_of(session: Any) -> Connection:
     raise TypeError("AuditLog.append needs an SQLAlchemy/SQLModel Session or Connection")
 
 
+def _dialect_of(handle: Any) -> str:
+    if isinstance(handle, RawTx):
+        return handle.dialect.name
+    return _connection_of(handle).dialect.name
+
+
 def _lock(conn: Connection, key: int) -> None:
     """Serialise writers of the chain (see the module docstring for why each form)."""
     if conn.dialect.name == "postgresql":
@@ -121,11 +128,16 @@ def _lock(conn: Connection, key: int) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _lock_and_read_head(conn: Connection) -> sa.Row[Any] | None:
-    if conn.dialect.name == "postgresql":
-        return conn.execute(_PG_LOCK_HEAD, {"k": _APPEND_LOCK}).first()
-    _lock(conn, _APPEND_LOCK)
-    return conn.execute(_HEAD).first()
+def _lock_and_read_head(handle: Any) -> Any:
+    """Take the append lock and read the chain's head (raw DBAPI: this runs on every read)."""
+    dialect = _dialect_of(handle)
+    if dialect == "postgresql":
+        return _PG_LOCK_HEAD_RAW.first(handle, {"k": _APPEND_LOCK})
+    if dialect == "sqlite":
+        dbapi, _ = dbapi_of(handle)
+        if not dbapi.in_transaction:
+            raw_sql(handle, "BEGIN IMMEDIATE")
+    return _HEAD_RAW.first(handle)
 
 
 _PG_LOCK_HEAD = sa.text(f"SELECT head_seq, head_hash FROM {PG_HEAD_FUNCTION}(:k)")  # noqa: S608 - constant name
@@ -135,6 +147,9 @@ _HEAD = (
     .limit(1)
 )
 _INSERT = entry_table.insert()
+_PG_LOCK_HEAD_RAW = Raw(_PG_LOCK_HEAD)
+_HEAD_RAW = Raw(_HEAD)
+_INSERT_RAW = Raw(_INSERT, column_keys=[c.key for c in entry_table.columns])
 _LATEST_CHECKPOINT = (
     sa.select(checkpoint_table).order_by(checkpoint_table.c.tree_size.desc()).limit(1)
 )
@@ -232,16 +247,15 @@ class AuditLog:
         caller must then roll back and release nothing.
         """
         columns = event_fields(event)
-        conn = _connection_of(session)
         try:
-            head = _lock_and_read_head(conn)
+            head = _lock_and_read_head(session)
             seq = 1 if head is None else int(head[0]) + 1
             prev = ZERO_HASH if head is None else bytes(head[1])
             columns["seq"] = seq
             columns["time"] = format_time(self._clock())  # stamped under the lock: monotone
             columns["prev_hash"] = prev
             columns["entry_hash"] = leaf_hash(canonical_for_columns(columns))
-            conn.execute(_INSERT, columns)
+            _INSERT_RAW.execute(session, columns)
         except AuditWriteFailed:
             raise
         except SQLAlchemyError as exc:

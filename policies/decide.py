@@ -40,13 +40,26 @@ from sqlmodel import Session, select
 from policies.chains import Chains, load_chains
 from policies.errors import AccessDenied, ConfigError, NotFound
 from policies.grants import NO_ARCHIVE, GrantLink, GrantLinks, scope, to_us
+from policies.models import AccessGrant, PolicyCounter
 from policies.roles import ARCHIVE_ACTIONS, KIND_FOR_ACTION, Action, GrantState, Role
+from vault.rawsql import Raw, RawTx
 
 POLICY_DIR = Path(__file__).resolve().parent
 MODEL_FILE = POLICY_DIR / "model.conf"
 POLICY_FILE = POLICY_DIR / "policy.csv"
 
 _CLASSES = {"internal": 0, "secret": 1, "top_secret": 2}
+_COUNTER_T = PolicyCounter.__table__  # type: ignore[attr-defined]
+_GRANT_T = AccessGrant.__table__  # type: ignore[attr-defined]
+_GRANT_COUNTER = Raw(sa.select(_COUNTER_T.c.value).where(_COUNTER_T.c.name == "grants"))
+_GRANTS_AFTER = Raw(
+    sa.select(_GRANT_T).where(_GRANT_T.c.rev > sa.bindparam("rev")).order_by(_GRANT_T.c.rev)
+)
+_ACTIVE_GRANTS_AFTER = Raw(
+    sa.select(_GRANT_T)
+    .where(_GRANT_T.c.rev > sa.bindparam("rev"), _GRANT_T.c.state == GrantState.ACTIVE.value)
+    .order_by(_GRANT_T.c.rev)
+)
 _RELATIONS = ("*", "owner", "grant")
 
 # pycasbin logs every denial at WARNING; decisions are audited by us instead, and
@@ -267,27 +280,18 @@ class PolicyEngine:
     def revision(self) -> int:
         return self._rev
 
-    def sync(self, session: Session | Connection) -> int:
+    def sync(self, session: Session | Connection | RawTx) -> int:
         """Apply grant changes committed since the last sync; returns how many.
 
         Runs before every decision (revocations made by other workers must count
-        at once), so the common case is one prebuilt Core query on the caller's
-        connection.
+        at once), so the common case is one precompiled query on the caller's
+        own transaction.
         """
-        from policies.models import AccessGrant, PolicyCounter
-
-        conn = session.connection() if isinstance(session, Session) else session
-        counter = PolicyCounter.__table__  # type: ignore[attr-defined]
-        latest = (
-            conn.execute(sa.select(counter.c.value).where(counter.c.name == "grants")).scalar() or 0
-        )
+        latest = _GRANT_COUNTER.scalar(session) or 0
         if latest == self._rev:
             return 0
-        grants = AccessGrant.__table__  # type: ignore[attr-defined]
-        query = sa.select(grants).where(grants.c.rev > self._rev)
-        if self._rev == 0:
-            query = query.where(grants.c.state == GrantState.ACTIVE.value)
-        rows = conn.execute(query.order_by(grants.c.rev)).all()
+        query = _ACTIVE_GRANTS_AFTER if self._rev == 0 else _GRANTS_AFTER
+        rows = query.all(session, {"rev": self._rev})
         with self._lock:
             for row in rows:
                 self.apply(row)

@@ -20,6 +20,7 @@ from policies.decide import Principal
 from policies.errors import InvalidInput, UnknownUser, UserDisabled
 from policies.roles import Clearance, Role
 from vault.models import User, UserRole
+from vault.rawsql import Raw, RawTx
 
 
 def _roles(roles: Iterable[str]) -> list[str]:
@@ -181,15 +182,14 @@ def disable_user(
 
 
 def load_principal(
-    session: Session | Connection, username: str, *, token_issued_at: datetime | None = None
+    session: Session | Connection | RawTx, username: str, *, token_issued_at: datetime | None = None
 ) -> Principal:
     """The principal for a username, fresh from the database; refuses disabled users.
 
     Runs on every API request (so disabling is instant): one Core query joining
     the user and their roles, no ORM objects.
     """
-    conn = session.connection() if isinstance(session, Session) else session
-    rows = conn.execute(_PRINCIPAL, {"u": username}).all()
+    rows = _PRINCIPAL_RAW.all(session, {"u": username})
     if not rows:
         raise UnknownUser(f"no user {username!r}")
     _name, department, clearance, external, disabled, valid_after, _role = rows[0]
@@ -221,3 +221,4 @@ _PRINCIPAL = (
     .select_from(_U.outerjoin(_R, _R.c.user_id == _U.c.id))
     .where(_U.c.username == sa.bindparam("u"))
 )
+_PRINCIPAL_RAW = Raw(_PRINCIPAL)

@@ -8,6 +8,7 @@ keys are overwritten with zeros in the file instead of lingering in free pages.
 from __future__ import annotations
 
 import importlib
+import sqlite3
 import threading
 import weakref
 from collections.abc import Iterator
@@ -18,12 +19,57 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, SQLModel
 
+BUSY_TIMEOUT_MS = 30_000
+_NO_WAIT = threading.local()
+
+
+@contextmanager
+def sqlite_no_wait() -> Iterator[None]:
+    """SQLite connections checked out by this thread meanwhile never wait for a lock.
+
+    For work run on the event loop (``api.deps.run_blocking``): when another
+    process holds SQLite's write lock, the work fails at once with
+    ``database is locked`` (see ``is_sqlite_busy``) instead of freezing the
+    loop for up to ``BUSY_TIMEOUT_MS``, and the caller retries it in a thread.
+    """
+    _NO_WAIT.on = True
+    try:
+        yield
+    finally:
+        _NO_WAIT.on = False
+
+
+def is_sqlite_busy(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is SQLite's "database is locked"."""
+    seen = 0
+    while exc is not None and seen < 8:
+        orig = getattr(exc, "orig", None)
+        for candidate in (exc, orig):
+            if isinstance(candidate, sqlite3.OperationalError) and (
+                getattr(candidate, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+                or "database is locked" in str(candidate)
+            ):
+                return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
 
 def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url, connect_args={"check_same_thread": False, "timeout": 30}, **kw
         )
+
+        @sa.event.listens_for(engine, "checkout")
+        def _no_wait(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            if getattr(_NO_WAIT, "on", False):
+                dbapi_conn.execute("PRAGMA busy_timeout=0")
+                record.info["no_wait"] = True
+
+        @sa.event.listens_for(engine, "checkin")
+        def _wait_again(dbapi_conn: Any, record: Any) -> None:
+            if record.info.pop("no_wait", False) and dbapi_conn is not None:
+                dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -33,7 +79,7 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
                 "synchronous=FULL",
                 "foreign_keys=ON",
                 "secure_delete=ON",
-                "busy_timeout=30000",
+                f"busy_timeout={BUSY_TIMEOUT_MS}",
             ):
                 cur.execute(f"PRAGMA {pragma}")
             cur.close()
@@ -67,7 +113,7 @@ def create_tables(engine: Engine) -> None:
 _SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 
 
-def _sqlite_lock(engine: Engine) -> threading.RLock:
+def sqlite_lock(engine: Engine) -> threading.RLock:
     lock = _SQLITE_LOCKS.get(engine)
     if lock is None:
         lock = _SQLITE_LOCKS.setdefault(engine, threading.RLock())
@@ -83,7 +129,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
     otherwise sleeps in SQLite's busy handler (1, 2, 5, 10 … ms) instead of
     waking the moment the writer commits.
     """
-    lock = _sqlite_lock(engine) if engine.dialect.name == "sqlite" else None
+    lock = sqlite_lock(engine) if engine.dialect.name == "sqlite" else None
     if lock is not None:
         lock.acquire()
     try:
@@ -102,7 +148,7 @@ def transaction(engine: Engine) -> Iterator[Session]:
 @contextmanager
 def begin(engine: Engine) -> Iterator[Connection]:
     """A Core transaction (no ORM Session) for the hot read path; same SQLite turn-taking."""
-    lock = _sqlite_lock(engine) if engine.dialect.name == "sqlite" else None
+    lock = sqlite_lock(engine) if engine.dialect.name == "sqlite" else None
     if lock is not None:
         lock.acquire()
     try:

@@ -13,6 +13,7 @@ audit failure means no content (fail-closed).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -30,7 +31,7 @@ from sqlmodel import Session, delete, select
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from vault import crypto
 from vault.crypto import InvalidCiphertext, Sealer
-from vault.db import begin, checkpoint_sqlite, connection_of, transaction
+from vault.db import checkpoint_sqlite, transaction
 from vault.errors import (
     ArchiveDestroyed,
     ArchiveNotFound,
@@ -56,6 +57,7 @@ from vault.models import (
     VaultMeta,
     utcnow,
 )
+from vault.rawsql import Raw, raw_begin
 from vault.records import (
     ARCHIVE_NO,
     ATTACHMENTS,
@@ -503,7 +505,7 @@ class ArchiveStore:
         archive_no: str,
         groups: Iterable[str] | str | None = None,
         *,
-        actor: Actor,
+        actor: Actor | Callable[[Any], Actor],
         masked: Iterable[str] = (),
         purpose: str | None = None,
         grant_id: str | None = None,
@@ -517,6 +519,8 @@ class ArchiveStore:
         ``ReadPermit`` naming the groups to show in clear and masked; if it
         raises, the denial is audited, committed, and the exception re-raised.
         Without it, the caller has decided already and passes ``masked`` etc.
+        ``actor`` may be a function of the open transaction (the API loads the
+        caller's principal inside it); if that raises, nothing is read.
         """
         if not isinstance(archive_no, str) or not ARCHIVE_NO.fullmatch(archive_no):
             raise ValidationFailed("an archive number looks like KH-2026-000123")
@@ -530,14 +534,15 @@ class ArchiveStore:
         )
         failure: Exception | None = None
         content: dict[str, dict[str, str]] = {}
-        with begin(self.engine) as conn:
-            session = conn  # checks, opens and the audit append all take the Connection
-            row = conn.execute(_ARCHIVE_BY_NO, {"no": archive_no}).first()
+        with raw_begin(self.engine) as session:  # checks, opens and the audit append take it
+            if not isinstance(actor, Actor):
+                actor = actor(session)
+            row = _ARCHIVE_BY_NO.first(session, {"no": archive_no})
             if row is None:
                 raise ArchiveNotFound(f"archive {archive_no} does not exist")
             if row.status == ArchiveStatus.DESTROYED:
                 raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
-            contacts = list(conn.execute(_CONTACTS_OF, {"id": row.id}).scalars())
+            contacts = [c for (c,) in _CONTACTS_OF.all(session, {"id": row.id})]
             meta = _meta(row, contacts)
             if check is not None:
                 try:
@@ -591,11 +596,9 @@ class ArchiveStore:
     def _open_groups(
         self, session: Any, archive: Any, groups: Sequence[str]
     ) -> dict[str, dict[str, str]]:
-        rows = (
-            connection_of(session)
-            .execute(_CONTENT_OF, {"id": archive.id, "groups": list(groups)})
-            .all()
-        )
+        params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(groups)}
+        params["id"] = archive.id
+        rows = _content_of(len(groups)).all(session, params)
         if not rows:
             return {}
         dek = self._dek_of(archive)
@@ -1639,23 +1642,25 @@ class ArchiveStore:
         return meta, chunks()
 
 
-_ARCHIVE_BY_NO = sa.select(Archive.__table__).where(  # type: ignore[attr-defined]
-    Archive.__table__.c.archive_no == sa.bindparam("no")  # type: ignore[attr-defined]
+_A = Archive.__table__  # type: ignore[attr-defined]
+_AC = ArchiveContact.__table__  # type: ignore[attr-defined]
+_C = ArchiveContent.__table__  # type: ignore[attr-defined]
+_ARCHIVE_BY_NO = Raw(sa.select(_A).where(_A.c.archive_no == sa.bindparam("no")))
+_CONTACTS_OF = Raw(
+    sa.select(_AC.c.username).where(_AC.c.archive_id == sa.bindparam("id")).order_by(_AC.c.username)
 )
-_CONTACTS_OF = (
-    sa.select(ArchiveContact.__table__.c.username)  # type: ignore[attr-defined]
-    .where(ArchiveContact.__table__.c.archive_id == sa.bindparam("id"))  # type: ignore[attr-defined]
-    .order_by(ArchiveContact.__table__.c.username)  # type: ignore[attr-defined]
-)
-_CONTENT_OF = sa.select(
-    ArchiveContent.__table__.c.group_name,  # type: ignore[attr-defined]
-    ArchiveContent.__table__.c.revision,  # type: ignore[attr-defined]
-    ArchiveContent.__table__.c.ciphertext,  # type: ignore[attr-defined]
-).where(
-    ArchiveContent.__table__.c.archive_id == sa.bindparam("id"),  # type: ignore[attr-defined]
-    ArchiveContent.__table__.c.group_name.in_(  # type: ignore[attr-defined]
-        sa.bindparam("groups", expanding=True)
-    ),
-)
+
+
+@functools.cache
+def _content_of(count: int) -> Raw:
+    """The ciphertext of ``count`` named groups (one compiled statement per count)."""
+    return Raw(
+        sa.select(_C.c.group_name, _C.c.revision, _C.c.ciphertext).where(
+            _C.c.archive_id == sa.bindparam("id"),
+            _C.c.group_name.in_([sa.bindparam(f"g{i}") for i in range(count)]),
+        )
+    )
+
+
 _FAST_READ_ONE = ArchiveStore._fast_statement(single=True)
 _FAST_READ_MANY = ArchiveStore._fast_statement(single=False)

@@ -1,0 +1,93 @@
+"""The raw DBAPI path returns what Core returns, commits or rolls back whole, and fails typed."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.factories import SALES, archive
+from vault.models import Archive, VaultMeta
+from vault.rawsql import Raw, raw_begin, raw_connect
+from vault.store import ArchiveStore
+
+A = Archive.__table__
+M = VaultMeta.__table__
+BY_NO = Raw(sa.select(A).where(A.c.archive_no == sa.bindparam("no")))
+
+
+def test_rows_match_a_core_execution(store: ArchiveStore) -> None:
+    no = store.create(archive(), actor=SALES).archive_no
+    with store.engine.connect() as conn:
+        core = conn.execute(BY_NO.stmt, {"no": no}).one()
+    with raw_connect(store.engine) as tx:
+        raw = BY_NO.first(tx, {"no": no})
+    assert tuple(raw) == tuple(core)
+    assert raw._fields == tuple(core._fields)
+    assert raw.created_at.tzinfo is not None  # the UTC type decorator ran
+    assert isinstance(raw.consent_groups, list)  # JSON decoded
+    assert isinstance(raw.wrapped_dek, bytes)
+    with raw_connect(store.engine) as tx:
+        assert BY_NO.first(tx, {"no": "KH-2099-999999"}) is None
+
+
+def test_same_statement_through_a_session_and_a_connection(store: ArchiveStore) -> None:
+    no = store.create(archive(), actor=SALES).archive_no
+    with sa.orm.Session(store.engine) as session:
+        via_session = BY_NO.first(session, {"no": no})
+    with store.engine.connect() as conn:
+        via_conn = BY_NO.first(conn, {"no": no})
+    assert via_session == via_conn
+
+
+def _meta_value(engine: sa.Engine, key: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(M.c.value).where(M.c.key == key)).scalar()
+
+
+INSERT_META = Raw(M.insert(), column_keys=["key", "value"])
+VALUE_OF = Raw(sa.select(M.c.value).where(M.c.key == sa.bindparam("k")))
+DELETE_META = Raw(M.delete().where(M.c.key == sa.bindparam("k")))
+
+
+def test_commit_on_success_and_rollback_on_error(store: ArchiveStore) -> None:
+    with raw_begin(store.engine) as tx:
+        INSERT_META.execute(tx, {"key": "raw:kept", "value": "1"})
+    assert _meta_value(store.engine, "raw:kept") == "1"
+    with pytest.raises(RuntimeError), raw_begin(store.engine) as tx:
+        INSERT_META.execute(tx, {"key": "raw:dropped", "value": "1"})
+        raise RuntimeError("after the write")
+    assert _meta_value(store.engine, "raw:dropped") is None
+
+
+def test_driver_errors_arrive_as_sqlalchemy_errors(store: ArchiveStore) -> None:
+    with raw_begin(store.engine) as tx:
+        INSERT_META.execute(tx, {"key": "raw:dup", "value": "1"})
+    with pytest.raises(sa.exc.IntegrityError), raw_begin(store.engine) as tx:
+        INSERT_META.execute(tx, {"key": "raw:dup", "value": "2"})
+    assert _meta_value(store.engine, "raw:dup") == "1"
+    missing = Raw(sa.text("SELECT nothing FROM no_such_table"))
+    with pytest.raises(sa.exc.DBAPIError), raw_connect(store.engine) as tx:
+        missing.all(tx)
+
+
+def test_expanding_parameters_are_refused() -> None:
+    stmt = sa.select(A.c.id).where(A.c.archive_no.in_(sa.bindparam("nos", expanding=True)))
+    engine = sa.create_engine("sqlite://")
+    with pytest.raises(ValueError, match="expanding"), raw_connect(engine) as tx:
+        Raw(stmt).all(tx, {"nos": ["x"]})
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(value=st.text(max_size=60).filter(lambda s: "\x00" not in s))
+def test_any_text_round_trips_as_a_bound_value(store: ArchiveStore, value: str) -> None:
+    """Values travel as parameters, never as SQL text: quotes and the like are inert."""
+    key = f"raw:{abs(hash(value))}"
+    with raw_begin(store.engine) as tx:
+        INSERT_META.execute(tx, {"key": key, "value": value})
+        assert VALUE_OF.scalar(tx, {"k": key}) == value
+        DELETE_META.execute(tx, {"k": key})
+    assert _meta_value(store.engine, key) is None
