@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
+from api.fastpath import FastRead
 from api.routers import audit, auth, customers, exports, health, requests, users
 from api.services import Services, utcnow
 from vault.settings import Settings
@@ -161,6 +162,7 @@ def create_app(
     for module in (auth, customers, exports, requests, users, audit, health):
         app.include_router(module.router)
     limits = settings or (vault.settings if vault else Settings())
+    app.add_middleware(FastRead)  # innermost: its responses get the headers below
     app.add_middleware(SecurityHeaders)
     app.add_middleware(
         BodyLimit,

@@ -9,6 +9,7 @@ disabled user's tokens stop working at once.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 from collections import deque
@@ -22,6 +23,7 @@ from jose import JWTError, jwt
 
 ALGORITHMS = ("HS256",)  # the allow-list: nothing else is ever accepted
 AUDIENCE = "archive-vault-api"
+VERIFIED_CACHE_SIZE = 4096  # verified tokens remembered per worker (by hash)
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "jti")
 
 # Argon2id with the library's RFC 9106 low-memory profile.
@@ -73,6 +75,12 @@ class TokenService:
         self._secret = secret
         self.issuer = issuer
         self.ttl = ttl
+        # Tokens that verified, by their SHA-256: a token is presented on every
+        # request, and re-decoding it costs more than the rest of the auth check.
+        # Expiry is still checked on every use; revocation is the principal
+        # load's job (api.deps.caller_for), which runs on every request anyway.
+        self._verified: dict[bytes, TokenClaims] = {}
+        self._verified_lock = threading.Lock()
 
     def issue(self, username: str, *, now: datetime | None = None) -> tuple[str, int]:
         now = now or datetime.now(UTC)
@@ -91,6 +99,25 @@ class TokenService:
     def verify(self, token: str, *, now: datetime | None = None) -> TokenClaims:
         if not isinstance(token, str) or len(token) > 4096 or token.count(".") != 2:
             raise InvalidToken("malformed token")
+        digest = hashlib.sha256(token.encode()).digest()
+        claims = self._verified.get(digest)
+        if claims is None:
+            claims = self._decode(token)
+            with self._verified_lock:
+                if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                    self._verified.pop(next(iter(self._verified)))
+                self._verified[digest] = claims
+        if datetime.now(UTC) >= claims.expires_at:
+            raise InvalidToken("token expired")
+        if now is not None:  # the service's clock, which tests move
+            if now >= claims.expires_at:
+                raise InvalidToken("token expired")
+            if claims.issued_at > now + timedelta(minutes=1):
+                raise InvalidToken("token issued in the future")
+        return claims
+
+    def _decode(self, token: str) -> TokenClaims:
+        """Signature, algorithm and every required claim, checked by python-jose."""
         try:
             header = jwt.get_unverified_header(token)
         except JWTError:
@@ -115,11 +142,6 @@ class TokenService:
             raise InvalidToken("invalid token")
         issued = datetime.fromtimestamp(int(claims["iat"]), UTC)
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
-        if now is not None:  # the service's clock, which tests move
-            if now >= expires:
-                raise InvalidToken("token expired")
-            if issued > now + timedelta(minutes=1):
-                raise InvalidToken("token issued in the future")
         return TokenClaims(sub, jti, issued, expires)
 
 
