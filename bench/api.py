@@ -4,7 +4,8 @@
     python bench/api.py --quick    # within a minute
     python bench/api.py --json     # one JSON object
 
-Both servers are uvicorn processes with one worker on 127.0.0.1. The vault side
+Both servers are uvicorn processes started as `archive-vault serve` starts them
+(bench/_serve.py; one worker each unless `--workers`) on 127.0.0.1. The vault side
 serves `GET /customers/{archive_no}?groups=contact` for a salesperson's own
 clients: token check, principal from the database, policy decision, one
 transaction that appends the audit entry and decrypts, then JSON. The baseline
@@ -95,6 +96,17 @@ def store_actor() -> Any:
     return Actor("bench", "system")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time of a server process and its workers, from /proc (0 where it is unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except (OSError, IndexError, ValueError):
+        return 0.0
+    return own + sum(_cpu_seconds(int(c)) for c in children)
+
+
 def load(
     base: str, paths: list[str], headers: dict[str, str], requests: int, clients: int
 ) -> tuple[float, list[float]]:
@@ -126,27 +138,19 @@ def load(
     return per * clients / elapsed, latencies
 
 
-def run(requests: int, rounds: int, clients: int, archives: int, workers: int = 1
-        ) -> dict[str, Any]:
+def run(
+    requests: int, rounds: int, clients: int, archives: int, workers: int = 1
+) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-api-"))
     procs: list[subprocess.Popen] = []
     try:
         prepare(workdir, archives)
         env = {**os.environ, "VAULT_DATA_DIR": str(workdir / "var"), "PYTHONPATH": str(ROOT)}
         vport, bport = _free_port(), _free_port()
-        uvicorn = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "--host",
-            "127.0.0.1",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ]
+        serve = [sys.executable, str(ROOT / "bench" / "_serve.py")]
         procs.append(
             subprocess.Popen(
-                [*uvicorn, "--port", str(vport), "--factory", "api.app:app_factory"],
+                [*serve, str(vport), str(workers), "api.app:app_factory", "--factory"],
                 env=env,
                 cwd=ROOT,
             )
@@ -164,7 +168,14 @@ def run(requests: int, rounds: int, clients: int, archives: int, workers: int = 
         body_file.write_text(sample.text, encoding="utf-8")
         procs.append(
             subprocess.Popen(
-                [*uvicorn, "--port", str(bport), "--app-dir", str(ROOT / "bench"), "_bare_app:app"],
+                [
+                    *serve,
+                    str(bport),
+                    str(workers),
+                    "_bare_app:app",
+                    "--app-dir",
+                    str(ROOT / "bench"),
+                ],
                 env={**env, "BENCH_BODY_FILE": str(body_file)},
                 cwd=ROOT,
             )
@@ -174,16 +185,28 @@ def run(requests: int, rounds: int, clients: int, archives: int, workers: int = 
         load(vbase, paths[:20], headers, 200, clients)  # warm-up
         load(bbase, paths[:20], headers, 200, clients)
         vault_rps, bare_rps, vault_lat, bare_lat = [], [], [], []
+        vault_cpu = bare_cpu = 0.0
         for _ in range(rounds):
+            c0 = _cpu_seconds(procs[0].pid)
             rps, lat = load(vbase, paths, headers, requests // rounds, clients)
+            vault_cpu += _cpu_seconds(procs[0].pid) - c0
             vault_rps.append(rps)
             vault_lat.extend(lat)
+            c0 = _cpu_seconds(procs[1].pid)
             rps, lat = load(bbase, paths, headers, requests // rounds, clients)
+            bare_cpu += _cpu_seconds(procs[1].pid) - c0
             bare_rps.append(rps)
             bare_lat.extend(lat)
+        served = (requests // rounds // clients) * clients * rounds
         v, b = statistics.median(vault_rps), statistics.median(bare_rps)
         q = statistics.quantiles
         return {
+            "database": "postgresql"
+            if env.get("VAULT_DATABASE_URL", "").startswith("postgres")
+            else "sqlite",
+            "workers": workers,
+            "vault_cpu_ms_per_request": vault_cpu / served * 1e3,
+            "bare_cpu_ms_per_request": bare_cpu / served * 1e3,
             "requests_per_side": requests,
             "clients": clients,
             "archives": archives,
@@ -214,8 +237,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--clients", type=int, default=4)
-    parser.add_argument("--workers", type=int, default=1,
-                        help="uvicorn workers per side (> 1 needs VAULT_DATABASE_URL: PostgreSQL)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="uvicorn workers per side (> 1 needs VAULT_DATABASE_URL: PostgreSQL)",
+    )
     args = parser.parse_args()
     requests, rounds = (1200, 4) if args.quick else (4000, 8)
     if args.workers > 1 and not os.environ.get("VAULT_DATABASE_URL", "").startswith("postgres"):
@@ -243,6 +270,11 @@ def main() -> None:
         f"{figures['bare_p99_ms']:.1f}",
     )
     t.add_row("ratio (target ≥ 0.5×)", f"{figures['ratio']:.2f}×", "", "")
+    t.caption = (
+        f"{figures['database']}, {figures['workers']} worker(s) per side; server CPU per "
+        f"request: vault {figures['vault_cpu_ms_per_request']:.2f} ms, "
+        f"bare {figures['bare_cpu_ms_per_request']:.2f} ms"
+    )
     Console().print(t)
 
 

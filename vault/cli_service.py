@@ -155,6 +155,7 @@ def serve(
     """Run the HTTP service (uvicorn)."""
     import uvicorn
 
+    from api.serving import HTTP_PROTOCOL
     from vault.cli import settings_for
     from vault.vault import open_vault
 
@@ -176,6 +177,7 @@ def serve(
         workers=workers,
         log_level="warning",
         proxy_headers=False,
+        http=HTTP_PROTOCOL,
     )
 
 
