@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel
 
 BUSY_TIMEOUT_MS = 30_000
@@ -143,25 +143,6 @@ def transaction(engine: Engine) -> Iterator[Session]:
     finally:
         if lock is not None:
             lock.release()
-
-
-@contextmanager
-def begin(engine: Engine) -> Iterator[Connection]:
-    """A Core transaction (no ORM Session) for the hot read path; same SQLite turn-taking."""
-    lock = sqlite_lock(engine) if engine.dialect.name == "sqlite" else None
-    if lock is not None:
-        lock.acquire()
-    try:
-        with engine.begin() as conn:
-            yield conn
-    finally:
-        if lock is not None:
-            lock.release()
-
-
-def connection_of(handle: Session | Connection) -> Connection:
-    """The Connection behind a Session, or the Connection itself."""
-    return handle.connection() if isinstance(handle, Session) else handle
 
 
 def checkpoint_sqlite(engine: Engine) -> bool:
