@@ -36,42 +36,65 @@ from policies.grants import GrantLink, to_us
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 USERS = 10_000
-ROLES = ["salesperson"] * 6 + ["department_head", "information_officer", "cs_manager",
-                                "general_manager"]
+ROLES = ["salesperson"] * 6 + [
+    "department_head",
+    "information_officer",
+    "cs_manager",
+    "general_manager",
+]
 
 
-def build(grants: int, rng: random.Random) -> tuple[PolicyEngine, list[Principal],
-                                                     list[tuple[str, str, str]]]:
+def build(
+    grants: int, rng: random.Random
+) -> tuple[PolicyEngine, list[Principal], list[tuple[str, str, str]]]:
     engine = PolicyEngine()
-    users = [Principal(f"user{i:05d}", frozenset({ROLES[i % len(ROLES)]}),
-                       department=f"d{i % 20}", clearance="secret") for i in range(USERS)]
+    users = [
+        Principal(
+            f"user{i:05d}",
+            frozenset({ROLES[i % len(ROLES)]}),
+            department=f"d{i % 20}",
+            clearance="secret",
+        )
+        for i in range(USERS)
+    ]
     start, end = to_us(NOW - timedelta(hours=1)), to_us(NOW + timedelta(hours=24))
     granted: list[tuple[str, str, str]] = []
     for g in range(grants):
         user = users[rng.randrange(USERS)].username
         archive = f"A-{g:06d}"
         cls = ("internal", "secret", "top_secret")[g % 3]
-        engine.links.put(GrantLink(
-            uid=f"G-{g:06d}", kind="view", subject=user, archives=(archive,),
-            actions=("read",), groups=frozenset({"identity", "contact"}),
-            not_before=start, not_after=end, custodian_signed=cls == "top_secret",
-            purpose="customer_service", reason="bench", request_uid=f"R-{g:06d}",
-        ))
+        engine.links.put(
+            GrantLink(
+                uid=f"G-{g:06d}",
+                kind="view",
+                subject=user,
+                archives=(archive,),
+                actions=("read",),
+                groups=frozenset({"identity", "contact"}),
+                not_before=start,
+                not_after=end,
+                custodian_signed=cls == "top_secret",
+                purpose="customer_service",
+                reason="bench",
+                request_uid=f"R-{g:06d}",
+            )
+        )
         granted.append((user, archive, cls))
     return engine, users, granted
 
 
-def cases_for(users: list[Principal], granted: list[tuple[str, str, str]], samples: int,
-              rng: random.Random) -> list[tuple[Principal, str, ArchiveMeta | None, list[str],
-                                                bool | None]]:
+def cases_for(
+    users: list[Principal], granted: list[tuple[str, str, str]], samples: int, rng: random.Random
+) -> list[tuple[Principal, str, ArchiveMeta | None, list[str], bool | None]]:
     by_name = {u.username: u for u in users}
     cases: list[tuple[Principal, str, ArchiveMeta | None, list[str], bool | None]] = []
     for i in range(samples):
         kind = i % 4
         if kind == 0:  # allowed by a grant
             user, archive, cls = granted[rng.randrange(len(granted))]
-            cases.append((by_name[user], "read", ArchiveMeta(archive, cls, "owner-x"),
-                          ["contact"], True))
+            cases.append(
+                (by_name[user], "read", ArchiveMeta(archive, cls, "owner-x"), ["contact"], True)
+            )
         elif kind == 1:  # denied: someone else's client, no grant
             p = users[rng.randrange(USERS)]
             cases.append((p, "read", ArchiveMeta(f"B-{i}", "secret", "owner-x"), [], False))
@@ -110,8 +133,12 @@ def measure(configs: dict[str, tuple[PolicyEngine, list[Any]]]) -> dict[str, dic
     out = {}
     for label, ts in timings.items():
         q = statistics.quantiles(ts, n=100, method="inclusive")
-        out[label] = {"p50_us": q[49] / 1000, "p99_us": q[98] / 1000,
-                      "mean_us": statistics.fmean(ts) / 1000, "samples": len(ts)}
+        out[label] = {
+            "p50_us": q[49] / 1000,
+            "p99_us": q[98] / 1000,
+            "mean_us": statistics.fmean(ts) / 1000,
+            "samples": len(ts),
+        }
     return out
 
 
@@ -133,14 +160,18 @@ def main(argv: list[str] | None = None) -> int:
         configs[label] = (engine, cases_for(users, granted, samples, rng))
     for label, stats in measure(configs).items():
         count, load_s = loads[label]
-        results[label] = {"grants": count, "load_s": round(load_s, 3),
-                          **{k: round(v, 2) for k, v in stats.items()}}
+        results[label] = {
+            "grants": count,
+            "load_s": round(load_s, 3),
+            **{k: round(v, 2) for k, v in stats.items()},
+        }
     few, many = results["few"], results["many"]
     results["ratio_p50"] = round(many["p50_us"] / few["p50_us"], 3)
     results["ratio_p99"] = round(many["p99_us"] / few["p99_us"], 3)
     results["target"] = {"ratio_max": 1.5, "p99_max_us": 200}
-    results["ok"] = (results["ratio_p50"] <= 1.5 and results["ratio_p99"] <= 1.5
-                     and many["p99_us"] <= 200)
+    results["ok"] = (
+        results["ratio_p50"] <= 1.5 and results["ratio_p99"] <= 1.5 and many["p99_us"] <= 200
+    )
     if args.json:
         print(json.dumps(results))
         return 0
@@ -148,10 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'active grants':>14} {'p50 µs':>9} {'p99 µs':>9} {'mean µs':>9} {'load s':>8}")
     for label in ("few", "many"):
         r = results[label]
-        print(f"{r['grants']:>14,} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f} "
-              f"{r['mean_us']:>9.1f} {r['load_s']:>8.2f}")
-    print(f"ratio many/few: p50 {results['ratio_p50']:.2f}x, p99 {results['ratio_p99']:.2f}x "
-          f"(target <= 1.5x; p99 <= 200 µs) -> {'OK' if results['ok'] else 'MISSED'}")
+        print(
+            f"{r['grants']:>14,} {r['p50_us']:>9.1f} {r['p99_us']:>9.1f} "
+            f"{r['mean_us']:>9.1f} {r['load_s']:>8.2f}"
+        )
+    print(
+        f"ratio many/few: p50 {results['ratio_p50']:.2f}x, p99 {results['ratio_p99']:.2f}x "
+        f"(target <= 1.5x; p99 <= 200 µs) -> {'OK' if results['ok'] else 'MISSED'}"
+    )
     return 0
 
 
