@@ -165,10 +165,12 @@ def test_a_locked_sqlite_file_never_blocks_the_event_loop(
     if backend != "sqlite":
         pytest.skip("SQLite's file lock")
     hops = []
+    handed_over = threading.Event()
     real = api.deps.run_in_threadpool
 
     async def counting(fn, *args):
         hops.append(fn)
+        handed_over.set()
         return await real(fn, *args)
 
     monkeypatch.setattr(api.deps, "run_in_threadpool", counting)
@@ -180,16 +182,20 @@ def test_a_locked_sqlite_file_never_blocks_the_event_loop(
     released = threading.Event()
 
     def release() -> None:
+        # Held until the read has been handed to a worker thread (or, if it never is,
+        # for a while): an inline attempt that waited instead would find it released
+        # only after this, succeed without a hop, and fail the test below.
+        handed_over.wait(timeout=10)
         other.execute("ROLLBACK")
         released.set()
 
-    timer = threading.Timer(0.3, release)
-    timer.start()
+    releaser = threading.Thread(target=release)
+    releaser.start()
     try:
         no = archives["zhang.wei"]
         r = client.get(f"/customers/{no}?groups=contact", headers=login("zhang.wei"))
     finally:
-        timer.join()
+        releaser.join()
         other.close()
     assert released.is_set()
     assert r.status_code == 200, r.text
