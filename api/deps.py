@@ -102,7 +102,8 @@ async def run_blocking(engine: Any, fn: Callable[..., T], *args: Any) -> T:
     CLI import, say), the attempt is rolled back, released nothing, and the
     work is retried in a thread, where it may wait. Otherwise, and always on
     PostgreSQL, whose round trips and commits wait on the network and disk,
-    the work runs in the thread pool.
+    the work runs in the thread pool. ``fn`` must therefore be one transaction
+    that is safe to run again after a rollback (``read_content`` is).
     """
     if engine.dialect.name == "sqlite":
         lock = sqlite_lock(engine)

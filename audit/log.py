@@ -66,7 +66,7 @@ from audit.merkle import ZERO_HASH, CompactRange, MerkleTree, ProofError, leaf_h
 from audit.models import checkpoint_table, entry_table
 from audit.schema import PG_HEAD_FUNCTION
 from audit.verify import Report
-from vault.rawsql import Raw, RawTx, dbapi_of, raw_sql
+from vault.rawsql import Raw, dbapi_of, raw_sql
 
 log = logging.getLogger(__name__)
 
@@ -102,44 +102,31 @@ class AuditRecord:
     entry_hash: str
 
 
-def _connection_of(session: Any) -> Connection:
-    if isinstance(session, Session):
-        return session.connection()
-    if isinstance(session, Connection):
-        return session
-    raise TypeError("AuditLog.append needs an SQLAlchemy/SQLModel Session or Connection")
-
-
 def _dialect_of(handle: Any) -> str:
-    if isinstance(handle, RawTx):
-        return handle.dialect.name
-    return _connection_of(handle).dialect.name
+    """The dialect behind a Session, Connection or raw transaction (see vault.rawsql)."""
+    return dbapi_of(handle)[1].name
 
 
-def _lock(conn: Connection, key: int) -> None:
+def _lock(handle: Any, key: int) -> None:
     """Serialise writers of the chain (see the module docstring for why each form)."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"), {"k": key}
-        )
-    elif conn.dialect.name == "sqlite":
-        raw = conn.connection.dbapi_connection
-        if raw is not None and not raw.in_transaction:  # type: ignore[attr-defined]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    dialect = _dialect_of(handle)
+    if dialect == "postgresql":
+        _PG_XACT_LOCK.first(handle, {"k": key})
+    elif dialect == "sqlite":
+        dbapi, _ = dbapi_of(handle)
+        if not dbapi.in_transaction:
+            raw_sql(handle, "BEGIN IMMEDIATE")
 
 
 def _lock_and_read_head(handle: Any) -> Any:
     """Take the append lock and read the chain's head (raw DBAPI: this runs on every read)."""
-    dialect = _dialect_of(handle)
-    if dialect == "postgresql":
-        return _PG_LOCK_HEAD_RAW.first(handle, {"k": _APPEND_LOCK})
-    if dialect == "sqlite":
-        dbapi, _ = dbapi_of(handle)
-        if not dbapi.in_transaction:
-            raw_sql(handle, "BEGIN IMMEDIATE")
+    if _dialect_of(handle) == "postgresql":
+        return _PG_LOCK_HEAD_RAW.first(handle, {"k": _APPEND_LOCK})  # lock and head in one
+    _lock(handle, _APPEND_LOCK)
     return _HEAD_RAW.first(handle)
 
 
+_PG_XACT_LOCK = Raw(sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"))
 _PG_LOCK_HEAD = sa.text(f"SELECT head_seq, head_hash FROM {PG_HEAD_FUNCTION}(:k)")  # noqa: S608 - constant name
 _HEAD = (
     sa.select(entry_table.c.seq, entry_table.c.entry_hash)

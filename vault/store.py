@@ -596,6 +596,7 @@ class ArchiveStore:
     def _open_groups(
         self, session: Any, archive: Any, groups: Sequence[str]
     ) -> dict[str, dict[str, str]]:
+        groups = list(dict.fromkeys(groups))  # one compiled statement per distinct count
         params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(groups)}
         params["id"] = archive.id
         rows = _content_of(len(groups)).all(session, params)
