@@ -72,10 +72,20 @@ def caller_for(
     """
     try:
         if handle is not None:
-            principal = load_principal(handle, claims.username, token_issued_at=claims.issued_at)
+            principal = load_principal(
+                handle,
+                claims.username,
+                token_issued_at=claims.issued_at,
+                token_generation=claims.generation,
+            )
         else:
             with raw_connect(services.engine) as conn:
-                principal = load_principal(conn, claims.username, token_issued_at=claims.issued_at)
+                principal = load_principal(
+                    conn,
+                    claims.username,
+                    token_issued_at=claims.issued_at,
+                    token_generation=claims.generation,
+                )
     except (UnknownUser, UserDisabled):
         raise InvalidToken(
             "this token is revoked: the account is disabled, gone, or its password changed"

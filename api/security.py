@@ -2,9 +2,11 @@
 
 Tokens are HS256 under a secret from the key file, and only HS256 is accepted,
 so ``alg: none`` and RS/HS confusion fail at decode. Every claim we rely on
-(``exp``, ``iat``, ``aud``, ``iss``, ``sub``, ``jti``) is required. A token
-says who; what they may do is read from the database on every request, so a
-disabled user's tokens stop working at once.
+(``exp``, ``iat``, ``aud``, ``iss``, ``sub``, ``jti``, and ``gen``, the user's
+token generation) is required. A token says who; what they may do, and whether
+its generation is still the user's current one, is read from the database on
+every request, so a disabled user's tokens, and tokens from before a password
+change or reset, stop working at once.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-from collections import deque
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ ALGORITHMS = ("HS256",)  # the allow-list: nothing else is ever accepted
 AUDIENCE = "archive-vault-api"
 VERIFIED_CACHE_SIZE = 4096  # verified tokens remembered per worker (by hash)
 REQUIRED_CLAIMS = ("exp", "iat", "aud", "iss", "sub", "jti")
+GENERATION_CLAIM = "gen"  # required too, checked by hand (python-jose knows only the standard ones)
 
 # Argon2id with the library's RFC 9106 low-memory profile.
 _hasher = PasswordHasher()
@@ -66,6 +68,8 @@ class TokenClaims:
     jti: str
     issued_at: datetime
     expires_at: datetime
+    # The user's token generation at issue; only the current one is accepted.
+    generation: int
 
 
 class TokenService:
@@ -82,10 +86,14 @@ class TokenService:
         self._verified: dict[bytes, TokenClaims] = {}
         self._verified_lock = threading.Lock()
 
-    def issue(self, username: str, *, now: datetime | None = None) -> tuple[str, int]:
+    def issue(
+        self, username: str, *, generation: int, now: datetime | None = None
+    ) -> tuple[str, int]:
+        """A signed token for ``username`` under their current token ``generation``."""
         now = now or datetime.now(UTC)
         claims = {
             "sub": username,
+            GENERATION_CLAIM: generation,
             "iss": self.issuer,
             "aud": AUDIENCE,
             "iat": int(now.timestamp()),
@@ -140,39 +148,9 @@ class TokenService:
         sub, jti = claims.get("sub"), claims.get("jti")
         if not isinstance(sub, str) or not sub or not isinstance(jti, str) or not jti:
             raise InvalidToken("invalid token")
+        generation = claims.get(GENERATION_CLAIM)
+        if type(generation) is not int or generation < 0:  # required; bool is not an int here
+            raise InvalidToken("invalid token")
         issued = datetime.fromtimestamp(int(claims["iat"]), UTC)
         expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
-        return TokenClaims(sub, jti, issued, expires)
-
-
-class AddressThrottle:
-    """Failed logins per client address in a sliding window (per worker, in memory).
-
-    Per-account locking cannot stop one address spraying many usernames, and
-    every attempt costs an Argon2 verification; past the limit an address is
-    refused with 429 before any hashing.
-    """
-
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def blocked(self, address: str, now: float, limit: int, window: float) -> float:
-        """Seconds until the address may try again (0 when it may)."""
-        with self._lock:
-            times = self._failures.get(address)
-            if not times:
-                return 0.0
-            while times and times[0] <= now - window:
-                times.popleft()
-            if len(times) < limit:
-                return 0.0
-            return times[0] + window - now
-
-    def failed(self, address: str, now: float) -> int:
-        with self._lock:
-            times = self._failures.setdefault(address, deque())
-            times.append(now)
-            if len(self._failures) > 100_000:  # bounded memory under a spray of addresses
-                self._failures.pop(next(iter(self._failures)))
-            return len(times)
+        return TokenClaims(sub, jti, issued, expires, generation)

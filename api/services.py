@@ -6,14 +6,15 @@ engine themselves, so tests can hand the app a vault and a clock.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlmodel import Session
 
-from api.security import AddressThrottle, TokenService
+from api.security import TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.decide import ArchiveMeta, Decision, PolicyEngine, Principal
 from policies.errors import PolicyError
@@ -39,7 +40,8 @@ class Services:
     tokens: TokenService
     workflow: Workflow
     clock: Callable[[], datetime] = field(default=utcnow)
-    login_throttle: AddressThrottle = field(default_factory=AddressThrottle)
+    # How a failed login's answer is slowed; tests record the delays instead of waiting.
+    sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
 
     @classmethod
     def build(cls, vault: Vault, *, clock: Callable[[], datetime] = utcnow) -> Services:

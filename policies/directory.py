@@ -13,6 +13,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
@@ -169,6 +170,7 @@ def disable_user(
     user.disabled = True
     session.add(user)
     session.flush()
+    revoke_tokens(session, username)
     if audit is not None:
         audit.append(
             session,
@@ -181,25 +183,60 @@ def disable_user(
     return user
 
 
+def revoke_tokens(session: Session, username: str) -> int:
+    """Revoke every token issued to ``username`` so far; returns the new generation.
+
+    Tokens carry the generation they were issued under and ``load_principal``
+    accepts only the current one, so this takes effect on the next request of
+    every worker, whatever the clocks say (a token issued in the same second
+    as a password change is revoked too). One atomic increment: two concurrent
+    revocations both count.
+    """
+    row = (
+        session.connection()
+        .execute(
+            sa.update(_U)
+            .where(_U.c.username == username)
+            .values(token_generation=_U.c.token_generation + 1)
+            .returning(_U.c.token_generation)
+        )
+        .first()
+    )
+    if row is None:
+        raise UnknownUser(f"no user {username!r}")
+    for user in session.identity_map.values():  # keep loaded objects in step
+        if isinstance(user, User) and user.username == username:
+            set_committed_value(user, "token_generation", row[0])
+    return int(row[0])
+
+
 def load_principal(
-    session: Session | Connection | RawTx, username: str, *, token_issued_at: datetime | None = None
+    session: Session | Connection | RawTx,
+    username: str,
+    *,
+    token_issued_at: datetime | None = None,
+    token_generation: int | None = None,
 ) -> Principal:
     """The principal for a username, fresh from the database; refuses disabled users.
 
     Runs on every API request (so disabling is instant): one Core query joining
-    the user and their roles, no ORM objects.
+    the user and their roles, no ORM objects. Given a token's generation, a
+    token from an earlier generation (before a password change, reset or
+    disabling) is refused.
     """
     rows = _PRINCIPAL_RAW.all(session, {"u": username})
     if not rows:
         raise UnknownUser(f"no user {username!r}")
-    _name, department, clearance, external, disabled, valid_after, _role = rows[0]
+    _name, department, clearance, external, disabled, valid_after, generation, _role = rows[0]
     if disabled:
         raise UserDisabled(f"user {username!r} is disabled")
     if token_issued_at is not None and valid_after is not None and token_issued_at < valid_after:
         raise UserDisabled(f"tokens of {username!r} issued before its password change are revoked")
+    if token_generation is not None and token_generation != generation:
+        raise UserDisabled(f"earlier tokens of {username!r} are revoked")
     return Principal(
         username=username,
-        roles=frozenset(r[6] for r in rows if r[6] is not None),
+        roles=frozenset(r[7] for r in rows if r[7] is not None),
         department=department,
         clearance=clearance,
         external=bool(external),
@@ -216,6 +253,7 @@ _PRINCIPAL = (
         _U.c.external,
         _U.c.disabled,
         _U.c.tokens_valid_after,
+        _U.c.token_generation,
         _R.c.role,
     )
     .select_from(_U.outerjoin(_R, _R.c.user_id == _U.c.id))

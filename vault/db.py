@@ -92,7 +92,7 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
 
 
 # Every package's table module; importing one registers its tables on the metadata.
-MODEL_MODULES = ("vault.models", "audit.models", "policies.models")
+MODEL_MODULES = ("vault.models", "vault.auth_models", "audit.models", "policies.models")
 
 
 def import_models() -> None:

@@ -107,6 +107,9 @@ class User(SQLModel, table=True):
     locked_until: datetime | None = _ts(nullable=True)
     # Tokens issued before this instant are refused (set on password change).
     tokens_valid_after: datetime | None = _ts(nullable=True)
+    # Carried in every token ("gen"); bumped on a password change, reset or
+    # disabling, which revokes every earlier token whatever the clocks say.
+    token_generation: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 

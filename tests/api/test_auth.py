@@ -25,6 +25,7 @@ def _claims(issuer: str, **over) -> dict:
         "iat": now,
         "exp": now + 600,
         "jti": "abc123",
+        "gen": 0,
         **over,
     }
 
@@ -79,6 +80,11 @@ def test_forged_tokens_are_refused(client) -> None:
     no_jti = _claims(issuer)
     del no_jti["jti"]
     _refused(client, jwt.encode(no_jti, secret, algorithm="HS256"))
+    no_generation = _claims(issuer)
+    del no_generation["gen"]
+    _refused(client, jwt.encode(no_generation, secret, algorithm="HS256"))
+    for bad in (True, -1, "0", 1.0):
+        _refused(client, jwt.encode(_claims(issuer, gen=bad), secret, algorithm="HS256"))
     # a genuine token with its payload edited (privilege escalation attempt)
     good = jwt.encode(_claims(issuer), secret, algorithm="HS256")
     head, _, sig = good.split(".")
