@@ -155,6 +155,8 @@ def _attempt(
                     if user
                     else services.store.query_hmac("login-username", username),
                     "locked": reservation.locked(now),
+                    # False: refused on the count alone, the password was never checked.
+                    "checked": reservation.may_check,
                     "disabled": bool(user and user.disabled),
                 },
             ),

@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwt
 
 from api.security import AUDIENCE
+from tests.api.conftest import PASSWORD
 
 
 def _b64(data: dict) -> str:
@@ -113,8 +114,6 @@ def test_disabled_user_tokens_stop_at_once(client, login) -> None:
 
 
 def test_failed_logins_lock_the_account_and_are_audited(client, login, clock) -> None:
-    from tests.api.conftest import PASSWORD
-
     for _ in range(5):
         r = client.post("/auth/token", data={"username": "wang.fang", "password": "nope"})
         assert r.status_code == 401
@@ -185,9 +184,101 @@ def test_one_address_spraying_usernames_is_throttled(client, clock) -> None:
     assert r.status_code == 429 and int(r.headers["retry-after"]) > 0
     assert r.json()["type"] == "urn:archive-vault:too-many-failed-logins"
     clock.advance(seconds=301)
-    from tests.api.conftest import PASSWORD
-
     assert (
         client.post("/auth/token", data={"username": "zhang.wei", "password": PASSWORD}).status_code
         == 200
     )
+
+
+def _answers(client, username: str, n: int) -> tuple[list[float], list[tuple]]:
+    """The delays the service decides and the answers it gives to ``n`` wrong passwords."""
+    services = client.app.state.services
+    delays: list[float] = []
+
+    async def record(seconds: float) -> None:
+        delays.append(seconds)
+
+    services.sleep = record
+    answers = []
+    for i in range(n):
+        r = client.post("/auth/token", data={"username": username, "password": f"guess-{i}"})
+        headers = {k: v for k, v in r.headers.items() if k not in ("date", "content-length")}
+        answers.append((r.status_code, r.json(), sorted(headers.items())))
+    return delays, answers
+
+
+def test_unknown_names_get_the_schedule_and_answers_of_known_ones(client, clock) -> None:
+    """No username enumeration: a known user's failures and an unknown name's look alike."""
+    client.app.state.services.vault.settings.login_delay_seconds = 0.5
+    known_delays, known = _answers(client, "wang.fang", 8)
+    unknown_delays, unknown = _answers(client, "no.such.user", 8)
+    assert known_delays == unknown_delays
+    assert len(set(known_delays)) > 1  # the schedule does grow: the comparison is not vacuous
+    assert known == unknown
+    odd_delays, odd = _answers(client, "NUL\x00 not a name", 8)
+    assert (odd_delays, odd) == (known_delays, known)
+    # and after the lock has run out, both start again alike
+    clock.advance(minutes=16)
+    assert _answers(client, "wang.fang", 3) == _answers(client, "no.such.user", 3)
+
+
+def test_a_token_issued_in_the_same_second_as_a_password_change_is_revoked(
+    client, login, clock
+) -> None:
+    """Revocation does not depend on clocks: the clock does not move at all here."""
+    import api.fastpath
+    from tests.factories import archive
+
+    old = login("zhang.wei")
+    body = archive()
+    body.pop("owner")
+    created = client.post("/customers", json=body, headers=old)
+    assert created.status_code == 201, created.text
+    url = f"/customers/{created.json()['archive']['archive_no']}?groups=contact"
+    assert client.get(url, headers=old).status_code == 200  # the token is in the fast path's cache
+    r = client.post(
+        "/auth/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new password"},
+        headers=old,
+    )
+    assert r.status_code == 200, r.text
+    fresh = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert client.get("/me", headers=old).status_code == 401
+    served_fast: list[str] = []
+    real = api.fastpath.read_content
+
+    def spy(*args):
+        served_fast.append(args[3])
+        return real(*args)
+
+    api.fastpath.read_content = spy
+    try:
+        refused = client.get(url, headers=old)
+        assert refused.status_code == 401 and "revoked" in refused.json()["detail"]
+        assert served_fast, "the fast path did not take the request"
+        assert client.get(url, headers=fresh).status_code == 200
+    finally:
+        api.fastpath.read_content = real
+    assert client.get("/me", headers=fresh).json()["username"] == "zhang.wei"
+    # the old password is gone, the new one works
+    assert (
+        client.post("/auth/token", data={"username": "zhang.wei", "password": PASSWORD}).status_code
+        == 401
+    )
+
+
+def test_changing_ones_own_password_needs_the_current_one(client, login) -> None:
+    headers = login("li.na")
+    wrong = client.post(
+        "/auth/password",
+        json={"current_password": "not my password", "new_password": "a brand new password"},
+        headers=headers,
+    )
+    assert wrong.status_code == 403
+    assert client.get("/me", headers=headers).status_code == 200  # nothing changed
+    weak = client.post(
+        "/auth/password",
+        json={"current_password": PASSWORD, "new_password": "tiny-pw"},
+        headers=headers,
+    )
+    assert weak.status_code == 422 and "tiny-pw" not in weak.text
