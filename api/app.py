@@ -15,7 +15,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.fastpath import FastRead
-from api.routers import audit, auth, customers, exports, health, requests, users
+from api.routers import (
+    audit,
+    auth,
+    customers,
+    exports,
+    health,
+    password_reset,
+    requests,
+    users,
+)
 from api.services import Services, utcnow
 from vault.settings import Settings
 from vault.vault import Vault, open_vault
@@ -159,7 +168,7 @@ def create_app(
     if vault is not None:
         app.state.services = Services.build(vault, clock=clock)
     errors.install(app)
-    for module in (auth, customers, exports, requests, users, audit, health):
+    for module in (auth, customers, exports, requests, users, password_reset, audit, health):
         app.include_router(module.router)
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below

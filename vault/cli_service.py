@@ -18,7 +18,9 @@ from sqlmodel import Session
 from vault.cli import DEFAULT_DATA_DIR, DataDir, cli_actor, console, err, finish, open_store
 from vault.db import transaction
 
-user_app = typer.Typer(help="Users: add, disable, set roles.", no_args_is_help=True)
+user_app = typer.Typer(
+    help="Users: add, disable, set roles, issue a password reset.", no_args_is_help=True
+)
 
 DEMO_PASSWORD = "demo-vault-2026"  # noqa: S105 - printed on purpose: demo vaults only
 DEMO_USERS = (
@@ -104,6 +106,44 @@ def user_disable(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         disable_user(session, username, audit=store.audit, actor=cli_actor())
     finish(store)
     console.print(f"Disabled {username}")
+
+
+@user_app.command("reset-password")
+def user_reset_password(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Issue a one-time password reset: the operator never sets an existing user's password.
+
+    The user's tokens are revoked and the old password stops working at once.
+    The first code is printed here, once; the second goes to the user's
+    department head (or the information supervisor), who hands it over in
+    person. The user sets a new password at POST /auth/password-reset with both.
+    """
+    from api.services import utcnow
+    from policies.errors import PolicyError
+    from policies.password_reset import ResetKeys, issue
+
+    store = open_store(data_dir)
+    try:
+        with transaction(store.engine) as session:
+            issued = issue(
+                session,
+                username=username,
+                issuer=cli_actor(),
+                keys=ResetKeys(store.keys),
+                audit=store.audit,
+                now=utcnow(),
+            )
+    except PolicyError as exc:  # a refusal is audited too, then reported by main()
+        if exc.event is not None:
+            with transaction(store.engine) as session:
+                store.audit.append(session, exc.event)
+        finish(store)
+        raise
+    finish(store)
+    console.print(
+        f"Reset {issued.uid} for {username}: give the user this code: {issued.admin_code}\n"
+        f"{issued.holder} received the second code and hands it over in person; "
+        f"the reset expires at {issued.expires_at.isoformat()}. This code is not shown again."
+    )
 
 
 @user_app.command("set-role")

@@ -14,7 +14,7 @@ from api.errors import ApiProblem
 from api.schemas import PlainText, Strict, Username
 from api.security import hash_password
 from api.services import Services
-from audit.events import AuditAction, AuditEvent
+from audit.events import AuditAction, AuditEvent, Outcome
 from policies.directory import add_user, disable_user, set_roles
 from policies.errors import AccessDenied
 from policies.roles import Action
@@ -106,9 +106,29 @@ def change_user(
     username: UserPath, body: UserPatch, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     _admin(services, caller)
-    if body.roles is None and body.disabled is None and body.password is None:
-        raise ApiProblem(422, "validation-failed", "give roles, disabled or password")
-    hashed = hash_password(body.password) if body.password else None
+    if body.password is not None:
+        # Whoever sets a password can log in as that person: nobody sets another's.
+        services.in_transaction(
+            lambda s: services.audit.append(
+                s,
+                AuditEvent(
+                    action=AuditAction.USER_CHANGE,
+                    actor=caller.actor,
+                    outcome=Outcome.DENIED,
+                    reason="administrators do not set passwords",
+                    detail={"op": "set_password", "user": username},
+                ),
+            )
+        )
+        raise ApiProblem(
+            403,
+            "password-set-refused",
+            "administrators do not set passwords: issue a one-time reset with "
+            f"POST /users/{username}/password-reset, which the user completes at "
+            "POST /auth/password-reset; users change their own at POST /auth/password",
+        )
+    if body.roles is None and body.disabled is None:
+        raise ApiProblem(422, "validation-failed", "give roles or disabled")
 
     def run(session: Any) -> dict[str, Any]:
         user = session.exec(select(User).where(User.username == username)).first()
@@ -121,19 +141,6 @@ def change_user(
             )
         if body.disabled:
             disable_user(session, username, audit=services.audit, actor=caller.actor)
-        if hashed:
-            user.password_hash, user.failed_logins, user.locked_until = hashed, 0, None
-            # Whole seconds, like a token's iat: tokens issued before now stop working.
-            user.tokens_valid_after = services.clock().replace(microsecond=0)
-            session.add(user)
-            services.audit.append(
-                session,
-                AuditEvent(
-                    action=AuditAction.USER_CHANGE,
-                    actor=caller.actor,
-                    detail={"op": "set_password", "user": username},
-                ),
-            )
         from policies.directory import get_roles
 
         return _public(user, roles if roles is not None else get_roles(session, username))

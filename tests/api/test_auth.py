@@ -160,8 +160,10 @@ def test_a_password_change_revokes_earlier_tokens(client, login, clock) -> None:
     old = login("wang.fang")
     assert client.get("/me", headers=old).status_code == 200
     clock.advance(seconds=2)
-    r = client.patch(
-        "/users/wang.fang", json={"password": "a brand new password"}, headers=login("admin")
+    r = client.post(
+        "/auth/password",
+        json={"current_password": PASSWORD, "new_password": "a brand new password"},
+        headers=old,
     )
     assert r.status_code == 200, r.text
     assert client.get("/me", headers=old).status_code == 401

@@ -176,3 +176,30 @@ def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr
     assert "Seeded 20" in proc.stdout
+
+
+def test_the_operator_resets_a_password_only_through_a_one_time_reset(data: Path) -> None:
+    def add(name: str, role: str) -> subprocess.CompletedProcess:
+        return run(
+            "user",
+            "add",
+            name,
+            "--role",
+            role,
+            "--department",
+            "销售一部",
+            "--password-stdin",
+            data=data,
+            stdin="a long enough password\n",
+            check=False,
+        )
+
+    assert add("li.na", "salesperson").returncode == 0
+    lonely = run("user", "reset-password", "li.na", data=data, check=False)
+    assert lonely.returncode == 1 and "second code" in lonely.stderr
+    assert add("head.one", "department_head").returncode == 0
+    # no way to overwrite an existing user's password
+    again = add("li.na", "salesperson")
+    assert again.returncode == 1 and "already exists" in again.stderr
+    reset = run("user", "reset-password", "li.na", data=data)
+    assert "head.one received the second code" in " ".join(reset.stdout.split())
