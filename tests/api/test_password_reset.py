@@ -155,3 +155,52 @@ def test_only_administrators_issue_resets(client, login) -> None:
 def test_malformed_completions_are_clear_422s(client, bad) -> None:
     r = _complete(client, "wang.fang", bad, "AAAA")
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem")
+
+
+def test_concurrent_wrong_codes_are_counted_one_by_one(client, login) -> None:
+    """Parallel guesses at a reset: exactly MAX_ATTEMPTS are compared, then it is over."""
+    import threading
+
+    from audit.events import Actor
+    from vault.auth_models import PasswordReset
+
+    issued = _issue(client, login, "wang.fang")
+    services = client.app.state.services
+    keys = password_reset.ResetKeys(services.vault.keys)
+    n = 12
+    barrier = threading.Barrier(n)
+    results: list[bool] = []
+    errors: list[BaseException] = []
+
+    def guess(i: int) -> None:
+        try:
+            barrier.wait()
+            with transaction(services.engine) as session:
+                results.append(
+                    password_reset.complete(
+                        session,
+                        username="wang.fang",
+                        admin_code=issued["code"],
+                        holder_code=f"WRONG-{i}",
+                        new_password_hash="x",
+                        keys=keys,
+                        audit=services.audit,
+                        actor=Actor("wang.fang", "password-reset"),
+                        now=services.clock(),
+                    )
+                )
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and results == [False] * n
+    with transaction(services.engine) as session:
+        reset = session.exec(
+            select(PasswordReset).where(PasswordReset.uid == issued["reset"])
+        ).one()
+        assert (reset.attempts, reset.state) == (password_reset.MAX_ATTEMPTS, "exhausted")
+        assert reset.holder_code_sealed is None
