@@ -229,7 +229,7 @@ def _change_own(
             return _Outcome(retry_after=address.retry_after(now))
         stored = conn.execute(
             sa.select(_U.c.password_hash).where(_U.c.username == username)
-        ).scalar_one()
+        ).scalar()
         reservation = login_guard.reserve_account(
             conn,
             username,
@@ -237,7 +237,8 @@ def _change_own(
             limit=settings.login_max_failures,
             lock=timedelta(minutes=settings.login_lock_minutes),
         )
-    assert reservation is not None  # the caller was loaded from this row a moment ago
+    if reservation is None:  # the caller's row is gone: nothing to change
+        return _Outcome()
     ok = reservation.may_check and verify_password(stored, current)
     actor = Actor(username, "self", client_address(request))
     with transaction(services.engine) as session:
