@@ -51,6 +51,11 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
+        if upload and scope.get("method") == "POST":
+            # The upload route reads its body itself, after authentication, and
+            # refuses it with 413 as soon as the limit is passed (nothing stored).
+            await self.app(scope, receive, send)
+            return
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
