@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -18,7 +19,10 @@ from api.fastpath import FastRead
 from api.routers import audit, auth, customers, exports, health, requests, users
 from api.services import Services, utcnow
 from vault.settings import Settings
+from vault.uploads import purge_abandoned
 from vault.vault import Vault, open_vault
+
+ABANDONED = timedelta(hours=24)  # an upload this old and still incomplete is dead
 
 
 class BodyLimit:
@@ -130,6 +134,14 @@ async def _checkpoints(services: Services) -> None:
             await run_in_threadpool(services.sweep)
         except Exception:
             log.exception("periodic sweep failed")
+        try:  # uploads a dead worker left half-written (ciphertext, never listed)
+            await run_in_threadpool(
+                functools.partial(
+                    purge_abandoned, services.store, now=services.clock(), older_than=ABANDONED
+                )
+            )
+        except Exception:
+            log.exception("purging abandoned uploads failed")
 
 
 def create_app(
