@@ -26,6 +26,7 @@ as the chunks are written (429, nothing stored).
 from __future__ import annotations
 
 import functools
+import logging
 from typing import Any
 
 import anyio
@@ -40,6 +41,7 @@ from audit.events import Actor
 from vault.errors import VaultError
 from vault.uploads import AttachmentUpload, QuotaExceeded, UploadTooLarge, used_today
 
+log = logging.getLogger("archive_vault.api")
 FRAMING_BYTES = 64 * 1024  # multipart boundaries and part headers around the file
 HEADER_BYTES = 8 * 1024  # all part headers of one part together
 NAME_FIELD_BYTES = 4 * 255  # the ``filename`` part: 255 characters of UTF-8
@@ -234,8 +236,13 @@ async def receive_attachment(
     except BaseException as exc:
         reason = _reason(exc)
         denied = isinstance(exc, QuotaExceeded | UploadTooLarge)
-        with anyio.CancelScope(shield=True):
-            await run_in_threadpool(functools.partial(upload.abort, reason, denied=denied))
+        try:
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(functools.partial(upload.abort, reason, denied=denied))
+        except Exception as cleanup:  # noqa: BLE001 - the original error is what the caller gets
+            # Never str(): it may carry SQL parameters. What is left is ciphertext of an
+            # incomplete upload, which is never listed and is purged by housekeeping.
+            log.error("could not clean up a refused upload: %s", type(cleanup).__name__)
         if isinstance(exc, MultipartParseError):
             raise _problem(400, "malformed-multipart", "the multipart body is malformed") from None
         if isinstance(exc, ClientDisconnect):
