@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI
@@ -27,7 +28,10 @@ from api.routers import (
 )
 from api.services import Services, utcnow
 from vault.settings import Settings
+from vault.uploads import purge_abandoned
 from vault.vault import Vault, open_vault
+
+ABANDONED = timedelta(hours=24)  # an upload this old and still incomplete is dead
 
 
 class BodyLimit:
@@ -60,6 +64,11 @@ class BodyLimit:
                     raise _TooLarge
             return message
 
+        if upload and scope.get("method") == "POST":
+            # The upload route reads its body itself, after authentication, and
+            # refuses it with 413 as soon as the limit is passed (nothing stored).
+            await self.app(scope, receive, send)
+            return
         try:
             await self.app(scope, counted, send)
         except _TooLarge:
@@ -134,6 +143,14 @@ async def _checkpoints(services: Services) -> None:
             await run_in_threadpool(services.sweep)
         except Exception:
             log.exception("periodic sweep failed")
+        try:  # uploads a dead worker left half-written (ciphertext, never listed)
+            await run_in_threadpool(
+                functools.partial(
+                    purge_abandoned, services.store, now=services.clock(), older_than=ABANDONED
+                )
+            )
+        except Exception:
+            log.exception("purging abandoned uploads failed")
 
 
 def create_app(

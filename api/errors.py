@@ -23,6 +23,7 @@ from api.security import InvalidToken
 from audit.errors import AuditError, AuditQueryError, AuditWriteFailed
 from policies import errors as perr
 from vault import errors as verr
+from vault.uploads import QuotaExceeded, UploadTooLarge
 
 log = logging.getLogger("archive_vault.api")
 PROBLEM = "application/problem+json"
@@ -37,6 +38,8 @@ _VAULT_STATUS: dict[type[verr.VaultError], int] = {
     verr.KeyFileError: 500,
     verr.NotInitialised: 503,
     verr.DecryptionFailed: 500,
+    UploadTooLarge: 413,
+    QuotaExceeded: 429,
 }
 _POLICY_STATUS: dict[type[perr.PolicyError], int] = {
     perr.AccessDenied: 403,

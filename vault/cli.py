@@ -147,6 +147,35 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     migrate.grant_app_role(engine)
     install_guards(engine)
     console.print(f"Database schema: {before or 'empty'} → {migrate.head()}")
+    _seal_manifests(settings, engine)
+
+
+def _seal_manifests(settings: Settings, engine: Any, *, strict: bool = False) -> None:
+    """Archives from before sealed manifests get one now, with the key file (reads need it)."""
+    from vault.manifest import seal_missing
+    from vault.vault import open_vault
+
+    try:
+        vault = open_vault(settings, engine=engine)
+    except VaultError as exc:
+        if strict:
+            raise
+        err.print(
+            f"[yellow]Manifests not sealed:[/] {exc}. Reads of archives without one are "
+            "refused until `archive-vault seal-manifests` runs with the key file."
+        )
+        return
+    count = seal_missing(vault.store())
+    console.print(f"Sealed manifests: {count} archive(s)")
+
+
+@app.command("seal-manifests")
+def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Seal the manifest of field groups of every archive that has none (after an upgrade)."""
+    from vault.db import make_engine
+
+    settings = settings_for(data_dir)
+    _seal_manifests(settings, make_engine(settings.resolved_database_url), strict=True)
 
 
 @app.command()

@@ -144,6 +144,8 @@ class Archive(SQLModel, table=True):
     kek_version: int = Field(default=1)
     dek_version: int = Field(default=1)
     wrapped_dek: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
+    # Sealed under the DEK: every field group's revision and digest (vault.manifest).
+    manifest: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
 
     # Consent (PIPL Art 14, 29): what the customer agreed to, when and how.
     consent_notice: str = Field(default="", max_length=64)
@@ -236,6 +238,16 @@ class AttachmentChunk(SQLModel, table=True):
     attachment_id: int = Field(foreign_key="attachment.id", primary_key=True)
     seq: int = Field(primary_key=True)
     ciphertext: bytes = Field(sa_column=Column(sa.LargeBinary, nullable=False))
+
+
+class UploadQuota(SQLModel, table=True):
+    """Bytes of attachments one user uploaded on one (UTC) day, counted atomically."""
+
+    __tablename__ = "upload_quota"
+
+    username: str = Field(primary_key=True, max_length=64)
+    day: date = Field(primary_key=True)
+    used: int = Field(default=0, sa_column=Column(sa.BigInteger, nullable=False))
 
 
 class ArchiveCounter(SQLModel, table=True):

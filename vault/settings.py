@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     max_field_chars: int = Field(default=2000, ge=1)
     max_import_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_attachment_bytes: int = Field(default=256 * 1024**2, ge=1)
+    # Attachment bytes one user may upload per UTC day (counted in the database).
+    upload_quota_bytes_per_day: int = Field(default=1024**3, ge=1)
     attachment_chunk_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024**2)
     default_retention_years: int = Field(default=10, ge=1, le=100)
     # Blind-index sizing (CipherSweet rule): fixed at ``init`` so indexes stay

@@ -30,6 +30,7 @@ from sqlmodel import Session, delete, select
 
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from vault import crypto
+from vault import manifest as mf
 from vault.crypto import InvalidCiphertext, Sealer
 from vault.db import checkpoint_sqlite, transaction
 from vault.errors import (
@@ -412,10 +413,19 @@ class ArchiveStore:
         if explicit:
             self._bump_counter(session, explicit)  # type: ignore[arg-type]
         active = {lvl: self.active_kek(session, lvl) for lvl in {r.classification for r in records}}
-        archive_rows, deks = [], []
+        archive_rows, sealed_groups = [], []
         for r in records:
             dek = crypto.new_key()
-            deks.append(Sealer(dek, 1))
+            sealer = Sealer(dek, 1)
+            sealed = {
+                group: sealer.seal(
+                    _encode(fields),
+                    self.content_aad(r.archive_no, group, r.classification, 1, 1),  # type: ignore[arg-type]
+                )
+                for group, fields in r.groups.items()
+                if fields
+            }
+            sealed_groups.append(sealed)
             archive_rows.append(
                 {
                     "archive_no": r.archive_no,
@@ -442,6 +452,9 @@ class ArchiveStore:
                     "consent_channel": r.consent.channel,
                     "consent_groups": list(r.consent.groups),
                     "consent_sensitive_groups": list(r.consent.sensitive_groups),
+                    "manifest": mf.seal(
+                        sealer, r.archive_no, r.classification, mf.of_new_archive(sealed)
+                    ),  # type: ignore[arg-type]
                 }
             )
         table = Archive.__table__  # type: ignore[attr-defined]
@@ -457,20 +470,17 @@ class ArchiveStore:
         except IntegrityError:
             raise Conflict("an archive number in this batch already exists") from None
         content, index, contacts = [], [], []
-        for archive_id, r, dek in zip(ids, records, deks, strict=True):
-            for group, fields in r.groups.items():
-                if not fields:
-                    continue
-                aad = self.content_aad(r.archive_no, group, r.classification, 1, 1)  # type: ignore[arg-type]
-                content.append(
-                    {
-                        "archive_id": archive_id,
-                        "group_name": group,
-                        "revision": 1,
-                        "ciphertext": dek.seal(_encode(fields), aad),
-                        "updated_at": now,
-                    }
-                )
+        for archive_id, r, sealed in zip(ids, records, sealed_groups, strict=True):
+            content.extend(
+                {
+                    "archive_id": archive_id,
+                    "group_name": group,
+                    "revision": 1,
+                    "ciphertext": blob,
+                    "updated_at": now,
+                }
+                for group, blob in sealed.items()
+            )
             index.extend(self._index_rows(archive_id, r.groups))
             contacts.extend({"archive_id": archive_id, "username": c} for c in r.contacts)
         for model, rows in (
@@ -600,15 +610,19 @@ class ArchiveStore:
         params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(groups)}
         params["id"] = archive.id
         rows = _content_of(len(groups)).all(session, params)
-        if not rows:
-            return {}
         dek = self._dek_of(archive)
+        mf.check_rows(self._manifest(dek, archive), archive.archive_no, groups, rows)
         out = {}
         for group, revision, blob in rows:
             out[group] = self._open_group(
                 dek, archive.archive_no, group, archive.classification, revision, blob
             )
         return {g: out[g] for g in groups if g in out}
+
+    @staticmethod
+    def _manifest(dek: Sealer, archive: Any) -> mf.Manifest:
+        """The archive's authenticated manifest (ORM object or Core row)."""
+        return mf.open_manifest(dek, archive.archive_no, archive.classification, archive.manifest)
 
     @staticmethod
     def _fast_statement(single: bool) -> sa.Select:
@@ -630,6 +644,7 @@ class ArchiveStore:
                 c.c.group_name,
                 c.c.revision,
                 c.c.ciphertext,
+                a.c.manifest,
             )
             .select_from(a.outerjoin(c, sa.and_(c.c.archive_id == a.c.id, group)))
             .where(a.c.archive_no == sa.bindparam("no"))
@@ -655,10 +670,13 @@ class ArchiveStore:
         if status == ArchiveStatus.DESTROYED:
             raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
         out: dict[str, dict[str, str]] = {}
-        if rows[0][5] is None:
-            return out
         dek = self._dek(archive_no, level, kek_v, dek_v, wrapped)
+        found = [(r[5], r[6], r[7]) for r in rows if r[5] is not None]
+        manifest = mf.open_manifest(dek, archive_no, level, rows[0][8])
+        mf.check_rows(manifest, archive_no, groups, found)
         for row in rows:
+            if row[5] is None:
+                continue
             out[row[5]] = self._open_group(dek, archive_no, row[5], level, row[6], row[7])
         return out
 
@@ -725,8 +743,13 @@ class ArchiveStore:
                 .order_by(ContentHistory.revision.desc())  # type: ignore[attr-defined]
             ).all()
             out = []
+            dek = self._dek_of(archive)
+            manifest = self._manifest(dek, archive)
+            mf.check_history(
+                manifest, archive_no, group, [(h.revision, h.ciphertext) for h in rows]
+            )
+            self._open_groups(session, archive, [group])  # the current revision is genuine too
             if rows:
-                dek = self._dek_of(archive)
                 for h in rows:
                     out.append(
                         {
@@ -786,6 +809,15 @@ class ArchiveStore:
                 )
             }
             dek = self._dek_of(archive)
+            # The rows about to be merged must be the current ones, or a rollback
+            # would be laundered into a new revision.
+            manifest = self._manifest(dek, archive)
+            mf.check_rows(
+                manifest,
+                archive_no,
+                list(changes),
+                [(g, r.revision, r.ciphertext) for g, r in rows.items()],
+            )
             touched = []
             for group, fields in changes.items():
                 row = rows.get(group)
@@ -811,9 +843,11 @@ class ArchiveStore:
                             superseded_at=now,
                         )
                     )
+                    manifest = manifest.superseded(group)
                 if not merged:
                     if row is not None:
                         session.delete(row)
+                    manifest = manifest.removed(group)
                     continue
                 revision = row.revision + 1 if row else 1
                 blob = dek.seal(
@@ -835,7 +869,9 @@ class ArchiveStore:
                 else:
                     row.revision, row.ciphertext, row.updated_at = revision, blob, now
                     session.add(row)
+                manifest = manifest.written(group, revision, blob)
                 self._reindex(session, archive.id, group, merged)  # type: ignore[arg-type]
+            archive.manifest = mf.seal(dek, archive_no, archive.classification, manifest)
             archive.updated_at = now
             session.add(archive)
             self._audit(
@@ -1108,7 +1144,13 @@ class ArchiveStore:
             )
             new_key = crypto.new_key()
             new = Sealer(new_key, archive.dek_version + 1)
+            manifest = self._manifest(old, archive)
+            mf.verify_all(session, manifest, archive_no, archive.id)  # type: ignore[arg-type]
             self._reseal_all(session, archive, old, new, old_level, level)
+            session.flush()
+            archive.manifest = mf.seal(
+                new, archive_no, level, mf.rebuilt(session, archive.id, manifest.history)
+            )  # type: ignore[arg-type]
             version = self.active_kek(session, level)
             archive.classification, archive.custodian = level, custodian
             archive.kek_version, archive.dek_version = version, new.version
@@ -1242,7 +1284,10 @@ class ArchiveStore:
             raise ValidationFailed("name the field groups whose consent is withdrawn")
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no, for_update=True)
+            dek = self._dek_of(archive)
+            manifest = self._manifest(dek, archive).erased(wanted)
             erased = self._erase_groups(session, archive, wanted)
+            archive.manifest = mf.seal(dek, archive_no, archive.classification, manifest)
             keep = [g for g in archive.consent_groups or [] if sensitive_only or g not in wanted]
             keep_sensitive = [g for g in archive.consent_sensitive_groups or [] if g not in wanted]
             archive.consent_groups, archive.consent_sensitive_groups = keep, keep_sensitive
@@ -1320,7 +1365,7 @@ class ArchiveStore:
                 delete(Attachment).where(Attachment.archive_id == archive.id)
             ).rowcount
             session.execute(delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id))
-            archive.wrapped_dek = None
+            archive.wrapped_dek, archive.manifest = None, None
             archive.status, archive.destroyed_at, archive.updated_at = (
                 ArchiveStatus.DESTROYED.value,
                 now,

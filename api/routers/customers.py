@@ -7,7 +7,8 @@ from datetime import date
 from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
-from fastapi import APIRouter, File, Form, Path, Query, Request, UploadFile
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field, StringConstraints
 
@@ -36,6 +37,7 @@ from api.schemas import (
 )
 from api.security import TokenClaims
 from api.services import Services
+from api.uploads import OPENAPI_BODY, receive_attachment
 from audit.events import Actor, AuditAction
 from policies.decide import ArchiveMeta, Decision
 from policies.errors import AccessDenied
@@ -393,24 +395,33 @@ def attachments(
     return services.store.attachments(archive_no)
 
 
-@router.post("/{archive_no}/attachments", status_code=201)
-def upload(
+@router.post("/{archive_no}/attachments", status_code=201, openapi_extra=OPENAPI_BODY)
+async def upload(
     archive_no: ArchivePath,
+    request: Request,
     services: ServicesDep,
-    caller: CallerDep,
-    file: Annotated[UploadFile, File(description="The scan or contract")],
-    filename: Annotated[str | None, Form(max_length=255)] = None,
-) -> dict[str, Any]:
-    """Upload an attachment; it is sealed chunk by chunk as it streams in."""
-    _records_decision(services, caller, archive_no, Action.UPDATE, AuditAction.ATTACHMENT_ADD)
-    name = filename or file.filename or "attachment"
-    return services.store.add_attachment(
+    claims: ClaimsDep,
+    filename: Annotated[
+        str | None, Query(max_length=255, description="The file's name (raw bodies)")
+    ] = None,
+) -> JSONResponse:
+    """Upload an attachment, sealed chunk by chunk as it streams in.
+
+    The token is checked and the decision made before a byte of the body is
+    read (401/403 leave it unread); see ``api.uploads`` for the body formats,
+    the size limit (413) and the daily quota (429).
+    """
+    caller = await run_in_threadpool(caller_for, services, claims, client_address(request))
+    await run_in_threadpool(
+        _records_decision,
+        services,
+        caller,
         archive_no,
-        filename=name,
-        content_type=file.content_type or "application/octet-stream",
-        stream=file.file,
-        actor=caller.actor,
+        Action.UPDATE,
+        AuditAction.ATTACHMENT_ADD,
     )
+    result = await receive_attachment(request, services, caller.actor, archive_no, filename)
+    return JSONResponse(result, status_code=201)
 
 
 @router.get("/{archive_no}/attachments/{uid}")

@@ -203,3 +203,27 @@ def test_the_operator_resets_a_password_only_through_a_one_time_reset(data: Path
     assert again.returncode == 1 and "already exists" in again.stderr
     reset = run("user", "reset-password", "li.na", data=data)
     assert "head.one received the second code" in " ".join(reset.stdout.split())
+
+
+def test_upgrade_seals_the_manifests_of_archives_from_before_them(data: Path) -> None:
+    """A vault upgraded from before sealed manifests: `upgrade` seals them with the key file."""
+    import sqlalchemy as sa
+
+    run("seed", "--customers", "3", data=data)
+    engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE archive SET manifest = NULL"))
+    proc = run("upgrade", data=data)
+    assert "Sealed manifests: 3 archive(s)" in proc.stdout
+    with engine.connect() as conn:
+        missing = conn.execute(sa.text("SELECT count(*) FROM archive WHERE manifest IS NULL"))
+        assert missing.scalar_one() == 0
+    assert "Sealed manifests: 0" in run("seal-manifests", data=data).stdout
+    (data / "keys" / "keyring.json").rename(data / "keyring.moved")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE archive SET manifest = NULL"))
+    proc = run("upgrade", data=data)  # migrations still apply; the warning says what to run
+    assert "seal-manifests" in proc.stderr
+    failed = run("seal-manifests", data=data, check=False)
+    assert failed.returncode == 1 and "key file" in failed.stderr
+    engine.dispose()

@@ -1,0 +1,224 @@
+"""The sealed manifest: rollbacks, deleted and added groups are refused on every read path.
+
+The attacker here has write access to the database and nothing else (no key
+file): they move rows around with plain SQL, as the attack run did.
+"""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from sqlmodel import Session, select
+
+from audit.events import SYSTEM, Outcome
+from tests.factories import SALES, archive
+from vault.errors import DecryptionFailed
+from vault.importer import bulk_insert
+from vault.manifest import seal_missing
+from vault.models import Archive, ArchiveContent, ContentHistory
+from vault.rotation import rotate
+from vault.store import ArchiveStore
+
+NEW_MOBILE = "13900001111"
+
+
+def _archive_id(store: ArchiveStore, no: str) -> int:
+    with Session(store.engine) as s:
+        return s.exec(select(Archive.id).where(Archive.archive_no == no)).one()
+
+
+def _sql(store: ArchiveStore, stmt: sa.Executable) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(stmt)
+
+
+def _updated(store: ArchiveStore) -> str:
+    """An archive whose contact group has one superseded revision in history."""
+    no = store.create(archive(), actor=SALES).archive_no
+    store.update(no, {"mobile_phone": NEW_MOBILE}, actor=SALES)
+    assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == NEW_MOBILE
+    return no
+
+
+def _roll_back(store: ArchiveStore, no: str) -> None:
+    """The attack: the old ciphertext WITH its revision copied back into archive_content."""
+    aid = _archive_id(store, no)
+    with Session(store.engine) as s:
+        old = s.exec(
+            select(ContentHistory).where(
+                ContentHistory.archive_id == aid, ContentHistory.group_name == "contact"
+            )
+        ).one()
+        revision, blob = old.revision, old.ciphertext
+    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    _sql(
+        store,
+        sa.update(c)
+        .where(c.c.archive_id == aid, c.c.group_name == "contact")
+        .values(revision=revision, ciphertext=blob),
+    )
+
+
+def test_a_rolled_back_group_is_refused_by_every_read(store: ArchiveStore, sink) -> None:
+    no = _updated(store)
+    _roll_back(store, no)
+    with pytest.raises(DecryptionFailed, match=f"archive {no}, field group 'contact'"):
+        store.read(no, ["contact"], actor=SALES)
+    assert sink.events[-1].outcome == Outcome.ERROR  # audited, and nothing returned
+    with pytest.raises(DecryptionFailed):
+        store.read(no, actor=SALES)  # every group
+    with pytest.raises(DecryptionFailed):
+        store.export([no], ["contact"], actor=SALES)
+    with pytest.raises(DecryptionFailed):
+        store.history(no, "contact", actor=SALES)
+    with Session(store.engine) as s, pytest.raises(DecryptionFailed):
+        store._decrypt_unaudited(s, no, ["contact"])
+    # A write does not launder it into a new revision either.
+    with pytest.raises(DecryptionFailed):
+        store.update(no, {"mobile_phone": "13700000000"}, actor=SALES)
+    # Groups that were not rolled back still read.
+    assert store.read(no, ["identity"], actor=SALES).content["identity"]["name"] == "王小明"
+
+
+def test_a_deleted_group_row_is_refused(store: ArchiveStore) -> None:
+    no = store.create(archive(), actor=SALES).archive_no
+    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    _sql(
+        store,
+        sa.delete(c).where(c.c.archive_id == _archive_id(store, no), c.c.group_name == "health"),
+    )
+    with pytest.raises(DecryptionFailed, match="field group 'health': missing"):
+        store.read(no, ["health"], actor=SALES)
+    with pytest.raises(DecryptionFailed):
+        store.read(no, actor=SALES)
+
+
+def test_an_added_group_row_is_refused(store: ArchiveStore) -> None:
+    """A group copied in from elsewhere (here: the archive's own history of another
+    group is useless, so the attacker re-inserts a group the owner had emptied)."""
+    no = store.create(archive(), actor=SALES).archive_no
+    aid = _archive_id(store, no)
+    with Session(store.engine) as s:
+        row = s.exec(
+            select(ArchiveContent).where(
+                ArchiveContent.archive_id == aid, ArchiveContent.group_name == "health"
+            )
+        ).one()
+        revision, blob = row.revision, row.ciphertext
+    store.update(no, {"health": None}, actor=SALES)  # the owner removes the health note
+    assert store.read(no, ["health"], actor=SALES).content == {}
+    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    _sql(
+        store,
+        sa.insert(c).values(
+            archive_id=aid,
+            group_name="health",
+            revision=revision,
+            ciphertext=blob,
+            updated_at=sa.func.now(),
+        ),
+    )
+    with pytest.raises(DecryptionFailed, match="field group 'health': not in"):
+        store.read(no, ["health"], actor=SALES)
+
+
+def test_a_recreated_group_cannot_be_swapped_for_its_old_revision_one(store: ArchiveStore) -> None:
+    """Emptying and rewriting a group starts again at revision 1: the digest tells them apart."""
+    no = store.create(archive(), actor=SALES).archive_no
+    store.update(no, {"health": None}, actor=SALES)
+    store.update(no, {"health": "已康复"}, actor=SALES)
+    aid = _archive_id(store, no)
+    with Session(store.engine) as s:
+        old = s.exec(select(ContentHistory).where(ContentHistory.archive_id == aid)).one()
+        assert old.revision == 1
+        blob = old.ciphertext
+    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    _sql(
+        store,
+        sa.update(c)
+        .where(c.c.archive_id == aid, c.c.group_name == "health")
+        .values(revision=1, ciphertext=blob),
+    )
+    with pytest.raises(DecryptionFailed):
+        store.read(no, ["health"], actor=SALES)
+
+
+def test_deleted_history_rows_are_refused_by_the_history_read(store: ArchiveStore) -> None:
+    no = _updated(store)
+    store.update(no, {"mobile_phone": "13700000000"}, actor=SALES)
+    assert len(store.history(no, "contact", actor=SALES)) == 2
+    h = ContentHistory.__table__  # type: ignore[attr-defined]
+    _sql(store, sa.delete(h).where(h.c.archive_id == _archive_id(store, no), h.c.revision == 1))
+    with pytest.raises(DecryptionFailed, match="history"):
+        store.history(no, "contact", actor=SALES)
+
+
+def test_a_missing_or_foreign_manifest_is_refused(store: ArchiveStore) -> None:
+    one = store.create(archive(), actor=SALES).archive_no
+    two = store.create(archive(), actor=SALES).archive_no
+    a = Archive.__table__  # type: ignore[attr-defined]
+    with store.engine.begin() as conn:
+        theirs = conn.execute(sa.select(a.c.manifest).where(a.c.archive_no == two)).scalar_one()
+        conn.execute(sa.update(a).where(a.c.archive_no == one).values(manifest=theirs))
+        conn.execute(sa.update(a).where(a.c.archive_no == two).values(manifest=None))
+    with pytest.raises(DecryptionFailed, match="manifest"):
+        store.read(one, ["contact"], actor=SALES)
+    with pytest.raises(DecryptionFailed, match="seal-manifests"):
+        store.read(two, ["contact"], actor=SALES)
+
+
+def test_every_legitimate_write_keeps_reads_working(store: ArchiveStore) -> None:
+    no = _updated(store)
+    store.update(no, {"health": None, "notes": "常客"}, actor=SALES)  # a group removed, one added
+    view = store.read(no, actor=SALES)
+    assert "health" not in view.content and view.content["notes"]["notes"] == "常客"
+    assert len(store.history(no, "contact", actor=SALES)) == 1
+
+    store.withdraw_consent(no, ["contact"], actor=SALES)
+    assert "contact" not in store.read(no, actor=SALES).content
+    assert store.history(no, "contact", actor=SALES) == []
+
+    store.reclassify(no, "top_secret", actor=SYSTEM, custodian="chen.jing")
+    assert store.read(no, ["notes"], actor=SALES).content["notes"]["notes"] == "常客"
+    assert len(store.history(no, "health", actor=SALES)) == 1
+
+    rotate(store, actor=SYSTEM, levels=["top_secret"])  # rewraps the DEK only
+    assert store.read(no, actor=SALES).content["identity"]["name"] == "王小明"
+    store.update(no, {"notes": "老客户"}, actor=SALES)
+    assert store.read(no, ["notes"], actor=SALES).content["notes"]["notes"] == "老客户"
+
+    store.destroy(no, actor=SYSTEM, reason="retention ended")
+    with Session(store.engine) as s:
+        assert s.exec(select(Archive.manifest).where(Archive.archive_no == no)).one() is None
+
+
+def test_reclassification_does_not_launder_a_rollback(store: ArchiveStore) -> None:
+    no = _updated(store)
+    _roll_back(store, no)
+    with pytest.raises(DecryptionFailed):
+        store.reclassify(no, "secret", actor=SYSTEM)
+    with pytest.raises(DecryptionFailed):
+        store.read(no, ["contact"], actor=SALES)
+
+
+def test_import_seals_one_manifest_per_archive(store: ArchiveStore) -> None:
+    records = [store.prepare(archive(profile={"name": f"客户{i}"})) for i in range(3)]
+    report = bulk_insert(store, records, actor=SALES, total=3, source="test")
+    assert report.imported == 3
+    with Session(store.engine) as s:
+        assert all(m is not None for m in s.exec(select(Archive.manifest)))
+    assert store.read(report.last, ["identity"], actor=SALES).content["identity"]["name"] == "客户2"
+
+
+def test_upgrade_seals_archives_written_before_manifests(store: ArchiveStore) -> None:
+    no = _updated(store)
+    _sql(store, sa.update(Archive.__table__).values(manifest=None))  # type: ignore[attr-defined]
+    with pytest.raises(DecryptionFailed, match="no sealed manifest"):
+        store.read(no, ["contact"], actor=SALES)
+    assert seal_missing(store) == 1
+    assert seal_missing(store) == 0
+    assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == NEW_MOBILE
+    assert len(store.history(no, "contact", actor=SALES)) == 1
+    _roll_back(store, no)  # and from now on a rollback is caught
+    with pytest.raises(DecryptionFailed):
+        store.read(no, ["contact"], actor=SALES)
