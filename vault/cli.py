@@ -21,9 +21,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
-from audit.errors import AuditError
+from audit.errors import AuditError, AuditIntegrityError
 from audit.events import Actor
 from policies.errors import PolicyError
 from vault.errors import VaultError
@@ -84,10 +85,25 @@ def _record_policy(store: Any) -> None:
 
 
 def finish(store: Any) -> None:
-    """Sign a checkpoint covering what this command appended (C2SP tlog-checkpoint)."""
+    """Sign a checkpoint covering what this command appended (C2SP tlog-checkpoint).
+
+    The command's own work is committed by now. When the log cannot be signed
+    because it fails its integrity checks (an entry whose MAC fails, a tail
+    cut beneath a checkpoint), nothing is signed over it and the operator is
+    told, in one line, what to run; the command itself still succeeded.
+    """
     checkpoint = getattr(store.audit, "checkpoint_if_new", None)
-    if checkpoint is not None:
+    if checkpoint is None:
+        return
+    try:
         checkpoint()
+    except AuditIntegrityError as exc:
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" the audit log was not signed: {exc}",
+            )
+        )
 
 
 @contextmanager
@@ -147,6 +163,18 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     migrate.grant_app_role(engine)
     install_guards(engine)
     console.print(f"Database schema: {before or 'empty'} → {migrate.head()}")
+    from vault.errors import NotInitialised
+    from vault.vault import open_vault
+
+    try:  # opening gives an older key file its audit MAC key
+        added = open_vault(settings, engine=engine).audit_mac_added_from
+    except NotInitialised:  # a database without a vault yet: nothing to key
+        added = None
+    if added is not None:
+        console.print(
+            f"Audit MAC key added to {settings.resolved_key_file}: entries from {added} on "
+            "carry a MAC; earlier ones are reported as written before MACs"
+        )
 
 
 @app.command()
