@@ -36,9 +36,11 @@ def test_a_database_at_the_first_revision_upgrades_to_head(engine, settings) -> 
 
     vault = init_vault(settings, engine=engine)
     migrate.upgrade(engine, "head")
-    with engine.begin() as conn:  # pretend the newest migration never ran
-        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0001'"))
-        conn.execute(sa.text("ALTER TABLE app_user DROP COLUMN tokens_valid_after"))
+    # Back to the first revision through every migration's downgrade (their order is
+    # the history's, whatever later migrations are added).
+    from alembic import command
+
+    command.downgrade(migrate.config(engine), "0001")
     with pytest.raises(migrate.SchemaOutdated):
         open_vault(settings, engine=engine)
     migrate.upgrade(engine)
