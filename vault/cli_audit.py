@@ -88,7 +88,7 @@ def verify(
         for problem in report.all_problems():
             _failed(problem)
         for note in report.notes:
-            err.print(Text(f"  {note}"))
+            err.print(Text(f"  {note}"), soft_wrap=True)
         raise typer.Exit(1)
     if state is not None:
         problem = _run(lambda: _advance_state(log, report, state))
@@ -102,7 +102,7 @@ def verify(
 
 def _failed(problem: Any) -> None:
     """One line per finding; its text is shown literally (a stored row may hold anything)."""
-    err.print(Text.assemble(("FAILED", "bold red"), " ", str(problem)))
+    err.print(Text.assemble(("FAILED", "bold red"), " ", str(problem)), soft_wrap=True)
 
 
 def _advance_state(log: AuditLog, report: Any, path: Path) -> Any:
