@@ -27,6 +27,7 @@ from api.routers import (
     users,
 )
 from api.services import Services, utcnow
+from audit.errors import AuditError
 from vault.settings import Settings
 from vault.uploads import purge_abandoned
 from vault.vault import Vault, open_vault
@@ -137,6 +138,8 @@ async def _checkpoints(services: Services) -> None:
         await asyncio.sleep(every)
         try:
             await run_in_threadpool(services.audit.checkpoint_if_due)
+        except AuditError as exc:
+            log.error("periodic checkpoint refused: %s", exc)
         except Exception:
             log.exception("periodic checkpoint failed")
         try:
@@ -151,6 +154,30 @@ async def _checkpoints(services: Services) -> None:
             )
         except Exception:
             log.exception("purging abandoned uploads failed")
+
+
+async def _signer(services: Services) -> None:
+    """Sign a checkpoint at most ``audit_checkpoint_delay_seconds`` after any append.
+
+    Until a checkpoint covers them, the newest entries could be cut off by
+    someone with write access to the database without a trace; signing about a
+    second after each commit shrinks that window to about a second. The check
+    between signatures is an in-memory flag set by this worker's commits (every
+    worker signs its own appends), so an idle service does no work. The log
+    refuses to sign over an entry whose MAC fails: that is logged, once per
+    attempt, and retried by the minute's sweep, not every tick.
+    """
+    delay = services.vault.settings.audit_checkpoint_delay_seconds
+    tick = delay / 2  # an append just after a tick is signed within the delay
+    log = logging.getLogger("archive_vault.api")
+    while True:
+        await asyncio.sleep(tick)
+        try:
+            await run_in_threadpool(services.audit.sign_pending)
+        except AuditError as exc:  # content-free by contract; says which entry
+            log.error("audit checkpoint refused: %s", exc)
+        except Exception:
+            log.exception("audit checkpoint failed")
 
 
 def create_app(
@@ -169,12 +196,17 @@ def create_app(
             )
         services = app.state.services
         ticker = asyncio.create_task(_checkpoints(services))
+        signer = asyncio.create_task(_signer(services))
         try:
             yield
         finally:
             ticker.cancel()
+            signer.cancel()
             # A clean shutdown signs what this worker appended (a quiet tail is covered).
-            await run_in_threadpool(services.audit.checkpoint_if_new)
+            try:
+                await run_in_threadpool(services.audit.checkpoint_if_new)
+            except AuditError as exc:
+                logging.getLogger("archive_vault.api").error("audit checkpoint refused: %s", exc)
 
     app = FastAPI(
         title="archive-vault",

@@ -8,7 +8,9 @@ A bundle is one JSON object (format ``archive-vault-audit-bundle/1``):
 ``entries``
     every entry with its canonical fields and stored ``entry_hash``.
 ``checkpoints``
-    every signed checkpoint note (the signature is the authority).
+    every valid signed checkpoint note, one per size (the signature is the
+    authority; rows that are not this log's checkpoints are left out, and
+    ``audit verify`` reports them).
 ``consistency_proofs``
     RFC 9162 proofs between consecutive checkpoints and from every checkpoint
     to the newest, so an auditor holding any earlier checkpoint can check
@@ -54,14 +56,17 @@ def export_bundle(
 ) -> dict[str, int]:
     """Write the bundle to ``out``; returns counts for the caller to report."""
     with engine.connect() as conn:
-        notes = [
-            (int(size), note)
-            for size, note in conn.execute(
-                sa.select(checkpoint_table.c.tree_size, checkpoint_table.c.note).order_by(
-                    checkpoint_table.c.tree_size
-                )
+        rows = conn.execute(
+            sa.select(checkpoint_table.c.tree_size, checkpoint_table.c.note).order_by(
+                checkpoint_table.c.tree_size
             )
-        ]
+        ).all()
+    notes: list[tuple[int, str]] = []
+    for size, note in rows:
+        if notes and notes[-1][0] == size:
+            continue  # a copy of an exported checkpoint (or a fork, which `audit verify` names)
+        if isinstance(note, str) and _authentic(note, public_key, origin, size):
+            notes.append((int(size), note))
     header: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "origin": origin,
@@ -85,8 +90,7 @@ def export_bundle(
     out.write("]")
 
     tree = MerkleTree(leaves)
-    sizes = [size for size, note in notes if _authentic(note, public_key, origin)]
-    sizes = [s for s in sizes if s <= tree.size]
+    sizes = [size for size, _note in notes if size <= tree.size]
     pairs: set[tuple[int, int]] = set()
     if sizes:
         newest = sizes[-1]
@@ -119,9 +123,8 @@ def export_bundle(
     }
 
 
-def _authentic(note: str, key: Ed25519PublicKey, origin: str) -> bool:
+def _authentic(note: str, key: Ed25519PublicKey, origin: str, size: int) -> bool:
     try:
-        open_checkpoint(note, key, origin)
-    except CheckpointError:
+        return open_checkpoint(note, key, origin).size == size
+    except (CheckpointError, ValueError, TypeError):
         return False
-    return True

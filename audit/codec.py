@@ -217,6 +217,8 @@ def _text_or_null(value: str | None) -> str:
 def canonical_from_row(row: Sequence[Any]) -> bytes:
     """Re-derive the hashed bytes from a stored row (ENTRY_COLUMNS order), never trusting it.
 
+    Columns after ``ENTRY_COLUMNS`` (the MAC) may follow and are ignored.
+
     The fast path writes the canonical JSON directly (keys in sorted order,
     strings escaped exactly as ``json.dumps`` does) and splices in JSON columns
     proven canonical; it is about three times faster than building and
@@ -240,6 +242,7 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
         detail,
         prev_hash,
         _stored,
+        *_,  # columns outside the canonical bytes (the MAC)
     ) = row
     if (
         type(seq) is int

@@ -17,17 +17,31 @@ One linear chain under concurrent writers:
   and wrote later would fail on the lock upgrade under contention; waiting at
   ``BEGIN`` (busy_timeout) never fails that way.
 
-Checkpoints: after a commit that contained entries, the log signs a checkpoint
-when N entries or T seconds have passed since the last one (settings
-``audit_checkpoint_every_entries`` / ``audit_checkpoint_every_seconds``). A
-checkpoint extends the previous signed tree from its stored frontier, which is
-first checked against the previous signed root, and re-hashes only the new
-entries, so it costs O(new entries), and it can never sign a tree that does
-not extend the last signed one.
+Every entry carries a MAC under the key file's audit MAC key (``audit.mac``),
+so an entry written or rewritten by anyone without the key file (the
+application's own database role included) is named by ``verify``.
+
+Checkpoints: the service signs one at most ``audit_checkpoint_delay_seconds``
+(default 1 s) after any commit that appended entries (``sign_pending``, driven
+by the API's lifespan task), CLI commands sign at their end, and after a
+commit the log also signs when N entries or T seconds have passed since the
+last one (settings ``audit_checkpoint_every_entries`` /
+``audit_checkpoint_every_seconds``). A checkpoint extends the newest *valid*
+signed tree from its stored frontier, which is first checked against that
+signed root, and re-hashes (and checks the MACs of) only the new entries, so
+it costs O(new entries), and it never signs a tree that does not extend the
+newest valid checkpoint or that holds an entry whose MAC fails.
+
+Checkpoint rows are not trusted because they are in the table: anyone who may
+INSERT can add one. Each row's note is verified against the log's key and its
+columns against the note; a row that fails is skipped (``verify`` reports it),
+so a junk row is never taken as the latest and cannot stop the log.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import threading
@@ -62,6 +76,7 @@ from audit.codec import (
 )
 from audit.errors import AuditIntegrityError, AuditQueryError, AuditWriteFailed
 from audit.events import AuditAction, AuditEvent, Outcome
+from audit.mac import EntryMac
 from audit.merkle import ZERO_HASH, CompactRange, MerkleTree, ProofError, leaf_hash
 from audit.models import checkpoint_table, entry_table
 from audit.schema import PG_HEAD_FUNCTION
@@ -137,9 +152,24 @@ _INSERT = entry_table.insert()
 _PG_LOCK_HEAD_RAW = Raw(_PG_LOCK_HEAD)
 _HEAD_RAW = Raw(_HEAD)
 _INSERT_RAW = Raw(_INSERT, column_keys=[c.key for c in entry_table.columns])
-_LATEST_CHECKPOINT = (
-    sa.select(checkpoint_table).order_by(checkpoint_table.c.tree_size.desc()).limit(1)
-)
+_CHECKPOINTS_DESC = sa.select(checkpoint_table).order_by(checkpoint_table.c.tree_size.desc())
+_ROWS_WITH_MAC = (*ENTRY_COLUMNS, entry_table.c.mac)
+_NOTE_CACHE_LIMIT = 10_000
+
+
+def note_hash(note: str) -> bytes:
+    """The key of a checkpoint row: SHA-256 of its note (see ``audit.models``)."""
+    return hashlib.sha256(note.encode("utf-8", "surrogatepass")).digest()
+
+
+def locked_head(handle: Any) -> int:
+    """Take the append lock in the caller's transaction and return the head seq.
+
+    Held until that transaction ends; the key file gains its audit MAC key
+    under it, so no append can fall between the head read and the new key.
+    """
+    head = _lock_and_read_head(handle)
+    return 0 if head is None else int(head[0])
 
 
 class _Gate:
@@ -154,6 +184,16 @@ class _Gate:
         self._mutex = threading.Lock()
         self._count = 0
         self._last = float("-inf")  # the first commit in a process always checks
+        self._pending = False
+
+    def mark(self) -> None:
+        """Entries were committed: the service's signer signs them on its next tick."""
+        self._pending = True
+
+    def take_pending(self) -> bool:
+        with self._mutex:
+            pending, self._pending = self._pending, False
+            return pending
 
     def due(self, committed: int, every_entries: int, every_seconds: float) -> bool:
         with self._mutex:
@@ -204,6 +244,8 @@ class AuditLog:
             getattr(settings, "audit_origin", None) or f"archive-vault/audit/{keys.vault_id}"
         )
         self._signing_key: Ed25519PrivateKey | None = None
+        self._entry_mac: EntryMac | None = None
+        self._notes: dict[bytes, SignedCheckpoint | None] = {}
         self._gate = _gate_for(engine)
 
     # -- keys ---------------------------------------------------------------
@@ -225,6 +267,15 @@ class AuditLog:
         """The same key as a signed-note verifier key, for Go transparency-log tooling."""
         return verifier_key(self.origin, self.public_key)
 
+    def entry_mac(self) -> EntryMac | None:
+        """The MAC under the key file's audit MAC key; None for a provider without one."""
+        if self._entry_mac is None:
+            get = getattr(self.keys, "audit_mac_key", None)
+            key = get() if get is not None else None
+            if key is not None:
+                self._entry_mac = EntryMac(key)
+        return self._entry_mac
+
     # -- append -------------------------------------------------------------
 
     def append(self, session: Any, event: AuditEvent) -> int:
@@ -241,13 +292,19 @@ class AuditLog:
             columns["seq"] = seq
             columns["time"] = format_time(self._clock())  # stamped under the lock: monotone
             columns["prev_hash"] = prev
-            columns["entry_hash"] = leaf_hash(canonical_for_columns(columns))
+            columns["entry_hash"] = leaf = leaf_hash(canonical_for_columns(columns))
+            mac = self.entry_mac()  # asked under the lock: see Keyring.audit_mac_key
+            columns["mac"] = None if mac is None else mac.compute(seq, prev, leaf)
             _INSERT_RAW.execute(session, columns)
         except AuditWriteFailed:
             raise
         except SQLAlchemyError as exc:
             raise AuditWriteFailed(
                 f"audit entry could not be written ({type(exc.orig or exc).__name__})"
+            ) from exc
+        except Exception as exc:  # the key file could not give the MAC key: write nothing
+            raise AuditWriteFailed(
+                f"audit entry could not be written: no audit MAC key ({type(exc).__name__})"
             ) from exc
         if isinstance(session, Session):
             self._track(session)
@@ -275,25 +332,69 @@ class AuditLog:
         committed = count
         if not committed:
             return
+        self._gate.mark()
         if not self._gate.due(committed, self.every_entries, self.every_seconds):
             return
         try:
             self.checkpoint_if_due()
+        except AuditIntegrityError as exc:  # content-free: names the entry, needs no traceback
+            log.error("audit checkpoint refused: %s", exc)
         except Exception:  # the caller's commit already succeeded; never undo it from here
             log.exception("audit checkpoint after commit failed")
 
     # -- checkpoints ----------------------------------------------------------
 
     def latest_checkpoint(self) -> Checkpoint | None:
+        """The newest checkpoint row that is this log's and agrees with its note."""
         with self.engine.connect() as conn:
-            row = conn.execute(_LATEST_CHECKPOINT).first()
-        return None if row is None else self._open(row.note)
+            newest = self._newest_valid(conn)
+        return None if newest is None else newest[0]
 
-    def _open(self, note: str) -> Checkpoint:
+    def _valid(self, row: Any) -> Checkpoint | None:
+        """The row's checkpoint when its note verifies and its columns agree; else None.
+
+        Verdicts on notes are remembered (a note's validity never changes), so
+        junk rows cost one signature check per process, not one per checkpoint.
+        """
+        note = row.note
+        if not isinstance(note, str):
+            return None
+        digest = note_hash(note)
+        if digest in self._notes:
+            cp = self._notes[digest]
+        else:
+            try:
+                cp = open_checkpoint(note, self.public_key, self.origin)
+            except (CheckpointError, ValueError, TypeError):
+                cp = None
+            if len(self._notes) >= _NOTE_CACHE_LIMIT:
+                self._notes.clear()
+            self._notes[digest] = cp
+        if cp is None or cp.size != row.tree_size:
+            return None
+        if not hmac.compare_digest(cp.root, bytes(row.root_hash or b"")):
+            return None
+        return cp
+
+    def _newest_valid(self, conn: Connection) -> tuple[Checkpoint, list[Any]] | None:
+        """The newest valid checkpoint and every row that carries it (invalid rows skipped)."""
+        best: Checkpoint | None = None
+        rows: list[Any] = []
+        result = conn.execute(_CHECKPOINTS_DESC.execution_options(yield_per=256))
         try:
-            return open_checkpoint(note, self.public_key, self.origin)
-        except CheckpointError as exc:
-            raise AuditIntegrityError(f"stored checkpoint is not authentic: {exc}") from None
+            for row in result:
+                if best is not None and row.tree_size < best.size:
+                    break
+                cp = self._valid(row)
+                if cp is None:
+                    continue
+                if best is None:
+                    best = cp
+                if cp.root == best.root:
+                    rows.append(row)
+        finally:
+            result.close()
+        return None if best is None else (best, rows)
 
     def head(self) -> int:
         with self.engine.connect() as conn:
@@ -304,17 +405,38 @@ class AuditLog:
         """Sign when N entries or T seconds have accumulated since the last checkpoint."""
         now = now or self._clock()
         with self.engine.connect() as conn:
-            last = conn.execute(_LATEST_CHECKPOINT).first()
+            newest = self._newest_valid(conn)
             head = conn.execute(_HEAD).first()
+        last = None if newest is None else newest[0]
         size = 0 if head is None else int(head[0])
-        signed = 0 if last is None else int(last.tree_size)
+        signed = 0 if last is None else last.size
         if size <= signed:
             return None
         if last is not None and size - signed < self.every_entries:
-            age = (now - parse_time(last.signed_at)).total_seconds()
+            age = now.timestamp() - last.timestamp  # the signed time, not a row's column
             if age < self.every_seconds:
                 return None
         return self.checkpoint(now)
+
+    def sign_pending(self) -> Checkpoint | None:
+        """Sign if this process committed entries since the last call (the service's signer).
+
+        The service calls this every fraction of ``audit_checkpoint_delay_seconds``,
+        so an entry is covered by a signature about a second after its commit and a
+        cut tail is caught by the checkpoint. A passing failure (database busy)
+        leaves the entries pending for the next call; an integrity failure does
+        not, so one forged entry is reported once per tick of the slow sweep
+        rather than every fraction of a second.
+        """
+        if not self._gate.take_pending():
+            return None
+        try:
+            return self.checkpoint()
+        except AuditIntegrityError:
+            raise
+        except Exception:
+            self._gate.mark()
+            raise
 
     def checkpoint_if_new(self) -> Checkpoint | None:
         """Sign if anything was appended since the last checkpoint (end of CLI commands, shutdown).
@@ -334,10 +456,10 @@ class AuditLog:
         with Session(self.engine) as session:
             conn = session.connection()
             _lock(conn, _CHECKPOINT_LOCK)
-            last = conn.execute(_LATEST_CHECKPOINT).first()
+            newest = self._newest_valid(conn)
             head_row = conn.execute(_HEAD).first()
             head = 0 if head_row is None else int(head_row[0])
-            rng, prev_leaf = self._extendable_range(conn, last)
+            rng, prev_leaf = self._extendable_range(conn, newest)
             if head < rng.size:
                 raise AuditIntegrityError(
                     f"the log holds {head} entries but a checkpoint signed {rng.size}: "
@@ -346,7 +468,8 @@ class AuditLog:
                 )
             if head == rng.size:
                 return None
-            for seq, leaf in self._rehash(conn, rng.size + 1, head, prev_leaf):
+            mac = self.entry_mac()
+            for seq, leaf in self._rehash(conn, rng.size + 1, head, prev_leaf, mac=mac):
                 rng.append(leaf)
                 if seq != rng.size:  # pragma: no cover - _rehash enforces contiguity
                     raise AuditIntegrityError("audit sequence broke while checkpointing", seq)
@@ -356,6 +479,7 @@ class AuditLog:
                 conn.execute(
                     checkpoint_table.insert(),
                     {
+                        "note_hash": note_hash(cp.note),
                         "tree_size": cp.size,
                         "root_hash": cp.root,
                         "signed_at": format_time(now),
@@ -366,24 +490,26 @@ class AuditLog:
                 session.commit()
             except IntegrityError:
                 session.rollback()
-                return None  # another process signed this very size first
+                return None  # this very note is stored already
         return cp
 
     def _extendable_range(
-        self, conn: Connection, last: sa.Row[Any] | None
+        self, conn: Connection, newest: tuple[Checkpoint, list[Any]] | None
     ) -> tuple[CompactRange, bytes]:
-        """The compact range of the last signed tree, proven against its signed root."""
-        if last is None:
+        """The compact range of the newest valid signed tree, proven against its signed root."""
+        if newest is None:
             return CompactRange(), ZERO_HASH
-        cp = self._open(last.note)
+        cp, rows = newest
         rng: CompactRange | None = None
-        try:
-            hashes = [bytes.fromhex(h) for h in json.loads(last.frontier)]
-            candidate = CompactRange(cp.size, hashes)
-            if candidate.root() == cp.root:
-                rng = candidate
-        except (ValueError, TypeError, ProofError):
-            rng = None
+        for row in rows:  # a copy of the note with a damaged frontier is tried, then passed over
+            try:
+                hashes = [bytes.fromhex(h) for h in json.loads(row.frontier)]
+                candidate = CompactRange(cp.size, hashes)
+                if candidate.root() == cp.root:
+                    rng = candidate
+                    break
+            except (ValueError, TypeError, ProofError):
+                continue
         if rng is None:  # the stored frontier is damaged: rebuild it from the entries
             rng = CompactRange()
             for _seq, leaf in self._rehash(conn, 1, cp.size, ZERO_HASH):
@@ -403,12 +529,22 @@ class AuditLog:
         return rng, leaf_hash(canonical_from_row(tuple(last_row)))
 
     def _rehash(
-        self, conn: Connection, first: int, last: int, prev_leaf: bytes
+        self,
+        conn: Connection,
+        first: int,
+        last: int,
+        prev_leaf: bytes,
+        *,
+        mac: EntryMac | None = None,
     ) -> Iterator[tuple[int, bytes]]:
-        """Recompute leaves first..last from content, checking sequence and chain as it goes."""
+        """Recompute leaves first..last from content, checking sequence and chain as it goes.
+
+        With ``mac``, every entry that must carry a MAC is checked too: nothing
+        is signed over an entry written or rewritten without the MAC key.
+        """
         expected = first
         stmt = (
-            sa.select(*ENTRY_COLUMNS)
+            sa.select(*_ROWS_WITH_MAC)
             .where(entry_table.c.seq >= first, entry_table.c.seq <= last)
             .order_by(entry_table.c.seq)
         )
@@ -427,6 +563,17 @@ class AuditLog:
             if bytes(row[14]) != leaf:
                 raise AuditIntegrityError(
                     f"audit entry {seq} does not match its stored hash", seq=seq
+                )
+            if (
+                mac is not None
+                and mac.required(seq)
+                and not mac.check(seq, prev_leaf, leaf, row[15])
+            ):
+                raise AuditIntegrityError(
+                    f"audit entry {seq} carries no valid MAC: it was written or altered without "
+                    "the vault's audit MAC key; refusing to sign over it "
+                    "(run `archive-vault audit verify`)",
+                    seq=seq,
                 )
             prev_leaf = leaf
             expected += 1
@@ -473,7 +620,11 @@ class AuditLog:
         from audit.verify_db import verify_database
 
         return verify_database(
-            self.engine, public_key=self.public_key, origin=self.origin, progress=progress
+            self.engine,
+            public_key=self.public_key,
+            origin=self.origin,
+            progress=progress,
+            mac=self.entry_mac(),
         )
 
     def export_bundle(self, out: Any, *, prove: Sequence[int] = ()) -> dict[str, int]:

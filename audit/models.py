@@ -1,7 +1,9 @@
 """The audit tables: entries (append-only, hash-chained) and signed checkpoints.
 
-Every column of ``audit_entry`` except ``entry_hash`` is part of the entry's
-canonical bytes (``audit.merkle``), so editing any of them is detectable.
+Every column of ``audit_entry`` except ``entry_hash`` and ``mac`` is part of the
+entry's canonical bytes (``audit.merkle``), so editing any of them is
+detectable; ``mac`` (``audit.mac``) makes a re-hashed edit detectable too, by
+whoever holds the key file.
 Columns hold identifiers, codes and counts only: never customer content.
 
 Design choices that serve verification speed and exactness:
@@ -44,6 +46,9 @@ class AuditEntry(SQLModel, table=True):
     detail: str = Field(sa_column=Column(sa.Text, nullable=False))
     prev_hash: bytes = Field(sa_column=Column(sa.LargeBinary(32), nullable=False))
     entry_hash: bytes = Field(sa_column=Column(sa.LargeBinary(32), nullable=False))
+    # HMAC-SHA256 under the key file's audit MAC key; NULL only for entries
+    # written before the vault had that key (see audit.mac).
+    mac: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary(32), nullable=True))
 
 
 class AuditCheckpoint(SQLModel, table=True):
@@ -52,11 +57,19 @@ class AuditCheckpoint(SQLModel, table=True):
     ``frontier`` (the compact range at ``tree_size``, hex hashes as JSON) lets
     the next checkpoint extend the tree without re-reading the whole log. It is
     never trusted: it is checked against the signed root before use.
+
+    Rows are keyed by the SHA-256 of their note, not by ``tree_size``: anyone
+    who may INSERT can add rows, and a row keyed by size could occupy the place
+    of a checkpoint the vault has not signed yet. Only the signer can produce a
+    note, so no row inserted beforehand can collide with a real one. Several
+    rows may therefore claim one size; readers verify each note and skip (and
+    report) the ones that are not this log's.
     """
 
     __tablename__ = CHECKPOINT_TABLE
 
-    tree_size: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    note_hash: bytes = Field(sa_column=Column(sa.LargeBinary(32), primary_key=True))
+    tree_size: int = Field(sa_column=Column(sa.BigInteger, nullable=False, index=True))
     root_hash: bytes = Field(sa_column=Column(sa.LargeBinary(32), nullable=False))
     signed_at: str = Field(sa_column=Column(sa.String(27), nullable=False))
     note: str = Field(sa_column=Column(sa.Text, nullable=False))

@@ -48,12 +48,21 @@ def install_guards(engine: Engine, *, app_role: str = DEFAULT_APP_ROLE) -> None:
     """Create the audit tables if missing and install the append-only guards (idempotent)."""
     SQLModel.metadata.create_all(engine, tables=[entry_table, checkpoint_table])
     with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            _install_sqlite(conn)
-        elif conn.dialect.name == "postgresql":
-            _install_postgres(conn, app_role)
-        else:  # pragma: no cover - only the two supported databases reach here
-            raise NotImplementedError(f"no audit guards for {conn.dialect.name}")
+        install_guards_on(conn, app_role=app_role)
+
+
+def install_guards_on(conn: Connection, *, app_role: str = DEFAULT_APP_ROLE) -> None:
+    """The guards on existing audit tables, inside the caller's transaction.
+
+    A migration that rebuilds an audit table calls this in its own transaction,
+    so the rebuilt table is never left without its guards.
+    """
+    if conn.dialect.name == "sqlite":
+        _install_sqlite(conn)
+    elif conn.dialect.name == "postgresql":
+        _install_postgres(conn, app_role)
+    else:  # pragma: no cover - only the two supported databases reach here
+        raise NotImplementedError(f"no audit guards for {conn.dialect.name}")
 
 
 def remove_guards(engine: Engine) -> None:

@@ -64,7 +64,9 @@ class BundleError(ValueError):
 class Problem:
     """The first thing found wrong; ``seq`` is the first entry that cannot be trusted."""
 
-    kind: str  # missing | inserted | edited | replaced | truncated | checkpoint | proof | malformed
+    # missing | inserted | edited | replaced | truncated | checkpoint | proof | malformed
+    # | forged (MAC check, with the key only)
+    kind: str
     message: str
     seq: int | None = None
 
@@ -75,6 +77,14 @@ class Problem:
 
 @dataclass
 class Report:
+    """The outcome of a verification.
+
+    ``problem`` is the first thing wrong (the first bad entry when there is
+    one); ``problems`` lists everything found, in order, when a verifier can
+    go on after a finding (the database verifier reports every entry whose MAC
+    fails and every checkpoint row it skipped).
+    """
+
     ok: bool
     entries: int
     checkpoints: int
@@ -82,10 +92,17 @@ class Report:
     latest_checkpoint: SignedCheckpoint | None = None
     problem: Problem | None = None
     notes: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+
+    def all_problems(self) -> list[Problem]:
+        if self.problems:
+            return list(self.problems)
+        return [] if self.problem is None else [self.problem]
 
     def summary(self) -> str:
         if self.problem is not None:
-            return f"FAILED: {self.problem}"
+            more = len(self.all_problems()) - 1
+            return f"FAILED: {self.problem}" + (f" (and {more} more)" if more > 0 else "")
         cp = self.latest_checkpoint
         signed = (
             f"; newest signed checkpoint covers {cp.size}" if cp else "; no signed checkpoint yet"

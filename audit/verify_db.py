@@ -7,6 +7,11 @@ their sizes. The log being shorter than the newest signed checkpoint is a
 truncated tail. The rules that locate the first bad entry are those of
 ``audit.verify.ChainChecker``, shared with the offline verifier.
 
+What only the vault can check, because only it holds the key file: every
+entry's MAC (``audit.mac``), so a rewrite of the unsigned tail with every hash
+recomputed, or a correctly hashed entry inserted by the application's role,
+is named. A checkpoint row that is not this log's is reported and skipped.
+
 Speed (a million entries in well under ten seconds): rows are streamed through
 the raw driver cursor in batches (no ORM objects, no per-row type processing),
 and the root is folded incrementally from a compact range, so memory stays
@@ -26,37 +31,73 @@ from sqlalchemy.engine import Engine
 
 from audit.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
 from audit.codec import ENTRY_COLUMNS, canonical_from_row
+from audit.mac import EntryMac
 from audit.models import checkpoint_table, entry_table
 from audit.verify import ChainChecker, Problem, Report
 
 BATCH = 20_000
+MAX_LISTED = 100  # entries whose MAC fails, listed one by one; the rest are counted
+_REASON_CHARS = 200
 
 
 def _checkpoints(
     engine: Engine, public_key: Ed25519PublicKey, origin: str
-) -> tuple[list[SignedCheckpoint], Problem | None]:
+) -> tuple[list[SignedCheckpoint], list[Problem]]:
+    """The valid checkpoints (one per size), and a problem for every row that is not.
+
+    A row is trusted only when its note verifies against the log's key and its
+    columns agree with the note. Any other row was written by someone without
+    the key (anyone who may INSERT can add one): it is reported and skipped,
+    so it can neither pass for the latest checkpoint nor stop verification.
+    """
     stmt = sa.select(
         checkpoint_table.c.tree_size, checkpoint_table.c.root_hash, checkpoint_table.c.note
     ).order_by(checkpoint_table.c.tree_size)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
-    out: list[SignedCheckpoint] = []
+    valid: dict[int, SignedCheckpoint] = {}
+    rejected: list[Problem] = []
     for size, root, note in rows:
         try:
             cp = open_checkpoint(note, public_key, origin)
-        except CheckpointError as exc:
-            return out, Problem("checkpoint", f"stored checkpoint for size {size}: {exc}")
-        if cp.size != size or not hmac.compare_digest(cp.root, bytes(root)):
-            return out, Problem(
-                "checkpoint", f"checkpoint row for size {size} disagrees with its signed note"
+        except (CheckpointError, ValueError, TypeError) as exc:
+            reason = str(exc)[:_REASON_CHARS]
+            rejected.append(
+                Problem(
+                    "checkpoint",
+                    f"checkpoint row for size {size} is not a checkpoint of this log "
+                    f"({reason}); skipped",
+                )
             )
-        out.append(cp)
-    return out, None
+            continue
+        if cp.size != size or not hmac.compare_digest(cp.root, bytes(root or b"")):
+            rejected.append(
+                Problem(
+                    "checkpoint",
+                    f"checkpoint row for size {size} disagrees with its signed note "
+                    f"(size {cp.size}); skipped",
+                )
+            )
+            continue
+        seen = valid.get(cp.size)
+        if seen is None:
+            valid[cp.size] = cp
+        elif not hmac.compare_digest(seen.root, cp.root):
+            rejected.append(
+                Problem(
+                    "checkpoint",
+                    f"two different roots are signed for size {cp.size}: the log key "
+                    "signed a fork (was it used outside this vault?)",
+                )
+            )
+    return sorted(valid.values(), key=lambda c: c.size), rejected
 
 
-def _rows(engine: Engine, batch: int) -> Iterator[Sequence[Sequence[Any]]]:
+def _rows(
+    engine: Engine, batch: int, columns: Sequence[Any] = ENTRY_COLUMNS
+) -> Iterator[Sequence[Sequence[Any]]]:
     """Yield batches of entry rows in seq order straight from the driver."""
-    stmt = sa.select(*ENTRY_COLUMNS).order_by(entry_table.c.seq)
+    stmt = sa.select(*columns).order_by(entry_table.c.seq)
     sql = str(stmt.compile(dialect=engine.dialect))
     raw = engine.raw_connection()
     try:
@@ -94,16 +135,26 @@ def verify_database(
     origin: str,
     progress: Callable[[int, int], None] | None = None,
     batch: int = BATCH,
+    mac: EntryMac | None = None,
 ) -> Report:
-    """Verify every stored entry and checkpoint; the Report names the first bad entry."""
-    checkpoints, problem = _checkpoints(engine, public_key, origin)
-    if problem is not None:
-        return Report(ok=False, entries=0, checkpoints=len(checkpoints), root=b"", problem=problem)
+    """Verify every stored entry and checkpoint; the Report names the first bad entry.
+
+    With ``mac`` (the key file's audit MAC key) every entry from its
+    ``from_seq`` on must carry a valid MAC. An entry whose MAC fails does not
+    stop the chain check: every such entry is reported (the first
+    ``MAX_LISTED`` by seq), as is every checkpoint row that was skipped.
+    """
+    checkpoints, rejected = _checkpoints(engine, public_key, origin)
     total = head_seq(engine)
     checker = ChainChecker(checkpoints)
     add = checker.add
+    check = mac.check if mac is not None else None
+    from_seq = mac.from_seq if mac is not None else 0
+    forged: list[Problem] = []
+    forged_count = 0
     done = 0
-    with closing(_rows(engine, batch)) as batches:
+    columns = (*ENTRY_COLUMNS, entry_table.c.mac)
+    with closing(_rows(engine, batch, columns)) as batches:
         for chunk in batches:
             for row in chunk:
                 try:
@@ -112,11 +163,50 @@ def verify_database(
                     # A JSON column no longer parses: bytes that cannot match the stored
                     # hash let the checker classify and locate it like any other edit.
                     canonical = b"\xff unparseable row"
-                if not add(row[0], canonical, bytes(row[13]), bytes(row[14])):
+                prev, stored = bytes(row[13]), bytes(row[14])
+                if not add(row[0], canonical, prev, stored):
                     break
+                # The checker accepted the entry, so ``stored`` is its recomputed leaf.
+                if (
+                    check is not None
+                    and row[0] >= from_seq
+                    and not check(row[0], prev, stored, row[15])
+                ):
+                    forged_count += 1
+                    if len(forged) < MAX_LISTED:
+                        forged.append(
+                            Problem(
+                                "forged",
+                                "its MAC does not verify: written or altered without the "
+                                "vault's audit MAC key",
+                                row[0],
+                            )
+                        )
             done += len(chunk)
             if progress is not None:
                 progress(min(done, total), total)
             if checker.problem is not None:
                 break
-    return checker.finish()
+    report = checker.finish()
+    found = forged + ([report.problem] if report.problem is not None else [])
+    # By entry; at one entry the chain's finding (what was done) before the MAC's.
+    found.sort(key=lambda p: (p.seq if p.seq is not None else total + 2, p.kind == "forged"))
+    report.problems = found + rejected
+    report.problem = report.problems[0] if report.problems else None
+    report.ok = not report.problems
+    if mac is None:
+        report.notes.append("entry MACs not checked: this key file has no audit MAC key")
+    else:
+        unmaced = min(report.entries, from_seq - 1)
+        if unmaced > 0:
+            report.notes.append(
+                f"entries 1..{unmaced} were written before this vault had its audit MAC key: "
+                "they carry no MAC (the chain and the signed checkpoints still cover them)"
+            )
+        if report.entries > unmaced:
+            report.notes.append(f"MACs checked for entries {unmaced + 1}..{report.entries}")
+        if forged_count > len(forged):
+            report.notes.append(
+                f"{forged_count} entries in all fail their MAC; the first {len(forged)} are listed"
+            )
+    return report

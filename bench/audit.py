@@ -8,11 +8,12 @@
 Both sides of the append comparison run in the same database, one after the
 other, each row committed on its own (SQLite: WAL + synchronous=FULL, so each
 commit is an fsync; PostgreSQL: synchronous_commit as configured). The bare
-INSERT writes a row of the same columns and sizes into an unguarded,
-unindexed table, with no lock, head read or hashing: the floor an audit append
-is measured against. Verification is the real ``verify_database`` (re-hash,
-chain, compact-range root, checkpoint signatures) over entries bulk-loaded
-with a correct chain and one checkpoint per 1,000 entries.
+INSERT writes a row of the same columns and sizes (the MAC included) into an
+unguarded, unindexed table, with no lock, head read, hashing or MAC: the floor
+an audit append is measured against. Verification is the real
+``verify_database`` (re-hash, chain, every entry's MAC, compact-range root,
+checkpoint signatures) over entries bulk-loaded with a correct chain, MACs and
+one checkpoint per 1,000 entries.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 from audit.checkpoint import sign_checkpoint  # noqa: E402
 from audit.codec import canonical_for_columns, format_time  # noqa: E402
 from audit.events import Actor, AuditAction, AuditEvent  # noqa: E402
-from audit.log import AuditLog  # noqa: E402
+from audit.log import AuditLog, note_hash  # noqa: E402
+from audit.mac import EntryMac  # noqa: E402
 from audit.merkle import ZERO_HASH, CompactRange, leaf_hash  # noqa: E402
 from audit.models import checkpoint_table, entry_table  # noqa: E402
 from audit.schema import install_guards  # noqa: E402
@@ -110,12 +112,15 @@ def measure_append(engine: sa.Engine, keys: Keyring, n: int) -> dict[str, float]
     # Same-sized bare rows: the columns an append would write, precomputed.
     rows = []
     prev = ZERO_HASH
+    mac = EntryMac(keys.audit_mac_key())
     for i in range(n):
         from audit.codec import event_fields
 
         cols = event_fields(sample_event(i))
         cols.update(seq=i + 1, time=format_time(datetime.now(UTC)), prev_hash=prev)
-        cols["entry_hash"] = prev = leaf_hash(canonical_for_columns(cols))
+        leaf = leaf_hash(canonical_for_columns(cols))
+        cols["mac"] = mac.compute(i + 1, prev, leaf)
+        cols["entry_hash"] = prev = leaf
         rows.append(cols)
     insert = bare.insert()
 
@@ -152,6 +157,7 @@ def measure_append(engine: sa.Engine, keys: Keyring, n: int) -> dict[str, float]
 def bulk_fill(engine: sa.Engine, keys: Keyring, n: int, origin: str) -> None:
     """Load n valid entries (correct chain, a signed checkpoint per 1,000) without append's cost."""
     key = keys.audit_signing_key()
+    mac = EntryMac(keys.audit_mac_key())
     rng = CompactRange()
     prev = ZERO_HASH
     start = datetime(2025, 1, 1, tzinfo=UTC)
@@ -165,13 +171,16 @@ def bulk_fill(engine: sa.Engine, keys: Keyring, n: int, origin: str) -> None:
             cols.update(
                 seq=i + 1, time=format_time(start + timedelta(milliseconds=i)), prev_hash=prev
             )
-            cols["entry_hash"] = prev = leaf_hash(canonical_for_columns(cols))
+            leaf = leaf_hash(canonical_for_columns(cols))
+            cols["mac"] = mac.compute(i + 1, prev, leaf)
+            cols["entry_hash"] = prev = leaf
             rng.append(prev)
             batch.append(cols)
             if rng.size % 1000 == 0 or rng.size == n:
                 cp = sign_checkpoint(key, origin, rng.size, rng.root(), 1_735_689_600 + i)
                 cps.append(
                     {
+                        "note_hash": note_hash(cp.note),
                         "tree_size": cp.size,
                         "root_hash": cp.root,
                         "signed_at": format_time(start),
@@ -223,7 +232,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["fill_s"] = time.perf_counter() - t0
         log = AuditLog(engine=engine, keys=keys, settings=_Settings())
         t0 = time.perf_counter()
-        report = verify_database(engine, public_key=log.public_key, origin=origin)
+        report = verify_database(
+            engine, public_key=log.public_key, origin=origin, mac=log.entry_mac()
+        )
         elapsed = time.perf_counter() - t0
         if not report.ok:
             raise SystemExit(f"benchmark log failed verification: {report.summary()}")

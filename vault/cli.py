@@ -21,9 +21,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.exc import DBAPIError
 
-from audit.errors import AuditError
+from audit.errors import AuditError, AuditIntegrityError
 from audit.events import Actor
 from policies.errors import PolicyError
 from vault.errors import VaultError
@@ -84,10 +85,25 @@ def _record_policy(store: Any) -> None:
 
 
 def finish(store: Any) -> None:
-    """Sign a checkpoint covering what this command appended (C2SP tlog-checkpoint)."""
+    """Sign a checkpoint covering what this command appended (C2SP tlog-checkpoint).
+
+    The command's own work is committed by now. When the log cannot be signed
+    because it fails its integrity checks (an entry whose MAC fails, a tail
+    cut beneath a checkpoint), nothing is signed over it and the operator is
+    told, in one line, what to run; the command itself still succeeded.
+    """
     checkpoint = getattr(store.audit, "checkpoint_if_new", None)
-    if checkpoint is not None:
+    if checkpoint is None:
+        return
+    try:
         checkpoint()
+    except AuditIntegrityError as exc:
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" the audit log was not signed: {exc}",
+            )
+        )
 
 
 @contextmanager
@@ -147,35 +163,46 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     migrate.grant_app_role(engine)
     install_guards(engine)
     console.print(f"Database schema: {before or 'empty'} → {migrate.head()}")
-    _seal_manifests(settings, engine)
+    _finish_upgrade(settings, engine)
 
 
-def _seal_manifests(settings: Settings, engine: Any, *, strict: bool = False) -> None:
-    """Archives from before sealed manifests get one now, with the key file (reads need it)."""
+def _finish_upgrade(settings: Settings, engine: Any) -> None:
+    """Steps that need the key file: an older key file gets its audit MAC key, and archives
+    from before sealed manifests get one. Without the key file the migrations still stand
+    and the warning names the command to run once it is back."""
+    from vault.errors import NotInitialised
     from vault.manifest import seal_missing
     from vault.vault import open_vault
 
     try:
         vault = open_vault(settings, engine=engine)
+    except NotInitialised:  # a database without a vault yet: nothing to key or seal
+        return
     except VaultError as exc:
-        if strict:
-            raise
         err.print(
-            f"[yellow]Manifests not sealed:[/] {exc}. Reads of archives without one are "
-            "refused until `archive-vault seal-manifests` runs with the key file."
+            f"[yellow]Upgrade not finished:[/] {exc}. Reads of archives without a sealed "
+            "manifest are refused until `archive-vault seal-manifests` runs with the key file."
         )
         return
-    count = seal_missing(vault.store())
-    console.print(f"Sealed manifests: {count} archive(s)")
+    added = vault.audit_mac_added_from
+    if added is not None:
+        console.print(
+            f"Audit MAC key added to {settings.resolved_key_file}: entries from {added} on "
+            "carry a MAC; earlier ones are reported as written before MACs"
+        )
+    console.print(f"Sealed manifests: {seal_missing(vault.store())} archive(s)")
 
 
 @app.command("seal-manifests")
 def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Seal the manifest of field groups of every archive that has none (after an upgrade)."""
     from vault.db import make_engine
+    from vault.manifest import seal_missing
+    from vault.vault import open_vault
 
     settings = settings_for(data_dir)
-    _seal_manifests(settings, make_engine(settings.resolved_database_url), strict=True)
+    vault = open_vault(settings, engine=make_engine(settings.resolved_database_url))
+    console.print(f"Sealed manifests: {seal_missing(vault.store())} archive(s)")
 
 
 @app.command()

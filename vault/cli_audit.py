@@ -85,14 +85,24 @@ def verify(
 
         report = _run(lambda: log.verify(progress=progress))
     if not report.ok:
-        err.print(f"[bold red]FAILED[/] {report.problem}", highlight=False)
+        for problem in report.all_problems():
+            _failed(problem)
+        for note in report.notes:
+            err.print(Text(f"  {note}"), soft_wrap=True)
         raise typer.Exit(1)
     if state is not None:
         problem = _run(lambda: _advance_state(log, report, state))
         if problem is not None:
-            err.print(f"[bold red]FAILED[/] {problem}", highlight=False)
+            _failed(problem)
             raise typer.Exit(1)
     console.print(report.summary(), highlight=False)
+    for note in report.notes:
+        console.print(Text(f"  {note}"))
+
+
+def _failed(problem: Any) -> None:
+    """One line per finding; its text is shown literally (a stored row may hold anything)."""
+    err.print(Text.assemble(("FAILED", "bold red"), " ", str(problem)), soft_wrap=True)
 
 
 def _advance_state(log: AuditLog, report: Any, path: Path) -> Any:
@@ -161,7 +171,7 @@ def verify_bundle_cmd(
     del data_dir  # offline on purpose: an auditor's machine has no vault
     report = _run(lambda: verify_bundle_file(bundle, pubkey_file=pubkey, state_file=state))
     if not report.ok:
-        err.print(f"[bold red]FAILED[/] {report.problem}", highlight=False)
+        _failed(report.problem)
         raise typer.Exit(1)
     console.print(report.summary(), highlight=False)
     for note in report.notes:

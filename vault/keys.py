@@ -3,7 +3,8 @@
 The default provider is a local JSON key file created by ``init`` with mode
 0600, outside the database, holding one versioned KEK hierarchy per
 classification level (Art 22: classified material is stored separately), the
-root of the blind-index keys and the audit log's Ed25519 signing key. The
+root of the blind-index keys, the audit log's Ed25519 signing key and its
+audit MAC key (with the first seq it covers, ``audit.mac``). The
 ``KeyProvider`` protocol leaves room for an HSM (PKCS#11) without touching the
 store.
 """
@@ -11,11 +12,13 @@ store.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,6 +27,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from audit.mac import MacKey
 from vault.crypto import KEY_LEN, new_key
 from vault.errors import KeyFileError
 
@@ -43,6 +47,8 @@ class KeyProvider(Protocol):
     def retire(self, level: str, version: int) -> None: ...
     def index_key(self, index_name: str) -> bytes: ...
     def audit_signing_key(self) -> Ed25519PrivateKey: ...
+    def audit_mac_key(self) -> MacKey | None: ...
+    def add_audit_mac_key(self, from_seq: int) -> MacKey: ...
     def secret(self, name: str) -> bytes: ...
 
 
@@ -61,8 +67,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _mac_entry(from_seq: int) -> dict[str, Any]:
+    return {"key": _b64(new_key()), "from_seq": from_seq, "created_at": _now()}
+
+
 def new_keyring_data(vault_id: str | None = None) -> dict[str, Any]:
-    """Fresh key material for a new vault: one KEK v1 per level, index root, signing key."""
+    """Fresh key material for a new vault: KEK v1 per level, index root, audit keys."""
     signing = Ed25519PrivateKey.generate()
     from cryptography.hazmat.primitives import serialization
 
@@ -79,6 +89,7 @@ def new_keyring_data(vault_id: str | None = None) -> dict[str, Any]:
         },
         "index_root": _b64(new_key()),
         "audit_signing_key": _b64(raw_signing),
+        "audit_mac": _mac_entry(1),
         "secrets": {"token_signing": _b64(secrets.token_bytes(32))},
     }
 
@@ -91,12 +102,14 @@ class Keyring:
         data: dict[str, Any],
         persist: Callable[[dict[str, Any]], None] | None = None,
         reload: Callable[[], dict[str, Any]] | None = None,
+        lock: Callable[[], Any] | None = None,
     ) -> None:
         if data.get("format") != KEYRING_FORMAT:
             raise KeyFileError("key file: not an archive-vault keyring (unknown format)")
         self._data = data
         self._persist = persist
         self._reload = reload
+        self._lock = lock or nullcontext
         self._index_cache: dict[str, bytes] = {}
         self.vault_id: str = str(data.get("vault_id", ""))
         for level in LEVELS:
@@ -183,6 +196,51 @@ class Keyring:
         except ValueError:
             raise KeyFileError("key file: audit_signing_key is not an Ed25519 key") from None
 
+    def audit_mac_key(self) -> MacKey | None:
+        """The audit MAC key, or None while this key file has none yet.
+
+        A process that loaded the file before ``upgrade`` (or another process's
+        first start) added the key looks again on every call until it is there:
+        the audit log asks under its append lock, and the key is added under
+        that lock, so no entry after ``from_seq`` is written without a MAC.
+        """
+        entry = self._data.get("audit_mac")
+        if entry is None and self._reload is not None:
+            fresh = self._reload()
+            if fresh.get("vault_id") == self.vault_id and "audit_mac" in fresh:
+                entry = self._data["audit_mac"] = fresh["audit_mac"]
+        if entry is None:
+            return None
+        return self._mac_key(entry)
+
+    @staticmethod
+    def _mac_key(entry: Any) -> MacKey:
+        if not isinstance(entry, dict):
+            raise KeyFileError("key file: audit_mac is malformed")
+        key = _unb64(entry.get("key"), "audit_mac key")
+        from_seq = entry.get("from_seq")
+        if len(key) != KEY_LEN or not isinstance(from_seq, int) or from_seq < 1:
+            raise KeyFileError("key file: audit_mac needs a 256-bit key and a from_seq >= 1")
+        return MacKey(key=key, from_seq=from_seq)
+
+    def add_audit_mac_key(self, from_seq: int) -> MacKey:
+        """Give a key file from before audit MACs its MAC key, MACing from ``from_seq`` on.
+
+        Idempotent across processes: under the key file's lock the file is read
+        again, and a key another process added meanwhile is adopted, never
+        replaced (replacing it would turn that process's MACs into forgeries).
+        Call it holding the audit append lock, with ``from_seq`` = head + 1.
+        """
+        with self._lock():
+            if self._reload is not None:
+                fresh = self._reload()
+                if fresh.get("vault_id") == self.vault_id and "audit_mac" in fresh:
+                    self._data["audit_mac"] = fresh["audit_mac"]
+            if "audit_mac" not in self._data:
+                self._data["audit_mac"] = _mac_entry(from_seq)
+                self._write()
+        return self._mac_key(self._data["audit_mac"])
+
     def secret(self, name: str) -> bytes:
         """Other named secrets (token signing); created on first use and persisted."""
         store = self._data.setdefault("secrets", {})
@@ -192,8 +250,36 @@ class Keyring:
         return _unb64(store[name], f"secret {name}")
 
     def _save(self) -> None:
+        """Persist, keeping an audit MAC key another process added since this one loaded."""
+        with self._lock():
+            if self._reload is not None and "audit_mac" not in self._data:
+                fresh = self._reload()
+                if fresh.get("vault_id") == self.vault_id and "audit_mac" in fresh:
+                    self._data["audit_mac"] = fresh["audit_mac"]
+            self._write()
+
+    def _write(self) -> None:
         if self._persist is not None:
             self._persist(self._data)
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on the key file between read and replace.
+
+    The lock is taken on the file as it is now; a writer replaces it by rename,
+    and a process that waited re-reads the path afterwards, so it sees the
+    replacement.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {path} is missing") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def write_key_file(path: Path, data: dict[str, Any], *, create: bool = False) -> None:
@@ -242,8 +328,15 @@ def load_key_file(path: Path) -> Keyring:
             f"key file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run `chmod 600 {path}`"
         )
+    return _file_keyring(path, _read(path))
+
+
+def _file_keyring(path: Path, data: dict[str, Any]) -> Keyring:
     return Keyring(
-        _read(path), persist=lambda d: write_key_file(path, d), reload=lambda: _read(path)
+        data,
+        persist=lambda d: write_key_file(path, d),
+        reload=lambda: _read(path),
+        lock=lambda: _file_lock(path),
     )
 
 
@@ -260,4 +353,4 @@ def _read(path: Path) -> dict[str, Any]:
 def create_key_file(path: Path) -> Keyring:
     data = new_keyring_data()
     write_key_file(path, data, create=True)
-    return Keyring(data, persist=lambda d: write_key_file(path, d), reload=lambda: _read(path))
+    return _file_keyring(path, data)

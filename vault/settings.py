@@ -40,7 +40,10 @@ class Settings(BaseSettings):
     expected_archives: int = Field(default=100_000, ge=100)
     index_min_candidates: int = Field(default=2, ge=1)
 
-    # Audit checkpoints: signed every N entries or T seconds, whichever comes first.
+    # Audit checkpoints: the service signs at most this long after any append, so a
+    # cut tail is caught by a signature; anything else signs every N entries or T
+    # seconds, whichever comes first (and CLI commands at their end).
+    audit_checkpoint_delay_seconds: float = Field(default=1.0, gt=0, le=60)
     audit_checkpoint_every_entries: int = Field(default=1000, ge=1)
     audit_checkpoint_every_seconds: float = Field(default=300.0, gt=0)
     # The checkpoint origin line; empty means archive-vault/audit/<vault_id>.

@@ -3,7 +3,8 @@
 ``init_vault`` creates the key file (0600, outside the database) and the tables
 and records the vault's identity in both, so that ``open_vault`` can refuse a
 key file from another vault with a clear message instead of failing later with
-a decryption error on the first read.
+a decryption error on the first read. Opening also gives a key file from before
+audit MACs its audit MAC key (``ensure_audit_mac_key``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ class Vault:
     keys: KeyProvider
     schema: ProfileSchema
     index_bits: int
+    # Set when this open gave the key file its audit MAC key: the first seq it covers.
+    audit_mac_added_from: int | None = None
 
     def store(self, audit: AuditSink | None = None) -> Any:
         from vault.store import ArchiveStore
@@ -44,6 +47,33 @@ class Vault:
         from audit.log import AuditLog
 
         return AuditLog(engine=self.engine, keys=self.keys, settings=self.settings)
+
+
+def ensure_audit_mac_key(engine: Engine, keys: KeyProvider) -> int | None:
+    """Give a key file from before audit MACs its MAC key; the first seq covered, if added now.
+
+    The head is read under the audit append lock and the key written before the
+    lock is released, so every entry after the head is MACed: by this process,
+    and by any process that loaded the key file earlier (it looks again under
+    the same lock, see ``Keyring.audit_mac_key``). Entries up to the head are
+    reported by ``audit verify`` as written before MACs, never as forged.
+    """
+    get = getattr(keys, "audit_mac_key", None)
+    if get is None or get() is not None:
+        return None
+    from audit.log import locked_head
+    from vault.db import transaction
+
+    try:
+        with transaction(engine) as session:
+            head = locked_head(session)
+            key = keys.add_audit_mac_key(head + 1)
+    except OSError as exc:
+        raise KeyFileError(
+            f"the key file has no audit MAC key and cannot be given one ({exc.strerror or exc}); "
+            "run `archive-vault upgrade` as the key file's owner"
+        ) from None
+    return key.from_seq
 
 
 def index_bits_for(expected: int, min_candidates: int) -> int:
@@ -108,10 +138,12 @@ def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
             f"({keys.vault_id[:8]}…, this database is {meta['vault_id'][:8]}…)"
         )
     schema = load_schema(settings.schema_file)
+    added = ensure_audit_mac_key(engine, keys)
     return Vault(
         settings=settings,
         engine=engine,
         keys=keys,
         schema=schema,
         index_bits=int(meta.get("index_bits", "16")),
+        audit_mac_added_from=added,
     )

@@ -91,6 +91,8 @@ async def verify(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
         "checkpoints": report.checkpoints,
         "summary": report.summary(),
         "problem": str(report.problem) if report.problem else None,
+        "problems": [str(p) for p in report.all_problems()],
+        "notes": list(report.notes),
     }
 
 

@@ -101,8 +101,8 @@ def test_inserted_entry_without_valid_hash(filled: AuditLog, tamper) -> None:
         "UPDATE audit_entry SET seq = seq + 1000 WHERE seq >= 4",
         "UPDATE audit_entry SET seq = seq - 999 WHERE seq > 1000",
         "INSERT INTO audit_entry SELECT 4, time, 'mallory', actor_role, action, outcome, "
-        "archives, groups, grant_id, purpose, reason, client, detail, prev_hash, entry_hash "
-        "FROM audit_entry WHERE seq = 5",
+        "archives, groups, grant_id, purpose, reason, client, detail, prev_hash, entry_hash, "
+        "mac FROM audit_entry WHERE seq = 5",
     )
     _kind, seq = _problem(filled)
     assert seq == 4

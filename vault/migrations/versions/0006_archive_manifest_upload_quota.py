@@ -1,7 +1,7 @@
 """archive: sealed manifest of field groups; upload_quota: bytes per user per day
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0005
 Create Date: 2026-11-27 10:00:00.000000
 
 The manifest column starts empty: sealing needs the archives' keys, which a
@@ -17,7 +17,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,75 @@
+"""Per-entry MACs: the part of an entry that write access to the database cannot forge.
+
+The hash chain and the Merkle tree are public arithmetic: anyone who can write
+the tables can edit an entry and recompute every hash after it, and until a
+checkpoint is signed nothing tells the rewrite apart. Each entry therefore also
+carries ``HMAC-SHA256(mac_key, label ‖ seq ‖ prev_hash ‖ leaf_hash)`` under an
+audit MAC key kept in the key file with the keyring, never in the database:
+
+* ``leaf_hash`` is recomputed from the entry's canonical bytes by whoever
+  checks, so the MAC covers every hashed column;
+* ``seq`` and ``prev_hash`` (both also inside the canonical bytes) are bound
+  explicitly, so an entry moved to another place, or re-linked behind an
+  inserted one, fails even where its content is unchanged.
+
+The MAC lives in its own column and stays out of the Merkle leaf: leaves,
+checkpoints, inclusion proofs and bundles stay exactly what auditors already
+hold and verify without the key (see the README's audit section).
+
+A key file created before MACs existed gains a key when the vault is upgraded
+or first opened; ``from_seq`` records the first entry written under it, so
+older entries are reported as written before MACs began, never as forged.
+
+Imports only the standard library and ``cryptography``.
+"""
+
+from __future__ import annotations
+
+import hmac as _hmac
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.hmac import HMAC
+
+MAC_SIZE = 32
+_LABEL = b"archive-vault audit-entry-mac v1\n"
+
+
+@dataclass(frozen=True)
+class MacKey:
+    """The audit MAC key and the first seq written under it."""
+
+    key: bytes = field(repr=False)
+    from_seq: int
+
+    def __post_init__(self) -> None:
+        if len(self.key) != 32:
+            raise ValueError("the audit MAC key must be 256 bits")
+        if self.from_seq < 1:
+            raise ValueError("the audit MAC key must start at a seq >= 1")
+
+
+class EntryMac:
+    """Computes and checks entry MACs under one key (the keyed state is set up once)."""
+
+    __slots__ = ("_base", "from_seq")
+
+    def __init__(self, key: MacKey) -> None:
+        self._base = HMAC(key.key, hashes.SHA256())
+        self._base.update(_LABEL)
+        self.from_seq = key.from_seq
+
+    def compute(self, seq: int, prev_hash: bytes, leaf: bytes) -> bytes:
+        h = self._base.copy()
+        h.update(seq.to_bytes(8, "big") + prev_hash + leaf)
+        return h.finalize()
+
+    def check(self, seq: int, prev_hash: bytes, leaf: bytes, stored: bytes | None) -> bool:
+        """True when ``stored`` is this entry's MAC (compared in constant time)."""
+        if stored is None:
+            return False
+        return _hmac.compare_digest(self.compute(seq, prev_hash, leaf), bytes(stored))
+
+    def required(self, seq: int) -> bool:
+        """Whether an entry at ``seq`` must carry a MAC (written after the key existed)."""
+        return seq >= self.from_seq
