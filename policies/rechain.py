@@ -5,8 +5,10 @@ archives' highest classification and top-secret custodian at that moment. If an
 archive is raised, or a top-secret archive gets another custodian, while the
 request waits, the copied chain no longer says who must sign: a view request
 filed on an internal archive would be approved without the customer-service
-manager after the archive became secret. So before every signature the chain is
-derived again from the archives as they are now:
+manager after the archive became secret. So before every approving signature
+the chain is derived again from the archives as they are now (a denial needs
+no re-derivation: it never widens access, and an unfinishable request must
+stay deniable):
 
 - the classification only ever rises here (a lowered marking keeps the chain as
   filed: dropping signers from a request in flight is never done on the side);

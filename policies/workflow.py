@@ -792,7 +792,6 @@ class Workflow:
         if len(reason) > MAX_REASON:
             raise InvalidInput(f"the reason is longer than {MAX_REASON} characters")
         req = self._load(session, request_uid)
-        rechain.refresh(session, req, self.chains, self.audit, actor=_actor(approver), now=now)
         seen = req.version
         index, stage, role = self._check_signer(
             session, req, approver, AuditAction.REQUEST_DENY, now, expected_version

@@ -69,7 +69,12 @@ def request_public(req: Any) -> dict[str, Any]:
         "classification": req.classification,
         "version": req.version,
         "next_stage": req.next_stage,
-        "stages": [{"name": s.get("name"), "label": s.get("label")} for s in req.stages],
+        "stages": [
+            {"name": s.get("name"), "label": s.get("label")}
+            | ({"superseded": True} if s.get("superseded") else {})
+            for s in req.stages
+        ],
+        "chain_changes": list(req.chain_changes or ()),
         "created_at": req.created_at.isoformat(),
         "expires_at": req.expires_at.isoformat() if req.expires_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,

@@ -23,6 +23,7 @@ from vault.db import transaction
 from vault.models import Archive
 
 M = timedelta(minutes=1)
+H = timedelta(hours=1)
 
 
 def _file(db, wf, who, requester, archive, kind="view", **kw):
@@ -206,6 +207,9 @@ def test_a_request_that_can_no_longer_be_finished_is_refused_with_why(db, wf, wh
     refused = _refused(db, wf, who, req.uid, "io", T0 + 2 * M)
     assert refused.rule == "unfinishable" and "without a custodian" in str(refused)
     assert refused.event is not None and refused.event.action == AuditAction.REQUEST_RECHAIN
+    with transaction(db) as s:  # still deniable: a denial never widens access
+        denied = wf.deny(s, req.uid, who("io"), reason="archive needs a custodian", now=T0 + H)
+    assert denied.state == "denied"
 
 
 def test_a_lowered_marking_keeps_the_chain_as_filed(db, wf, who):
