@@ -25,29 +25,29 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("access_grant", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column(
-                "approved_classification",
-                sqlmodel.sql.sqltypes.AutoString(length=16),
-                nullable=False,
-                server_default="internal",
-            )
-        )
-        batch_op.add_column(
-            sa.Column(
-                "approved_custodian", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True
-            )
-        )
-        batch_op.add_column(
-            sa.Column(
-                "awaiting_confirmation", sa.Boolean(), nullable=False, server_default=sa.false()
-            )
-        )
-    with op.batch_alter_table("access_request", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("chain_changes", sa.JSON(), nullable=False, server_default="[]")
-        )
+    # Plain ADD COLUMN with literal defaults, never a batch table copy: on SQLite a copy
+    # drops and recreates the table, which foreign keys from the loan register forbid.
+    op.add_column(
+        "access_grant",
+        sa.Column(
+            "approved_classification",
+            sqlmodel.sql.sqltypes.AutoString(length=16),
+            nullable=False,
+            server_default="internal",
+        ),
+    )
+    op.add_column(
+        "access_grant",
+        sa.Column("approved_custodian", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
+    )
+    op.add_column(
+        "access_grant",
+        sa.Column("awaiting_confirmation", sa.Boolean(), nullable=False, server_default="0"),
+    )
+    op.add_column(
+        "access_request",
+        sa.Column("chain_changes", sa.JSON(), nullable=False, server_default="[]"),
+    )
     op.execute(
         "UPDATE access_grant SET "
         "approved_classification = (SELECT r.classification FROM access_request r "
@@ -63,9 +63,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("access_request", schema=None) as batch_op:
-        batch_op.drop_column("chain_changes")
-    with op.batch_alter_table("access_grant", schema=None) as batch_op:
-        batch_op.drop_column("awaiting_confirmation")
-        batch_op.drop_column("approved_custodian")
-        batch_op.drop_column("approved_classification")
+    # ALTER TABLE ... DROP COLUMN (SQLite 3.35+): no table copy, for the same reason.
+    op.drop_column("access_request", "chain_changes")
+    op.drop_column("access_grant", "awaiting_confirmation")
+    op.drop_column("access_grant", "approved_custodian")
+    op.drop_column("access_grant", "approved_classification")
