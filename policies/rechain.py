@@ -125,8 +125,8 @@ def derive(
     session: Session, req: AccessRequest, chains: Chains, *, actor: Actor, now: datetime
 ) -> tuple[list[dict[str, Any]], str, str | None, ChainChange] | None:
     """The chain the request needs now, or ``None`` when it is unchanged. No writes."""
-    if req.state != RequestState.PENDING:
-        return None
+    if req.state != RequestState.PENDING or now >= req.expires_at:
+        return None  # no signature can follow; the workflow says why
     spec = chains.kind(req.kind)
     if not spec.needs_archives or not req.archives:
         return None
