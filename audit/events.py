@@ -37,6 +37,7 @@ class AuditAction(StrEnum):
     REQUEST_DENY = "request:deny"
     REQUEST_WITHDRAW = "request:withdraw"
     REQUEST_EXPIRE = "request:expire"
+    REQUEST_RECHAIN = "request:rechain"
     LOGIN = "auth:login"
     LOGIN_FAILED = "auth:login-failed"
     USER_CHANGE = "user:change"

@@ -74,6 +74,8 @@ def build(
                 not_before=start,
                 not_after=end,
                 custodian_signed=cls == "top_secret",
+                classification=cls,
+                custodian="keeper" if cls == "top_secret" else None,
                 purpose="customer_service",
                 reason="bench",
                 request_uid=f"R-{g:06d}",
@@ -93,7 +95,18 @@ def cases_for(
         if kind == 0:  # allowed by a grant
             user, archive, cls = granted[rng.randrange(len(granted))]
             cases.append(
-                (by_name[user], "read", ArchiveMeta(archive, cls, "owner-x"), ["contact"], True)
+                (
+                    by_name[user],
+                    "read",
+                    ArchiveMeta(
+                        archive,
+                        cls,
+                        "owner-x",
+                        custodian="keeper" if cls == "top_secret" else None,
+                    ),
+                    ["contact"],
+                    True,
+                )
             )
         elif kind == 1:  # denied: someone else's client, no grant
             p = users[rng.randrange(USERS)]

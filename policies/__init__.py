@@ -8,6 +8,8 @@ because ``vault.db.create_tables`` imports ``policies.models`` at start-up):
 - ``policies.directory`` ``add_user``, ``set_roles``, ``disable_user``, ``load_principal``
 - ``policies.roles``     the StrEnums: ``Role``, ``Action``, ``RequestKind``, states
 - ``policies.chains``    ``chains.toml`` loader; ``model.conf``/``policy.csv`` are beside it
+- ``policies.rechain``   re-derives a pending request's chain from its archives' current state
+- ``policies.grant_terms`` what a grant was approved for; whether it still covers an archive
 """
 
 from policies.errors import (

@@ -39,6 +39,7 @@ from sqlmodel import Session, select
 
 from policies.chains import Chains, load_chains
 from policies.errors import AccessDenied, ConfigError, NotFound
+from policies.grant_terms import Misfit, confirm_next_step, misfit
 from policies.grants import NO_ARCHIVE, GrantLink, GrantLinks, scope, to_us
 from policies.models import AccessGrant, PolicyCounter
 from policies.roles import ARCHIVE_ACTIONS, KIND_FOR_ACTION, Action, GrantState, Role
@@ -495,6 +496,9 @@ class PolicyEngine:
         top = archive is not None and archive.classification == "top_secret"
         with self._lock:
             grants = self.links.active(principal.username, scope(obj, act, custodian=top), at)
+        # Only grants whose chain still covers the archive's current state (``_denial``
+        # explains the others).
+        grants = [g for g in grants if misfit(g, archive) is None]
         if not grants:
             return None  # raced with an expiry between Casbin and here: fail closed
         needs_groups = act in (Action.READ, Action.EXPORT, Action.PROVIDE)
@@ -620,6 +624,11 @@ class PolicyEngine:
                 next_step=nxt,
             )
         no = archive.archive_no
+        unfit = self._unfit_grant(user, act, archive, at)
+        if unfit is not None:
+            link, why = unfit
+            step = confirm_next_step(link) if why.confirm_loan else nxt
+            return _deny(act, f"denied: {why.why}; {step}", next_step=step)
         ended = self._ended_grant(user, act, archive, at)
         if ended is not None:
             until = _fmt(_from_us(ended.not_after))
@@ -652,6 +661,18 @@ class PolicyEngine:
                 f"active grant for {act}; {nxt}"
             )
         return _deny(act, why, next_step=nxt)
+
+    def _unfit_grant(
+        self, user: str, act: Action, archive: ArchiveMeta, at: int
+    ) -> tuple[GrantLink, Misfit] | None:
+        """An active grant of ``user`` on the archive that no longer covers it, if any."""
+        with self._lock:
+            grants = self.links.active(user, scope(archive.archive_no, act), at)
+        for grant in grants:
+            why = misfit(grant, archive)
+            if why is not None:
+                return grant, why
+        return None
 
     def _ended_grant(
         self,
@@ -692,6 +713,9 @@ def link_of(row: Any) -> GrantLink:
         purpose=row.purpose,
         reason=row.reason,
         request_uid=getattr(row, "request_uid", "") or "",
+        classification=row.approved_classification,
+        custodian=row.approved_custodian,
+        awaiting_confirmation=bool(row.awaiting_confirmation),
     )
 
 

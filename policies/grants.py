@@ -52,6 +52,11 @@ class GrantLink:
     purpose: str
     reason: str
     request_uid: str = ""
+    # What the chain approved (policies.grant_terms): the marking and top-secret
+    # custodian at the final signature. The default counts for internal archives only.
+    classification: str = "internal"
+    custodian: str | None = None
+    awaiting_confirmation: bool = False
 
     def active_at(self, at: int) -> bool:
         return self.not_before <= at < self.not_after

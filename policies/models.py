@@ -60,6 +60,9 @@ class AccessRequest(SQLModel, table=True):
     # The chain as it was when filed (a list of StageSpec.as_dict()).
     stages: list[dict[str, Any]] = _json()
     next_stage: int = 0
+    # Each re-derivation of the chain from the archives' current state (a raised
+    # classification, a new custodian): when, from what, to what, which stages.
+    chain_changes: list[dict[str, Any]] = _json()
     state: str = Field(index=True, max_length=16)
     # Optimistic lock: every step bumps it with UPDATE ... WHERE version = seen.
     version: int = 1
@@ -108,6 +111,13 @@ class AccessGrant(SQLModel, table=True):
     not_before: datetime = _ts(nullable=False)
     not_after: datetime = _ts(nullable=False)
     custodian_signed: bool = False
+    # What the chain approved: the archives' highest classification and the
+    # top-secret custodian at the final signature. A read under the grant counts
+    # only while the archive is at or below that marking with that custodian.
+    approved_classification: str = Field(default="internal", max_length=16)
+    approved_custodian: str | None = Field(default=None, max_length=64)
+    # A loan's grant counts only once the borrower confirmed the register line (Art 19.5).
+    awaiting_confirmation: bool = False
     purpose: str = Field(max_length=32)
     reason: str = Field(max_length=2000)
     state: str = Field(max_length=16)

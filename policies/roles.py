@@ -129,3 +129,4 @@ class NotificationEvent(StrEnum):
     OVERDUE = "overdue"
     REASSIGNED = "reassigned"
     REVOKED = "revoked"
+    RECHAINED = "rechained"

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink, Outcome
+from policies import grant_terms, rechain
 from policies.chains import Chains, KindSpec, load_chains
 from policies.decide import PolicyEngine, Principal, link_of
 from policies.errors import ConfigError, Conflict, InvalidInput, NotFound, Refused
@@ -599,6 +600,7 @@ class Workflow:
         is the version the approver saw; a different one means someone acted first.
         """
         req = self._load(session, request_uid)
+        rechain.refresh(session, req, self.chains, self.audit, actor=_actor(approver), now=now)
         seen = req.version
         index, stage, role = self._check_signer(
             session, req, approver, AuditAction.REQUEST_APPROVE, now, expected_version
@@ -730,6 +732,7 @@ class Workflow:
             state=GrantState.ACTIVE.value,
             rev=next_revision(session),
         )
+        grant_terms.stamp(grant, req, loan=spec.kind is RequestKind.LOAN)
         session.add(grant)
         session.flush()
         if spec.kind is RequestKind.LOAN:
@@ -1030,6 +1033,13 @@ class Workflow:
             return loan
         loan.borrower_confirmed_at = now
         session.add(loan)
+        # Only now does the loan's grant count (Art 19.5: the line is confirmed first).
+        grant = session.get(AccessGrant, loan.grant_id, with_for_update=True)
+        if grant is not None and grant.awaiting_confirmation:
+            grant.awaiting_confirmation = False
+            grant.rev = next_revision(session)
+            session.add(grant)
+            self._mirror(session, grant)
         session.flush()
         self._event(
             session,

@@ -7,6 +7,13 @@ from typing import Any
 from audit.events import Actor
 
 SALES = Actor("zhang.wei", "salesperson")
+
+
+def everyone(_session: Any, _meta: Any) -> bool:
+    """A search ``visible`` check that lets every candidate through (store-level tests)."""
+    return True
+
+
 ALL_GROUPS = [
     "identity",
     "contact",

@@ -150,6 +150,8 @@ class ReadPermit:
 
 
 Check = Callable[[Any, "ArchiveMeta", tuple[str, ...]], ReadPermit]  # (Connection, meta, groups)
+# (Session, meta) -> may the caller read this archive? (a search shows only those)
+Visible = Callable[[Any, "ArchiveMeta"], bool]
 
 
 def _meta(a: Archive, contacts: Sequence[str] = ()) -> ArchiveMeta:
@@ -914,10 +916,20 @@ class ArchiveStore:
         value: Any,
         *,
         actor: Actor,
+        visible: Visible,
         limit: int = 50,
         purpose: str | None = None,
     ) -> list[ArchiveMeta]:
-        """Exact match through the blind index; every candidate is confirmed by decrypting."""
+        """Exact match through the blind index, only among archives the caller may read.
+
+        ``visible(session, meta)`` is the caller's read decision on one candidate,
+        asked inside the search's transaction before anything is decrypted: a
+        candidate it refuses is never opened, so neither the result, its count nor
+        an error (a candidate that fails to decrypt) says anything about archives
+        the caller may not read. The others are confirmed by decrypting and
+        comparing in constant time. The audit entry records the keyed HMAC of the
+        query and what was returned, never the value or the candidates.
+        """
         spec = self.schema.fields.get(field_name)
         if spec is None or not spec.searchable:
             raise ValidationFailed(
@@ -942,10 +954,13 @@ class ArchiveStore:
                 .order_by(Archive.id)
             ).all()
             for archive in candidates:
+                meta = _meta(archive, self._contacts(session, archive.id))  # type: ignore[arg-type]
+                if not visible(session, meta):
+                    continue
                 fields = self._open_groups(session, archive, [spec.group]).get(spec.group, {})
                 stored = fields.get(field_name)
                 if stored is not None and hmac.compare_digest(stored.encode(), needle.encode()):
-                    found.append(_meta(archive, self._contacts(session, archive.id)))  # type: ignore[arg-type]
+                    found.append(meta)
                     if len(found) >= limit:
                         break
             self._audit(
@@ -957,8 +972,7 @@ class ArchiveStore:
                 detail={
                     "field": field_name,
                     "query_hmac": self.query_hmac(field_name, needle),
-                    "candidates": len(candidates),
-                    "matches": len(found),
+                    "returned": len(found),
                 },
             )
         return found

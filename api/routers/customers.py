@@ -188,7 +188,15 @@ def _search(services: Services, caller: Caller, given: dict[str, str | None]) ->
         )
     ((key, value),) = given.items()
     _require(services, caller, Action.SEARCH, AuditAction.SEARCH, None)
-    found = services.store.search(SEARCH_FIELDS[key], value, actor=caller.actor)
+
+    def visible(session: Any, meta: Any) -> bool:
+        # The same decision as a read (masked included): a search finds only what
+        # the caller could open, so it is never an oracle for who is a client.
+        return services.decide(
+            caller.principal, Action.READ, _policy_meta(meta), (), session=session
+        ).allowed
+
+    found = services.store.search(SEARCH_FIELDS[key], value, actor=caller.actor, visible=visible)
     return ArchivePage(
         items=[public(m) for m in found], total=len(found), offset=0, limit=len(found) or 1
     )

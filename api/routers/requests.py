@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
 from api.schemas import ArchiveNo, GroupName, PlainText, Strict
+from policies import rechain
 from policies.models import AccessRequest
 from policies.roles import Role
 from policies.workflow import loan_status
@@ -68,7 +69,12 @@ def request_public(req: Any) -> dict[str, Any]:
         "classification": req.classification,
         "version": req.version,
         "next_stage": req.next_stage,
-        "stages": [{"name": s.get("name"), "label": s.get("label")} for s in req.stages],
+        "stages": [
+            {"name": s.get("name"), "label": s.get("label")}
+            | ({"superseded": True} if s.get("superseded") else {})
+            for s in req.stages
+        ],
+        "chain_changes": list(req.chain_changes or ()),
         "created_at": req.created_at.isoformat(),
         "expires_at": req.expires_at.isoformat() if req.expires_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
@@ -173,7 +179,22 @@ def get_request(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str,
 
 @router.post("/requests/{uid}/approve")
 def approve(uid: Uid, body: ApproveIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
-    """Sign the next stage; an approver may narrow (fewer groups, fewer hours), never widen."""
+    """Sign the next stage; an approver may narrow (fewer groups, fewer hours), never widen.
+
+    The chain is first re-derived from the archives' current state in a transaction
+    of its own, so a change (a raised classification, a new custodian) is recorded
+    and told to the requester even when it turns this approver away.
+    """
+    services.in_transaction(
+        lambda s: rechain.refresh_uid(
+            s,
+            uid,
+            services.workflow.chains,
+            services.audit,
+            actor=caller.actor,
+            now=services.clock(),
+        )
+    )
     req = services.in_transaction(
         lambda s: services.workflow.approve(
             s,

@@ -130,6 +130,8 @@ def test_loans_returned_and_overdue(client, login, clock) -> None:
     register = client.get("/loans", headers=login("chen.jing")).json()["items"]
     assert len(register) == 2
     loans = [e["id"] for e in register]
+    for loan in loans:  # the borrower confirms each register line (Art 19.5)
+        assert client.post(f"/loans/{loan}/confirm", headers=li).status_code == 200
     assert client.get(f"/customers/{no}?groups=contact", headers=li).status_code == 200
     r = client.post(f"/loans/{loans[0]}/return", headers=li)
     assert r.status_code == 200 and r.json()["state"] == "returned"

@@ -22,7 +22,7 @@ M = timedelta(minutes=1)
 H = timedelta(hours=1)
 
 
-def _approved(db, wf, who, kind, requester, archive, signers, **kw):
+def _approved(db, wf, who, kind, requester, archive, signers, *, confirm=True, **kw):
     with transaction(db) as s:
         req = wf.file_request(
             s,
@@ -37,6 +37,10 @@ def _approved(db, wf, who, kind, requester, archive, signers, **kw):
     for i, signer in enumerate(signers):
         with transaction(db) as s:
             req = wf.approve(s, req.uid, who(signer), now=T0 + (i + 1) * H)
+    if kind == "loan" and confirm:  # the borrower confirms the register line (Art 19.5)
+        with transaction(db) as s:
+            loan = s.exec(select(LoanEntry).where(LoanEntry.request_id == req.id)).one()
+            wf.confirm_loan(s, loan.uid, who(requester), now=T0 + len(signers) * H)
     return req
 
 
@@ -62,6 +66,7 @@ def test_loan_clock_starts_at_final_approval_and_register(db, wf, pe, who, sink)
         hours=24,
         material="contract copy",
         copies=2,
+        confirm=False,
     )
     loan = _loan(db)
     final = T0 + 2 * H

@@ -95,6 +95,8 @@ def make_grant(action: Action, cls: str, state: str) -> GrantLink | None:
         purpose="revisit",
         reason="customer asked",
         request_uid="R-1",
+        classification=cls,
+        custodian="keeper" if cls == "top_secret" else None,
     )
 
 

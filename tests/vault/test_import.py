@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import SALES, archive, consent
+from tests.factories import SALES, archive, consent, everyone
 from vault.errors import ValidationFailed
 from vault.importer import ImportFailed, import_file
 from vault.store import ArchiveStore
@@ -39,7 +39,7 @@ def test_jsonl_import(store: ArchiveStore, tmp_path: Path) -> None:
     assert report.imported == 5
     page = store.list(actor=SALES, owner="li.na")
     assert page.total == 5
-    found = store.search("mobile_phone", "139 0000 0003", actor=SALES)
+    found = store.search("mobile_phone", "139 0000 0003", actor=SALES, visible=everyone)
     assert (
         store.read(found[0].archive_no, ["identity"], actor=SALES).content["identity"]["name"]
         == "客户3"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
@@ -38,8 +39,10 @@ def test_a_database_at_the_first_revision_upgrades_to_head(engine, settings) -> 
 
     vault = init_vault(settings, engine=engine)
     migrate.upgrade(engine, "head")
-    # Pretend the newer migrations never ran (their downgrades are exercised too).
+    # Back to the first revision through the migrations' own downgrades, so the test
+    # holds whatever migrations come after it.
     command.downgrade(migrate.config(engine), "0001")
+    assert migrate.current(engine) == "0001"
     with pytest.raises(migrate.SchemaOutdated):
         open_vault(settings, engine=engine)
     migrate.upgrade(engine)
@@ -66,3 +69,66 @@ def test_the_app_role_may_change_the_store_but_only_append_to_the_audit(vault) -
         assert can("audit_entry", "INSERT") and can("audit_entry", "SELECT")
         assert not can("audit_entry", "UPDATE") and not can("audit_entry", "DELETE")
         assert not can("alembic_version", "UPDATE")
+
+
+def test_existing_grants_take_their_terms_from_their_request(vault) -> None:
+    """Upgrading a vault with grants: each records what its request was approved for, and
+    a loan still unconfirmed waits for its borrower."""
+    from datetime import UTC, datetime, timedelta
+
+    from policies.models import AccessGrant, AccessRequest, LoanEntry
+    from vault.db import transaction
+
+    at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    with transaction(vault.engine) as s:
+        req = AccessRequest(
+            uid="R-OLD",
+            kind="loan",
+            requester="li.na",
+            archives=["KH-2026-000001"],
+            classification="top_secret",
+            custodian="zhao.lei",
+            purpose="revisit",
+            reason="r",
+            state="approved",
+            expires_at=at,
+        )
+        s.add(req)
+        s.flush()
+        grant = AccessGrant(
+            uid="G-OLD",
+            request_id=req.id,
+            kind="loan",
+            subject="li.na",
+            not_before=at,
+            not_after=at + timedelta(hours=24),
+            purpose="revisit",
+            reason="r",
+            state="active",
+        )
+        s.add(grant)
+        s.flush()
+        s.add(
+            LoanEntry(
+                uid="L-OLD",
+                request_id=req.id,
+                grant_id=grant.id,
+                borrower="li.na",
+                material="m",
+                copies=1,
+                reason="r",
+                start_at=at,
+                due_at=at + timedelta(hours=24),
+                state="out",
+            )
+        )
+    command.downgrade(migrate.config(vault.engine), "0006")
+    migrate.upgrade(vault.engine)
+    with vault.engine.connect() as conn:
+        row = conn.execute(
+            sa.text(
+                "SELECT approved_classification, approved_custodian, awaiting_confirmation "
+                "FROM access_grant WHERE uid = 'G-OLD'"
+            )
+        ).one()
+    assert (row[0], row[1], bool(row[2])) == ("top_secret", "zhao.lei", True)

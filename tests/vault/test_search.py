@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from audit.events import AuditAction, RecordingSink
-from tests.factories import SALES, archive
+from tests.factories import SALES, archive, everyone
 from vault.errors import ValidationFailed
 from vault.models import BlindIndex
 from vault.store import ArchiveStore
@@ -30,20 +30,22 @@ def test_search_finds_exact_matches_after_normalisation(
     )
     store.create(archive(profile={"name": "张三丰", "mobile_phone": "13800138001"}), actor=SALES)
     for query in ("13800138000", "138 0013 8000", "+86 138-0013-8000", "0086 13800138000"):
-        assert [m.archive_no for m in store.search("mobile_phone", query, actor=SALES)] == [
-            target.archive_no
-        ]
-    assert [m.archive_no for m in store.search("id_number", "11010519491231002x", actor=SALES)] == [
-        target.archive_no
-    ]
-    assert [m.archive_no for m in store.search("licence_plate", "京a 12345", actor=SALES)] == [
-        target.archive_no
-    ]
-    assert [m.archive_no for m in store.search("name", " 张 三 ", actor=SALES)] == [
-        target.archive_no
-    ]
-    assert store.search("name", "张", actor=SALES) == []
-    assert store.search("mobile_phone", "13800138002", actor=SALES) == []
+        assert [
+            m.archive_no for m in store.search("mobile_phone", query, actor=SALES, visible=everyone)
+        ] == [target.archive_no]
+    assert [
+        m.archive_no
+        for m in store.search("id_number", "11010519491231002x", actor=SALES, visible=everyone)
+    ] == [target.archive_no]
+    assert [
+        m.archive_no
+        for m in store.search("licence_plate", "京a 12345", actor=SALES, visible=everyone)
+    ] == [target.archive_no]
+    assert [
+        m.archive_no for m in store.search("name", " 张 三 ", actor=SALES, visible=everyone)
+    ] == [target.archive_no]
+    assert store.search("name", "张", actor=SALES, visible=everyone) == []
+    assert store.search("mobile_phone", "13800138002", actor=SALES, visible=everyone) == []
     event = [e for e in sink.events if e.action == AuditAction.SEARCH][-1]
     assert "13800138002" not in repr(event)
     assert len(event.detail["query_hmac"]) == 64
@@ -51,9 +53,9 @@ def test_search_finds_exact_matches_after_normalisation(
 
 def test_non_searchable_and_invalid_queries(store: ArchiveStore) -> None:
     with pytest.raises(ValidationFailed, match="not searchable"):
-        store.search("health", "高血压", actor=SALES)
+        store.search("health", "高血压", actor=SALES, visible=everyone)
     with pytest.raises(ValidationFailed, match="mobile_phone: a mobile number"):
-        store.search("mobile_phone", "12345", actor=SALES)
+        store.search("mobile_phone", "12345", actor=SALES, visible=everyone)
 
 
 def test_index_is_truncated_so_buckets_are_shared(store: ArchiveStore) -> None:
@@ -78,7 +80,9 @@ def test_collisions_are_confirmed_by_decrypting(store: ArchiveStore, digits: lis
     for d in digits:
         made[d] = store.create(archive(profile={"mobile_phone": d}), actor=SALES).archive_no
     for d in digits:
-        found = [m.archive_no for m in store.search("mobile_phone", d, actor=SALES)]
+        found = [
+            m.archive_no for m in store.search("mobile_phone", d, actor=SALES, visible=everyone)
+        ]
         assert made[d] in found
         for no in found:  # every hit really holds that number, whatever shared its bucket
             assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == d

@@ -8,7 +8,7 @@ from datetime import date
 import pytest
 
 from audit.events import Actor, AuditAction, RecordingSink
-from tests.factories import SALES, archive, consent
+from tests.factories import SALES, archive, consent, everyone
 from vault.errors import (
     ArchiveDestroyed,
     ArchiveNotFound,
@@ -133,10 +133,11 @@ def test_update_keeps_encrypted_history(store: ArchiveStore) -> None:
 def test_search_follows_updates(store: ArchiveStore) -> None:
     meta = store.create(archive(), actor=SALES)
     store.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
-    assert store.search("mobile_phone", "13800138000", actor=SALES) == []
-    assert [m.archive_no for m in store.search("mobile_phone", "139-0000-1111", actor=SALES)] == [
-        meta.archive_no
-    ]
+    assert store.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
+    assert [
+        m.archive_no
+        for m in store.search("mobile_phone", "139-0000-1111", actor=SALES, visible=everyone)
+    ] == [meta.archive_no]
 
 
 def test_withdrawing_consent_erases_group_and_history(store: ArchiveStore) -> None:
@@ -151,7 +152,7 @@ def test_withdrawing_consent_erases_group_and_history(store: ArchiveStore) -> No
     assert "health" not in view.content and "contact" not in view.content
     assert "health" not in view.consent.groups and "health" not in view.consent.sensitive_groups
     assert store.history(meta.archive_no, "health", actor=SALES) == []
-    assert store.search("mobile_phone", "13800138000", actor=SALES) == []
+    assert store.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
     with pytest.raises(ConsentMissing):
         store.update(meta.archive_no, {"health": "良好"}, actor=SALES)
 

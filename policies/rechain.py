@@ -1,0 +1,266 @@
+"""Re-derive a pending request's chain from its archives' current state.
+
+A request's stages are copied from ``chains.toml`` when it is filed, for the
+archives' highest classification and top-secret custodian at that moment. If an
+archive is raised, or a top-secret archive gets another custodian, while the
+request waits, the copied chain no longer says who must sign: a view request
+filed on an internal archive would be approved without the customer-service
+manager after the archive became secret. So before every approving signature
+the chain is derived again from the archives as they are now (a denial needs
+no re-derivation: it never widens access, and an unfinishable request must
+stay deniable):
+
+- the classification only ever rises here (a lowered marking keeps the chain as
+  filed: dropping signers from a request in flight is never done on the side);
+- signed stages stay signed (they keep their place, so each signature keeps its
+  ``stage_index``), except a custodian stage signed by someone who is no longer
+  the custodian: it is marked ``superseded`` and the current custodian signs anew;
+- the stages still to sign become those the current chain needs and no valid
+  signature covers, in the chain's order, so the next signer is the first of
+  them: the request goes back to the first new stage that comes at or before
+  where it stood.
+
+A change is written to the request (``stages``, ``classification``,
+``custodian``, ``chain_changes``, ``version``), appended to the audit log and
+told to the requester, inside the caller's transaction. The grant a request
+finally produces records what it was approved for (``policies.grant_terms``),
+so a change after approval is caught at the read instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Session, col, select
+
+from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from policies.chains import Chains
+from policies.errors import Conflict, Refused
+from policies.grant_terms import RANK
+from policies.models import AccessRequest, Notification, RequestSignature
+from policies.roles import NotificationEvent, RequestState
+from vault.models import Archive, ArchiveStatus
+
+
+@dataclass(frozen=True, slots=True)
+class ChainChange:
+    """One re-derivation: what the archives are now and what that did to the chain."""
+
+    classification: tuple[str, str]  # (as recorded, now)
+    custodian: tuple[str | None, str | None]
+    added: tuple[str, ...]
+    superseded: tuple[str, ...]
+    next_before: str | None
+    next_after: str | None
+    at: datetime = field(compare=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "at": self.at.isoformat(timespec="seconds"),
+            "classification": {"from": self.classification[0], "to": self.classification[1]},
+            "custodian": {"from": self.custodian[0], "to": self.custodian[1]},
+            "added": list(self.added),
+            "superseded": list(self.superseded),
+            "next": {"from": self.next_before, "to": self.next_after},
+        }
+
+
+def _unfinishable(req: AccessRequest, actor: Actor, message: str) -> Refused:
+    event = AuditEvent(
+        action=AuditAction.REQUEST_RECHAIN,
+        actor=actor,
+        outcome=Outcome.DENIED,
+        archives=tuple(req.archives),
+        purpose=req.purpose,
+        reason=message,
+        detail={"request": req.uid, "rule": "unfinishable"},
+    )
+    return Refused(message, rule="unfinishable", event=event)
+
+
+def _current_state(
+    session: Session, req: AccessRequest, actor: Actor
+) -> tuple[str, str | None] | None:
+    """The archives' highest classification and top-secret custodian now (``None``: none left)."""
+    rows = session.exec(
+        select(Archive).where(
+            col(Archive.archive_no).in_(list(req.archives)),
+            Archive.status == ArchiveStatus.ACTIVE.value,
+        )
+    ).all()
+    if not rows:
+        return None
+    highest = max((a.classification for a in rows), key=lambda c: RANK.get(c, 99))
+    keepers = {a.custodian or None for a in rows if a.classification == "top_secret"}
+    if len(keepers) > 1 or None in keepers:
+        raise _unfinishable(
+            req,
+            actor,
+            f"request {req.uid} can no longer be completed: its top-secret archives now "
+            + (
+                "have different custodians (each custodian signs their own request)"
+                if len(keepers) > 1
+                else "include one without a custodian (Art 22)"
+            )
+            + "; withdraw it and file again",
+        )
+    return highest, next(iter(keepers), None)
+
+
+def _signed_by(session: Session, req: AccessRequest) -> dict[int, str]:
+    return {
+        index: signer
+        for index, signer in session.exec(
+            select(RequestSignature.stage_index, RequestSignature.signer).where(
+                RequestSignature.request_id == req.id, RequestSignature.decision == "approve"
+            )
+        ).all()
+    }
+
+
+def derive(
+    session: Session, req: AccessRequest, chains: Chains, *, actor: Actor, now: datetime
+) -> tuple[list[dict[str, Any]], str, str | None, ChainChange] | None:
+    """The chain the request needs now, or ``None`` when it is unchanged. No writes."""
+    if req.state != RequestState.PENDING or now >= req.expires_at:
+        return None  # no signature can follow; the workflow says why
+    spec = chains.kind(req.kind)
+    if not spec.needs_archives or not req.archives:
+        return None
+    state = _current_state(session, req, actor)
+    if state is None:
+        return None
+    current, keeper = state
+    recorded = req.classification
+    raised = RANK.get(current, 99) > RANK.get(recorded, 99)
+    classification = current if raised else recorded
+    custodian = req.custodian
+    if current == "top_secret" and keeper != req.custodian:
+        custodian = keeper
+    if not raised and custodian == req.custodian:
+        return None
+    if custodian is not None and custodian == req.requester:
+        raise _unfinishable(
+            req,
+            actor,
+            f"request {req.uid} can no longer be completed: its requester is now the "
+            "custodian of its top-secret archive and cannot sign it; ask for another "
+            "custodian to be named, or withdraw it",
+        )
+    signed = _signed_by(session, req)
+    prefix: list[dict[str, Any]] = []
+    credited: set[str] = set()
+    superseded: list[str] = []
+    for index, stage in enumerate(req.stages[: req.next_stage]):
+        entry = dict(stage)
+        stale = signed.get(index) != custodian
+        if entry.get("custodian") and not entry.get("superseded") and stale:
+            entry["superseded"] = True
+            superseded.append(entry["name"])
+        if not entry.get("superseded"):
+            credited.add(entry["name"])
+        prefix.append(entry)
+    needed = spec.stages_for(classification=classification, external=req.requester_external)
+    rest = [s.as_dict() for s in needed if s.name not in credited]
+    names = {s["name"] for s in rest}
+    # Stages the request was filed with and nobody signed yet stay required (fail closed).
+    rest += [dict(s) for s in req.stages[req.next_stage :] if s["name"] not in names | credited]
+    before = {s["name"] for s in req.stages[req.next_stage :]}
+    following = req.stages[req.next_stage]["name"] if req.next_stage < len(req.stages) else None
+    change = ChainChange(
+        classification=(recorded, classification),
+        custodian=(req.custodian, custodian),
+        added=tuple(s["name"] for s in rest if s["name"] not in before or s["name"] in superseded),
+        superseded=tuple(superseded),
+        next_before=following,
+        next_after=rest[0]["name"] if rest else None,
+        at=now,
+    )
+    return prefix + rest, classification, custodian, change
+
+
+def refresh(
+    session: Session,
+    req: AccessRequest,
+    chains: Chains,
+    audit: Any,
+    *,
+    actor: Actor,
+    now: datetime,
+) -> ChainChange | None:
+    """Re-derive ``req``'s chain (locked by the caller) and record a change; see module doc."""
+    derived = derive(session, req, chains, actor=actor, now=now)
+    if derived is None:
+        return None
+    stages, classification, custodian, change = derived
+    table = AccessRequest.__table__  # type: ignore[attr-defined]
+    bumped = session.exec(  # type: ignore[call-overload]
+        sa.update(table)
+        .where(table.c.id == req.id, table.c.version == req.version)
+        .values(version=req.version + 1)
+    )
+    if bumped.rowcount != 1:
+        raise Conflict(f"request {req.uid} was changed by someone else; reload it")
+    req.version += 1
+    req.stages = stages
+    req.classification = classification
+    req.custodian = custodian
+    req.chain_changes = [*req.chain_changes, change.as_dict()]
+    session.add(req)
+    session.flush()
+    audit.append(
+        session,
+        AuditEvent(
+            action=AuditAction.REQUEST_RECHAIN,
+            actor=actor,
+            archives=tuple(req.archives),
+            purpose=req.purpose,
+            reason="the archives' classification or custodian changed while the request waited",
+            detail={"request": req.uid, "kind": req.kind, **change.as_dict()},
+        ),
+    )
+    labels = {s["name"]: s["label"] for s in stages}
+    session.add(
+        Notification(
+            recipient=req.requester,
+            request_uid=req.uid,
+            event=NotificationEvent.RECHAINED.value,
+            message=_message(req.uid, change, labels)[:1000],
+            created_at=now,
+        )
+    )
+    return change
+
+
+def _message(uid: str, change: ChainChange, labels: dict[str, str]) -> str:
+    parts = [f"the archives of request {uid} changed"]
+    if change.classification[0] != change.classification[1]:
+        parts.append(f"they are now {change.classification[1]}")
+    if change.custodian[0] != change.custodian[1]:
+        parts.append(f"their custodian is now {change.custodian[1]}")
+    if change.added:
+        parts.append("it now also needs " + ", ".join(labels.get(n, n) for n in change.added))
+    if change.next_after:
+        parts.append(f"next: {labels.get(change.next_after, change.next_after)}")
+    return "; ".join(parts)
+
+
+def refresh_uid(
+    session: Session,
+    uid: str,
+    chains: Chains,
+    audit: Any,
+    *,
+    actor: Actor,
+    now: datetime,
+) -> ChainChange | None:
+    """:func:`refresh` for a request named by uid (nothing happens for an unknown uid)."""
+    req = session.exec(
+        select(AccessRequest).where(AccessRequest.uid == uid).with_for_update()
+    ).first()
+    if req is None:
+        return None
+    return refresh(session, req, chains, audit, actor=actor, now=now)
