@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -15,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.fastpath import FastRead
+from api.internal_errors import InternalErrors, log_server_error
 from api.routers import audit, auth, customers, exports, health, requests, users
 from api.services import Services, utcnow
 from vault.settings import Settings
@@ -114,17 +114,16 @@ async def _checkpoints(services: Services) -> None:
     Decisions never wait for this; they check every grant's window themselves.
     """
     every = min(60.0, services.vault.settings.audit_checkpoint_every_seconds)
-    log = logging.getLogger("archive_vault.api")
     while True:
         await asyncio.sleep(every)
         try:
             await run_in_threadpool(services.audit.checkpoint_if_due)
-        except Exception:
-            log.exception("periodic checkpoint failed")
+        except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
+            log_server_error(exc, "periodic checkpoint")
         try:
             await run_in_threadpool(services.sweep)
-        except Exception:
-            log.exception("periodic sweep failed")
+        except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
+            log_server_error(exc, "periodic sweep")
 
 
 def create_app(
@@ -169,6 +168,7 @@ def create_app(
         limit=limits.max_body_bytes,  # type: ignore[arg-type]
         upload_limit=limits.max_attachment_bytes,
     )
+    app.add_middleware(InternalErrors)  # outermost: no exception reaches the server's log
     return app
 
 
