@@ -90,9 +90,15 @@ def test_denial_needs_a_reason_and_is_final(client, login) -> None:
         f"/requests/{req['id']}/deny", json={"reason": "理由不充分"}, headers=login("head.one")
     )
     assert r.status_code == 200 and r.json()["state"] == "denied"
-    assert client.post(
-        f"/requests/{req['id']}/approve", json={}, headers=login("chen.jing")
-    ).status_code in (403, 409)
+    again = client.post(f"/requests/{req['id']}/approve", json={}, headers=login("head.one"))
+    assert again.status_code in (403, 409)
+    # the next stage's officer never signed it and it is off every queue: not hers to see
+    assert (
+        client.post(
+            f"/requests/{req['id']}/approve", json={}, headers=login("chen.jing")
+        ).status_code
+        == 404
+    )
 
 
 def test_loans_returned_and_overdue(client, login, clock) -> None:

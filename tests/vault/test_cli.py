@@ -176,3 +176,23 @@ def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr
     assert "Seeded 20" in proc.stdout
+
+
+def test_user_add_refuses_control_and_bidi_characters_naming_the_field(data: Path) -> None:
+    for option, value in (("--department", "销售\u202e一部"), ("--credential", "介绍信\x1b[2J")):
+        proc = run(
+            "user",
+            "add",
+            "ma.chao",
+            "--role",
+            "external" if option == "--credential" else "salesperson",
+            option,
+            value,
+            "--password-stdin",
+            data=data,
+            stdin="a long enough password\n",
+            check=False,
+        )
+        field = option.removeprefix("--")
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith(f"error: {field} must not contain control"), proc.stderr
