@@ -154,7 +154,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, verr.ValidationFailed) and len(exc.problems) > 1:
             extra["errors"] = exc.problems
         if status >= 500:
-            extra["error_id"] = log_server_error(exc, request.url.path, kind=exc.code)
+            extra["error_id"] = log_server_error(exc, request.url.path)
         return problem(status, exc.code, exc.message, instance=request.url.path, **extra)
 
     @app.exception_handler(perr.PolicyError)
@@ -178,7 +178,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, AuditQueryError):
             return problem(422, exc.code, str(exc), instance=request.url.path)
         # Fail closed: whatever the request was, nothing was returned or changed.
-        error_id = log_server_error(exc, request.url.path, kind=exc.code)
+        error_id = log_server_error(exc, request.url.path)
         status = 503 if isinstance(exc, AuditWriteFailed) else 500
         return problem(
             status,
