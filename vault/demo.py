@@ -26,7 +26,6 @@ from the key file, of this vault's id. What each party can do about it:
 from __future__ import annotations
 
 import hmac
-from hashlib import sha256
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -72,9 +71,7 @@ def is_demo(engine: Any, keys: KeyProvider) -> bool:
         row = session.exec(select(VaultMeta.value).where(VaultMeta.key == META_KEY)).first()
     if not row:
         return False
-    # Compared as digests so the comparison is constant-time whatever the row holds.
-    given = sha256(str(row).encode()).digest()
-    return hmac.compare_digest(given, sha256(marker_value(keys).encode()).digest())
+    return hmac.compare_digest(str(row).encode(), marker_value(keys).encode())
 
 
 _WHY = {
