@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import errors
 from api.fastpath import FastRead
+from api.internal_errors import InternalErrors, log_server_error
 from api.routers import (
     audit,
     auth,
@@ -138,22 +139,22 @@ async def _checkpoints(services: Services) -> None:
         await asyncio.sleep(every)
         try:
             await run_in_threadpool(services.audit.checkpoint_if_due)
-        except AuditError as exc:
+        except AuditError as exc:  # content-free by contract; says which entry
             log.error("periodic checkpoint refused: %s", exc)
-        except Exception:
-            log.exception("periodic checkpoint failed")
+        except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
+            log_server_error(exc, "periodic checkpoint")
         try:
             await run_in_threadpool(services.sweep)
-        except Exception:
-            log.exception("periodic sweep failed")
+        except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
+            log_server_error(exc, "periodic sweep")
         try:  # uploads a dead worker left half-written (ciphertext, never listed)
             await run_in_threadpool(
                 functools.partial(
                     purge_abandoned, services.store, now=services.clock(), older_than=ABANDONED
                 )
             )
-        except Exception:
-            log.exception("purging abandoned uploads failed")
+        except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
+            log_server_error(exc, "purging abandoned uploads")
 
 
 async def _signer(services: Services) -> None:
@@ -176,8 +177,8 @@ async def _signer(services: Services) -> None:
             await run_in_threadpool(services.audit.sign_pending)
         except AuditError as exc:  # content-free by contract; says which entry
             log.error("audit checkpoint refused: %s", exc)
-        except Exception:
-            log.exception("audit checkpoint failed")
+        except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
+            log_server_error(exc, "audit checkpoint")
 
 
 def create_app(
@@ -227,6 +228,7 @@ def create_app(
         limit=limits.max_body_bytes,  # type: ignore[arg-type]
         upload_limit=limits.max_attachment_bytes,
     )
+    app.add_middleware(InternalErrors)  # outermost: no exception reaches the server's log
     return app
 
 

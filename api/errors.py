@@ -19,6 +19,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.internal_errors import log_server_error
 from api.security import InvalidToken
 from audit.errors import AuditError, AuditQueryError, AuditWriteFailed
 from policies import errors as perr
@@ -156,7 +157,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, verr.ValidationFailed) and len(exc.problems) > 1:
             extra["errors"] = exc.problems
         if status >= 500:
-            log.error("vault error %s on %s", exc.code, request.url.path)
+            extra["error_id"] = log_server_error(exc, request.url.path)
         return problem(status, exc.code, exc.message, instance=request.url.path, **extra)
 
     @app.exception_handler(perr.PolicyError)
@@ -180,13 +181,14 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, AuditQueryError):
             return problem(422, exc.code, str(exc), instance=request.url.path)
         # Fail closed: whatever the request was, nothing was returned or changed.
-        log.error("audit failure %s on %s", exc.code, request.url.path)
+        error_id = log_server_error(exc, request.url.path)
         status = 503 if isinstance(exc, AuditWriteFailed) else 500
         return problem(
             status,
             exc.code,
             "the audit log could not record this request, so nothing was read or changed",
             instance=request.url.path,
+            error_id=error_id,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -235,21 +237,27 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db(request: Request, exc: DBAPIError) -> JSONResponse:
-        log.error("database error on %s: %s", request.url.path, type(exc.orig).__name__)
+        # The driver's message quotes the statement and its parameters: class name only.
+        error_id = log_server_error(exc, request.url.path, kind=type(exc.orig).__name__)
         return problem(
             500,
             "database-error",
             "the database refused the operation; nothing was changed",
             instance=request.url.path,
+            error_id=error_id,
         )
 
-    @app.exception_handler(Exception)
-    async def _other(request: Request, exc: Exception) -> JSONResponse:
-        # Never str(exc): it may carry values. The type name is enough to find it.
-        log.error("internal error on %s: %s", request.url.path, type(exc).__name__)
-        return problem(
-            500,
-            "internal-error",
-            "internal error; no content was returned",
-            instance=request.url.path,
-        )
+    # No handler for Exception: Starlette would answer it and then re-raise it to
+    # the server, which logs the traceback. ``api.internal_errors.InternalErrors``
+    # (the outermost middleware) answers it with ``internal_error`` instead.
+
+
+def internal_error(path: str, error_id: str) -> JSONResponse:
+    """The 500 for an unexpected exception: no content, an id to find its log line."""
+    return problem(
+        500,
+        "internal-error",
+        "internal error; no content was returned",
+        instance=path,
+        error_id=error_id,
+    )

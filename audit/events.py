@@ -30,6 +30,7 @@ class AuditAction(StrEnum):
     INTERACTION_READ = "archive:interaction-read"
     ATTACHMENT_ADD = "archive:attachment-add"
     ATTACHMENT_READ = "archive:attachment-read"
+    ATTACHMENT_LIST = "archive:attachment-list"
     LOAN = "loan:open"
     LOAN_RETURN = "loan:return"
     REQUEST_FILE = "request:file"
@@ -44,6 +45,7 @@ class AuditAction(StrEnum):
     KEY_ROTATE = "keys:rotate"
     POLICY_CHANGE = "policy:change"
     VAULT_INIT = "vault:init"
+    AUDIT_READ = "audit:read"
 
 
 class Outcome(StrEnum):

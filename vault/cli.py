@@ -121,7 +121,15 @@ def progress_bar() -> Iterator[Progress]:
 
 
 @app.command()
-def init(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+def init(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo", help="Mark it a demo vault, where `demo` and `seed` may write (never undone)."
+        ),
+    ] = False,
+) -> None:
     """Create a new vault: key file (mode 0600, outside the database) and tables."""
     from vault.vault import init_vault
 
@@ -130,19 +138,23 @@ def init(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     store = vault.store()
     from audit.events import AuditAction, AuditEvent
     from vault.db import transaction
+    from vault.demo import mark_demo
 
     with transaction(vault.engine) as session:
+        if demo:
+            mark_demo(session, vault.keys)
         store.audit.append(
             session,
             AuditEvent(
                 action=AuditAction.VAULT_INIT,
                 actor=cli_actor(),
-                detail={"vault_id": vault.keys.vault_id},
+                detail={"vault_id": vault.keys.vault_id, "demo": demo},
             ),
         )
     _record_policy(store)
     finish(store)
-    console.print(f"Initialised vault [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
+    kind = "demo vault" if demo else "vault"
+    console.print(f"Initialised {kind} [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
     console.print(f"  database : {settings.resolved_database_url.split('@')[-1]}")
     console.print(f"  key file : {settings.resolved_key_file} (mode 0600; back it up separately)")
     console.print(f"  blind-index size : {vault.index_bits} bits")
@@ -294,17 +306,19 @@ def seed(
     rng_seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 2026,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Add realistic synthetic zh_CN archives (Faker) for demos and benchmarks."""
+    """Add realistic synthetic zh_CN archives (Faker) to a demo vault."""
+    from vault.demo import require_demo
     from vault.importer import bulk_insert
     from vault.seed import SyntheticArchives
 
     store = open_store(data_dir)
+    require_demo(store.vault, "seed")
     gen = SyntheticArchives(seed=rng_seed, schema=store.schema)
     with progress_bar() as bar:
         task = bar.add_task("seeding", total=customers)
         report = bulk_insert(
             store,
-            (store.prepare(row) for row in gen.many(customers)),
+            gen.records(store.prepare, customers),
             actor=cli_actor(),
             total=customers,
             source="seed",

@@ -68,9 +68,11 @@ def user_add(
     """Add a user with roles and a password (Argon2id)."""
     from api.security import hash_password
     from policies.directory import add_user
-    from vault.records import parse_username
+    from vault.records import parse_username, plain_text
 
     parse_username(username, "username")
+    department = plain_text(department, "department", 64)
+    credential = plain_text(credential, "credential", 128) if credential is not None else None
     password = _read_password(password_stdin)
     try:
         hashed = hash_password(password)
@@ -227,10 +229,15 @@ def demo(
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Initialise (if needed) a demo vault: users of every role and synthetic archives."""
+    """Create a demo vault (or reopen one it created): users of every role, synthetic archives.
+
+    Refused on any vault not created as a demo vault (``vault.demo``): the
+    accounts it adds have a published password.
+    """
     from api.security import hash_password
     from policies.directory import add_user
     from vault.cli import init, seed, settings_for
+    from vault.demo import require_demo
     from vault.errors import NotInitialised
     from vault.models import User
     from vault.vault import open_vault
@@ -239,8 +246,9 @@ def demo(
     try:
         vault = open_vault(settings)
     except NotInitialised:
-        init(data_dir)
+        init(data_dir, demo=True)
         vault = open_vault(settings)
+    require_demo(vault, "demo")
     store = vault.store()
     hashed = hash_password(DEMO_PASSWORD)
     with transaction(vault.engine) as session:

@@ -14,11 +14,46 @@ import unicodedata
 from collections.abc import Callable
 from datetime import date
 
-__all__ = ["MASKS", "NORMALISERS", "InvalidValue", "id_check_char"]
+__all__ = [
+    "FORBIDDEN_IN_TEXT",
+    "MASKS",
+    "NORMALISERS",
+    "InvalidValue",
+    "check_text",
+    "id_check_char",
+]
 
 
 class InvalidValue(ValueError):
     """A value does not have the shape its field requires (message is content-free)."""
+
+
+# Characters no free text may hold, wherever it enters (profile fields, reasons,
+# interaction text, names, filenames, notes): C0 controls (NUL, ESC, …), DEL, C1
+# controls, lone surrogates, and the bidirectional embeddings, overrides and
+# isolates (U+202A–U+202E, U+2066–U+2069) that make text display in another order
+# than it is stored ("Trojan Source", a filename ending in "fdp.exe" shown as
+# "exe.pdf"). Tab and newline are the only controls allowed, and only where a
+# field holds several lines.
+FORBIDDEN_IN_TEXT = "\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_FORBIDDEN_MULTILINE = re.compile(f"[{FORBIDDEN_IN_TEXT}]")
+_FORBIDDEN_ONE_LINE = re.compile(f"[\t\n{FORBIDDEN_IN_TEXT}]")
+
+
+def check_text(value: str, *, multiline: bool) -> str:
+    """Free text with Windows line ends made ``\\n``; raises on a forbidden character.
+
+    One validator for every entry point, so a rule added here holds everywhere.
+    The message names the rule, never the character's position or the text.
+    """
+    value = value.replace("\r\n", "\n")
+    if (_FORBIDDEN_MULTILINE if multiline else _FORBIDDEN_ONE_LINE).search(value):
+        allowed = "tab and newline are the only ones allowed" if multiline else "one line only"
+        raise InvalidValue(
+            "must not contain control or bidirectional-override characters "
+            f"(U+0000–U+001F, U+007F–U+009F, U+202A–U+202E, U+2066–U+2069; {allowed})"
+        )
+    return value
 
 
 _SPACES = re.compile(r"[\s\-\u2010-\u2015\u00b7.()（）]+")

@@ -15,6 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from vault.errors import ConsentMissing, ValidationFailed
+from vault.formats import InvalidValue, check_text
 from vault.models import Category, Classification, Grade
 from vault.schema import ProfileSchema
 
@@ -80,19 +81,34 @@ class NewArchive:
     groups: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
 def plain_text(value: Any, what: str, limit: int = 2000) -> str:
-    """One line of free text that will be written to the audit log (no control characters)."""
+    """One line of free text that may be written to the audit log.
+
+    Line breaks and tabs become one space; any other control character or a
+    bidirectional override is refused (``vault.formats.check_text``).
+    """
     if not isinstance(value, str):
         raise ValidationFailed(f"{what} must be text")
-    value = re.sub(r"[\r\n\t]+", " ", value).strip()
+    value = _checked(re.sub(r"[\r\n\t]+", " ", value), what, multiline=False).strip()
     if len(value) > limit:
         raise ValidationFailed(f"{what} is longer than {limit} characters")
-    if _CONTROL.search(value):
-        raise ValidationFailed(f"{what} must not contain control characters")
     return value
+
+
+def free_text(value: Any, what: str, limit: int) -> str:
+    """Several lines of free text (an interaction record): tab and newline allowed."""
+    if not isinstance(value, str):
+        raise ValidationFailed(f"{what} must be text")
+    if len(value) > limit:
+        raise ValidationFailed(f"{what} is longer than {limit} characters")
+    return _checked(value, what, multiline=True).strip()
+
+
+def _checked(value: str, what: str, *, multiline: bool) -> str:
+    try:
+        return check_text(value, multiline=multiline)
+    except InvalidValue as exc:
+        raise ValidationFailed(f"{what} {exc}") from None
 
 
 def parse_username(value: Any, what: str) -> str:
@@ -247,6 +263,11 @@ def parse_archive(
             retention = date.fromisoformat(str(data["retention_until"]).strip())
         except ValueError:
             problems.append("retention_until must be a date (YYYY-MM-DD)")
+        else:
+            # Filed already past retention, an archive would be due for destruction
+            # the day it is created; dates are the users' (Beijing) calendar days.
+            if retention < now.astimezone(BEIJING).date():
+                problems.append("retention_until is in the past (it must be today or later)")
     archive_no = data.get("archive_no") or None
     if archive_no is not None and (
         not isinstance(archive_no, str) or not ARCHIVE_NO.fullmatch(archive_no)

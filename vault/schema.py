@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vault.errors import SchemaError, ValidationFailed
-from vault.formats import MASKS, NORMALISERS, InvalidValue
+from vault.formats import MASKS, NORMALISERS, InvalidValue, check_text
 
 FIELD_TYPES = ("text", "name", "mobile", "landline", "id_number", "plate", "date", "choice")
 SENSITIVE_KINDS = (
@@ -61,6 +61,8 @@ class FieldSpec:
         cap = self.max_chars or limit
         if len(value) > cap:
             raise InvalidValue(f"is longer than {cap} characters")
+        # Before any normaliser, which could fold a control character into a space.
+        value = check_text(value, multiline=self.type == "text")
         out = NORMALISERS[self.normaliser](value)
         if self.choices and out not in self.choices:
             raise InvalidValue("must be one of " + ", ".join(self.choices))

@@ -10,7 +10,7 @@ as a real import.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -172,11 +172,8 @@ class SyntheticArchives:
                 dropped = {f for f, spec in schema_fields(self._schema) if spec in refused}
                 profile = {k: v for k, v in profile.items() if k not in dropped}
         created = now - timedelta(days=r.randrange(1, 3000))
-        retention = (
-            (now - timedelta(days=r.randrange(1, 200))).date()
-            if r.random() < 0.02
-            else (now + timedelta(days=r.randrange(365, 3650))).date()
-        )
+        # A filing names a retention date from today on (lapsed ones: ``records``).
+        retention = (now + timedelta(days=r.randrange(365, 3650))).date()
         return {
             "category": "special" if r.random() < 0.2 else "general",
             "grade": r.choices("ABCD", weights=(1, 3, 4, 2))[0],
@@ -199,3 +196,18 @@ class SyntheticArchives:
         now = datetime.now(UTC)
         for _ in range(n):
             yield self.one(now)
+
+    def records(self, prepare: Callable[[dict[str, Any]], Any], n: int) -> Iterator[Any]:
+        """Validated records (``prepare`` is the store's); about 2% lapsed already.
+
+        The lapsed ones stand for archives filed years ago whose retention has
+        run out since, so that a demo's sweep has something to list. A filing
+        today may not name a past date, so the date is moved back after
+        validation; ``seed`` runs only on demo vaults.
+        """
+        now = datetime.now(UTC)
+        for _ in range(n):
+            record = prepare(self.one(now))
+            if self.rng.random() < 0.02:
+                record.retention_until = (now - timedelta(days=self.rng.randrange(1, 200))).date()
+            yield record

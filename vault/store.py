@@ -42,6 +42,7 @@ from vault.errors import (
     ValidationFailed,
 )
 from vault.formats import InvalidValue
+from vault.media import stored_media_type
 from vault.models import (
     Archive,
     ArchiveContact,
@@ -66,6 +67,7 @@ from vault.records import (
     Consent,
     NewArchive,
     check_consent,
+    free_text,
     parse_archive,
     parse_consent,
     parse_username,
@@ -1434,10 +1436,7 @@ class ArchiveStore:
             raise ValidationFailed("occurred_on is in the future")
         if not isinstance(text, str) or not text.strip():
             raise ValidationFailed("an interaction record needs its text")
-        if len(text) > INTERACTION_TEXT_MAX:
-            raise ValidationFailed(
-                f"interaction text is longer than {INTERACTION_TEXT_MAX} characters"
-            )
+        text = free_text(text, "interaction text", INTERACTION_TEXT_MAX)
         uid = secrets.token_hex(16)
         with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
@@ -1542,8 +1541,8 @@ class ArchiveStore:
         """Seal a file chunk by chunk: it is never held whole in memory."""
         if not isinstance(filename, str) or not filename.strip() or len(filename) > 255:
             raise ValidationFailed("an attachment needs a file name of at most 255 characters")
-        if not isinstance(content_type, str) or len(content_type) > 127 or "/" not in content_type:
-            raise ValidationFailed("content type must look like type/subtype")
+        filename = plain_text(filename, "filename", 255)
+        content_type = stored_media_type(content_type)
         size_cap, chunk_size = (
             self.settings.max_attachment_bytes,
             self.settings.attachment_chunk_bytes,
@@ -1604,11 +1603,21 @@ class ArchiveStore:
             )
         return {"uid": uid, "size": size, "chunks": seq}
 
-    def attachments(self, archive_no: str) -> list[dict[str, Any]]:
-        """Attachment listing without names (names are content; open one to see it)."""
-        with Session(self.engine) as session:
+    def attachments(
+        self,
+        archive_no: str,
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        grant_id: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """Attachment listing without names (names are content; open one to see it).
+
+        Listing is an access to the archive's records, so it is audited like a read.
+        """
+        with transaction(self.engine) as session:
             archive = self._load(session, archive_no)
-            return [
+            out = [
                 {
                     "uid": a.uid,
                     "size": a.size,
@@ -1621,6 +1630,17 @@ class ArchiveStore:
                     .order_by(Attachment.id)
                 )
             ]
+            self._audit(
+                session,
+                AuditAction.ATTACHMENT_LIST,
+                actor,
+                archives=(archive_no,),
+                groups=(ATTACHMENTS,),
+                purpose=purpose,
+                grant_id=grant_id,
+                detail={"count": len(out)},
+            )
+        return out
 
     def open_attachment(
         self,

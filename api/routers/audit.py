@@ -11,9 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Caller, CallerDep, ServicesDep
 from api.services import Services
-from audit.events import AuditAction
+from audit.events import AuditAction, AuditEvent
 from policies.errors import AccessDenied
 from policies.roles import Action
+from vault.db import transaction
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -21,15 +22,36 @@ router = APIRouter(prefix="/audit", tags=["audit"])
 def _auditor(services: Services, caller: Caller) -> None:
     decision = services.decide(caller.principal, Action.AUDIT, None)
     if not decision.allowed:
-        services.record_denial(caller.actor, AuditAction.LIST, decision)
+        services.record_denial(caller.actor, AuditAction.AUDIT_READ, decision)
         raise AccessDenied(decision)
+
+
+def _record_read(services: Services, caller: Caller, endpoint: str, **detail: Any) -> None:
+    """Reading the audit trail is itself an access: one entry, committed before the answer.
+
+    Called after the read and before anything is returned, so an entry that
+    cannot be written (a 503) means nothing was shown. The detail holds the
+    endpoint and the filters used, which are identifiers, never content.
+    """
+    with transaction(services.engine) as session:
+        services.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.AUDIT_READ,
+                actor=caller.actor,
+                detail={"endpoint": endpoint, **detail},
+            ),
+        )
 
 
 @router.get("")
 def search_log(
     services: ServicesDep,
     caller: CallerDep,
-    actor: Annotated[str | None, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]*$")] = None,
+    actor: Annotated[
+        str | None,
+        Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"),
+    ] = None,
     archive: Annotated[str | None, Query(pattern=r"^KH-\d{4}-\d{6}$")] = None,
     action: Annotated[str | None, Query(max_length=40)] = None,
     outcome: Annotated[str | None, Query(pattern="^(allowed|denied|error)$")] = None,
@@ -54,6 +76,26 @@ def search_log(
         until=until,
         limit=limit,
         offset=offset,
+    )
+    _record_read(
+        services,
+        caller,
+        "query",
+        filters={
+            name: value
+            for name, value in (
+                ("actor", actor),
+                ("archive", archive),
+                ("action", action),
+                ("outcome", outcome),
+                ("since", since.isoformat() if since else None),
+                ("until", until.isoformat() if until else None),
+            )
+            if value is not None
+        },
+        offset=offset,
+        limit=limit,
+        count=len(records),
     )
     return {
         "items": [
@@ -85,6 +127,9 @@ async def verify(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Re-hash the whole log and check every signed checkpoint."""
     _auditor(services, caller)
     report = await run_in_threadpool(services.audit.verify)
+    await run_in_threadpool(
+        _record_read, services, caller, "verify", ok=report.ok, entries=report.entries
+    )
     return {
         "ok": report.ok,
         "entries": report.entries,
@@ -99,11 +144,13 @@ async def verify(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
 @router.get("/checkpoints/latest")
 def latest_checkpoint(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """The newest signed checkpoint (C2SP tlog-checkpoint note) and the verifier key."""
+    _auditor(services, caller)
     cp = services.audit.latest_checkpoint() or services.audit.checkpoint()
     if cp is None:
         from api.errors import ApiProblem
 
         raise ApiProblem(404, "no-checkpoint", "the log is empty; nothing has been signed yet")
+    _record_read(services, caller, "checkpoint", size=cp.size)
     return {
         "origin": cp.origin,
         "size": cp.size,
@@ -126,6 +173,7 @@ def inclusion_proof(
         services.audit.checkpoint()
         cp = services.audit.latest_checkpoint()
     proof = services.audit.inclusion_proof(seq, cp.size if cp else None)
+    _record_read(services, caller, "proof", seq=seq, tree_size=cp.size if cp else None)
     return {
         "seq": seq,
         "tree_size": cp.size if cp else None,

@@ -21,6 +21,7 @@ from api.deps import (
     client_address,
     run_blocking,
 )
+from api.downloads import download_headers
 from api.errors import ApiProblem
 from api.schemas import (
     ArchiveContent,
@@ -399,8 +400,10 @@ def add_interaction(
 def attachments(
     archive_no: ArchivePath, services: ServicesDep, caller: CallerDep
 ) -> list[dict[str, Any]]:
-    _records_decision(services, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_READ)
-    return services.store.attachments(archive_no)
+    d = _records_decision(services, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_LIST)
+    return services.store.attachments(
+        archive_no, actor=caller.actor, purpose=d.purpose, grant_id=d.grant_id
+    )
 
 
 @router.post("/{archive_no}/attachments", status_code=201, openapi_extra=OPENAPI_BODY)
@@ -448,21 +451,8 @@ def download(
     def body() -> Iterator[bytes]:
         yield from chunks
 
-    return StreamingResponse(
-        body(),
-        media_type=meta["content_type"],
-        headers={
-            "Content-Length": str(meta["size"]),
-            "Content-Disposition": "attachment; filename*=UTF-8''" + _rfc5987(meta["filename"]),
-            "Cache-Control": "no-store",
-        },
-    )
-
-
-def _rfc5987(name: str) -> str:
-    from urllib.parse import quote
-
-    return quote(name, safe="")
+    media_type, headers = download_headers(meta["content_type"], meta["filename"], meta["size"])
+    return StreamingResponse(body(), media_type=media_type, headers=headers)
 
 
 __all__ = ["ArchiveNotFound", "router"]

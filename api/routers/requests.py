@@ -2,30 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Path, Query
 from pydantic import Field, StringConstraints
-from sqlmodel import Session, select
+from sqlmodel import Session
 
-from api.deps import CallerDep, ServicesDep
-from api.errors import ApiProblem
+from api.deps import Caller, CallerDep, ServicesDep
 from api.schemas import ArchiveNo, GroupName, PlainText, Strict
+from api.services import Services
+from audit.events import AuditAction
 from policies import rechain
-from policies.models import AccessRequest
-from policies.roles import Role
+from policies.visibility import LOAN_REGISTER_READERS, visible_loan, visible_request
 from policies.workflow import loan_status
 
 router = APIRouter(tags=["requests"])
 Uid = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
 Reason = Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
 Line = PlainText
-REGISTER_READERS = {
-    Role.INFORMATION_OFFICER,
-    Role.INFO_SUPERVISOR,
-    Role.CS_MANAGER,
-    Role.COMPLIANCE,
-}
+REGISTER_READERS = LOAN_REGISTER_READERS
+T = TypeVar("T")
 
 
 class RequestIn(Strict):
@@ -99,6 +96,32 @@ def loan_public(entry: Any, state: str) -> dict[str, Any]:
     }
 
 
+def _on_visible_request(
+    services: Services, caller: Caller, uid: str, attempt: AuditAction, step: Callable[[Any], T]
+) -> T:
+    """Run a step on a request the caller may see; any other id gets the unknown id's 404."""
+
+    def run(session: Any) -> T:
+        visible_request(
+            session, services.workflow, caller.principal, uid, now=services.clock(), attempt=attempt
+        )
+        return step(session)
+
+    return services.in_transaction(run)
+
+
+def _on_visible_loan(
+    services: Services, caller: Caller, uid: str, attempt: AuditAction, step: Callable[[Any], T]
+) -> T:
+    """Run a step on a loan line the caller may see; any other id gets the unknown id's 404."""
+
+    def run(session: Any) -> T:
+        visible_loan(session, caller.principal, uid, attempt=attempt)
+        return step(session)
+
+    return services.in_transaction(run)
+
+
 @router.post("/requests", status_code=201)
 def file_request(body: RequestIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """File a request: the object, purpose and reason (Art 18.1); returns its chain."""
@@ -151,17 +174,12 @@ def list_requests(
 
 @router.get("/requests/{uid}")
 def get_request(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """One request with its signatures; one you may not see is answered as an unknown id."""
     with Session(services.engine) as session:
-        mine = {r.uid for r in services.workflow.requests_for(session, caller.username)}
-        queue = {
-            r.uid
-            for r in services.workflow.queue_for(session, caller.principal, now=services.clock())
-        }
+        req = visible_request(
+            session, services.workflow, caller.principal, uid, now=services.clock()
+        )
         sigs = services.workflow.signatures(session, uid)
-        signer = any(s.signer == caller.username for s in sigs)
-        if uid not in mine | queue and not signer and Role.COMPLIANCE not in caller.principal.roles:
-            raise ApiProblem(404, "not-found", f"no request {uid} that you filed or may sign")
-        req = session.exec(select(AccessRequest).where(AccessRequest.uid == uid)).one()
         out = request_public(req)
         out["signatures"] = [
             {
@@ -183,9 +201,14 @@ def approve(uid: Uid, body: ApproveIn, services: ServicesDep, caller: CallerDep)
 
     The chain is first re-derived from the archives' current state in a transaction
     of its own, so a change (a raised classification, a new custodian) is recorded
-    and told to the requester even when it turns this approver away.
+    and told to the requester even when it turns this approver away. Only a caller
+    who may see the request can set that off; anyone else gets the unknown id's 404.
     """
-    services.in_transaction(
+    _on_visible_request(
+        services,
+        caller,
+        uid,
+        AuditAction.REQUEST_APPROVE,
         lambda s: rechain.refresh_uid(
             s,
             uid,
@@ -193,9 +216,13 @@ def approve(uid: Uid, body: ApproveIn, services: ServicesDep, caller: CallerDep)
             services.audit,
             actor=caller.actor,
             now=services.clock(),
-        )
+        ),
     )
-    req = services.in_transaction(
+    req = _on_visible_request(
+        services,
+        caller,
+        uid,
+        AuditAction.REQUEST_APPROVE,
         lambda s: services.workflow.approve(
             s,
             uid,
@@ -205,14 +232,18 @@ def approve(uid: Uid, body: ApproveIn, services: ServicesDep, caller: CallerDep)
             hours=body.hours,
             note=body.note,
             expected_version=body.expected_version,
-        )
+        ),
     )
     return request_public(req)
 
 
 @router.post("/requests/{uid}/deny")
 def deny(uid: Uid, body: DenyIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
-    req = services.in_transaction(
+    req = _on_visible_request(
+        services,
+        caller,
+        uid,
+        AuditAction.REQUEST_DENY,
         lambda s: services.workflow.deny(
             s,
             uid,
@@ -220,15 +251,19 @@ def deny(uid: Uid, body: DenyIn, services: ServicesDep, caller: CallerDep) -> di
             reason=body.reason,
             now=services.clock(),
             expected_version=body.expected_version,
-        )
+        ),
     )
     return request_public(req)
 
 
 @router.post("/requests/{uid}/withdraw")
 def withdraw(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
-    req = services.in_transaction(
-        lambda s: services.workflow.withdraw(s, uid, caller.principal, now=services.clock())
+    req = _on_visible_request(
+        services,
+        caller,
+        uid,
+        AuditAction.REQUEST_WITHDRAW,
+        lambda s: services.workflow.withdraw(s, uid, caller.principal, now=services.clock()),
     )
     return request_public(req)
 
@@ -255,8 +290,12 @@ def loans(
 @router.post("/loans/{uid}/confirm")
 def confirm_loan(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """The borrower confirms the register line (Art 19.5)."""
-    entry = services.in_transaction(
-        lambda s: services.workflow.confirm_loan(s, uid, caller.principal, now=services.clock())
+    entry = _on_visible_loan(
+        services,
+        caller,
+        uid,
+        AuditAction.LOAN,
+        lambda s: services.workflow.confirm_loan(s, uid, caller.principal, now=services.clock()),
     )
     return loan_public(entry, loan_status(entry, services.clock()))
 
@@ -264,7 +303,11 @@ def confirm_loan(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str
 @router.post("/loans/{uid}/return")
 def return_loan(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Cancel the register line (Art 20): the access ends now and for good."""
-    entry = services.in_transaction(
-        lambda s: services.workflow.return_loan(s, uid, caller.principal, now=services.clock())
+    entry = _on_visible_loan(
+        services,
+        caller,
+        uid,
+        AuditAction.LOAN_RETURN,
+        lambda s: services.workflow.return_loan(s, uid, caller.principal, now=services.clock()),
     )
     return loan_public(entry, loan_status(entry, services.clock()))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 
 from tests.factories import archive
 
@@ -46,9 +47,10 @@ def test_view_request_walked_to_a_read_that_is_audited(client, login) -> None:
         "information_officer",
     ]
     # the requester cannot sign their own request; the other department's head cannot sign
+    # it, nor even see it: to them it is an unknown id
     assert client.post(f"/requests/{req['id']}/approve", json={}, headers=li).status_code == 403
     wrong = client.post(f"/requests/{req['id']}/approve", json={}, headers=login("head.two"))
-    assert wrong.status_code == 403
+    assert wrong.status_code == 404
     queue = client.get("/requests?role=to_approve", headers=login("head.one")).json()["items"]
     assert [q["id"] for q in queue] == [req["id"]]
     _approve(client, login("head.one"), req["id"])
@@ -88,9 +90,15 @@ def test_denial_needs_a_reason_and_is_final(client, login) -> None:
         f"/requests/{req['id']}/deny", json={"reason": "理由不充分"}, headers=login("head.one")
     )
     assert r.status_code == 200 and r.json()["state"] == "denied"
-    assert client.post(
-        f"/requests/{req['id']}/approve", json={}, headers=login("chen.jing")
-    ).status_code in (403, 409)
+    again = client.post(f"/requests/{req['id']}/approve", json={}, headers=login("head.one"))
+    assert again.status_code in (403, 409)
+    # the next stage's officer never signed it and it is off every queue: not hers to see
+    assert (
+        client.post(
+            f"/requests/{req['id']}/approve", json={}, headers=login("chen.jing")
+        ).status_code
+        == 404
+    )
 
 
 def test_loans_returned_and_overdue(client, login, clock) -> None:
@@ -169,8 +177,11 @@ def test_export_under_an_approved_copy_request(client, login) -> None:
     assert set(log[0]["archives"]) == set(numbers) and log[0]["groups"] == ["identity", "notes"]
 
 
-def test_destruction_under_an_approved_destroy_request(client, login) -> None:
-    no = _new(client, login("zhang.wei"), retention_until="2020-01-01")
+def test_destruction_under_an_approved_destroy_request(client, login, clock) -> None:
+    # Filed with a retention date ahead (a past one is refused), which then runs out.
+    tomorrow = (clock.now + timedelta(days=1)).date().isoformat()
+    no = _new(client, login("zhang.wei"), retention_until=tomorrow)
+    clock.advance(days=3)
     officer = login("chen.jing")
     req = _file(
         client,

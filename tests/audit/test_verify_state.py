@@ -24,7 +24,7 @@ def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
 
 def test_state_file_catches_a_tail_cut_with_its_checkpoints(tmp_path: Path) -> None:
     data, state = tmp_path / "var", tmp_path / "auditor-state.json"
-    assert _cli("init", data=data).returncode == 0
+    assert _cli("init", "--demo", data=data).returncode == 0
     assert _cli("seed", "--customers", "5", data=data).returncode == 0
     first = _cli("audit", "verify", "--state", str(state), data=data)
     assert first.returncode == 0, first.stderr

@@ -37,7 +37,7 @@ def run(
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
     path = tmp_path / "var"
-    run("init", data=path)
+    run("init", "--demo", data=path)  # a demo vault: `seed` writes only to one
     return path
 
 
@@ -130,7 +130,7 @@ def test_commands_on_an_uninitialised_vault(tmp_path: Path) -> None:
 def test_demo_is_idempotent(tmp_path: Path) -> None:
     data = tmp_path / "demo"
     first = run("demo", "--customers", "40", "--no-serve", data=data)
-    assert "Initialised vault" in first.stdout and "Seeded 40" in first.stdout
+    assert "Initialised demo vault" in first.stdout and "Seeded 40" in first.stdout
     assert "Demo logins" in first.stdout and "qian.audit" in first.stdout
     second = run("demo", "--customers", "40", "--no-serve", data=data)
     assert "not seeding again" in second.stdout
@@ -166,7 +166,7 @@ def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
     env["VAULT_SCHEMA_FILE"] = str(schema_file)
     data = tmp_path / "var"
-    for args in (["init"], ["seed", "--customers", "20"]):
+    for args in (["init", "--demo"], ["seed", "--customers", "20"]):
         proc = subprocess.run(
             [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)],
             capture_output=True,
@@ -176,6 +176,26 @@ def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
         )
         assert proc.returncode == 0, proc.stderr
     assert "Seeded 20" in proc.stdout
+
+
+def test_user_add_refuses_control_and_bidi_characters_naming_the_field(data: Path) -> None:
+    for option, value in (("--department", "销售\u202e一部"), ("--credential", "介绍信\x1b[2J")):
+        proc = run(
+            "user",
+            "add",
+            "ma.chao",
+            "--role",
+            "external" if option == "--credential" else "salesperson",
+            option,
+            value,
+            "--password-stdin",
+            data=data,
+            stdin="a long enough password\n",
+            check=False,
+        )
+        field = option.removeprefix("--")
+        assert proc.returncode == 1, proc.stderr
+        assert proc.stderr.startswith(f"error: {field} must not contain control"), proc.stderr
 
 
 def test_the_operator_resets_a_password_only_through_a_one_time_reset(data: Path) -> None:

@@ -28,7 +28,7 @@ def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
 
 def test_destructions_are_reapplied_after_a_restore(tmp_path: Path) -> None:
     data = tmp_path / "var"
-    assert _cli("init", data=data).returncode == 0
+    assert _cli("init", "--demo", data=data).returncode == 0
     assert _cli("seed", "--customers", "4", data=data).returncode == 0
     backup = tmp_path / "backup.db"
     vault = open_vault(Settings(data_dir=data))

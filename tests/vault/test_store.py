@@ -273,7 +273,7 @@ def test_attachment_size_cap_leaves_nothing(store: ArchiveStore) -> None:
             stream=io.BytesIO(b"x" * 200_000),
             actor=SALES,
         )
-    assert store.attachments(meta.archive_no) == []
+    assert store.attachments(meta.archive_no, actor=SALES) == []
 
 
 def test_unknown_and_malformed_archive_numbers(store: ArchiveStore) -> None:

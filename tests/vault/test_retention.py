@@ -1,0 +1,34 @@
+"""An archive is never filed with its retention date already past (API body or import)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from tests.factories import SALES, archive
+from vault.errors import ValidationFailed
+from vault.importer import ImportFailed, import_file
+from vault.store import ArchiveStore
+
+TODAY = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+
+
+def test_prepare_refuses_a_past_retention_date_naming_the_field(store: ArchiveStore) -> None:
+    with pytest.raises(ValidationFailed, match="retention_until is in the past"):
+        store.prepare(archive(retention_until=(TODAY - timedelta(days=1)).isoformat()))
+    assert store.prepare(archive(retention_until=TODAY.isoformat())).retention_until == TODAY
+
+
+def test_import_refuses_the_file_and_lists_the_row(store: ArchiveStore, tmp_path: Path) -> None:
+    rows = [archive(), archive(retention_until="2020-01-01"), archive()]
+    src = tmp_path / "old.jsonl"
+    src.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    with pytest.raises(ImportFailed) as exc:
+        import_file(store, src, owner=None, actor=SALES)
+    assert [line for line, _ in exc.value.rows] == [2]
+    assert "retention_until" in exc.value.rows[0][1]
+    assert store.list(actor=SALES, audit=False).total == 0
