@@ -107,6 +107,9 @@ class User(SQLModel, table=True):
     locked_until: datetime | None = _ts(nullable=True)
     # Tokens issued before this instant are refused (set on password change).
     tokens_valid_after: datetime | None = _ts(nullable=True)
+    # Set for good the moment the account is given ``admin``: such an account never
+    # gets a role that reads content, even after its admin role is removed.
+    ever_admin: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 

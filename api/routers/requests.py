@@ -11,6 +11,7 @@ from sqlmodel import Session, select
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
 from api.schemas import ArchiveNo, GroupName, PlainText, Strict
+from policies.changes import next_label
 from policies.models import AccessRequest
 from policies.roles import Role
 from policies.workflow import loan_status
@@ -72,6 +73,10 @@ def request_public(req: Any) -> dict[str, Any]:
         "created_at": req.created_at.isoformat(),
         "expires_at": req.expires_at.isoformat() if req.expires_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
+        # Change requests (reassign, reclassify, role, handover): what changes, from
+        # -> to, and once approved what was applied. Names and levels only.
+        "change": req.change,
+        "next_signer": next_label(req),
     }
 
 
