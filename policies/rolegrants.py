@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
-from audit.events import Actor
+from audit.events import Actor, AuditAction, AuditEvent
 from policies.changes import file_change, stale
 from policies.decide import Principal
 from policies.directory import (
@@ -37,7 +37,7 @@ from policies.directory import (
 )
 from policies.errors import InvalidInput, UnknownUser
 from policies.models import AccessRequest
-from policies.roles import CONTENT_ROLES, RequestKind, Role
+from policies.roles import CONTENT_ROLES, RequestKind, RequestState, Role
 from vault.models import User
 
 if TYPE_CHECKING:
@@ -161,6 +161,7 @@ def change_roles(
         check_combination(target, user.external, user.credential_ref)
     check_admin_separation(username, user.ever_admin, target)
     current = get_roles(session, username)
+    superseded = _withdraw_pending(wf, session, filer, username, now)
     if bootstrap:
         direct = target
     else:
@@ -168,10 +169,45 @@ def change_roles(
     add = sorted(set(target) - set(direct))
     if direct != current:
         set_roles(session, username, direct, audit=wf.audit, actor=actor)
-    elif not add:
+    elif not add and not superseded:
         raise InvalidInput(f"{username} already has exactly those roles")
     request = _file(wf, session, filer, user, direct, add, reason, now) if add else None
     return RoleOutcome(user=user, roles=direct, request=request)
+
+
+def _withdraw_pending(
+    wf: Workflow, session: Session, filer: Principal, username: str, now: datetime
+) -> list[str]:
+    """A new set of roles supersedes the account's pending role requests: signing one
+    later must not bring back a role the administrator has since taken away."""
+    out = []
+    for req in session.exec(
+        select(AccessRequest)
+        .where(
+            AccessRequest.kind == RequestKind.ROLE.value,
+            AccessRequest.state == RequestState.PENDING.value,
+        )
+        .with_for_update()
+    ).all():
+        if (req.change or {}).get("user") != username:
+            continue
+        req.state = RequestState.WITHDRAWN.value
+        req.decided_at, req.decided_by = now, filer.username
+        req.version += 1
+        session.add(req)
+        wf.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.REQUEST_WITHDRAW,
+                actor=Actor(filer.username, filer.role_label),
+                purpose=req.purpose,
+                reason="superseded by a newer change of the account's roles",
+                detail={"request": req.uid, "kind": req.kind, "user": username},
+            ),
+        )
+        out.append(req.uid)
+    session.flush()
+    return out
 
 
 def apply_roles(

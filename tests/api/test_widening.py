@@ -355,9 +355,9 @@ def test_a_content_role_needs_the_information_supervisor(client, login) -> None:
     promotion = r.json()["request"]["id"]
     r = client.patch("/users/li.na", json={"roles": []}, headers=admin)
     assert r.status_code == 200 and r.json()["roles"] == []
-    # the pending request then adds only what it named
-    done = _sign(client, login("zhao.lei"), promotion)
-    assert done["change"]["applied"]["roles"] == ["department_head"]
+    # the newer change supersedes the pending promotion: signing it cannot bring it back
+    assert _sign(client, login("zhao.lei"), promotion, 403)["rule"] == "not-pending"
+    assert client.get("/me", headers=login("li.na")).json()["roles"] == []
 
 
 # -- handover -------------------------------------------------------------------------

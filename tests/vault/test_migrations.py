@@ -67,3 +67,27 @@ def test_the_app_role_may_change_the_store_but_only_append_to_the_audit(vault) -
         assert can("audit_entry", "INSERT") and can("audit_entry", "SELECT")
         assert not can("audit_entry", "UPDATE") and not can("audit_entry", "DELETE")
         assert not can("alembic_version", "UPDATE")
+
+
+def test_upgrading_marks_todays_administrators_as_ever_admin(engine, settings) -> None:
+    from policies.directory import add_user
+    from vault.db import transaction
+    from vault.vault import init_vault
+
+    vault = init_vault(settings, engine=engine)
+    with transaction(vault.engine) as session:
+        add_user(session, username="root", roles=["admin"])
+        add_user(session, username="boss", roles=["info_supervisor"])
+        add_user(session, username="sales", roles=["salesperson"])
+    with engine.begin() as conn:  # back to before the change-request migration
+        conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
+        conn.execute(sa.text("ALTER TABLE app_user DROP COLUMN ever_admin"))
+        conn.execute(sa.text('ALTER TABLE access_request DROP COLUMN "change"'))
+        conn.execute(sa.text("DELETE FROM vault_meta WHERE key = 'roles_need_approval'"))
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        marked = dict(conn.execute(sa.text("SELECT username, ever_admin FROM app_user")).all())
+        flag = conn.execute(
+            sa.text("SELECT value FROM vault_meta WHERE key = 'roles_need_approval'")
+        ).scalar()
+    assert marked == {"root": True, "boss": False, "sales": False} and flag == "1"

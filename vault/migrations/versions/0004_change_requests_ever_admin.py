@@ -24,12 +24,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("access_request", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("change", sa.JSON(), nullable=True))
-    with op.batch_alter_table("app_user", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("ever_admin", sa.Boolean(), nullable=False, server_default=sa.false())
-        )
+    # Plain ADD COLUMN (no table copy): SQLite adds a NOT NULL column with a
+    # constant default in place, so rows referencing app_user stay as they are.
+    op.add_column("access_request", sa.Column("change", sa.JSON(), nullable=True))
+    op.add_column(
+        "app_user",
+        sa.Column("ever_admin", sa.Boolean(), nullable=False, server_default=sa.false()),
+    )
     op.execute(
         "UPDATE app_user SET ever_admin = TRUE WHERE id IN "
         "(SELECT user_id FROM user_role WHERE role = 'admin')"
