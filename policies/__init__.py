@@ -8,6 +8,10 @@ because ``vault.db.create_tables`` imports ``policies.models`` at start-up):
 - ``policies.directory`` ``add_user``, ``set_roles``, ``disable_user``, ``load_principal``
 - ``policies.roles``     the StrEnums: ``Role``, ``Action``, ``RequestKind``, states
 - ``policies.chains``    ``chains.toml`` loader; ``model.conf``/``policy.csv`` are beside it
+- ``policies.changes``   change requests (widening who can read): filing, signer rules, applying
+- ``policies.archive_changes`` reassigning, contacts, classification and custodian changes
+- ``policies.rolegrants`` giving roles through the information supervisor (API and CLI)
+- ``policies.handover``  a leaver's handover as a request
 """
 
 from policies.errors import (

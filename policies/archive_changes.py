@@ -184,6 +184,9 @@ def apply_reassign(
     archive = _archive(session, change["archive"])
     if archive.owner != change["owner"]["from"]:
         raise stale(req, f"the owner of archive {archive.archive_no}")
+    if archive.classification != req.classification or archive.custodian != req.custodian:
+        # The chain was derived from the classification and custodian at filing.
+        raise stale(req, f"the classification or custodian of archive {archive.archive_no}")
     new_owner = change["owner"]["to"]
     if new_owner != archive.owner:
         check_reader(session, new_owner, department=archive.department, what="the new owner")
