@@ -295,8 +295,8 @@ def test_reclassify_and_reassign_one_archive(client, login) -> None:
     )
     assert r.status_code == 202, r.text
     req = r.json()
-    # The department head filed it, so the general manager (or the customer-service
-    # manager) signs in their place; top-secret adds the manager and the custodian.
+    # The department head filed it, so the general manager signs in their place;
+    # top-secret adds the customer-service manager and the custodian.
     assert [s["name"] for s in req["stages"]] == [
         "department_head",
         "information_officer",
