@@ -30,7 +30,14 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from audit.events import AuditAction, AuditEvent
-from policies.changes import actor_of, check_reader, file_change, person, stale
+from policies.changes import (
+    actor_of,
+    audits_refusals,
+    check_reader,
+    file_change,
+    person,
+    stale,
+)
 from policies.decide import Principal
 from policies.errors import InvalidInput, NotFound, Refused
 from policies.models import AccessRequest, Notification
@@ -92,6 +99,7 @@ def _no_admin(filer: Principal, what: str) -> None:
 # -- reassignment and contacts ----------------------------------------------------------
 
 
+@audits_refusals(AuditAction.REASSIGN, who="filer", archive="archive_no")
 def reassign(
     wf: Workflow,
     session: Session,
@@ -254,6 +262,7 @@ def _check_custodian(session: Session, username: str, archive: Archive) -> None:
         raise InvalidInput(f"custodian {username} owns the archive; the custodian never does")
 
 
+@audits_refusals(AuditAction.RECLASSIFY, who="filer", archive="archive_no")
 def reclassify(
     wf: Workflow,
     session: Session,

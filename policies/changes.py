@@ -21,14 +21,17 @@ refused when filed.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from sqlmodel import Session, col, select
 
-from audit.events import Actor, AuditAction, AuditEvent
+from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.chains import StageSpec
 from policies.decide import Principal
 from policies.errors import InvalidInput, Refused
@@ -44,6 +47,52 @@ PURPOSE = "other"
 
 def actor_of(principal: Principal) -> Actor:
     return Actor(principal.username, principal.role_label)
+
+
+@contextlib.contextmanager
+def audited_refusals(
+    action: AuditAction, who: Principal, archives: Sequence[str] = ()
+) -> Iterator[None]:
+    """A refused attempt to widen access is audited: the refusal carries its event,
+    which the caller appends after rolling back (``Services.in_transaction``)."""
+    try:
+        yield
+    except Refused as exc:
+        if exc.event is None:
+            exc.event = AuditEvent(
+                action=action,
+                actor=actor_of(who),
+                outcome=Outcome.DENIED,
+                archives=tuple(archives),
+                reason=exc.message[:500],
+                detail={"rule": exc.rule},
+            )
+        raise
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def audits_refusals(
+    action: AuditAction, *, who: str, archive: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a filing function: its refusals carry an audit event naming the
+    principal passed as ``who`` (and the archive passed as ``archive``)."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            bound = signature.bind(*args, **kwargs).arguments
+            archives = [str(bound[archive])] if archive and bound.get(archive) else []
+            with audited_refusals(action, bound[who], archives):
+                return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
 
 
 def is_change(kind: str) -> bool:
@@ -344,9 +393,10 @@ def apply_change(
         RequestKind.ROLE.value: rolegrants.apply_roles,
         RequestKind.HANDOVER.value: handover.apply_handover,
     }
-    if req.change is None or req.kind not in appliers:
-        raise Refused(f"request {req.uid} carries no change to apply", rule="stale")
-    applied = appliers[req.kind](wf, session, req, approver, now)
+    with audited_refusals(AuditAction.REQUEST_APPROVE, approver, req.archives):
+        if req.change is None or req.kind not in appliers:
+            raise Refused(f"request {req.uid} carries no change to apply", rule="stale")
+        applied = appliers[req.kind](wf, session, req, approver, now)
     req.change = {**req.change, "applied": applied, "applied_at": now.isoformat()}
 
 

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
-from policies.changes import check_reader, file_change, stale
+from audit.events import AuditAction
+from policies.changes import audits_refusals, check_reader, file_change, stale
 from policies.decide import Principal
 from policies.errors import InvalidInput, NotFound, Refused
 from policies.models import AccessRequest
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from policies.workflow import Workflow
 
 
+@audits_refusals(AuditAction.REASSIGN, who="actor")
 def file_handover(
     wf: Workflow,
     session: Session,

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, select
 
 from audit.events import Actor, AuditAction, AuditEvent
-from policies.changes import file_change, stale
+from policies.changes import audits_refusals, file_change, stale
 from policies.decide import Principal
 from policies.directory import (
     add_user,
@@ -93,6 +93,7 @@ def _file(
     )
 
 
+@audits_refusals(AuditAction.USER_CHANGE, who="filer")
 def create_user(
     wf: Workflow,
     session: Session,
@@ -139,6 +140,7 @@ def create_user(
     return RoleOutcome(user=user, roles=direct, request=request)
 
 
+@audits_refusals(AuditAction.USER_CHANGE, who="filer")
 def change_roles(
     wf: Workflow,
     session: Session,

@@ -103,6 +103,12 @@ def test_a_department_head_cannot_take_another_departments_archive(client, login
     )
     assert r.status_code == 403 and r.json()["rule"] == "wrong-department"
     assert not _reads(client, login("wang.fang"), no)
+    log = client.get(
+        f"/audit?archive={no}&action=archive:reassign", headers=login("qian.audit")
+    ).json()["items"]
+    assert [(e["actor"], e["outcome"], e["detail"]["rule"]) for e in log] == [
+        ("head.two", "denied", "wrong-department")
+    ]
     # nor give one of his own department's archives to another department's salesperson
     r = client.post(
         f"/customers/{no}/owner",
