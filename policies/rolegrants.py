@@ -163,7 +163,7 @@ def change_roles(
         check_combination(target, user.external, user.credential_ref)
     check_admin_separation(username, user.ever_admin, target)
     current = get_roles(session, username)
-    superseded = _withdraw_pending(wf, session, filer, username, now)
+    _withdraw_pending(wf, session, filer, username, now)
     if bootstrap:
         direct = target
     else:
@@ -171,8 +171,6 @@ def change_roles(
     add = sorted(set(target) - set(direct))
     if direct != current:
         set_roles(session, username, direct, audit=wf.audit, actor=actor)
-    elif not add and not superseded:
-        raise InvalidInput(f"{username} already has exactly those roles")
     request = _file(wf, session, filer, user, direct, add, reason, now) if add else None
     return RoleOutcome(user=user, roles=direct, request=request)
 
