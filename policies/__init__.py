@@ -10,6 +10,10 @@ because ``vault.db.create_tables`` imports ``policies.models`` at start-up):
 - ``policies.chains``    ``chains.toml`` loader; ``model.conf``/``policy.csv`` are beside it
 - ``policies.rechain``   re-derives a pending request's chain from its archives' current state
 - ``policies.grant_terms`` what a grant was approved for; whether it still covers an archive
+- ``policies.changes``   change requests (widening who can read): filing, signer rules, applying
+- ``policies.archive_changes`` reassigning, contacts, classification and custodian changes
+- ``policies.rolegrants`` giving roles through the information supervisor (API and CLI)
+- ``policies.handover``  a leaver's handover as a request
 """
 
 from policies.errors import (

@@ -17,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from policies.errors import ConfigError
-from policies.roles import Action, RequestKind, Role
+from policies.roles import CHANGE_KINDS, Action, RequestKind, Role
 
 CHAINS_FILE = Path(__file__).resolve().parent / "chains.toml"
 # Art 19.5: "a loan may not exceed three days". Configuration may lower it only.
 LOAN_HOURS_CEILING = 72
+# Administrators start a handover and file role requests (they manage users), but
+# never finish either: a second person signs. They file nothing that reads content.
+ADMIN_FILES = frozenset({RequestKind.HANDOVER, RequestKind.ROLE})
 _CLASSIFICATIONS = ("internal", "secret", "top_secret")
-_SCOPES = ("any", "requester_department")
+# change_department: a department head signs only for the department the change
+# concerns (the archive's or the leaver's); the stage's other roles sign for any.
+_SCOPES = ("any", "requester_department", "change_department")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +43,10 @@ class StageSpec:
     scope: str = "any"
     when_classification: tuple[str, ...] = ()
     when_external: bool | None = None
+    # Who signs instead when the filer could sign this stage themselves (DOMAIN.md
+    # "Every chain must be finishable"): a custodian filing, a department head filing.
+    alternate_roles: tuple[str, ...] = ()
+    alternate_label: str = ""
 
     def applies(self, *, classification: str, external: bool) -> bool:
         if self.when_classification and classification not in self.when_classification:
@@ -67,6 +76,10 @@ class KindSpec:
     needs_archives: bool = True
     grant_hours: int | None = None
     requires_retention_expired: bool = False
+    # A change request (reassign, reclassify, role, handover): no grant; the change
+    # is applied at the final signature. ``filed_at`` says where it is asked for.
+    change: bool = False
+    filed_at: str = ""
 
     def stages_for(self, *, classification: str, external: bool) -> tuple[StageSpec, ...]:
         return tuple(
@@ -134,8 +147,15 @@ def _stage(raw: Any, where: str) -> StageSpec:
     unknown = [r for r in roles if r not in Role.__members__.values()]
     if unknown:
         raise ConfigError(f"{where}: unknown role(s) {', '.join(unknown)}")
-    if Role.ADMIN in roles or Role.COMPLIANCE in roles or Role.EXTERNAL in roles:
-        raise ConfigError(f"{where}: admin, compliance and external never sign requests")
+    alternates = _str_list(raw.get("alternate_roles", []), f"{where}: alternate_roles")
+    for role in (*roles, *alternates):
+        if role not in Role.__members__.values():
+            raise ConfigError(f"{where}: unknown role {role}")
+        if role in (Role.ADMIN, Role.COMPLIANCE, Role.EXTERNAL):
+            raise ConfigError(f"{where}: admin, compliance and external never sign requests")
+    alternate_label = str(raw.get("alternate_label", ""))
+    if alternates and not alternate_label:
+        raise ConfigError(f"{where}: alternate_label (who signs instead, in words) is required")
     scope = raw.get("scope", "any")
     if scope not in _SCOPES:
         raise ConfigError(f"{where}: scope must be one of {', '.join(_SCOPES)}")
@@ -160,6 +180,8 @@ def _stage(raw: Any, where: str) -> StageSpec:
         scope=scope,
         when_classification=classes,
         when_external=external,
+        alternate_roles=alternates,
+        alternate_label=alternate_label,
     )
 
 
@@ -203,18 +225,21 @@ def parse_chains(data: Mapping[str, Any], source: str = "") -> Chains:
         filers = _str_list(raw.get("filers", []), f"{where}: filers")
         if set(filers) - set(Role.__members__.values()):
             raise ConfigError(f"{where}: unknown filer role(s)")
-        if Role.ADMIN in filers or Role.COMPLIANCE in filers:
+        change = kind in CHANGE_KINDS
+        if Role.COMPLIANCE in filers or (Role.ADMIN in filers and kind not in ADMIN_FILES):
             raise ConfigError(f"{where}: admin and compliance never file content requests")
         try:
             grants = tuple(Action(a) for a in _str_list(raw.get("grants", []), f"{where}: grants"))
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
-        if not grants:
+        if change and (grants or raw.get("grant_hours") is not None):
+            raise ConfigError(f"{where}: a change request grants nothing (no grants, no hours)")
+        if not grants and not change:
             raise ConfigError(f"{where}: grants must name at least one action")
         grant_hours = raw.get("grant_hours")
         if grant_hours is not None:
             grant_hours = _positive_int(grant_hours, f"{where}: grant_hours")
-        elif kind is not RequestKind.LOAN:
+        elif kind is not RequestKind.LOAN and not change:
             raise ConfigError(f"{where}: grant_hours is required (how long a grant lasts)")
         kinds[kind] = KindSpec(
             kind=kind,
@@ -226,6 +251,8 @@ def parse_chains(data: Mapping[str, Any], source: str = "") -> Chains:
             needs_archives=bool(raw.get("needs_archives", True)),
             grant_hours=grant_hours,
             requires_retention_expired=bool(raw.get("requires_retention_expired", False)),
+            change=change,
+            filed_at=str(raw.get("filed_at", "")),
         )
     extra = set(raw_kinds) - {k.value for k in RequestKind}
     if extra:

@@ -4,6 +4,12 @@ Roles and attributes live in ``app_user``/``user_role`` (vault.models) and are
 read fresh for every principal, so removing a role or disabling a user takes
 effect on the next request, not when a cached token or engine happens to expire.
 Every change appends a ``user:change`` audit entry when given a sink.
+
+``add_user`` and ``set_roles`` give roles directly: they are the library path for
+bootstrapping (``init``/``demo``/seed, tests, the CLI before the first information
+supervisor exists). The API and the CLI go through ``policies.rolegrants``, which
+files a role request for every role that reads content. Both paths refuse such a
+role to any account that holds or ever held ``admin`` (``User.ever_admin``).
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from sqlmodel import Session, select
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
 from policies.decide import Principal
-from policies.errors import InvalidInput, UnknownUser, UserDisabled
-from policies.roles import Clearance, Role
-from vault.models import User, UserRole
+from policies.errors import InvalidInput, Refused, UnknownUser, UserDisabled
+from policies.roles import CONTENT_ROLES, Clearance, Role
+from vault.models import User, UserRole, VaultMeta
 from vault.rawsql import Raw, RawTx
 
 
@@ -38,7 +44,7 @@ def _roles(roles: Iterable[str]) -> list[str]:
     return sorted(set(out))
 
 
-def _check_combination(roles: list[str], external: bool, credential_ref: str | None) -> None:
+def check_combination(roles: list[str], external: bool, credential_ref: str | None) -> None:
     if external != (Role.EXTERNAL in roles):
         raise InvalidInput(
             "the external role and the external flag go together: a visitor "
@@ -51,6 +57,40 @@ def _check_combination(roles: list[str], external: bool, credential_ref: str | N
             "a visitor must register an introduction letter or work-ID number "
             "(credential_ref, Art 18.4)"
         )
+
+
+# Written the first time anyone is given ``info_supervisor``: from then on role
+# grants need that supervisor's signature, also from the CLI (policies.rolegrants).
+ROLES_NEED_APPROVAL = "roles_need_approval"
+
+
+def check_admin_separation(username: str, ever_admin: bool, roles: Iterable[str]) -> None:
+    """An account that holds or ever held ``admin`` never holds a role that reads content.
+
+    Otherwise an administrator could make an account, give it archives, drop its
+    admin role and read (DESIGN.md: administrators never see content).
+    """
+    wanted = set(roles)
+    content = sorted(wanted & CONTENT_ROLES)
+    if content and (ever_admin or Role.ADMIN in wanted):
+        raise Refused(
+            f"{username} holds or has held the admin role, so it never gets a role that "
+            f"reads content ({', '.join(content)}); use a separate personal account",
+            rule="ever-admin",
+        )
+
+
+def _mark_roles(session: Session, user: User, role_list: list[str]) -> None:
+    if Role.ADMIN in role_list and not user.ever_admin:
+        user.ever_admin = True
+        session.add(user)
+    if Role.INFO_SUPERVISOR in role_list and session.get(VaultMeta, ROLES_NEED_APPROVAL) is None:
+        session.add(VaultMeta(key=ROLES_NEED_APPROVAL, value="1"))
+
+
+def roles_need_approval(session: Session) -> bool:
+    """Whether the vault is past its first bootstrap (someone was made info supervisor)."""
+    return session.get(VaultMeta, ROLES_NEED_APPROVAL) is not None
 
 
 def _get(session: Session, username: str) -> User:
@@ -72,20 +112,24 @@ def add_user(
     display_name: str = "",
     audit: AuditSink | None = None,
     actor: Actor = SYSTEM,
+    allow_no_roles: bool = False,
 ) -> User:
     """Create a user with roles; refuses duplicates, unknown roles and visitors without
-    a registered credential."""
+    a registered credential. ``allow_no_roles`` creates an account whose roles are
+    still to be approved (``policies.rolegrants``)."""
     username = username.strip()
     if not username or len(username) > 64 or any(c.isspace() for c in username):
         raise InvalidInput("username must be 1-64 characters without spaces")
     role_list = _roles(roles)
-    if not role_list:
+    if not role_list and not allow_no_roles:
         raise InvalidInput("a user needs at least one role")
     try:
         clearance = Clearance(clearance).value
     except ValueError:
         raise InvalidInput(f"clearance must be one of {', '.join(Clearance)}") from None
-    _check_combination(role_list, external, credential_ref)
+    if role_list:
+        check_combination(role_list, external, credential_ref)
+    check_admin_separation(username, False, role_list)
     if session.exec(select(User.id).where(User.username == username)).first() is not None:
         raise InvalidInput(f"user {username!r} already exists")
     user = User(
@@ -101,6 +145,7 @@ def add_user(
     assert user.id is not None
     for role in role_list:
         session.add(UserRole(user_id=user.id, role=role))
+    _mark_roles(session, user, role_list)
     session.flush()
     if audit is not None:
         audit.append(
@@ -137,7 +182,8 @@ def set_roles(
     """Replace a user's roles (an empty list leaves them with no access at all)."""
     user = _get(session, username)
     role_list = _roles(roles)
-    _check_combination(role_list, user.external, user.credential_ref) if role_list else None
+    check_combination(role_list, user.external, user.credential_ref) if role_list else None
+    check_admin_separation(username, user.ever_admin, role_list)
     before = get_roles(session, username)
     for row in session.exec(select(UserRole).where(UserRole.user_id == user.id)).all():
         session.delete(row)
@@ -145,6 +191,7 @@ def set_roles(
     assert user.id is not None
     for role in role_list:
         session.add(UserRole(user_id=user.id, role=role))
+    _mark_roles(session, user, role_list)
     session.flush()
     if audit is not None:
         audit.append(

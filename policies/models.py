@@ -72,6 +72,8 @@ class AccessRequest(SQLModel, table=True):
     decided_by: str | None = Field(default=None, max_length=64)
     denial_reason: str | None = Field(default=None, max_length=2000)
     grant_uid: str | None = Field(default=None, max_length=32)
+    # A change request's change, from -> to (policies.changes); None for grants.
+    change: dict[str, Any] | None = Field(default=None, sa_column=Column(sa.JSON, nullable=True))
 
 
 class RequestSignature(SQLModel, table=True):

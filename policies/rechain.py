@@ -41,7 +41,7 @@ from policies.chains import Chains
 from policies.errors import Conflict, Refused
 from policies.grant_terms import RANK
 from policies.models import AccessRequest, Notification, RequestSignature
-from policies.roles import NotificationEvent, RequestState
+from policies.roles import CHANGE_KINDS, NotificationEvent, RequestState
 from vault.models import Archive, ArchiveStatus
 
 
@@ -127,6 +127,11 @@ def derive(
     """The chain the request needs now, or ``None`` when it is unchanged. No writes."""
     if req.state != RequestState.PENDING or now >= req.expires_at:
         return None  # no signature can follow; the workflow says why
+    if req.kind in {k.value for k in CHANGE_KINDS}:
+        # A change request's chain was resolved with its alternates when filed, and the
+        # final signature refuses to apply it if its archive or account has moved on
+        # since (``policies.changes``): deriving it again from this file would drop them.
+        return None
     spec = chains.kind(req.kind)
     if not spec.needs_archives or not req.archives:
         return None

@@ -44,6 +44,7 @@ class Action(StrEnum):
     APPROVE = "approve"
     REGISTER_LOAN = "register_loan"
     REASSIGN = "reassign"
+    HANDOVER = "handover"
     AUDIT = "audit"
     REPORT_LEAK = "report_leak"
     READ_LEAKS = "read_leaks"
@@ -82,6 +83,33 @@ class RequestKind(StrEnum):
     EXTERNAL = "external"
     REPORT = "report"
     DESTROY = "destroy"
+    # Change requests: they widen who can read, so a second person signs and the
+    # change itself is applied in the transaction of the final signature.
+    REASSIGN = "reassign"
+    RECLASSIFY = "reclassify"
+    ROLE = "role"
+    HANDOVER = "handover"
+
+
+# Kinds that change the vault when approved instead of creating a grant.
+CHANGE_KINDS = frozenset(
+    {RequestKind.REASSIGN, RequestKind.RECLASSIFY, RequestKind.ROLE, RequestKind.HANDOVER}
+)
+
+# Roles that read customer content, directly or by signing the grants that do:
+# giving one to an account is a request the information supervisor signs, and an
+# account that holds or ever held ``admin`` never gets one.
+CONTENT_ROLES = frozenset(
+    {
+        Role.SALESPERSON,
+        Role.DEPARTMENT_HEAD,
+        Role.INFORMATION_OFFICER,
+        Role.INFO_SUPERVISOR,
+        Role.CS_MANAGER,
+        Role.GENERAL_MANAGER,
+        Role.EXTERNAL,
+    }
+)
 
 
 # The request kind that would grant an action: what a denial tells the user to file.

@@ -40,6 +40,7 @@ from sqlmodel import Session, col, select
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from policies import grant_terms, rechain
 from policies.chains import Chains, KindSpec, load_chains
+from policies.changes import apply_change, is_change, signer_problem
 from policies.decide import PolicyEngine, Principal, link_of
 from policies.errors import ConfigError, Conflict, InvalidInput, NotFound, Refused
 from policies.models import (
@@ -147,6 +148,10 @@ def _after_commit(session: Session, fn: Callable[[], None]) -> None:
 
 class Workflow:
     """The request workflow over one database; stateless apart from its collaborators."""
+
+    # The archive store (vault.store.ArchiveStore), wired in by the service: a
+    # reclassification approved here re-seals the archive under its new level.
+    store: Any = None
 
     def __init__(
         self,
@@ -280,6 +285,8 @@ class Workflow:
             raise InvalidInput(
                 f"unknown request kind {kind!r} (known: {', '.join(RequestKind)})"
             ) from None
+        if spec.change:
+            raise InvalidInput(f"a {spec.kind} request is filed through {spec.filed_at}")
         if not spec.filers & requester.roles:
             raise self._refuse(
                 None,
@@ -580,6 +587,9 @@ class Workflow:
                 f"request {req.uid} is from "
                 f"{req.requester_department or 'no department'}",
             )
+        problem = signer_problem(req, signer, stage)  # change requests' own rules
+        if problem is not None:
+            raise self._refuse(req, signer, action, *problem)
         return index, stage, role
 
     def approve(
@@ -664,8 +674,11 @@ class Workflow:
             req.state = RequestState.APPROVED.value
             req.decided_at = now
             req.decided_by = approver.username
-            grant = self._grant(session, req, now)
-            req.grant_uid = grant.uid
+            if is_change(req.kind):
+                apply_change(self, session, req, approver, now)  # in this transaction
+            else:
+                grant = self._grant(session, req, now)
+                req.grant_uid = grant.uid
         session.add(req)
         session.flush()
         self._event(
@@ -688,7 +701,7 @@ class Workflow:
                 },
             ),
         )
-        if grant is None:
+        if not final:
             following = req.stages[req.next_stage]
             self._notify(
                 session,
@@ -705,8 +718,12 @@ class Workflow:
                 req.requester,
                 req.uid,
                 NotificationEvent.APPROVED,
-                f"request {req.uid} approved; grant {grant.uid} valid until "
-                f"{_fmt(grant.not_after)}",
+                f"request {req.uid} approved; "
+                + (
+                    f"grant {grant.uid} valid until {_fmt(grant.not_after)}"
+                    if grant is not None
+                    else "the change is applied"
+                ),
                 now,
             )
         return req
@@ -1194,31 +1211,31 @@ class Workflow:
         to_user: str,
         actor: Principal,
         now: datetime,
+        reason: str = "",
+    ) -> AccessRequest:
+        """File a leaver's handover; another person's signature applies it
+        (``policies.handover``, then ``apply_handover``)."""
+        from policies.handover import file_handover
+
+        return file_handover(
+            self, session, from_user=from_user, to_user=to_user, actor=actor, now=now, reason=reason
+        )
+
+    def apply_handover(
+        self,
+        session: Session,
+        *,
+        from_user: str,
+        to_user: str,
+        actor: Principal,
+        now: datetime,
     ) -> HandoverResult:
         """Give all of a leaver's archives and open loans to another salesperson, revoke
         the leaver's other grants, withdraw their pending requests, and disable them,
-        in the caller's one transaction."""
+        in the caller's one transaction. Called only by the final signature of a
+        handover request, which checked who filed, who signs and the successor."""
         from policies.directory import disable_user, load_principal
 
-        leaver = session.exec(select(User).where(User.username == from_user)).first()
-        if leaver is None:
-            raise NotFound(f"no user {from_user!r}")
-        if from_user == to_user:
-            raise InvalidInput("hand over to someone else")
-        allowed = {Role.DEPARTMENT_HEAD, Role.INFORMATION_OFFICER, Role.ADMIN} & actor.roles
-        if not allowed or not self._may(actor, Action.REASSIGN, allowed, now):
-            raise Refused(
-                "a handover is made by the leaver's department head, an "
-                "information officer or an administrator",
-                rule="wrong-role",
-            )
-        if allowed == {Role.DEPARTMENT_HEAD} and actor.department != leaver.department:
-            raise Refused(
-                "a department head hands over only their own department's staff",
-                rule="wrong-department",
-            )
-        if actor.username == from_user:
-            raise Refused("nobody hands over their own clients", rule="self-approval")
         successor = load_principal(session, to_user)  # refuses disabled users
         if Role.SALESPERSON not in successor.roles:
             raise InvalidInput(f"{to_user} is not a salesperson")

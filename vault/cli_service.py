@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -17,6 +17,12 @@ from sqlmodel import Session
 
 from vault.cli import DEFAULT_DATA_DIR, DataDir, cli_actor, console, err, finish, open_store
 from vault.db import transaction
+
+if TYPE_CHECKING:
+    from policies.decide import Principal
+    from policies.rolegrants import RoleOutcome
+    from policies.workflow import Workflow
+    from vault.store import ArchiveStore
 
 user_app = typer.Typer(
     help="Users: add, disable, set roles, issue a password reset.", no_args_is_help=True
@@ -54,6 +60,37 @@ def _read_password(from_stdin: bool) -> str:
     return first
 
 
+def _role_desk(store: ArchiveStore) -> tuple[Workflow, Principal]:
+    """The workflow that files role requests and the CLI operator as their filer.
+
+    The operator acts as the administrator they are; like an administrator in the
+    API, they file role requests and never sign them.
+    """
+    from policies.decide import Principal
+    from policies.workflow import Workflow
+
+    actor = cli_actor()
+    filer = Principal(username=actor.username, roles=frozenset({"admin"}))
+    return Workflow(audit=store.audit), filer
+
+
+def _report_roles(username: str, outcome: RoleOutcome, bootstrap: bool) -> None:
+    roles = ", ".join(outcome.roles) or "none yet"
+    req = outcome.request
+    if bootstrap:
+        console.print(
+            "[yellow]first bootstrap:[/] nobody has been information supervisor yet, so "
+            "roles are given directly; from the first supervisor on, roles that read "
+            "content need the supervisor's signature"
+        )
+    console.print(f"{username}: {roles}")
+    if req is not None:
+        console.print(
+            f"Role request {req.uid} filed for {', '.join((req.change or {})['add'])}: the "
+            f"information supervisor signs it (POST /requests/{req.uid}/approve)"
+        )
+
+
 @user_app.command("add")
 def user_add(
     username: Annotated[str, typer.Argument(help="Login name (a-z, 0-9, '.', '_', '-').")],
@@ -65,9 +102,13 @@ def user_add(
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Add a user with roles and a password (Argon2id)."""
+    """Add a user with a password (Argon2id). Roles that read content (salesperson,
+    approver roles, external) are filed as a role request the information supervisor
+    signs, except during a vault's first bootstrap (before anyone was supervisor)."""
     from api.security import hash_password
-    from policies.directory import add_user
+    from api.services import utcnow
+    from policies.directory import roles_need_approval
+    from policies.rolegrants import create_user
     from vault.records import parse_username, plain_text
 
     parse_username(username, "username")
@@ -80,22 +121,28 @@ def user_add(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
     store = open_store(data_dir)
+    workflow, filer = _role_desk(store)
     with transaction(store.engine) as session:
-        user = add_user(
+        bootstrap = not roles_need_approval(session)
+        outcome = create_user(
+            workflow,
             session,
+            filer,
             username=username,
             roles=role,
             department=department,
             clearance=clearance,
             external=external,
             credential_ref=credential,
-            audit=store.audit,
+            now=utcnow(),
             actor=cli_actor(),
+            bootstrap=bootstrap,
         )
-        user.password_hash = hashed
-        session.add(user)
+        outcome.user.password_hash = hashed
+        session.add(outcome.user)
     finish(store)
-    console.print(f"Added {username} ({', '.join(role)})")
+    console.print(f"Added {username}")
+    _report_roles(username, outcome, bootstrap)
 
 
 @user_app.command("disable")
@@ -154,14 +201,28 @@ def user_set_role(
     role: Annotated[list[str], typer.Option(help="Role (repeatable); replaces the old ones.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Replace a user's roles."""
-    from policies.directory import set_roles
+    """Replace a user's roles: removals at once; roles that read content through a
+    role request the information supervisor signs (directly only at first bootstrap)."""
+    from api.services import utcnow
+    from policies.directory import roles_need_approval
+    from policies.rolegrants import change_roles
 
     store = open_store(data_dir)
+    workflow, filer = _role_desk(store)
     with transaction(store.engine) as session:
-        roles = set_roles(session, username, role, audit=store.audit, actor=cli_actor())
+        bootstrap = not roles_need_approval(session)
+        outcome = change_roles(
+            workflow,
+            session,
+            filer,
+            username=username,
+            roles=role,
+            now=utcnow(),
+            actor=cli_actor(),
+            bootstrap=bootstrap,
+        )
     finish(store)
-    console.print(f"{username}: {', '.join(roles)}")
+    _report_roles(username, outcome, bootstrap)
 
 
 def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:

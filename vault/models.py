@@ -110,6 +110,9 @@ class User(SQLModel, table=True):
     # Carried in every token ("gen"); bumped on a password change, reset or
     # disabling, which revokes every earlier token whatever the clocks say.
     token_generation: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # Set for good the moment the account is given ``admin``: such an account never
+    # gets a role that reads content, even after its admin role is removed.
+    ever_admin: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = _ts(nullable=False, default=utcnow)
 
 

@@ -13,6 +13,7 @@ audit failure means no content (fail-closed).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import hmac
@@ -78,6 +79,18 @@ if TYPE_CHECKING:
     from vault.vault import Vault
 
 LIST_LIMIT_MAX = 500
+
+
+@contextlib.contextmanager
+def _unit(engine: Any, session: Session | None) -> Iterator[Session]:
+    """The caller's session if given (its transaction), else a transaction of our own."""
+    if session is not None:
+        yield session
+        return
+    with transaction(engine) as own:
+        yield own
+
+
 INTERACTION_TEXT_MAX = 20_000
 
 
@@ -1138,14 +1151,18 @@ class ArchiveStore:
         actor: Actor,
         custodian: str | None = None,
         reason: str | None = None,
+        session: Session | None = None,
     ) -> ArchiveMeta:
-        """Move an archive to another level: a new DEK under that level's KEK, all re-sealed."""
+        """Move an archive to another level: a new DEK under that level's KEK, all re-sealed.
+
+        Given a ``session``, runs in the caller's transaction (an approved change
+        request applies in the transaction of its final signature)."""
         reason = plain_text(reason, "reason") if reason is not None else None
         if level not in {c.value for c in Classification}:
             raise ValidationFailed("classification must be one of internal, secret, top_secret")
         if custodian is not None:
             custodian = parse_username(custodian, "custodian")
-        with transaction(self.engine) as session:
+        with _unit(self.engine, session) as session:
             archive = self._load(session, archive_no, for_update=True)
             old_level = archive.classification
             custodian = custodian or archive.custodian

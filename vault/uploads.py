@@ -39,8 +39,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from audit.events import Actor, AuditAction, Outcome
 from vault.db import transaction
 from vault.errors import Conflict, ValidationFailed, VaultError
+from vault.media import stored_media_type
 from vault.models import Attachment, AttachmentChunk, UploadQuota
-from vault.records import ATTACHMENTS
+from vault.records import ATTACHMENTS, plain_text
 
 if TYPE_CHECKING:
     from vault.crypto import Sealer
@@ -65,19 +66,15 @@ class QuotaExceeded(VaultError):
 
 
 def check_name(filename: Any) -> str:
-    if not isinstance(filename, str) or not filename.strip() or len(filename) > 255:
+    """The shared free-text rule (no controls, no bidirectional overrides) for file names."""
+    if not isinstance(filename, str) or not filename.strip():
         raise ValidationFailed("an attachment needs a file name of at most 255 characters")
-    if any(ord(c) < 32 or ord(c) == 127 for c in filename):
-        raise ValidationFailed("the file name contains control characters")
-    return filename.strip()
+    return plain_text(filename, "filename", 255)
 
 
 def check_type(content_type: Any) -> str:
-    if not isinstance(content_type, str) or len(content_type) > 127 or "/" not in content_type:
-        raise ValidationFailed("content type must look like type/subtype")
-    if any(ord(c) < 32 or ord(c) == 127 for c in content_type):
-        raise ValidationFailed("content type contains control characters")
-    return content_type
+    """Only the bare ``type/subtype`` is stored; downloads never echo what was sent."""
+    return stored_media_type(content_type)
 
 
 def used_today(engine: Any, username: str, day: date) -> int:

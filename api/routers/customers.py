@@ -23,6 +23,7 @@ from api.deps import (
 )
 from api.downloads import download_headers
 from api.errors import ApiProblem
+from api.routers.requests import request_public
 from api.schemas import (
     ArchiveContent,
     ArchiveCreate,
@@ -40,6 +41,8 @@ from api.security import TokenClaims
 from api.services import Services
 from api.uploads import OPENAPI_BODY, receive_attachment
 from audit.events import Actor, AuditAction
+from policies import archive_changes
+from policies.archive_changes import ChangeOutcome
 from policies.decide import ArchiveMeta, Decision
 from policies.errors import AccessDenied
 from policies.roles import Action
@@ -465,49 +468,74 @@ class ClassificationIn(Strict):
 
 
 class OwnerIn(Strict):
-    owner: Username
+    owner: Username | None = None
     contacts: list[Username] | None = Field(default=None, max_length=20)
     reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
 
 
-def _known(services: Services, names: set[str]) -> set[str]:
-    with services.engine.connect() as conn:
-        return set(
-            conn.execute(sa.select(User.username).where(User.username.in_(names))).scalars()  # type: ignore[attr-defined]
-        )
+def _changed(services: Services, outcome: ChangeOutcome, response: Response) -> dict[str, Any]:
+    """202 with the filed request, or 200 with what was changed at once."""
+    if outcome.request is not None:
+        response.status_code = 202
+        return request_public(outcome.request)
+    response.status_code = 200
+    return outcome.applied or {}
 
 
-@router.post("/{archive_no}/classification")
+@router.post("/{archive_no}/classification", status_code=202)
 def reclassify(
-    archive_no: ArchivePath, body: ClassificationIn, services: ServicesDep, caller: CallerDep
+    archive_no: ArchivePath,
+    body: ClassificationIn,
+    services: ServicesDep,
+    caller: CallerDep,
+    response: Response,
 ) -> dict[str, Any]:
-    """Change classification and custodian: the archive is re-sealed under that level's KEK."""
+    """Raise a classification at once (re-sealed under that level's KEK; 200). Lowering it
+    or changing the custodian files a request the current custodian signs (202)."""
     _require(
         services, caller, Action.RECLASSIFY, AuditAction.RECLASSIFY, _meta(services, archive_no)
     )
-    if body.custodian and body.custodian not in _known(services, {body.custodian}):
-        raise ApiProblem(422, "validation-failed", f"custodian {body.custodian} is not a user")
-    meta = services.store.reclassify(
-        archive_no,
-        body.classification,
-        actor=caller.actor,
-        custodian=body.custodian,
-        reason=body.reason,
+    outcome = services.in_transaction(
+        lambda s: archive_changes.reclassify(
+            services.workflow,
+            s,
+            caller.principal,
+            archive_no=archive_no,
+            level=body.classification,
+            custodian=body.custodian,
+            reason=body.reason,
+            now=services.clock(),
+        )
     )
-    return meta.public()
+    return _changed(services, outcome, response)
 
 
-@router.post("/{archive_no}/owner")
+@router.post("/{archive_no}/owner", status_code=202)
 def reassign(
-    archive_no: ArchivePath, body: OwnerIn, services: ServicesDep, caller: CallerDep
+    archive_no: ArchivePath,
+    body: OwnerIn,
+    services: ServicesDep,
+    caller: CallerDep,
+    response: Response,
 ) -> dict[str, Any]:
-    """Give one archive to another salesperson (and set its extra contacts)."""
+    """A new owner or added contacts file a reassign request a second person signs (202);
+    removing contacts only narrows and is done at once (200). Salespeople of the
+    archive's department only."""
     _require(services, caller, Action.REASSIGN, AuditAction.REASSIGN, _meta(services, archive_no))
-    named = {body.owner, *(body.contacts or [])}
-    unknown = sorted(named - _known(services, named))
-    if unknown:
-        raise ApiProblem(422, "validation-failed", f"not users of this vault: {', '.join(unknown)}")
-    meta = services.store.reassign(
-        archive_no, body.owner, actor=caller.actor, contacts=body.contacts, reason=body.reason
+    if body.owner is None and body.contacts is None:
+        raise ApiProblem(422, "validation-failed", "give a new owner, contacts or both")
+    outcome = services.in_transaction(
+        lambda s: archive_changes.reassign(
+            services.workflow,
+            s,
+            caller.principal,
+            archive_no=archive_no,
+            owner=body.owner,
+            contacts=body.contacts,
+            reason=body.reason,
+            now=services.clock(),
+        )
     )
-    return meta.public()
+    if outcome.request is None:
+        outcome = ChangeOutcome(applied=services.store.meta(archive_no).public())
+    return _changed(services, outcome, response)

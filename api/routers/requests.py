@@ -14,6 +14,7 @@ from api.schemas import ArchiveNo, GroupName, PlainText, Strict
 from api.services import Services
 from audit.events import AuditAction
 from policies import rechain
+from policies.changes import next_label
 from policies.visibility import LOAN_REGISTER_READERS, visible_loan, visible_request
 from policies.workflow import loan_status
 
@@ -75,6 +76,10 @@ def request_public(req: Any) -> dict[str, Any]:
         "created_at": req.created_at.isoformat(),
         "expires_at": req.expires_at.isoformat() if req.expires_at else None,
         "decided_at": req.decided_at.isoformat() if req.decided_at else None,
+        # Change requests (reassign, reclassify, role, handover): what changes, from
+        # -> to, and once approved what was applied. Names and levels only.
+        "change": req.change,
+        "next_signer": next_label(req),
     }
 
 

@@ -1,21 +1,28 @@
-"""User administration (admin only): add, change, hand over a leaver's clients."""
+"""User administration (admin only): add, change, hand over a leaver's clients.
+
+Giving a role that reads content and handing over a leaver's clients widen who
+can read, so they file requests that a second person signs (202 Accepted with the
+request; ``POST /requests/{id}/approve`` finishes them). Removing roles, disabling
+and roles that read nothing (admin, compliance) are done at once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Response
 from pydantic import Field, StringConstraints
 from sqlmodel import select
 
 from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
+from api.routers.requests import request_public
 from api.schemas import PlainText, Strict, Username
 from api.security import hash_password
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
-from policies.directory import add_user, disable_user, set_roles
+from policies import rolegrants
+from policies.directory import disable_user, get_roles
 from policies.errors import AccessDenied
 from policies.roles import Action
 from vault.models import User
@@ -46,16 +53,20 @@ class UserIn(Strict):
     external: bool = False
     credential_ref: Annotated[PlainText, StringConstraints(max_length=128)] | None = None
     display_name: Annotated[PlainText, StringConstraints(max_length=128)] = ""
+    # Why the account needs its roles: goes on the role request the supervisor signs.
+    reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
 
 
 class UserPatch(Strict):
     roles: list[RoleName] | None = Field(default=None, max_length=9)
     disabled: Literal[True] | None = None
     password: Password | None = None
+    reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
 
 
 class HandoverIn(Strict):
     to: Username
+    reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
 
 
 def _admin(services: Services, caller: Caller) -> None:
@@ -76,14 +87,33 @@ def _public(user: User, roles: list[str]) -> dict[str, Any]:
     }
 
 
+def _with_request(out: dict[str, Any], req: Any, response: Response) -> dict[str, Any]:
+    """A filed role request answers 202 and says who signs it; otherwise as it was."""
+    if req is not None:
+        response.status_code = 202
+        out["pending_roles"] = list((req.change or {}).get("add", []))
+        out["request"] = request_public(req)
+    else:
+        out["pending_roles"] = []
+        out["request"] = None
+    return out
+
+
 @router.post("", status_code=201)
-def create_user(body: UserIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+def create_user(
+    body: UserIn, services: ServicesDep, caller: CallerDep, response: Response
+) -> dict[str, Any]:
+    """Create an account (201). Roles that read content (salesperson, the approver
+    roles, external) are not given at once: the account is created without them and
+    a role request is filed that the information supervisor signs (202)."""
     _admin(services, caller)
     hashed = hash_password(body.password)
 
     def run(session: Any) -> dict[str, Any]:
-        user = add_user(
+        outcome = rolegrants.create_user(
+            services.workflow,
             session,
+            caller.principal,
             username=body.username,
             roles=body.roles,
             department=body.department,
@@ -91,20 +121,27 @@ def create_user(body: UserIn, services: ServicesDep, caller: CallerDep) -> dict[
             external=body.external,
             credential_ref=body.credential_ref,
             display_name=body.display_name,
-            audit=services.audit,
+            reason=body.reason,
+            now=services.clock(),
             actor=caller.actor,
         )
-        user.password_hash = hashed
-        session.add(user)
-        return _public(user, list(body.roles))
+        outcome.user.password_hash = hashed
+        session.add(outcome.user)
+        return _with_request(_public(outcome.user, outcome.roles), outcome.request, response)
 
     return services.in_transaction(run)
 
 
 @router.patch("/{username}")
 def change_user(
-    username: UserPath, body: UserPatch, services: ServicesDep, caller: CallerDep
+    username: UserPath,
+    body: UserPatch,
+    services: ServicesDep,
+    caller: CallerDep,
+    response: Response,
 ) -> dict[str, Any]:
+    """Change roles or disable an account. Removing roles is done at once;
+    adding a role that reads content files a role request (202)."""
     _admin(services, caller)
     if body.password is not None:
         # Whoever sets a password can log in as that person: nobody sets another's.
@@ -134,31 +171,42 @@ def change_user(
         user = session.exec(select(User).where(User.username == username)).first()
         if user is None:
             raise ApiProblem(404, "not-found", f"no user {username!r}")
-        roles = None
+        request = None
         if body.roles is not None:
-            roles = set_roles(
-                session, username, body.roles, audit=services.audit, actor=caller.actor
+            outcome = rolegrants.change_roles(
+                services.workflow,
+                session,
+                caller.principal,
+                username=username,
+                roles=body.roles,
+                reason=body.reason,
+                now=services.clock(),
+                actor=caller.actor,
             )
+            request = outcome.request
         if body.disabled:
             disable_user(session, username, audit=services.audit, actor=caller.actor)
-        from policies.directory import get_roles
-
-        return _public(user, roles if roles is not None else get_roles(session, username))
+        return _with_request(_public(user, get_roles(session, username)), request, response)
 
     return services.in_transaction(run)
 
 
-@router.post("/{username}/handover")
+@router.post("/{username}/handover", status_code=202)
 def handover(
     username: UserPath, body: HandoverIn, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    """Staff leaving (篇七): every archive and open loan to another salesperson, leaver disabled.
-
-    The workflow decides who may (``Workflow.handover``) and audits the whole move.
-    """
-    result = services.in_transaction(
+    """Staff leaving (篇七): files a handover request (202). When the leaver's department
+    head or an information officer (not the filer) signs it, every archive and open
+    loan goes to the successor, a salesperson of the same department, and the leaver
+    is disabled (``policies.handover``)."""
+    req = services.in_transaction(
         lambda s: services.workflow.handover(
-            s, from_user=username, to_user=body.to, actor=caller.principal, now=services.clock()
+            s,
+            from_user=username,
+            to_user=body.to,
+            actor=caller.principal,
+            now=services.clock(),
+            reason=body.reason,
         )
     )
-    return asdict(result)
+    return request_public(req)

@@ -216,7 +216,16 @@ def test_admin_manages_users_and_hands_over_a_leaver(client, login) -> None:
             "department": "销售一部",
         },
     )
-    assert r.status_code == 201, r.text
+    # The account is created at once; the role that reads content waits for the
+    # information supervisor's signature.
+    assert r.status_code == 202, r.text
+    assert r.json()["roles"] == [] and r.json()["pending_roles"] == ["salesperson"]
+    role_req = r.json()["request"]
+    assert role_req["kind"] == "role" and role_req["next_signer"] == (
+        "the customer-information supervisor"
+    )
+    assert client.post(f"/requests/{role_req['id']}/approve", json={}, headers=admin).status_code
+    assert _approve(client, login("zhao.lei"), role_req["id"])["state"] == "approved"
     assert (
         client.post(
             "/users",
@@ -226,8 +235,13 @@ def test_admin_manages_users_and_hands_over_a_leaver(client, login) -> None:
         == 403
     )
     r = client.post("/users/zhang.wei/handover", json={"to": "ma.chao"}, headers=admin)
-    assert r.status_code == 200, r.text
-    assert no in r.json()["archives"]
+    assert r.status_code == 202, r.text
+    hand = r.json()
+    assert hand["kind"] == "handover" and hand["change"]["archives"] == [no]
+    assert client.get("/me", headers=login("zhang.wei")).status_code == 200  # not yet
+    assert client.post(f"/requests/{hand['id']}/approve", json={}, headers=admin).status_code == 403
+    done = _approve(client, login("chen.jing"), hand["id"])
+    assert done["state"] == "approved" and done["change"]["applied"]["archives"] == [no]
     assert client.get("/me", headers=login("zhang.wei")).status_code == 401
     r = client.post("/auth/token", data={"username": "ma.chao", "password": "long enough password"})
     ma = {"Authorization": f"Bearer {r.json()['access_token']}"}
@@ -271,10 +285,10 @@ def test_reclassify_and_reassign_one_archive(client, login) -> None:
         json={"classification": "top_secret", "reason": "重要客户"},
     )
     assert r.status_code == 422 and "custodian" in r.text
-    r = client.post(
+    r = client.post(  # raising narrows: done at once
         f"/customers/{no}/classification",
         headers=officer,
-        json={"classification": "top_secret", "custodian": "chen.jing", "reason": "重要客户"},
+        json={"classification": "top_secret", "custodian": "zhao.lei", "reason": "重要客户"},
     )
     assert r.status_code == 200, r.text
     assert r.json()["classification"] == "top_secret" and r.json()["remarks"] == "绝密"
@@ -282,13 +296,31 @@ def test_reclassify_and_reassign_one_archive(client, login) -> None:
         f"/customers/{no}/owner", headers=officer, json={"owner": "nobody.here", "reason": "调岗"}
     )
     assert r.status_code == 422 and "nobody.here" in r.text
-    r = client.post(
+    r = client.post(  # a contact from another department
         f"/customers/{no}/owner",
         headers=officer,
         json={"owner": "li.na", "contacts": ["wang.fang"], "reason": "调岗"},
     )
-    assert r.status_code == 200 and r.json()["owner"] == "li.na"
-    assert r.json()["contacts"] == ["wang.fang"]
+    assert r.status_code == 403 and r.json()["rule"] == "wrong-department"
+    head = login("head.one")
+    r = client.post(
+        f"/customers/{no}/owner", headers=head, json={"owner": "li.na", "reason": "调岗"}
+    )
+    assert r.status_code == 202, r.text
+    req = r.json()
+    # The department head filed it, so the general manager signs in their place;
+    # top-secret adds the customer-service manager and the custodian.
+    assert [s["name"] for s in req["stages"]] == [
+        "department_head",
+        "information_officer",
+        "cs_manager",
+        "custodian",
+    ]
+    assert req["change"]["owner"] == {"from": "zhang.wei", "to": "li.na"}
+    for signer in ("zhou.gm", "chen.jing", "sun.li", "zhao.lei"):
+        done = _approve(client, login(signer), req["id"])
+    assert done["state"] == "approved"
+    assert done["change"]["applied"] == {"owner": "li.na", "contacts": []}
 
 
 def test_the_service_sweep_expires_grants_and_tells_the_requester(client, login, clock) -> None:

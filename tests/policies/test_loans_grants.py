@@ -222,31 +222,46 @@ def test_handover_moves_archives_and_open_loans_and_disables(db, wf, pe, who, si
         pending = wf.file_request(
             s, who("bob"), kind="copy", archives=["A-INT"], purpose="revisit", reason="r", now=T0
         )
-    # alice leaves; bob takes over (bob is a contact on A-INT already)
+    # alice leaves. A department head of another department cannot start it, an
+    # information officer only signs, and the successor is a salesperson.
     with pytest.raises(Refused), transaction(db) as s:
         wf.handover(s, from_user="alice", to_user="bob", actor=who("dh_east"), now=T0 + 5 * H)
+    with pytest.raises(Refused), transaction(db) as s:
+        wf.handover(s, from_user="alice", to_user="dan", actor=who("io"), now=T0 + 5 * H)
     with pytest.raises(InvalidInput), transaction(db) as s:
-        wf.handover(s, from_user="alice", to_user="dh_sales", actor=who("io"), now=T0 + 5 * H)
+        wf.handover(s, from_user="alice", to_user="dh_sales", actor=who("dh_sales"), now=T0 + 5 * H)
     with transaction(db) as s:
-        result = wf.handover(
+        req = wf.handover(
             s, from_user="alice", to_user="dan", actor=who("dh_sales"), now=T0 + 5 * H
         )
-    assert sorted(result.archives) == ["A-INT", "A-OLD", "A-SEC", "A-TOP"]
+    assert req.kind == "handover" and req.state == "pending"
+    with Session(db) as s:  # nothing moved yet
+        assert {a.owner for a in s.exec(select(Archive))} == {"alice"}
+    with pytest.raises(Refused, match="own request"), transaction(db) as s:
+        wf.approve(s, req.uid, who("dh_sales"), now=T0 + 5 * H)
+    with transaction(db) as s:
+        done = wf.approve(s, req.uid, who("io"), now=T0 + 5 * H)
+    result = done.change["applied"]
+    assert sorted(result["archives"]) == ["A-INT", "A-OLD", "A-SEC", "A-TOP"]
     with Session(db) as s:
         assert {a.owner for a in s.exec(select(Archive))} == {"dan"}
         with pytest.raises(UserDisabled):
             load_principal(s, "alice")
     assert pe.decide(who("dan"), "read", _meta(db, "A-INT"), now=T0 + 5 * H).allowed
-    # bob leaves: his open loan goes to carol, his view grant is revoked
+    # bob leaves: never to another department's salesperson; his open loan goes to
+    # dan, his view grant is revoked
+    with pytest.raises(Refused, match="department"), transaction(db) as s:
+        wf.handover(s, from_user="bob", to_user="carol", actor=who("adm"), now=T0 + 6 * H)
     with transaction(db) as s:
-        result = wf.handover(s, from_user="bob", to_user="carol", actor=who("io"), now=T0 + 6 * H)
-    assert len(result.loans) == 1 and result.revoked_grants == [view.grant_uid]
-    assert result.withdrawn_requests == [pending.uid]
+        req = wf.handover(s, from_user="bob", to_user="dan", actor=who("adm"), now=T0 + 6 * H)
+    with transaction(db) as s:
+        result = wf.approve(s, req.uid, who("io"), now=T0 + 6 * H).change["applied"]
+    assert len(result["loans"]) == 1 and result["revoked_grants"] == [view.grant_uid]
+    assert result["withdrawn_requests"] == [pending.uid]
     with Session(db) as s:
-        assert _loan(db).borrower == "carol"
+        assert _loan(db).borrower == "dan"
         assert "bob" not in s.exec(select(ArchiveContact.username)).all()
-    carol = who("carol")
-    assert pe.decide(carol, Action.LOAN, _meta(db, "A-SEC"), now=T0 + 6 * H).allowed
+    assert pe.decide(who("dan"), Action.LOAN, _meta(db, "A-SEC"), now=T0 + 6 * H).allowed
     reassign = [e for e in sink.events if e.action == AuditAction.REASSIGN]
     assert len(reassign) == 2
     assert sum(1 for e in sink.events if e.action == AuditAction.USER_CHANGE) >= 2

@@ -164,7 +164,15 @@ def test_matrix_has_both_outcomes() -> None:
 # Non-content actions: the base policy per role, as a literal table.
 ROLE_ACTIONS = {
     Role.SALESPERSON: {"create", "list", "search", "request", "report_leak"},
-    Role.DEPARTMENT_HEAD: {"list", "search", "request", "approve", "reassign", "report_leak"},
+    Role.DEPARTMENT_HEAD: {
+        "list",
+        "search",
+        "request",
+        "approve",
+        "reassign",
+        "handover",
+        "report_leak",
+    },
     Role.INFORMATION_OFFICER: {
         "create",
         "list",
@@ -197,7 +205,8 @@ ROLE_ACTIONS = {
     Role.GENERAL_MANAGER: {"list", "search", "request", "approve", "report_leak"},
     Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks"},
     Role.EXTERNAL: {"request", "report_leak"},
-    Role.ADMIN: {"manage_users", "manage_keys", "report_leak", "reassign"},
+    # Administrators start handovers but never reassign an archive (content ownership).
+    Role.ADMIN: {"manage_users", "manage_keys", "report_leak", "handover"},
 }
 OTHER_ACTIONS = [
     a for a in Action if a not in CONTENT_ACTIONS and a not in (Action.READ_MASKED, Action.REPORT)

@@ -247,3 +247,40 @@ def test_upgrade_seals_the_manifests_of_archives_from_before_them(data: Path) ->
     failed = run("seal-manifests", data=data, check=False)
     assert failed.returncode == 1 and "key file" in failed.stderr
     engine.dispose()
+
+
+def test_cli_gives_content_roles_directly_only_at_first_bootstrap(data: Path) -> None:
+    def add(name: str, *roles: str, check: bool = True) -> subprocess.CompletedProcess:
+        args = ["user", "add", name, "--department", "销售一部", "--password-stdin"]
+        for role in roles:
+            args += ["--role", role]
+        return run(*args, data=data, stdin="a long enough password\n", check=check)
+
+    first = add("zhao.lei", "info_supervisor")
+    assert "first bootstrap" in first.stdout and "zhao.lei: info_supervisor" in first.stdout
+    # From the first supervisor on, a content role is a request the supervisor signs.
+    second = add("ma.chao", "salesperson")
+    assert "ma.chao: none yet" in second.stdout and "Role request R-" in second.stdout
+    assert "first bootstrap" not in second.stdout
+    promote = run("user", "set-role", "ma.chao", "--role", "compliance", data=data)
+    assert "ma.chao: compliance" in promote.stdout and "Role request" not in promote.stdout
+    # The only supervisor cannot be the one who signs their own promotion.
+    own = run(
+        "user",
+        "set-role",
+        "zhao.lei",
+        "--role",
+        "info_supervisor",
+        "--role",
+        "salesperson",
+        data=data,
+        check=False,
+    )
+    assert own.returncode == 1 and "no one could sign" in own.stderr
+    # An account that is or was an administrator never gets one, even at bootstrap.
+    both = add("mole", "admin", "salesperson", check=False)
+    assert both.returncode == 1 and "admin role" in both.stderr and "Traceback" not in both.stderr
+    add("ops", "admin")
+    run("user", "set-role", "ops", "--role", "compliance", data=data)
+    again = run("user", "set-role", "ops", "--role", "salesperson", data=data, check=False)
+    assert again.returncode == 1 and "has held the admin role" in again.stderr

@@ -132,3 +132,26 @@ def test_existing_grants_take_their_terms_from_their_request(vault) -> None:
             )
         ).one()
     assert (row[0], row[1], bool(row[2])) == ("top_secret", "zhao.lei", True)
+
+
+def test_upgrading_marks_todays_administrators_as_ever_admin(engine, settings) -> None:
+    from policies.directory import add_user
+    from vault.db import transaction
+    from vault.vault import init_vault
+
+    vault = init_vault(settings, engine=engine)
+    with transaction(vault.engine) as session:
+        add_user(session, username="root", roles=["admin"])
+        add_user(session, username="boss", roles=["info_supervisor"])
+        add_user(session, username="sales", roles=["salesperson"])
+    # back to before the change-request migration, through the later ones' downgrades
+    command.downgrade(migrate.config(engine), "0003")
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM vault_meta WHERE key = 'roles_need_approval'"))
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        marked = dict(conn.execute(sa.text("SELECT username, ever_admin FROM app_user")).all())
+        flag = conn.execute(
+            sa.text("SELECT value FROM vault_meta WHERE key = 'roles_need_approval'")
+        ).scalar()
+    assert marked == {"root": True, "boss": False, "sales": False} and flag == "1"

@@ -1,7 +1,7 @@
 """audit: a MAC per entry; checkpoint rows keyed by their note, not their size
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-11-27 10:10:00
 
 ``audit_entry.mac`` holds the entry's HMAC under the key file's audit MAC key
@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,411 @@
+"""Change requests: widening who can read is a request, never a single act.
+
+Reassigning an archive or adding contacts, lowering a classification or changing
+a custodian, giving an account a role that reads content, and a leaver's handover
+each file an ``AccessRequest`` of a change kind (``chains.toml``: reassign,
+reclassify, role, handover). The request carries its change (from -> to, and the
+people it gives access to, ``subjects``); it is signed through the ordinary
+workflow (``Workflow.approve``), and the final signature applies the change in
+the same transaction (``apply_change``), after checking that the vault still
+looks as it did when the request was filed.
+
+Rules added to the workflow's own (no self-approval, one person one stage, order):
+  beneficiary       nobody signs a change that gives them access
+  wrong-department  a department head signs only for the department the change
+                    concerns (``scope = "change_department"``)
+When the filer could sign a stage themselves (they head the department, they are
+the custodian), the stage's configured alternate signs it instead, so the filer
+never signs and the chain stays finishable. A chain nobody could finish is
+refused when filed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from sqlmodel import Session, col, select
+
+from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from policies.chains import StageSpec
+from policies.decide import Principal
+from policies.errors import InvalidInput, Refused
+from policies.models import AccessRequest, Notification
+from policies.roles import CHANGE_KINDS, NotificationEvent, RequestKind, RequestState, Role
+from vault.models import User, UserRole
+
+if TYPE_CHECKING:
+    from policies.workflow import Workflow
+
+PURPOSE = "other"
+
+
+def actor_of(principal: Principal) -> Actor:
+    return Actor(principal.username, principal.role_label)
+
+
+@contextlib.contextmanager
+def audited_refusals(
+    action: AuditAction, who: Principal, archives: Sequence[str] = ()
+) -> Iterator[None]:
+    """A refused attempt to widen access is audited: the refusal carries its event,
+    which the caller appends after rolling back (``Services.in_transaction``)."""
+    try:
+        yield
+    except Refused as exc:
+        if exc.event is None:
+            exc.event = AuditEvent(
+                action=action,
+                actor=actor_of(who),
+                outcome=Outcome.DENIED,
+                archives=tuple(archives),
+                reason=exc.message[:500],
+                detail={"rule": exc.rule},
+            )
+        raise
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def audits_refusals(
+    action: AuditAction, *, who: str, archive: str | None = None
+) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a filing function: its refusals carry an audit event naming the
+    principal passed as ``who`` (and the archive passed as ``archive``)."""
+
+    def wrap(fn: Callable[P, R]) -> Callable[P, R]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def inner(*args: P.args, **kwargs: P.kwargs) -> R:
+            bound = signature.bind(*args, **kwargs).arguments
+            archives = [str(bound[archive])] if archive and bound.get(archive) else []
+            with audited_refusals(action, bound[who], archives):
+                return fn(*args, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+def is_change(kind: str) -> bool:
+    return kind in {k.value for k in CHANGE_KINDS}
+
+
+# -- people -------------------------------------------------------------------------
+
+
+def person(session: Session, username: str) -> tuple[User, frozenset[str]]:
+    """A user row and its roles; ``InvalidInput`` naming the user if there is none."""
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is None:
+        raise InvalidInput(f"{username} is not a user of this vault")
+    roles = frozenset(session.exec(select(UserRole.role).where(UserRole.user_id == user.id)).all())
+    return user, roles
+
+
+def check_reader(
+    session: Session,
+    username: str,
+    *,
+    department: str,
+    what: str,
+) -> None:
+    """``username`` may be given an archive (as owner, contact or successor): an enabled
+    salesperson of ``department``, never a visitor, never an account that holds or
+    held ``admin``. Refusals say what is wrong in words."""
+    user, roles = person(session, username)
+    if user.ever_admin or Role.ADMIN in roles:
+        raise Refused(
+            f"{what} {username} holds or has held the admin role; administrators' "
+            "accounts never receive archives",
+            rule="ever-admin",
+        )
+    if user.external or Role.EXTERNAL in roles:
+        raise Refused(
+            f"{what} {username} is a visitor from outside the company; only the "
+            "company's salespeople receive archives",
+            rule="external",
+        )
+    if user.disabled:
+        raise InvalidInput(f"{what} {username} is disabled")
+    if Role.SALESPERSON not in roles:
+        raise InvalidInput(
+            f"{what} {username} is not a salesperson; archives go to salespeople of "
+            f"department {department or '(none)'}"
+        )
+    if user.department != department:
+        raise Refused(
+            f"{what} {username} is in department {user.department or '(none)'}, not in "
+            f"{department or '(none)'}; archives go to salespeople of their own department",
+            rule="wrong-department",
+        )
+
+
+# -- filing ---------------------------------------------------------------------------
+
+
+def _could_sign(stage: StageSpec, filer: Principal, custodian: str | None, department: str) -> bool:
+    if stage.custodian:
+        return custodian is None or custodian == filer.username
+    held = set(stage.roles) & filer.roles
+    if not held:
+        return False
+    if stage.scope == "change_department" and held == {Role.DEPARTMENT_HEAD}:
+        return filer.department == department
+    return True
+
+
+def resolve_stages(
+    stages: Sequence[StageSpec],
+    filer: Principal,
+    *,
+    custodian: str | None,
+    department: str,
+) -> list[dict[str, Any]]:
+    """The chain as stored with the request: a stage the filer could sign (or a
+    custodian stage without a custodian) goes to its configured alternate."""
+    out: list[dict[str, Any]] = []
+    for stage in stages:
+        snap = stage.as_dict()
+        if _could_sign(stage, filer, custodian, department):
+            if not stage.alternate_roles:
+                if stage.custodian:
+                    raise InvalidInput(
+                        "this change needs the archive's custodian, and none is named"
+                        if custodian is None
+                        else "you are the archive's custodian and cannot sign your own change"
+                    )
+                # Otherwise another holder of the stage's role signs it.
+            else:
+                snap.update(
+                    roles=list(stage.alternate_roles),
+                    label=stage.alternate_label,
+                    custodian=False,
+                    scope="any",
+                    alternate_for=stage.name,
+                )
+        out.append(snap)
+    return out
+
+
+def _signers(session: Session, roles: Iterable[str], department: str | None) -> set[str]:
+    query = (
+        select(User.username)
+        .join(UserRole, col(UserRole.user_id) == col(User.id))
+        .where(col(UserRole.role).in_(list(roles)), User.disabled == False)  # noqa: E712
+    )
+    if department is not None:
+        query = query.where(User.department == department)
+    return set(session.exec(query).all())
+
+
+def check_finishable(
+    session: Session,
+    stages: list[dict[str, Any]],
+    *,
+    filer: str,
+    custodian: str | None,
+    subjects: Iterable[str],
+    department: str,
+) -> None:
+    """Refuse a chain that no one could finish (DOMAIN.md), naming the stage."""
+    excluded = {filer, *subjects}
+    for stage in stages:
+        if stage.get("custodian"):
+            enabled = session.exec(
+                select(User.username).where(
+                    User.username == (custodian or ""),
+                    User.disabled == False,  # noqa: E712
+                )
+            ).first()
+            if not enabled or custodian in excluded:
+                raise InvalidInput(
+                    f"no one could sign stage {stage['name']} ({stage['label']}): the "
+                    "custodian's account is disabled or gains from the change; name "
+                    "another custodian first"
+                )
+            continue
+        roles = set(stage["roles"])
+        possible = set()
+        if stage.get("scope") == "change_department":
+            possible |= _signers(session, roles & {Role.DEPARTMENT_HEAD}, department)
+            possible |= _signers(session, roles - {Role.DEPARTMENT_HEAD}, None)
+        else:
+            possible |= _signers(session, roles, None)
+        if not possible - excluded:
+            raise InvalidInput(
+                f"no one could sign stage {stage['name']} ({stage['label']}): no enabled "
+                "account other than you and the people the change concerns holds that role"
+            )
+
+
+def file_change(
+    wf: Workflow,
+    session: Session,
+    filer: Principal,
+    *,
+    kind: RequestKind,
+    change: dict[str, Any],
+    reason: str,
+    now: datetime,
+    archives: Sequence[str] = (),
+    classification: str = "internal",
+    custodian: str | None = None,
+) -> AccessRequest:
+    """File a change request; ``change`` holds ``department`` and ``subjects``."""
+    spec = wf.chains.kind(kind.value)
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("a change states its reason")
+    if len(reason) > 2000:
+        raise InvalidInput("the reason is longer than 2000 characters")
+    if not spec.filers & filer.roles:
+        raise Refused(
+            f"none of your roles may file a {kind.value} request "
+            f"(filers: {', '.join(sorted(spec.filers))})",
+            rule="filer",
+        )
+    department = str(change.get("department", ""))
+    subjects = list(change.get("subjects", []))
+    stages = resolve_stages(
+        spec.stages_for(classification=classification, external=False),
+        filer,
+        custodian=custodian,
+        department=department,
+    )
+    check_finishable(
+        session,
+        stages,
+        filer=filer.username,
+        custodian=custodian,
+        subjects=subjects,
+        department=department,
+    )
+    req = AccessRequest(
+        uid=f"R-{secrets.token_hex(5).upper()}",
+        kind=kind.value,
+        requester=filer.username,
+        requester_department=filer.department,
+        requester_external=False,
+        archives=list(archives),
+        classification=classification,
+        custodian=custodian,
+        purpose=PURPOSE,
+        reason=reason,
+        requested_groups=[],
+        groups=[],
+        stages=stages,
+        next_stage=0,
+        state=RequestState.PENDING.value,
+        version=1,
+        created_at=now,
+        expires_at=now + timedelta(hours=wf.chains.pending_expiry_hours),
+        change=change,
+    )
+    session.add(req)
+    session.flush()
+    wf.audit.append(
+        session,
+        AuditEvent(
+            action=AuditAction.REQUEST_FILE,
+            actor=actor_of(filer),
+            archives=tuple(req.archives),
+            purpose=PURPOSE,
+            reason=reason,
+            detail={
+                "request": req.uid,
+                "kind": req.kind,
+                "classification": classification,
+                "stages": [s["name"] for s in stages],
+                "change": change,
+            },
+        ),
+    )
+    session.add(
+        Notification(
+            recipient=filer.username,
+            request_uid=req.uid,
+            event=NotificationEvent.FILED.value,
+            message=(
+                f"{kind.value} request {req.uid} filed; it needs "
+                f"{', '.join(s['label'] for s in stages)}; it applies at the last signature"
+            )[:1000],
+            created_at=now,
+        )
+    )
+    return req
+
+
+# -- signing --------------------------------------------------------------------------
+
+
+def signer_problem(
+    req: AccessRequest, signer: Principal, stage: dict[str, Any]
+) -> tuple[str, str] | None:
+    """The change-specific reason ``signer`` may not sign ``stage``, as (rule, message)."""
+    if not is_change(req.kind):
+        return None
+    change = req.change or {}
+    if signer.username in change.get("subjects", ()):
+        return (
+            "beneficiary",
+            f"request {req.uid} gives you access; someone else signs it",
+        )
+    if stage.get("scope") == "change_department":
+        others = set(stage.get("roles", ())) - {Role.DEPARTMENT_HEAD}
+        department = change.get("department", "")
+        if not (others & signer.roles) and (
+            not signer.department or signer.department != department
+        ):
+            return (
+                "wrong-department",
+                f"a department head signs only for their own department; request "
+                f"{req.uid} concerns {department or 'no department'}",
+            )
+    return None
+
+
+def stale(req: AccessRequest, what: str) -> Refused:
+    """The vault changed since the request was filed: the signature cannot apply it."""
+    return Refused(
+        f"{what} changed since request {req.uid} was filed; deny it and file a new one",
+        rule="stale",
+    )
+
+
+def apply_change(
+    wf: Workflow, session: Session, req: AccessRequest, approver: Principal, now: datetime
+) -> None:
+    """Apply an approved change in the final signature's transaction."""
+    from policies import archive_changes, handover, rolegrants
+
+    appliers = {
+        RequestKind.REASSIGN.value: archive_changes.apply_reassign,
+        RequestKind.RECLASSIFY.value: archive_changes.apply_reclassify,
+        RequestKind.ROLE.value: rolegrants.apply_roles,
+        RequestKind.HANDOVER.value: handover.apply_handover,
+    }
+    with audited_refusals(AuditAction.REQUEST_APPROVE, approver, req.archives):
+        if req.change is None or req.kind not in appliers:
+            raise Refused(f"request {req.uid} carries no change to apply", rule="stale")
+        applied = appliers[req.kind](wf, session, req, approver, now)
+    req.change = {**req.change, "applied": applied, "applied_at": now.isoformat()}
+
+
+def next_label(req: AccessRequest) -> str | None:
+    """Who signs next, in words (None once decided)."""
+    if req.state != RequestState.PENDING or req.next_stage >= len(req.stages):
+        return None
+    stage = req.stages[req.next_stage]
+    label = str(stage.get("label", ""))
+    if stage.get("custodian") and req.custodian:
+        label = f"{label} ({req.custodian})"
+    return label

@@ -1,0 +1,390 @@
+"""One person alone never widens who can read an archive (DESIGN.md, over HTTP).
+
+Each attack below worked on one person's say-so before: reassigning an archive or
+adding contacts, lowering a classification or changing its custodian, giving an
+account a role that reads content, and a leaver's handover. Now each is refused
+or becomes a request that the attacker alone cannot finish, and the would-be
+reader still cannot read; a second person's signature applies the change.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.directory import add_user
+from tests.api.conftest import _HASH, PASSWORD
+from tests.factories import archive
+from vault.db import transaction
+
+
+@pytest.fixture
+def more(api_vault):
+    """A second information officer and a registered visitor."""
+    with transaction(api_vault.engine) as session:
+        for name, roles, dept, external, cred in (
+            ("xu.ming", ["information_officer"], "客户服务部", False, None),
+            ("visitor.wu", ["external"], "访客", True, "介绍信 2026-017"),
+        ):
+            user = add_user(
+                session,
+                username=name,
+                roles=roles,
+                department=dept,
+                clearance="top_secret" if not external else "internal",
+                external=external,
+                credential_ref=cred,
+            )
+            user.password_hash = _HASH
+            session.add(user)
+
+
+def _new(client, headers, **over) -> str:
+    body = archive(**over)
+    body.pop("owner", None)
+    r = client.post("/customers", json=body, headers=headers)
+    assert r.status_code == 201, r.text
+    return r.json()["archive"]["archive_no"]
+
+
+def _sign(client, headers, uid, expect=200) -> dict:
+    r = client.post(f"/requests/{uid}/approve", json={}, headers=headers)
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def _reads(client, headers, no) -> bool:
+    r = client.get(f"/customers/{no}?groups=identity", headers=headers)
+    assert r.status_code in (200, 403), r.text
+    return r.status_code == 200
+
+
+# -- reassignment and contacts -------------------------------------------------------
+
+
+def test_an_information_officer_alone_cannot_hand_an_archive_to_someone(
+    client, login, more
+) -> None:
+    no = _new(client, login("zhang.wei"))
+    li = login("li.na")
+    officer = login("chen.jing")
+    r = client.post(
+        f"/customers/{no}/owner",
+        headers=officer,
+        json={"owner": "li.na", "contacts": ["zhang.wei"], "reason": "调岗"},
+    )
+    assert r.status_code == 202, r.text
+    req = r.json()
+    assert req["kind"] == "reassign" and req["state"] == "pending"
+    assert [s["name"] for s in req["stages"]] == ["department_head", "information_officer"]
+    assert req["next_signer"] == "the archive's department head"
+    assert req["change"]["owner"] == {"from": "zhang.wei", "to": "li.na"}
+    assert not _reads(client, li, no)  # nothing changed yet
+    # the filer never signs; another department's head does not sign for this one
+    assert _sign(client, officer, req["id"], 403)["rule"] == "self-approval"
+    assert _sign(client, login("head.two"), req["id"], 403)["rule"] == "wrong-department"
+    _sign(client, login("head.one"), req["id"])
+    assert not _reads(client, li, no)
+    assert _sign(client, officer, req["id"], 403)["rule"] == "self-approval"
+    done = _sign(client, login("xu.ming"), req["id"])
+    assert done["state"] == "approved"
+    assert done["change"]["applied"] == {"owner": "li.na", "contacts": ["zhang.wei"]}
+    assert _reads(client, li, no)
+    assert _reads(client, login("zhang.wei"), no)  # now a listed contact
+    got = client.get(f"/requests/{req['id']}", headers=officer).json()
+    assert [s["signer"] for s in got["signatures"]] == ["head.one", "xu.ming"]
+
+
+def test_a_department_head_cannot_take_another_departments_archive(client, login) -> None:
+    no = _new(client, login("zhang.wei"))  # 销售一部
+    r = client.post(
+        f"/customers/{no}/owner",
+        headers=login("head.two"),  # 销售二部
+        json={"owner": "wang.fang", "reason": "调岗"},
+    )
+    assert r.status_code == 403 and r.json()["rule"] == "wrong-department"
+    assert not _reads(client, login("wang.fang"), no)
+    log = client.get(
+        f"/audit?archive={no}&action=archive:reassign", headers=login("qian.audit")
+    ).json()["items"]
+    assert [(e["actor"], e["outcome"], e["detail"]["rule"]) for e in log] == [
+        ("head.two", "denied", "wrong-department")
+    ]
+    # nor give one of his own department's archives to another department's salesperson
+    r = client.post(
+        f"/customers/{no}/owner",
+        headers=login("head.one"),
+        json={"owner": "wang.fang", "reason": "调岗"},
+    )
+    assert r.status_code == 403 and "销售二部" in r.json()["detail"]
+
+
+def test_an_administrator_never_reassigns_even_a_secret_archive(client, login) -> None:
+    no = _new(client, login("zhang.wei"), classification="secret", custodian="chen.jing")
+    for body in ({"owner": "li.na"}, {"contacts": ["li.na"]}, {"contacts": []}):
+        r = client.post(
+            f"/customers/{no}/owner", headers=login("admin"), json={**body, "reason": "调岗"}
+        )
+        assert r.status_code == 403, r.text
+    assert not _reads(client, login("li.na"), no)
+    log = client.get(f"/audit?archive={no}", headers=login("qian.audit")).json()["items"]
+    assert any(e["outcome"] == "denied" and e["actor"] == "admin" for e in log)
+
+
+def test_successors_are_salespeople_never_visitors_or_administrators(client, login, more) -> None:
+    no = _new(client, login("zhang.wei"))
+    admin = login("admin")
+    r = client.post(
+        "/users",
+        headers=admin,
+        json={"username": "ghost", "roles": ["admin"], "password": "long enough password"},
+    )
+    assert r.status_code == 201, r.text
+    assert client.patch("/users/ghost", json={"roles": []}, headers=admin).status_code == 200
+    head = login("head.one")
+    cases = {
+        "visitor.wu": "external",
+        "ghost": "ever-admin",  # held admin once, holds nothing now
+        "admin": "ever-admin",
+    }
+    for who, rule in cases.items():
+        for body in ({"owner": who}, {"contacts": [who]}):
+            r = client.post(f"/customers/{no}/owner", headers=head, json={**body, "reason": "x"})
+            assert r.status_code == 403 and r.json()["rule"] == rule, (who, r.text)
+    r = client.post(
+        f"/customers/{no}/owner", headers=head, json={"owner": "head.one", "reason": "x"}
+    )
+    assert r.status_code == 422 and "not a salesperson" in r.json()["detail"]
+
+
+def test_removing_contacts_narrows_and_is_done_at_once_and_audited(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    head = login("head.one")
+    r = client.post(
+        f"/customers/{no}/owner", headers=head, json={"contacts": ["li.na"], "reason": "x"}
+    )
+    assert r.status_code == 202
+    _sign(client, login("zhou.gm"), r.json()["id"])  # in place of the filing head
+    _sign(client, login("chen.jing"), r.json()["id"])
+    assert _reads(client, login("li.na"), no)
+    r = client.post(f"/customers/{no}/owner", headers=head, json={"contacts": [], "reason": "x"})
+    assert r.status_code == 200, r.text
+    assert r.json()["contacts"] == [] and r.json()["owner"] == "zhang.wei"
+    assert not _reads(client, login("li.na"), no)
+    log = client.get(
+        f"/audit?archive={no}&action=archive:reassign", headers=login("qian.audit")
+    ).json()["items"]
+    assert any(e["detail"].get("op") == "remove-contacts" for e in log)
+
+
+def test_a_reassignment_whose_archive_moved_meanwhile_is_not_applied(client, login, more) -> None:
+    no = _new(client, login("zhang.wei"))
+    first = client.post(
+        f"/customers/{no}/owner",
+        headers=login("chen.jing"),
+        json={"owner": "li.na", "reason": "x"},
+    ).json()
+    second = client.post(
+        f"/customers/{no}/owner",
+        headers=login("xu.ming"),
+        json={"owner": "li.na", "reason": "y"},
+    ).json()
+    _sign(client, login("head.one"), first["id"])
+    _sign(client, login("xu.ming"), first["id"])
+    _sign(client, login("head.one"), second["id"])
+    assert _sign(client, login("chen.jing"), second["id"], 403)["rule"] == "stale"
+
+
+# -- classification and custodian -------------------------------------------------------
+
+
+def test_one_officer_cannot_declassify_a_top_secret_archive(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=login("chen.jing"),
+        json={"classification": "top_secret", "custodian": "chen.jing", "reason": "重要客户"},
+    )
+    assert r.status_code == 200, r.text
+    owner = login("zhang.wei")
+    assert not _reads(client, owner, no)  # top-secret: only under a custodian's grant
+    manager = login("sun.li")
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=manager,
+        json={"classification": "internal", "reason": "降密"},
+    )
+    assert r.status_code == 202, r.text
+    req = r.json()
+    assert req["kind"] == "reclassify"
+    assert req["change"]["classification"] == {"from": "top_secret", "to": "internal"}
+    # the current custodian signs; the manager filed, so the general manager stands in
+    assert [s["name"] for s in req["stages"]] == ["custodian", "cs_manager"]
+    assert req["next_signer"] == "the archive's current custodian (chen.jing)"
+    assert not _reads(client, owner, no)
+    assert _sign(client, manager, req["id"], 403)["rule"] == "self-approval"
+    assert _sign(client, login("zhao.lei"), req["id"], 403)["rule"] == "wrong-custodian"
+    _sign(client, login("chen.jing"), req["id"])
+    assert not _reads(client, owner, no)
+    assert _sign(client, manager, req["id"], 403)["rule"] == "self-approval"
+    done = _sign(client, login("zhou.gm"), req["id"])
+    assert done["change"]["applied"]["classification"] == "internal"
+    assert _reads(client, owner, no)
+
+
+def test_one_officer_cannot_name_any_custodian(client, login) -> None:
+    no = _new(client, login("zhang.wei"), classification="secret", custodian="chen.jing")
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=login("sun.li"),
+        json={"classification": "secret", "custodian": "zhao.lei", "reason": "换人"},
+    )
+    assert r.status_code == 202, r.text
+    req = r.json()
+    assert [s["name"] for s in req["stages"]] == ["custodian"]
+    assert req["change"]["custodian"] == {"from": "chen.jing", "to": "zhao.lei"}
+    # the new custodian does not sign their own appointment; the current one does
+    assert _sign(client, login("zhao.lei"), req["id"], 403)["rule"] in (
+        "beneficiary",
+        "wrong-custodian",
+    )
+    _sign(client, login("chen.jing"), req["id"])
+    got = client.get(f"/requests/{req['id']}", headers=login("sun.li")).json()
+    assert got["change"]["applied"]["custodian"] == "zhao.lei"
+    # a custodian is an information officer or the supervisor, never the owner
+    for who in ("zhang.wei", "head.one", "admin"):
+        r = client.post(
+            f"/customers/{no}/classification",
+            headers=login("sun.li"),
+            json={"classification": "top_secret", "custodian": who, "reason": "x"},
+        )
+        assert r.status_code in (403, 422), r.text
+
+
+def test_raising_needs_a_custodian_and_stays_direct(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    officer = login("chen.jing")
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=officer,
+        json={"classification": "secret", "reason": "重要客户"},
+    )
+    assert r.status_code == 422 and "custodian" in r.json()["detail"]
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=officer,
+        json={"classification": "secret", "custodian": "zhang.wei", "reason": "重要客户"},
+    )
+    assert r.status_code == 422 and "information officer" in r.json()["detail"]
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=officer,
+        json={"classification": "secret", "custodian": "zhao.lei", "reason": "重要客户"},
+    )
+    assert r.status_code == 200 and r.json()["custodian"] == "zhao.lei"
+
+
+# -- roles ----------------------------------------------------------------------------
+
+
+def test_an_administrator_cannot_make_himself_a_reader(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    admin = login("admin")
+    r = client.post(
+        "/users",
+        headers=admin,
+        json={
+            "username": "mole",
+            "roles": ["admin", "salesperson"],
+            "password": "long enough password",
+            "department": "销售一部",
+        },
+    )
+    assert r.status_code == 403 and r.json()["rule"] == "ever-admin"
+    r = client.post(
+        "/users",
+        headers=admin,
+        json={
+            "username": "mole",
+            "roles": ["admin"],
+            "password": "long enough password",
+            "department": "销售一部",
+        },
+    )
+    assert r.status_code == 201
+    # giving it a content role, even after dropping admin, is refused outright
+    for roles in (["admin", "salesperson"], ["salesperson"]):
+        r = client.patch("/users/mole", json={"roles": roles}, headers=admin)
+        assert r.status_code == 403 and r.json()["rule"] == "ever-admin", r.text
+    assert client.patch("/users/mole", json={"roles": []}, headers=admin).status_code == 200
+    r = client.patch("/users/mole", json={"roles": ["salesperson"]}, headers=admin)
+    assert r.status_code == 403 and r.json()["rule"] == "ever-admin"
+    # and it never receives archives
+    r = client.post("/users/zhang.wei/handover", json={"to": "mole"}, headers=admin)
+    assert r.status_code == 403 and r.json()["rule"] == "ever-admin"
+    r = client.post("/auth/token", data={"username": "mole", "password": "long enough password"})
+    mole = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    assert client.get(f"/customers/{no}", headers=mole).status_code == 403
+
+
+def test_a_content_role_needs_the_information_supervisor(client, login) -> None:
+    admin = login("admin")
+    r = client.post(
+        "/users",
+        headers=admin,
+        json={
+            "username": "new.sales",
+            "roles": ["salesperson", "compliance"],
+            "password": "long enough password",
+            "department": "销售一部",
+            "reason": "新员工入职",
+        },
+    )
+    assert r.status_code == 202, r.text
+    assert r.json()["roles"] == ["compliance"]  # reads no content: given at once
+    req = r.json()["request"]
+    assert req["change"]["roles"] == {"from": ["compliance"], "to": ["compliance", "salesperson"]}
+    tok = client.post(
+        "/auth/token", data={"username": "new.sales", "password": "long enough password"}
+    ).json()["access_token"]
+    me = {"Authorization": f"Bearer {tok}"}
+    assert client.get("/me", headers=me).json()["roles"] == ["compliance"]
+    assert _sign(client, admin, req["id"], 403)["rule"] == "self-approval"
+    for other in ("chen.jing", "sun.li", "head.one"):
+        assert _sign(client, login(other), req["id"], 403)["rule"] == "wrong-role"
+    _sign(client, login("zhao.lei"), req["id"])
+    assert client.get("/me", headers=me).json()["roles"] == ["compliance", "salesperson"]
+    # promoting an existing account files a request too; removing a role is at once
+    r = client.patch(
+        "/users/li.na", json={"roles": ["salesperson", "department_head"]}, headers=admin
+    )
+    assert r.status_code == 202 and r.json()["pending_roles"] == ["department_head"]
+    promotion = r.json()["request"]["id"]
+    r = client.patch("/users/li.na", json={"roles": []}, headers=admin)
+    assert r.status_code == 200 and r.json()["roles"] == []
+    # the newer change supersedes the pending promotion: signing it cannot bring it back
+    assert _sign(client, login("zhao.lei"), promotion, 403)["rule"] == "not-pending"
+    assert client.get("/me", headers=login("li.na")).json()["roles"] == []
+
+
+# -- handover -------------------------------------------------------------------------
+
+
+def test_a_handover_is_started_by_one_person_and_signed_by_another(client, login, more) -> None:
+    no = _new(client, login("zhang.wei"))
+    admin = login("admin")
+    for who, rule in (("visitor.wu", "external"), ("wang.fang", "wrong-department")):
+        r = client.post("/users/zhang.wei/handover", json={"to": who}, headers=admin)
+        assert r.status_code == 403 and r.json()["rule"] == rule, r.text
+    r = client.post("/users/zhang.wei/handover", json={"to": "li.na"}, headers=login("chen.jing"))
+    assert r.status_code == 403  # an information officer signs, does not start
+    r = client.post("/users/zhang.wei/handover", json={"to": "li.na"}, headers=admin)
+    assert r.status_code == 202, r.text
+    req = r.json()
+    assert req["change"]["from"] == "zhang.wei" and req["change"]["to"] == "li.na"
+    assert not _reads(client, login("li.na"), no)
+    assert _sign(client, admin, req["id"], 403)["rule"] == "self-approval"
+    assert _sign(client, login("head.two"), req["id"], 403)["rule"] == "wrong-department"
+    _sign(client, login("head.one"), req["id"])
+    assert _reads(client, login("li.na"), no)
+    r = client.post("/auth/token", data={"username": "zhang.wei", "password": PASSWORD})
+    assert r.status_code == 401
