@@ -70,6 +70,11 @@ def issue_reset(username: UserPath, services: ServicesDep, caller: CallerDep) ->
             now=services.clock(),
         )
     )
+    return reset_public(issued)
+
+
+def reset_public(issued: password_reset.IssuedReset) -> dict[str, Any]:
+    """What the issuing administrator is told: their code (once) and who holds the other."""
     return {
         "reset": issued.uid,
         "user": issued.username,

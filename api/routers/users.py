@@ -16,12 +16,12 @@ from sqlmodel import select
 
 from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
+from api.routers.password_reset import reset_public
 from api.routers.requests import request_public
 from api.schemas import PlainText, Strict, Username
-from api.security import hash_password
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
-from policies import rolegrants
+from policies import password_reset, rolegrants
 from policies.directory import disable_user, get_roles
 from policies.errors import AccessDenied
 from policies.roles import Action
@@ -47,7 +47,8 @@ RoleName = Literal[
 class UserIn(Strict):
     username: Username
     roles: list[RoleName] = Field(min_length=1, max_length=9)
-    password: Password
+    # Refused when given: whoever sets a password can log in as that person.
+    password: Password | None = None
     department: Annotated[PlainText, StringConstraints(max_length=64)] = ""
     clearance: Literal["internal", "secret", "top_secret"] = "internal"
     external: bool = False
@@ -105,9 +106,21 @@ def create_user(
 ) -> dict[str, Any]:
     """Create an account (201). Roles that read content (salesperson, the approver
     roles, external) are not given at once: the account is created without them and
-    a role request is filed that the information supervisor signs (202)."""
+    a role request is filed that the information supervisor signs (202).
+
+    The administrator never knows the account's password: it is created without one,
+    with a one-time reset in the same transaction. The answer's ``activation`` holds
+    the administrator's code; the second code goes to the user's department head (or
+    the information supervisor), and the user sets a password with both.
+    """
     _admin(services, caller)
-    hashed = hash_password(body.password)
+    if body.password is not None:
+        raise ApiProblem(
+            422,
+            "validation-failed",
+            "password: administrators do not set passwords; the account is created with a "
+            "one-time reset the user completes at POST /auth/password-reset",
+        )
 
     def run(session: Any) -> dict[str, Any]:
         outcome = rolegrants.create_user(
@@ -125,9 +138,18 @@ def create_user(
             now=services.clock(),
             actor=caller.actor,
         )
-        outcome.user.password_hash = hashed
-        session.add(outcome.user)
-        return _with_request(_public(outcome.user, outcome.roles), outcome.request, response)
+        session.flush()
+        issued = password_reset.issue(
+            session,
+            username=body.username,
+            issuer=caller.actor,
+            keys=password_reset.ResetKeys(services.vault.keys),
+            audit=services.audit,
+            now=services.clock(),
+        )
+        out = _with_request(_public(outcome.user, outcome.roles), outcome.request, response)
+        out["activation"] = reset_public(issued)
+        return out
 
     return services.in_transaction(run)
 

@@ -90,3 +90,29 @@ def login(client: TestClient, clock: Clock) -> Callable[[str], dict[str, str]]:
         return headers
 
     return _login
+
+
+@pytest.fixture
+def activate(client: TestClient, login: Callable[[str], dict[str, str]]) -> Callable[..., dict]:
+    """Finish a new account's one-time activation as its user would: the administrator's
+    code from the answer, the holder's code fetched once by the holder; returns headers."""
+
+    def _activate(created: dict, password: str = "long enough password") -> dict[str, str]:
+        act = created["activation"]
+        held = client.get("/me/password-reset-codes", headers=login(act["holder"])).json()
+        code = next(i["code"] for i in held["items"] if i["user"] == act["user"])
+        r = client.post(
+            "/auth/password-reset",
+            json={
+                "username": act["user"],
+                "admin_code": act["code"],
+                "holder_code": code,
+                "new_password": password,
+            },
+        )
+        assert r.status_code == 200, r.text
+        r = client.post("/auth/token", data={"username": act["user"], "password": password})
+        assert r.status_code == 200, r.text
+        return {"Authorization": f"Bearer {r.json()['access_token']}"}
+
+    return _activate

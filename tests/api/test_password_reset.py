@@ -204,3 +204,31 @@ def test_concurrent_wrong_codes_are_counted_one_by_one(client, login) -> None:
         ).one()
         assert (reset.attempts, reset.state) == (password_reset.MAX_ATTEMPTS, "exhausted")
         assert reset.holder_code_sealed is None
+
+
+def test_an_administrator_never_knows_a_new_accounts_password(client, login, activate) -> None:
+    """A new account starts with no password and a one-time reset: the administrator's
+    code alone does not open it, and a password given by the administrator is refused."""
+    admin = login("admin")
+    body = {"username": "new.hire", "roles": ["compliance"], "department": "销售一部"}
+    r = client.post("/users", json={**body, "password": "chosen by the admin"}, headers=admin)
+    assert r.status_code == 422 and "password" in r.json()["detail"]
+    r = client.post("/users", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    act = r.json()["activation"]
+    assert act["user"] == "new.hire" and act["holder"] not in ("admin", "new.hire")
+    alone = client.post(
+        "/auth/password-reset",
+        json={
+            "username": "new.hire",
+            "admin_code": act["code"],
+            "holder_code": act["code"],
+            "new_password": "the admin's own choice",
+        },
+    )
+    assert alone.status_code == 403
+    for guess in ("chosen by the admin", PASSWORD):
+        r = client.post("/auth/token", data={"username": "new.hire", "password": guess})
+        assert r.status_code == 401
+    me = activate({"activation": act}, password="only the user knows this")
+    assert client.get("/me", headers=me).json()["roles"] == ["compliance"]

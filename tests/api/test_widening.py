@@ -136,7 +136,7 @@ def test_successors_are_salespeople_never_visitors_or_administrators(client, log
     r = client.post(
         "/users",
         headers=admin,
-        json={"username": "ghost", "roles": ["admin"], "password": "long enough password"},
+        json={"username": "ghost", "roles": ["admin"]},
     )
     assert r.status_code == 201, r.text
     assert client.patch("/users/ghost", json={"roles": []}, headers=admin).status_code == 200
@@ -283,7 +283,7 @@ def test_raising_needs_a_custodian_and_stays_direct(client, login) -> None:
 # -- roles ----------------------------------------------------------------------------
 
 
-def test_an_administrator_cannot_make_himself_a_reader(client, login) -> None:
+def test_an_administrator_cannot_make_himself_a_reader(client, login, activate) -> None:
     no = _new(client, login("zhang.wei"))
     admin = login("admin")
     r = client.post(
@@ -292,7 +292,6 @@ def test_an_administrator_cannot_make_himself_a_reader(client, login) -> None:
         json={
             "username": "mole",
             "roles": ["admin", "salesperson"],
-            "password": "long enough password",
             "department": "销售一部",
         },
     )
@@ -303,11 +302,11 @@ def test_an_administrator_cannot_make_himself_a_reader(client, login) -> None:
         json={
             "username": "mole",
             "roles": ["admin"],
-            "password": "long enough password",
             "department": "销售一部",
         },
     )
     assert r.status_code == 201
+    created = r.json()
     # giving it a content role, even after dropping admin, is refused outright
     for roles in (["admin", "salesperson"], ["salesperson"]):
         r = client.patch("/users/mole", json={"roles": roles}, headers=admin)
@@ -318,12 +317,11 @@ def test_an_administrator_cannot_make_himself_a_reader(client, login) -> None:
     # and it never receives archives
     r = client.post("/users/zhang.wei/handover", json={"to": "mole"}, headers=admin)
     assert r.status_code == 403 and r.json()["rule"] == "ever-admin"
-    r = client.post("/auth/token", data={"username": "mole", "password": "long enough password"})
-    mole = {"Authorization": f"Bearer {r.json()['access_token']}"}
+    mole = activate(created)
     assert client.get(f"/customers/{no}", headers=mole).status_code == 403
 
 
-def test_a_content_role_needs_the_information_supervisor(client, login) -> None:
+def test_a_content_role_needs_the_information_supervisor(client, login, activate) -> None:
     admin = login("admin")
     r = client.post(
         "/users",
@@ -331,7 +329,6 @@ def test_a_content_role_needs_the_information_supervisor(client, login) -> None:
         json={
             "username": "new.sales",
             "roles": ["salesperson", "compliance"],
-            "password": "long enough password",
             "department": "销售一部",
             "reason": "新员工入职",
         },
@@ -340,10 +337,7 @@ def test_a_content_role_needs_the_information_supervisor(client, login) -> None:
     assert r.json()["roles"] == ["compliance"]  # reads no content: given at once
     req = r.json()["request"]
     assert req["change"]["roles"] == {"from": ["compliance"], "to": ["compliance", "salesperson"]}
-    tok = client.post(
-        "/auth/token", data={"username": "new.sales", "password": "long enough password"}
-    ).json()["access_token"]
-    me = {"Authorization": f"Bearer {tok}"}
+    me = activate(r.json())
     assert client.get("/me", headers=me).json()["roles"] == ["compliance"]
     assert _sign(client, admin, req["id"], 403)["rule"] == "self-approval"
     for other in ("chen.jing", "sun.li", "head.one"):
