@@ -254,6 +254,7 @@ def parse_chains(data: Mapping[str, Any], source: str = "") -> Chains:
             change=change,
             filed_at=str(raw.get("filed_at", "")),
         )
+    _check_handover_follows_reassign(kinds, source)
     extra = set(raw_kinds) - {k.value for k in RequestKind}
     if extra:
         raise ConfigError(f"{source}: unknown request kind(s) {', '.join(sorted(extra))}")
@@ -264,6 +265,35 @@ def parse_chains(data: Mapping[str, Any], source: str = "") -> Chains:
         max_loan_hours=max_loan,
         source=source,
     )
+
+
+def _signers_of(stage: StageSpec) -> tuple[Any, ...]:
+    """What decides who signs a stage and when (its words and article aside)."""
+    return (
+        stage.name,
+        stage.roles,
+        stage.custodian,
+        stage.scope,
+        stage.when_classification,
+        stage.when_external,
+        stage.alternate_roles,
+    )
+
+
+def _check_handover_follows_reassign(kinds: Mapping[RequestKind, KindSpec], source: str) -> None:
+    """A handover moves the leaver's archives as reassignments would: a handover chain
+    weaker than the reassignment chain would let it move a secret archive on fewer
+    signatures than reassigning that same archive needs."""
+    handover = kinds.get(RequestKind.HANDOVER)
+    reassign = kinds.get(RequestKind.REASSIGN)
+    if handover is None or reassign is None:
+        return
+    if [_signers_of(s) for s in handover.stages] != [_signers_of(s) for s in reassign.stages]:
+        raise ConfigError(
+            f"{source}: kinds.handover must have the stages of kinds.reassign (same names, "
+            "roles, scope, conditions and alternates): a handover moves archives as a "
+            "reassignment does"
+        )
 
 
 @cache

@@ -99,7 +99,11 @@ class HandoverResult:
     from_user: str
     to_user: str
     archives: list[str] = field(default_factory=list)
-    loans: list[str] = field(default_factory=list)
+    listed_on: list[str] = field(default_factory=list)
+    # The leaver's open loans: not handed over (a loan is approved for its borrower).
+    # Their grants are revoked; the register lines stay open until the material is
+    # returned to an information officer.
+    loans_to_return: list[str] = field(default_factory=list)
     revoked_grants: list[str] = field(default_factory=list)
     withdrawn_requests: list[str] = field(default_factory=list)
     # Top-secret archives the leaver kept as custodian: they need a new custodian
@@ -1229,11 +1233,16 @@ class Workflow:
         to_user: str,
         actor: Principal,
         now: datetime,
+        archives: Sequence[str],
+        listed_on: Sequence[str],
     ) -> HandoverResult:
-        """Give all of a leaver's archives and open loans to another salesperson, revoke
-        the leaver's other grants, withdraw their pending requests, and disable them,
-        in the caller's one transaction. Called only by the final signature of a
-        handover request, which checked who filed, who signs and the successor."""
+        """Give the recorded archives and contact listings of a leaver to another
+        salesperson, revoke all the leaver's grants (loans' too: the open loans stay
+        on the register in the leaver's name until returned), withdraw their pending
+        requests, and disable them, in the caller's one transaction. Called only by
+        the final signature of a handover request, which checked who filed, who signs,
+        the successor, and that the leaver still holds exactly ``archives`` and
+        ``listed_on`` as recorded when it was filed."""
         from policies.directory import disable_user, load_principal
 
         successor = load_principal(session, to_user)  # refuses disabled users
@@ -1248,59 +1257,50 @@ class Workflow:
             ).all()
         )
         for archive in session.exec(
-            select(Archive).where(Archive.owner == from_user).with_for_update()
+            select(Archive)
+            .where(Archive.owner == from_user, col(Archive.archive_no).in_(list(archives)))
+            .with_for_update()
         ).all():
             archive.owner = to_user
             archive.updated_at = now
             session.add(archive)
             result.archives.append(archive.archive_no)
-        for contact in session.exec(
-            select(ArchiveContact).where(ArchiveContact.username == from_user)
+            # The new owner is not also listed as a contact (as in a reassignment).
+            mine = session.get(ArchiveContact, (archive.id, to_user))
+            if mine is not None:
+                session.delete(mine)
+        for contact, listed in session.exec(
+            select(ArchiveContact, Archive)
+            .join(Archive, col(Archive.id) == col(ArchiveContact.archive_id))
+            .where(
+                ArchiveContact.username == from_user,
+                col(Archive.archive_no).in_(list(listed_on)),
+            )
         ).all():
             exists = session.get(ArchiveContact, (contact.archive_id, to_user))
             session.delete(contact)
-            if exists is None:
+            if exists is None and listed.owner != to_user:
                 session.add(ArchiveContact(archive_id=contact.archive_id, username=to_user))
+            result.listed_on.append(listed.archive_no)
         session.flush()
-        open_loans = {
-            loan.grant_id: loan
-            for loan in session.exec(
-                select(LoanEntry).where(
+        result.loans_to_return = sorted(
+            session.exec(
+                select(LoanEntry.uid).where(
                     LoanEntry.borrower == from_user, LoanEntry.state == LoanState.OUT
                 )
             ).all()
-        }
+        )
         for grant in session.exec(
             select(AccessGrant)
             .where(AccessGrant.subject == from_user, AccessGrant.state == GrantState.ACTIVE)
             .with_for_update()
         ).all():
-            loan = open_loans.get(grant.id or -1)
-            if loan is not None:
-                loan.borrower = to_user
-                session.add(loan)
-                grant.subject = to_user
-                result.loans.append(loan.uid)
-                self._notify(
-                    session,
-                    to_user,
-                    grant.request_uid,
-                    NotificationEvent.REASSIGNED,
-                    f"loan {loan.uid} ({loan.material}) is now yours; due {_fmt(loan.due_at)}",
-                    now,
-                )
-            else:
-                grant.state = GrantState.REVOKED.value
-                grant.ended_at = now
-                result.revoked_grants.append(grant.uid)
+            grant.state = GrantState.REVOKED.value
+            grant.ended_at = now
             grant.rev = next_revision(session)
             session.add(grant)
             self._mirror(session, grant)
-        for loan in open_loans.values():  # loans whose grant already ended (overdue)
-            if loan.uid not in result.loans:
-                loan.borrower = to_user
-                session.add(loan)
-                result.loans.append(loan.uid)
+            result.revoked_grants.append(grant.uid)
         for req in session.exec(
             select(AccessRequest)
             .where(
@@ -1320,12 +1320,13 @@ class Workflow:
             AuditEvent(
                 action=AuditAction.REASSIGN,
                 actor=_actor(actor),
-                archives=tuple(result.archives),
+                archives=(*result.archives, *result.listed_on),
                 reason="staff change: the responsible employee left",
                 detail={
                     "from": from_user,
                     "to": to_user,
-                    "loans": result.loans,
+                    "listed_on": result.listed_on,
+                    "loans_to_return": result.loans_to_return,
                     "revoked_grants": result.revoked_grants,
                     "withdrawn_requests": result.withdrawn_requests,
                     "custodian_of": result.custodian_of,
@@ -1338,8 +1339,15 @@ class Workflow:
             to_user,
             None,
             NotificationEvent.REASSIGNED,
-            f"{len(result.archives)} archive(s) and {len(result.loans)} open loan(s) "
-            f"of {from_user} are now yours; tell the customers (篇七)",
+            f"{len(result.archives)} archive(s) of {from_user} are now yours and you are "
+            f"listed on {len(result.listed_on)} more; tell the customers (篇七)"
+            + (
+                f". {from_user}'s open loan(s) {', '.join(result.loans_to_return)} are not "
+                "yours: their access ended and the material must be returned to an "
+                "information officer"
+                if result.loans_to_return
+                else ""
+            ),
             now,
         )
         return result

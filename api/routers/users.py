@@ -217,10 +217,11 @@ def change_user(
 def handover(
     username: UserPath, body: HandoverIn, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
-    """Staff leaving (篇七): files a handover request (202). When the leaver's department
-    head or an information officer (not the filer) signs it, every archive and open
-    loan goes to the successor, a salesperson of the same department, and the leaver
-    is disabled (``policies.handover``)."""
+    """Staff leaving (篇七): files a handover request (202) that needs what reassigning
+    the leaver's most secret archive needs. Its last signature moves the archives it
+    recorded to the successor, a salesperson of the same department, revokes the
+    leaver's grants (open loans stay on the register, to be returned) and disables
+    the leaver (``policies.handover``)."""
     req = services.in_transaction(
         lambda s: services.workflow.handover(
             s,

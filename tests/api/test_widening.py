@@ -58,6 +58,24 @@ def _reads(client, headers, no) -> bool:
     return r.status_code == 200
 
 
+def _reads_clear(client, headers, no) -> bool:
+    """Reads the identity group unmasked (a 200 with everything masked does not count)."""
+    r = client.get(f"/customers/{no}?groups=identity", headers=headers)
+    assert r.status_code in (200, 403), r.text
+    return r.status_code == 200 and not r.json()["masked_groups"]
+
+
+def _people(api_vault, *people) -> None:
+    """people: (name, roles, department, clearance)."""
+    with transaction(api_vault.engine) as session:
+        for name, roles, dept, clearance in people:
+            user = add_user(
+                session, username=name, roles=roles, department=dept, clearance=clearance
+            )
+            user.password_hash = _HASH
+            session.add(user)
+
+
 # -- reassignment and contacts -------------------------------------------------------
 
 
@@ -373,10 +391,164 @@ def test_a_handover_is_started_by_one_person_and_signed_by_another(client, login
     assert r.status_code == 202, r.text
     req = r.json()
     assert req["change"]["from"] == "zhang.wei" and req["change"]["to"] == "li.na"
+    assert req["change"]["archives"] == [no] and req["archives"] == [no]
+    # an internal archive: the stages a reassignment of it needs
+    assert [s["name"] for s in req["stages"]] == ["department_head", "information_officer"]
     assert not _reads(client, login("li.na"), no)
     assert _sign(client, admin, req["id"], 403)["rule"] == "self-approval"
     _sign(client, login("head.two"), req["id"], 404)  # may not sign it: answered as an unknown id
+    _sign(client, login("chen.jing"), req["id"], 404)  # stages are signed in order
     _sign(client, login("head.one"), req["id"])
+    assert not _reads(client, login("li.na"), no)
+    _sign(client, login("chen.jing"), req["id"])
     assert _reads(client, login("li.na"), no)
     r = client.post("/auth/token", data={"username": "zhang.wei", "password": PASSWORD})
     assert r.status_code == 401
+
+
+def test_a_handover_of_a_secret_archive_needs_what_its_reassignment_needs(
+    client, login, api_vault
+) -> None:
+    """A handover moves the leaver's archives as reassignments would, so it needs the
+    stages a reassignment of the most secret of them needs: for a secret archive the
+    customer-service manager too, not one signature."""
+    _people(api_vault, ("li.secret", ["salesperson"], "销售一部", "secret"))
+    no = _new(client, login("zhang.wei"), classification="secret", custodian="chen.jing")
+    head = login("head.one")
+    r = client.post(
+        f"/customers/{no}/owner", headers=head, json={"owner": "li.secret", "reason": "调岗"}
+    )
+    assert r.status_code == 202, r.text
+    reassigning = [s["name"] for s in r.json()["stages"]]
+    assert client.post(f"/requests/{r.json()['id']}/withdraw", json={}, headers=head).is_success
+    r = client.post("/users/zhang.wei/handover", json={"to": "li.secret"}, headers=head)
+    assert r.status_code == 202, r.text
+    req = r.json()
+    assert [s["name"] for s in req["stages"]] == reassigning
+    assert reassigning == ["department_head", "information_officer", "cs_manager"]
+    assert req["classification"] == "secret" and req["change"]["archives"] == [no]
+    _sign(client, head, req["id"], 403)  # the filing head never signs
+    _sign(client, login("zhou.gm"), req["id"])  # in place of the filing head
+    assert _sign(client, login("chen.jing"), req["id"])["state"] == "pending"
+    assert not _reads_clear(client, login("li.secret"), no)  # the manager has not signed
+    assert client.get("/me", headers=login("zhang.wei")).status_code == 200
+    done = _sign(client, login("sun.li"), req["id"])
+    assert done["state"] == "approved" and done["change"]["applied"]["archives"] == [no]
+    assert _reads_clear(client, login("li.secret"), no)
+
+
+def test_a_handover_of_a_top_secret_archive_needs_its_custodian(client, login, more) -> None:
+    no = _new(client, login("zhang.wei"), classification="top_secret", custodian="xu.ming")
+    r = client.post("/users/zhang.wei/handover", json={"to": "li.na"}, headers=login("admin"))
+    assert r.status_code == 202, r.text
+    req = r.json()
+    assert [s["name"] for s in req["stages"]] == [
+        "department_head",
+        "information_officer",
+        "cs_manager",
+        "custodian",
+    ]
+    for signer in ("head.one", "chen.jing", "sun.li"):
+        assert _sign(client, login(signer), req["id"])["state"] == "pending"
+    got = client.get(f"/requests/{req['id']}", headers=login("admin")).json()
+    assert got["next_signer"] == "the archives' custodian (xu.ming)"
+    _sign(client, login("zhao.lei"), req["id"], 404)  # not the custodian: may not sign it
+    assert client.get("/me", headers=login("zhang.wei")).status_code == 200  # nothing moved
+    done = _sign(client, login("xu.ming"), req["id"])
+    assert done["state"] == "approved" and done["change"]["applied"]["archives"] == [no]
+
+
+def test_top_secret_archives_kept_by_different_custodians_are_not_handed_over_at_once(
+    client, login, more
+) -> None:
+    one = _new(client, login("zhang.wei"), classification="top_secret", custodian="xu.ming")
+    two = _new(client, login("zhang.wei"), classification="top_secret", custodian="chen.jing")
+    admin = login("admin")
+    r = client.post("/users/zhang.wei/handover", json={"to": "li.na"}, headers=admin)
+    assert r.status_code == 422, r.text
+    assert "different custodians" in r.json()["detail"] and "reassign" in r.json()["detail"]
+    assert one in r.json()["detail"] and two in r.json()["detail"]
+
+
+def test_a_handover_whose_archives_changed_since_filing_is_not_applied(client, login, more) -> None:
+    """The request records the archives it moves and their marking: a signature after
+    they changed would apply a chain resolved for other archives."""
+    no = _new(client, login("zhang.wei"))
+    admin = login("admin")
+    raised = client.post("/users/zhang.wei/handover", json={"to": "li.na"}, headers=admin).json()
+    assert [s["name"] for s in raised["stages"]] == ["department_head", "information_officer"]
+    _sign(client, login("head.one"), raised["id"])
+    r = client.post(
+        f"/customers/{no}/classification",
+        headers=login("chen.jing"),
+        json={"classification": "secret", "custodian": "xu.ming", "reason": "重要客户"},
+    )
+    assert r.status_code == 200, r.text
+    refused = _sign(client, login("chen.jing"), raised["id"], 403)
+    assert refused["rule"] == "stale" and "file a new one" in refused["detail"]
+    assert not _reads(client, login("li.na"), no)
+    assert client.get("/me", headers=login("zhang.wei")).status_code == 200  # not disabled
+    # a second archive given to the leaver after filing is not moved on the old chain
+    grown = client.post("/users/zhang.wei/handover", json={"to": "li.na"}, headers=admin).json()
+    assert grown["classification"] == "secret"
+    _sign(client, login("head.one"), grown["id"])
+    _sign(client, login("chen.jing"), grown["id"])
+    later = _new(client, login("zhang.wei"))
+    assert _sign(client, login("sun.li"), grown["id"], 403)["rule"] == "stale"
+    assert not _reads(client, login("li.na"), later)
+    assert client.get("/me", headers=login("zhang.wei")).status_code == 200
+
+
+def test_a_handover_does_not_give_the_leavers_loans_to_the_successor(client, login, clock) -> None:
+    """A loan is approved for its borrower: the leaver's loan grant is revoked, not
+    handed to the successor, and the register line stays open in the leaver's name
+    until the material is returned."""
+    other = _new(client, login("wang.fang"), department="销售二部")  # 销售二部's client
+    li = login("li.na")
+    r = client.post(
+        "/requests",
+        headers=li,
+        json={
+            "kind": "loan",
+            "archives": [other],
+            "groups": ["identity"],
+            "purpose": "customer_service",
+            "reason": "合同跟进需要",
+            "hours": 48,
+            "material": "客户档案",
+            "copies": 1,
+        },
+    )
+    assert r.status_code == 201, r.text
+    _sign(client, login("head.one"), r.json()["id"])
+    _sign(client, login("chen.jing"), r.json()["id"])
+    loan = client.get("/loans", headers=li).json()["items"][0]
+    assert client.post(f"/loans/{loan['id']}/confirm", json={}, headers=li).status_code == 200
+    assert _reads_clear(client, li, other)
+    zhang = login("zhang.wei")
+    assert not _reads(client, zhang, other)
+    r = client.post("/users/li.na/handover", json={"to": "zhang.wei"}, headers=login("admin"))
+    assert r.status_code == 202, r.text
+    for signer in ("head.one", "chen.jing"):  # whatever the chain, until it applies
+        done = _sign(client, login(signer), r.json()["id"])
+        if done["state"] == "approved":
+            break
+    assert not _reads(client, zhang, other)  # nobody approved this archive for him
+    applied = done["change"]["applied"]
+    assert done["state"] == "approved" and applied["loans_to_return"] == [loan["id"]]
+    assert applied["revoked_grants"]  # the loan's grant among them
+    assert client.get("/loans", headers=zhang).json()["items"] == []
+    # the register keeper still sees the line open in li.na's name, overdue once due
+    keeper = login("chen.jing")
+    lines = {i["id"]: i for i in client.get("/loans", headers=keeper).json()["items"]}
+    assert lines[loan["id"]]["borrower"] == "li.na" and lines[loan["id"]]["state"] == "out"
+    notes = client.get("/requests", headers=zhang).json()["notifications"]
+    assert any(loan["id"] in n["message"] and "returned" in n["message"] for n in notes)
+    mine = client.get("/requests", headers=login("admin")).json()["notifications"]
+    assert any(loan["id"] in n["message"] and "returned" in n["message"] for n in mine)
+    clock.advance(hours=49)
+    keeper = login("chen.jing")
+    overdue = client.get("/loans?overdue=true", headers=keeper).json()["items"]
+    assert [i["id"] for i in overdue] == [loan["id"]]
+    r = client.post(f"/loans/{loan['id']}/return", json={}, headers=keeper)
+    assert r.status_code == 200 and r.json()["state"] == "returned", r.text

@@ -240,6 +240,9 @@ def test_admin_manages_users_and_hands_over_a_leaver(client, login, activate) ->
     assert hand["kind"] == "handover" and hand["change"]["archives"] == [no]
     assert client.get("/me", headers=login("zhang.wei")).status_code == 200  # not yet
     assert client.post(f"/requests/{hand['id']}/approve", json={}, headers=admin).status_code == 403
+    # the leaver's department head, then an information officer (as for a reassignment)
+    assert _approve(client, login("head.one"), hand["id"])["state"] == "pending"
+    assert client.get("/me", headers=login("zhang.wei")).status_code == 200  # not yet
     done = _approve(client, login("chen.jing"), hand["id"])
     assert done["state"] == "approved" and done["change"]["applied"]["archives"] == [no]
     assert client.get("/me", headers=login("zhang.wei")).status_code == 401

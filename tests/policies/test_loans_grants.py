@@ -204,7 +204,7 @@ def test_other_process_catches_up_with_sync(db, wf, pe, who):
     assert not other.decide(who("carol"), "read", meta, now=at).allowed
 
 
-def test_handover_moves_archives_and_open_loans_and_disables(db, wf, pe, who, sink):
+def test_handover_moves_archives_revokes_the_leavers_loans_and_disables(db, wf, pe, who, sink):
     _approved(
         db,
         wf,
@@ -235,12 +235,27 @@ def test_handover_moves_archives_and_open_loans_and_disables(db, wf, pe, who, si
             s, from_user="alice", to_user="dan", actor=who("dh_sales"), now=T0 + 5 * H
         )
     assert req.kind == "handover" and req.state == "pending"
+    # alice owns a top-secret archive: the chain a reassignment of it needs, the
+    # general manager standing in for the filing department head
+    assert [s["name"] for s in req.stages] == [
+        "department_head",
+        "information_officer",
+        "cs_manager",
+        "custodian",
+    ]
+    assert req.stages[0]["roles"] == ["general_manager"]
+    assert (req.classification, req.custodian) == ("top_secret", "keeper")
     with Session(db) as s:  # nothing moved yet
         assert {a.owner for a in s.exec(select(Archive))} == {"alice"}
     with pytest.raises(Refused, match="own request"), transaction(db) as s:
         wf.approve(s, req.uid, who("dh_sales"), now=T0 + 5 * H)
+    for signer in ("gm", "io", "csm"):
+        with transaction(db) as s:
+            assert wf.approve(s, req.uid, who(signer), now=T0 + 5 * H).state == "pending"
+    with Session(db) as s:  # still nothing moved before the custodian signs
+        assert {a.owner for a in s.exec(select(Archive))} == {"alice"}
     with transaction(db) as s:
-        done = wf.approve(s, req.uid, who("io"), now=T0 + 5 * H)
+        done = wf.approve(s, req.uid, who("keeper"), now=T0 + 5 * H)
     result = done.change["applied"]
     assert sorted(result["archives"]) == ["A-INT", "A-OLD", "A-SEC", "A-TOP"]
     with Session(db) as s:
@@ -248,22 +263,40 @@ def test_handover_moves_archives_and_open_loans_and_disables(db, wf, pe, who, si
         with pytest.raises(UserDisabled):
             load_principal(s, "alice")
     assert pe.decide(who("dan"), "read", _meta(db, "A-INT"), now=T0 + 5 * H).allowed
-    # bob leaves: never to another department's salesperson; his open loan goes to
-    # dan, his view grant is revoked
+    # bob leaves: never to another department's salesperson; his contact listing goes
+    # to dan, but his loan and view grants are revoked (approved for bob, not for dan)
     with pytest.raises(Refused, match="department"), transaction(db) as s:
         wf.handover(s, from_user="bob", to_user="carol", actor=who("adm"), now=T0 + 6 * H)
     with transaction(db) as s:
         req = wf.handover(s, from_user="bob", to_user="dan", actor=who("adm"), now=T0 + 6 * H)
+    assert req.change["listed_on"] == ["A-INT"] and req.change["archives"] == []
+    with transaction(db) as s:
+        wf.approve(s, req.uid, who("dh_sales"), now=T0 + 6 * H)
     with transaction(db) as s:
         result = wf.approve(s, req.uid, who("io"), now=T0 + 6 * H).change["applied"]
-    assert len(result["loans"]) == 1 and result["revoked_grants"] == [view.grant_uid]
-    assert result["withdrawn_requests"] == [pending.uid]
+    loan = _loan(db)
+    assert result["loans_to_return"] == [loan.uid]
     with Session(db) as s:
-        assert _loan(db).borrower == "dan"
+        loan_grant = s.exec(select(AccessGrant).where(AccessGrant.id == loan.grant_id)).one()
         assert "bob" not in s.exec(select(ArchiveContact.username)).all()
-    assert pe.decide(who("dan"), Action.LOAN, _meta(db, "A-SEC"), now=T0 + 6 * H).allowed
+        assert "dan" not in s.exec(select(ArchiveContact.username)).all()  # dan owns A-INT
+    assert sorted(result["revoked_grants"]) == sorted([view.grant_uid, loan_grant.uid])
+    assert (loan_grant.subject, loan_grant.state) == ("bob", "revoked")
+    assert result["withdrawn_requests"] == [pending.uid]
+    assert (loan.borrower, loan.state) == ("bob", "out")  # still to be returned by bob
+    assert not pe.decide(who("dan"), Action.LOAN, _meta(db, "A-SEC"), now=T0 + 6 * H).allowed
+    with Session(db) as s:
+        line = wf.loan_register(s, now=loan.due_at + M, open_only=True)
+        assert [(v.entry.uid, v.status) for v in line] == [(loan.uid, "overdue")]
+        notes = [n.message for n in wf.notifications_for(s, "dan")]
+        told = [n.message for n in wf.notifications_for(s, "adm")]
+    assert any(loan.uid in m and "returned" in m for m in notes)
+    assert any(loan.uid in m and "returned" in m for m in told)
+    with transaction(db) as s:  # the register keeper records the return
+        wf.return_loan(s, loan.uid, who("io2"), now=loan.due_at + H)
     reassign = [e for e in sink.events if e.action == AuditAction.REASSIGN]
     assert len(reassign) == 2
+    assert reassign[-1].detail["loans_to_return"] == [loan.uid]
     assert sum(1 for e in sink.events if e.action == AuditAction.USER_CHANGE) >= 2
 
 
