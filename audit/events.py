@@ -45,6 +45,7 @@ class AuditAction(StrEnum):
     KEY_ROTATE = "keys:rotate"
     POLICY_CHANGE = "policy:change"
     VAULT_INIT = "vault:init"
+    SEAL_MANIFESTS = "vault:seal-manifests"
     AUDIT_READ = "audit:read"
 
 

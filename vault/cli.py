@@ -181,9 +181,9 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 def _finish_upgrade(settings: Settings, engine: Any) -> None:
     """Steps that need the key file: an older key file gets its audit MAC key, and archives
     from before sealed manifests get one. Without the key file the migrations still stand
-    and the warning names the command to run once it is back."""
+    and the warning names the command to run once it is back. In a vault whose archives
+    all carry manifests, one without is reported as tampering (exit 1), never sealed."""
     from vault.errors import NotInitialised
-    from vault.manifest import seal_missing
     from vault.vault import open_vault
 
     try:
@@ -192,8 +192,9 @@ def _finish_upgrade(settings: Settings, engine: Any) -> None:
         return
     except VaultError as exc:
         err.print(
-            f"[yellow]Upgrade not finished:[/] {exc}. Reads of archives without a sealed "
-            "manifest are refused until `archive-vault seal-manifests` runs with the key file."
+            f"[yellow]Upgrade not finished:[/] {exc}. Once the key file is back, run "
+            "`archive-vault seal-manifests`: archives from before sealed manifests stay "
+            "unreadable until it seals them."
         )
         return
     added = vault.audit_mac_added_from
@@ -202,19 +203,32 @@ def _finish_upgrade(settings: Settings, engine: Any) -> None:
             f"Audit MAC key added to {settings.resolved_key_file}: entries from {added} on "
             "carry a MAC; earlier ones are reported as written before MACs"
         )
-    console.print(f"Sealed manifests: {seal_missing(vault.store())} archive(s)")
+    _seal(vault)
+
+
+def _seal(vault: Any) -> None:
+    """Seal the manifests of archives from before them (audited), and sign what was appended."""
+    from vault.manifest import seal_missing
+
+    store = vault.store()
+    try:
+        sealed = seal_missing(store, actor=cli_actor())
+    finally:
+        finish(store)
+    console.print(f"Sealed manifests: {sealed} archive(s)")
 
 
 @app.command("seal-manifests")
 def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Seal the manifest of field groups of every archive that has none (after an upgrade)."""
+    """Seal the manifest of field groups of archives written before manifests (after an upgrade).
+
+    Once every archive of the vault carries one (always, for a vault created with
+    manifests), it seals nothing: archives found without one are named as tampered."""
     from vault.db import make_engine
-    from vault.manifest import seal_missing
     from vault.vault import open_vault
 
     settings = settings_for(data_dir)
-    vault = open_vault(settings, engine=make_engine(settings.resolved_database_url))
-    console.print(f"Sealed manifests: {seal_missing(vault.store())} archive(s)")
+    _seal(open_vault(settings, engine=make_engine(settings.resolved_database_url)))
 
 
 @app.command()

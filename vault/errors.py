@@ -71,3 +71,16 @@ class DecryptionFailed(VaultError):
     """
 
     code = "decryption-failed"
+
+
+class ManifestsMissing(DecryptionFailed):
+    """Archives without a sealed manifest in a vault whose archives all carry one.
+
+    Raised instead of sealing them: a manifest removed in the database would
+    otherwise be re-sealed over whatever rows the attacker left (a rollback
+    laundered into a genuine state). ``archives`` names them (numbers only).
+    """
+
+    def __init__(self, message: str, archives: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.archives = archives

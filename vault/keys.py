@@ -4,7 +4,10 @@ The default provider is a local JSON key file created by ``init`` with mode
 0600, outside the database, holding one versioned KEK hierarchy per
 classification level (Art 22: classified material is stored separately), the
 root of the blind-index keys, the audit log's Ed25519 signing key and its
-audit MAC key (with the first seq it covers, ``audit.mac``). The
+audit MAC key (with the first seq it covers, ``audit.mac``), and the record
+that every archive of this vault carries a sealed manifest (``manifests``:
+kept here because whoever can write the database must not be able to unset
+it, see ``vault.manifest.seal_missing``). The
 ``KeyProvider`` protocol leaves room for an HSM (PKCS#11) without touching the
 store.
 """
@@ -49,6 +52,8 @@ class KeyProvider(Protocol):
     def audit_signing_key(self) -> Ed25519PrivateKey: ...
     def audit_mac_key(self) -> MacKey | None: ...
     def add_audit_mac_key(self, from_seq: int) -> MacKey: ...
+    def manifests_complete(self) -> bool: ...
+    def mark_manifests_complete(self) -> None: ...
     def secret(self, name: str) -> bytes: ...
 
 
@@ -71,6 +76,15 @@ def _mac_entry(from_seq: int) -> dict[str, Any]:
     return {"key": _b64(new_key()), "from_seq": from_seq, "created_at": _now()}
 
 
+def _manifests_entry() -> dict[str, Any]:
+    return {"all_sealed": True, "since": _now()}
+
+
+# Entries a key file only ever gains, never loses or changes: a process that loaded the
+# file earlier adopts them from the file before it writes, so it never drops one.
+_MONOTONIC = ("audit_mac", "manifests")
+
+
 def new_keyring_data(vault_id: str | None = None) -> dict[str, Any]:
     """Fresh key material for a new vault: KEK v1 per level, index root, audit keys."""
     signing = Ed25519PrivateKey.generate()
@@ -90,6 +104,7 @@ def new_keyring_data(vault_id: str | None = None) -> dict[str, Any]:
         "index_root": _b64(new_key()),
         "audit_signing_key": _b64(raw_signing),
         "audit_mac": _mac_entry(1),
+        "manifests": _manifests_entry(),  # a new vault seals a manifest with every archive
         "secrets": {"token_signing": _b64(secrets.token_bytes(32))},
     }
 
@@ -232,14 +247,40 @@ class Keyring:
         Call it holding the audit append lock, with ``from_seq`` = head + 1.
         """
         with self._lock():
-            if self._reload is not None:
-                fresh = self._reload()
-                if fresh.get("vault_id") == self.vault_id and "audit_mac" in fresh:
-                    self._data["audit_mac"] = fresh["audit_mac"]
+            self._adopt()
             if "audit_mac" not in self._data:
                 self._data["audit_mac"] = _mac_entry(from_seq)
                 self._write()
         return self._mac_key(self._data["audit_mac"])
+
+    def manifests_complete(self) -> bool:
+        """Whether every archive of this vault carries a sealed manifest.
+
+        True from ``init`` on, and for an older vault once ``seal_missing`` has
+        sealed every archive it found. From then on an archive without a
+        manifest was tampered with, never "from before manifests". Recorded in
+        the key file because the database is what the attacker can write. A
+        process that loaded the file before the flag was set looks again while
+        it is unset (only asked when a manifest is missing, so rarely).
+        """
+        entry = self._data.get("manifests")
+        if entry is None and self._reload is not None:
+            fresh = self._reload()
+            if fresh.get("vault_id") == self.vault_id and "manifests" in fresh:
+                entry = self._data["manifests"] = fresh["manifests"]
+        if entry is None:
+            return False
+        if not isinstance(entry, dict) or entry.get("all_sealed") is not True:
+            raise KeyFileError("key file: manifests is malformed")
+        return True
+
+    def mark_manifests_complete(self) -> None:
+        """Record, once and for good, that every archive now carries a sealed manifest."""
+        with self._lock():
+            self._adopt()
+            if "manifests" not in self._data:
+                self._data["manifests"] = _manifests_entry()
+                self._write()
 
     def secret(self, name: str) -> bytes:
         """Other named secrets (token signing); created on first use and persisted."""
@@ -250,13 +291,23 @@ class Keyring:
         return _unb64(store[name], f"secret {name}")
 
     def _save(self) -> None:
-        """Persist, keeping an audit MAC key another process added since this one loaded."""
+        """Persist, keeping what another process added since this one loaded (``_adopt``)."""
         with self._lock():
-            if self._reload is not None and "audit_mac" not in self._data:
-                fresh = self._reload()
-                if fresh.get("vault_id") == self.vault_id and "audit_mac" in fresh:
-                    self._data["audit_mac"] = fresh["audit_mac"]
+            self._adopt()
             self._write()
+
+    def _adopt(self) -> None:
+        """Take over the entries another process added to the file (the audit MAC key, the
+        manifests record) before writing it: call under the file lock. They are only ever
+        added, so the file's copy wins and none is dropped or replaced."""
+        if self._reload is None or all(k in self._data for k in _MONOTONIC):
+            return
+        fresh = self._reload()
+        if fresh.get("vault_id") != self.vault_id:
+            return
+        for key in _MONOTONIC:
+            if key not in self._data and key in fresh:
+                self._data[key] = fresh[key]
 
     def _write(self) -> None:
         if self._persist is not None:

@@ -16,8 +16,11 @@ without the key file) cannot produce a manifest that agrees with a rollback.
 Writers carry the manifest forward (open it, change the groups they touched,
 seal it again); they never rebuild it from the rows, which would launder a
 tampered row into a valid state. The only rebuild is ``seal_missing``, run
-once by ``archive-vault upgrade`` for archives written before manifests
-existed.
+by ``archive-vault upgrade`` for archives written before manifests existed,
+and only until it has sealed every archive once: from then on (and from
+``init`` on for a new vault) the key file records that all archives carry a
+manifest, so one set to NULL in the database is tampering, refused on read
+and never sealed again.
 
 What it does not cover: an attacker who kept an *earlier manifest* together
 with the rows it described can put the whole archive back to that earlier
@@ -38,13 +41,16 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, Outcome
 from vault import crypto
 from vault.crypto import InvalidCiphertext, Sealer
-from vault.errors import DecryptionFailed
+from vault.errors import DecryptionFailed, ManifestsMissing
 from vault.models import Archive, ArchiveContent, ArchiveStatus, ContentHistory
 
 FORMAT = 1
 DIGEST_BYTES = 16  # 128-bit truncated SHA-256: a second preimage is out of reach
+NAMED = 20  # archive numbers an error line names (the audit entry names up to AUDITED)
+AUDITED = 1000
 
 _A = Archive.__table__  # type: ignore[attr-defined]
 _C = ArchiveContent.__table__  # type: ignore[attr-defined]
@@ -121,9 +127,23 @@ def _failed(archive_no: str, why: str, group: str | None = None) -> DecryptionFa
     )
 
 
-def open_manifest(dek: Sealer, archive_no: str, level: str, blob: bytes | None) -> Manifest:
-    """The archive's manifest, authenticated; a missing or forged one fails closed."""
+def open_manifest(
+    dek: Sealer, archive_no: str, level: str, blob: bytes | None, *, keys: Any
+) -> Manifest:
+    """The archive's authenticated manifest; a missing or forged one fails closed.
+
+    A missing one is advice to seal only in a vault whose key file does not yet
+    record that every archive carries a manifest (``keys.manifests_complete``);
+    there, it can only be an archive from before manifests. Anywhere else it was
+    removed in the database, and sealing it would vouch for whatever rows are left.
+    """
     if blob is None:
+        if keys.manifests_complete():
+            raise DecryptionFailed(
+                f"archive {archive_no}: its sealed manifest of field groups is missing, though "
+                "every archive of this vault carries one; nothing was returned. This is an "
+                "integrity failure (removed or tampered with in the database) to investigate"
+            )
         raise DecryptionFailed(
             f"archive {archive_no}: no sealed manifest of its field groups, so its content "
             "cannot be trusted; if the vault was just upgraded, run `archive-vault upgrade` "
@@ -220,8 +240,47 @@ def rebuilt(session: Any, archive_id: int, history: Mapping[str, int]) -> Manife
     )
 
 
-def seal_missing(store: Any, *, batch: int = 500) -> int:
-    """Seal a manifest for every active archive that has none; returns how many.
+def _missing(conn: Any) -> list[str]:
+    """Active archives without a manifest (destroyed ones have none by design)."""
+    return list(
+        conn.execute(
+            sa.select(_A.c.archive_no)
+            .where(_A.c.manifest.is_(None), _A.c.status == ArchiveStatus.ACTIVE.value)
+            .order_by(_A.c.id)
+        ).scalars()
+    )
+
+
+def _refuse(store: Any, actor: Actor) -> None:
+    """In a vault whose archives all carry manifests, name the ones without: audited, refused."""
+    from vault.db import transaction
+
+    with transaction(store.engine) as session:
+        missing = _missing(session.connection())
+        if not missing:
+            return
+        store.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.SEAL_MANIFESTS,
+                actor=actor,
+                outcome=Outcome.ERROR,
+                archives=tuple(missing[:AUDITED]),
+                detail={"missing_manifests": len(missing), "sealed": 0},
+            ),
+        )
+    more = len(missing) - NAMED
+    named = ", ".join(missing[:NAMED]) + (f" and {more} more" if more > 0 else "")
+    raise ManifestsMissing(
+        f"{len(missing)} archive(s) have no sealed manifest, though every archive of this vault "
+        f"carries one: tampered with in the database ({named}); nothing was sealed. Reads of "
+        "them stay refused: investigate (the audit log, backups) and restore them",
+        tuple(missing),
+    )
+
+
+def seal_missing(store: Any, *, actor: Actor = SYSTEM, batch: int = 500) -> int:
+    """Seal a manifest for every active archive written before manifests; returns how many.
 
     Archives written before manifests existed have none, and a read refuses
     them. The migration that added the column cannot seal (migrations never
@@ -230,9 +289,18 @@ def seal_missing(store: Any, *, batch: int = 500) -> int:
     the archive's key, at their own revision, are vouched for. The manifest
     attests the state found now; it cannot tell whether that state was
     already rolled back.
+
+    Once every archive carries a manifest, the key file records it (a new
+    vault's does from ``init``) and this never seals again: an archive found
+    without one then lost it in the database, so it is named, audited and
+    refused (``ManifestsMissing``), never vouched for. Each batch sealed is
+    audited with the archives it vouched for.
     """
     from vault.db import transaction
 
+    if store.keys.manifests_complete():
+        _refuse(store, actor)
+        return 0
     done = 0
     while True:
         with transaction(store.engine) as session:
@@ -244,6 +312,16 @@ def seal_missing(store: Any, *, batch: int = 500) -> int:
                 .limit(batch)
             ).all()
             if not todo:
+                # Every archive has one now: from here on a missing manifest is tampering.
+                store.keys.mark_manifests_complete()
+                store.audit.append(
+                    session,
+                    AuditEvent(
+                        action=AuditAction.SEAL_MANIFESTS,
+                        actor=actor,
+                        detail={"sealed": done, "all_sealed": True},
+                    ),
+                )
                 return done
             for archive in todo:
                 dek = store._dek_of(archive)
@@ -261,4 +339,13 @@ def seal_missing(store: Any, *, batch: int = 500) -> int:
                     ),
                 )
                 conn.execute(sa.update(_A).where(_A.c.id == archive.id).values(manifest=sealed))
+            store.audit.append(
+                session,
+                AuditEvent(
+                    action=AuditAction.SEAL_MANIFESTS,
+                    actor=actor,
+                    archives=tuple(a.archive_no for a in todo),
+                    detail={"sealed": len(todo)},
+                ),
+            )
             done += len(todo)

@@ -636,10 +636,11 @@ class ArchiveStore:
             )
         return {g: out[g] for g in groups if g in out}
 
-    @staticmethod
-    def _manifest(dek: Sealer, archive: Any) -> mf.Manifest:
+    def _manifest(self, dek: Sealer, archive: Any) -> mf.Manifest:
         """The archive's authenticated manifest (ORM object or Core row)."""
-        return mf.open_manifest(dek, archive.archive_no, archive.classification, archive.manifest)
+        return mf.open_manifest(
+            dek, archive.archive_no, archive.classification, archive.manifest, keys=self.keys
+        )
 
     @staticmethod
     def _fast_statement(single: bool) -> sa.Select:
@@ -689,7 +690,7 @@ class ArchiveStore:
         out: dict[str, dict[str, str]] = {}
         dek = self._dek(archive_no, level, kek_v, dek_v, wrapped)
         found = [(r[5], r[6], r[7]) for r in rows if r[5] is not None]
-        manifest = mf.open_manifest(dek, archive_no, level, rows[0][8])
+        manifest = mf.open_manifest(dek, archive_no, level, rows[0][8], keys=self.keys)
         mf.check_rows(manifest, archive_no, groups, found)
         for row in rows:
             if row[5] is None:

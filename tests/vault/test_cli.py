@@ -225,27 +225,76 @@ def test_the_operator_resets_a_password_only_through_a_one_time_reset(data: Path
     assert "head.one received the second code" in " ".join(reset.stdout.split())
 
 
+def _as_before_manifests(data: Path) -> None:
+    """The key file of a vault created before sealed manifests: no ``manifests`` record."""
+    key = data / "keys" / "keyring.json"
+    keyring = json.loads(key.read_text())
+    keyring.pop("manifests")
+    key.write_text(json.dumps(keyring))
+
+
 def test_upgrade_seals_the_manifests_of_archives_from_before_them(data: Path) -> None:
     """A vault upgraded from before sealed manifests: `upgrade` seals them with the key file."""
     import sqlalchemy as sa
 
     run("seed", "--customers", "3", data=data)
+    _as_before_manifests(data)
     engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE archive SET manifest = NULL"))
+    (data / "keys" / "keyring.json").rename(data / "keyring.moved")
+    proc = run("upgrade", data=data)  # migrations still apply; the warning says what to run
+    assert "seal-manifests" in proc.stderr
+    failed = run("seal-manifests", data=data, check=False)
+    assert failed.returncode == 1 and "key file" in failed.stderr
+    (data / "keyring.moved").rename(data / "keys" / "keyring.json")
     proc = run("upgrade", data=data)
     assert "Sealed manifests: 3 archive(s)" in proc.stdout
     with engine.connect() as conn:
         missing = conn.execute(sa.text("SELECT count(*) FROM archive WHERE manifest IS NULL"))
         assert missing.scalar_one() == 0
+    assert json.loads((data / "keys" / "keyring.json").read_text())["manifests"]["all_sealed"]
     assert "Sealed manifests: 0" in run("seal-manifests", data=data).stdout
-    (data / "keys" / "keyring.json").rename(data / "keyring.moved")
+    engine.dispose()
+
+
+def test_a_manifest_removed_in_the_database_is_reported_never_sealed(data: Path) -> None:
+    """Every archive carries a manifest (the key file says so from `init`): one set to NULL
+    is tampering, and neither `seal-manifests` nor `upgrade` seals it."""
+    import sqlalchemy as sa
+
+    run("seed", "--customers", "3", data=data)
+    engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE archive SET manifest = NULL"))
-    proc = run("upgrade", data=data)  # migrations still apply; the warning says what to run
-    assert "seal-manifests" in proc.stderr
-    failed = run("seal-manifests", data=data, check=False)
-    assert failed.returncode == 1 and "key file" in failed.stderr
+        no = conn.execute(sa.text("SELECT archive_no FROM archive ORDER BY id")).scalars().first()
+        conn.execute(
+            sa.text("UPDATE archive SET manifest = NULL WHERE archive_no = :no"), {"no": no}
+        )
+    for command in ("seal-manifests", "upgrade"):
+        proc = run(command, data=data, check=False)
+        assert proc.returncode == 1, proc.stdout
+        line = " ".join(proc.stderr.split())
+        assert line.startswith("error: 1 archive(s) have no sealed manifest"), line
+        assert f"tampered with in the database ({no})" in line and "nothing was sealed" in line
+        assert "Sealed manifests" not in proc.stdout
+    with engine.connect() as conn:
+        assert (
+            conn.execute(
+                sa.text("SELECT manifest FROM archive WHERE archive_no = :no"), {"no": no}
+            ).scalar_one()
+            is None
+        )
+        refusals = (
+            conn.execute(
+                sa.text(
+                    "SELECT archives FROM audit_entry WHERE action = 'vault:seal-manifests' "
+                    "AND outcome = 'error'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(refusals) == 2 and all(no in archives for archives in refusals)
     engine.dispose()
 
 

@@ -6,6 +6,8 @@ file): they move rows around with plain SQL, as the attack run did.
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -14,12 +16,14 @@ from audit.events import SYSTEM, Outcome
 from tests.factories import SALES, archive
 from vault.errors import DecryptionFailed
 from vault.importer import bulk_insert
+from vault.keys import load_key_file, write_key_file
 from vault.manifest import seal_missing
 from vault.models import Archive, ArchiveContent, ContentHistory
 from vault.rotation import rotate
 from vault.store import ArchiveStore
 
 NEW_MOBILE = "13900001111"
+SEALING = "vault:seal-manifests"  # the audit action of sealing (and of refusing to)
 
 
 def _archive_id(store: ArchiveStore, no: str) -> int:
@@ -163,8 +167,9 @@ def test_a_missing_or_foreign_manifest_is_refused(store: ArchiveStore) -> None:
         conn.execute(sa.update(a).where(a.c.archive_no == two).values(manifest=None))
     with pytest.raises(DecryptionFailed, match="manifest"):
         store.read(one, ["contact"], actor=SALES)
-    with pytest.raises(DecryptionFailed, match="seal-manifests"):
+    with pytest.raises(DecryptionFailed, match="manifest of field groups is missing") as missing:
         store.read(two, ["contact"], actor=SALES)
+    assert "integrity failure" in str(missing.value)
 
 
 def test_every_legitimate_write_keeps_reads_working(store: ArchiveStore) -> None:
@@ -210,15 +215,98 @@ def test_import_seals_one_manifest_per_archive(store: ArchiveStore) -> None:
     assert store.read(report.last, ["identity"], actor=SALES).content["identity"]["name"] == "客户2"
 
 
-def test_upgrade_seals_archives_written_before_manifests(store: ArchiveStore) -> None:
+def _null_manifests(store: ArchiveStore, no: str | None = None) -> None:
+    a = Archive.__table__  # type: ignore[attr-defined]
+    where = sa.true() if no is None else a.c.id == _archive_id(store, no)
+    _sql(store, sa.update(a).where(where).values(manifest=None))
+
+
+def _manifest_of(store: ArchiveStore, no: str) -> bytes | None:
+    with Session(store.engine) as s:
+        return s.exec(select(Archive.manifest).where(Archive.archive_no == no)).one()
+
+
+def _as_before_manifests(store: ArchiveStore) -> None:
+    """The key file of a vault created before sealed manifests: it has no ``manifests`` record
+    (the process reopens it, as the first start after an upgrade does)."""
+    path = store.settings.resolved_key_file
+    data = json.loads(path.read_text())
+    data.pop("manifests")
+    write_key_file(path, data)
+    store.keys = store.vault.keys = load_key_file(path)
+
+
+def test_upgrade_seals_archives_written_before_manifests(store: ArchiveStore, sink) -> None:
     no = _updated(store)
-    _sql(store, sa.update(Archive.__table__).values(manifest=None))  # type: ignore[attr-defined]
-    with pytest.raises(DecryptionFailed, match="no sealed manifest"):
+    _as_before_manifests(store)
+    _null_manifests(store)  # as the migration that added the column leaves them
+    with pytest.raises(DecryptionFailed, match=r"no sealed manifest.*seal-manifests"):
         store.read(no, ["contact"], actor=SALES)
     assert seal_missing(store) == 1
+    sealed = [e for e in sink.events if e.action == SEALING]
+    assert [e.archives for e in sealed] == [(no,), ()]  # audited: what was vouched for
+    assert sealed[-1].detail == {"sealed": 1, "all_sealed": True}
     assert seal_missing(store) == 0
     assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == NEW_MOBILE
     assert len(store.history(no, "contact", actor=SALES)) == 1
     _roll_back(store, no)  # and from now on a rollback is caught
     with pytest.raises(DecryptionFailed):
         store.read(no, ["contact"], actor=SALES)
+
+
+def test_an_older_vault_seals_once_then_a_missing_manifest_is_tampering(
+    store: ArchiveStore,
+) -> None:
+    """Sealing every archive once is recorded in the key file; after that (here: in another
+    process that loaded the key file before) a manifest set to NULL is never sealed again."""
+    no = _updated(store)
+    _as_before_manifests(store)
+    earlier = load_key_file(store.settings.resolved_key_file)  # e.g. the running service
+    assert earlier.manifests_complete() is False
+    _null_manifests(store)
+    assert seal_missing(store) == 1
+    key_file = json.loads(store.settings.resolved_key_file.read_text())
+    assert key_file["manifests"]["all_sealed"] is True
+    assert earlier.manifests_complete() is True  # looks again in the file
+    earlier.add_version("internal")  # a later write by that process keeps the record
+    assert "manifests" in json.loads(store.settings.resolved_key_file.read_text())
+
+    _roll_back(store, no)
+    _null_manifests(store, no)
+    with pytest.raises(DecryptionFailed, match=no):
+        seal_missing(store)
+    assert _manifest_of(store, no) is None
+    with pytest.raises(DecryptionFailed, match="integrity failure"):
+        store.read(no, ["contact"], actor=SALES)
+
+
+def test_a_rollback_is_not_laundered_by_sealing_missing_manifests(
+    store: ArchiveStore, sink
+) -> None:
+    """Someone with write access to the database only rolls a group back AND sets the
+    manifest to NULL. The read error must not send operators to re-seal, and sealing
+    (which every `upgrade` runs) must refuse: the vault's archives all carry manifests
+    from `init` on, as its key file records, so a missing one is tampering."""
+    no = _updated(store)
+    other = store.create(archive(), actor=SALES).archive_no
+    _roll_back(store, no)
+    _null_manifests(store, no)
+    with pytest.raises(DecryptionFailed) as refused:
+        store.read(no, ["contact"], actor=SALES)
+    advice = str(refused.value)
+    assert "seal-manifests" not in advice and "upgrade" not in advice
+    assert f"archive {no}: its sealed manifest of field groups is missing" in advice
+    assert "integrity failure" in advice
+
+    with pytest.raises(DecryptionFailed) as tampered:
+        seal_missing(store)  # what `upgrade` and `seal-manifests` run
+    assert getattr(tampered.value, "archives", None) == (no,)
+    assert f"tampered with in the database ({no})" in str(tampered.value)
+    audited = sink.events[-1]
+    assert audited.action == SEALING and audited.outcome == Outcome.ERROR
+    assert audited.archives == (no,) and audited.detail["missing_manifests"] == 1
+
+    assert _manifest_of(store, no) is None  # nothing was sealed
+    with pytest.raises(DecryptionFailed):
+        store.read(no, ["contact"], actor=SALES)  # the rolled-back value never reads
+    assert store.read(other, ["contact"], actor=SALES).content["contact"]  # others still do
