@@ -244,6 +244,14 @@ def apply_reassign(
 
 
 def _check_custodian(session: Session, username: str, archive: Archive) -> None:
+    check_custodian(session, username, owner=archive.owner)
+
+
+def check_custodian(session: Session, username: str, *, owner: str) -> None:
+    """``username`` may keep an archive owned by ``owner``: an enabled information officer
+    or the information supervisor, not a visitor, never (ever) an administrator and never
+    the owner. Raising a classification, changing the custodian and filing an archive
+    all ask this."""
     user, roles = person(session, username)
     if user.ever_admin or Role.ADMIN in roles:
         raise Refused(
@@ -258,7 +266,7 @@ def _check_custodian(session: Session, username: str, archive: Archive) -> None:
             f"custodian {username} is not an information officer or the information "
             "supervisor; only they keep secret and top-secret archives"
         )
-    if username == archive.owner:
+    if username == owner:
         raise InvalidInput(f"custodian {username} owns the archive; the custodian never does")
 
 

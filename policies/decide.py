@@ -145,6 +145,13 @@ class Decision:
     valid_until: datetime | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
+    def shows_in_clear(self, group: str) -> bool:
+        """Whether this decision lets the caller see ``group``'s values as they are:
+        allowed, covered (a grant covers only its groups) and not masked. Anything
+        that compares or returns a clear value (a search) asks this, not ``allowed``,
+        which is also true for a masked read."""
+        return self.allowed and group in self.groups and group not in self.masked_groups
+
     def require(self) -> Decision:
         """Return self when allowed, else raise ``AccessDenied`` (for service code)."""
         if not self.allowed:

@@ -9,7 +9,7 @@ from audit.events import Actor
 SALES = Actor("zhang.wei", "salesperson")
 
 
-def everyone(_session: Any, _meta: Any) -> bool:
+def everyone(_session: Any, _meta: Any, _group: str) -> bool:
     """A search ``visible`` check that lets every candidate through (store-level tests)."""
     return True
 

@@ -275,6 +275,7 @@ def customer_import(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Import archives, all or nothing: a bad file imports nothing and lists every bad row."""
+    from policies.archive_creation import import_check
     from vault.importer import ImportFailed, import_file
 
     store = open_store(data_dir)
@@ -292,6 +293,7 @@ def customer_import(
                 actor=cli_actor(),
                 fmt=fmt,
                 progress=step,
+                check=import_check(),
             )
         except ImportFailed as exc:
             bar.stop()

@@ -22,7 +22,7 @@ from audit.events import Actor, AuditAction, AuditEvent
 from vault.db import transaction
 from vault.errors import ValidationFailed, VaultError
 from vault.models import Archive
-from vault.records import NewArchive
+from vault.records import NewArchive, RecordCheck
 from vault.store import ArchiveStore
 
 FORMATS = ("jsonl", "csv")
@@ -203,12 +203,17 @@ def import_file(
     fmt: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     known_users: Container[str] | None = None,
+    check: RecordCheck | None = None,
 ) -> ImportReport:
     """Import a whole file in ONE transaction, or nothing (raises ImportFailed).
 
     With ``known_users``, a row whose owner, custodian or contact is not among
     them is refused. The CLI does not pass it: archives are often imported before
     their salespeople have accounts; it warns about those names instead.
+    ``check(session, record)`` runs on every valid row inside the import's
+    transaction; the ``ValidationFailed`` it raises is that row's problem. The CLI
+    passes the policy's rules on who may be named on an archive (contacts,
+    custodian), which live above ``vault``.
 
     One streaming pass: rows are validated and sealed as they come; after the
     first bad row nothing more is sealed but every later row is still checked,
@@ -240,6 +245,8 @@ def import_file(
                 record = store.prepare(row, default_owner=owner)
                 if known_users is not None:
                     check_people(record, known_users)
+                if check is not None:
+                    check(session, record)
             except ValidationFailed as exc:
                 bad.append((number, "; ".join(exc.problems)))
                 continue

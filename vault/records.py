@@ -8,7 +8,7 @@ a user fixes a file in one pass. Messages name fields, never values.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -79,6 +79,11 @@ class NewArchive:
     contacts: tuple[str, ...] = ()
     consent: Consent = field(default_factory=Consent)
     groups: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+# (Session, record) -> None, or raises: a rule from above ``vault`` (who may be named on
+# a new archive) that creating or importing runs inside its own transaction.
+RecordCheck = Callable[[Any, NewArchive], None]
 
 
 def plain_text(value: Any, what: str, limit: int = 2000) -> str:

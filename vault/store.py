@@ -67,6 +67,7 @@ from vault.records import (
     INTERACTIONS,
     Consent,
     NewArchive,
+    RecordCheck,
     check_consent,
     free_text,
     parse_archive,
@@ -165,8 +166,9 @@ class ReadPermit:
 
 
 Check = Callable[[Any, "ArchiveMeta", tuple[str, ...]], ReadPermit]  # (Connection, meta, groups)
-# (Session, meta) -> may the caller read this archive? (a search shows only those)
-Visible = Callable[[Any, "ArchiveMeta"], bool]
+# (Session, meta, group) -> may the caller see this field group of this archive in
+# clear? A search compares a group's value only where the answer is yes.
+Visible = Callable[[Any, "ArchiveMeta", str], bool]
 
 
 def _meta(a: Archive, contacts: Sequence[str] = ()) -> ArchiveMeta:
@@ -364,9 +366,21 @@ class ArchiveStore:
 
     # -- create -------------------------------------------------------------
 
-    def create(self, data: Any, *, actor: Actor, purpose: str | None = None) -> ArchiveMeta:
+    def create(
+        self,
+        data: Any,
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        check: RecordCheck | None = None,
+    ) -> ArchiveMeta:
+        """File one archive. ``check(session, record)`` runs in the inserting transaction
+        first: the caller's rules on who may be named on it (the API passes the policy's)
+        hold at the moment it is inserted, and its refusal leaves nothing behind."""
         record = self.prepare(data)
         with transaction(self.engine) as session:
+            if check is not None:
+                check(session, record)
             (meta,) = self.insert_many(session, [record])
             self._audit(
                 session,
@@ -936,15 +950,20 @@ class ArchiveStore:
         limit: int = 50,
         purpose: str | None = None,
     ) -> list[ArchiveMeta]:
-        """Exact match through the blind index, only among archives the caller may read.
+        """Exact match through the blind index, only among archives whose searched
+        field the caller may read in clear.
 
-        ``visible(session, meta)`` is the caller's read decision on one candidate,
-        asked inside the search's transaction before anything is decrypted: a
-        candidate it refuses is never opened, so neither the result, its count nor
-        an error (a candidate that fails to decrypt) says anything about archives
-        the caller may not read. The others are confirmed by decrypting and
-        comparing in constant time. The audit entry records the keyed HMAC of the
-        query and what was returned, never the value or the candidates.
+        ``visible(session, meta, group)`` asks whether the caller's read decision
+        on one candidate shows the searched field's group in clear (not masked,
+        and covered by the grant that allows it), inside the search's transaction
+        and before anything is decrypted. Comparing a value the caller sees only
+        masked, or not at all, would answer questions about it (ten thousand
+        searches unmask ``138****8000``), so a candidate it refuses is never
+        opened: neither the result, its count nor an error (a candidate that
+        fails to decrypt) says anything about values the caller may not read. The
+        others are confirmed by decrypting and comparing in constant time. The
+        audit entry records the keyed HMAC of the query and what was returned,
+        never the value or the candidates.
         """
         spec = self.schema.fields.get(field_name)
         if spec is None or not spec.searchable:
@@ -971,7 +990,7 @@ class ArchiveStore:
             ).all()
             for archive in candidates:
                 meta = _meta(archive, self._contacts(session, archive.id))  # type: ignore[arg-type]
-                if not visible(session, meta):
+                if not visible(session, meta, spec.group):
                     continue
                 fields = self._open_groups(session, archive, [spec.group]).get(spec.group, {})
                 stored = fields.get(field_name)

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from pydantic import Field, StringConstraints
+from sqlmodel import Session
 
 from api.deps import (
     Caller,
@@ -43,13 +44,16 @@ from api.uploads import OPENAPI_BODY, receive_attachment
 from audit.events import Actor, AuditAction
 from policies import archive_changes
 from policies.archive_changes import ChangeOutcome
+from policies.archive_creation import check_new_archive
+from policies.changes import audited_refusals
 from policies.decide import ArchiveMeta, Decision
-from policies.errors import AccessDenied
+from policies.errors import AccessDenied, PolicyError
 from policies.roles import Action
+from vault.db import transaction
 from vault.errors import ArchiveNotFound
 from vault.importer import check_people
 from vault.models import User
-from vault.records import USERNAME
+from vault.records import USERNAME, NewArchive
 from vault.store import ReadPermit
 
 router = APIRouter(prefix="/customers", tags=["customers"])
@@ -133,7 +137,20 @@ def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> Arc
             conn.execute(sa.select(User.username).where(User.username.in_(named))).scalars()
         )  # type: ignore[attr-defined]
     check_people(record, known)
-    meta = services.store.create(data, actor=caller.actor)
+
+    def check(session: Session, new: NewArchive) -> None:
+        # Who the archive names (owner, contacts, custodian) and its department pass
+        # the checks a reassignment or a raise would, in the inserting transaction.
+        with audited_refusals(AuditAction.CREATE, caller.principal):
+            check_new_archive(session, new, filer=caller.principal)
+
+    try:
+        meta = services.store.create(data, actor=caller.actor, check=check)
+    except PolicyError as exc:
+        if exc.event is not None:  # the refusal rolled back; its audit entry stays
+            with transaction(services.engine) as session:
+                services.audit.append(session, exc.event)
+        raise
     return ArchiveContent(
         archive=public(meta), content={}, masked_groups=[], decision=_decision_public(decision)
     )
@@ -193,12 +210,14 @@ def _search(services: Services, caller: Caller, given: dict[str, str | None]) ->
     ((key, value),) = given.items()
     _require(services, caller, Action.SEARCH, AuditAction.SEARCH, None)
 
-    def visible(session: Any, meta: Any) -> bool:
-        # The same decision as a read (masked included): a search finds only what
-        # the caller could open, so it is never an oracle for who is a client.
+    def visible(session: Any, meta: Any, group: str) -> bool:
+        # The read decision for the searched field's group: a search compares only
+        # values the caller could open in clear. A masked read or a grant for other
+        # groups does not count, or each search would answer a question about a
+        # value the caller may not see (and about who is a client).
         return services.decide(
-            caller.principal, Action.READ, _policy_meta(meta), (), session=session
-        ).allowed
+            caller.principal, Action.READ, _policy_meta(meta), (group,), session=session
+        ).shows_in_clear(group)
 
     found = services.store.search(SEARCH_FIELDS[key], value, actor=caller.actor, visible=visible)
     return ArchivePage(

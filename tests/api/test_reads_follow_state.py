@@ -1,4 +1,4 @@
-"""Over HTTP: search finds only what the caller may read; a request's chain and its
+"""Over HTTP: search finds only what the caller may read in clear; a request's chain and its
 grant follow the archive's current classification and custodian; a loan is read
 only after the borrower confirms it. On SQLite and PostgreSQL."""
 
@@ -101,9 +101,10 @@ def test_a_permitted_reader_finds_it_and_the_count_matches(client, login) -> Non
     own = _new(client, zhang, profile={"name": "王小明", "mobile_phone": "13912345678"})
     found = _search(client, zhang, "mobile", QUERIES["mobile"], post=False)
     assert [a["archive_no"] for a in found["items"]] == [own] and found["total"] == 1
-    # An information officer sees internal archives masked: found; the top-secret one not.
+    # An information officer sees internal archives only masked: a search never compares
+    # a value he cannot read in clear, so he finds neither.
     officer = _search(client, login("chen.jing"), "mobile", QUERIES["mobile"], post=True)
-    assert [a["archive_no"] for a in officer["items"]] == [own] and officer["total"] == 1
+    assert officer["items"] == [] and officer["total"] == 0
     li = login("li.na")
     req = _file(
         client,
@@ -117,14 +118,70 @@ def test_a_permitted_reader_finds_it_and_the_count_matches(client, login) -> Non
     for signer in ("head.one", "chen.jing", "sun.li", "zhao.lei"):
         done = _approve(client, login(signer), req["id"])
     assert done["state"] == "approved"
+    # The grant covers identity (name) and contact (mobile): found by those fields only.
+    granted = {"name", "mobile"}
     for field, value in QUERIES.items():
         hit = _search(client, li, field, value, post=field != "mobile")
-        assert [a["archive_no"] for a in hit["items"]] == [top], field
-        assert hit["total"] == 1 and hit["items"][0]["custodian"] == "zhao.lei"
+        if field in granted:
+            assert [a["archive_no"] for a in hit["items"]] == [top], field
+            assert hit["total"] == 1 and hit["items"][0]["custodian"] == "zhao.lei"
+        else:  # id_number (credentials) and plate (whereabouts): not granted
+            assert hit["items"] == [] and hit["total"] == 0, field
     log = client.get(
         "/audit?actor=li.na&action=archive:search", headers=login("qian.audit")
     ).json()["items"]
-    assert all(e["archives"] == [top] and e["detail"]["returned"] == 1 for e in log)
+    assert len(log) == len(QUERIES)
+    assert sorted(e["detail"]["returned"] for e in log) == [0, 0, 1, 1]
+    assert all(e["archives"] == ([top] if e["detail"]["returned"] else []) for e in log)
+
+
+def test_a_masked_reader_cannot_unmask_a_value_by_searching(client, login) -> None:
+    """An information officer sees internal archives masked (138****8000). Were a masked
+    read enough for search to compare the clear value, 10,000 searches would give the
+    number; the search is refused that candidate like one he may not read at all."""
+    no = _new(client, login("zhang.wei"))
+    officer = login("chen.jing")
+    r = client.get(f"/customers/{no}?groups=contact,identity", headers=officer)
+    assert r.status_code == 200 and set(r.json()["masked_groups"]) == {"contact", "identity"}
+    assert r.json()["content"]["contact"]["mobile_phone"] == "138****8000"
+    for middle in ("0012", "0013", "0014"):  # 0013 is the real one
+        hit = _search(client, officer, "mobile", f"138{middle}8000", post=True)
+        assert hit["items"] == [] and hit["total"] == 0, middle
+    assert _search(client, officer, "name", "王小明", post=False)["total"] == 0
+    log = client.get(
+        "/audit?actor=chen.jing&action=archive:search", headers=login("qian.audit")
+    ).json()["items"]
+    assert len(log) == 4 and all(e["detail"]["returned"] == 0 for e in log)
+    # The owner reads the mobile in clear, so he finds it.
+    mine = _search(client, login("zhang.wei"), "mobile", "13800138000", post=True)
+    assert [a["archive_no"] for a in mine["items"]] == [no]
+
+
+def test_a_grant_answers_searches_only_about_the_groups_it_covers(client, login) -> None:
+    """li.na's view grant covers ``contact`` only: a search by id_number (credentials)
+    or by name (identity) must not confirm those values; by mobile it finds the archive."""
+    no = _new(client, login("zhang.wei"), profile=PROFILE)
+    li = login("li.na")
+    req = _file(
+        client,
+        li,
+        kind="view",
+        archives=[no],
+        groups=["contact"],
+        purpose="customer_service",
+        reason="回访客户",
+    )
+    for signer in ("head.one", "chen.jing"):
+        done = _approve(client, login(signer), req["id"])
+    assert done["state"] == "approved"
+    assert client.get(f"/customers/{no}?groups=credentials", headers=li).status_code == 403
+    assert client.get(f"/customers/{no}?groups=contact", headers=li).status_code == 200
+    for field in ("id_number", "name", "plate"):
+        for post in (False, True):
+            hit = _search(client, li, field, QUERIES[field], post=post)
+            assert hit["items"] == [] and hit["total"] == 0, (field, post)
+    hit = _search(client, li, "mobile", QUERIES["mobile"], post=True)
+    assert [a["archive_no"] for a in hit["items"]] == [no] and hit["total"] == 1
 
 
 def test_a_signature_after_a_raise_needs_the_secret_chain_then_reads(client, login) -> None:

@@ -1,8 +1,9 @@
 """One person alone never widens who can read an archive (DESIGN.md, over HTTP).
 
 Each attack below worked on one person's say-so before: reassigning an archive or
-adding contacts, lowering a classification or changing its custodian, giving an
-account a role that reads content, and a leaver's handover. Now each is refused
+adding contacts, lowering a classification or changing its custodian, naming
+readers or a custodian when filing an archive, giving an account a role that reads
+content, and a leaver's handover. Now each is refused
 or becomes a request that the attacker alone cannot finish, and the would-be
 reader still cannot read; a second person's signature applies the change.
 """
@@ -296,6 +297,113 @@ def test_raising_needs_a_custodian_and_stays_direct(client, login) -> None:
         json={"classification": "secret", "custodian": "zhao.lei", "reason": "重要客户"},
     )
     assert r.status_code == 200 and r.json()["custodian"] == "zhao.lei"
+
+
+# -- filing a new archive --------------------------------------------------------------
+
+
+def _file_new(client, headers, **over):
+    body = archive(**over)
+    if "owner" not in over:
+        body.pop("owner", None)
+    return client.post("/customers", json=body, headers=headers)
+
+
+def _listed(client, login) -> int:
+    return client.get("/customers", headers=login("chen.jing")).json()["total"]
+
+
+def test_a_salesperson_cannot_list_another_departments_salesperson_on_a_new_archive(
+    client, login, more
+) -> None:
+    """Adding a contact to an archive is a reassign request; naming one when filing it
+    passes the same check (enabled salesperson of its department, never a visitor or an
+    account that is or was admin), or one salesperson alone would make a reader."""
+    zhang = login("zhang.wei")
+    r = client.post(
+        "/users", headers=login("admin"), json={"username": "ghost", "roles": ["admin"]}
+    )
+    assert r.status_code == 201, r.text
+    cases = {
+        "wang.fang": (403, "wrong-department"),  # 销售二部
+        "visitor.wu": (403, "external"),
+        "admin": (403, "ever-admin"),
+        "ghost": (403, "ever-admin"),
+        "head.one": (422, None),  # not a salesperson
+        "nobody.x": (422, None),  # not a user
+    }
+    for who, (status, rule) in cases.items():
+        r = _file_new(client, zhang, contacts=[who])
+        assert r.status_code == status, (who, r.text)
+        assert r.json().get("rule") == rule, (who, r.text)
+        assert "王小明" not in r.text and "13800138000" not in r.text
+    assert _listed(client, login) == 0  # nothing was filed
+    log = client.get(
+        "/audit?actor=zhang.wei&action=archive:create", headers=login("qian.audit")
+    ).json()["items"]
+    assert sum(e["outcome"] == "denied" for e in log) == 4  # every refusal is audited
+    assert not any(e["outcome"] == "success" for e in log)
+    # A salesperson of the archive's own department may be listed at once.
+    r = _file_new(client, zhang, contacts=["li.na"])
+    assert r.status_code == 201, r.text
+    no = r.json()["archive"]["archive_no"]
+    assert r.json()["archive"]["contacts"] == ["li.na"]
+    assert _reads(client, login("li.na"), no)
+    assert not _reads(client, login("wang.fang"), no)
+
+
+def test_a_new_archive_is_filed_in_the_filers_department(client, login) -> None:
+    """A salesperson files in his own department (its salespeople are the ones who may
+    be listed); an information officer files for any department, for one of its
+    salespeople."""
+    r = _file_new(client, login("zhang.wei"), department="销售二部")
+    assert r.status_code == 403 and r.json()["rule"] == "wrong-department", r.text
+    r = _file_new(client, login("zhang.wei"), department="销售二部", contacts=["wang.fang"])
+    assert r.status_code == 403 and r.json()["rule"] == "wrong-department", r.text
+    assert _listed(client, login) == 0
+    officer = login("chen.jing")
+    r = _file_new(client, officer, owner="wang.fang", department="销售一部")
+    assert r.status_code == 403 and r.json()["rule"] == "wrong-department", r.text
+    r = _file_new(client, officer, owner="head.two", department="销售二部")
+    assert r.status_code == 422 and "not a salesperson" in r.json()["detail"], r.text
+    r = _file_new(client, officer, owner="wang.fang", department="销售二部")
+    assert r.status_code == 201, r.text
+    assert r.json()["archive"]["department"] == "销售二部"
+    assert _reads(client, login("wang.fang"), r.json()["archive"]["archive_no"])
+    r = _file_new(client, login("wang.fang"))
+    assert r.status_code == 403, r.text  # the factory's 销售一部 is not wang.fang's
+    body = archive()
+    body.pop("owner")
+    body.pop("department")
+    r = client.post("/customers", json=body, headers=login("wang.fang"))
+    assert r.status_code == 201 and r.json()["archive"]["department"] == "销售二部"
+
+
+def test_an_officer_cannot_create_a_secret_archive_whose_custodian_is_a_salesperson(
+    client, login
+) -> None:
+    """Custodians are information officers or the supervisor and never the owner, and
+    secret and top-secret archives always have one (DOMAIN.md): filing checks both,
+    as raising a classification does."""
+    officer = login("chen.jing")
+    for level in ("top_secret", "secret", "internal"):
+        r = _file_new(
+            client, officer, classification=level, owner="zhang.wei", custodian="zhang.wei"
+        )
+        assert r.status_code == 422 and "information officer" in r.json()["detail"], r.text
+        r = _file_new(client, officer, classification=level, owner="zhang.wei", custodian="li.na")
+        assert r.status_code == 422 and "information officer" in r.json()["detail"], r.text
+        r = _file_new(client, officer, classification=level, owner="zhang.wei", custodian="admin")
+        assert r.status_code == 403 and r.json()["rule"] == "ever-admin", r.text
+    zhang = login("zhang.wei")
+    for level in ("secret", "top_secret"):
+        r = _file_new(client, zhang, classification=level)
+        assert r.status_code == 422 and "custodian" in r.json()["detail"], r.text
+    assert _listed(client, login) == 0
+    r = _file_new(client, zhang, classification="secret", custodian="chen.jing")
+    assert r.status_code == 201 and r.json()["archive"]["custodian"] == "chen.jing", r.text
+    r = _file_new(client, officer, classification="top_secret", owner="li.na", custodian="zhao.lei")
+    assert r.status_code == 201 and r.json()["archive"]["custodian"] == "zhao.lei", r.text
 
 
 # -- roles ----------------------------------------------------------------------------

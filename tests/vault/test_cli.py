@@ -68,6 +68,8 @@ def test_import_bad_file_lists_rows_and_imports_nothing(data: Path, tmp_path: Pa
         "zhang.wei",
         "--role",
         "salesperson",
+        "--department",
+        "销售一部",
         "--password-stdin",
         data=data,
         stdin="a long enough password\n",
@@ -90,6 +92,54 @@ def test_import_bad_file_lists_rows_and_imports_nothing(data: Path, tmp_path: Pa
     good.write_text(json.dumps(archive()) + "\n", encoding="utf-8")
     ok = run("customer", "import", str(good), "--owner", "li.na", data=data)
     assert "Imported 1 archives" in ok.stdout
+
+
+def _add(data: Path, name: str, role: str, department: str) -> None:
+    run(
+        "user",
+        "add",
+        name,
+        "--role",
+        role,
+        "--department",
+        department,
+        "--password-stdin",
+        data=data,
+        stdin="a long enough password\n",
+    )
+
+
+def test_import_checks_the_people_each_row_names(data: Path, tmp_path: Path) -> None:
+    """Each imported row passes the checks filing an archive makes: contacts are
+    salespeople of the archive's department, a secret or top-secret archive has a
+    custodian who is an information officer or the supervisor (not a salesperson)."""
+    _add(data, "zhang.wei", "salesperson", "销售一部")
+    _add(data, "li.na", "salesperson", "销售一部")
+    _add(data, "wang.fang", "salesperson", "销售二部")
+    _add(data, "chen.jing", "information_officer", "客户服务部")
+    rows = [
+        archive(contacts=["li.na"]),
+        archive(contacts=["wang.fang"]),  # line 2: another department
+        archive(classification="secret"),  # line 3: no custodian
+        archive(classification="secret", custodian="li.na"),  # line 4: a salesperson
+        archive(contacts=["nobody.x"]),  # line 5: not a user
+        archive(owner="wang.fang"),  # line 6: the owner is in 销售二部
+        archive(classification="top_secret", custodian="chen.jing"),
+    ]
+    src = tmp_path / "people.jsonl"
+    src.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    proc = run("customer", "import", str(src), data=data, check=False)
+    assert proc.returncode == 1, proc.stdout
+    out = " ".join(proc.stderr.split())
+    assert "5 of 7 rows are invalid; nothing was imported" in out
+    assert "contact wang.fang is in department 销售二部" in out
+    assert "a secret archive needs a custodian" in out
+    assert "custodian li.na is not an information officer" in out
+    assert "nobody.x is not a user" in out
+    assert "owner wang.fang is in department 销售二部" in out
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in (rows[0], rows[-1])) + "\n", encoding="utf-8")
+    assert "Imported 2 archives" in run("customer", "import", str(good), data=data).stdout
 
 
 def test_seed_rotate_status(data: Path) -> None:

@@ -154,7 +154,17 @@ def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
     env = {**os.environ, "VAULT_DATA_DIR": str(data)}
     cli = [sys.executable, "-m", "vault.cli"]
     subprocess.run([*cli, "init"], check=True, env=env, capture_output=True)
-    from vault.seed import SyntheticArchives
+    from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
+
+    # The rows' secret archives name this custodian; the import checks who it is.
+    officer = ["--role", "information_officer", "--department", "客户服务部"]
+    subprocess.run(
+        [*cli, "user", "add", DEMO_CUSTODIAN, *officer, "--password-stdin"],
+        check=True,
+        env=env,
+        capture_output=True,
+        input=b"a long enough password\n",
+    )
 
     rows = list(SyntheticArchives(seed=1, pool=50).many(6000))
     _write_jsonl(tmp_path / "big.jsonl", rows)

@@ -13,6 +13,8 @@ from vault.errors import ValidationFailed
 from vault.models import BlindIndex
 from vault.store import ArchiveStore
 
+ID = "11010519491231002X"  # a well-formed resident ID (checksum X)
+
 
 def test_search_finds_exact_matches_after_normalisation(
     store: ArchiveStore, sink: RecordingSink
@@ -88,3 +90,36 @@ def test_collisions_are_confirmed_by_decrypting(store: ArchiveStore, digits: lis
             assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == d
     with Session(store.engine) as s:
         assert {b.value for b in s.exec(select(BlindIndex))} == {0}
+
+
+def test_search_asks_about_the_searched_fields_group_and_opens_only_what_it_may(
+    store: ArchiveStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``visible`` is asked for the group the searched field lives in (a caller may read
+    one group in clear and not another), and a refused candidate is never decrypted."""
+    no = store.create(
+        archive(profile={"name": "张三", "mobile_phone": "13800138000", "id_number": ID}),
+        actor=SALES,
+    ).archive_no
+    asked: list[tuple[str, str]] = []
+    opened: list[list[str]] = []
+    real_open = store._open_groups
+
+    def spy(session, archive, groups):  # type: ignore[no-untyped-def]
+        opened.append(list(groups))
+        return real_open(session, archive, groups)
+
+    monkeypatch.setattr(store, "_open_groups", spy)
+
+    def contact_only(_session, meta, group) -> bool:  # type: ignore[no-untyped-def]
+        asked.append((meta.archive_no, group))
+        return group == "contact"
+
+    assert [
+        m.archive_no
+        for m in store.search("mobile_phone", "13800138000", actor=SALES, visible=contact_only)
+    ] == [no]
+    assert store.search("id_number", ID, actor=SALES, visible=contact_only) == []
+    assert store.search("name", "张三", actor=SALES, visible=contact_only) == []
+    assert asked == [(no, "contact"), (no, "credentials"), (no, "identity")]
+    assert opened == [["contact"]]
