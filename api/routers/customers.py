@@ -130,6 +130,15 @@ def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> Arc
             "salespeople file archives as their own; an "
             "information officer may file one for somebody else",
         )
+    if "archive_no" in data and "information_officer" not in caller.principal.roles:
+        # A number chosen by the caller moves the year's counter past it: one made up
+        # near the end of the range would leave nobody a number for the rest of the year.
+        raise ApiProblem(
+            403,
+            "access-denied",
+            "archive numbers are given by the vault; an information officer may file an "
+            "archive under the number of an existing paper file",
+        )
     record = services.store.prepare(data)
     named = {n for n in (record.owner, record.custodian, *record.contacts) if n}
     with services.engine.connect() as conn:

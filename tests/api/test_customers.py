@@ -200,3 +200,16 @@ def test_a_failing_audit_append_returns_no_content(client, login) -> None:
     # and the failed attempt left no entry behind (the transaction rolled back)
     log = client.get(f"/audit?archive={no}&action=archive:read", headers=login("qian.audit"))
     assert log.json()["items"] == []
+
+
+def test_a_salesperson_cannot_exhaust_the_archive_numbers(client, login) -> None:
+    """A number chosen by the caller moves the year's counter: only the vault (or an
+    information officer filing an existing paper file) chooses one."""
+    sales = login("zhang.wei")
+    r = client.post("/customers", json=archive(archive_no="KH-2026-999999"), headers=sales)
+    assert r.status_code == 403 and "information officer" in r.json()["detail"]
+    r = client.post("/customers", json=archive(), headers=sales)
+    assert r.status_code == 201, r.text
+    assert r.json()["archive"]["archive_no"] != "KH-2026-999999"
+    log = client.get("/audit?action=archive:create", headers=login("qian.audit")).json()
+    assert not any("KH-2026-999999" in (e.get("archives") or []) for e in log["items"])
