@@ -34,6 +34,7 @@ from vault.uploads import purge_abandoned
 from vault.vault import Vault, open_vault
 
 ABANDONED = timedelta(hours=24)  # an upload this old and still incomplete is dead
+SHUTDOWN_WAIT = 10.0  # seconds housekeeping may take to finish its step at shutdown
 
 
 class BodyLimit:
@@ -126,7 +127,16 @@ class SecurityHeaders:
         await self.app(scope, receive, with_headers)
 
 
-async def _checkpoints(services: Services) -> None:
+async def _stopped(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds``, or less when the service stops; True once it has stopped."""
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return stop.is_set()
+    return True
+
+
+async def _checkpoints(services: Services, stop: asyncio.Event) -> None:
     """Housekeeping every minute, even when no request comes in.
 
     Signs a checkpoint when T seconds have passed, and sweeps: expired requests
@@ -135,8 +145,7 @@ async def _checkpoints(services: Services) -> None:
     """
     every = min(60.0, services.vault.settings.audit_checkpoint_every_seconds)
     log = logging.getLogger("archive_vault.api")
-    while True:
-        await asyncio.sleep(every)
+    while not await _stopped(stop, every):
         try:
             await run_in_threadpool(services.audit.checkpoint_if_due)
         except AuditError as exc:  # content-free by contract; says which entry
@@ -157,7 +166,7 @@ async def _checkpoints(services: Services) -> None:
             log_server_error(exc, "purging abandoned uploads")
 
 
-async def _signer(services: Services) -> None:
+async def _signer(services: Services, stop: asyncio.Event) -> None:
     """Sign a checkpoint at most ``audit_checkpoint_delay_seconds`` after any append.
 
     Until a checkpoint covers them, the newest entries could be cut off by
@@ -171,8 +180,7 @@ async def _signer(services: Services) -> None:
     delay = services.vault.settings.audit_checkpoint_delay_seconds
     tick = delay / 2  # an append just after a tick is signed within the delay
     log = logging.getLogger("archive_vault.api")
-    while True:
-        await asyncio.sleep(tick)
+    while not await _stopped(stop, tick):
         try:
             await run_in_threadpool(services.audit.sign_pending)
         except AuditError as exc:  # content-free by contract; says which entry
@@ -196,13 +204,18 @@ def create_app(
                 vault or open_vault(settings or Settings()), clock=clock
             )
         services = app.state.services
-        ticker = asyncio.create_task(_checkpoints(services))
-        signer = asyncio.create_task(_signer(services))
+        stop = asyncio.Event()
+        ticker = asyncio.create_task(_checkpoints(services, stop))
+        signer = asyncio.create_task(_signer(services, stop))
         try:
             yield
         finally:
-            ticker.cancel()
-            signer.cancel()
+            # Let housekeeping finish the step it is in: cancelling the await would
+            # leave its worker thread writing to the database after shutdown.
+            stop.set()
+            _done, pending = await asyncio.wait({ticker, signer}, timeout=SHUTDOWN_WAIT)
+            for task in pending:
+                task.cancel()
             # A clean shutdown signs what this worker appended (a quiet tail is covered).
             try:
                 await run_in_threadpool(services.audit.checkpoint_if_new)

@@ -45,3 +45,24 @@ def test_appends_are_signed_within_about_a_second_and_a_cut_tail_is_caught(
         install_guards(engine)
     report = services.audit.verify()
     assert [(p.kind, p.seq) for p in report.all_problems()] == [("truncated", head - 2)]
+
+
+def test_shutdown_lets_the_signing_step_in_progress_finish(api_vault, monkeypatch) -> None:
+    """Stopping the service waits for the signer's database step instead of leaving its
+    worker thread writing after shutdown (as a cancelled await would)."""
+    import threading
+
+    from api.app import create_app
+
+    started, finished = threading.Event(), threading.Event()
+
+    def slow_step() -> None:
+        started.set()
+        time.sleep(0.5)
+        finished.set()
+
+    app = create_app(vault=api_vault)
+    monkeypatch.setattr(app.state.services.audit, "sign_pending", slow_step)
+    with TestClient(app):
+        assert started.wait(10)
+    assert finished.is_set()
