@@ -27,9 +27,10 @@ from api.routers import (
     requests,
     users,
 )
-from api.services import Services, utcnow
+from api.services import Services
 from audit.errors import AuditError
-from vault.settings import Settings
+from foundation.clock import utcnow
+from foundation.settings import Settings
 from vault.uploads import purge_abandoned
 from vault.vault import Vault, open_vault
 

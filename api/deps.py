@@ -14,11 +14,11 @@ from api.errors import ApiProblem
 from api.security import InvalidToken, TokenClaims
 from api.services import Services
 from audit.events import Actor
+from foundation.db import is_sqlite_busy, sqlite_lock, sqlite_no_wait
+from foundation.rawsql import raw_connect
 from policies.decide import Principal
 from policies.directory import load_principal
 from policies.errors import UnknownUser, UserDisabled
-from vault.db import is_sqlite_busy, sqlite_lock, sqlite_no_wait
-from vault.rawsql import raw_connect
 
 T = TypeVar("T")
 oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
@@ -108,7 +108,7 @@ async def run_blocking(engine: Any, fn: Callable[..., T], *args: Any) -> T:
     here on the event loop: it is a millisecond of CPU under the GIL either
     way, and the hop to a worker thread and back (with the GIL handed over
     twice) cost more than the read itself. It runs without waiting for other
-    processes' locks (``vault.db.sqlite_no_wait``): if one holds the file (a
+    processes' locks (``foundation.db.sqlite_no_wait``): if one holds the file (a
     CLI import, say), the attempt is rolled back, released nothing, and the
     work is retried in a thread, where it may wait. Otherwise, and always on
     PostgreSQL, whose round trips and commits wait on the network and disk,

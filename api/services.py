@@ -9,26 +9,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlmodel import Session
 
 from api.security import TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from foundation.clock import utcnow
+from foundation.db import transaction
 from policies.decide import ArchiveMeta, Decision, PolicyEngine, Principal
 from policies.errors import PolicyError
 from policies.version import policy_files, record_policy_version
 from policies.workflow import Workflow
-from vault.db import transaction
 from vault.store import ArchiveStore
 from vault.vault import Vault
 
 T = TypeVar("T")
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass

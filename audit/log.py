@@ -81,7 +81,7 @@ from audit.merkle import ZERO_HASH, CompactRange, MerkleTree, ProofError, leaf_h
 from audit.models import checkpoint_table, entry_table
 from audit.schema import PG_HEAD_FUNCTION
 from audit.verify import Report
-from vault.rawsql import Raw, dbapi_of, raw_sql
+from foundation.rawsql import Raw, dbapi_of, raw_sql
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class AuditRecord:
 
 
 def _dialect_of(handle: Any) -> str:
-    """The dialect behind a Session, Connection or raw transaction (see vault.rawsql)."""
+    """The dialect behind a Session, Connection or raw transaction (see foundation.rawsql)."""
     return dbapi_of(handle)[1].name
 
 

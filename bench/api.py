@@ -63,11 +63,11 @@ def _wait(url: str, timeout: float = 60) -> None:
 def prepare(workdir: Path, archives: int) -> None:
     """A vault with one salesperson and their clients."""
     from api.security import hash_password
+    from foundation.db import transaction
+    from foundation.settings import Settings
     from policies.directory import add_user
-    from vault.db import transaction
     from vault.importer import bulk_insert
     from vault.seed import SyntheticArchives
-    from vault.settings import Settings
     from vault.vault import init_vault
 
     vault = init_vault(Settings(data_dir=workdir / "var"))

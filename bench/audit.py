@@ -46,7 +46,7 @@ from audit.merkle import ZERO_HASH, CompactRange, leaf_hash  # noqa: E402
 from audit.models import checkpoint_table, entry_table  # noqa: E402
 from audit.schema import install_guards  # noqa: E402
 from audit.verify_db import verify_database  # noqa: E402
-from vault.db import make_engine  # noqa: E402
+from foundation.db import make_engine  # noqa: E402
 from vault.keys import Keyring  # noqa: E402
 
 TARGET_RATIO = 0.5

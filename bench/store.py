@@ -38,10 +38,10 @@ from rich.table import Table
 from sqlmodel import Field, Session, SQLModel, select
 
 from audit.events import Actor
+from foundation.settings import Settings
 from vault.importer import import_file
 from vault.rotation import rotate
 from vault.seed import SyntheticArchives
-from vault.settings import Settings
 from vault.vault import init_vault
 
 ACTOR = Actor("bench", "salesperson")

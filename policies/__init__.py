@@ -1,7 +1,7 @@
 """Who may do what: Casbin decisions, the access-request workflow, loans, directory.
 
 Modules (import what you need; this package imports nothing heavy on its own,
-because ``vault.db.create_tables`` imports ``policies.models`` at start-up):
+because table modules are imported on their own, by migrations and tests):
 
 - ``policies.decide``    ``PolicyEngine``, ``Principal``, ``ArchiveMeta``, ``Decision``
 - ``policies.workflow``  ``Workflow``: file/approve/deny/withdraw, sweep, loans, handover

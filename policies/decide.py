@@ -37,13 +37,13 @@ from casbin.model import fast_policy_filter
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, select
 
+from foundation.rawsql import Raw, RawTx
 from policies.chains import Chains, load_chains
 from policies.errors import AccessDenied, ConfigError, NotFound
 from policies.grant_terms import Misfit, confirm_next_step, misfit
 from policies.grants import NO_ARCHIVE, GrantLink, GrantLinks, scope, to_us
 from policies.models import AccessGrant, PolicyCounter
 from policies.roles import ARCHIVE_ACTIONS, KIND_FOR_ACTION, Action, GrantState, Role
-from vault.rawsql import Raw, RawTx
 
 POLICY_DIR = Path(__file__).resolve().parent
 MODEL_FILE = POLICY_DIR / "model.conf"
@@ -260,10 +260,9 @@ class PolicyEngine:
         self._rev = 0
         self.chains = chains or load_chains()
         if known_groups is None:
-            from vault.schema import load_schema
-            from vault.settings import PACKAGE_DIR
+            from vault.schema import SHIPPED_SCHEMA_FILE, load_schema
 
-            known_groups = list(load_schema(PACKAGE_DIR / "profile_schema.toml").groups)
+            known_groups = list(load_schema(SHIPPED_SCHEMA_FILE).groups)
         self.known_groups: tuple[str, ...] = tuple(known_groups)
         self._owner_lines = {
             (a, r, c) for a, r, c, rel, e in lines if rel == "owner" and e == "allow"

@@ -23,11 +23,11 @@ from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
+from foundation.rawsql import Raw, RawTx
 from policies.decide import Principal
 from policies.errors import InvalidInput, Refused, UnknownUser, UserDisabled
 from policies.roles import CONTENT_ROLES, Clearance, Role
 from vault.models import User, UserRole, VaultMeta
-from vault.rawsql import Raw, RawTx
 
 
 def _roles(roles: Iterable[str]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Nothing here is ever deleted: requests, signatures, denial reasons, grants and
 loan entries stay for compliance (Art 18, 20) after they expire, are withdrawn or
-returned; only their state changes. ``vault.db.create_tables`` imports this module.
+returned; only their state changes.
 
 Grants carry a revision (``rev``) taken from a counter row bumped in the same
 transaction that changes them, so every process's in-memory link store can catch
@@ -19,7 +19,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Column, Field, SQLModel
 
-from vault.models import UTCDateTime, utcnow
+from foundation.clock import utcnow
+from vault.models import UTCDateTime
 
 
 def _ts(**kw: Any) -> Any:

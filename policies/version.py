@@ -17,9 +17,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink
+from foundation.db import transaction
 from policies.chains import CHAINS_FILE
 from policies.decide import MODEL_FILE, POLICY_FILE
-from vault.db import transaction
 from vault.models import VaultMeta
 
 META_KEY = "policy_fingerprint"

@@ -172,10 +172,9 @@ class Workflow:
             if engine is not None:
                 known_groups = engine.known_groups
             else:
-                from vault.schema import load_schema
-                from vault.settings import PACKAGE_DIR
+                from vault.schema import SHIPPED_SCHEMA_FILE, load_schema
 
-                known_groups = list(load_schema(PACKAGE_DIR / "profile_schema.toml").groups)
+                known_groups = list(load_schema(SHIPPED_SCHEMA_FILE).groups)
         self.known_groups: tuple[str, ...] = tuple(known_groups)
 
     # -- helpers ------------------------------------------------------------------

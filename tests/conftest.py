@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from audit.events import RecordingSink
-from vault.db import make_engine
-from vault.settings import Settings
+from foundation.db import make_engine
+from foundation.settings import Settings
 from vault.vault import Vault, init_vault
 
 PG_URL = os.environ.get("VAULT_TEST_DATABASE_URL", "")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from audit.events import Actor, AuditAction, AuditEvent
-from vault.db import transaction
+from foundation.db import transaction
 from vault.errors import ValidationFailed, VaultError
 from vault.models import Archive
 from vault.records import NewArchive, RecordCheck

@@ -253,7 +253,7 @@ def _missing(conn: Any) -> list[str]:
 
 def _refuse(store: Any, actor: Actor) -> None:
     """In a vault whose archives all carry manifests, name the ones without: audited, refused."""
-    from vault.db import transaction
+    from foundation.db import transaction
 
     with transaction(store.engine) as session:
         missing = _missing(session.connection())
@@ -296,7 +296,7 @@ def seal_missing(store: Any, *, actor: Actor = SYSTEM, batch: int = 500) -> int:
     refused (``ManifestsMissing``), never vouched for. Each batch sealed is
     audited with the archives it vouched for.
     """
-    from vault.db import transaction
+    from foundation.db import transaction
 
     if store.keys.manifests_complete():
         _refuse(store, actor)

@@ -14,6 +14,8 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Column, Field, SQLModel
 
+from foundation.clock import utcnow
+
 
 class Classification(StrEnum):
     INTERNAL = "internal"
@@ -51,10 +53,6 @@ class Channel(StrEnum):
     CALL = "call"
     VISIT = "visit"
     REVISIT = "revisit"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 class UTCDateTime(TypeDecorator[datetime]):

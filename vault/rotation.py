@@ -18,8 +18,8 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from audit.events import Actor, AuditAction, AuditEvent
+from foundation.db import transaction
 from vault.crypto import Sealer
-from vault.db import transaction
 from vault.errors import ValidationFailed
 from vault.keys import LEVELS
 from vault.models import Archive, RotationState, VaultMeta

@@ -18,6 +18,8 @@ from typing import Any
 from vault.errors import SchemaError, ValidationFailed
 from vault.formats import MASKS, NORMALISERS, InvalidValue, check_text
 
+SHIPPED_SCHEMA_FILE = Path(__file__).resolve().parent / "profile_schema.toml"
+
 FIELD_TYPES = ("text", "name", "mobile", "landline", "id_number", "plate", "date", "choice")
 SENSITIVE_KINDS = (
     "health",

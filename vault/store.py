@@ -30,10 +30,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, delete, select
 
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
+from foundation.db import checkpoint_sqlite, transaction
+from foundation.rawsql import Raw, raw_begin
 from vault import crypto
 from vault import manifest as mf
 from vault.crypto import InvalidCiphertext, Sealer
-from vault.db import checkpoint_sqlite, transaction
 from vault.errors import (
     ArchiveDestroyed,
     ArchiveNotFound,
@@ -60,7 +61,6 @@ from vault.models import (
     VaultMeta,
     utcnow,
 )
-from vault.rawsql import Raw, raw_begin
 from vault.records import (
     ARCHIVE_NO,
     ATTACHMENTS,

@@ -37,7 +37,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from audit.events import Actor, AuditAction, Outcome
-from vault.db import transaction
+from foundation.db import transaction
 from vault.errors import Conflict, ValidationFailed, VaultError
 from vault.media import stored_media_type
 from vault.models import Attachment, AttachmentChunk, UploadQuota

@@ -20,12 +20,12 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 
 from audit.events import AuditSink
-from vault.db import make_engine
+from foundation.db import make_engine
+from foundation.settings import Settings
 from vault.errors import KeyFileError, NotInitialised
 from vault.keys import KeyProvider, create_key_file, load_key_file
 from vault.models import VaultMeta
 from vault.schema import ProfileSchema, load_schema
-from vault.settings import Settings
 
 
 @dataclass
@@ -62,7 +62,7 @@ def ensure_audit_mac_key(engine: Engine, keys: KeyProvider) -> int | None:
     if get is None or get() is not None:
         return None
     from audit.log import locked_head
-    from vault.db import transaction
+    from foundation.db import transaction
 
     try:
         with transaction(engine) as session:

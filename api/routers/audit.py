@@ -12,9 +12,9 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import Caller, CallerDep, ServicesDep
 from api.services import Services
 from audit.events import AuditAction, AuditEvent
+from foundation.db import transaction
 from policies.errors import AccessDenied
 from policies.roles import Action
-from vault.db import transaction
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 

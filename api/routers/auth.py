@@ -18,8 +18,8 @@ from api.errors import ApiProblem
 from api.schemas import Me, Strict, Token
 from api.security import hash_password, verify_password
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from foundation.db import transaction
 from policies.directory import revoke_tokens
-from vault.db import transaction
 from vault.models import User
 from vault.records import USERNAME
 

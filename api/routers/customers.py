@@ -42,6 +42,7 @@ from api.security import TokenClaims
 from api.services import Services
 from api.uploads import OPENAPI_BODY, receive_attachment
 from audit.events import Actor, AuditAction
+from foundation.db import transaction
 from policies import archive_changes
 from policies.archive_changes import ChangeOutcome
 from policies.archive_creation import check_new_archive
@@ -49,7 +50,6 @@ from policies.changes import audited_refusals
 from policies.decide import ArchiveMeta, Decision
 from policies.errors import AccessDenied, PolicyError
 from policies.roles import Action
-from vault.db import transaction
 from vault.errors import ArchiveNotFound
 from vault.importer import check_people
 from vault.models import User

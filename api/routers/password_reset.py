@@ -26,10 +26,10 @@ from api.schemas import Strict, Username
 from api.security import hash_password
 from api.services import Services
 from audit.events import Actor, AuditAction
+from foundation.db import transaction
 from policies import password_reset
 from policies.errors import AccessDenied
 from policies.roles import Action
-from vault.db import transaction
 from vault.records import USERNAME
 
 router = APIRouter(tags=["users"])

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.security import _hasher
+from foundation.db import transaction
 from policies.directory import add_user
-from vault.db import transaction
 from vault.vault import Vault
 
 PASSWORD = "correct horse battery staple"

@@ -53,11 +53,11 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A PostgreSQL vault (own schema) with one salesperson and five of their archives, served."""
     from api.security import hash_password
     from audit.events import Actor
+    from foundation.db import transaction
+    from foundation.settings import Settings
     from policies.directory import add_user
-    from vault.db import transaction
     from vault.importer import bulk_insert
     from vault.seed import SyntheticArchives
-    from vault.settings import Settings
     from vault.vault import init_vault
 
     schema = "t_" + secrets.token_hex(6)
@@ -86,7 +86,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     env["VAULT_DATABASE_URL"] = url
     log_file = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "vault.cli", "serve", "--workers", "2", "--port", str(port),
+        [sys.executable, "-m", "cli.main", "serve", "--workers", "2", "--port", str(port),
          "--data-dir", str(data)],
         env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip

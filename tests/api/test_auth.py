@@ -96,8 +96,8 @@ def test_forged_tokens_are_refused(client) -> None:
 
 
 def test_disabled_user_tokens_stop_at_once(client, login) -> None:
+    from foundation.db import transaction
     from policies.directory import disable_user
-    from vault.db import transaction
 
     headers = login("li.na")
     assert client.get("/me", headers=headers).status_code == 200

@@ -101,8 +101,8 @@ def test_token_problems_match_the_routed_endpoint(client, routed, login, archive
 def test_expired_and_revoked_tokens_are_refused_after_being_cached(
     client, login, archives, clock
 ) -> None:
+    from foundation.db import transaction
     from policies.directory import disable_user
-    from vault.db import transaction
 
     url = f"/customers/{archives['zhang.wei']}?groups=contact"
     h = login("zhang.wei")

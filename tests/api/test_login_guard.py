@@ -25,9 +25,9 @@ import sqlalchemy as sa
 from api import login_guard
 from api.security import _hasher
 from audit.models import AuditEntry
+from foundation.db import transaction
 from policies.directory import add_user
 from tests.conftest import PG_URL
-from vault.db import transaction
 from vault.models import User
 
 LIMIT, LOCK = 5, timedelta(minutes=15)
@@ -177,7 +177,7 @@ def served(vault, tmp_path):
         "VAULT_LOGIN_ADDRESS_MAX_FAILURES": "20",
         "PYTHONPATH": str(ROOT),
     }
-    cmd = [sys.executable, "-m", "vault.cli", "serve", "--workers", "2", "--port", str(port)]
+    cmd = [sys.executable, "-m", "cli.main", "serve", "--workers", "2", "--port", str(port)]
     proc = subprocess.Popen(
         cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 from sqlmodel import select
 
+from foundation.db import transaction
 from policies import password_reset
 from tests.api.conftest import PASSWORD
-from vault.db import transaction
 from vault.models import User
 
 NEW = "a fresh password of my own"

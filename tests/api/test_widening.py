@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
+from foundation.db import transaction
 from policies.directory import add_user
 from tests.api.conftest import _HASH, PASSWORD
 from tests.factories import archive
-from vault.db import transaction
 
 
 @pytest.fixture

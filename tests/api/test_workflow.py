@@ -346,9 +346,9 @@ def test_the_service_sweep_expires_grants_and_tells_the_requester(client, login,
 
 
 def test_an_external_visitor_reads_under_an_approved_view_request(client, login, api_vault) -> None:
+    from foundation.db import transaction
     from policies.directory import add_user
     from tests.api.conftest import _HASH
-    from vault.db import transaction
 
     with transaction(api_vault.engine) as session:
         visitor = add_user(

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from audit.log import AuditLog
 from audit.schema import install_guards, remove_guards
-from vault.db import transaction
+from foundation.db import transaction
 from vault.vault import Vault
 
 

@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from audit.schema import remove_guards
-from vault.cli_audit import audit_app
-from vault.settings import Settings
+from cli.audit import audit_app
+from foundation.settings import Settings
 from vault.vault import init_vault
 
 from .conftest import append_n
@@ -45,7 +45,7 @@ def test_verify_ok(data_dir: Path) -> None:
 
 
 def test_verify_names_the_first_bad_entry(data_dir: Path) -> None:
-    from vault.db import make_engine
+    from foundation.db import make_engine
 
     engine = make_engine(f"sqlite:///{data_dir / 'vault.db'}")
     remove_guards(engine)
@@ -86,7 +86,7 @@ def test_pubkey_formats(data_dir: Path) -> None:
 
 
 def test_log_table_and_filters(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from vault import cli_audit
+    from cli import audit as cli_audit
 
     monkeypatch.setattr(cli_audit.console, "width", 200)
     result = _run("log", "--data-dir", str(data_dir), "--actor", "user1", "--limit", "2")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from audit.log import AuditLog
-from vault.db import transaction
+from foundation.db import transaction
 
 from .conftest import make_event
 

@@ -15,7 +15,7 @@ from audit.log import AuditLog
 from audit.merkle import ZERO_HASH, verify_consistency, verify_inclusion
 from audit.models import entry_table
 from audit.testing import FailingAuditLog, failing_log
-from vault.db import transaction
+from foundation.db import transaction
 
 from .conftest import FakeClock, append_n, make_event
 

@@ -12,7 +12,7 @@ from pathlib import Path
 def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)],
+        [sys.executable, "-m", "cli.main", *args, "--data-dir", str(data)],
         capture_output=True,
         text=True,
         env=env,

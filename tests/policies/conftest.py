@@ -15,10 +15,11 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from audit.events import RecordingSink
+from foundation.db import transaction
 from policies.decide import PolicyEngine, Principal
 from policies.directory import add_user, load_principal
 from policies.workflow import Workflow
-from vault.db import create_tables, transaction
+from tests.tables import create_tables
 from vault.models import Archive, ArchiveContact
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

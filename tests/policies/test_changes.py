@@ -6,13 +6,13 @@ from __future__ import annotations
 import pytest
 from sqlmodel import Session, select
 
+from foundation.db import transaction
 from policies import archive_changes
 from policies.chains import parse_chains
 from policies.directory import add_user, set_roles
 from policies.errors import ConfigError, InvalidInput, Refused
 from policies.models import RequestSignature
 from tests.policies.conftest import T0
-from vault.db import transaction
 from vault.models import Archive, User
 
 

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cli.policy import policy_app
+from foundation.db import transaction
+from foundation.settings import Settings
 from policies.chains import CHAINS_FILE, parse_chains
 from policies.decide import POLICY_FILE, PolicyEngine
 from policies.errors import ConfigError
 from policies.roles import RequestKind
-from vault.cli_policy import policy_app
-from vault.db import transaction
 from vault.models import Archive
-from vault.settings import Settings
 from vault.vault import init_vault
 
 

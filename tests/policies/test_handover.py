@@ -9,10 +9,10 @@ from datetime import date
 import pytest
 from sqlmodel import Session, select
 
+from foundation.db import transaction
 from policies.chains import CHAINS_FILE, parse_chains
 from policies.errors import ConfigError, InvalidInput, Refused
 from tests.policies.conftest import T0
-from vault.db import transaction
 from vault.models import Archive, ArchiveContact, User
 
 

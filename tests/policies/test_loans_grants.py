@@ -9,13 +9,13 @@ import pytest
 from sqlmodel import Session, select
 
 from audit.events import AuditAction
+from foundation.db import transaction
 from policies.decide import PolicyEngine, load_archive_meta
 from policies.directory import add_user, disable_user, load_principal, set_roles
 from policies.errors import InvalidInput, Refused, UserDisabled
 from policies.models import AccessGrant, LoanEntry
 from policies.roles import Action
 from tests.policies.conftest import T0
-from vault.db import transaction
 from vault.models import Archive, ArchiveContact
 
 M = timedelta(minutes=1)

@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from audit.events import AuditAction
+from foundation.db import transaction
 from policies.chains import CHAINS_FILE, parse_chains
 from policies.decide import PolicyEngine, load_archive_meta
 from policies.errors import Refused
@@ -19,7 +20,6 @@ from policies.models import AccessGrant, AccessRequest, LoanEntry, Notification
 from policies.roles import Action
 from policies.workflow import Workflow
 from tests.policies.conftest import T0
-from vault.db import transaction
 from vault.models import Archive
 
 M = timedelta(minutes=1)

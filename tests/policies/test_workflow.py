@@ -10,13 +10,13 @@ import pytest
 from sqlmodel import Session, select
 
 from audit.events import AuditAction, Outcome
+from foundation.db import transaction
 from policies.decide import load_archive_meta
 from policies.errors import Conflict, InvalidInput, PolicyError, Refused
 from policies.models import AccessGrant, AccessRequest, Notification, RequestSignature
 from policies.roles import Action
 from policies.workflow import Workflow
 from tests.policies.conftest import T0
-from vault.db import transaction
 
 H = timedelta(hours=1)
 M = timedelta(minutes=1)

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.factories import archive
+from vault.schema import SHIPPED_SCHEMA_FILE
 
 
 def run(
@@ -19,9 +20,9 @@ def run(
 ) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)]
+        [sys.executable, "-m", "cli.main", *args, "--data-dir", str(data)]
         if args and args[0] not in ("schema",)
-        else [sys.executable, "-m", "vault.cli", *args],
+        else [sys.executable, "-m", "cli.main", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -196,9 +197,7 @@ def test_a_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
     import tomllib
 
-    from vault.settings import PACKAGE_DIR
-
-    raw = (PACKAGE_DIR / "profile_schema.toml").read_text(encoding="utf-8")
+    raw = (SHIPPED_SCHEMA_FILE).read_text(encoding="utf-8")
     # A company that drops the lifestyle group and adds a sensitive field to career.
     parsed = tomllib.loads(raw)
     assert any(f["group"] == "lifestyle" for f in parsed["fields"])
@@ -218,7 +217,7 @@ def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
     data = tmp_path / "var"
     for args in (["init", "--demo"], ["seed", "--customers", "20"]):
         proc = subprocess.run(
-            [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)],
+            [sys.executable, "-m", "cli.main", *args, "--data-dir", str(data)],
             capture_output=True,
             text=True,
             env=env,

@@ -19,11 +19,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
+from foundation.db import make_engine, transaction
+from foundation.settings import Settings
 from tests.conftest import PG_URL
-from vault.db import make_engine, transaction
 from vault.demo import META_KEY, is_demo, mark_demo
 from vault.models import User, VaultMeta
-from vault.settings import Settings
 from vault.vault import Vault, init_vault
 
 
@@ -76,7 +76,7 @@ def cli_env(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
 
 def _cli(env: dict[str, str], data: Path, *args: str) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)],
+        [sys.executable, "-m", "cli.main", *args, "--data-dir", str(data)],
         capture_output=True,
         text=True,
         env=env,

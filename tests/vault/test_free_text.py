@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundation.settings import Settings
 from tests.factories import SALES, archive
 from vault.errors import ValidationFailed
 from vault.records import free_text, plain_text
 from vault.schema import load_schema
-from vault.settings import Settings
 
 BIDI = [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]
 # Forbidden everywhere; tab, newline and carriage return are the line-break family,

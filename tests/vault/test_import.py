@@ -152,7 +152,7 @@ def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
         pytest.skip("the CLI kill test runs on the embedded vault")
     data = tmp_path / "var"
     env = {**os.environ, "VAULT_DATA_DIR": str(data)}
-    cli = [sys.executable, "-m", "vault.cli"]
+    cli = [sys.executable, "-m", "cli.main"]
     subprocess.run([*cli, "init"], check=True, env=env, capture_output=True)
     from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
 

@@ -9,8 +9,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from tests.tables import import_models
 from vault import migrate
-from vault.db import import_models
 from vault.vault import open_vault
 
 
@@ -76,8 +76,8 @@ def test_existing_grants_take_their_terms_from_their_request(vault) -> None:
     a loan still unconfirmed waits for its borrower."""
     from datetime import UTC, datetime, timedelta
 
+    from foundation.db import transaction
     from policies.models import AccessGrant, AccessRequest, LoanEntry
-    from vault.db import transaction
 
     at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     with transaction(vault.engine) as s:
@@ -135,8 +135,8 @@ def test_existing_grants_take_their_terms_from_their_request(vault) -> None:
 
 
 def test_upgrading_marks_todays_administrators_as_ever_admin(engine, settings) -> None:
+    from foundation.db import transaction
     from policies.directory import add_user
-    from vault.db import transaction
     from vault.vault import init_vault
 
     vault = init_vault(settings, engine=engine)

@@ -7,9 +7,9 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundation.rawsql import Raw, raw_begin, raw_connect
 from tests.factories import SALES, archive
 from vault.models import Archive, VaultMeta
-from vault.rawsql import Raw, raw_begin, raw_connect
 from vault.store import ArchiveStore
 
 A = Archive.__table__

@@ -9,14 +9,14 @@ import sys
 from pathlib import Path
 
 from audit.events import Actor
-from vault.settings import Settings
+from foundation.settings import Settings
 from vault.vault import open_vault
 
 
 def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
     proc = subprocess.run(
-        [sys.executable, "-m", "vault.cli", *args, "--data-dir", str(data)],
+        [sys.executable, "-m", "cli.main", *args, "--data-dir", str(data)],
         capture_output=True,
         text=True,
         env=env,
@@ -32,7 +32,7 @@ def test_destructions_are_reapplied_after_a_restore(tmp_path: Path) -> None:
     assert _cli("seed", "--customers", "4", data=data).returncode == 0
     backup = tmp_path / "backup.db"
     vault = open_vault(Settings(data_dir=data))
-    from vault.db import checkpoint_sqlite
+    from foundation.db import checkpoint_sqlite
 
     checkpoint_sqlite(vault.engine)
     vault.engine.dispose()

@@ -8,10 +8,9 @@ from typing import Any
 import pytest
 
 from vault.errors import SchemaError, ValidationFailed
-from vault.schema import load_schema, parse_schema
-from vault.settings import PACKAGE_DIR
+from vault.schema import SHIPPED_SCHEMA_FILE, load_schema, parse_schema
 
-SCHEMA_FILE = PACKAGE_DIR / "profile_schema.toml"
+SCHEMA_FILE = SHIPPED_SCHEMA_FILE
 
 
 @pytest.fixture

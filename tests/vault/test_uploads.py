@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 
-from vault.db import transaction
+from foundation.db import transaction
 from vault.uploads import _reserve, used_today
 
 

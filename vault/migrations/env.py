@@ -5,14 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-from vault.db import import_models
-
-import_models()
+# The migrations are explicit operations: they need no table classes imported.
 target_metadata = SQLModel.metadata
 engine = context.config.attributes.get("engine")
 if engine is None:  # `alembic` run by hand: use the settings of the environment
-    from vault.db import make_engine
-    from vault.settings import Settings
+    from foundation.db import make_engine
+    from foundation.settings import Settings
 
     engine = make_engine(Settings().resolved_database_url)
 

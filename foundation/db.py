@@ -7,7 +7,6 @@ keys are overwritten with zeros in the file instead of lingering in free pages.
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import threading
 import weakref
@@ -17,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 BUSY_TIMEOUT_MS = 30_000
 _NO_WAIT = threading.local()
@@ -89,25 +88,6 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
     if pg_schema:
         connect_args["options"] = f"-c search_path={pg_schema}"
     return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kw)
-
-
-# Every package's table module; importing one registers its tables on the metadata.
-MODEL_MODULES = ("vault.models", "vault.auth_models", "audit.models", "policies.models")
-
-
-def import_models() -> None:
-    for name in MODEL_MODULES:
-        try:
-            importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-
-
-def create_tables(engine: Engine) -> None:
-    """Tables without migrations (tests of one package); vaults use ``vault.migrate``."""
-    import_models()
-    SQLModel.metadata.create_all(engine)
 
 
 _SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()

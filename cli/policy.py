@@ -21,16 +21,14 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from cli.common import DEFAULT_DATA_DIR, DataDir
+from foundation.settings import Settings
 from policies.errors import PolicyError
 from vault.errors import VaultError
-from vault.settings import Settings
 
 policy_app = typer.Typer(help="Access decisions and the request workflow.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Vault data directory.")]
-DEFAULT_DATA_DIR = Path("./var")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -144,8 +142,8 @@ def chains(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @policy_app.command()
 def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Expire undecided requests and ended grants; flag overdue loans (audited)."""
+    from foundation.db import transaction
     from policies.workflow import Workflow
-    from vault.db import transaction
 
     def go() -> Any:
         vault = _open(data_dir)

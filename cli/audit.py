@@ -21,15 +21,13 @@ from rich.text import Text
 from audit.errors import AuditError
 from audit.log import AuditLog
 from audit.verify import BundleError, verify_bundle_file
+from cli.common import DEFAULT_DATA_DIR, DataDir
+from foundation.settings import Settings
 from vault.errors import VaultError
-from vault.settings import Settings
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
-
-DataDir = Annotated[Path, typer.Option("--data-dir", help="Vault data directory.")]
-DEFAULT_DATA_DIR = Path("./var")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

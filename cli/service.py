@@ -15,8 +15,17 @@ import typer
 from rich.table import Table
 from sqlmodel import Session
 
-from vault.cli import DEFAULT_DATA_DIR, DataDir, cli_actor, console, err, finish, open_store
-from vault.db import transaction
+from cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    cli_actor,
+    console,
+    err,
+    finish,
+    open_store,
+    settings_for,
+)
+from foundation.db import transaction
 
 if TYPE_CHECKING:
     from policies.decide import Principal
@@ -106,7 +115,7 @@ def user_add(
     approver roles, external) are filed as a role request the information supervisor
     signs, except during a vault's first bootstrap (before anyone was supervisor)."""
     from api.security import hash_password
-    from api.services import utcnow
+    from foundation.clock import utcnow
     from policies.directory import roles_need_approval
     from policies.rolegrants import create_user
     from vault.records import parse_username, plain_text
@@ -166,7 +175,7 @@ def user_reset_password(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> 
     department head (or the information supervisor), who hands it over in
     person. The user sets a new password at POST /auth/password-reset with both.
     """
-    from api.services import utcnow
+    from foundation.clock import utcnow
     from policies.errors import PolicyError
     from policies.password_reset import ResetKeys, issue
 
@@ -203,7 +212,7 @@ def user_set_role(
 ) -> None:
     """Replace a user's roles: removals at once; roles that read content through a
     role request the information supervisor signs (directly only at first bootstrap)."""
-    from api.services import utcnow
+    from foundation.clock import utcnow
     from policies.directory import roles_need_approval
     from policies.rolegrants import change_roles
 
@@ -227,7 +236,7 @@ def user_set_role(
 
 def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Expire grants and stale requests, flag overdue loans, list archives past retention."""
-    from api.services import utcnow
+    from foundation.clock import utcnow
     from policies.workflow import Workflow
 
     store = open_store(data_dir)
@@ -259,7 +268,6 @@ def serve(
     import uvicorn
 
     from api.serving import HTTP_PROTOCOL
-    from vault.cli import settings_for
     from vault.vault import open_vault
 
     settings = settings_for(data_dir)
@@ -296,8 +304,8 @@ def demo(
     accounts it adds have a published password.
     """
     from api.security import hash_password
+    from cli.archives import init, seed
     from policies.directory import add_user
-    from vault.cli import init, seed, settings_for
     from vault.demo import require_demo
     from vault.errors import NotInitialised
     from vault.models import User

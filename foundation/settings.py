@@ -12,7 +12,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+# The shipped profile schema is a data file of the vault package: named by path, not imported.
+DEFAULT_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "vault" / "profile_schema.toml"
 
 
 class Settings(BaseSettings):
@@ -25,7 +26,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     # The key file lives outside the database (Art 22 "stored separately").
     key_file: Path | None = None
-    schema_file: Path = PACKAGE_DIR / "profile_schema.toml"
+    schema_file: Path = DEFAULT_SCHEMA_FILE
 
     # Limits: bad input is refused with a clear message, never half-stored.
     max_field_chars: int = Field(default=2000, ge=1)

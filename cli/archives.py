@@ -1,123 +1,34 @@
-"""The ``archive-vault`` command line.
-
-This module is the composition root for operators: it opens the vault from
-settings and mounts the audit and policy sub-commands. Errors print one clear
-line and exit non-zero; tracebacks (which can carry SQL parameters) are never
-shown unless VAULT_DEBUG=1.
-"""
+"""Commands on the vault itself: init, upgrade, manifests, the profile schema,
+customer import, synthetic seeding and key-encryption keys."""
 
 from __future__ import annotations
 
-import getpass
 import json
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
-from sqlalchemy.exc import DBAPIError
 
-from audit.errors import AuditError, AuditIntegrityError
-from audit.events import Actor
-from policies.errors import PolicyError
-from vault.errors import VaultError
-from vault.settings import Settings
-
-app = typer.Typer(
-    help="archive-vault: an encrypted, policy-decided, audited vault of customer archives.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
+from cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    cli_actor,
+    console,
+    err,
+    finish,
+    open_store,
+    progress_bar,
+    record_policy,
+    settings_for,
 )
+from foundation.settings import Settings
+from vault.errors import VaultError
+
 customer_app = typer.Typer(help="Customer archives: import.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys: rotate, status.", no_args_is_help=True)
-app.add_typer(customer_app, name="customer")
-app.add_typer(keys_app, name="keys")
-
-console = Console()
-err = Console(stderr=True)
-
-DataDir = Annotated[
-    Path,
-    typer.Option(
-        "--data-dir", help="Where the vault keeps its database and keys.", envvar="VAULT_DATA_DIR"
-    ),
-]
-DEFAULT_DATA_DIR = Path("./var")
-
-
-def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir)
-
-
-def cli_actor() -> Actor:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return Actor(username=f"cli:{user}", role="system", client="cli")
-
-
-def open_store(data_dir: Path) -> Any:
-    from vault.vault import open_vault
-
-    store = open_vault(settings_for(data_dir)).store()
-    _record_policy(store)
-    return store
-
-
-def _record_policy(store: Any) -> None:
-    """Policy files changed since the last run? Then that is an audited event (policy:change)."""
-    try:
-        from policies.version import policy_files, record_policy_version
-    except ModuleNotFoundError:
-        return
-    record_policy_version(
-        store.engine, store.audit, actor=cli_actor(), files=policy_files(store.settings.schema_file)
-    )
-
-
-def finish(store: Any) -> None:
-    """Sign a checkpoint covering what this command appended (C2SP tlog-checkpoint).
-
-    The command's own work is committed by now. When the log cannot be signed
-    because it fails its integrity checks (an entry whose MAC fails, a tail
-    cut beneath a checkpoint), nothing is signed over it and the operator is
-    told, in one line, what to run; the command itself still succeeded.
-    """
-    checkpoint = getattr(store.audit, "checkpoint_if_new", None)
-    if checkpoint is None:
-        return
-    try:
-        checkpoint()
-    except AuditIntegrityError as exc:
-        err.print(
-            Text.assemble(
-                ("warning:", "yellow"),
-                f" the audit log was not signed: {exc}",
-            )
-        )
-
-
-@contextmanager
-def progress_bar() -> Iterator[Progress]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal and os.environ.get("VAULT_PROGRESS") != "1",
-    ) as bar:
-        yield bar
+app = typer.Typer()
 
 
 @app.command()
@@ -137,7 +48,7 @@ def init(
     vault = init_vault(settings)
     store = vault.store()
     from audit.events import AuditAction, AuditEvent
-    from vault.db import transaction
+    from foundation.db import transaction
     from vault.demo import mark_demo
 
     with transaction(vault.engine) as session:
@@ -151,7 +62,7 @@ def init(
                 detail={"vault_id": vault.keys.vault_id, "demo": demo},
             ),
         )
-    _record_policy(store)
+    record_policy(store)
     finish(store)
     kind = "demo vault" if demo else "vault"
     console.print(f"Initialised {kind} [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
@@ -163,8 +74,8 @@ def init(
 @app.command()
 def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Apply pending database migrations (back the database up first)."""
+    from foundation.db import make_engine
     from vault import migrate
-    from vault.db import make_engine
 
     settings = settings_for(data_dir)
     engine = make_engine(settings.resolved_database_url)
@@ -224,7 +135,7 @@ def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
     Once every archive of the vault carries one (always, for a vault created with
     manifests), it seals nothing: archives found without one are named as tampered."""
-    from vault.db import make_engine
+    from foundation.db import make_engine
     from vault.vault import open_vault
 
     settings = settings_for(data_dir)
@@ -399,66 +310,3 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
             state = "retired" if meta["retired_at"] else "active" if meta["active"] else "old"
             table.add_row(lvl, f"v{version}", state, str(counts.get(lvl, {}).get(version, 0)))
     console.print(table)
-
-
-_mounted: list[bool] = []
-
-
-def _mount_optional() -> None:
-    """Sub-commands of the audit, policy and service modules (mounted once, at start)."""
-    if _mounted:
-        return
-    _mounted.append(True)
-    for module, attr, name in (
-        ("vault.cli_audit", "audit_app", "audit"),
-        ("vault.cli_policy", "policy_app", "policy"),
-    ):
-        try:
-            mod = __import__(module, fromlist=[attr])
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        app.add_typer(getattr(mod, attr), name=name)
-    from vault.cli_service import register
-
-    register(app)
-
-
-def main() -> None:
-    os.umask(0o077)  # nothing the vault writes (database, WAL, exports) is for other users
-    _mount_optional()
-    try:
-        app()
-    except VaultError as exc:
-        err.print(f"[red]error:[/] {exc.message}", highlight=False)
-        sys.exit(1)
-    except (PolicyError, AuditError) as exc:  # their messages are content-free by contract
-        err.print(f"[red]error:[/] {exc}", highlight=False)
-        sys.exit(1)
-    except OSError as exc:  # a path that is not what the command needs
-        where = f" ({exc.filename})" if exc.filename else ""
-        err.print(f"[red]error:[/] {exc.strerror or type(exc).__name__}{where}", highlight=False)
-        sys.exit(1)
-    except DBAPIError as exc:
-        if os.environ.get("VAULT_DEBUG") == "1":
-            raise
-        err.print(
-            f"[red]error:[/] the database refused the operation "
-            f"({type(exc.orig).__name__}); nothing was changed",
-            highlight=False,
-        )
-        sys.exit(1)
-    except Exception as exc:  # a bug: say so without printing values that might be content
-        if os.environ.get("VAULT_DEBUG") == "1":
-            raise
-        err.print(
-            f"[red]internal error:[/] {type(exc).__name__}; no content was shown. "
-            "Re-run with VAULT_DEBUG=1 to see the traceback.",
-            highlight=False,
-        )
-        sys.exit(70)
-
-
-if __name__ == "__main__":
-    main()

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 
-from vault.db import sqlite_lock
+from foundation.db import sqlite_lock
 
 
 class RawTx:
@@ -61,7 +61,7 @@ def _wrap(exc: Exception, sql: str, dialect: Dialect) -> Exception:
 def raw_begin(engine: Engine) -> Iterator[RawTx]:
     """A transaction on a pooled DBAPI connection: committed on success, else rolled back.
 
-    On SQLite it takes the same in-process turn as ``vault.db.transaction``.
+    On SQLite it takes the same in-process turn as ``foundation.db.transaction``.
     """
     dialect = engine.dialect
     lock = sqlite_lock(engine) if dialect.name == "sqlite" else None

@@ -1,0 +1,94 @@
+"""What every command shares: the data directory option, consoles, opening the vault,
+the operator as an audit actor, progress bars and the closing checkpoint."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from audit.errors import AuditIntegrityError
+from audit.events import Actor
+from foundation.settings import Settings
+from policies.version import policy_files, record_policy_version
+from vault.vault import open_vault
+
+console = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path,
+    typer.Option(
+        "--data-dir", help="Where the vault keeps its database and keys.", envvar="VAULT_DATA_DIR"
+    ),
+]
+DEFAULT_DATA_DIR = Path("./var")
+
+
+def settings_for(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir)
+
+
+def cli_actor() -> Actor:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor(username=f"cli:{user}", role="system", client="cli")
+
+
+def open_store(data_dir: Path) -> Any:
+    store = open_vault(settings_for(data_dir)).store()
+    record_policy(store)
+    return store
+
+
+def record_policy(store: Any) -> None:
+    """Policy files changed since the last run? Then that is an audited event (policy:change)."""
+    record_policy_version(
+        store.engine, store.audit, actor=cli_actor(), files=policy_files(store.settings.schema_file)
+    )
+
+
+def finish(store: Any) -> None:
+    """Sign a checkpoint covering what this command appended (C2SP tlog-checkpoint).
+
+    The command's own work is committed by now. When the log cannot be signed
+    because it fails its integrity checks (an entry whose MAC fails, a tail
+    cut beneath a checkpoint), nothing is signed over it and the operator is
+    told, in one line, what to run; the command itself still succeeded.
+    """
+    checkpoint = getattr(store.audit, "checkpoint_if_new", None)
+    if checkpoint is None:
+        return
+    try:
+        checkpoint()
+    except AuditIntegrityError as exc:
+        err.print(
+            Text.assemble(
+                ("warning:", "yellow"),
+                f" the audit log was not signed: {exc}",
+            )
+        )
+
+
+@contextmanager
+def progress_bar() -> Iterator[Progress]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal and os.environ.get("VAULT_PROGRESS") != "1",
+    ) as bar:
+        yield bar

@@ -1,0 +1,74 @@
+"""The ``archive-vault`` command line.
+
+This package is the composition root for operators: the only place that wires
+settings, database, keys, policies and the API together. Errors print one clear
+line and exit non-zero; tracebacks (which can carry SQL parameters) are never
+shown unless VAULT_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from sqlalchemy.exc import DBAPIError
+
+from audit.errors import AuditError
+from cli import archives, service
+from cli.audit import audit_app
+from cli.common import err
+from cli.policy import policy_app
+from policies.errors import PolicyError
+from vault.errors import VaultError
+
+app = typer.Typer(
+    help="archive-vault: an encrypted, policy-decided, audited vault of customer archives.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(archives.app)
+app.add_typer(archives.customer_app, name="customer")
+app.add_typer(archives.keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.add_typer(policy_app, name="policy")
+service.register(app)
+
+
+def main() -> None:
+    os.umask(0o077)  # nothing the vault writes (database, WAL, exports) is for other users
+    try:
+        app()
+    except VaultError as exc:
+        err.print(f"[red]error:[/] {exc.message}", highlight=False)
+        sys.exit(1)
+    except (PolicyError, AuditError) as exc:  # their messages are content-free by contract
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(1)
+    except OSError as exc:  # a path that is not what the command needs
+        where = f" ({exc.filename})" if exc.filename else ""
+        err.print(f"[red]error:[/] {exc.strerror or type(exc).__name__}{where}", highlight=False)
+        sys.exit(1)
+    except DBAPIError as exc:
+        if os.environ.get("VAULT_DEBUG") == "1":
+            raise
+        err.print(
+            f"[red]error:[/] the database refused the operation "
+            f"({type(exc.orig).__name__}); nothing was changed",
+            highlight=False,
+        )
+        sys.exit(1)
+    except Exception as exc:  # a bug: say so without printing values that might be content
+        if os.environ.get("VAULT_DEBUG") == "1":
+            raise
+        err.print(
+            f"[red]internal error:[/] {type(exc).__name__}; no content was shown. "
+            "Re-run with VAULT_DEBUG=1 to see the traceback.",
+            highlight=False,
+        )
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()
