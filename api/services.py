@@ -18,10 +18,11 @@ from api.security import TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from foundation.clock import utcnow
 from foundation.db import transaction
-from policies.decide import ArchiveMeta, Decision, PolicyEngine, Principal
+from policies.decide import Decision, PolicyEngine, Principal
 from policies.errors import PolicyError
 from policies.version import policy_files, record_policy_version
 from policies.workflow import Workflow
+from vault.meta import ArchiveMeta
 from vault.store import ArchiveStore
 from vault.vault import Vault
 

@@ -31,8 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policies.decide import ArchiveMeta, PolicyEngine, Principal
+from policies.decide import PolicyEngine, Principal
 from policies.grants import GrantLink, to_us
+from vault.meta import ArchiveMeta
 
 NOW = datetime(2025, 6, 1, 12, 0, tzinfo=UTC)
 USERS = 10_000

@@ -44,6 +44,7 @@ from policies.grant_terms import Misfit, confirm_next_step, misfit
 from policies.grants import NO_ARCHIVE, GrantLink, GrantLinks, scope, to_us
 from policies.models import AccessGrant, PolicyCounter
 from policies.roles import ARCHIVE_ACTIONS, KIND_FOR_ACTION, Action, GrantState, Role
+from vault.meta import ArchiveMeta
 
 POLICY_DIR = Path(__file__).resolve().parent
 MODEL_FILE = POLICY_DIR / "model.conf"
@@ -87,31 +88,6 @@ class Principal:
         return ",".join(sorted(self.roles)) or "none"
 
 
-@dataclass(frozen=True, slots=True)
-class ArchiveMeta:
-    """The clear metadata of one archive that decisions look at (never content)."""
-
-    archive_no: str
-    classification: str
-    owner: str
-    custodian: str | None = None
-    department: str = ""
-    contacts: frozenset[str] = frozenset()
-    status: str = "active"
-
-    @classmethod
-    def from_archive(cls, archive: Any, contacts: Iterable[str] = ()) -> ArchiveMeta:
-        return cls(
-            archive_no=archive.archive_no,
-            classification=archive.classification,
-            owner=archive.owner,
-            custodian=archive.custodian,
-            department=archive.department,
-            contacts=frozenset(contacts),
-            status=archive.status,
-        )
-
-
 def load_archive_meta(session: Session, archive_no: str) -> ArchiveMeta:
     """Read one archive's metadata and contacts; raises ``NotFound``."""
     from vault.models import Archive, ArchiveContact
@@ -122,7 +98,7 @@ def load_archive_meta(session: Session, archive_no: str) -> ArchiveMeta:
     contacts = session.exec(
         select(ArchiveContact.username).where(ArchiveContact.archive_id == archive.id)
     ).all()
-    return ArchiveMeta.from_archive(archive, contacts)
+    return ArchiveMeta.of(archive, contacts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,6 +45,7 @@ from vault.errors import (
 )
 from vault.formats import InvalidValue
 from vault.media import stored_media_type
+from vault.meta import ArchiveMeta
 from vault.models import (
     Archive,
     ArchiveContact,
@@ -96,47 +97,6 @@ INTERACTION_TEXT_MAX = 20_000
 
 
 @dataclass(frozen=True, slots=True)
-class ArchiveMeta:
-    """The clear metadata of an archive: what the customer list (客户一览表) shows."""
-
-    archive_no: str
-    category: str
-    grade: str
-    classification: str
-    owner: str
-    custodian: str | None
-    department: str
-    status: str
-    created_at: datetime
-    updated_at: datetime
-    retention_until: date
-    contacts: tuple[str, ...] = ()
-    destroyed_at: datetime | None = None
-
-    @property
-    def marking(self) -> str:
-        return Classification(self.classification).marking
-
-    def public(self) -> dict[str, Any]:
-        return {
-            "archive_no": self.archive_no,
-            "category": self.category,
-            "grade": self.grade,
-            "classification": self.classification,
-            "remarks": self.marking,
-            "owner": self.owner,
-            "contacts": list(self.contacts),
-            "custodian": self.custodian,
-            "department": self.department,
-            "status": self.status,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "retention_until": self.retention_until.isoformat(),
-            "destroyed_at": self.destroyed_at.isoformat() if self.destroyed_at else None,
-        }
-
-
-@dataclass(frozen=True, slots=True)
 class ArchiveView:
     """What a read returns: metadata, consent and the requested groups' fields."""
 
@@ -172,21 +132,7 @@ Visible = Callable[[Any, "ArchiveMeta", str], bool]
 
 
 def _meta(a: Archive, contacts: Sequence[str] = ()) -> ArchiveMeta:
-    return ArchiveMeta(
-        archive_no=a.archive_no,
-        category=a.category,
-        grade=a.grade,
-        classification=a.classification,
-        owner=a.owner,
-        custodian=a.custodian,
-        department=a.department,
-        status=a.status,
-        created_at=a.created_at,
-        updated_at=a.updated_at,
-        retention_until=a.retention_until,
-        contacts=tuple(contacts),
-        destroyed_at=a.destroyed_at,
-    )
+    return ArchiveMeta.of(a, contacts)
 
 
 def _consent_of(a: Archive) -> Consent:
@@ -534,7 +480,7 @@ class ArchiveStore:
                 created_at=now,
                 updated_at=now,
                 retention_until=r.retention_until,
-                contacts=r.contacts,
+                contacts=tuple(sorted(r.contacts)),
             )
             for r in records
         ]

@@ -47,11 +47,12 @@ from policies import archive_changes
 from policies.archive_changes import ChangeOutcome
 from policies.archive_creation import check_new_archive
 from policies.changes import audited_refusals
-from policies.decide import ArchiveMeta, Decision
+from policies.decide import Decision
 from policies.errors import AccessDenied, PolicyError
 from policies.roles import Action
 from vault.errors import ArchiveNotFound
 from vault.importer import check_people
+from vault.meta import ArchiveMeta
 from vault.models import User
 from vault.records import USERNAME, NewArchive
 from vault.store import ReadPermit
@@ -70,19 +71,7 @@ SEARCH_FIELDS = {
 
 
 def _meta(services: Services, archive_no: str) -> ArchiveMeta:
-    return _policy_meta(services.store.meta(archive_no))
-
-
-def _policy_meta(m: Any) -> ArchiveMeta:
-    return ArchiveMeta(
-        archive_no=m.archive_no,
-        classification=m.classification,
-        owner=m.owner,
-        custodian=m.custodian,
-        department=m.department,
-        contacts=frozenset(m.contacts),
-        status=m.status,
-    )
+    return services.store.meta(archive_no)
 
 
 def _require(
@@ -225,7 +214,7 @@ def _search(services: Services, caller: Caller, given: dict[str, str | None]) ->
         # groups does not count, or each search would answer a question about a
         # value the caller may not see (and about who is a client).
         return services.decide(
-            caller.principal, Action.READ, _policy_meta(meta), (group,), session=session
+            caller.principal, Action.READ, meta, (group,), session=session
         ).shows_in_clear(group)
 
     found = services.store.search(SEARCH_FIELDS[key], value, actor=caller.actor, visible=visible)
@@ -286,7 +275,7 @@ def read_content(
 
     def check(session: Any, meta: Any, requested: tuple[str, ...]) -> ReadPermit:
         decision = services.decide(
-            callers[0].principal, Action.READ, _policy_meta(meta), wanted, session=session
+            callers[0].principal, Action.READ, meta, wanted, session=session
         )
         decided.append(decision)
         if not decision.allowed:

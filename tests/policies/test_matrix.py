@@ -15,9 +15,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.decide import ArchiveMeta, PolicyEngine, Principal
+from policies.decide import PolicyEngine, Principal
 from policies.grants import GrantLink, to_us
 from policies.roles import Action, Role
+from vault.meta import ArchiveMeta
 
 NOW = datetime(2025, 3, 3, 12, 0, tzinfo=UTC)
 USER = "u1"
@@ -121,7 +122,7 @@ def test_content_matrix(engine: PolicyEngine, role: Role, cls: str) -> None:
             archive_no="A-1",
             classification=cls,
             owner=USER if own == "owner" else "someone",
-            contacts=frozenset({USER}) if own == "contact" else frozenset(),
+            contacts=(USER,) if own == "contact" else (),
             custodian="keeper" if cls == "top_secret" else None,
         )
         who = Principal(
