@@ -17,6 +17,8 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider

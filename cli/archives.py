@@ -146,11 +146,16 @@ def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 def schema(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     schema_file: Annotated[Path | None, typer.Option(help="Another schema file.")] = None,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Show the configured profile fields: name, group, labels, type, searchable."""
-    from vault.schema import load_schema
+    """Show the configured profile fields: name, group, labels, type, searchable.
 
-    settings = Settings() if schema_file is None else Settings(schema_file=schema_file)
+    Without ``--schema-file`` it is the schema the vault in ``--data-dir`` is configured
+    with (``VAULT_SCHEMA_FILE``, else the shipped one); it needs no database.
+    """
+    settings = settings_for(data_dir)
+    if schema_file is not None:
+        settings = settings.model_copy(update={"schema_file": schema_file})
     sch = load_schema(settings.schema_file)
     if as_json:
         payload = {
