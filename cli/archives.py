@@ -10,7 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from sqlmodel import Session, select
 
+from audit.events import AuditAction, AuditEvent
+from audit.schema import install_guards
 from cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
@@ -23,8 +26,20 @@ from cli.common import (
     record_policy,
     settings_for,
 )
+from foundation.db import make_engine, transaction
 from foundation.settings import Settings
-from vault.errors import VaultError
+from policies.archive_creation import import_check
+from vault import migrate
+from vault.demo import mark_demo, require_demo
+from vault.errors import NotInitialised, VaultError
+from vault.importer import ImportFailed, bulk_insert, import_file
+from vault.keys import LEVELS
+from vault.manifest import seal_missing
+from vault.models import User
+from vault.rotation import kek_counts, rotate
+from vault.schema import load_schema
+from vault.seed import SyntheticArchives
+from vault.vault import init_vault, open_vault
 
 customer_app = typer.Typer(help="Customer archives: import.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys: rotate, status.", no_args_is_help=True)
@@ -42,14 +57,10 @@ def init(
     ] = False,
 ) -> None:
     """Create a new vault: key file (mode 0600, outside the database) and tables."""
-    from vault.vault import init_vault
 
     settings = settings_for(data_dir)
     vault = init_vault(settings)
     store = vault.store()
-    from audit.events import AuditAction, AuditEvent
-    from foundation.db import transaction
-    from vault.demo import mark_demo
 
     with transaction(vault.engine) as session:
         if demo:
@@ -74,14 +85,11 @@ def init(
 @app.command()
 def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Apply pending database migrations (back the database up first)."""
-    from foundation.db import make_engine
-    from vault import migrate
 
     settings = settings_for(data_dir)
     engine = make_engine(settings.resolved_database_url)
     before = migrate.current(engine)
     migrate.upgrade(engine)
-    from audit.schema import install_guards
 
     migrate.grant_app_role(engine)
     install_guards(engine)
@@ -94,8 +102,6 @@ def _finish_upgrade(settings: Settings, engine: Any) -> None:
     from before sealed manifests get one. Without the key file the migrations still stand
     and the warning names the command to run once it is back. In a vault whose archives
     all carry manifests, one without is reported as tampering (exit 1), never sealed."""
-    from vault.errors import NotInitialised
-    from vault.vault import open_vault
 
     try:
         vault = open_vault(settings, engine=engine)
@@ -119,7 +125,6 @@ def _finish_upgrade(settings: Settings, engine: Any) -> None:
 
 def _seal(vault: Any) -> None:
     """Seal the manifests of archives from before them (audited), and sign what was appended."""
-    from vault.manifest import seal_missing
 
     store = vault.store()
     try:
@@ -135,8 +140,6 @@ def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
     Once every archive of the vault carries one (always, for a vault created with
     manifests), it seals nothing: archives found without one are named as tampered."""
-    from foundation.db import make_engine
-    from vault.vault import open_vault
 
     settings = settings_for(data_dir)
     _seal(open_vault(settings, engine=make_engine(settings.resolved_database_url)))
@@ -191,8 +194,6 @@ def customer_import(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Import archives, all or nothing: a bad file imports nothing and lists every bad row."""
-    from policies.archive_creation import import_check
-    from vault.importer import ImportFailed, import_file
 
     store = open_store(data_dir)
     with progress_bar() as bar:
@@ -239,9 +240,6 @@ def seed(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Add realistic synthetic zh_CN archives (Faker) to a demo vault."""
-    from vault.demo import require_demo
-    from vault.importer import bulk_insert
-    from vault.seed import SyntheticArchives
 
     store = open_store(data_dir)
     require_demo(store.vault, "seed")
@@ -261,9 +259,6 @@ def seed(
 
 
 def _usernames(store: Any) -> set[str]:
-    from sqlmodel import Session, select
-
-    from vault.models import User
 
     with Session(store.engine) as session:
         return set(session.exec(select(User.username)))
@@ -275,7 +270,6 @@ def keys_rotate(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Add a KEK version and rewrap every DEK under it; resumes an interrupted rotation."""
-    from vault.rotation import rotate
 
     store = open_store(data_dir)
     with progress_bar() as bar:
@@ -299,10 +293,6 @@ def keys_rotate(
 @keys_app.command("status")
 def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """KEK versions per level and how many archives each still wraps."""
-    from sqlmodel import Session
-
-    from vault.keys import LEVELS
-    from vault.rotation import kek_counts
 
     store = open_store(data_dir)
     with Session(store.engine) as session:
