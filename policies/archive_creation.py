@@ -29,7 +29,7 @@ from sqlmodel import Session, select
 
 from policies.archive_changes import check_custodian
 from policies.changes import check_reader
-from policies.decide import Principal
+from policies.decision import Principal
 from policies.errors import InvalidInput, PolicyError, Refused
 from policies.roles import Role
 from vault.errors import ValidationFailed
