@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.events import AuditAction, AuditEvent
 from policies.changes import (
@@ -77,10 +77,10 @@ def _contacts(session: Session, archive: Archive) -> list[str]:
 
 
 def _set_contacts(session: Session, archive: Archive, names: list[str]) -> None:
-    session.execute(
-        sa.delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id)  # type: ignore[arg-type]
-    )
-    session.add_all(ArchiveContact(archive_id=archive.id, username=n) for n in names)  # type: ignore[arg-type]
+    archive_id = archive.id
+    assert archive_id is not None  # read from the database by ``_archive``
+    session.execute(sa.delete(ArchiveContact).where(col(ArchiveContact.archive_id) == archive_id))
+    session.add_all(ArchiveContact(archive_id=archive_id, username=n) for n in names)
     session.flush()
 
 

@@ -138,6 +138,13 @@ def check_reason(reason: str | None, *, missing: str) -> str:
     return reason
 
 
+def persisted_id(req: AccessRequest) -> int:
+    """The row id of a request read from (or flushed to) the database."""
+    if req.id is None:
+        raise Conflict(f"request {req.uid} is not stored yet")
+    return req.id
+
+
 def load_request(session: Session, uid: str, *, lock: bool = True) -> AccessRequest:
     query = select(AccessRequest).where(AccessRequest.uid == uid)
     if lock:

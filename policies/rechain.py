@@ -33,12 +33,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.chains import Chains
-from policies.errors import Conflict, Refused
+from policies.desk import bump
+from policies.errors import Refused
 from policies.models import AccessRequest, Notification, RequestSignature
 from policies.roles import CHANGE_KINDS, NotificationEvent, RequestState, rank
 from vault.models import Archive, ArchiveStatus
@@ -200,15 +200,7 @@ def refresh(
     if derived is None:
         return None
     stages, classification, custodian, change = derived
-    table = AccessRequest.__table__  # type: ignore[attr-defined]
-    bumped = session.exec(  # type: ignore[call-overload]
-        sa.update(table)
-        .where(table.c.id == req.id, table.c.version == req.version)
-        .values(version=req.version + 1)
-    )
-    if bumped.rowcount != 1:
-        raise Conflict(f"request {req.uid} was changed by someone else; reload it")
-    req.version += 1
+    bump(session, req, req.version)
     req.stages = stages
     req.classification = classification
     req.custodian = custodian

@@ -45,6 +45,7 @@ from policies.desk import (
     fmt,
     load_request,
     new_uid,
+    persisted_id,
     refusal,
 )
 from policies.errors import Conflict, InvalidInput, Refused
@@ -222,7 +223,7 @@ class Signing:
         bump(session, req, seen)
         session.add(
             RequestSignature(
-                request_id=req.id,
+                request_id=persisted_id(req),
                 stage_index=index,
                 stage_name=stage["name"],
                 signer=approver.username,
@@ -309,7 +310,7 @@ class Signing:
         hours = req.hours or spec.grant_hours or 1
         grant = AccessGrant(
             uid=new_uid("G"),
-            request_id=req.id,
+            request_id=persisted_id(req),
             request_uid=req.uid,
             kind=req.kind,
             subject=req.requester,
@@ -352,7 +353,7 @@ class Signing:
         bump(session, req, seen)
         session.add(
             RequestSignature(
-                request_id=req.id,
+                request_id=persisted_id(req),
                 stage_index=index,
                 stage_name=stage["name"],
                 signer=approver.username,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.events import SYSTEM, AuditAction, AuditEvent
 from policies.desk import Desk, fmt
@@ -113,7 +113,7 @@ class Sweeper:
             select(LoanEntry).where(
                 LoanEntry.state == LoanState.OUT,
                 LoanEntry.due_at <= now,
-                LoanEntry.overdue_notified.is_(False),  # type: ignore[attr-defined]
+                col(LoanEntry.overdue_notified).is_(False),
             )
         ).all()
         for loan in overdue:
