@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from foundation.db import transaction
 from policies import archive_changes
-from policies.chains import parse_chains
+from policies.chains import CHAINS_FILE, parse_chains
 from policies.directory import add_user, set_roles
 from policies.errors import ConfigError, InvalidInput, Refused
 from policies.models import RequestSignature
@@ -100,8 +100,6 @@ def test_ever_admin_is_durable(db) -> None:
 
 def test_chains_keep_change_kinds_grant_free_and_admin_out_of_ownership() -> None:
     import tomllib
-
-    from policies.chains import CHAINS_FILE
 
     base = tomllib.loads(CHAINS_FILE.read_text(encoding="utf-8"))
     bad = {**base, "kinds": {**base["kinds"]}}

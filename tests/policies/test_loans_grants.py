@@ -237,7 +237,9 @@ def test_handover_moves_archives_revokes_the_leavers_loans_and_disables(db, wf, 
     with pytest.raises(Refused), transaction(db) as s:
         wf.staff.file(s, from_user="alice", to_user="dan", actor=who("io"), now=T0 + 5 * H)
     with pytest.raises(InvalidInput), transaction(db) as s:
-        wf.staff.file(s, from_user="alice", to_user="dh_sales", actor=who("dh_sales"), now=T0 + 5 * H)
+        wf.staff.file(
+            s, from_user="alice", to_user="dh_sales", actor=who("dh_sales"), now=T0 + 5 * H
+        )
     with transaction(db) as s:
         req = wf.staff.file(
             s, from_user="alice", to_user="dan", actor=who("dh_sales"), now=T0 + 5 * H

@@ -208,7 +208,9 @@ def test_a_request_that_can_no_longer_be_finished_is_refused_with_why(db, wf, wh
     assert refused.rule == "unfinishable" and "without a custodian" in str(refused)
     assert refused.event is not None and refused.event.action == AuditAction.REQUEST_RECHAIN
     with transaction(db) as s:  # still deniable: a denial never widens access
-        denied = wf.signing.deny(s, req.uid, who("io"), reason="archive needs a custodian", now=T0 + H)
+        denied = wf.signing.deny(
+            s, req.uid, who("io"), reason="archive needs a custodian", now=T0 + H
+        )
     assert denied.state == "denied"
 
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from audit.events import AuditAction, Outcome
 from foundation.db import transaction
 from policies import visibility
-from policies.decide import load_archive_meta
+from policies.decide import PolicyEngine, load_archive_meta
 from policies.errors import Conflict, InvalidInput, PolicyError, Refused
 from policies.models import AccessGrant, AccessRequest, Notification, RequestSignature
 from policies.roles import Action
@@ -135,7 +135,6 @@ def test_chain_to_approval(
     assert notes[0] == "filed" and "approved" in notes
     assert notes[-1] == ("loan_confirmed" if kind == "loan" else "approved")
     # A fresh engine built from the database agrees (links come from the DB).
-    from policies.decide import PolicyEngine
 
     with Session(db) as s:
         fresh = PolicyEngine.from_db(s)
@@ -156,7 +155,9 @@ def test_chain_to_denial(db, flow, pe, who, sink, kind, requester, archive, sign
     with pytest.raises(InvalidInput), transaction(db) as s:
         flow.signing.deny(s, req.uid, who(signers[-1]), reason="  ", now=T0 + H)
     with transaction(db) as s:
-        req = flow.signing.deny(s, req.uid, who(signers[-1]), reason="purpose not shown", now=T0 + H)
+        req = flow.signing.deny(
+            s, req.uid, who(signers[-1]), reason="purpose not shown", now=T0 + H
+        )
     assert req.state == "denied" and req.denial_reason == "purpose not shown"
     assert not _decide(db, pe, who, requester, action, archive, T0 + 2 * H).allowed
     deny = [e for e in sink.events if e.action == AuditAction.REQUEST_DENY]
