@@ -31,7 +31,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from policies.decide import PolicyEngine, Principal
+from policies.decision import Principal
+from policies.engine import PolicyEngine
 from policies.grants import GrantLink, to_us
 from vault.meta import ArchiveMeta
 
