@@ -1,7 +1,6 @@
 """Who owns an archive, who else is on it, how it is classified and who keeps it.
 
-Each of these decides who can read the archive, so (DESIGN.md, DOMAIN.md
-"Widening access is a request"):
+Each of these decides who can read the archive, so widening access is a request:
 
 * Reassigning the archive or adding contacts is a ``reassign`` request, filed by
   the archive's department head (own department only) or an information officer,

@@ -214,7 +214,7 @@ def check_finishable(
     subjects: Iterable[str],
     department: str,
 ) -> None:
-    """Refuse a chain that no one could finish (DOMAIN.md), naming the stage."""
+    """Refuse a chain that no one could finish, naming the stage."""
     excluded = {filer, *subjects}
     for stage in stages:
         if stage.get("custodian"):

@@ -68,7 +68,7 @@ def check_admin_separation(username: str, ever_admin: bool, roles: Iterable[str]
     """An account that holds or ever held ``admin`` never holds a role that reads content.
 
     Otherwise an administrator could make an account, give it archives, drop its
-    admin role and read (DESIGN.md: administrators never see content).
+    admin role and read (administrators never see content).
     """
     wanted = set(roles)
     content = sorted(wanted & CONTENT_ROLES)

@@ -13,7 +13,7 @@ from vault.models import Classification
 
 
 class Role(StrEnum):
-    """Roles of DOMAIN.md. ``custodian`` is deliberately absent: it is an attribute
+    """The people of the domain. ``custodian`` is deliberately absent: it is an attribute
     of one archive (Art 22), not something a person holds in general."""
 
     SALESPERSON = "salesperson"

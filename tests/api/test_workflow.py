@@ -1,4 +1,4 @@
-"""End to end over HTTP, one user of DOMAIN.md after another."""
+"""End to end over HTTP, one user of the vault after another."""
 
 from __future__ import annotations
 
