@@ -139,6 +139,7 @@ def chains(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @policy_app.command()
 def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Expire undecided requests and ended grants; flag overdue loans (audited)."""
+
     def go() -> Any:
         vault = _open(data_dir)
         log = vault.audit_log()
