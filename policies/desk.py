@@ -31,6 +31,7 @@ from vault.meta import ArchiveMeta
 
 MAX_REASON = 2000
 MAX_ARCHIVES = 100
+_REQUEST_T = AccessRequest.__table__  # type: ignore[attr-defined]
 
 
 class Resealer(Protocol):
@@ -156,9 +157,6 @@ def load_request(session: Session, uid: str, *, lock: bool = True) -> AccessRequ
     if req is None:
         raise NotFound(f"no request {uid}")
     return req
-
-
-_REQUEST_T = AccessRequest.__table__  # type: ignore[attr-defined]
 
 
 def bump(session: Session, req: AccessRequest, seen: int) -> None:

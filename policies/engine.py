@@ -283,11 +283,7 @@ class PolicyEngine:
         if ask.rel != "owner" or ask.archive is None:
             return None
         for role, _rule in allowed:
-            if (ask.act, role, ask.cls) in self._owner_lines or (
-                ask.act,
-                role,
-                "*",
-            ) in self._owner_lines:
+            if {(ask.act, role, ask.cls), (ask.act, role, "*")} & self._owner_lines:
                 line = (ask.act.value, role, ask.cls, "owner", "allow")
                 groups = ask.requested or self.known_groups
                 return explain.as_owner(ask.act, ask.principal, ask.archive, line, groups)
