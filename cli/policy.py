@@ -22,9 +22,17 @@ from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from cli.common import DEFAULT_DATA_DIR, DataDir
+from foundation.db import transaction
 from foundation.settings import Settings
+from policies.chains import load_chains
+from policies.directory import load_principal
+from policies.engine import PolicyEngine
 from policies.errors import PolicyError
+from policies.loading import load_archive_meta
+from policies.roles import Action
+from policies.workflow import Workflow
 from vault.errors import VaultError
+from vault.vault import open_vault
 
 policy_app = typer.Typer(help="Access decisions and the request workflow.", no_args_is_help=True)
 console = Console()
@@ -48,8 +56,6 @@ def _run(fn: Any) -> Any:
 
 
 def _open(data_dir: Path) -> Any:
-    from vault.vault import open_vault
-
     return open_vault(Settings(data_dir=data_dir))
 
 
@@ -63,10 +69,6 @@ def explain(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Decide one request now and print the decision with its reason."""
-    from policies.decide import PolicyEngine, load_archive_meta
-    from policies.directory import load_principal
-    from policies.roles import Action
-
     try:
         act = Action(action)
     except ValueError:
@@ -99,19 +101,14 @@ def explain(
 @policy_app.command()
 def check() -> None:
     """Load model.conf, policy.csv and chains.toml and report whether they are valid."""
-    from policies.chains import load_chains
-    from policies.decide import PolicyEngine
-
     engine = _run(lambda: PolicyEngine(chains=load_chains()))
-    lines = len(list(engine._enforcer.get_policy()))
+    lines = len(engine.base_lines)
     console.print(f"policy ok: {lines} base lines, {len(engine.chains.kinds)} request kinds")
 
 
 @policy_app.command()
 def chains(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Print every request kind's approval chain (as a compliance officer reads it)."""
-    from policies.chains import load_chains
-
     spec = _run(load_chains)
     rows = []
     for kind in spec.kinds.values():
@@ -142,8 +139,6 @@ def chains(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
 @policy_app.command()
 def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Expire undecided requests and ended grants; flag overdue loans (audited)."""
-    from foundation.db import transaction
-    from policies.workflow import Workflow
 
     def go() -> Any:
         vault = _open(data_dir)

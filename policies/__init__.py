@@ -3,17 +3,39 @@
 Modules (import what you need; this package imports nothing heavy on its own,
 because table modules are imported on their own, by migrations and tests):
 
-- ``policies.decide``    ``PolicyEngine``, ``Principal``, ``ArchiveMeta``, ``Decision``
-- ``policies.workflow``  ``Workflow``: file/approve/deny/withdraw, sweep, loans, handover
-- ``policies.directory`` ``add_user``, ``set_roles``, ``disable_user``, ``load_principal``
-- ``policies.roles``     the StrEnums: ``Role``, ``Action``, ``RequestKind``, states
-- ``policies.chains``    ``chains.toml`` loader; ``model.conf``/``policy.csv`` are beside it
-- ``policies.rechain``   re-derives a pending request's chain from its archives' current state
+Decisions
+- ``policies.decide``    ``decide()``: the entry point, naming the parts below
+- ``policies.decision``  the values: ``Principal``, ``Decision``
+- ``policies.engine``    ``PolicyEngine``: base policy + grant links, ``sync`` by revision
+- ``policies.casbin_model`` ``model.conf``/``policy.csv`` through pycasbin, parsed once
+- ``policies.grants``    grants as time-bounded links (a Casbin role manager)
 - ``policies.grant_terms`` what a grant was approved for; whether it still covers an archive
-- ``policies.changes``   change requests (widening who can read): filing, signer rules, applying
+- ``policies.loading``   the database side: archive metadata, grant rows, the revision counter
+- ``policies.explain``   the wording of every ``why`` and ``next_step``
+- ``policies.roles``     the StrEnums (``Role``, ``Action``, kinds, states) and ``RANK``
+- ``policies.chains``    ``chains.toml`` loader; ``model.conf``/``policy.csv`` are beside it
+- ``policies.version``   which policy files are in force, recorded in the audit log
+
+The request workflow
+- ``policies.workflow``  ``Workflow``: the desk plus its collaborators
+- ``policies.desk``      ``Desk``: the dependencies and steps the collaborators share
+- ``policies.filing``    ``Filing``: file a request, derive its chain (``chains.toml``)
+- ``policies.signing``   ``Signing``: approve, deny, withdraw; the signer rules
+- ``policies.loans``     ``Loans``: the loan register
+- ``policies.sweep``     ``Sweeper``: what time alone ends
+- ``policies.rechain``   re-derives a pending request's chain from its archives' current state
+- ``policies.changes``   change requests (widening who can read): filing and signer rules
 - ``policies.archive_changes`` reassigning, contacts, classification and custodian changes
 - ``policies.rolegrants`` giving roles through the information supervisor (API and CLI)
-- ``policies.handover``  a leaver's handover as a request
+- ``policies.visibility`` which requests and loan lines a caller may know exist
+- ``policies.request_service`` ``RequestService``: the requests and loans routes' one service
+- ``policies.models``    the tables: requests, signatures, grants, loans, notifications
+- ``policies.archive_creation`` who may own and keep a new archive (API and import)
+
+People
+- ``policies.directory`` ``add_user``, ``set_roles``, ``disable_user``, ``load_principal``
+- ``policies.handover``  a leaver's handover as a request, and ``StaffHandover``
+- ``policies.password_reset`` one-time resets that two people complete
 """
 
 from policies.errors import (

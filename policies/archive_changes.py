@@ -1,7 +1,6 @@
 """Who owns an archive, who else is on it, how it is classified and who keeps it.
 
-Each of these decides who can read the archive, so (DESIGN.md, DOMAIN.md
-"Widening access is a request"):
+Each of these decides who can read the archive, so widening access is a request:
 
 * Reassigning the archive or adding contacts is a ``reassign`` request, filed by
   the archive's department head (own department only) or an information officer,
@@ -24,10 +23,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.events import AuditAction, AuditEvent
 from policies.changes import (
@@ -38,16 +37,13 @@ from policies.changes import (
     person,
     stale,
 )
-from policies.decide import Principal
+from policies.decision import Principal
+from policies.desk import Desk
 from policies.errors import InvalidInput, NotFound, Refused
 from policies.models import AccessRequest, Notification
-from policies.roles import Action, NotificationEvent, RequestKind, Role
+from policies.roles import RANK, Action, NotificationEvent, RequestKind, Role
 from vault.models import Archive, ArchiveContact, ArchiveStatus
 
-if TYPE_CHECKING:
-    from policies.workflow import Workflow
-
-RANK = {"internal": 0, "secret": 1, "top_secret": 2}
 CUSTODIAN_ROLES = frozenset({Role.INFORMATION_OFFICER, Role.INFO_SUPERVISOR})
 
 
@@ -80,10 +76,10 @@ def _contacts(session: Session, archive: Archive) -> list[str]:
 
 
 def _set_contacts(session: Session, archive: Archive, names: list[str]) -> None:
-    session.execute(
-        sa.delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id)  # type: ignore[arg-type]
-    )
-    session.add_all(ArchiveContact(archive_id=archive.id, username=n) for n in names)  # type: ignore[arg-type]
+    archive_id = archive.id
+    assert archive_id is not None  # read from the database by ``_archive``
+    session.execute(sa.delete(ArchiveContact).where(col(ArchiveContact.archive_id) == archive_id))
+    session.add_all(ArchiveContact(archive_id=archive_id, username=n) for n in names)
     session.flush()
 
 
@@ -101,7 +97,7 @@ def _no_admin(filer: Principal, what: str) -> None:
 
 @audits_refusals(AuditAction.REASSIGN, who="filer", archive="archive_no")
 def reassign(
-    wf: Workflow,
+    desk: Desk,
     session: Session,
     filer: Principal,
     *,
@@ -114,7 +110,7 @@ def reassign(
     """A new owner or added contacts file a request; removing contacts is done now."""
     _no_admin(filer, "change who owns an archive or is listed on it")
     officer = Role.INFORMATION_OFFICER in filer.roles
-    if not (officer or Role.DEPARTMENT_HEAD in filer.roles) or not wf._may(
+    if not (officer or Role.DEPARTMENT_HEAD in filer.roles) or not desk.may(
         filer, Action.REASSIGN, {Role.DEPARTMENT_HEAD, Role.INFORMATION_OFFICER}, now
     ):
         raise Refused(
@@ -150,7 +146,7 @@ def reassign(
         _set_contacts(session, archive, wanted)
         archive.updated_at = now
         session.add(archive)
-        wf.audit.append(
+        desk.audit.append(
             session,
             AuditEvent(
                 action=AuditAction.REASSIGN,
@@ -171,7 +167,7 @@ def reassign(
         "subjects": sorted({*added, *([new_owner] if moves else [])}),
     }
     req = file_change(
-        wf,
+        desk,
         session,
         filer,
         kind=RequestKind.REASSIGN,
@@ -186,7 +182,7 @@ def reassign(
 
 
 def apply_reassign(
-    wf: Workflow, session: Session, req: AccessRequest, approver: Principal, now: datetime
+    desk: Desk, session: Session, req: AccessRequest, approver: Principal, now: datetime
 ) -> dict[str, Any]:
     change = req.change or {}
     archive = _archive(session, change["archive"])
@@ -210,7 +206,7 @@ def apply_reassign(
     archive.owner, archive.updated_at = new_owner, now
     session.add(archive)
     _set_contacts(session, archive, contacts)
-    wf.audit.append(
+    desk.audit.append(
         session,
         AuditEvent(
             action=AuditAction.REASSIGN,
@@ -272,7 +268,7 @@ def check_custodian(session: Session, username: str, *, owner: str) -> None:
 
 @audits_refusals(AuditAction.RECLASSIFY, who="filer", archive="archive_no")
 def reclassify(
-    wf: Workflow,
+    desk: Desk,
     session: Session,
     filer: Principal,
     *,
@@ -306,9 +302,9 @@ def reclassify(
     lowers = RANK[level] < RANK[old_level]
     keeper_changes = bool(old_custodian) and new_custodian != old_custodian
     if not lowers and not keeper_changes:
-        if wf.store is None:
+        if desk.store is None:
             raise InvalidInput("this service cannot re-seal archives")
-        meta = wf.store.reclassify(
+        meta = desk.store.reclassify(
             archive_no,
             level,
             actor=actor_of(filer),
@@ -329,7 +325,7 @@ def reclassify(
         "subjects": sorted(subjects),
     }
     req = file_change(
-        wf,
+        desk,
         session,
         filer,
         kind=RequestKind.RECLASSIFY,
@@ -344,7 +340,7 @@ def reclassify(
 
 
 def apply_reclassify(
-    wf: Workflow, session: Session, req: AccessRequest, approver: Principal, now: datetime
+    desk: Desk, session: Session, req: AccessRequest, approver: Principal, now: datetime
 ) -> dict[str, Any]:
     change = req.change or {}
     archive = _archive(session, change["archive"])
@@ -356,9 +352,9 @@ def apply_reclassify(
     new_custodian = change["custodian"]["to"]
     if new_custodian and new_custodian != archive.custodian:
         _check_custodian(session, new_custodian, archive)
-    if wf.store is None:
+    if desk.store is None:
         raise Refused("this service cannot re-seal archives; sign it in the API", rule="stale")
-    meta = wf.store.reclassify(
+    meta = desk.store.reclassify(
         archive.archive_no,
         change["classification"]["to"],
         actor=actor_of(approver),

@@ -5,7 +5,7 @@ top-secret archive, its custodian. Were those names taken as given, one person
 alone could list a salesperson of another department (or a visitor, or an
 administrator's account) as a contact and so widen who reads the customer's
 content, which reassigning an existing archive never allows without a second
-signature (DESIGN.md "Insiders are the threat model"). So a new archive passes
+signature (one person alone never widens who can read). So a new archive passes
 the checks a reassignment and a classification raise make:
 
 * its owner and every contact is an enabled salesperson of the archive's
@@ -29,7 +29,7 @@ from sqlmodel import Session, select
 
 from policies.archive_changes import check_custodian
 from policies.changes import check_reader
-from policies.decide import Principal
+from policies.decision import Principal
 from policies.errors import InvalidInput, PolicyError, Refused
 from policies.roles import Role
 from vault.errors import ValidationFailed

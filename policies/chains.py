@@ -43,8 +43,8 @@ class StageSpec:
     scope: str = "any"
     when_classification: tuple[str, ...] = ()
     when_external: bool | None = None
-    # Who signs instead when the filer could sign this stage themselves (DOMAIN.md
-    # "Every chain must be finishable"): a custodian filing, a department head filing.
+    # Who signs instead when the filer could sign this stage themselves (every chain
+    # must be finishable): a custodian filing, a department head filing.
     alternate_roles: tuple[str, ...] = ()
     alternate_label: str = ""
 

@@ -5,9 +5,9 @@ a custodian, giving an account a role that reads content, and a leaver's handove
 each file an ``AccessRequest`` of a change kind (``chains.toml``: reassign,
 reclassify, role, handover). The request carries its change (from -> to, and the
 people it gives access to, ``subjects``); it is signed through the ordinary
-workflow (``Workflow.approve``), and the final signature applies the change in
-the same transaction (``apply_change``), after checking that the vault still
-looks as it did when the request was filed.
+workflow (``Signing.approve``), and the final signature applies the change in
+the same transaction (``Signing`` calls the kind's applier), after checking that
+the vault still looks as it did when the request was filed.
 
 Rules added to the workflow's own (no self-approval, one person one stage, order):
   beneficiary       nobody signs a change that gives them access
@@ -27,20 +27,18 @@ import inspect
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.chains import StageSpec
-from policies.decide import Principal
+from policies.decision import Principal
+from policies.desk import Desk
 from policies.errors import InvalidInput, Refused
 from policies.models import AccessRequest, Notification
 from policies.roles import CHANGE_KINDS, NotificationEvent, RequestKind, RequestState, Role
 from vault.models import User, UserRole
-
-if TYPE_CHECKING:
-    from policies.workflow import Workflow
 
 PURPOSE = "other"
 
@@ -216,7 +214,7 @@ def check_finishable(
     subjects: Iterable[str],
     department: str,
 ) -> None:
-    """Refuse a chain that no one could finish (DOMAIN.md), naming the stage."""
+    """Refuse a chain that no one could finish, naming the stage."""
     excluded = {filer, *subjects}
     for stage in stages:
         if stage.get("custodian"):
@@ -248,7 +246,7 @@ def check_finishable(
 
 
 def file_change(
-    wf: Workflow,
+    desk: Desk,
     session: Session,
     filer: Principal,
     *,
@@ -261,7 +259,7 @@ def file_change(
     custodian: str | None = None,
 ) -> AccessRequest:
     """File a change request; ``change`` holds ``department`` and ``subjects``."""
-    spec = wf.chains.kind(kind.value)
+    spec = desk.chains.kind(kind.value)
     reason = (reason or "").strip()
     if not reason:
         raise InvalidInput("a change states its reason")
@@ -307,12 +305,12 @@ def file_change(
         state=RequestState.PENDING.value,
         version=1,
         created_at=now,
-        expires_at=now + timedelta(hours=wf.chains.pending_expiry_hours),
+        expires_at=now + timedelta(hours=desk.chains.pending_expiry_hours),
         change=change,
     )
     session.add(req)
     session.flush()
-    wf.audit.append(
+    desk.audit.append(
         session,
         AuditEvent(
             action=AuditAction.REQUEST_FILE,
@@ -379,25 +377,6 @@ def stale(req: AccessRequest, what: str) -> Refused:
         f"{what} changed since request {req.uid} was filed; deny it and file a new one",
         rule="stale",
     )
-
-
-def apply_change(
-    wf: Workflow, session: Session, req: AccessRequest, approver: Principal, now: datetime
-) -> None:
-    """Apply an approved change in the final signature's transaction."""
-    from policies import archive_changes, handover, rolegrants
-
-    appliers = {
-        RequestKind.REASSIGN.value: archive_changes.apply_reassign,
-        RequestKind.RECLASSIFY.value: archive_changes.apply_reclassify,
-        RequestKind.ROLE.value: rolegrants.apply_roles,
-        RequestKind.HANDOVER.value: handover.apply_handover,
-    }
-    with audited_refusals(AuditAction.REQUEST_APPROVE, approver, req.archives):
-        if req.change is None or req.kind not in appliers:
-            raise Refused(f"request {req.uid} carries no change to apply", rule="stale")
-        applied = appliers[req.kind](wf, session, req, approver, now)
-    req.change = {**req.change, "applied": applied, "applied_at": now.isoformat()}
 
 
 def next_label(req: AccessRequest) -> str | None:

@@ -20,11 +20,11 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm.attributes import set_committed_value
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
 from foundation.rawsql import Raw, RawTx
-from policies.decide import Principal
+from policies.decision import Principal
 from policies.errors import InvalidInput, Refused, UnknownUser, UserDisabled
 from policies.roles import CONTENT_ROLES, Clearance, Role
 from vault.models import User, UserRole, VaultMeta
@@ -68,7 +68,7 @@ def check_admin_separation(username: str, ever_admin: bool, roles: Iterable[str]
     """An account that holds or ever held ``admin`` never holds a role that reads content.
 
     Otherwise an administrator could make an account, give it archives, drop its
-    admin role and read (DESIGN.md: administrators never see content).
+    admin role and read (administrators never see content).
     """
     wanted = set(roles)
     content = sorted(wanted & CONTENT_ROLES)
@@ -255,6 +255,17 @@ def revoke_tokens(session: Session, username: str) -> int:
         if isinstance(user, User) and user.username == username:
             set_committed_value(user, "token_generation", row[0])
     return int(row[0])
+
+
+def users_with_role(session: Session, role: str) -> list[str]:
+    """Enabled usernames holding ``role`` (for queues and notifications)."""
+    return sorted(
+        session.exec(
+            select(User.username)
+            .join(UserRole, col(UserRole.user_id) == col(User.id))
+            .where(UserRole.role == role, User.disabled == False)  # noqa: E712
+        ).all()
+    )
 
 
 def load_principal(

@@ -10,11 +10,19 @@ log appends ``event`` in a transaction of its own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from audit.events import AuditEvent
-    from policies.decide import Decision
+from audit.events import AuditEvent
+
+
+class Explained(Protocol):
+    """What a denial carries (``policies.decision.Decision`` is one). A protocol, so
+    that the errors every module raises depend on nothing else in ``policies``."""
+
+    @property
+    def why(self) -> str: ...
+
+    def as_dict(self) -> dict[str, Any]: ...
 
 
 class PolicyError(Exception):
@@ -42,7 +50,7 @@ class AccessDenied(PolicyError):
 
     code = "access-denied"
 
-    def __init__(self, decision: Decision) -> None:
+    def __init__(self, decision: Explained) -> None:
         super().__init__(decision.why)
         self.decision = decision
 

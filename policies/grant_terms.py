@@ -21,23 +21,33 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-RANK = {"internal": 0, "secret": 1, "top_secret": 2}
+from policies.roles import RANK
 
 
 class _Archive(Protocol):
-    archive_no: str
-    classification: str
-    custodian: str | None
+    @property
+    def archive_no(self) -> str: ...
+    @property
+    def classification(self) -> str: ...
+    @property
+    def custodian(self) -> str | None: ...
 
 
 class _Link(Protocol):
-    uid: str
-    kind: str
-    request_uid: str
-    custodian_signed: bool
-    classification: str
-    custodian: str | None
-    awaiting_confirmation: bool
+    @property
+    def uid(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def request_uid(self) -> str: ...
+    @property
+    def custodian_signed(self) -> bool: ...
+    @property
+    def classification(self) -> str: ...
+    @property
+    def custodian(self) -> str | None: ...
+    @property
+    def awaiting_confirmation(self) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)

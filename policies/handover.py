@@ -19,7 +19,7 @@ kept as recorded; otherwise it is refused as stale and must be filed again.
 It then moves those archives and listings, revokes every grant of the leaver
 (their loans' grants included: a loan is approved for its borrower, never for a
 successor), withdraws their pending requests and disables them
-(``Workflow.apply_handover``), in that one transaction. The leaver's open loans
+(``StaffHandover.move``), in that one transaction. The leaver's open loans
 stay on the register in the leaver's name until the material is returned.
 
 The successor is an enabled salesperson of the leaver's department, never a
@@ -29,23 +29,32 @@ and again when applied.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlmodel import Session, col, select
 
-from audit.events import AuditAction
+from audit.events import AuditAction, AuditEvent
 from policies.changes import audits_refusals, check_reader, file_change, stale
-from policies.decide import Principal
+from policies.decision import Principal
+from policies.desk import Desk, actor_of
+from policies.directory import disable_user, load_principal
 from policies.errors import InvalidInput, NotFound, Refused
-from policies.grant_terms import RANK
-from policies.models import AccessRequest, Notification
-from policies.roles import Action, NotificationEvent, RequestKind, Role
+from policies.loading import next_revision
+from policies.models import AccessGrant, AccessRequest, LoanEntry, Notification
+from policies.roles import (
+    Action,
+    GrantState,
+    LoanState,
+    NotificationEvent,
+    RequestKind,
+    RequestState,
+    Role,
+    rank,
+)
 from vault.models import Archive, ArchiveContact, ArchiveStatus, User
-
-if TYPE_CHECKING:
-    from policies.workflow import Workflow
 
 # archive number -> [classification, custodian, department] (flat: the request's
 # change is copied into audit details, which nest at most four levels)
@@ -69,7 +78,7 @@ def holdings(session: Session, username: str, *, lock: bool = False) -> dict[str
     )
     if lock and session.get_bind().dialect.name == "postgresql":
         owned_q = owned_q.with_for_update()
-        listed_q = listed_q.with_for_update(of=Archive)  # type: ignore[arg-type]
+        listed_q = listed_q.with_for_update(of=Archive)
     return {
         "owned": {a.archive_no: _marks(a) for a in session.exec(owned_q).all()},
         "listed": {a.archive_no: _marks(a) for a in session.exec(listed_q).all()},
@@ -89,7 +98,7 @@ def _chain_inputs(held: dict[str, Holdings], department: str) -> tuple[str, str 
         )
     highest = max(
         (str(m[0]) for m in marks.values()),
-        key=lambda c: RANK.get(c, 99),
+        key=lambda c: rank(c, unknown=99),
         default="internal",
     )
     top = {no: m[1] for no, m in marks.items() if m[0] == "top_secret"}
@@ -104,102 +113,250 @@ def _chain_inputs(held: dict[str, Holdings], department: str) -> tuple[str, str 
     return highest, next(iter(keepers), None)
 
 
-@audits_refusals(AuditAction.REASSIGN, who="actor")
-def file_handover(
-    wf: Workflow,
-    session: Session,
-    *,
-    from_user: str,
-    to_user: str,
-    actor: Principal,
-    now: datetime,
-    reason: str = "",
-) -> AccessRequest:
-    leaver = session.exec(select(User).where(User.username == from_user)).first()
-    if leaver is None:
-        raise NotFound(f"no user {from_user!r}")
-    if from_user == to_user:
-        raise InvalidInput("hand over to someone else")
-    allowed = {Role.DEPARTMENT_HEAD, Role.ADMIN} & actor.roles
-    if not allowed or not wf._may(actor, Action.HANDOVER, allowed, now):
-        raise Refused(
-            "a handover is started by the leaver's department head or an administrator "
-            "and signed by others",
-            rule="wrong-role",
-        )
-    if Role.ADMIN not in allowed and actor.department != leaver.department:
-        raise Refused(
-            "a department head hands over only their own department's staff",
-            rule="wrong-department",
-        )
-    if actor.username == from_user:
-        raise Refused("nobody hands over their own clients", rule="self-approval")
-    check_reader(session, to_user, department=leaver.department, what="the successor")
-    held = holdings(session, from_user)
-    classification, custodian = _chain_inputs(held, leaver.department)
-    moved = sorted({*held["owned"], *held["listed"]})
-    change = {
-        "from": from_user,
-        "to": to_user,
-        "department": leaver.department,
-        "archives": sorted(held["owned"]),
-        "listed_on": sorted(held["listed"]),
-        # What the chain was resolved from; the final signature compares it with now.
-        "owned": held["owned"],
-        "listed": held["listed"],
-        "subjects": [to_user],
-    }
-    return file_change(
-        wf,
-        session,
-        actor,
-        kind=RequestKind.HANDOVER,
-        change=change,
-        reason=reason or f"staff change: {from_user} leaves; {to_user} takes over (篇七)",
-        now=now,
-        archives=moved,
-        classification=classification,
-        custodian=custodian,
-    )
+@dataclass
+class HandoverResult:
+    from_user: str
+    to_user: str
+    archives: list[str] = field(default_factory=list)
+    listed_on: list[str] = field(default_factory=list)
+    # The leaver's open loans: not handed over (a loan is approved for its borrower).
+    # Their grants are revoked; the register lines stay open until the material is
+    # returned to an information officer.
+    loans_to_return: list[str] = field(default_factory=list)
+    revoked_grants: list[str] = field(default_factory=list)
+    withdrawn_requests: list[str] = field(default_factory=list)
+    # Top-secret archives the leaver kept as custodian: they need a new custodian
+    # (a salesperson is not one by default), so they are listed, not moved.
+    custodian_of: list[str] = field(default_factory=list)
 
 
-def apply_handover(
-    wf: Workflow, session: Session, req: AccessRequest, approver: Principal, now: datetime
-) -> dict[str, Any]:
-    change = req.change or {}
-    leaver = session.exec(select(User).where(User.username == change["from"])).first()
-    if leaver is None or leaver.department != change["department"]:
-        raise stale(req, f"the account {change['from']}")
-    now_held = holdings(session, leaver.username, lock=True)
-    if now_held != {"owned": change.get("owned"), "listed": change.get("listed")}:
-        # The chain was resolved from these archives' classification and custodian.
-        raise stale(
-            req,
-            f"the archives {change['from']} owns or is listed on (which, their "
-            "classification or custodian)",
-        )
-    check_reader(session, change["to"], department=leaver.department, what="the successor")
-    result = wf.apply_handover(
-        session,
-        from_user=change["from"],
-        to_user=change["to"],
-        actor=approver,
-        now=now,
-        archives=change["archives"],
-        listed_on=change["listed_on"],
-    )
-    if result.loans_to_return:
-        session.add(
-            Notification(
-                recipient=req.requester,
-                request_uid=req.uid,
-                event=NotificationEvent.REASSIGNED.value,
-                message=(
-                    f"handover {req.uid} applied; {change['from']}'s open loan(s) "
-                    f"{', '.join(result.loans_to_return)} were not handed over: their access "
-                    "ended, and the material must be returned to an information officer"
-                )[:1000],
-                created_at=now,
+class StaffHandover:
+    """Files a leaver's handover, applies it at the final signature, moves the clients."""
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    @audits_refusals(AuditAction.REASSIGN, who="actor")
+    def file(
+        self,
+        session: Session,
+        *,
+        from_user: str,
+        to_user: str,
+        actor: Principal,
+        now: datetime,
+        reason: str = "",
+    ) -> AccessRequest:
+        """File a leaver's handover; another person's signature applies it (:meth:`apply`)."""
+        leaver = session.exec(select(User).where(User.username == from_user)).first()
+        if leaver is None:
+            raise NotFound(f"no user {from_user!r}")
+        if from_user == to_user:
+            raise InvalidInput("hand over to someone else")
+        allowed = {Role.DEPARTMENT_HEAD, Role.ADMIN} & actor.roles
+        if not allowed or not self.desk.may(actor, Action.HANDOVER, allowed, now):
+            raise Refused(
+                "a handover is started by the leaver's department head or an administrator "
+                "and signed by others",
+                rule="wrong-role",
             )
+        if Role.ADMIN not in allowed and actor.department != leaver.department:
+            raise Refused(
+                "a department head hands over only their own department's staff",
+                rule="wrong-department",
+            )
+        if actor.username == from_user:
+            raise Refused("nobody hands over their own clients", rule="self-approval")
+        check_reader(session, to_user, department=leaver.department, what="the successor")
+        held = holdings(session, from_user)
+        classification, custodian = _chain_inputs(held, leaver.department)
+        moved = sorted({*held["owned"], *held["listed"]})
+        change = {
+            "from": from_user,
+            "to": to_user,
+            "department": leaver.department,
+            "archives": sorted(held["owned"]),
+            "listed_on": sorted(held["listed"]),
+            # What the chain was resolved from; the final signature compares it with now.
+            "owned": held["owned"],
+            "listed": held["listed"],
+            "subjects": [to_user],
+        }
+        return file_change(
+            self.desk,
+            session,
+            actor,
+            kind=RequestKind.HANDOVER,
+            change=change,
+            reason=reason or f"staff change: {from_user} leaves; {to_user} takes over (篇七)",
+            now=now,
+            archives=moved,
+            classification=classification,
+            custodian=custodian,
         )
-    return asdict(result)
+
+    def apply(
+        self, session: Session, req: AccessRequest, approver: Principal, now: datetime
+    ) -> dict[str, Any]:
+        """The final signature of a handover request: check it is not stale, then move."""
+        change = req.change or {}
+        leaver = session.exec(select(User).where(User.username == change["from"])).first()
+        if leaver is None or leaver.department != change["department"]:
+            raise stale(req, f"the account {change['from']}")
+        now_held = holdings(session, leaver.username, lock=True)
+        if now_held != {"owned": change.get("owned"), "listed": change.get("listed")}:
+            # The chain was resolved from these archives' classification and custodian.
+            raise stale(
+                req,
+                f"the archives {change['from']} owns or is listed on (which, their "
+                "classification or custodian)",
+            )
+        check_reader(session, change["to"], department=leaver.department, what="the successor")
+        result = self.move(
+            session,
+            from_user=change["from"],
+            to_user=change["to"],
+            actor=approver,
+            now=now,
+            archives=change["archives"],
+            listed_on=change["listed_on"],
+        )
+        if result.loans_to_return:
+            session.add(
+                Notification(
+                    recipient=req.requester,
+                    request_uid=req.uid,
+                    event=NotificationEvent.REASSIGNED.value,
+                    message=(
+                        f"handover {req.uid} applied; {change['from']}'s open loan(s) "
+                        f"{', '.join(result.loans_to_return)} were not handed over: their access "
+                        "ended, and the material must be returned to an information officer"
+                    )[:1000],
+                    created_at=now,
+                )
+            )
+        return asdict(result)
+
+    def move(
+        self,
+        session: Session,
+        *,
+        from_user: str,
+        to_user: str,
+        actor: Principal,
+        now: datetime,
+        archives: Sequence[str],
+        listed_on: Sequence[str],
+    ) -> HandoverResult:
+        """Give the recorded archives and contact listings of a leaver to another
+        salesperson, revoke all the leaver's grants (loans' too: the open loans stay
+        on the register in the leaver's name until returned), withdraw their pending
+        requests, and disable them, in the caller's one transaction. Called only by
+        the final signature of a handover request, which checked who filed, who signs,
+        the successor, and that the leaver still holds exactly ``archives`` and
+        ``listed_on`` as recorded when it was filed."""
+        successor = load_principal(session, to_user)  # refuses disabled users
+        if Role.SALESPERSON not in successor.roles:
+            raise InvalidInput(f"{to_user} is not a salesperson")
+        result = HandoverResult(from_user=from_user, to_user=to_user)
+        result.custodian_of = list(
+            session.exec(
+                select(Archive.archive_no).where(
+                    Archive.custodian == from_user, Archive.status == ArchiveStatus.ACTIVE
+                )
+            ).all()
+        )
+        for archive in session.exec(
+            select(Archive)
+            .where(Archive.owner == from_user, col(Archive.archive_no).in_(list(archives)))
+            .with_for_update()
+        ).all():
+            archive.owner = to_user
+            archive.updated_at = now
+            session.add(archive)
+            result.archives.append(archive.archive_no)
+            # The new owner is not also listed as a contact (as in a reassignment).
+            mine = session.get(ArchiveContact, (archive.id, to_user))
+            if mine is not None:
+                session.delete(mine)
+        for contact, listed in session.exec(
+            select(ArchiveContact, Archive)
+            .join(Archive, col(Archive.id) == col(ArchiveContact.archive_id))
+            .where(
+                ArchiveContact.username == from_user,
+                col(Archive.archive_no).in_(list(listed_on)),
+            )
+        ).all():
+            exists = session.get(ArchiveContact, (contact.archive_id, to_user))
+            session.delete(contact)
+            if exists is None and listed.owner != to_user:
+                session.add(ArchiveContact(archive_id=contact.archive_id, username=to_user))
+            result.listed_on.append(listed.archive_no)
+        session.flush()
+        result.loans_to_return = sorted(
+            session.exec(
+                select(LoanEntry.uid).where(
+                    LoanEntry.borrower == from_user, LoanEntry.state == LoanState.OUT
+                )
+            ).all()
+        )
+        for grant in session.exec(
+            select(AccessGrant)
+            .where(AccessGrant.subject == from_user, AccessGrant.state == GrantState.ACTIVE)
+            .with_for_update()
+        ).all():
+            grant.state = GrantState.REVOKED.value
+            grant.ended_at = now
+            grant.rev = next_revision(session)
+            session.add(grant)
+            result.revoked_grants.append(grant.uid)
+        for req in session.exec(
+            select(AccessRequest)
+            .where(
+                AccessRequest.requester == from_user, AccessRequest.state == RequestState.PENDING
+            )
+            .with_for_update()
+        ).all():
+            req.state = RequestState.WITHDRAWN.value
+            req.decided_at = now
+            req.decided_by = actor.username
+            req.version += 1
+            session.add(req)
+            result.withdrawn_requests.append(req.uid)
+        session.flush()
+        self.desk.event(
+            session,
+            AuditEvent(
+                action=AuditAction.REASSIGN,
+                actor=actor_of(actor),
+                archives=(*result.archives, *result.listed_on),
+                reason="staff change: the responsible employee left",
+                detail={
+                    "from": from_user,
+                    "to": to_user,
+                    "listed_on": result.listed_on,
+                    "loans_to_return": result.loans_to_return,
+                    "revoked_grants": result.revoked_grants,
+                    "withdrawn_requests": result.withdrawn_requests,
+                    "custodian_of": result.custodian_of,
+                },
+            ),
+        )
+        disable_user(session, from_user, audit=self.desk.audit, actor=actor_of(actor))
+        self.desk.notify(
+            session,
+            to_user,
+            None,
+            NotificationEvent.REASSIGNED,
+            f"{len(result.archives)} archive(s) of {from_user} are now yours and you are "
+            f"listed on {len(result.listed_on)} more; tell the customers (篇七)"
+            + (
+                f". {from_user}'s open loan(s) {', '.join(result.loans_to_return)} are not "
+                "yours: their access ended and the material must be returned to an "
+                "information officer"
+                if result.loans_to_return
+                else ""
+            ),
+            now,
+        )
+        return result

@@ -33,15 +33,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.chains import Chains
-from policies.errors import Conflict, Refused
-from policies.grant_terms import RANK
+from policies.desk import bump
+from policies.errors import Refused
 from policies.models import AccessRequest, Notification, RequestSignature
-from policies.roles import CHANGE_KINDS, NotificationEvent, RequestState
+from policies.roles import CHANGE_KINDS, NotificationEvent, RequestState, rank
 from vault.models import Archive, ArchiveStatus
 
 
@@ -93,7 +92,7 @@ def _current_state(
     ).all()
     if not rows:
         return None
-    highest = max((a.classification for a in rows), key=lambda c: RANK.get(c, 99))
+    highest = max((a.classification for a in rows), key=lambda c: rank(c, unknown=99))
     keepers = {a.custodian or None for a in rows if a.classification == "top_secret"}
     if len(keepers) > 1 or None in keepers:
         raise _unfinishable(
@@ -140,7 +139,7 @@ def derive(
         return None
     current, keeper = state
     recorded = req.classification
-    raised = RANK.get(current, 99) > RANK.get(recorded, 99)
+    raised = rank(current, unknown=99) > rank(recorded, unknown=99)
     classification = current if raised else recorded
     custodian = req.custodian
     if current == "top_secret" and keeper != req.custodian:
@@ -201,15 +200,7 @@ def refresh(
     if derived is None:
         return None
     stages, classification, custodian, change = derived
-    table = AccessRequest.__table__  # type: ignore[attr-defined]
-    bumped = session.exec(  # type: ignore[call-overload]
-        sa.update(table)
-        .where(table.c.id == req.id, table.c.version == req.version)
-        .values(version=req.version + 1)
-    )
-    if bumped.rowcount != 1:
-        raise Conflict(f"request {req.uid} was changed by someone else; reload it")
-    req.version += 1
+    bump(session, req, req.version)
     req.stages = stages
     req.classification = classification
     req.custodian = custodian

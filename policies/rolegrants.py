@@ -21,27 +21,26 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlmodel import Session, select
 
 from audit.events import Actor, AuditAction, AuditEvent
 from policies.changes import audits_refusals, file_change, stale
-from policies.decide import Principal
+from policies.decision import Principal
+from policies.desk import Desk
 from policies.directory import (
     add_user,
     check_admin_separation,
     check_combination,
+    disable_user,
     get_roles,
     set_roles,
 )
-from policies.errors import InvalidInput, UnknownUser
+from policies.errors import InvalidInput, NotFound, UnknownUser
 from policies.models import AccessRequest
 from policies.roles import CONTENT_ROLES, RequestKind, RequestState, Role
 from vault.models import User
-
-if TYPE_CHECKING:
-    from policies.workflow import Workflow
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +65,7 @@ def _parse(roles: Iterable[str]) -> list[str]:
 
 
 def _file(
-    wf: Workflow,
+    desk: Desk,
     session: Session,
     filer: Principal,
     user: User,
@@ -83,7 +82,7 @@ def _file(
         "subjects": [user.username],
     }
     return file_change(
-        wf,
+        desk,
         session,
         filer,
         kind=RequestKind.ROLE,
@@ -95,7 +94,7 @@ def _file(
 
 @audits_refusals(AuditAction.USER_CHANGE, who="filer")
 def create_user(
-    wf: Workflow,
+    desk: Desk,
     session: Session,
     filer: Principal,
     *,
@@ -132,17 +131,17 @@ def create_user(
         external=external,
         credential_ref=credential_ref,
         display_name=display_name,
-        audit=wf.audit,
+        audit=desk.audit,
         actor=actor,
         allow_no_roles=bool(add),
     )
-    request = _file(wf, session, filer, user, direct, add, reason, now) if add else None
+    request = _file(desk, session, filer, user, direct, add, reason, now) if add else None
     return RoleOutcome(user=user, roles=direct, request=request)
 
 
 @audits_refusals(AuditAction.USER_CHANGE, who="filer")
 def change_roles(
-    wf: Workflow,
+    desk: Desk,
     session: Session,
     filer: Principal,
     *,
@@ -163,20 +162,54 @@ def change_roles(
         check_combination(target, user.external, user.credential_ref)
     check_admin_separation(username, user.ever_admin, target)
     current = get_roles(session, username)
-    _withdraw_pending(wf, session, filer, username, now)
+    _withdraw_pending(desk, session, filer, username, now)
     if bootstrap:
         direct = target
     else:
         direct = sorted((set(current) & set(target)) | (set(target) - CONTENT_ROLES))
     add = sorted(set(target) - set(direct))
     if direct != current:
-        set_roles(session, username, direct, audit=wf.audit, actor=actor)
-    request = _file(wf, session, filer, user, direct, add, reason, now) if add else None
+        set_roles(session, username, direct, audit=desk.audit, actor=actor)
+    request = _file(desk, session, filer, user, direct, add, reason, now) if add else None
     return RoleOutcome(user=user, roles=direct, request=request)
 
 
+def change_account(
+    desk: Desk,
+    session: Session,
+    filer: Principal,
+    *,
+    username: str,
+    roles: Iterable[str] | None,
+    disable: bool,
+    reason: str = "",
+    now: datetime,
+    actor: Actor,
+) -> RoleOutcome:
+    """An administrator's change of an account: new roles (as :func:`change_roles`),
+    then disabling it if asked; ``NotFound`` for an unknown account."""
+    user = session.exec(select(User).where(User.username == username)).first()
+    if user is None:
+        raise NotFound(f"no user {username!r}")
+    request = None
+    if roles is not None:
+        request = change_roles(
+            desk,
+            session,
+            filer,
+            username=username,
+            roles=roles,
+            reason=reason,
+            now=now,
+            actor=actor,
+        ).request
+    if disable:
+        disable_user(session, username, audit=desk.audit, actor=actor)
+    return RoleOutcome(user=user, roles=get_roles(session, username), request=request)
+
+
 def _withdraw_pending(
-    wf: Workflow, session: Session, filer: Principal, username: str, now: datetime
+    desk: Desk, session: Session, filer: Principal, username: str, now: datetime
 ) -> list[str]:
     """A new set of roles supersedes the account's pending role requests: signing one
     later must not bring back a role the administrator has since taken away."""
@@ -195,7 +228,7 @@ def _withdraw_pending(
         req.decided_at, req.decided_by = now, filer.username
         req.version += 1
         session.add(req)
-        wf.audit.append(
+        desk.audit.append(
             session,
             AuditEvent(
                 action=AuditAction.REQUEST_WITHDRAW,
@@ -211,7 +244,7 @@ def _withdraw_pending(
 
 
 def apply_roles(
-    wf: Workflow, session: Session, req: AccessRequest, approver: Principal, now: datetime
+    desk: Desk, session: Session, req: AccessRequest, approver: Principal, now: datetime
 ) -> dict[str, Any]:
     change = req.change or {}
     username = change["user"]
@@ -224,7 +257,7 @@ def apply_roles(
         session,
         username,
         roles,
-        audit=wf.audit,
+        audit=desk.audit,
         actor=Actor(approver.username, approver.role_label),
     )
     return {"roles": roles}

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from vault.models import Classification
+
 
 class Role(StrEnum):
-    """Roles of DOMAIN.md. ``custodian`` is deliberately absent: it is an attribute
+    """The people of the domain. ``custodian`` is deliberately absent: it is an attribute
     of one archive (Art 22), not something a person holds in general."""
 
     SALESPERSON = "salesperson"
@@ -74,6 +76,17 @@ class Clearance(StrEnum):
     INTERNAL = "internal"
     SECRET = "secret"  # noqa: S105 - a marking, not a password
     TOP_SECRET = "top_secret"  # noqa: S105
+
+
+# The one ranking of classifications (and of clearances, which share their values),
+# lowest first, in the order ``vault.models.Classification`` declares them. An
+# unknown marking has no rank: callers decide which way that fails closed.
+RANK: dict[str, int] = {c.value: i for i, c in enumerate(Classification)}
+
+
+def rank(marking: str, *, unknown: int) -> int:
+    """The rank of ``marking``; ``unknown`` when it is not a classification."""
+    return RANK.get(marking, unknown)
 
 
 class RequestKind(StrEnum):

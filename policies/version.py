@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink
 from foundation.db import transaction
 from policies.chains import CHAINS_FILE
-from policies.decide import MODEL_FILE, POLICY_FILE
+from policies.engine import MODEL_FILE, POLICY_FILE
 from vault.models import VaultMeta
 
 META_KEY = "policy_fingerprint"

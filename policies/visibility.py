@@ -14,15 +14,16 @@ line: its borrower and the keepers of the loan register.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
-from policies.decide import Principal
+from policies.decision import Principal
+from policies.desk import load_request
 from policies.errors import NotFound
-from policies.models import AccessRequest, LoanEntry, RequestSignature
+from policies.models import AccessRequest, LoanEntry, Notification, RequestSignature
 from policies.roles import RequestState, Role
+from policies.signing import Signing
 
 LOAN_REGISTER_READERS = frozenset(
     {Role.INFORMATION_OFFICER, Role.INFO_SUPERVISOR, Role.CS_MANAGER, Role.COMPLIANCE}
@@ -31,7 +32,7 @@ LOAN_REGISTER_READERS = frozenset(
 
 def visible_request(
     session: Session,
-    workflow: Any,
+    signing: Signing,
     principal: Principal,
     uid: str,
     *,
@@ -44,7 +45,7 @@ def visible_request(
     as denied when the id is hidden or unknown.
     """
     req = session.exec(select(AccessRequest).where(AccessRequest.uid == uid)).first()
-    if req is None or not _may_see(session, workflow, principal, req, now):
+    if req is None or not _may_see(session, signing, principal, req, now):
         raise NotFound(
             f"no request {uid} that you filed or may sign",
             event=_hidden(principal, attempt, "request", uid),
@@ -53,7 +54,7 @@ def visible_request(
 
 
 def _may_see(
-    session: Session, workflow: Any, principal: Principal, req: AccessRequest, now: datetime
+    session: Session, signing: Signing, principal: Principal, req: AccessRequest, now: datetime
 ) -> bool:
     if req.requester == principal.username or Role.COMPLIANCE in principal.roles:
         return True
@@ -66,7 +67,7 @@ def _may_see(
         return True
     if req.state != RequestState.PENDING:
         return False
-    return any(r.id == req.id for r in workflow.queue_for(session, principal, now=now))
+    return any(r.id == req.id for r in signing.queue_for(session, principal, now=now))
 
 
 def visible_loan(
@@ -95,4 +96,40 @@ def _hidden(
         outcome=Outcome.DENIED,
         reason=f"no {what} {uid} that this user may see",
         detail={what: uid, "rule": "unknown-or-hidden"},
+    )
+
+
+# -- what a caller's own pages list ------------------------------------------------------
+
+
+def requests_for(session: Session, username: str) -> list[AccessRequest]:
+    """The requests ``username`` filed, newest first."""
+    return list(
+        session.exec(
+            select(AccessRequest)
+            .where(AccessRequest.requester == username)
+            .order_by(col(AccessRequest.created_at).desc())
+        ).all()
+    )
+
+
+def notifications_for(session: Session, username: str) -> list[Notification]:
+    return list(
+        session.exec(
+            select(Notification)
+            .where(Notification.recipient == username)
+            .order_by(col(Notification.id))
+        ).all()
+    )
+
+
+def signatures(session: Session, request_uid: str) -> list[RequestSignature]:
+    """The signatures of a request, stage by stage (check visibility first)."""
+    req = load_request(session, request_uid, lock=False)
+    return list(
+        session.exec(
+            select(RequestSignature)
+            .where(RequestSignature.request_id == req.id)
+            .order_by(col(RequestSignature.stage_index))
+        ).all()
     )

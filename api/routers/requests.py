@@ -2,28 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field, StringConstraints
-from sqlmodel import Session
 
-from api.deps import Caller, CallerDep, ServicesDep
+from api.deps import CallerDep, ServicesDep
 from api.schemas import ArchiveNo, GroupName, PlainText, Strict
-from api.services import Services
-from audit.events import AuditAction
-from policies import rechain
 from policies.changes import next_label
-from policies.visibility import LOAN_REGISTER_READERS, visible_loan, visible_request
-from policies.workflow import loan_status
+from policies.loans import LoanView
+from policies.models import AccessRequest, RequestSignature
+from policies.request_service import NewRequest, RequestService
 
 router = APIRouter(tags=["requests"])
 Uid = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
 Reason = Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
 Line = PlainText
-REGISTER_READERS = LOAN_REGISTER_READERS
-T = TypeVar("T")
 
 
 class RequestIn(Strict):
@@ -51,7 +45,7 @@ class DenyIn(Strict):
     expected_version: int | None = Field(default=None, ge=0)
 
 
-def request_public(req: Any) -> dict[str, Any]:
+def request_public(req: AccessRequest) -> dict[str, Any]:
     return {
         "id": req.uid,
         "kind": req.kind,
@@ -83,7 +77,8 @@ def request_public(req: Any) -> dict[str, Any]:
     }
 
 
-def loan_public(entry: Any, state: str) -> dict[str, Any]:
+def loan_public(view: LoanView) -> dict[str, Any]:
+    entry = view.entry
     return {
         "id": entry.uid,
         "borrower": entry.borrower,
@@ -97,111 +92,85 @@ def loan_public(entry: Any, state: str) -> dict[str, Any]:
         if entry.borrower_confirmed_at
         else None,
         "returned_at": entry.returned_at.isoformat() if entry.returned_at else None,
-        "state": state,
+        "state": view.status,
     }
 
 
-def _on_visible_request(
-    services: Services, caller: Caller, uid: str, attempt: AuditAction, step: Callable[[Any], T]
-) -> T:
-    """Run a step on a request the caller may see; any other id gets the unknown id's 404."""
-
-    def run(session: Any) -> T:
-        visible_request(
-            session, services.workflow, caller.principal, uid, now=services.clock(), attempt=attempt
-        )
-        return step(session)
-
-    return services.in_transaction(run)
+def signature_public(sig: RequestSignature) -> dict[str, Any]:
+    return {
+        "stage": sig.stage_name,
+        "signer": sig.signer,
+        "role": sig.signer_role,
+        "decision": sig.decision,
+        "reason": sig.reason,
+        "at": sig.signed_at.isoformat(),
+    }
 
 
-def _on_visible_loan(
-    services: Services, caller: Caller, uid: str, attempt: AuditAction, step: Callable[[Any], T]
-) -> T:
-    """Run a step on a loan line the caller may see; any other id gets the unknown id's 404."""
+def request_service(services: ServicesDep) -> RequestService:
+    return RequestService(
+        engine=services.engine,
+        workflow=services.workflow,
+        audit=services.audit,
+        run=services.in_transaction,
+        clock=services.clock,
+    )
 
-    def run(session: Any) -> T:
-        visible_loan(session, caller.principal, uid, attempt=attempt)
-        return step(session)
 
-    return services.in_transaction(run)
+RequestsDep = Annotated[RequestService, Depends(request_service)]
 
 
 @router.post("/requests", status_code=201)
-def file_request(body: RequestIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     """File a request: the object, purpose and reason (Art 18.1); returns its chain."""
-    req = services.in_transaction(
-        lambda s: services.workflow.file_request(
-            s,
-            caller.principal,
-            kind=body.kind,
-            purpose=body.purpose,
-            reason=body.reason,
-            now=services.clock(),
-            archives=body.archives,
-            groups=body.groups,
-            hours=body.hours,
-            material=body.material,
-            copies=body.copies,
-            recipient=body.recipient,
-            credential_ref=body.credential_ref,
-        )
+    new = NewRequest(
+        kind=body.kind,
+        purpose=body.purpose,
+        reason=body.reason,
+        archives=body.archives,
+        groups=body.groups,
+        hours=body.hours,
+        material=body.material,
+        copies=body.copies,
+        recipient=body.recipient,
+        credential_ref=body.credential_ref,
     )
-    return request_public(req)
+    return request_public(requests.file(caller, new))
 
 
 @router.get("/requests")
 def list_requests(
-    services: ServicesDep,
+    requests: RequestsDep,
     caller: CallerDep,
     role: Annotated[Literal["mine", "to_approve"], Query()] = "mine",
 ) -> dict[str, Any]:
     """Your requests with their notifications, or the queue you may sign now."""
-    with Session(services.engine) as session:
-        if role == "mine":
-            items = services.workflow.requests_for(session, caller.username)
-            notes = services.workflow.notifications_for(session, caller.username)
-            return {
-                "items": [request_public(r) for r in items],
-                "notifications": [
-                    {
-                        "request": n.request_uid,
-                        "event": n.event,
-                        "message": n.message,
-                        "at": n.created_at.isoformat(),
-                    }
-                    for n in notes
-                ],
+    if role == "to_approve":
+        return {"items": [request_public(r) for r in requests.queue(caller)], "notifications": []}
+    items, notes = requests.mine(caller)
+    return {
+        "items": [request_public(r) for r in items],
+        "notifications": [
+            {
+                "request": n.request_uid,
+                "event": n.event,
+                "message": n.message,
+                "at": n.created_at.isoformat(),
             }
-        queue = services.workflow.queue_for(session, caller.principal, now=services.clock())
-        return {"items": [request_public(r) for r in queue], "notifications": []}
+            for n in notes
+        ],
+    }
 
 
 @router.get("/requests/{uid}")
-def get_request(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+def get_request(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     """One request with its signatures; one you may not see is answered as an unknown id."""
-    with Session(services.engine) as session:
-        req = visible_request(
-            session, services.workflow, caller.principal, uid, now=services.clock()
-        )
-        sigs = services.workflow.signatures(session, uid)
-        out = request_public(req)
-        out["signatures"] = [
-            {
-                "stage": s.stage_name,
-                "signer": s.signer,
-                "role": s.signer_role,
-                "decision": s.decision,
-                "reason": s.reason,
-                "at": s.signed_at.isoformat(),
-            }
-            for s in sigs
-        ]
-        return out
+    req, sigs = requests.show(caller, uid)
+    return request_public(req) | {"signatures": [signature_public(s) for s in sigs]}
 
 
 @router.post("/requests/{uid}/approve")
-def approve(uid: Uid, body: ApproveIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+def approve(uid: Uid, body: ApproveIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     """Sign the next stage; an approver may narrow (fewer groups, fewer hours), never widen.
 
     The chain is first re-derived from the archives' current state in a transaction
@@ -209,110 +178,44 @@ def approve(uid: Uid, body: ApproveIn, services: ServicesDep, caller: CallerDep)
     and told to the requester even when it turns this approver away. Only a caller
     who may see the request can set that off; anyone else gets the unknown id's 404.
     """
-    _on_visible_request(
-        services,
+    req = requests.approve(
         caller,
         uid,
-        AuditAction.REQUEST_APPROVE,
-        lambda s: rechain.refresh_uid(
-            s,
-            uid,
-            services.workflow.chains,
-            services.audit,
-            actor=caller.actor,
-            now=services.clock(),
-        ),
-    )
-    req = _on_visible_request(
-        services,
-        caller,
-        uid,
-        AuditAction.REQUEST_APPROVE,
-        lambda s: services.workflow.approve(
-            s,
-            uid,
-            caller.principal,
-            now=services.clock(),
-            groups=body.groups,
-            hours=body.hours,
-            note=body.note,
-            expected_version=body.expected_version,
-        ),
+        groups=body.groups,
+        hours=body.hours,
+        note=body.note,
+        expected_version=body.expected_version,
     )
     return request_public(req)
 
 
 @router.post("/requests/{uid}/deny")
-def deny(uid: Uid, body: DenyIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
-    req = _on_visible_request(
-        services,
-        caller,
-        uid,
-        AuditAction.REQUEST_DENY,
-        lambda s: services.workflow.deny(
-            s,
-            uid,
-            caller.principal,
-            reason=body.reason,
-            now=services.clock(),
-            expected_version=body.expected_version,
-        ),
-    )
+def deny(uid: Uid, body: DenyIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
+    req = requests.deny(caller, uid, reason=body.reason, expected_version=body.expected_version)
     return request_public(req)
 
 
 @router.post("/requests/{uid}/withdraw")
-def withdraw(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
-    req = _on_visible_request(
-        services,
-        caller,
-        uid,
-        AuditAction.REQUEST_WITHDRAW,
-        lambda s: services.workflow.withdraw(s, uid, caller.principal, now=services.clock()),
-    )
-    return request_public(req)
+def withdraw(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
+    return request_public(requests.withdraw(caller, uid))
 
 
 @router.get("/loans")
 def loans(
-    services: ServicesDep, caller: CallerDep, overdue: bool = False, open_only: bool = False
+    requests: RequestsDep, caller: CallerDep, overdue: bool = False, open_only: bool = False
 ) -> dict[str, Any]:
     """The loan register (客户资料外借登记册); borrowers see their own lines."""
-    now = services.clock()
-    with Session(services.engine) as session:
-        views = services.workflow.loan_register(session, now=now, open_only=open_only)
-    keeper = bool(REGISTER_READERS & caller.principal.roles)
-    items = [
-        loan_public(v.entry, v.status)
-        for v in views
-        if keeper or v.entry.borrower == caller.username
-    ]
-    if overdue:
-        items = [i for i in items if i["state"] == "overdue"]
-    return {"items": items}
+    views = requests.loans(caller, overdue=overdue, open_only=open_only)
+    return {"items": [loan_public(v) for v in views]}
 
 
 @router.post("/loans/{uid}/confirm")
-def confirm_loan(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+def confirm_loan(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     """The borrower confirms the register line (Art 19.5)."""
-    entry = _on_visible_loan(
-        services,
-        caller,
-        uid,
-        AuditAction.LOAN,
-        lambda s: services.workflow.confirm_loan(s, uid, caller.principal, now=services.clock()),
-    )
-    return loan_public(entry, loan_status(entry, services.clock()))
+    return loan_public(requests.confirm_loan(caller, uid))
 
 
 @router.post("/loans/{uid}/return")
-def return_loan(uid: Uid, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+def return_loan(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     """Cancel the register line (Art 20): the access ends now and for good."""
-    entry = _on_visible_loan(
-        services,
-        caller,
-        uid,
-        AuditAction.LOAN_RETURN,
-        lambda s: services.workflow.return_loan(s, uid, caller.principal, now=services.clock()),
-    )
-    return loan_public(entry, loan_status(entry, services.clock()))
+    return loan_public(requests.return_loan(caller, uid))

@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
 from pydantic import Field, StringConstraints
-from sqlmodel import select
 
 from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
@@ -22,8 +21,8 @@ from api.schemas import PlainText, Strict, Username
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
 from policies import password_reset, rolegrants
-from policies.directory import disable_user, get_roles
 from policies.errors import AccessDenied
+from policies.models import AccessRequest
 from policies.roles import Action
 from vault.models import User
 from vault.records import USERNAME
@@ -88,7 +87,9 @@ def _public(user: User, roles: list[str]) -> dict[str, Any]:
     }
 
 
-def _with_request(out: dict[str, Any], req: Any, response: Response) -> dict[str, Any]:
+def _with_request(
+    out: dict[str, Any], req: AccessRequest | None, response: Response
+) -> dict[str, Any]:
     """A filed role request answers 202 and says who signs it; otherwise as it was."""
     if req is not None:
         response.status_code = 202
@@ -190,25 +191,18 @@ def change_user(
         raise ApiProblem(422, "validation-failed", "give roles or disabled")
 
     def run(session: Any) -> dict[str, Any]:
-        user = session.exec(select(User).where(User.username == username)).first()
-        if user is None:
-            raise ApiProblem(404, "not-found", f"no user {username!r}")
-        request = None
-        if body.roles is not None:
-            outcome = rolegrants.change_roles(
-                services.workflow,
-                session,
-                caller.principal,
-                username=username,
-                roles=body.roles,
-                reason=body.reason,
-                now=services.clock(),
-                actor=caller.actor,
-            )
-            request = outcome.request
-        if body.disabled:
-            disable_user(session, username, audit=services.audit, actor=caller.actor)
-        return _with_request(_public(user, get_roles(session, username)), request, response)
+        outcome = rolegrants.change_account(
+            services.workflow,
+            session,
+            caller.principal,
+            username=username,
+            roles=body.roles,
+            disable=bool(body.disabled),
+            reason=body.reason,
+            now=services.clock(),
+            actor=caller.actor,
+        )
+        return _with_request(_public(outcome.user, outcome.roles), outcome.request, response)
 
     return services.in_transaction(run)
 
@@ -223,7 +217,7 @@ def handover(
     leaver's grants (open loans stay on the register, to be returned) and disables
     the leaver (``policies.handover``)."""
     req = services.in_transaction(
-        lambda s: services.workflow.handover(
+        lambda s: services.workflow.staff.file(
             s,
             from_user=username,
             to_user=body.to,

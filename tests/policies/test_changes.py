@@ -8,7 +8,7 @@ from sqlmodel import Session, select
 
 from foundation.db import transaction
 from policies import archive_changes
-from policies.chains import parse_chains
+from policies.chains import CHAINS_FILE, parse_chains
 from policies.directory import add_user, set_roles
 from policies.errors import ConfigError, InvalidInput, Refused
 from policies.models import RequestSignature
@@ -34,16 +34,16 @@ def test_nobody_signs_a_change_that_gives_them_access(db, wf, who) -> None:
     req = _reassign(db, wf, who, "io", "sp_dh")
     assert req.change["subjects"] == ["sp_dh"]
     with pytest.raises(Refused) as caught, transaction(db) as s:
-        wf.approve(s, req.uid, who("sp_dh"), now=T0)
+        wf.signing.approve(s, req.uid, who("sp_dh"), now=T0)
     assert caught.value.rule == "beneficiary"
     with transaction(db) as s:
-        wf.approve(s, req.uid, who("dh_sales"), now=T0)
+        wf.signing.approve(s, req.uid, who("dh_sales"), now=T0)
     assert _owner(db) == "alice"  # not before the last signature
     with pytest.raises(Refused) as caught, transaction(db) as s:
-        wf.approve(s, req.uid, who("io"), now=T0)
+        wf.signing.approve(s, req.uid, who("io"), now=T0)
     assert caught.value.rule == "self-approval"
     with transaction(db) as s:
-        done = wf.approve(s, req.uid, who("io2"), now=T0)
+        done = wf.signing.approve(s, req.uid, who("io2"), now=T0)
     assert done.state == "approved" and done.grant_uid is None
     assert _owner(db) == "sp_dh"
 
@@ -62,17 +62,17 @@ def test_a_filer_who_could_sign_a_stage_is_replaced_by_its_alternate(db, wf, who
     req = _reassign(db, wf, who, "dh_sales", "dan")
     assert req.stages[0]["roles"] == ["general_manager"]
     with pytest.raises(Refused), transaction(db) as s:
-        wf.approve(s, req.uid, who("dh_sales"), now=T0)
+        wf.signing.approve(s, req.uid, who("dh_sales"), now=T0)
 
 
 def test_a_failed_apply_rolls_back_the_final_signature(db, wf, who) -> None:
     req = _reassign(db, wf, who, "io", "dan")
     with transaction(db) as s:
-        wf.approve(s, req.uid, who("dh_sales"), now=T0)
+        wf.signing.approve(s, req.uid, who("dh_sales"), now=T0)
     with transaction(db) as s:  # dan is no longer a salesperson when it is signed
         set_roles(s, "dan", ["department_head"])
     with pytest.raises(InvalidInput), transaction(db) as s:
-        wf.approve(s, req.uid, who("io2"), now=T0)
+        wf.signing.approve(s, req.uid, who("io2"), now=T0)
     with Session(db) as s:
         signed = s.exec(select(RequestSignature.signer)).all()
     assert signed == ["dh_sales"] and _owner(db) == "alice"
@@ -80,7 +80,7 @@ def test_a_failed_apply_rolls_back_the_final_signature(db, wf, who) -> None:
 
 def test_change_kinds_are_not_filed_as_access_requests(db, wf, who) -> None:
     with pytest.raises(InvalidInput, match="POST /customers"), transaction(db) as s:
-        wf.file_request(
+        wf.filing.file(
             s, who("io"), kind="reassign", archives=["A-INT"], purpose="other", reason="r", now=T0
         )
 
@@ -100,8 +100,6 @@ def test_ever_admin_is_durable(db) -> None:
 
 def test_chains_keep_change_kinds_grant_free_and_admin_out_of_ownership() -> None:
     import tomllib
-
-    from policies.chains import CHAINS_FILE
 
     base = tomllib.loads(CHAINS_FILE.read_text(encoding="utf-8"))
     bad = {**base, "kinds": {**base["kinds"]}}

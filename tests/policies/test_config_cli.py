@@ -16,6 +16,7 @@ from foundation.db import transaction
 from foundation.settings import Settings
 from policies.chains import CHAINS_FILE, parse_chains
 from policies.decide import POLICY_FILE, PolicyEngine
+from policies.directory import add_user
 from policies.errors import ConfigError
 from policies.roles import RequestKind
 from vault.models import Archive
@@ -74,7 +75,6 @@ def test_bad_policy_lines_refused(tmp_path: Path, line: str) -> None:
 def cli_vault(tmp_path: Path) -> Settings:
     settings = Settings(data_dir=tmp_path / "var", expected_archives=1000)
     vault = init_vault(settings)
-    from policies.directory import add_user
 
     with transaction(vault.engine) as s:
         add_user(s, username="alice", roles=["salesperson"], department="sales")

@@ -18,14 +18,14 @@ from vault.models import Archive, ArchiveContact, User
 
 def _file(db, wf, who, filer="adm"):
     with transaction(db) as s:
-        return wf.handover(s, from_user="alice", to_user="dan", actor=who(filer), now=T0)
+        return wf.staff.file(s, from_user="alice", to_user="dan", actor=who(filer), now=T0)
 
 
 def _sign(db, wf, who, uid, *signers):
     req = None
     for signer in signers:
         with transaction(db) as s:
-            req = wf.approve(s, uid, who(signer), now=T0)
+            req = wf.signing.approve(s, uid, who(signer), now=T0)
     return req
 
 
@@ -94,10 +94,10 @@ def test_a_handover_is_signed_by_every_stage_a_reassignment_needs(db, wf, who) -
     assert req.archives == ["A-INT", "A-OLD", "A-SEC", "A-TOP"]
     # in order, each by its role; the custodian stage by the custodian only
     with pytest.raises(Refused), transaction(db) as s:
-        wf.approve(s, req.uid, who("io"), now=T0)
+        wf.signing.approve(s, req.uid, who("io"), now=T0)
     _sign(db, wf, who, req.uid, "dh_sales", "io", "csm")
     with pytest.raises(Refused) as caught, transaction(db) as s:
-        wf.approve(s, req.uid, who("sup"), now=T0)
+        wf.signing.approve(s, req.uid, who("sup"), now=T0)
     assert caught.value.rule == "wrong-custodian"
     assert _owners(db) == {"alice"} and _alice_enabled(db)
     assert _sign(db, wf, who, req.uid, "keeper").state == "approved"
@@ -140,11 +140,11 @@ def test_a_handover_whose_archives_changed_since_filing_is_stale(db, wf, who, ch
     if change == "custodian":
         # the stage names the custodian recorded at filing; the new one cannot sign it
         with pytest.raises(Refused) as caught, transaction(db) as s:
-            wf.approve(s, req.uid, who("io2"), now=T0)
+            wf.signing.approve(s, req.uid, who("io2"), now=T0)
         assert caught.value.rule == "wrong-custodian"
         signer = "keeper"
     with pytest.raises(Refused) as caught, transaction(db) as s:
-        wf.approve(s, req.uid, who(signer), now=T0)
+        wf.signing.approve(s, req.uid, who(signer), now=T0)
     assert caught.value.rule == "stale" and "file a new one" in caught.value.message
     assert "dan" not in _owners(db) and _alice_enabled(db)
 
@@ -152,7 +152,7 @@ def test_a_handover_whose_archives_changed_since_filing_is_stale(db, wf, who, ch
 def test_top_secret_archives_with_different_custodians_are_refused_when_filed(db, wf, who) -> None:
     _add_archive(db, "A-TOP2", cls="top_secret", custodian="io2")
     with pytest.raises(InvalidInput, match="different custodians") as caught, transaction(db) as s:
-        wf.handover(s, from_user="alice", to_user="dan", actor=who("adm"), now=T0)
+        wf.staff.file(s, from_user="alice", to_user="dan", actor=who("adm"), now=T0)
     assert "A-TOP" in str(caught.value) and "A-TOP2" in str(caught.value)
     assert "reassign" in str(caught.value)
     # handed over by a reassign request first, the rest goes by one handover
@@ -187,5 +187,5 @@ def test_contact_listings_count_towards_the_chain(db, wf, who) -> None:
 def test_archives_of_another_department_go_by_reassign_requests(db, wf, who) -> None:
     _add_archive(db, "A-EAST", dept="east")
     with pytest.raises(InvalidInput, match="another department") as caught, transaction(db) as s:
-        wf.handover(s, from_user="alice", to_user="dan", actor=who("adm"), now=T0)
+        wf.staff.file(s, from_user="alice", to_user="dan", actor=who("adm"), now=T0)
     assert "A-EAST" in str(caught.value)

@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from audit.events import AuditAction
 from foundation.db import transaction
+from policies import visibility
 from policies.decide import PolicyEngine, load_archive_meta
 from policies.directory import add_user, disable_user, load_principal, set_roles
 from policies.errors import InvalidInput, Refused, UserDisabled
@@ -24,7 +25,7 @@ H = timedelta(hours=1)
 
 def _approved(db, wf, who, kind, requester, archive, signers, *, confirm=True, **kw):
     with transaction(db) as s:
-        req = wf.file_request(
+        req = wf.filing.file(
             s,
             who(requester),
             kind=kind,
@@ -36,12 +37,19 @@ def _approved(db, wf, who, kind, requester, archive, signers, *, confirm=True, *
         )
     for i, signer in enumerate(signers):
         with transaction(db) as s:
-            req = wf.approve(s, req.uid, who(signer), now=T0 + (i + 1) * H)
+            req = wf.signing.approve(s, req.uid, who(signer), now=T0 + (i + 1) * H)
     if kind == "loan" and confirm:  # the borrower confirms the register line (Art 19.5)
         with transaction(db) as s:
             loan = s.exec(select(LoanEntry).where(LoanEntry.request_id == req.id)).one()
-            wf.confirm_loan(s, loan.uid, who(requester), now=T0 + len(signers) * H)
+            wf.loans.confirm(s, loan.uid, who(requester), now=T0 + len(signers) * H)
     return req
+
+
+def _decide(db, pe, principal, action, meta, *, now):
+    """Decide as a unit of work does: catch up with committed grants, then ask."""
+    with Session(db) as s:
+        pe.sync(s)
+    return pe.decide(principal, action, meta, now=now)
 
 
 def _meta(db, no):
@@ -79,13 +87,13 @@ def test_loan_clock_starts_at_final_approval_and_register(db, wf, pe, who, sink)
     )
     assert loan.borrower_confirmed_at is None
     with pytest.raises(Refused), transaction(db) as s:
-        wf.confirm_loan(s, loan.uid, who("dan"), now=final + M)
+        wf.loans.confirm(s, loan.uid, who("dan"), now=final + M)
     with transaction(db) as s:
-        wf.confirm_loan(s, loan.uid, who("carol"), now=final + M)
+        wf.loans.confirm(s, loan.uid, who("carol"), now=final + M)
     assert _loan(db).borrower_confirmed_at == final + M
     meta = _meta(db, "A-INT")
-    assert pe.decide(who("carol"), Action.LOAN, meta, now=final + 23 * H).allowed
-    assert pe.decide(who("carol"), Action.READ, meta, now=final + 23 * H).allowed
+    assert _decide(db, pe, who("carol"), Action.LOAN, meta, now=final + 23 * H).allowed
+    assert _decide(db, pe, who("carol"), Action.READ, meta, now=final + 23 * H).allowed
     loan_events = [e for e in sink.events if e.action == AuditAction.LOAN]
     assert loan_events[0].grant_id == req.grant_uid and loan_events[0].purpose == req.purpose
 
@@ -106,15 +114,15 @@ def test_return_revokes_at_once_and_for_good(db, wf, pe, who, sink):
     loan = _loan(db)
     meta = _meta(db, "A-INT")
     at = loan.start_at + H
-    assert pe.decide(who("carol"), Action.READ, meta, now=at).allowed
+    assert _decide(db, pe, who("carol"), Action.READ, meta, now=at).allowed
     with pytest.raises(Refused), transaction(db) as s:  # not anyone
-        wf.return_loan(s, loan.uid, who("dan"), now=at)
+        wf.loans.close(s, loan.uid, who("dan"), now=at)
     with transaction(db) as s:
-        wf.return_loan(s, loan.uid, who("io"), now=at)
-    d = pe.decide(who("carol"), Action.READ, meta, now=at)
+        wf.loans.close(s, loan.uid, who("io"), now=at)
+    d = _decide(db, pe, who("carol"), Action.READ, meta, now=at)
     assert not d.allowed, d.why
     with pytest.raises(Refused), transaction(db) as s:
-        wf.return_loan(s, loan.uid, who("carol"), now=at + M)
+        wf.loans.close(s, loan.uid, who("carol"), now=at + M)
     with Session(db) as s:
         fresh = PolicyEngine.from_db(s)
         grant = s.exec(select(AccessGrant)).one()
@@ -140,11 +148,11 @@ def test_overdue_loan_stops_at_due_time_and_shows_overdue(db, wf, pe, who):
     loan = _loan(db)
     meta = _meta(db, "A-INT")
     tick = timedelta(microseconds=1)
-    assert pe.decide(who("carol"), Action.LOAN, meta, now=loan.due_at - tick).allowed
-    assert not pe.decide(who("carol"), Action.LOAN, meta, now=loan.due_at).allowed
+    assert _decide(db, pe, who("carol"), Action.LOAN, meta, now=loan.due_at - tick).allowed
+    assert not _decide(db, pe, who("carol"), Action.LOAN, meta, now=loan.due_at).allowed
     with Session(db) as s:
-        before = wf.loan_register(s, now=loan.due_at - tick)
-        after = wf.loan_register(s, now=loan.due_at)
+        before = wf.loans.register(s, now=loan.due_at - tick)
+        after = wf.loans.register(s, now=loan.due_at)
     assert before[0].status == "out" and after[0].status == "overdue"
     with transaction(db) as s:
         out = wf.sweep(s, now=loan.due_at + M)
@@ -153,10 +161,10 @@ def test_overdue_loan_stops_at_due_time_and_shows_overdue(db, wf, pe, who):
         again = wf.sweep(s, now=loan.due_at + 2 * M)
     assert not again.overdue_loans and not again.expired_grants
     with transaction(db) as s:  # a late return is still registered
-        wf.return_loan(s, loan.uid, who("io"), now=loan.due_at + H)
+        wf.loans.close(s, loan.uid, who("io"), now=loan.due_at + H)
     with Session(db) as s:
-        assert wf.loan_register(s, now=loan.due_at + 2 * H)[0].status == "returned"
-        notes = [n.event for n in wf.notifications_for(s, "carol")]
+        assert wf.loans.register(s, now=loan.due_at + 2 * H)[0].status == "returned"
+        notes = [n.event for n in visibility.notifications_for(s, "carol")]
     assert "overdue" in notes and "grant_expired" in notes and notes[-1] == "returned"
 
 
@@ -166,8 +174,8 @@ def test_grant_expiring_mid_session_stops_at_once(db, wf, pe, who):
     with Session(db) as s:
         grant = s.exec(select(AccessGrant)).one()
     session_clock = [grant.not_before + k * 10 * M for k in range(6)]  # 5 reads, 50 minutes
-    assert all(pe.decide(who("carol"), "read", meta, now=t).allowed for t in session_clock)
-    d = pe.decide(who("carol"), "read", meta, now=grant.not_after)
+    assert all(_decide(db, pe, who("carol"), "read", meta, now=t).allowed for t in session_clock)
+    d = _decide(db, pe, who("carol"), "read", meta, now=grant.not_after)
     assert not d.allowed and grant.uid in d.why and "ended" in d.why
     assert d.next_step.startswith("file a view request")
     assert len(pe.links) == 1  # not yet swept: the window alone decided
@@ -197,7 +205,7 @@ def test_other_process_catches_up_with_sync(db, wf, pe, who):
     at = loan.start_at + H
     assert other.decide(who("carol"), "read", meta, now=at).allowed
     with transaction(db) as s:
-        wf.return_loan(s, loan.uid, who("carol"), now=at)
+        wf.loans.close(s, loan.uid, who("carol"), now=at)
     with Session(db) as s:
         assert other.sync(s) == 1
         assert other.sync(s) == 0
@@ -219,19 +227,21 @@ def test_handover_moves_archives_revokes_the_leavers_loans_and_disables(db, wf, 
     )
     view = _approved(db, wf, who, "view", "bob", "A-TOP", ["dh_sales", "io", "csm", "keeper"])
     with transaction(db) as s:
-        pending = wf.file_request(
+        pending = wf.filing.file(
             s, who("bob"), kind="copy", archives=["A-INT"], purpose="revisit", reason="r", now=T0
         )
     # alice leaves. A department head of another department cannot start it, an
     # information officer only signs, and the successor is a salesperson.
     with pytest.raises(Refused), transaction(db) as s:
-        wf.handover(s, from_user="alice", to_user="bob", actor=who("dh_east"), now=T0 + 5 * H)
+        wf.staff.file(s, from_user="alice", to_user="bob", actor=who("dh_east"), now=T0 + 5 * H)
     with pytest.raises(Refused), transaction(db) as s:
-        wf.handover(s, from_user="alice", to_user="dan", actor=who("io"), now=T0 + 5 * H)
+        wf.staff.file(s, from_user="alice", to_user="dan", actor=who("io"), now=T0 + 5 * H)
     with pytest.raises(InvalidInput), transaction(db) as s:
-        wf.handover(s, from_user="alice", to_user="dh_sales", actor=who("dh_sales"), now=T0 + 5 * H)
+        wf.staff.file(
+            s, from_user="alice", to_user="dh_sales", actor=who("dh_sales"), now=T0 + 5 * H
+        )
     with transaction(db) as s:
-        req = wf.handover(
+        req = wf.staff.file(
             s, from_user="alice", to_user="dan", actor=who("dh_sales"), now=T0 + 5 * H
         )
     assert req.kind == "handover" and req.state == "pending"
@@ -248,32 +258,32 @@ def test_handover_moves_archives_revokes_the_leavers_loans_and_disables(db, wf, 
     with Session(db) as s:  # nothing moved yet
         assert {a.owner for a in s.exec(select(Archive))} == {"alice"}
     with pytest.raises(Refused, match="own request"), transaction(db) as s:
-        wf.approve(s, req.uid, who("dh_sales"), now=T0 + 5 * H)
+        wf.signing.approve(s, req.uid, who("dh_sales"), now=T0 + 5 * H)
     for signer in ("gm", "io", "csm"):
         with transaction(db) as s:
-            assert wf.approve(s, req.uid, who(signer), now=T0 + 5 * H).state == "pending"
+            assert wf.signing.approve(s, req.uid, who(signer), now=T0 + 5 * H).state == "pending"
     with Session(db) as s:  # still nothing moved before the custodian signs
         assert {a.owner for a in s.exec(select(Archive))} == {"alice"}
     with transaction(db) as s:
-        done = wf.approve(s, req.uid, who("keeper"), now=T0 + 5 * H)
+        done = wf.signing.approve(s, req.uid, who("keeper"), now=T0 + 5 * H)
     result = done.change["applied"]
     assert sorted(result["archives"]) == ["A-INT", "A-OLD", "A-SEC", "A-TOP"]
     with Session(db) as s:
         assert {a.owner for a in s.exec(select(Archive))} == {"dan"}
         with pytest.raises(UserDisabled):
             load_principal(s, "alice")
-    assert pe.decide(who("dan"), "read", _meta(db, "A-INT"), now=T0 + 5 * H).allowed
+    assert _decide(db, pe, who("dan"), "read", _meta(db, "A-INT"), now=T0 + 5 * H).allowed
     # bob leaves: never to another department's salesperson; his contact listing goes
     # to dan, but his loan and view grants are revoked (approved for bob, not for dan)
     with pytest.raises(Refused, match="department"), transaction(db) as s:
-        wf.handover(s, from_user="bob", to_user="carol", actor=who("adm"), now=T0 + 6 * H)
+        wf.staff.file(s, from_user="bob", to_user="carol", actor=who("adm"), now=T0 + 6 * H)
     with transaction(db) as s:
-        req = wf.handover(s, from_user="bob", to_user="dan", actor=who("adm"), now=T0 + 6 * H)
+        req = wf.staff.file(s, from_user="bob", to_user="dan", actor=who("adm"), now=T0 + 6 * H)
     assert req.change["listed_on"] == ["A-INT"] and req.change["archives"] == []
     with transaction(db) as s:
-        wf.approve(s, req.uid, who("dh_sales"), now=T0 + 6 * H)
+        wf.signing.approve(s, req.uid, who("dh_sales"), now=T0 + 6 * H)
     with transaction(db) as s:
-        result = wf.approve(s, req.uid, who("io"), now=T0 + 6 * H).change["applied"]
+        result = wf.signing.approve(s, req.uid, who("io"), now=T0 + 6 * H).change["applied"]
     loan = _loan(db)
     assert result["loans_to_return"] == [loan.uid]
     with Session(db) as s:
@@ -284,16 +294,16 @@ def test_handover_moves_archives_revokes_the_leavers_loans_and_disables(db, wf, 
     assert (loan_grant.subject, loan_grant.state) == ("bob", "revoked")
     assert result["withdrawn_requests"] == [pending.uid]
     assert (loan.borrower, loan.state) == ("bob", "out")  # still to be returned by bob
-    assert not pe.decide(who("dan"), Action.LOAN, _meta(db, "A-SEC"), now=T0 + 6 * H).allowed
+    assert not _decide(db, pe, who("dan"), Action.LOAN, _meta(db, "A-SEC"), now=T0 + 6 * H).allowed
     with Session(db) as s:
-        line = wf.loan_register(s, now=loan.due_at + M, open_only=True)
+        line = wf.loans.register(s, now=loan.due_at + M, open_only=True)
         assert [(v.entry.uid, v.status) for v in line] == [(loan.uid, "overdue")]
-        notes = [n.message for n in wf.notifications_for(s, "dan")]
-        told = [n.message for n in wf.notifications_for(s, "adm")]
+        notes = [n.message for n in visibility.notifications_for(s, "dan")]
+        told = [n.message for n in visibility.notifications_for(s, "adm")]
     assert any(loan.uid in m and "returned" in m for m in notes)
     assert any(loan.uid in m and "returned" in m for m in told)
     with transaction(db) as s:  # the register keeper records the return
-        wf.return_loan(s, loan.uid, who("io2"), now=loan.due_at + H)
+        wf.loans.close(s, loan.uid, who("io2"), now=loan.due_at + H)
     reassign = [e for e in sink.events if e.action == AuditAction.REASSIGN]
     assert len(reassign) == 2
     assert reassign[-1].detail["loans_to_return"] == [loan.uid]

@@ -1,7 +1,7 @@
 """The whole role × action × classification × ownership × grant-state matrix.
 
 The expected value of every cell comes from ``expected`` below, written from
-DOMAIN.md independently of policy.csv; both allowed and denied cells are asserted.
+the domain's rules independently of policy.csv; both allowed and denied cells are asserted.
 Grants are built as the workflow builds them (custodian-signed exactly when the
 chain for a top-secret archive includes the custodian).
 """
@@ -62,7 +62,7 @@ HOLDERS = {
 
 
 def expected(role: Role, action: Action, cls: str, own: str, grant: str) -> str:
-    """'clear' | 'masked' | 'denied' from the rules of DOMAIN.md and issue 4."""
+    """'clear' | 'masked' | 'denied' from the domain's rules, written out independently."""
     if role in (Role.ADMIN, Role.COMPLIANCE):
         return "denied"  # separation of duties
     if role is Role.SALESPERSON and own in ("owner", "contact"):

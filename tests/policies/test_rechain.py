@@ -28,7 +28,7 @@ H = timedelta(hours=1)
 
 def _file(db, wf, who, requester, archive, kind="view", **kw):
     with transaction(db) as s:
-        return wf.file_request(
+        return wf.filing.file(
             s,
             who(requester),
             kind=kind,
@@ -42,12 +42,12 @@ def _file(db, wf, who, requester, archive, kind="view", **kw):
 
 def _sign(db, wf, who, uid, signer, at):
     with transaction(db) as s:
-        return wf.approve(s, uid, who(signer), now=at)
+        return wf.signing.approve(s, uid, who(signer), now=at)
 
 
 def _refused(db, wf, who, uid, signer, at) -> Refused:
     with pytest.raises(Refused) as exc, transaction(db) as s:
-        wf.approve(s, uid, who(signer), now=at)
+        wf.signing.approve(s, uid, who(signer), now=at)
     return exc.value
 
 
@@ -208,7 +208,9 @@ def test_a_request_that_can_no_longer_be_finished_is_refused_with_why(db, wf, wh
     assert refused.rule == "unfinishable" and "without a custodian" in str(refused)
     assert refused.event is not None and refused.event.action == AuditAction.REQUEST_RECHAIN
     with transaction(db) as s:  # still deniable: a denial never widens access
-        denied = wf.deny(s, req.uid, who("io"), reason="archive needs a custodian", now=T0 + H)
+        denied = wf.signing.deny(
+            s, req.uid, who("io"), reason="archive needs a custodian", now=T0 + H
+        )
     assert denied.state == "denied"
 
 
@@ -234,7 +236,7 @@ def test_a_loan_is_read_only_after_the_borrower_confirms_it(db, wf, pe, who):
         loan = s.exec(select(LoanEntry)).one()
     assert not pe.decide(who("carol"), Action.LOAN, meta, now=T0 + 3 * M).allowed
     with transaction(db) as s:
-        wf.confirm_loan(s, loan.uid, who("carol"), now=T0 + 4 * M)
+        wf.loans.confirm(s, loan.uid, who("carol"), now=T0 + 4 * M)
     assert _read(db, pe, who, "carol", "A-INT", T0 + 5 * M).allowed
     with Session(db) as s:  # another worker catches up through the grant revision
         fresh = PolicyEngine.from_db(s)
@@ -248,7 +250,7 @@ def test_a_returned_unconfirmed_loan_never_starts_counting(db, wf, pe, who):
     with Session(db) as s:
         loan = s.exec(select(LoanEntry)).one()
     with transaction(db) as s:
-        wf.return_loan(s, loan.uid, who("io"), now=T0 + 3 * M)
+        wf.loans.close(s, loan.uid, who("io"), now=T0 + 3 * M)
     with transaction(db) as s:
-        wf.confirm_loan(s, loan.uid, who("carol"), now=T0 + 4 * M)
+        wf.loans.confirm(s, loan.uid, who("carol"), now=T0 + 4 * M)
     assert not _read(db, pe, who, "carol", "A-INT", T0 + 5 * M).allowed

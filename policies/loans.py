@@ -1,0 +1,211 @@
+"""The loan register (客户资料外借登记册, Art 19-20).
+
+An approved loan opens a register line (``Loans.open``) whose grant counts only
+once the borrower confirms the line (Art 19.5); returning the material closes
+the line and ends the grant for good (Art 20). Overdue is computed at ``now``,
+never stored: a loan is overdue from its due time on, whether or not the sweep
+has run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session, col, select
+
+from audit.events import SYSTEM, AuditAction, AuditEvent
+from policies.decision import Principal
+from policies.desk import Desk, actor_of, fmt, new_uid
+from policies.errors import NotFound, Refused
+from policies.loading import next_revision
+from policies.models import AccessGrant, AccessRequest, LoanEntry
+from policies.roles import Action, GrantState, LoanState, NotificationEvent, Role
+
+
+@dataclass(frozen=True, slots=True)
+class LoanView:
+    """A loan register line with its status at ``now`` (overdue is computed, not stored)."""
+
+    entry: LoanEntry
+    status: LoanState
+
+
+def loan_status(entry: LoanEntry, now: datetime) -> LoanState:
+    if entry.state == LoanState.RETURNED:
+        return LoanState.RETURNED
+    return LoanState.OVERDUE if now >= entry.due_at else LoanState.OUT
+
+
+class Loans:
+    """Opens, confirms and closes register lines; lists the register."""
+
+    def __init__(self, desk: Desk) -> None:
+        self.desk = desk
+
+    def open(
+        self, session: Session, req: AccessRequest, grant: AccessGrant, now: datetime
+    ) -> LoanEntry:
+        """The register line of an approved loan, in the final signature's transaction."""
+        assert req.id is not None and grant.id is not None  # both flushed by the caller
+        loan = LoanEntry(
+            uid=new_uid("L"),
+            request_id=req.id,
+            grant_id=grant.id,
+            borrower=req.requester,
+            archives=list(req.archives),
+            material=req.material,
+            copies=req.copies,
+            reason=req.reason,
+            start_at=now,
+            due_at=grant.not_after,
+            state=LoanState.OUT.value,
+        )
+        session.add(loan)
+        session.flush()
+        self.desk.event(
+            session,
+            AuditEvent(
+                action=AuditAction.LOAN,
+                actor=SYSTEM,
+                archives=tuple(req.archives),
+                groups=tuple(req.groups),
+                grant_id=grant.uid,
+                purpose=req.purpose,
+                reason=req.reason,
+                detail={
+                    "loan": loan.uid,
+                    "request": req.uid,
+                    "borrower": req.requester,
+                    "material": loan.material or None,
+                    "copies": loan.copies,
+                    "start": fmt(now),
+                    "due": fmt(loan.due_at),
+                },
+            ),
+        )
+        return loan
+
+    def _locked(self, session: Session, loan_uid: str) -> LoanEntry:
+        loan = session.exec(
+            select(LoanEntry).where(LoanEntry.uid == loan_uid).with_for_update()
+        ).first()
+        if loan is None:
+            raise NotFound(f"no loan {loan_uid}")
+        return loan
+
+    def confirm(
+        self,
+        session: Session,
+        loan_uid: str,
+        borrower: Principal,
+        *,
+        now: datetime,
+    ) -> LoanEntry:
+        """The borrower confirms the register line (Art 19.5)."""
+        loan = self._locked(session, loan_uid)
+        if borrower.username != loan.borrower:
+            raise Refused("only the borrower confirms a loan", rule="not-borrower")
+        if loan.borrower_confirmed_at is not None:
+            return loan
+        loan.borrower_confirmed_at = now
+        session.add(loan)
+        # Only now does the loan's grant count (Art 19.5: the line is confirmed first).
+        grant = session.get(AccessGrant, loan.grant_id, with_for_update=True)
+        if grant is not None and grant.awaiting_confirmation:
+            grant.awaiting_confirmation = False
+            grant.rev = next_revision(session)
+            session.add(grant)
+        session.flush()
+        self.desk.event(
+            session,
+            AuditEvent(
+                action=AuditAction.LOAN,
+                actor=actor_of(borrower),
+                archives=tuple(loan.archives),
+                detail={"loan": loan.uid, "op": "borrower-confirmed"},
+            ),
+        )
+        self.desk.notify(
+            session,
+            loan.borrower,
+            None,
+            NotificationEvent.LOAN_CONFIRMED,
+            f"you confirmed loan {loan.uid}; due {fmt(loan.due_at)}",
+            now,
+        )
+        return loan
+
+    def close(
+        self,
+        session: Session,
+        loan_uid: str,
+        actor: Principal,
+        *,
+        now: datetime,
+    ) -> LoanEntry:
+        """Cancel the register line (Art 20): the grant ends now and for good."""
+        loan = self._locked(session, loan_uid)
+        if actor.username != loan.borrower and not self.desk.may(
+            actor, Action.REGISTER_LOAN, {Role.INFORMATION_OFFICER}, now
+        ):
+            raise Refused(
+                "a loan is returned by its borrower or registered by an information officer",
+                rule="not-borrower",
+            )
+        if loan.state == LoanState.RETURNED:
+            raise Refused(
+                f"loan {loan.uid} was already returned at {fmt(loan.returned_at or now)}",
+                rule="already-returned",
+            )
+        loan.state = LoanState.RETURNED.value
+        loan.returned_at = now
+        loan.returned_to = actor.username
+        session.add(loan)
+        grant = session.get(AccessGrant, loan.grant_id, with_for_update=True)
+        if grant is not None and grant.state == GrantState.ACTIVE:
+            grant.state = GrantState.RETURNED.value
+            grant.ended_at = now
+            grant.rev = next_revision(session)
+            session.add(grant)
+        session.flush()
+        overdue = now > loan.due_at
+        self.desk.event(
+            session,
+            AuditEvent(
+                action=AuditAction.LOAN_RETURN,
+                actor=actor_of(actor),
+                archives=tuple(loan.archives),
+                grant_id=grant.uid if grant else None,
+                purpose=grant.purpose if grant else None,
+                reason=loan.reason,
+                detail={
+                    "loan": loan.uid,
+                    "borrower": loan.borrower,
+                    "due": fmt(loan.due_at),
+                    "returned": fmt(now),
+                    "overdue": overdue,
+                },
+            ),
+        )
+        self.desk.notify(
+            session,
+            loan.borrower,
+            None,
+            NotificationEvent.RETURNED,
+            f"loan {loan.uid} returned{' late' if overdue else ''}; access ended",
+            now,
+        )
+        return loan
+
+    def register(
+        self,
+        session: Session,
+        *,
+        now: datetime,
+        open_only: bool = False,
+    ) -> list[LoanView]:
+        query = select(LoanEntry).order_by(col(LoanEntry.start_at).desc())
+        if open_only:
+            query = query.where(LoanEntry.state == LoanState.OUT)
+        return [LoanView(e, loan_status(e, now)) for e in session.exec(query).all()]

@@ -1,0 +1,263 @@
+"""Access requests and the loan register as the API serves them: one call per route.
+
+Each method opens its own unit of work (a read session, or a transaction through
+the caller's ``run``, which audits a refused step in a transaction of its own),
+checks that the caller may know the request or loan line exists (``visibility``:
+anything else is answered as an unknown id), and calls the workflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from audit.events import Actor, AuditAction, AuditSink
+from policies import rechain
+from policies.decision import Principal
+from policies.loans import LoanView, loan_status
+from policies.models import AccessRequest, LoanEntry, Notification, RequestSignature
+from policies.roles import LoanState
+from policies.visibility import (
+    LOAN_REGISTER_READERS,
+    notifications_for,
+    requests_for,
+    signatures,
+    visible_loan,
+    visible_request,
+)
+from policies.workflow import Workflow
+
+T = TypeVar("T")
+
+
+class Runner(Protocol):
+    """Runs one step in one transaction; a refused step's audit event is still
+    appended, in a transaction of its own."""
+
+    def __call__(self, fn: Callable[[Session], T], /) -> T: ...
+
+
+class Caller(Protocol):
+    """Who calls: the principal for decisions and the actor for audit entries."""
+
+    @property
+    def principal(self) -> Principal: ...
+    @property
+    def actor(self) -> Actor: ...
+    @property
+    def username(self) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NewRequest:
+    """What a filer states (Art 18.1)."""
+
+    kind: str
+    purpose: str
+    reason: str
+    archives: Sequence[str] = ()
+    groups: Sequence[str] = ()
+    hours: int | None = None
+    material: str = ""
+    copies: int = 0
+    recipient: str = ""
+    credential_ref: str | None = None
+
+
+class RequestService:
+    """The requests and loans routes' one service."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        workflow: Workflow,
+        audit: AuditSink,
+        run: Runner,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._engine = engine
+        self._workflow = workflow
+        self._audit = audit
+        self._run = run
+        self._clock = clock
+
+    # -- requests ---------------------------------------------------------------------
+    def file(self, caller: Caller, new: NewRequest) -> AccessRequest:
+        return self._run(
+            lambda s: self._workflow.filing.file(
+                s,
+                caller.principal,
+                kind=new.kind,
+                purpose=new.purpose,
+                reason=new.reason,
+                now=self._clock(),
+                archives=new.archives,
+                groups=new.groups,
+                hours=new.hours,
+                material=new.material,
+                copies=new.copies,
+                recipient=new.recipient,
+                credential_ref=new.credential_ref,
+            )
+        )
+
+    def mine(self, caller: Caller) -> tuple[list[AccessRequest], list[Notification]]:
+        """The caller's requests with their notifications."""
+        with Session(self._engine) as session:
+            return (
+                requests_for(session, caller.username),
+                notifications_for(session, caller.username),
+            )
+
+    def queue(self, caller: Caller) -> list[AccessRequest]:
+        """The pending requests whose next stage the caller may sign now."""
+        with Session(self._engine) as session:
+            return self._workflow.signing.queue_for(session, caller.principal, now=self._clock())
+
+    def show(self, caller: Caller, uid: str) -> tuple[AccessRequest, list[RequestSignature]]:
+        """One request with its signatures; one the caller may not see is an unknown id."""
+        with Session(self._engine) as session:
+            req = visible_request(
+                session, self._workflow.signing, caller.principal, uid, now=self._clock()
+            )
+            return req, signatures(session, uid)
+
+    def approve(
+        self,
+        caller: Caller,
+        uid: str,
+        *,
+        groups: Sequence[str] | None,
+        hours: int | None,
+        note: str,
+        expected_version: int | None,
+    ) -> AccessRequest:
+        """Sign the next stage. The chain is first re-derived from the archives'
+        current state in a transaction of its own, so a change (a raised
+        classification, a new custodian) is recorded and told to the requester even
+        when it turns this approver away."""
+        self._on_request(
+            caller,
+            uid,
+            AuditAction.REQUEST_APPROVE,
+            lambda s: rechain.refresh_uid(
+                s,
+                uid,
+                self._workflow.chains,
+                self._audit,
+                actor=caller.actor,
+                now=self._clock(),
+            ),
+        )
+        return self._on_request(
+            caller,
+            uid,
+            AuditAction.REQUEST_APPROVE,
+            lambda s: self._workflow.signing.approve(
+                s,
+                uid,
+                caller.principal,
+                now=self._clock(),
+                groups=groups,
+                hours=hours,
+                note=note,
+                expected_version=expected_version,
+            ),
+        )
+
+    def deny(
+        self, caller: Caller, uid: str, *, reason: str, expected_version: int | None
+    ) -> AccessRequest:
+        return self._on_request(
+            caller,
+            uid,
+            AuditAction.REQUEST_DENY,
+            lambda s: self._workflow.signing.deny(
+                s,
+                uid,
+                caller.principal,
+                reason=reason,
+                now=self._clock(),
+                expected_version=expected_version,
+            ),
+        )
+
+    def withdraw(self, caller: Caller, uid: str) -> AccessRequest:
+        return self._on_request(
+            caller,
+            uid,
+            AuditAction.REQUEST_WITHDRAW,
+            lambda s: self._workflow.signing.withdraw(s, uid, caller.principal, now=self._clock()),
+        )
+
+    # -- the loan register --------------------------------------------------------------
+    def loans(self, caller: Caller, *, overdue: bool, open_only: bool) -> list[LoanView]:
+        """The register; keepers see every line, borrowers their own."""
+        with Session(self._engine) as session:
+            views = self._workflow.loans.register(session, now=self._clock(), open_only=open_only)
+        keeper = bool(LOAN_REGISTER_READERS & caller.principal.roles)
+        return [
+            v
+            for v in views
+            if (keeper or v.entry.borrower == caller.username)
+            and (not overdue or v.status is LoanState.OVERDUE)
+        ]
+
+    def confirm_loan(self, caller: Caller, uid: str) -> LoanView:
+        """The borrower confirms the register line (Art 19.5)."""
+        entry = self._on_loan(
+            caller,
+            uid,
+            AuditAction.LOAN,
+            lambda s: self._workflow.loans.confirm(s, uid, caller.principal, now=self._clock()),
+        )
+        return LoanView(entry, loan_status(entry, self._clock()))
+
+    def return_loan(self, caller: Caller, uid: str) -> LoanView:
+        """Close the register line (Art 20): the access ends now and for good."""
+        entry = self._on_loan(
+            caller,
+            uid,
+            AuditAction.LOAN_RETURN,
+            lambda s: self._workflow.loans.close(s, uid, caller.principal, now=self._clock()),
+        )
+        return LoanView(entry, loan_status(entry, self._clock()))
+
+    # -- visibility first -----------------------------------------------------------------
+    def _on_request(
+        self, caller: Caller, uid: str, attempt: AuditAction, step: Callable[[Session], T]
+    ) -> T:
+        """Run a step on a request the caller may see; any other id gets the unknown
+        id's 404 (and the attempt is audited as denied)."""
+
+        def run(session: Session) -> T:
+            visible_request(
+                session,
+                self._workflow.signing,
+                caller.principal,
+                uid,
+                now=self._clock(),
+                attempt=attempt,
+            )
+            return step(session)
+
+        return self._run(run)
+
+    def _on_loan(
+        self,
+        caller: Caller,
+        uid: str,
+        attempt: AuditAction,
+        step: Callable[[Session], LoanEntry],
+    ) -> LoanEntry:
+        def run(session: Session) -> LoanEntry:
+            visible_loan(session, caller.principal, uid, attempt=attempt)
+            return step(session)
+
+        return self._run(run)
