@@ -81,7 +81,7 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     engine = make_engine(settings.resolved_database_url)
     before = migrate.current(engine)
     migrate.upgrade(engine)
-    from audit.schema import install_guards
+    from audit.guards import install_guards
 
     migrate.grant_app_role(engine)
     install_guards(engine)
