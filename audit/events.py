@@ -86,12 +86,3 @@ class AuditSink(Protocol):
 
     def append(self, session: Any, event: AuditEvent) -> Any: ...
 
-
-class RecordingSink:
-    """An in-memory sink for tests of code that only needs events collected."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def append(self, session: Any, event: AuditEvent) -> None:
-        self.events.append(event)
