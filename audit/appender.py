@@ -64,8 +64,7 @@ class Appender:
         columns = event_fields(event)
         try:
             head = lock_and_read_head(session)
-            seq = 1 if head is None else int(head[0]) + 1
-            prev = ZERO_HASH if head is None else bytes(head[1])
+            seq, prev = (1, ZERO_HASH) if head is None else (head[0] + 1, head[1])
             columns["seq"] = seq
             columns["time"] = format_time(self._clock())  # stamped under the lock: monotone
             columns["prev_hash"] = prev

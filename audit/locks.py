@@ -15,8 +15,6 @@ processes never sign the same growth twice while appends go on.
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
@@ -54,15 +52,17 @@ def take_lock(handle: Handle, key: int) -> None:
         raw_sql(handle, "BEGIN IMMEDIATE")
 
 
-def lock_and_read_head(handle: Handle) -> Any:
-    """Take the append lock and read the head row (raw DBAPI: this runs on every read).
+def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
+    """Take the append lock and read the head: ``(seq, entry_hash)``, None for an empty log.
 
-    Returns the driver's row ``(seq, entry_hash)``, or None for an empty log.
+    Raw DBAPI statements: this runs on every audited read.
     """
     if dbapi_of(handle)[1].name == "postgresql":
-        return _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
-    take_lock(handle, APPEND_LOCK)
-    return _HEAD_RAW.first(handle)
+        row = _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
+    else:
+        take_lock(handle, APPEND_LOCK)
+        row = _HEAD_RAW.first(handle)
+    return None if row is None else (int(row[0]), bytes(row[1]))
 
 
 def locked_head(handle: Handle) -> int:
@@ -72,7 +72,7 @@ def locked_head(handle: Handle) -> int:
     under it, so no append can fall between the head read and the new key.
     """
     head = lock_and_read_head(handle)
-    return 0 if head is None else int(head[0])
+    return 0 if head is None else head[0]
 
 
 def head_of(conn: Connection) -> int:

@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -49,7 +49,7 @@ class Newest:
     """The newest valid checkpoint and every stored row that carries it."""
 
     checkpoint: SignedCheckpoint
-    rows: list[Any]
+    rows: list[Row[Any]]
 
 
 class CheckpointSigner:
@@ -66,7 +66,7 @@ class CheckpointSigner:
             newest = self.newest_valid(conn)
         return None if newest is None else newest.checkpoint
 
-    def _valid(self, row: Any) -> SignedCheckpoint | None:
+    def _valid(self, row: Row[Any]) -> SignedCheckpoint | None:
         """The row's checkpoint when its note verifies and its columns agree; else None.
 
         Verdicts on notes are remembered (a note's validity never changes), so
@@ -95,7 +95,7 @@ class CheckpointSigner:
     def newest_valid(self, conn: Connection) -> Newest | None:
         """The newest valid checkpoint and the rows that carry it (invalid rows skipped)."""
         best: SignedCheckpoint | None = None
-        rows: list[Any] = []
+        rows: list[Row[Any]] = []
         result = conn.execute(_CHECKPOINTS_DESC.execution_options(yield_per=256))
         try:
             for row in result:

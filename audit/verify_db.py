@@ -28,9 +28,9 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
-from audit.chain import entry_batches
+from audit.chain import ENTRY_HASH, MAC, PREV_HASH, ROWS_WITH_MAC, entry_batches
 from audit.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
-from audit.codec import ENTRY_COLUMNS, canonical_from_row
+from audit.codec import canonical_from_row
 from audit.mac import EntryMac
 from audit.models import checkpoint_table, entry_table
 from audit.verify import ChainChecker, Problem, Report
@@ -124,8 +124,7 @@ def verify_database(
     forged: list[Problem] = []
     forged_count = 0
     done = 0
-    columns = (*ENTRY_COLUMNS, entry_table.c.mac)
-    with closing(entry_batches(engine, batch, columns)) as batches:
+    with closing(entry_batches(engine, batch, ROWS_WITH_MAC)) as batches:
         for chunk in batches:
             for row in chunk:
                 try:
@@ -134,14 +133,14 @@ def verify_database(
                     # A JSON column no longer parses: bytes that cannot match the stored
                     # hash let the checker classify and locate it like any other edit.
                     canonical = b"\xff unparseable row"
-                prev, stored = bytes(row[13]), bytes(row[14])
+                prev, stored = bytes(row[PREV_HASH]), bytes(row[ENTRY_HASH])
                 if not add(row[0], canonical, prev, stored):
                     break
                 # The checker accepted the entry, so ``stored`` is its recomputed leaf.
                 if (
                     check is not None
                     and row[0] >= from_seq
-                    and not check(row[0], prev, stored, row[15])
+                    and not check(row[0], prev, stored, row[MAC])
                 ):
                     forged_count += 1
                     if len(forged) < MAX_LISTED:
