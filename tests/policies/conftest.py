@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
+from audit.guards import install_guards
 from audit.log import AuditLog
 from foundation.db import transaction
 from foundation.settings import Settings
@@ -90,7 +91,12 @@ def pe() -> PolicyEngine:
 
 @pytest.fixture
 def sink(db: sa.Engine, settings: Settings) -> AuditLog:
-    """The real audit log on the cast's database (read it back with ``tests.auditlog.entries``)."""
+    """The real audit log on the cast's database (read it back with ``tests.auditlog.entries``).
+
+    Installed as a vault installs it: append-only guards, and on PostgreSQL the
+    function that takes the append lock and reads the head.
+    """
+    install_guards(db)
     return AuditLog(engine=db, keys=Keyring.generate(), settings=settings)
 
 
