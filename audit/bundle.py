@@ -37,13 +37,13 @@ import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
+from audit.chain import entry_batches
 from audit.checkpoint import CheckpointError, open_checkpoint, public_key_pem, verifier_key
 from audit.codec import canonical_from_row, entry_dict_from_row
 from audit.errors import AuditQueryError
 from audit.merkle import MerkleTree, leaf_hash
 from audit.models import checkpoint_table
 from audit.verify import BUNDLE_FORMAT
-from audit.verify_db import _rows
 
 
 def export_bundle(
@@ -78,7 +78,7 @@ def export_bundle(
     head = json.dumps(header, ensure_ascii=False)
     out.write(head[:-1] + ',"entries":[')
     leaves: list[bytes] = []
-    with closing(_rows(engine, 20_000)) as batches:
+    with closing(entry_batches(engine, 20_000)) as batches:
         for chunk in batches:
             for row in chunk:
                 entry = entry_dict_from_row(row)

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from audit.locks import Handle
 
 
 class AuditAction(StrEnum):
@@ -84,14 +87,5 @@ class AuditEvent:
 class AuditSink(Protocol):
     """Appends one event inside the caller's transaction (fail-closed: raise to abort)."""
 
-    def append(self, session: Any, event: AuditEvent) -> Any: ...
+    def append(self, session: Handle, event: AuditEvent) -> int: ...
 
-
-class RecordingSink:
-    """An in-memory sink for tests of code that only needs events collected."""
-
-    def __init__(self) -> None:
-        self.events: list[AuditEvent] = []
-
-    def append(self, session: Any, event: AuditEvent) -> None:
-        self.events.append(event)

@@ -398,7 +398,7 @@ def verify_bundle(
             return report
 
     if state is not None:
-        problem = _check_against_state(state, checkpoints, bundle, key, origin)
+        problem = check_against_state(state, checkpoints, bundle, key, origin)
         if problem is not None:
             report.ok, report.problem = False, problem
             return report
@@ -406,14 +406,19 @@ def verify_bundle(
     return report
 
 
-def _check_against_state(
+def check_against_state(
     state: Mapping[str, Any],
     checkpoints: Sequence[SignedCheckpoint],
     bundle: Mapping[str, Any],
     key: Ed25519PublicKey,
     origin: str,
 ) -> Problem | None:
-    """Require the newest checkpoint to extend the one accepted last time, by a proof."""
+    """Require the newest checkpoint to extend the one accepted last time, by a proof.
+
+    ``state`` is what ``state_for`` kept; the proof is looked for among
+    ``bundle["consistency_proofs"]``. None when the newest checkpoint extends
+    the accepted one; shared by the bundle verifier and ``audit verify --state``.
+    """
     try:
         old = open_checkpoint(str(state.get("note", "")), key, origin)
     except CheckpointError as exc:

@@ -21,16 +21,16 @@ O(log n) whatever the log's length.
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from contextlib import closing
-from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
+from audit.chain import ENTRY_HASH, MAC, PREV_HASH, ROWS_WITH_MAC, entry_batches
 from audit.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
-from audit.codec import ENTRY_COLUMNS, canonical_from_row
+from audit.codec import canonical_from_row
 from audit.mac import EntryMac
 from audit.models import checkpoint_table, entry_table
 from audit.verify import ChainChecker, Problem, Report
@@ -93,35 +93,6 @@ def _checkpoints(
     return sorted(valid.values(), key=lambda c: c.size), rejected
 
 
-def _rows(
-    engine: Engine, batch: int, columns: Sequence[Any] = ENTRY_COLUMNS
-) -> Iterator[Sequence[Sequence[Any]]]:
-    """Yield batches of entry rows in seq order straight from the driver."""
-    stmt = sa.select(*columns).order_by(entry_table.c.seq)
-    sql = str(stmt.compile(dialect=engine.dialect))
-    raw = engine.raw_connection()
-    try:
-        driver = raw.driver_connection
-        if engine.dialect.name == "postgresql":
-            # A named (server-side) cursor streams instead of loading all rows at once;
-            # binary transfer skips hex-decoding the two bytea columns of every row.
-            batch = min(batch, 5000)
-            cur = driver.cursor(name="audit_verify", binary=True)  # type: ignore[union-attr]
-            cur.itersize = batch
-        else:
-            cur = driver.cursor()  # type: ignore[union-attr]
-        cur.execute(sql)
-        while True:
-            chunk = cur.fetchmany(batch)
-            if not chunk:
-                break
-            yield chunk
-        cur.close()
-    finally:
-        raw.rollback()
-        raw.close()
-
-
 def head_seq(engine: Engine) -> int:
     with engine.connect() as conn:
         value = conn.execute(sa.select(sa.func.max(entry_table.c.seq))).scalar()
@@ -153,8 +124,7 @@ def verify_database(
     forged: list[Problem] = []
     forged_count = 0
     done = 0
-    columns = (*ENTRY_COLUMNS, entry_table.c.mac)
-    with closing(_rows(engine, batch, columns)) as batches:
+    with closing(entry_batches(engine, batch, ROWS_WITH_MAC)) as batches:
         for chunk in batches:
             for row in chunk:
                 try:
@@ -163,14 +133,14 @@ def verify_database(
                     # A JSON column no longer parses: bytes that cannot match the stored
                     # hash let the checker classify and locate it like any other edit.
                     canonical = b"\xff unparseable row"
-                prev, stored = bytes(row[13]), bytes(row[14])
+                prev, stored = bytes(row[PREV_HASH]), bytes(row[ENTRY_HASH])
                 if not add(row[0], canonical, prev, stored):
                     break
                 # The checker accepted the entry, so ``stored`` is its recomputed leaf.
                 if (
                     check is not None
                     and row[0] >= from_seq
-                    and not check(row[0], prev, stored, row[15])
+                    and not check(row[0], prev, stored, row[MAC])
                 ):
                     forged_count += 1
                     if len(forged) < MAX_LISTED:

@@ -38,13 +38,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from audit.checkpoint import sign_checkpoint  # noqa: E402
-from audit.codec import canonical_for_columns, format_time  # noqa: E402
+from audit.codec import canonical_for_columns, event_fields, format_time  # noqa: E402
 from audit.events import Actor, AuditAction, AuditEvent  # noqa: E402
-from audit.log import AuditLog, note_hash  # noqa: E402
+from audit.guards import install_guards  # noqa: E402
+from audit.log import AuditLog  # noqa: E402
 from audit.mac import EntryMac  # noqa: E402
 from audit.merkle import ZERO_HASH, CompactRange, leaf_hash  # noqa: E402
 from audit.models import checkpoint_table, entry_table  # noqa: E402
-from audit.schema import install_guards  # noqa: E402
+from audit.signer import note_hash  # noqa: E402
 from audit.verify_db import verify_database  # noqa: E402
 from foundation.db import make_engine  # noqa: E402
 from vault.keys import Keyring  # noqa: E402
@@ -114,8 +115,6 @@ def measure_append(engine: sa.Engine, keys: Keyring, n: int) -> dict[str, float]
     prev = ZERO_HASH
     mac = EntryMac(keys.audit_mac_key())
     for i in range(n):
-        from audit.codec import event_fields
-
         cols = event_fields(sample_event(i))
         cols.update(seq=i + 1, time=format_time(datetime.now(UTC)), prev_hash=prev)
         leaf = leaf_hash(canonical_for_columns(cols))
@@ -163,7 +162,6 @@ def bulk_fill(engine: sa.Engine, keys: Keyring, n: int, origin: str) -> None:
     start = datetime(2025, 1, 1, tzinfo=UTC)
     batch: list[dict[str, Any]] = []
     cps: list[dict[str, Any]] = []
-    from audit.codec import event_fields
 
     with engine.begin() as conn:
         for i in range(n):

@@ -13,7 +13,7 @@ from rich.table import Table
 from sqlmodel import Session, select
 
 from audit.events import AuditAction, AuditEvent
-from audit.schema import install_guards
+from audit.guards import install_guards
 from cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,

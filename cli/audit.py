@@ -8,9 +8,10 @@ not a stack. Exit codes: 0 fine, 1 verification failed, 2 could not run.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,14 +21,24 @@ from rich.text import Text
 
 from audit.errors import AuditError
 from audit.log import AuditLog
-from audit.verify import BundleError, verify_bundle_file
+from audit.verify import (
+    BundleError,
+    Problem,
+    Report,
+    check_against_state,
+    load_state,
+    state_for,
+    verify_bundle_file,
+)
 from cli.common import DEFAULT_DATA_DIR, DataDir
 from foundation.settings import Settings
 from vault.errors import VaultError
+from vault.vault import open_vault
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True)
+T = TypeVar("T")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -36,8 +47,6 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _open_log(data_dir: Path) -> AuditLog:
-    from vault.vault import open_vault
-
     vault = open_vault(Settings(data_dir=data_dir))
     log = vault.audit_log()
     if not isinstance(log, AuditLog):  # pragma: no cover - the vault always builds one
@@ -45,7 +54,7 @@ def _open_log(data_dir: Path) -> AuditLog:
     return log
 
 
-def _run(fn: Any) -> Any:
+def _run(fn: Callable[[], T]) -> T:
     try:
         return fn()
     except (VaultError, AuditError, BundleError) as exc:
@@ -89,35 +98,33 @@ def verify(
             err.print(Text(f"  {note}"), soft_wrap=True)
         raise typer.Exit(1)
     if state is not None:
-        problem = _run(lambda: _advance_state(log, report, state))
-        if problem is not None:
-            _failed(problem)
+        refused = _run(lambda: _advance_state(log, report, state))
+        if refused is not None:
+            _failed(refused)
             raise typer.Exit(1)
     console.print(report.summary(), highlight=False)
     for note in report.notes:
         console.print(Text(f"  {note}"))
 
 
-def _failed(problem: Any) -> None:
+def _failed(problem: Problem | str | None) -> None:
     """One line per finding; its text is shown literally (a stored row may hold anything)."""
     err.print(Text.assemble(("FAILED", "bold red"), " ", str(problem)), soft_wrap=True)
 
 
-def _advance_state(log: AuditLog, report: Any, path: Path) -> Any:
+def _advance_state(log: AuditLog, report: Report, path: Path) -> Problem | str | None:
     """Compare with the checkpoint accepted last time (a consistency proof), then save."""
-    from audit.verify import _check_against_state, load_state, state_for
-
     latest = report.latest_checkpoint
     if latest is None:
         return "no signed checkpoint to keep yet; run `archive-vault audit checkpoint`"
     old = load_state(path)
     if old is not None:
         size1 = int(old.get("size", 0))
-        proofs = []
+        proofs: list[dict[str, object]] = []
         if 0 < size1 < latest.size:
             proof = log.consistency_proof(size1, latest.size)
             proofs = [{"size1": size1, "size2": latest.size, "proof": [p.hex() for p in proof]}]
-        problem = _check_against_state(
+        problem = check_against_state(
             old, [latest], {"consistency_proofs": proofs}, log.public_key, log.origin
         )
         if problem is not None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from audit.events import RecordingSink
+from audit.log import AuditLog
 from foundation.db import make_engine
 from foundation.settings import Settings
 from vault.vault import Vault, init_vault
@@ -63,5 +63,9 @@ def vault(settings: Settings, engine: sa.Engine) -> Vault:
 
 
 @pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
+def sink(vault: Vault) -> AuditLog:
+    """The vault's real audit log: entries commit, or roll back, with the caller's transaction.
+
+    Read what was audited back with ``tests.auditlog.entries``.
+    """
+    return AuditLog(engine=vault.engine, keys=vault.keys, settings=vault.settings)

@@ -62,7 +62,7 @@ def grant_app_role(engine: Engine, role: str = APP_ROLE) -> None:
 
     The service should log in as a member of this role and never as the
     tables' owner (only the owner can drop or disable the audit triggers). The
-    audit tables get only SELECT and INSERT, from ``audit.schema.install_guards``,
+    audit tables get only SELECT and INSERT, from ``audit.guards.install_guards``,
     which must run after this.
     """
     if engine.dialect.name != "postgresql":

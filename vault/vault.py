@@ -61,7 +61,7 @@ def ensure_audit_mac_key(engine: Engine, keys: KeyProvider) -> int | None:
     get = getattr(keys, "audit_mac_key", None)
     if get is None or get() is not None:
         return None
-    from audit.log import locked_head
+    from audit.locks import locked_head
     from foundation.db import transaction
 
     try:
@@ -105,7 +105,7 @@ def init_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
     from vault import migrate
 
     migrate.upgrade(engine)
-    from audit.schema import install_guards
+    from audit.guards import install_guards
 
     migrate.grant_app_role(engine)  # first: install_guards then narrows the audit tables
     install_guards(engine)

@@ -10,7 +10,7 @@ import time
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from audit.schema import install_guards, remove_guards
+from audit.guards import install_guards, remove_guards
 
 
 def _signed_through(services, seq: int, timeout: float = 8.0) -> bool:

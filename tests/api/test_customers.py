@@ -183,7 +183,7 @@ def test_search_by_post_keeps_the_value_out_of_urls(client, login) -> None:
 
 def test_a_failing_audit_append_returns_no_content(client, login) -> None:
     """Fail-closed end to end: the real AuditLog fails after writing its row; nothing leaks."""
-    from audit.testing import failing_log
+    from tests.auditlog import failing_log
 
     h = login("zhang.wei")
     no = _new(client, h)

@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from audit.guards import install_guards, remove_guards
 from audit.log import AuditLog
-from audit.schema import install_guards, remove_guards
 from foundation.db import transaction
 from vault.vault import Vault
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import subprocess
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+import audit
 from audit.checkpoint import public_key_pem
 from audit.log import AuditLog
 from audit.verify import BundleError, main, verify_bundle, verify_bundle_file
@@ -134,27 +136,70 @@ def test_cli_entry_point_exit_codes(filled: AuditLog, tmp_path: Path, capsys) ->
     assert main([str(path)]) == 2
 
 
+# What the offline verifier may load besides the standard library: cryptography (with
+# its compiled bindings) and the three audit modules an auditor is given.
+OFFLINE_AUDIT_MODULES = {"audit", "audit.verify", "audit.merkle", "audit.checkpoint"}
+OFFLINE_THIRD_PARTY = {"cryptography", "_cffi_backend", "_openssl"}
+
 ISOLATED = textwrap.dedent(
     """
     import importlib.abc, json, sys
 
-    FORBIDDEN = {"vault", "policies", "api", "sqlalchemy", "sqlmodel", "pydantic",
-                 "pydantic_settings", "typer", "rich", "psycopg"}
+    BEFORE = set(sys.modules)  # the interpreter's start-up, site's .pth hooks included
+    AUDIT = set(json.loads(sys.argv.pop(1)))
+    ALLOWED = set(json.loads(sys.argv.pop(1))) | set(sys.stdlib_module_names)
 
-    class Block(importlib.abc.MetaPathFinder):
+    class AllowOnly(importlib.abc.MetaPathFinder):
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in FORBIDDEN:
+            top = name.split(".")[0]
+            if top == "audit" and name not in AUDIT or top not in ALLOWED | {"audit"}:
                 raise ImportError(f"offline verifier imported {name}")
             return None
 
-    sys.meta_path.insert(0, Block())
+    sys.meta_path.insert(0, AllowOnly())
     from audit.verify import main
     code = main(sys.argv[1:])
-    ours = sorted(m for m in sys.modules if m.split(".")[0] in FORBIDDEN | {"audit"})
+    ours = sorted(
+        m for m in set(sys.modules) - BEFORE if m.split(".")[0] not in sys.stdlib_module_names
+    )
     print(json.dumps(ours), file=sys.stderr)
     sys.exit(code)
     """
 )
+
+
+def _imports(path: Path) -> set[str]:
+    """Every module a source file imports, wherever the import statement stands."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_offline_verifier_imports_only_the_standard_library_and_cryptography() -> None:
+    """Statically, over every import statement (inside functions too) of the verifier's modules."""
+    root = Path(audit.__file__).parent
+    seen: set[str] = set()
+    todo = ["audit.verify"]
+    while todo:
+        module = todo.pop()
+        if module in seen:
+            continue
+        seen.add(module)
+        for name in _imports(root / f"{module.split('.', 1)[1]}.py"):
+            top = name.split(".")[0]
+            if top == "audit":
+                assert name in OFFLINE_AUDIT_MODULES, f"{module} imports {name}"
+                todo.append(name)
+            else:
+                assert top in sys.stdlib_module_names or top == "cryptography", (
+                    f"{module} imports {name}"
+                )
+    assert seen == OFFLINE_AUDIT_MODULES - {"audit"}
+    assert _imports(Path(audit.__file__)) == set()  # importing the package loads nothing
 
 
 def test_offline_verifier_runs_isolated_without_the_vault(filled: AuditLog, tmp_path: Path) -> None:
@@ -163,7 +208,17 @@ def test_offline_verifier_runs_isolated_without_the_vault(filled: AuditLog, tmp_
     pem = tmp_path / "key.pem"
     pem.write_text(filled.public_key_pem())
     proc = subprocess.run(
-        [sys.executable, "-I", "-c", ISOLATED, str(path), "--pubkey", str(pem)],
+        [
+            sys.executable,
+            "-I",
+            "-c",
+            ISOLATED,
+            json.dumps(sorted(OFFLINE_AUDIT_MODULES)),
+            json.dumps(sorted(OFFLINE_THIRD_PARTY)),
+            str(path),
+            "--pubkey",
+            str(pem),
+        ],
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -172,7 +227,8 @@ def test_offline_verifier_runs_isolated_without_the_vault(filled: AuditLog, tmp_
     assert proc.returncode == 0, proc.stderr
     assert "OK: 20 entries" in proc.stdout
     loaded = json.loads(proc.stderr.strip().splitlines()[-1])
-    assert set(loaded) <= {"audit", "audit.verify", "audit.merkle", "audit.checkpoint"}
+    assert {m for m in loaded if m.split(".")[0] == "audit"} == OFFLINE_AUDIT_MODULES
+    assert {m.split(".")[0] for m in loaded} <= OFFLINE_THIRD_PARTY | {"audit"}
     proc = subprocess.run(
         [sys.executable, "-I", "-m", "audit.verify", str(path)],
         capture_output=True,

@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from audit.schema import remove_guards
+from audit.guards import remove_guards
+from audit.log import AuditLog
+from cli import audit as cli_audit
 from cli.audit import audit_app
+from foundation.db import make_engine
 from foundation.settings import Settings
 from vault.vault import init_vault
 
@@ -24,8 +27,6 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("VAULT_KEY_FILE", raising=False)
     data = tmp_path / "var"
     vault = init_vault(Settings(data_dir=data))
-    from audit.log import AuditLog
-
     log = AuditLog(
         engine=vault.engine, keys=vault.keys, settings=vault.settings, auto_checkpoint=False
     )
@@ -45,8 +46,6 @@ def test_verify_ok(data_dir: Path) -> None:
 
 
 def test_verify_names_the_first_bad_entry(data_dir: Path) -> None:
-    from foundation.db import make_engine
-
     engine = make_engine(f"sqlite:///{data_dir / 'vault.db'}")
     remove_guards(engine)
     with engine.begin() as conn:
@@ -86,8 +85,6 @@ def test_pubkey_formats(data_dir: Path) -> None:
 
 
 def test_log_table_and_filters(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cli import audit as cli_audit
-
     monkeypatch.setattr(cli_audit.console, "width", 200)
     result = _run("log", "--data-dir", str(data_dir), "--actor", "user1", "--limit", "2")
     assert result.exit_code == 0, result.output

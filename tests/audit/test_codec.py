@@ -7,7 +7,8 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.codec import canonical_from_row, dump_json
+from audit.codec import canonical_from_row, dump_json, event_fields
+from audit.events import Actor, AuditAction, AuditEvent
 from audit.merkle import canonical_entry_bytes
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
@@ -124,9 +125,6 @@ def test_non_canonical_json_columns_take_the_definitional_path() -> None:
 
 
 def test_empty_detail_strings_are_recorded_as_absent() -> None:
-    from audit.codec import event_fields
-    from audit.events import Actor, AuditAction, AuditEvent
-
     fields = event_fields(
         AuditEvent(
             action=AuditAction.USER_CHANGE,

@@ -7,9 +7,11 @@ import secrets
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DatabaseError
+from sqlmodel import Session
 
+from audit.events import Actor, AuditAction, AuditEvent
+from audit.guards import DEFAULT_APP_ROLE, guards_installed, install_guards
 from audit.log import AuditLog
-from audit.schema import DEFAULT_APP_ROLE, guards_installed, install_guards
 
 from .conftest import append_n
 
@@ -94,10 +96,6 @@ def test_app_role_may_only_select_and_insert(populated: AuditLog) -> None:
 
 def test_app_role_can_append(populated: AuditLog) -> None:
     _pg_only(populated)
-    from sqlmodel import Session
-
-    from audit.events import Actor, AuditAction, AuditEvent
-
     with Session(populated.engine) as session:
         session.connection().exec_driver_sql(f"SET LOCAL ROLE {DEFAULT_APP_ROLE}")
         seq = populated.append(session, AuditEvent(AuditAction.LOGIN, Actor("dora", "officer")))

@@ -14,7 +14,6 @@ from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from audit.log import AuditLog
 from audit.merkle import ZERO_HASH, verify_consistency, verify_inclusion
 from audit.models import entry_table
-from audit.testing import FailingAuditLog, failing_log
 from foundation.db import transaction
 
 from .conftest import FakeClock, append_n, make_event
@@ -40,22 +39,43 @@ def test_append_does_not_commit_and_rollback_leaves_nothing(log: AuditLog) -> No
     assert log.head() == 1  # the seq was not burnt: still gapless
 
 
-def test_fail_closed_when_append_raises(log: AuditLog, clock: FakeClock) -> None:
-    failing = FailingAuditLog(
-        engine=log.engine, keys=log.keys, settings=log.settings, clock=clock, auto_checkpoint=False
-    )
-    assert isinstance(
-        failing_log(
-            type("V", (), {"engine": log.engine, "keys": log.keys, "settings": log.settings})()
-        ),
-        FailingAuditLog,
-    )
+def _refuse_inserts_at(engine: sa.Engine, seq: int) -> None:
+    """Make the database itself refuse the insert of entry ``seq`` (a late write failure)."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql(
+                f"CREATE TRIGGER refuse_append BEFORE INSERT ON audit_entry WHEN NEW.seq = {seq} "
+                "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_append() RETURNS trigger LANGUAGE plpgsql AS $$ "
+                "BEGIN RAISE EXCEPTION 'disk full'; END $$"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_append BEFORE INSERT ON audit_entry FOR EACH ROW "
+                f"WHEN (NEW.seq = {seq}) EXECUTE FUNCTION refuse_append()"
+            )
+
+
+def test_fail_closed_when_append_raises(log: AuditLog) -> None:
+    """The real append fails inside the caller's transaction: an error, and nothing commits.
+
+    The first append of the transaction succeeds; the second is refused by the
+    database. The caller never reaches the code after it, and the transaction's
+    earlier write (the first entry) is rolled back with it.
+    """
+    _refuse_inserts_at(log.engine, 2)
     released: list[str] = []
-    with pytest.raises(AuditWriteFailed), transaction(log.engine) as session:
-        failing.append(session, make_event(1))
+    with pytest.raises(AuditWriteFailed) as info, transaction(log.engine) as session:
+        assert log.append(session, make_event(1)) == 1
+        log.append(session, make_event(2))
         released.append("plaintext")  # never reached: the caller releases after append
     assert released == []
-    assert log.head() == 0
+    assert isinstance(info.value.__cause__, sa.exc.DBAPIError)  # the database's refusal
+    assert "could not be written" in str(info.value) and "KH-" not in str(info.value)
+    assert log.head() == 0  # the first entry went with the transaction
+    assert append_n(log, 1) == [1]  # and the log goes on, gapless
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,10 @@ import sqlalchemy as sa
 
 from audit.codec import canonical_for_columns, format_time
 from audit.errors import AuditIntegrityError
-from audit.log import AuditLog, locked_head
+from audit.guards import DEFAULT_APP_ROLE
+from audit.locks import locked_head
+from audit.log import AuditLog
 from audit.merkle import leaf_hash
-from audit.schema import DEFAULT_APP_ROLE
 from audit.verify import verify_bundle
 from vault.keys import load_key_file, write_key_file
 from vault.vault import Vault, open_vault

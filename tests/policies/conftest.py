@@ -14,12 +14,15 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from audit.events import RecordingSink
+from audit.guards import install_guards
+from audit.log import AuditLog
 from foundation.db import transaction
+from foundation.settings import Settings
 from policies.decide import PolicyEngine, Principal
 from policies.directory import add_user, load_principal
 from policies.workflow import Workflow
 from tests.tables import create_tables
+from vault.keys import Keyring
 from vault.models import Archive, ArchiveContact
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -87,7 +90,18 @@ def pe() -> PolicyEngine:
 
 
 @pytest.fixture
-def wf(sink: RecordingSink, pe: PolicyEngine) -> Workflow:
+def sink(db: sa.Engine, settings: Settings) -> AuditLog:
+    """The real audit log on the cast's database (read it back with ``tests.auditlog.entries``).
+
+    Installed as a vault installs it: append-only guards, and on PostgreSQL the
+    function that takes the append lock and reads the head.
+    """
+    install_guards(db)
+    return AuditLog(engine=db, keys=Keyring.generate(), settings=settings)
+
+
+@pytest.fixture
+def wf(sink: AuditLog, pe: PolicyEngine) -> Workflow:
     return Workflow(audit=sink, engine=pe)
 
 

@@ -29,7 +29,6 @@ _OTHER_PROCESS = textwrap.dedent(
     import sys
     from datetime import datetime
     from sqlmodel import Session
-    from audit.events import RecordingSink
     from foundation.db import make_engine, transaction
     from policies.decide import PolicyEngine
     from policies.directory import load_principal
@@ -39,7 +38,11 @@ _OTHER_PROCESS = textwrap.dedent(
     db = make_engine(url, pg_schema=schema or None)
     with Session(db) as s:
         engine = PolicyEngine.from_db(s)
-    wf = Workflow(audit=RecordingSink(), engine=engine)
+    class Unaudited:  # what the other process audits is not what these tests look at
+        def append(self, session, event):
+            return 0
+
+    wf = Workflow(audit=Unaudited(), engine=engine)
     with transaction(db) as s:
         who = load_principal(s, user)
         now = datetime.fromisoformat(at)

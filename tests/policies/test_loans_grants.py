@@ -16,6 +16,7 @@ from policies.directory import add_user, disable_user, load_principal, set_roles
 from policies.errors import InvalidInput, Refused, UserDisabled
 from policies.models import AccessGrant, LoanEntry
 from policies.roles import Action
+from tests.auditlog import entries
 from tests.policies.conftest import T0
 from vault.models import Archive, ArchiveContact
 
@@ -94,7 +95,7 @@ def test_loan_clock_starts_at_final_approval_and_register(db, wf, pe, who, sink)
     meta = _meta(db, "A-INT")
     assert _decide(db, pe, who("carol"), Action.LOAN, meta, now=final + 23 * H).allowed
     assert _decide(db, pe, who("carol"), Action.READ, meta, now=final + 23 * H).allowed
-    loan_events = [e for e in sink.events if e.action == AuditAction.LOAN]
+    loan_events = [e for e in entries(sink) if e.action == AuditAction.LOAN]
     assert loan_events[0].grant_id == req.grant_uid and loan_events[0].purpose == req.purpose
 
 
@@ -129,7 +130,7 @@ def test_return_revokes_at_once_and_for_good(db, wf, pe, who, sink):
     assert grant.state == "returned" and grant.ended_at == at
     assert not fresh.decide(who("carol"), Action.READ, meta, now=at + M).allowed
     assert _loan(db).state == "returned"
-    assert AuditAction.LOAN_RETURN in [e.action for e in sink.events]
+    assert AuditAction.LOAN_RETURN in [e.action for e in entries(sink)]
 
 
 def test_overdue_loan_stops_at_due_time_and_shows_overdue(db, wf, pe, who):
@@ -304,10 +305,10 @@ def test_handover_moves_archives_revokes_the_leavers_loans_and_disables(db, wf, 
     assert any(loan.uid in m and "returned" in m for m in told)
     with transaction(db) as s:  # the register keeper records the return
         wf.loans.close(s, loan.uid, who("io2"), now=loan.due_at + H)
-    reassign = [e for e in sink.events if e.action == AuditAction.REASSIGN]
+    reassign = [e for e in entries(sink) if e.action == AuditAction.REASSIGN]
     assert len(reassign) == 2
     assert reassign[-1].detail["loans_to_return"] == [loan.uid]
-    assert sum(1 for e in sink.events if e.action == AuditAction.USER_CHANGE) >= 2
+    assert sum(1 for e in entries(sink) if e.action == AuditAction.USER_CHANGE) >= 2
 
 
 def test_directory(db, sink):
@@ -333,4 +334,4 @@ def test_directory(db, sink):
         disable_user(s, "eve", audit=sink)
         with pytest.raises(UserDisabled):
             load_principal(s, "eve")
-    assert [e.detail["op"] for e in sink.events] == ["add", "set_roles", "disable"]
+    assert [e.detail["op"] for e in entries(sink)] == ["add", "set_roles", "disable"]

@@ -19,6 +19,7 @@ from policies.errors import Refused
 from policies.models import AccessGrant, AccessRequest, LoanEntry, Notification
 from policies.roles import Action
 from policies.workflow import Workflow
+from tests.auditlog import entries
 from tests.policies.conftest import T0
 from vault.models import Archive
 
@@ -88,7 +89,7 @@ def test_raised_after_the_first_signature_needs_the_secret_chain(db, wf, pe, who
     change = after.chain_changes[-1]
     assert change["classification"] == {"from": "internal", "to": "secret"}
     assert change["added"] == ["cs_manager"]
-    rechain = [e for e in sink.events if e.action == AuditAction.REQUEST_RECHAIN]
+    rechain = [e for e in entries(sink) if e.action == AuditAction.REQUEST_RECHAIN]
     assert len(rechain) == 1 and rechain[0].detail["request"] == req.uid
     with Session(db) as s:
         told = s.exec(

@@ -17,6 +17,7 @@ from policies.errors import Conflict, InvalidInput, PolicyError, Refused
 from policies.models import AccessGrant, AccessRequest, Notification, RequestSignature
 from policies.roles import Action
 from policies.workflow import Workflow
+from tests.auditlog import entries
 from tests.policies.conftest import T0
 
 H = timedelta(hours=1)
@@ -120,12 +121,12 @@ def test_chain_to_approval(
     d = _decide(db, pe, who, requester, action, archive, approved_at)
     assert d.allowed, d.why
     assert d.grant_id == req.grant_uid and d.purpose == req.purpose and d.reason == req.reason
-    events = [e.action for e in sink.events]
+    events = [e.action for e in entries(sink)]
     assert events.count(AuditAction.REQUEST_APPROVE) == len(signers)
     assert events[0] == AuditAction.REQUEST_FILE
     assert all(
         e.purpose == req.purpose
-        for e in sink.events
+        for e in entries(sink)
         if e.action in (AuditAction.REQUEST_FILE, AuditAction.REQUEST_APPROVE)
     )
     with Session(db) as s:
@@ -160,7 +161,7 @@ def test_chain_to_denial(db, flow, pe, who, sink, kind, requester, archive, sign
         )
     assert req.state == "denied" and req.denial_reason == "purpose not shown"
     assert not _decide(db, pe, who, requester, action, archive, T0 + 2 * H).allowed
-    deny = [e for e in sink.events if e.action == AuditAction.REQUEST_DENY]
+    deny = [e for e in entries(sink) if e.action == AuditAction.REQUEST_DENY]
     assert len(deny) == 1 and deny[0].reason == "purpose not shown"
     assert deny[0].outcome == Outcome.DENIED
     with transaction(db) as s, pytest.raises(Refused) as exc:
@@ -250,7 +251,7 @@ def test_approval_after_withdrawal_refused(db, flow, who, sink):
     _refusal(db, flow, req.uid, "dh_east", T0 + 2 * M, "not-pending", who)
     with pytest.raises(Refused), transaction(db) as s:
         flow.signing.withdraw(s, req.uid, who("carol"), now=T0 + 3 * M)  # no reuse either
-    assert AuditAction.REQUEST_WITHDRAW in [e.action for e in sink.events]
+    assert AuditAction.REQUEST_WITHDRAW in [e.action for e in entries(sink)]
 
 
 def test_narrow_but_never_widen(db, flow, pe, who):
@@ -363,7 +364,7 @@ def test_pending_request_expires(db, flow, who, sink):
             n.event for n in s.exec(select(Notification).where(Notification.request_uid == req.uid))
         ]
     assert notes == ["filed", "expired"]
-    assert AuditAction.REQUEST_EXPIRE in [e.action for e in sink.events]
+    assert AuditAction.REQUEST_EXPIRE in [e.action for e in entries(sink)]
 
 
 def test_rolled_back_approval_grants_nothing(db, flow, pe, who):
@@ -430,7 +431,7 @@ def test_external_requester_credential_recorded(db, flow, who, sink):
     req = _file(flow, who, "ext", "view", "A-INT")
     assert req.credential_ref == "LETTER-2025-001"
     assert [s["name"] for s in req.stages] == ["information_officer"]
-    assert sink.events[0].detail["credential_ref"] == "LETTER-2025-001"
+    assert entries(sink)[0].detail["credential_ref"] == "LETTER-2025-001"
 
 
 def test_queue_and_request_list(db, flow, who):

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
+import sqlite3
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -15,6 +18,7 @@ import pytest
 from tests.factories import SALES, archive, consent, everyone
 from vault.errors import ValidationFailed
 from vault.importer import ImportFailed, import_file
+from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
 from vault.store import ArchiveStore
 
 
@@ -147,14 +151,59 @@ def test_empty_and_unreadable_files(store: ArchiveStore, tmp_path: Path) -> None
         import_file(store, tmp_path / "bin.jsonl", owner=None, actor=SALES)
 
 
+# Runs the CLI with one hook on the import's own progress reports: once it reports
+# 2,000 rows imported (two batches written, inside what must be one transaction), the
+# hook says so on stderr and waits there to be killed.
+_HOLD_WHILE_WRITING = textwrap.dedent(
+    """
+    import runpy, sys, time
+
+    import vault.importer
+
+    real_import_file = vault.importer.import_file
+
+    def import_file(*args, progress=None, **kw):
+        def report(phase, done, total):
+            if progress is not None:
+                progress(phase, done, total)
+            if phase == "importing" and done >= 2000:
+                print("WRITING", file=sys.stderr, flush=True)
+                time.sleep(600)
+
+        return real_import_file(*args, progress=report, **kw)
+
+    vault.importer.import_file = import_file
+    sys.argv = ["archive-vault", *sys.argv[1:]]
+    runpy.run_module("cli.main", run_name="__main__", alter_sys=True)
+    """
+)
+
+
+def _wait_for_line(proc: subprocess.Popen, marker: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while True:
+        left = deadline - time.monotonic()
+        ready = select.select([proc.stderr], [], [], max(left, 0))[0] if left > 0 else []
+        if not ready:
+            proc.kill()
+            pytest.fail(f"the import did not start writing within {timeout:.0f}s: {seen[-5:]}")
+        line = proc.stderr.readline()
+        if not line:
+            pytest.fail(f"the import ended before writing: {seen[-5:]}")
+        if line.strip() == marker:
+            return
+        seen.append(line)
+
+
 def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
+    """Killed with 2,000 of its 6,000 rows written (two batches), the import leaves nothing."""
     if backend != "sqlite":
         pytest.skip("the CLI kill test runs on the embedded vault")
     data = tmp_path / "var"
-    env = {**os.environ, "VAULT_DATA_DIR": str(data)}
+    env = {**os.environ, "VAULT_DATA_DIR": str(data), "VAULT_IMPORT_BATCH": "1000"}
     cli = [sys.executable, "-m", "cli.main"]
     subprocess.run([*cli, "init"], check=True, env=env, capture_output=True)
-    from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
 
     # The rows' secret archives name this custodian; the import checks who it is.
     officer = ["--role", "information_officer", "--department", "客户服务部"]
@@ -168,21 +217,24 @@ def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
 
     rows = list(SyntheticArchives(seed=1, pool=50).many(6000))
     _write_jsonl(tmp_path / "big.jsonl", rows)
+    source = str(tmp_path / "big.jsonl")
     proc = subprocess.Popen(
-        [*cli, "customer", "import", str(tmp_path / "big.jsonl")],
+        [sys.executable, "-c", _HOLD_WHILE_WRITING, "customer", "import", source],
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        text=True,
     )
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    import sqlite3
-
+    try:
+        _wait_for_line(proc, "WRITING", timeout=120)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
     conn = sqlite3.connect(data / "vault.db")
     count = conn.execute("SELECT count(*) FROM archive").fetchone()[0]
     conn.close()
-    assert count in (0, 6000)
+    assert count == 0
 
 
 def test_known_users_refuses_archives_nobody_could_work_on(

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from audit.events import SYSTEM, Outcome
+from tests.auditlog import entries
 from tests.factories import SALES, archive
 from vault.errors import DecryptionFailed
 from vault.importer import bulk_insert
@@ -68,7 +69,7 @@ def test_a_rolled_back_group_is_refused_by_every_read(store: ArchiveStore, sink)
     _roll_back(store, no)
     with pytest.raises(DecryptionFailed, match=f"archive {no}, field group 'contact'"):
         store.read(no, ["contact"], actor=SALES)
-    assert sink.events[-1].outcome == Outcome.ERROR  # audited, and nothing returned
+    assert entries(sink)[-1].outcome == Outcome.ERROR  # audited, and nothing returned
     with pytest.raises(DecryptionFailed):
         store.read(no, actor=SALES)  # every group
     with pytest.raises(DecryptionFailed):
@@ -243,7 +244,7 @@ def test_upgrade_seals_archives_written_before_manifests(store: ArchiveStore, si
     with pytest.raises(DecryptionFailed, match=r"no sealed manifest.*seal-manifests"):
         store.read(no, ["contact"], actor=SALES)
     assert seal_missing(store) == 1
-    sealed = [e for e in sink.events if e.action == SEALING]
+    sealed = [e for e in entries(sink) if e.action == SEALING]
     assert [e.archives for e in sealed] == [(no,), ()]  # audited: what was vouched for
     assert sealed[-1].detail == {"sealed": 1, "all_sealed": True}
     assert seal_missing(store) == 0
@@ -302,7 +303,7 @@ def test_a_rollback_is_not_laundered_by_sealing_missing_manifests(
         seal_missing(store)  # what `upgrade` and `seal-manifests` run
     assert getattr(tampered.value, "archives", None) == (no,)
     assert f"tampered with in the database ({no})" in str(tampered.value)
-    audited = sink.events[-1]
+    audited = entries(sink)[-1]
     assert audited.action == SEALING and audited.outcome == Outcome.ERROR
     assert audited.archives == (no,) and audited.detail["missing_manifests"] == 1
 

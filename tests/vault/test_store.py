@@ -7,7 +7,9 @@ from datetime import date
 
 import pytest
 
-from audit.events import Actor, AuditAction, RecordingSink
+from audit.events import Actor, AuditAction
+from audit.log import AuditLog
+from tests.auditlog import entries
 from tests.factories import SALES, archive, consent, everyone
 from vault.errors import (
     ArchiveDestroyed,
@@ -19,7 +21,7 @@ from vault.errors import (
 from vault.store import ArchiveStore
 
 
-def test_create_and_read_back(store: ArchiveStore, sink: RecordingSink) -> None:
+def test_create_and_read_back(store: ArchiveStore, sink: AuditLog) -> None:
     meta = store.create(
         archive(profile={"name": "张 三", "mobile_phone": "+86 138 0013 8000"}), actor=SALES
     )
@@ -29,7 +31,7 @@ def test_create_and_read_back(store: ArchiveStore, sink: RecordingSink) -> None:
         "identity": {"name": "张三"},
         "contact": {"mobile_phone": "13800138000"},
     }
-    read = [e for e in sink.events if e.action == AuditAction.READ][-1]
+    read = [e for e in entries(sink) if e.action == AuditAction.READ][-1]
     assert read.archives == (meta.archive_no,) and read.groups == ("identity", "contact")
     assert read.purpose == "revisit"
 
@@ -170,7 +172,7 @@ def test_list_shows_metadata_only_with_filters(store: ArchiveStore) -> None:
         store.list(actor=SALES, limit=100000)
 
 
-def test_reassign_and_contacts(store: ArchiveStore, sink: RecordingSink) -> None:
+def test_reassign_and_contacts(store: ArchiveStore, sink: AuditLog) -> None:
     meta = store.create(archive(contacts=["li.na"]), actor=SALES)
     assert meta.contacts == ("li.na",)
     moved = store.reassign(
@@ -181,8 +183,8 @@ def test_reassign_and_contacts(store: ArchiveStore, sink: RecordingSink) -> None
         reason="离职交接",
     )
     assert moved.owner == "wang.fang" and moved.contacts == ("li.na", "liu.yang")
-    assert sink.events[-1].action == AuditAction.REASSIGN
-    assert sink.events[-1].detail == {"from": "zhang.wei", "to": "wang.fang"}
+    assert entries(sink)[-1].action == AuditAction.REASSIGN
+    assert entries(sink)[-1].detail == {"from": "zhang.wei", "to": "wang.fang"}
 
 
 def test_reclassify_reseals_everything(store: ArchiveStore) -> None:

@@ -28,13 +28,12 @@ def test_an_abandoned_upload_is_purged_and_a_finished_one_reads(vault) -> None:
 
     import sqlalchemy as sa
 
-    from audit.events import RecordingSink
     from tests.factories import SALES, archive
     from vault.models import Attachment, AttachmentChunk
     from vault.store import ArchiveStore
     from vault.uploads import AttachmentUpload, purge_abandoned
 
-    store = ArchiveStore(vault=vault, audit=RecordingSink())
+    store = ArchiveStore(vault=vault, audit=vault.audit_log())
     no = store.create(archive(), actor=SALES).archive_no
     day = date(2026, 11, 27)
     done = AttachmentUpload(store, no, actor=SALES, day=day)

@@ -73,7 +73,7 @@ def upgrade() -> None:
     if rows and table is not None:
         op.bulk_insert(table, list(rows.values()))
 
-    from audit.schema import install_guards_on
+    from audit.guards import install_guards_on
 
     install_guards_on(bind)
 
@@ -111,6 +111,6 @@ def downgrade() -> None:
     with op.batch_alter_table("audit_entry", schema=None) as batch_op:
         batch_op.drop_column("mac")
 
-    from audit.schema import install_guards_on
+    from audit.guards import install_guards_on
 
     install_guards_on(bind)

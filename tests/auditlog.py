@@ -1,4 +1,8 @@
-"""Test doubles for code that depends on the audit log (the store's fail-closed tests).
+"""Helpers for tests around the real audit log: read it back, or make its append fail.
+
+``entries`` lists what the real log holds, oldest first: tests that check what
+was audited read the committed log, so an entry that was rolled back with its
+transaction is not there to be found.
 
 ``FailingAuditLog`` writes its entry and then raises, exactly like a database
 error that surfaces late in an append: a caller that is correctly fail-closed
@@ -11,13 +15,20 @@ from typing import Any
 
 from audit.errors import AuditWriteFailed
 from audit.events import AuditEvent
+from audit.locks import Handle
 from audit.log import AuditLog
+from audit.queries import MAX_QUERY_LIMIT, AuditRecord
+
+
+def entries(log: AuditLog) -> list[AuditRecord]:
+    """Every committed entry of the log, oldest first (action, actor, archives, detail, …)."""
+    return log.query(limit=MAX_QUERY_LIMIT, newest_first=False)
 
 
 class FailingAuditLog(AuditLog):
     """An AuditLog whose ``append`` always raises AuditWriteFailed (after writing its row)."""
 
-    def append(self, session: Any, event: AuditEvent) -> int:
+    def append(self, session: Handle, event: AuditEvent) -> int:
         super().append(session, event)
         raise AuditWriteFailed("simulated audit failure")
 

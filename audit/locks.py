@@ -1,0 +1,81 @@
+"""The chain's locks and head: one writer at a time gives entries their place.
+
+* PostgreSQL: ``pg_advisory_xact_lock`` (keyed by the current schema) is taken
+  before the head is read and held until the caller's transaction ends, so the
+  next writer reads a committed head. ``seq`` is the primary key, so if the
+  lock were ever bypassed a fork would fail on the key instead of committing.
+* SQLite: if the connection has not written yet, ``BEGIN IMMEDIATE`` takes the
+  write lock *before* the head is read. A deferred transaction that read first
+  and wrote later would fail on the lock upgrade under contention; waiting at
+  ``BEGIN`` (busy_timeout) never fails that way.
+
+Appends take ``APPEND_LOCK``; signers take ``CHECKPOINT_LOCK``, so two
+processes never sign the same growth twice while appends go on.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+
+from audit.guards import PG_HEAD_FUNCTION
+from audit.models import entry_table
+from foundation.rawsql import Raw, RawTx, dbapi_of, raw_sql
+
+# Anything a lock or an append can run on: the hot path's raw transaction, a
+# Connection, or an ORM Session (each inside its own open transaction).
+Handle = RawTx | Connection | Session
+
+# pg_advisory_xact_lock(int, int): first key names the lock, second the schema.
+APPEND_LOCK = 0x41554454  # "AUDT"
+CHECKPOINT_LOCK = 0x41554443  # "AUDC"
+
+HEAD = (
+    sa.select(entry_table.c.seq, entry_table.c.entry_hash)
+    .order_by(entry_table.c.seq.desc())
+    .limit(1)
+)
+_PG_XACT_LOCK = Raw(sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"))
+_PG_LOCK_HEAD = Raw(
+    sa.text(f"SELECT head_seq, head_hash FROM {PG_HEAD_FUNCTION}(:k)")  # noqa: S608 - constant
+)
+_HEAD_RAW = Raw(HEAD)
+
+
+def take_lock(handle: Handle, key: int) -> None:
+    """Serialise writers of the chain (see the module docstring for why each form)."""
+    dbapi, dialect = dbapi_of(handle)
+    if dialect.name == "postgresql":
+        _PG_XACT_LOCK.first(handle, {"k": key})
+    elif dialect.name == "sqlite" and not dbapi.in_transaction:
+        raw_sql(handle, "BEGIN IMMEDIATE")
+
+
+def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
+    """Take the append lock and read the head: ``(seq, entry_hash)``, None for an empty log.
+
+    Raw DBAPI statements: this runs on every audited read.
+    """
+    if dbapi_of(handle)[1].name == "postgresql":
+        row = _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
+    else:
+        take_lock(handle, APPEND_LOCK)
+        row = _HEAD_RAW.first(handle)
+    return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+def locked_head(handle: Handle) -> int:
+    """Take the append lock in the caller's transaction and return the head seq.
+
+    Held until that transaction ends; the key file gains its audit MAC key
+    under it, so no append can fall between the head read and the new key.
+    """
+    head = lock_and_read_head(handle)
+    return 0 if head is None else head[0]
+
+
+def head_of(conn: Connection) -> int:
+    """The newest seq, read without a lock (0 for an empty log)."""
+    row = conn.execute(HEAD).first()
+    return 0 if row is None else int(row[0])
