@@ -42,11 +42,12 @@ def init(
     ] = False,
 ) -> None:
     """Create a new vault: key file (mode 0600, outside the database) and tables."""
+    from vault.store import ArchiveStore
     from vault.vault import init_vault
 
     settings = settings_for(data_dir)
     vault = init_vault(settings)
-    store = vault.store()
+    store = ArchiveStore(vault)
     from audit.events import AuditAction, AuditEvent
     from foundation.db import transaction
     from vault.demo import mark_demo
@@ -120,8 +121,9 @@ def _finish_upgrade(settings: Settings, engine: Any) -> None:
 def _seal(vault: Any) -> None:
     """Seal the manifests of archives from before them (audited), and sign what was appended."""
     from vault.manifest import seal_missing
+    from vault.store import ArchiveStore
 
-    store = vault.store()
+    store = ArchiveStore(vault)
     try:
         sealed = seal_missing(store, actor=cli_actor())
     finally:
@@ -245,7 +247,7 @@ def seed(
         task = bar.add_task("seeding", total=customers)
         report = bulk_insert(
             store,
-            gen.records(store.prepare, customers),
+            gen.records(store.filing.prepare, customers),
             actor=cli_actor(),
             total=customers,
             source="seed",

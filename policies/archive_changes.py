@@ -308,7 +308,7 @@ def reclassify(
     if not lowers and not keeper_changes:
         if wf.store is None:
             raise InvalidInput("this service cannot re-seal archives")
-        meta = wf.store.reclassify(
+        meta = wf.store.lifecycle.reclassify(
             archive_no,
             level,
             actor=actor_of(filer),
@@ -358,7 +358,7 @@ def apply_reclassify(
         _check_custodian(session, new_custodian, archive)
     if wf.store is None:
         raise Refused("this service cannot re-seal archives; sign it in the API", rule="stale")
-    meta = wf.store.reclassify(
+    meta = wf.store.lifecycle.reclassify(
         archive.archive_no,
         change["classification"]["to"],
         actor=actor_of(approver),

@@ -170,7 +170,7 @@ class _Batcher:
                 self.pending.clear()
                 self.lines.clear()
                 return
-        metas = self.store.insert_many(self.session, self.pending)
+        metas = self.store.filing.insert_many(self.session, self.pending)
         self.store.audit.append(
             self.session,
             AuditEvent(
@@ -242,7 +242,7 @@ def import_file(
                 bad.append((number, row.message))
                 continue
             try:
-                record = store.prepare(row, default_owner=owner)
+                record = store.filing.prepare(row, default_owner=owner)
                 if known_users is not None:
                     check_people(record, known_users)
                 if check is not None:

@@ -33,8 +33,9 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from audit.mac import MacKey
 from vault.crypto import KEY_LEN, new_key
 from vault.errors import KeyFileError
+from vault.models import Classification
 
-LEVELS = ("internal", "secret", "top_secret")
+LEVELS = tuple(c.value for c in Classification)  # lowest to highest
 KEYRING_FORMAT = "archive-vault-keyring/1"
 
 

@@ -45,7 +45,7 @@ from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, Outcome
 from vault import crypto
 from vault.crypto import InvalidCiphertext, Sealer
 from vault.errors import DecryptionFailed, ManifestsMissing
-from vault.models import Archive, ArchiveContent, ArchiveStatus, ContentHistory
+from vault.models import Archive, ArchiveStatus, ContentHistory, SealedGroup
 
 FORMAT = 1
 DIGEST_BYTES = 16  # 128-bit truncated SHA-256: a second preimage is out of reach
@@ -53,7 +53,7 @@ NAMED = 20  # archive numbers an error line names (the audit entry names up to A
 AUDITED = 1000
 
 _A = Archive.__table__  # type: ignore[attr-defined]
-_C = ArchiveContent.__table__  # type: ignore[attr-defined]
+_C = SealedGroup.__table__  # type: ignore[attr-defined]
 _H = ContentHistory.__table__  # type: ignore[attr-defined]
 
 
@@ -324,10 +324,10 @@ def seal_missing(store: Any, *, actor: Actor = SYSTEM, batch: int = 500) -> int:
                 )
                 return done
             for archive in todo:
-                dek = store._dek_of(archive)
+                dek = store.envelope.dek_of(archive)
                 rows = current_rows(conn, archive.id)
                 for group, revision, ciphertext in rows:
-                    store._open_group(
+                    store.envelope.open_group(
                         dek, archive.archive_no, group, archive.classification, revision, ciphertext
                     )
                 sealed = seal(

@@ -27,6 +27,19 @@ class Classification(StrEnum):
         """The marking carried in the index's remarks column (Art 22)."""
         return {"internal": "", "secret": "机密", "top_secret": "绝密"}[self.value]
 
+    @property
+    def rank(self) -> int:
+        """Higher is more restricted: the one ordering of levels (declaration order)."""
+        return list(Classification).index(self)
+
+    @classmethod
+    def rank_of(cls, level: str, unknown: int = 99) -> int:
+        """The rank of a level given as text; ``unknown`` for anything that is not one."""
+        try:
+            return cls(level).rank
+        except ValueError:
+            return unknown
+
 
 class Category(StrEnum):
     GENERAL = "general"
@@ -165,7 +178,7 @@ class ArchiveContact(SQLModel, table=True):
     username: str = Field(primary_key=True, index=True, max_length=64)
 
 
-class ArchiveContent(SQLModel, table=True):
+class SealedGroup(SQLModel, table=True):
     """One field group of one archive, sealed under the archive's DEK."""
 
     __tablename__ = "archive_content"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Session
@@ -23,9 +23,7 @@ from vault.crypto import Sealer
 from vault.errors import ValidationFailed
 from vault.keys import LEVELS
 from vault.models import Archive, RotationState, VaultMeta
-
-if TYPE_CHECKING:
-    from vault.store import ArchiveStore
+from vault.store import ArchiveStore
 
 
 @dataclass
@@ -93,7 +91,7 @@ def rotate(
             state = session.get(RotationState, level)
             resumed = state is not None
             if state is None:
-                current = store.active_kek(session, level)
+                current = store.envelope.active_kek(session, level)
                 state = RotationState(classification=level, target_version=current + 1)
                 session.add(state)
             target = state.target_version
@@ -134,8 +132,8 @@ def rotate(
                     break
                 updates = []
                 for archive_id, no, version, wrapped in rows:
-                    aad = store._dek_aad(no, level)
-                    dek = store._kek(level, version).open(wrapped, aad)
+                    aad = store.envelope.dek_aad(no, level)
+                    dek = store.envelope.kek(level, version).open(wrapped, aad)
                     updates.append(
                         {"b_id": archive_id, "b_old": version, "b_ct": new.seal(dek, aad)}
                     )
@@ -185,5 +183,5 @@ def rotate(
                     report.retired.append(version)
         report.counts = counts
         reports.append(report)
-    store._kek_cache.clear()
+    store.envelope.forget_keks()
     return reports

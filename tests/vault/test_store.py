@@ -20,11 +20,11 @@ from vault.store import ArchiveStore
 
 
 def test_create_and_read_back(store: ArchiveStore, sink: RecordingSink) -> None:
-    meta = store.create(
+    meta = store.filing.create(
         archive(profile={"name": "张 三", "mobile_phone": "+86 138 0013 8000"}), actor=SALES
     )
     assert meta.archive_no.startswith("KH-") and meta.classification == "internal"
-    view = store.read(meta.archive_no, ["identity", "contact"], actor=SALES, purpose="revisit")
+    view = store.reader.read(meta.archive_no, ["identity", "contact"], actor=SALES, purpose="revisit")
     assert view.content == {
         "identity": {"name": "张三"},
         "contact": {"mobile_phone": "13800138000"},
@@ -35,15 +35,15 @@ def test_create_and_read_back(store: ArchiveStore, sink: RecordingSink) -> None:
 
 
 def test_read_decrypts_only_requested_groups(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    assert set(store.read(meta.archive_no, ["contact"], actor=SALES).content) == {"contact"}
+    meta = store.filing.create(archive(), actor=SALES)
+    assert set(store.reader.read(meta.archive_no, ["contact"], actor=SALES).content) == {"contact"}
 
 
 def test_masked_view(store: ArchiveStore) -> None:
-    meta = store.create(
+    meta = store.filing.create(
         archive(profile={"name": "欧阳娜娜", "mobile_phone": "13812345678"}), actor=SALES
     )
-    view = store.read(
+    view = store.reader.read(
         meta.archive_no, ["identity", "contact"], masked=["identity", "contact"], actor=SALES
     )
     assert view.content == {
@@ -53,8 +53,8 @@ def test_masked_view(store: ArchiveStore) -> None:
 
 
 def test_archive_numbers_are_sequential_and_readable(store: ArchiveStore) -> None:
-    first = store.create(archive(), actor=SALES).archive_no
-    second = store.create(archive(), actor=SALES).archive_no
+    first = store.filing.create(archive(), actor=SALES).archive_no
+    second = store.filing.create(archive(), actor=SALES).archive_no
     assert int(second[-6:]) == int(first[-6:]) + 1
 
 
@@ -79,13 +79,13 @@ def test_bad_input_is_refused_with_a_clear_message(
     store: ArchiveStore, overrides: dict, message: str
 ) -> None:
     with pytest.raises(ValidationFailed, match=message):
-        store.create(archive(**overrides), actor=SALES)
-    assert store.list(actor=SALES).total == 0
+        store.filing.create(archive(**overrides), actor=SALES)
+    assert store.archives.list(actor=SALES).total == 0
 
 
 def test_validation_messages_never_echo_values(store: ArchiveStore) -> None:
     with pytest.raises(ValidationFailed) as exc:
-        store.create(
+        store.filing.create(
             archive(profile={"mobile_phone": "99912345678", "id_number": "110105194912310021"}),
             actor=SALES,
         )
@@ -95,85 +95,85 @@ def test_validation_messages_never_echo_values(store: ArchiveStore) -> None:
 def test_sensitive_group_needs_separate_consent(store: ArchiveStore) -> None:
     data = archive(consent=consent(sensitive=["whereabouts"]))
     with pytest.raises(ConsentMissing, match="health") as exc:
-        store.create(data, actor=SALES)
+        store.filing.create(data, actor=SALES)
     assert "separate consent" in exc.value.message
     with pytest.raises(ConsentMissing, match="no recorded consent"):
-        store.create(archive(consent=None), actor=SALES)
-    meta = store.create(
+        store.filing.create(archive(consent=None), actor=SALES)
+    meta = store.filing.create(
         archive(consent=consent(sensitive=["whereabouts"]), profile={"name": "李四"}), actor=SALES
     )
     with pytest.raises(ConsentMissing):
-        store.update(meta.archive_no, {"health": "高血压"}, actor=SALES)
+        store.archives.update(meta.archive_no, {"health": "高血压"}, actor=SALES)
 
 
 def test_consent_must_be_well_formed(store: ArchiveStore) -> None:
     bad = consent()
     bad["at"] = "2999-01-01T00:00:00+08:00"
     with pytest.raises(ValidationFailed, match="future"):
-        store.create(archive(consent=bad), actor=SALES)
+        store.filing.create(archive(consent=bad), actor=SALES)
     bad = consent(groups=["identity"], sensitive=["health"])
     with pytest.raises(ValidationFailed, match=r"must also be in consent\.groups"):
-        store.create(archive(consent=bad), actor=SALES)
+        store.filing.create(archive(consent=bad), actor=SALES)
 
 
 def test_update_keeps_encrypted_history(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    store.update(meta.archive_no, {"mobile_phone": "139 0000 1111"}, actor=SALES)
-    store.update(meta.archive_no, {"mobile_phone": "13700002222", "company": None}, actor=SALES)
-    now = store.read(meta.archive_no, ["contact"], actor=SALES).content["contact"]
+    meta = store.filing.create(archive(), actor=SALES)
+    store.archives.update(meta.archive_no, {"mobile_phone": "139 0000 1111"}, actor=SALES)
+    store.archives.update(meta.archive_no, {"mobile_phone": "13700002222", "company": None}, actor=SALES)
+    now = store.reader.read(meta.archive_no, ["contact"], actor=SALES).content["contact"]
     assert now == {"mobile_phone": "13700002222"}
-    history = store.history(meta.archive_no, "contact", actor=SALES)
+    history = store.reader.history(meta.archive_no, "contact", actor=SALES)
     assert [h["revision"] for h in history] == [2, 1]
     assert history[0]["fields"]["mobile_phone"] == "13900001111"
     assert history[1]["fields"]["mobile_phone"] == "13800138000"
     with pytest.raises(ValidationFailed, match="no field"):
-        store.update(meta.archive_no, {}, actor=SALES)
+        store.archives.update(meta.archive_no, {}, actor=SALES)
 
 
 def test_search_follows_updates(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    store.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
-    assert store.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
+    meta = store.filing.create(archive(), actor=SALES)
+    store.archives.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
+    assert store.archives.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
     assert [
         m.archive_no
-        for m in store.search("mobile_phone", "139-0000-1111", actor=SALES, visible=everyone)
+        for m in store.archives.search("mobile_phone", "139-0000-1111", actor=SALES, visible=everyone)
     ] == [meta.archive_no]
 
 
 def test_withdrawing_consent_erases_group_and_history(store: ArchiveStore) -> None:
-    meta = store.create(
+    meta = store.filing.create(
         archive(profile={"name": "赵六", "health": "良好", "mobile_phone": "13800138000"}),
         actor=SALES,
     )
-    store.update(meta.archive_no, {"health": "住院中"}, actor=SALES)
-    erased = store.withdraw_consent(meta.archive_no, ["health", "contact"], actor=SALES)
+    store.archives.update(meta.archive_no, {"health": "住院中"}, actor=SALES)
+    erased = store.lifecycle.withdraw_consent(meta.archive_no, ["health", "contact"], actor=SALES)
     assert erased == {"groups": 2, "history": 1, "index_entries": 1}
-    view = store.read(meta.archive_no, actor=SALES)
+    view = store.reader.read(meta.archive_no, actor=SALES)
     assert "health" not in view.content and "contact" not in view.content
     assert "health" not in view.consent.groups and "health" not in view.consent.sensitive_groups
-    assert store.history(meta.archive_no, "health", actor=SALES) == []
-    assert store.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
+    assert store.reader.history(meta.archive_no, "health", actor=SALES) == []
+    assert store.archives.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
     with pytest.raises(ConsentMissing):
-        store.update(meta.archive_no, {"health": "良好"}, actor=SALES)
+        store.archives.update(meta.archive_no, {"health": "良好"}, actor=SALES)
 
 
 def test_list_shows_metadata_only_with_filters(store: ArchiveStore) -> None:
     for owner, level in (("zhang.wei", "internal"), ("li.na", "secret"), ("li.na", "internal")):
-        store.create(archive(owner=owner, classification=level, custodian="chen.jing"), actor=SALES)
-    page = store.list(actor=SALES, owner="li.na")
+        store.filing.create(archive(owner=owner, classification=level, custodian="chen.jing"), actor=SALES)
+    page = store.archives.list(actor=SALES, owner="li.na")
     assert page.total == 2
     public = page.items[0].public()
     assert "profile" not in public and "name" not in public
-    secret = store.list(actor=SALES, classification="secret").items[0]
+    secret = store.archives.list(actor=SALES, classification="secret").items[0]
     assert secret.public()["remarks"] == "机密"
     with pytest.raises(ValidationFailed):
-        store.list(actor=SALES, limit=100000)
+        store.archives.list(actor=SALES, limit=100000)
 
 
 def test_reassign_and_contacts(store: ArchiveStore, sink: RecordingSink) -> None:
-    meta = store.create(archive(contacts=["li.na"]), actor=SALES)
+    meta = store.filing.create(archive(contacts=["li.na"]), actor=SALES)
     assert meta.contacts == ("li.na",)
-    moved = store.reassign(
+    moved = store.archives.reassign(
         meta.archive_no,
         "wang.fang",
         contacts=["li.na", "liu.yang"],
@@ -186,12 +186,12 @@ def test_reassign_and_contacts(store: ArchiveStore, sink: RecordingSink) -> None
 
 
 def test_reclassify_reseals_everything(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    store.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
-    store.add_interaction(
+    meta = store.filing.create(archive(), actor=SALES)
+    store.archives.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
+    store.records.add_interaction(
         meta.archive_no, occurred_on="2026-03-01", channel="visit", text="上门拜访", actor=SALES
     )
-    att = store.add_attachment(
+    att = store.records.add_attachment(
         meta.archive_no,
         filename="合同.pdf",
         content_type="application/pdf",
@@ -199,23 +199,23 @@ def test_reclassify_reseals_everything(store: ArchiveStore) -> None:
         actor=SALES,
     )
     with pytest.raises(ValidationFailed, match="custodian"):
-        store.reclassify(meta.archive_no, "top_secret", actor=SALES)
-    store.reclassify(meta.archive_no, "top_secret", custodian="chen.jing", actor=SALES)
-    view = store.read(meta.archive_no, ["contact"], actor=SALES)
+        store.lifecycle.reclassify(meta.archive_no, "top_secret", actor=SALES)
+    store.lifecycle.reclassify(meta.archive_no, "top_secret", custodian="chen.jing", actor=SALES)
+    view = store.reader.read(meta.archive_no, ["contact"], actor=SALES)
     assert view.meta.classification == "top_secret" and view.meta.custodian == "chen.jing"
     assert view.content["contact"]["mobile_phone"] == "13900001111"
     assert (
-        store.history(meta.archive_no, "contact", actor=SALES)[0]["fields"]["mobile_phone"]
+        store.reader.history(meta.archive_no, "contact", actor=SALES)[0]["fields"]["mobile_phone"]
         == "13800138000"
     )
-    assert store.interactions(meta.archive_no, actor=SALES)[0]["text"] == "上门拜访"
-    info, chunks = store.open_attachment(meta.archive_no, att["uid"], actor=SALES)
+    assert store.records.interactions(meta.archive_no, actor=SALES)[0]["text"] == "上门拜访"
+    info, chunks = store.records.open_attachment(meta.archive_no, att["uid"], actor=SALES)
     assert info["filename"] == "合同.pdf" and b"".join(chunks) == b"%PDF" + b"x" * 150_000
 
 
 def test_interactions(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    store.add_interaction(
+    meta = store.filing.create(archive(), actor=SALES)
+    store.records.add_interaction(
         meta.archive_no,
         occurred_on=date(2026, 2, 1),
         channel="revisit",
@@ -223,14 +223,14 @@ def test_interactions(store: ArchiveStore) -> None:
         actor=SALES,
     )
     with pytest.raises(ValidationFailed, match="channel"):
-        store.add_interaction(
+        store.records.add_interaction(
             meta.archive_no, occurred_on="2026-02-01", channel="telegram", text="x", actor=SALES
         )
     with pytest.raises(ValidationFailed, match="future"):
-        store.add_interaction(
+        store.records.add_interaction(
             meta.archive_no, occurred_on="2999-02-01", channel="call", text="x", actor=SALES
         )
-    records = store.interactions(meta.archive_no, actor=SALES)
+    records = store.records.interactions(meta.archive_no, actor=SALES)
     assert [(r["channel"], r["text"], r["author"]) for r in records] == [
         ("revisit", "回访：客户满意", "zhang.wei")
     ]
@@ -242,8 +242,8 @@ def test_attachments_stream_in_chunks_and_detect_tampering(store: ArchiveStore, 
     from vault.models import AttachmentChunk
 
     payload = bytes(range(256)) * 1000  # 256 kB → 4 chunks of 64 kB
-    meta = store.create(archive(), actor=SALES)
-    att = store.add_attachment(
+    meta = store.filing.create(archive(), actor=SALES)
+    att = store.records.add_attachment(
         meta.archive_no,
         filename="scan.png",
         content_type="image/png",
@@ -251,38 +251,38 @@ def test_attachments_stream_in_chunks_and_detect_tampering(store: ArchiveStore, 
         actor=SALES,
     )
     assert att["chunks"] == 4
-    _, chunks = store.open_attachment(meta.archive_no, att["uid"], actor=SALES)
+    _, chunks = store.records.open_attachment(meta.archive_no, att["uid"], actor=SALES)
     assert b"".join(chunks) == payload
     with Session(vault.engine) as s:  # drop the last chunk: truncation must be caught
         last = s.exec(select(AttachmentChunk).where(AttachmentChunk.seq == 3)).one()
         s.delete(last)
         s.commit()
-    _, chunks = store.open_attachment(meta.archive_no, att["uid"], actor=SALES)
+    _, chunks = store.records.open_attachment(meta.archive_no, att["uid"], actor=SALES)
     with pytest.raises(DecryptionFailed):
         b"".join(chunks)
 
 
 def test_attachment_size_cap_leaves_nothing(store: ArchiveStore) -> None:
     store.settings.max_attachment_bytes = 100_000
-    meta = store.create(archive(), actor=SALES)
+    meta = store.filing.create(archive(), actor=SALES)
     with pytest.raises(ValidationFailed, match="larger than"):
-        store.add_attachment(
+        store.records.add_attachment(
             meta.archive_no,
             filename="big.bin",
             content_type="application/octet-stream",
             stream=io.BytesIO(b"x" * 200_000),
             actor=SALES,
         )
-    assert store.attachments(meta.archive_no, actor=SALES) == []
+    assert store.records.attachments(meta.archive_no, actor=SALES) == []
 
 
 def test_unknown_and_malformed_archive_numbers(store: ArchiveStore) -> None:
     with pytest.raises(ArchiveNotFound):
-        store.read("KH-2026-999999", actor=SALES)
+        store.reader.read("KH-2026-999999", actor=SALES)
     with pytest.raises(ValidationFailed):
-        store.read("../../etc/passwd", actor=SALES)
+        store.reader.read("../../etc/passwd", actor=SALES)
     with pytest.raises(ValidationFailed, match="unknown field group"):
-        store.read("KH-2026-999999", ["gossip"], actor=SALES)
+        store.reader.read("KH-2026-999999", ["gossip"], actor=SALES)
 
 
 def test_failed_audit_append_releases_no_plaintext(vault) -> None:
@@ -292,22 +292,22 @@ def test_failed_audit_append_releases_no_plaintext(vault) -> None:
                 raise RuntimeError("audit log unavailable")
 
     store = ArchiveStore(vault=vault, audit=BrokenSink())
-    meta = store.create(archive(), actor=SALES)
+    meta = store.filing.create(archive(), actor=SALES)
     with pytest.raises(RuntimeError):
-        store.read(meta.archive_no, actor=SALES)
+        store.reader.read(meta.archive_no, actor=SALES)
 
 
 def test_destroyed_archive_refuses_everything(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    cert = store.destroy(meta.archive_no, actor=SALES, reason="保管期满")
+    meta = store.filing.create(archive(), actor=SALES)
+    cert = store.lifecycle.destroy(meta.archive_no, actor=SALES, reason="保管期满")
     assert cert["archive_no"] == meta.archive_no and cert["erased"]["groups"] >= 3
     for call in (
-        lambda: store.read(meta.archive_no, actor=SALES),
-        lambda: store.update(meta.archive_no, {"name": "x"}, actor=SALES),
-        lambda: store.destroy(meta.archive_no, actor=SALES, reason="again"),
+        lambda: store.reader.read(meta.archive_no, actor=SALES),
+        lambda: store.archives.update(meta.archive_no, {"name": "x"}, actor=SALES),
+        lambda: store.lifecycle.destroy(meta.archive_no, actor=SALES, reason="again"),
     ):
         with pytest.raises(ArchiveDestroyed):
             call()
-    assert store.meta(meta.archive_no).status == "destroyed"
+    assert store.reader.meta(meta.archive_no).status == "destroyed"
     with pytest.raises(ValidationFailed, match="reason"):
-        store.destroy(store.create(archive(), actor=SALES).archive_no, actor=SALES, reason=" ")
+        store.lifecycle.destroy(store.filing.create(archive(), actor=SALES).archive_no, actor=SALES, reason=" ")

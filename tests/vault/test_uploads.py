@@ -35,7 +35,7 @@ def test_an_abandoned_upload_is_purged_and_a_finished_one_reads(vault) -> None:
     from vault.uploads import AttachmentUpload, purge_abandoned
 
     store = ArchiveStore(vault=vault, audit=RecordingSink())
-    no = store.create(archive(), actor=SALES).archive_no
+    no = store.filing.create(archive(), actor=SALES).archive_no
     day = date(2026, 11, 27)
     done = AttachmentUpload(store, no, actor=SALES, day=day)
     done.begin()
@@ -45,14 +45,14 @@ def test_an_abandoned_upload_is_purged_and_a_finished_one_reads(vault) -> None:
         if done.due:
             done.flush()
     info = done.finish("scan.pdf", "application/pdf")
-    meta, chunks = store.open_attachment(no, info["uid"], actor=SALES)
+    meta, chunks = store.records.open_attachment(no, info["uid"], actor=SALES)
     assert b"".join(chunks) == payload and meta["filename"] == "scan.pdf"
 
     dead = AttachmentUpload(store, no, actor=SALES, day=day)
     dead.begin()
     dead.feed(b"z" * 200_000)
     dead.flush()  # and then the process dies
-    assert [a["uid"] for a in store.attachments(no, actor=SALES)] == [info["uid"]]
+    assert [a["uid"] for a in store.records.attachments(no, actor=SALES)] == [info["uid"]]
     later = datetime.now(UTC) + timedelta(days=2)
     assert purge_abandoned(store, now=later, older_than=timedelta(hours=24)) == 1
     with vault.engine.connect() as conn:

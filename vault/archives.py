@@ -1,0 +1,414 @@
+"""Archives after filing: changing fields, owner and contacts; listing, counting, searching.
+
+Every change re-seals what it touches under the archive's DEK, keeps the
+superseded ciphertext in the sealed history and re-seals the manifest, and
+appends its audit entry in the same transaction (the caller's, when given, so
+a decision and its action commit together).
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, delete, select
+
+from audit.events import Actor, AuditAction, AuditSink
+from foundation.clock import utcnow
+from foundation.db import transaction
+from foundation.settings import Settings
+from vault import manifest as mf
+from vault.envelope import Envelope, content_aad
+from vault.errors import ValidationFailed
+from vault.formats import InvalidValue
+from vault.index import BlindIndexes
+from vault.meta import ArchiveMeta
+from vault.models import (
+    Archive,
+    ArchiveContact,
+    ArchiveStatus,
+    BlindIndex,
+    ContentHistory,
+    SealedGroup,
+)
+from vault.reading import Reader
+from vault.records import check_consent, parse_username, plain_text
+from vault.rows import append_event, archive_id, consent_of, encode, load_archive, meta_of, unit
+from vault.schema import ProfileSchema
+
+LIST_LIMIT_MAX = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[ArchiveMeta]
+    total: int
+    offset: int
+    limit: int
+
+
+# (Session, meta, group) -> may the caller see this field group of this archive in
+# clear? A search compares a group's value only where the answer is yes.
+Visible = Callable[[Session, ArchiveMeta, str], bool]
+
+
+class Archives:
+    """Change, list, count and search archives that exist."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        settings: Settings,
+        schema: ProfileSchema,
+        envelope: Envelope,
+        index: BlindIndexes,
+        reader: Reader,
+        audit: AuditSink,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.schema = schema
+        self.envelope = envelope
+        self.index = index
+        self.reader = reader
+        self.audit = audit
+        self.clock = clock
+
+    def update(
+        self,
+        archive_no: str,
+        profile: Any,
+        *,
+        actor: Actor,
+        purpose: str | None = None,
+        grant_id: str | None = None,
+        session: Session | None = None,
+    ) -> ArchiveMeta:
+        """Change fields (null removes one); the old group ciphertext goes to history."""
+        changes = self.schema.validate_profile(
+            profile, limit=self.settings.max_field_chars, allow_null=True
+        )
+        if not changes:
+            raise ValidationFailed("profile names no field to change")
+        now = self.clock()
+        with unit(self.engine, session) as session:
+            archive = load_archive(session, archive_no, for_update=True)
+            writing = [g for g, f in changes.items() if any(v is not None for v in f.values())]
+            check_consent(writing, consent_of(archive), self.schema)
+            rows = {
+                r.group_name: r
+                for r in session.exec(
+                    select(SealedGroup).where(
+                        SealedGroup.archive_id == archive.id,
+                        SealedGroup.group_name.in_(list(changes)),  # type: ignore[attr-defined]
+                    )
+                )
+            }
+            dek = self.envelope.dek_of(archive)
+            # The rows about to be merged must be the current ones, or a rollback
+            # would be laundered into a new revision.
+            manifest = self.envelope.manifest(dek, archive)
+            mf.check_rows(
+                manifest,
+                archive_no,
+                list(changes),
+                [(g, r.revision, r.ciphertext) for g, r in rows.items()],
+            )
+            touched = []
+            for group, fields in changes.items():
+                row = rows.get(group)
+                current = (
+                    self.envelope.open_group(
+                        dek, archive_no, group, archive.classification, row.revision, row.ciphertext
+                    )
+                    if row
+                    else {}
+                )
+                merged = {**current, **fields}
+                merged = {k: v for k, v in merged.items() if v is not None}
+                if merged == current:
+                    continue
+                touched.append(group)
+                if row is not None:
+                    session.add(
+                        ContentHistory(
+                            archive_id=archive.id,
+                            group_name=group,
+                            revision=row.revision,
+                            ciphertext=row.ciphertext,
+                            superseded_at=now,
+                        )
+                    )
+                    manifest = manifest.superseded(group)
+                if not merged:
+                    if row is not None:
+                        session.delete(row)
+                    manifest = manifest.removed(group)
+                    continue
+                revision = row.revision + 1 if row else 1
+                blob = dek.seal(
+                    encode(merged),
+                    content_aad(archive_no, group, archive.classification, dek.version, revision),
+                )
+                if row is None:
+                    session.add(
+                        SealedGroup(
+                            archive_id=archive.id,
+                            group_name=group,
+                            revision=revision,
+                            ciphertext=blob,
+                            updated_at=now,
+                        )
+                    )
+                else:
+                    row.revision, row.ciphertext, row.updated_at = revision, blob, now
+                    session.add(row)
+                manifest = manifest.written(group, revision, blob)
+                self.index.reindex(session, archive.id, group, merged)  # type: ignore[arg-type]
+            archive.manifest = mf.seal(dek, archive_no, archive.classification, manifest)
+            archive.updated_at = now
+            session.add(archive)
+            append_event(
+                self.audit,
+                session,
+                AuditAction.UPDATE,
+                actor,
+                archives=(archive_no,),
+                groups=tuple(touched),
+                purpose=purpose,
+                grant_id=grant_id,
+            )
+            meta = meta_of(session, archive)
+        return meta
+
+    def search(
+        self,
+        field_name: str,
+        value: Any,
+        *,
+        actor: Actor,
+        visible: Visible,
+        limit: int = 50,
+        purpose: str | None = None,
+    ) -> list[ArchiveMeta]:
+        """Exact match through the blind index, only among archives whose searched
+        field the caller may read in clear.
+
+        ``visible(session, meta, group)`` asks whether the caller's read decision
+        on one candidate shows the searched field's group in clear (not masked,
+        and covered by the grant that allows it), inside the search's transaction
+        and before anything is decrypted. Comparing a value the caller sees only
+        masked, or not at all, would answer questions about it (ten thousand
+        searches unmask ``138****8000``), so a candidate it refuses is never
+        opened: neither the result, its count nor an error (a candidate that
+        fails to decrypt) says anything about values the caller may not read. The
+        others are confirmed by decrypting and comparing in constant time. The
+        audit entry records the keyed HMAC of the query and what was returned,
+        never the value or the candidates.
+        """
+        spec = self.schema.fields.get(field_name)
+        if spec is None or not spec.searchable:
+            raise ValidationFailed(
+                f"{field_name!r} is not searchable; searchable fields: "
+                + ", ".join(self.schema.searchable)
+            )
+        try:
+            needle = spec.normalise(value, self.settings.max_field_chars)
+        except InvalidValue as exc:
+            raise ValidationFailed(f"{field_name}: {exc}") from None
+        bucket = self.index.bucket(field_name, needle)
+        found: list[ArchiveMeta] = []
+        with transaction(self.engine) as session:
+            candidates = session.exec(
+                select(Archive)
+                .join(BlindIndex, BlindIndex.archive_id == Archive.id)
+                .where(
+                    BlindIndex.field == field_name,
+                    BlindIndex.value == bucket,
+                    Archive.status == ArchiveStatus.ACTIVE.value,
+                )
+                .order_by(Archive.id)
+            ).all()
+            for archive in candidates:
+                meta = meta_of(session, archive)
+                if not visible(session, meta, spec.group):
+                    continue
+                fields = self.reader.decrypt(session, archive, [spec.group]).get(spec.group, {})
+                stored = fields.get(field_name)
+                if stored is not None and hmac.compare_digest(stored.encode(), needle.encode()):
+                    found.append(meta)
+                    if len(found) >= limit:
+                        break
+            append_event(
+                self.audit,
+                session,
+                AuditAction.SEARCH,
+                actor,
+                purpose=purpose,
+                archives=tuple(m.archive_no for m in found),
+                detail={
+                    "field": field_name,
+                    "query_hmac": self.index.query_hmac(field_name, needle),
+                    "returned": len(found),
+                },
+            )
+        return found
+
+    def list(
+        self,
+        *,
+        actor: Actor,
+        owner: str | None = None,
+        category: str | None = None,
+        grade: str | None = None,
+        classification: str | None = None,
+        department: str | None = None,
+        status: str | None = ArchiveStatus.ACTIVE.value,
+        retention_before: date | None = None,
+        offset: int = 0,
+        limit: int = 50,
+        audit: bool = True,
+    ) -> Page:
+        """Metadata only (客户一览表): no key is touched."""
+        if not 1 <= limit <= LIST_LIMIT_MAX or offset < 0:
+            raise ValidationFailed(f"limit must be 1–{LIST_LIMIT_MAX} and offset ≥ 0")
+        filters = []
+        # An empty filter means "any", as in a form left blank.
+        owner, category, grade = owner or None, category or None, grade or None
+        classification, department = classification or None, department or None
+        if owner is not None:
+            owner = parse_username(owner, "owner filter")
+        if department is not None:
+            department = plain_text(department, "department filter", 64)
+        for column, value in (
+            (Archive.owner, owner),
+            (Archive.category, category),
+            (Archive.grade, grade),
+            (Archive.classification, classification),
+            (Archive.department, department),
+            (Archive.status, status),
+        ):
+            if value is not None:
+                filters.append(column == value)
+        if retention_before is not None:
+            filters.append(Archive.retention_until < retention_before)
+        with transaction(self.engine) as session:
+            total = session.exec(select(sa.func.count()).select_from(Archive).where(*filters)).one()
+            rows = session.exec(
+                select(Archive).where(*filters).order_by(Archive.id).offset(offset).limit(limit)
+            ).all()
+            contacts: dict[int, list[str]] = {}
+            if rows:
+                for aid, user in session.exec(
+                    select(ArchiveContact.archive_id, ArchiveContact.username).where(
+                        ArchiveContact.archive_id.in_([a.id for a in rows])
+                    )  # type: ignore[attr-defined]
+                ):
+                    contacts.setdefault(aid, []).append(user)
+            if audit:
+                append_event(
+                    self.audit,
+                    session,
+                    AuditAction.LIST,
+                    actor,
+                    detail={
+                        "filters": {
+                            k: v
+                            for k, v in {
+                                "owner": owner,
+                                "category": category,
+                                "grade": grade,
+                                "classification": classification,
+                                "department": department,
+                                "status": status,
+                                "retention_before": retention_before.isoformat()
+                                if retention_before
+                                else None,
+                            }.items()
+                            if v is not None
+                        },
+                        "returned": len(rows),
+                        "offset": offset,
+                    },
+                )
+        return Page(
+            items=[ArchiveMeta.of(a, contacts.get(archive_id(a), [])) for a in rows],
+            total=int(total),
+            offset=offset,
+            limit=limit,
+        )
+
+    def statistics(
+        self,
+        *,
+        actor: Actor,
+        grant_id: str | None = None,
+        purpose: str | None = None,
+        session: Session | None = None,
+    ) -> dict[str, Any]:
+        """Counts over the clear metadata only (Art 10 statistical reports): no key is touched."""
+        table = Archive.__table__  # type: ignore[attr-defined]
+        out: dict[str, Any] = {}
+        with unit(self.engine, session) as session:
+            conn = session.connection()
+            for column in ("status", "category", "grade", "classification", "department"):
+                rows = conn.execute(
+                    sa.select(table.c[column], sa.func.count()).group_by(table.c[column])
+                ).all()
+                out[column] = {str(k): int(n) for k, n in rows}
+            out["total"] = sum(out["status"].values())
+            append_event(
+                self.audit,
+                session,
+                AuditAction.REPORT,
+                actor,
+                grant_id=grant_id,
+                purpose=purpose,
+                detail={"report": "summary", "total": out["total"]},
+            )
+        return out
+
+    def reassign(
+        self,
+        archive_no: str,
+        new_owner: str,
+        *,
+        actor: Actor,
+        contacts: Sequence[str] | None = None,
+        reason: str | None = None,
+        session: Session | None = None,
+    ) -> ArchiveMeta:
+        reason = plain_text(reason, "reason") if reason is not None else None
+        new_owner = parse_username(new_owner, "new owner")
+        with unit(self.engine, session) as session:
+            archive = load_archive(session, archive_no, for_update=True)
+            previous = archive.owner
+            archive.owner, archive.updated_at = new_owner, self.clock()
+            session.add(archive)
+            if contacts is not None:
+                names = [parse_username(c, "contacts") for c in contacts]
+                session.execute(
+                    delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id)
+                )
+                session.add_all(
+                    ArchiveContact(archive_id=archive.id, username=c)  # type: ignore[arg-type]
+                    for c in dict.fromkeys(names)
+                )
+            append_event(
+                self.audit,
+                session,
+                AuditAction.REASSIGN,
+                actor,
+                archives=(archive_no,),
+                reason=reason,
+                detail={"from": previous, "to": new_owner},
+            )
+            meta = meta_of(session, archive)
+        return meta
