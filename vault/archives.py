@@ -275,6 +275,7 @@ class Archives:
         offset: int = 0,
         limit: int = 50,
         audit: bool = True,
+        session: Session | None = None,
     ) -> Page:
         """Metadata only (客户一览表): no key is touched."""
         if not 1 <= limit <= LIST_LIMIT_MAX or offset < 0:
@@ -299,7 +300,7 @@ class Archives:
                 filters.append(column == value)
         if retention_before is not None:
             filters.append(Archive.retention_until < retention_before)
-        with transaction(self.engine) as session:
+        with unit(self.engine, session) as session:
             total = session.exec(select(sa.func.count()).select_from(Archive).where(*filters)).one()
             rows = session.exec(
                 select(Archive).where(*filters).order_by(Archive.id).offset(offset).limit(limit)

@@ -19,7 +19,6 @@ from sqlmodel import Session, select
 
 from audit.events import Actor, AuditAction, AuditSink
 from foundation.clock import utcnow
-from foundation.db import transaction
 from foundation.settings import Settings
 from vault import crypto
 from vault import manifest as mf
@@ -36,8 +35,8 @@ from vault.models import (
     BlindIndex,
     SealedGroup,
 )
-from vault.records import ARCHIVE_NO, NewArchive, RecordCheck, parse_archive
-from vault.rows import append_event, encode
+from vault.records import ARCHIVE_NO, NewArchive, parse_archive
+from vault.rows import append_event, encode, unit
 from vault.schema import ProfileSchema
 
 
@@ -79,26 +78,30 @@ class Filing:
         *,
         actor: Actor,
         purpose: str | None = None,
-        check: RecordCheck | None = None,
+        session: Session | None = None,
     ) -> ArchiveMeta:
-        """File one archive. ``check(session, record)`` runs in the inserting transaction
-        first: the caller's rules on who may be named on it (the API passes the policy's)
-        hold at the moment it is inserted, and its refusal leaves nothing behind."""
+        """Validate and file one archive (in the caller's transaction when given one)."""
         record = self.prepare(data)
-        with transaction(self.engine) as session:
-            if check is not None:
-                check(session, record)
-            (meta,) = self.insert_many(session, [record])
-            append_event(
-                self.audit,
-                session,
-                AuditAction.CREATE,
-                actor,
-                archives=(meta.archive_no,),
-                groups=tuple(record.groups),
-                purpose=purpose,
-                detail={"classification": meta.classification},
-            )
+        with unit(self.engine, session) as tx:
+            return self.file(tx, record, actor=actor, purpose=purpose)
+
+    def file(
+        self, session: Session, record: NewArchive, *, actor: Actor, purpose: str | None = None
+    ) -> ArchiveMeta:
+        """Insert one validated archive and audit it, in the caller's transaction: the
+        caller's checks on who it names run in the same transaction first, so they hold
+        at the moment it is inserted and a refusal leaves nothing behind."""
+        (meta,) = self.insert_many(session, [record])
+        append_event(
+            self.audit,
+            session,
+            AuditAction.CREATE,
+            actor,
+            archives=(meta.archive_no,),
+            groups=tuple(record.groups),
+            purpose=purpose,
+            detail={"classification": meta.classification},
+        )
         return meta
 
     def _allocate(self, session: Session, year: int, count: int) -> int:

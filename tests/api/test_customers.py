@@ -188,12 +188,13 @@ def test_a_failing_audit_append_returns_no_content(client, login) -> None:
     h = login("zhang.wei")
     no = _new(client, h)
     services = client.app.state.services
-    real = services.store.audit
-    services.store.audit = failing_log(services.vault)
+    reader = services.store.reader  # the collaborator that appends a read's entry
+    real = reader.audit
+    reader.audit = failing_log(services.vault)
     try:
         r = client.get(f"/customers/{no}?groups=contact,identity", headers=h)
     finally:
-        services.store.audit = real
+        reader.audit = real
     assert r.status_code == 503, r.text
     assert r.json()["type"] == "urn:archive-vault:audit-write-failed"
     assert "13800138000" not in r.text and "王小明" not in r.text
