@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, delete, select
+from sqlmodel import Session, col, delete, select
 
 from audit.events import Actor, AuditAction, AuditSink
 from foundation.clock import utcnow
@@ -35,6 +35,7 @@ from vault.models import (
     BlindIndex,
     ContentHistory,
     SealedGroup,
+    table_of,
 )
 from vault.reading import Reader
 from vault.records import check_consent, parse_username, plain_text
@@ -107,7 +108,7 @@ class Archives:
                 for r in session.exec(
                     select(SealedGroup).where(
                         SealedGroup.archive_id == archive.id,
-                        SealedGroup.group_name.in_(list(changes)),  # type: ignore[attr-defined]
+                        col(SealedGroup.group_name).in_(list(changes)),
                     )
                 )
             }
@@ -131,15 +132,16 @@ class Archives:
                     if row
                     else {}
                 )
-                merged = {**current, **fields}
-                merged = {k: v for k, v in merged.items() if v is not None}
+                merged: dict[str, str] = {
+                    k: v for k, v in {**current, **fields}.items() if v is not None
+                }
                 if merged == current:
                     continue
                 touched.append(group)
                 if row is not None:
                     session.add(
                         ContentHistory(
-                            archive_id=archive.id,
+                            archive_id=archive_id(archive),
                             group_name=group,
                             revision=row.revision,
                             ciphertext=row.ciphertext,
@@ -160,7 +162,7 @@ class Archives:
                 if row is None:
                     session.add(
                         SealedGroup(
-                            archive_id=archive.id,
+                            archive_id=archive_id(archive),
                             group_name=group,
                             revision=revision,
                             ciphertext=blob,
@@ -171,7 +173,7 @@ class Archives:
                     row.revision, row.ciphertext, row.updated_at = revision, blob, now
                     session.add(row)
                 manifest = manifest.written(group, revision, blob)
-                self.index.reindex(session, archive.id, group, merged)  # type: ignore[arg-type]
+                self.index.reindex(session, archive_id(archive), group, merged)
             archive.manifest = mf.seal(dek, archive_no, archive.classification, manifest)
             archive.updated_at = now
             session.add(archive)
@@ -228,13 +230,13 @@ class Archives:
         with transaction(self.engine) as session:
             candidates = session.exec(
                 select(Archive)
-                .join(BlindIndex, BlindIndex.archive_id == Archive.id)
+                .join(BlindIndex, col(BlindIndex.archive_id) == col(Archive.id))
                 .where(
                     BlindIndex.field == field_name,
                     BlindIndex.value == bucket,
                     Archive.status == ArchiveStatus.ACTIVE.value,
                 )
-                .order_by(Archive.id)
+                .order_by(col(Archive.id))
             ).all()
             for archive in candidates:
                 meta = meta_of(session, archive)
@@ -303,14 +305,18 @@ class Archives:
         with unit(self.engine, session) as session:
             total = session.exec(select(sa.func.count()).select_from(Archive).where(*filters)).one()
             rows = session.exec(
-                select(Archive).where(*filters).order_by(Archive.id).offset(offset).limit(limit)
+                select(Archive)
+                .where(*filters)
+                .order_by(col(Archive.id))
+                .offset(offset)
+                .limit(limit)
             ).all()
             contacts: dict[int, list[str]] = {}
             if rows:
                 for aid, user in session.exec(
                     select(ArchiveContact.archive_id, ArchiveContact.username).where(
-                        ArchiveContact.archive_id.in_([a.id for a in rows])
-                    )  # type: ignore[attr-defined]
+                        col(ArchiveContact.archive_id).in_([archive_id(a) for a in rows])
+                    )
                 ):
                     contacts.setdefault(aid, []).append(user)
             if audit:
@@ -355,7 +361,7 @@ class Archives:
         session: Session | None = None,
     ) -> dict[str, Any]:
         """Counts over the clear metadata only (Art 10 statistical reports): no key is touched."""
-        table = Archive.__table__  # type: ignore[attr-defined]
+        table = table_of(Archive)
         out: dict[str, Any] = {}
         with unit(self.engine, session) as session:
             conn = session.connection()
@@ -396,10 +402,10 @@ class Archives:
             if contacts is not None:
                 names = [parse_username(c, "contacts") for c in contacts]
                 session.execute(
-                    delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id)
+                    delete(ArchiveContact).where(col(ArchiveContact.archive_id) == archive.id)
                 )
                 session.add_all(
-                    ArchiveContact(archive_id=archive.id, username=c)  # type: ignore[arg-type]
+                    ArchiveContact(archive_id=archive_id(archive), username=c)
                     for c in dict.fromkeys(names)
                 )
             append_event(

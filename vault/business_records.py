@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditSink
 from foundation.clock import utcnow
@@ -27,9 +27,9 @@ from vault.crypto import InvalidCiphertext
 from vault.envelope import Envelope, attachment_aad, chunk_aad, interaction_aad
 from vault.errors import ArchiveNotFound, DecryptionFailed, ValidationFailed
 from vault.media import stored_media_type
-from vault.models import Attachment, AttachmentChunk, Channel, Interaction
+from vault.models import Attachment, AttachmentChunk, Channel, Interaction, table_of
 from vault.records import ATTACHMENTS, INTERACTIONS, free_text, plain_text
-from vault.rows import append_event, encode, load_archive, unit
+from vault.rows import append_event, archive_id, encode, load_archive, unit
 
 INTERACTION_TEXT_MAX = 20_000
 
@@ -85,8 +85,8 @@ class BusinessRecords:
             )
             row = Interaction(
                 uid=uid,
-                archive_id=archive.id,
-                occurred_on=occurred_on,  # type: ignore[arg-type]
+                archive_id=archive_id(archive),
+                occurred_on=occurred_on,
                 channel=channel,
                 author=actor.username,
                 ciphertext=blob,
@@ -125,7 +125,7 @@ class BusinessRecords:
             rows = session.exec(
                 select(Interaction)
                 .where(Interaction.archive_id == archive.id)
-                .order_by(Interaction.occurred_on, Interaction.id)
+                .order_by(col(Interaction.occurred_on), col(Interaction.id))
             ).all()
             out = []
             if rows:
@@ -195,8 +195,8 @@ class BusinessRecords:
             )
             row = Attachment(
                 uid=uid,
-                archive_id=archive.id,
-                author=actor.username,  # type: ignore[arg-type]
+                archive_id=archive_id(archive),
+                author=actor.username,
                 created_at=self.clock(),
             )
             session.add(row)
@@ -210,9 +210,9 @@ class BusinessRecords:
                 if size > size_cap:
                     raise ValidationFailed(f"attachment is larger than {size_cap} bytes")
                 session.execute(
-                    sa.insert(AttachmentChunk.__table__),
+                    sa.insert(table_of(AttachmentChunk)),
                     [
-                        {  # type: ignore[attr-defined]
+                        {
                             "attachment_id": row.id,
                             "seq": seq,
                             "ciphertext": dek.seal(
@@ -268,7 +268,7 @@ class BusinessRecords:
                 for a in session.exec(
                     select(Attachment)
                     .where(Attachment.archive_id == archive.id, Attachment.complete)
-                    .order_by(Attachment.id)
+                    .order_by(col(Attachment.id))
                 )
             ]
             append_event(
@@ -337,13 +337,13 @@ class BusinessRecords:
             for start in range(0, count, 16):
                 with Session(self.engine) as s:
                     rows = s.execute(
-                        sa.select(AttachmentChunk.seq, AttachmentChunk.ciphertext)
+                        sa.select(col(AttachmentChunk.seq), col(AttachmentChunk.ciphertext))
                         .where(
-                            AttachmentChunk.attachment_id == att_id,
-                            AttachmentChunk.seq >= start,
-                            AttachmentChunk.seq < start + 16,
+                            col(AttachmentChunk.attachment_id) == att_id,
+                            col(AttachmentChunk.seq) >= start,
+                            col(AttachmentChunk.seq) < start + 16,
                         )
-                        .order_by(AttachmentChunk.seq)
+                        .order_by(col(AttachmentChunk.seq))
                     ).all()
                 for expected, (seq, blob) in enumerate(rows, start):
                     try:

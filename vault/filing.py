@@ -34,6 +34,7 @@ from vault.models import (
     ArchiveStatus,
     BlindIndex,
     SealedGroup,
+    table_of,
 )
 from vault.records import ARCHIVE_NO, NewArchive, parse_archive
 from vault.rows import append_event, encode, unit
@@ -153,27 +154,28 @@ class Filing:
                     raise Conflict(f"archive numbers for {now.year} are exhausted")
                 r.archive_no = f"KH-{now.year}-{seq:06d}"
         if explicit:
-            self._bump_counter(session, explicit)  # type: ignore[arg-type]
+            self._bump_counter(session, explicit)
+        numbers = [r.archive_no for r in records if r.archive_no is not None]
+        if len(numbers) != len(records):  # every record was numbered just above
+            raise Conflict("an archive of this batch has no number")
         active = {
             lvl: self.envelope.active_kek(session, lvl)
             for lvl in {r.classification for r in records}
         }
-        archive_rows, sealed_groups = [], []
-        for r in records:
+        archive_rows: list[dict[str, Any]] = []
+        sealed_groups: list[dict[str, bytes]] = []
+        for no, r in zip(numbers, records, strict=True):
             dek = crypto.new_key()
             sealer = Sealer(dek, 1)
             sealed = {
-                group: sealer.seal(
-                    encode(fields),
-                    content_aad(r.archive_no, group, r.classification, 1, 1),  # type: ignore[arg-type]
-                )
+                group: sealer.seal(encode(fields), content_aad(no, group, r.classification, 1, 1))
                 for group, fields in r.groups.items()
                 if fields
             }
             sealed_groups.append(sealed)
             archive_rows.append(
                 {
-                    "archive_no": r.archive_no,
+                    "archive_no": no,
                     "category": r.category,
                     "grade": r.grade,
                     "classification": r.classification,
@@ -187,22 +189,17 @@ class Filing:
                     "kek_version": active[r.classification],
                     "dek_version": 1,
                     "wrapped_dek": self.envelope.wrap(
-                        dek,
-                        r.archive_no,
-                        r.classification,  # type: ignore[arg-type]
-                        active[r.classification],
+                        dek, no, r.classification, active[r.classification]
                     ),
                     "consent_notice": r.consent.notice,
                     "consent_at": r.consent.at,
                     "consent_channel": r.consent.channel,
                     "consent_groups": list(r.consent.groups),
                     "consent_sensitive_groups": list(r.consent.sensitive_groups),
-                    "manifest": mf.seal(
-                        sealer, r.archive_no, r.classification, mf.of_new_archive(sealed)
-                    ),  # type: ignore[arg-type]
+                    "manifest": mf.seal(sealer, no, r.classification, mf.of_new_archive(sealed)),
                 }
             )
-        table = Archive.__table__  # type: ignore[attr-defined]
+        table = table_of(Archive)
         try:
             ids = (
                 session.execute(
@@ -214,7 +211,9 @@ class Filing:
             )
         except IntegrityError:
             raise Conflict("an archive number in this batch already exists") from None
-        content, index, contacts = [], [], []
+        content: list[dict[str, Any]] = []
+        index: list[dict[str, Any]] = []
+        contacts: list[dict[str, Any]] = []
         for archive_id, r, sealed in zip(ids, records, sealed_groups, strict=True):
             content.extend(
                 {
@@ -228,18 +227,18 @@ class Filing:
             )
             index.extend(self.index.rows(archive_id, r.groups))
             contacts.extend({"archive_id": archive_id, "username": c} for c in r.contacts)
-        for model, rows in (
-            (SealedGroup, content),
-            (BlindIndex, index),
-            (ArchiveContact, contacts),
+        for table_rows, rows in (
+            (table_of(SealedGroup), content),
+            (table_of(BlindIndex), index),
+            (table_of(ArchiveContact), contacts),
         ):
             if rows:
-                session.execute(sa.insert(model.__table__), rows)  # type: ignore[attr-defined]
+                session.execute(sa.insert(table_rows), rows)
         return [
             ArchiveMeta(
-                archive_no=r.archive_no,
+                archive_no=no,
                 category=r.category,
-                grade=r.grade,  # type: ignore[arg-type]
+                grade=r.grade,
                 classification=r.classification,
                 owner=r.owner,
                 custodian=r.custodian,
@@ -250,5 +249,5 @@ class Filing:
                 retention_until=r.retention_until,
                 contacts=tuple(sorted(r.contacts)),
             )
-            for r in records
+            for no, r in zip(numbers, records, strict=True)
         ]

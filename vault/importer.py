@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from audit.events import Actor, AuditAction, AuditEvent
 from foundation.db import transaction
@@ -320,7 +320,7 @@ def _existing(session: Session, numbers: list[str]) -> list[str]:
         chunk = numbers[i : i + 500]
         found.extend(
             session.execute(
-                sa.select(Archive.archive_no).where(Archive.archive_no.in_(chunk))  # type: ignore[attr-defined]
+                sa.select(col(Archive.archive_no)).where(col(Archive.archive_no).in_(chunk))
             ).scalars()
         )
     return found

@@ -18,6 +18,7 @@ from sqlmodel import Session, col, delete
 
 from vault.keys import KeyProvider
 from vault.models import BlindIndex
+from vault.rows import rowcount
 from vault.schema import ProfileSchema
 
 
@@ -79,4 +80,4 @@ class BlindIndexes:
                 col(BlindIndex.archive_id) == archive_id, col(BlindIndex.field).in_(fields)
             )
         )
-        return int(result.rowcount)
+        return rowcount(result)

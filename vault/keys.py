@@ -24,9 +24,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -89,8 +89,6 @@ _MONOTONIC = ("audit_mac", "manifests")
 def new_keyring_data(vault_id: str | None = None) -> dict[str, Any]:
     """Fresh key material for a new vault: KEK v1 per level, index root, audit keys."""
     signing = Ed25519PrivateKey.generate()
-    from cryptography.hazmat.primitives import serialization
-
     raw_signing = signing.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
@@ -138,7 +136,7 @@ class Keyring:
 
     def _level(self, level: str) -> dict[str, Any]:
         try:
-            return self._data["kek"][level]
+            return cast(dict[str, Any], self._data["kek"][level])
         except KeyError:
             raise KeyFileError(f"no key hierarchy for classification {level!r}") from None
 

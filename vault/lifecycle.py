@@ -18,9 +18,9 @@ import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, delete, select
 
 from audit.events import Actor, AuditAction, AuditSink
@@ -30,7 +30,7 @@ from vault import crypto
 from vault import manifest as mf
 from vault.crypto import Sealer
 from vault.envelope import Envelope, attachment_aad, chunk_aad, content_aad, interaction_aad
-from vault.errors import ValidationFailed
+from vault.errors import DecryptionFailed, ValidationFailed
 from vault.index import BlindIndexes
 from vault.meta import ArchiveMeta
 from vault.models import (
@@ -45,7 +45,7 @@ from vault.models import (
     SealedGroup,
 )
 from vault.records import Consent, check_consent, parse_consent, parse_username, plain_text
-from vault.rows import append_event, archive_id, load_archive, meta_of, unit
+from vault.rows import append_event, archive_id, load_archive, meta_of, rowcount, unit
 from vault.schema import ProfileSchema
 
 
@@ -104,12 +104,13 @@ class Lifecycle:
             new_key = crypto.new_key()
             new = Sealer(new_key, archive.dek_version + 1)
             manifest = self.envelope.manifest(old, archive)
-            mf.verify_all(session, manifest, archive_no, archive.id)  # type: ignore[arg-type]
+            aid = archive_id(archive)
+            mf.verify_all(session, manifest, archive_no, aid)
             self._reseal_all(session, archive, old, new, old_level, level)
             session.flush()
             archive.manifest = mf.seal(
-                new, archive_no, level, mf.rebuilt(session, archive.id, manifest.history)
-            )  # type: ignore[arg-type]
+                new, archive_no, level, mf.rebuilt(session, aid, manifest.history)
+            )
             version = self.envelope.active_kek(session, level)
             archive.classification, archive.custodian = level, custodian
             archive.kek_version, archive.dek_version = version, new.version
@@ -169,22 +170,20 @@ class Lifecycle:
                 session.add(att)
             for seq in range(att.chunk_count):
                 chunk = session.get(AttachmentChunk, (att.id, seq))
+                if chunk is None:
+                    raise DecryptionFailed(
+                        f"archive {no}, attachment {att.uid}: chunk {seq} is missing (truncated)"
+                    )
                 final = seq == att.chunk_count - 1
                 plain = old.open(
-                    chunk.ciphertext,
-                    chunk_aad(  # type: ignore[union-attr]
-                        no, old_level, old.version, att.uid, seq, final
-                    ),
+                    chunk.ciphertext, chunk_aad(no, old_level, old.version, att.uid, seq, final)
                 )
                 chunk.ciphertext = new.seal(
-                    plain,
-                    chunk_aad(  # type: ignore[union-attr]
-                        no, new_level, new.version, att.uid, seq, final
-                    ),
+                    plain, chunk_aad(no, new_level, new.version, att.uid, seq, final)
                 )
                 session.add(chunk)
                 session.flush()
-                session.expunge(chunk)  # type: ignore[arg-type]
+                session.expunge(chunk)
 
     # -- consent ------------------------------------------------------------
 
@@ -273,8 +272,8 @@ class Lifecycle:
             )
         )
         return {
-            "groups": _count(content),
-            "history": _count(history),
+            "groups": rowcount(content),
+            "history": rowcount(history),
             "index_entries": self.index.erase(session, aid, groups),
         }
 
@@ -305,23 +304,26 @@ class Lifecycle:
             archive = load_archive(tx, archive_no, for_update=True)
             wrapped_digest = hashlib.sha256(archive.wrapped_dek or b"").hexdigest()
             erased = self._erase_groups(tx, archive, list(self.schema.groups))
-            erased["interactions"] = tx.execute(
-                delete(Interaction).where(Interaction.archive_id == archive.id)
-            ).rowcount
-            att_ids = list(
-                tx.exec(select(Attachment.id).where(Attachment.archive_id == archive.id))
+            aid = archive_id(archive)
+            erased["interactions"] = rowcount(
+                tx.execute(delete(Interaction).where(col(Interaction.archive_id) == aid))
             )
+            att_ids = list(tx.exec(select(Attachment.id).where(Attachment.archive_id == aid)))
             erased["attachment_chunks"] = (
-                tx.execute(
-                    delete(AttachmentChunk).where(AttachmentChunk.attachment_id.in_(att_ids))  # type: ignore[attr-defined]
-                ).rowcount
+                rowcount(
+                    tx.execute(
+                        delete(AttachmentChunk).where(
+                            col(AttachmentChunk.attachment_id).in_(att_ids)
+                        )
+                    )
+                )
                 if att_ids
                 else 0
             )
-            erased["attachments"] = tx.execute(
-                delete(Attachment).where(Attachment.archive_id == archive.id)
-            ).rowcount
-            tx.execute(delete(ArchiveContact).where(ArchiveContact.archive_id == archive.id))
+            erased["attachments"] = rowcount(
+                tx.execute(delete(Attachment).where(col(Attachment.archive_id) == aid))
+            )
+            tx.execute(delete(ArchiveContact).where(col(ArchiveContact.archive_id) == aid))
             archive.wrapped_dek, archive.manifest = None, None
             archive.status, archive.destroyed_at, archive.updated_at = (
                 ArchiveStatus.DESTROYED.value,
@@ -361,7 +363,3 @@ class Lifecycle:
     def checkpoint(self) -> bool:
         """Fold the WAL into the database file after an erasure committed (SQLite)."""
         return checkpoint_sqlite(self.engine)
-
-
-def _count(result: Any) -> int:
-    return int(cast(CursorResult[Any], result).rowcount)

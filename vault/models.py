@@ -281,3 +281,13 @@ class RotationState(SQLModel, table=True):
     classification: str = Field(primary_key=True, max_length=16)
     target_version: int
     started_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a table model, for Core statements and bulk inserts.
+
+    SQLModel sets ``__table__`` on table models at class creation but does not
+    declare it, so the type checker cannot see it; this is the one place that says so.
+    """
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return table

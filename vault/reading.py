@@ -38,7 +38,14 @@ from vault.errors import (
     ValidationFailed,
 )
 from vault.meta import ArchiveMeta
-from vault.models import Archive, ArchiveContact, ArchiveStatus, ContentHistory, SealedGroup
+from vault.models import (
+    Archive,
+    ArchiveContact,
+    ArchiveStatus,
+    ContentHistory,
+    SealedGroup,
+    table_of,
+)
 from vault.records import Consent
 from vault.rows import (
     append_event,
@@ -347,9 +354,9 @@ class Reader:
         return out
 
 
-_A = Archive.__table__  # type: ignore[attr-defined]
-_AC = ArchiveContact.__table__  # type: ignore[attr-defined]
-_C = SealedGroup.__table__  # type: ignore[attr-defined]
+_A = table_of(Archive)
+_AC = table_of(ArchiveContact)
+_C = table_of(SealedGroup)
 _ARCHIVE_BY_NO = Raw(sa.select(_A).where(_A.c.archive_no == sa.bindparam("no")))
 _CONTACTS_OF = Raw(
     sa.select(_AC.c.username).where(_AC.c.archive_id == sa.bindparam("id")).order_by(_AC.c.username)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlalchemy.engine import CursorResult, Engine
+from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink
 from foundation.db import transaction
@@ -73,7 +73,7 @@ def contacts_of(session: Session, archive_id: int) -> list[str]:
         session.exec(
             select(ArchiveContact.username)
             .where(ArchiveContact.archive_id == archive_id)
-            .order_by(ArchiveContact.username)  # type: ignore[arg-type]
+            .order_by(col(ArchiveContact.username))
         )
     )
 
@@ -92,6 +92,11 @@ def consent_of(archive: Any) -> Consent:
         groups=tuple(archive.consent_groups or ()),
         sensitive_groups=tuple(archive.consent_sensitive_groups or ()),
     )
+
+
+def rowcount(result: Any) -> int:
+    """How many rows a DML statement run through ``Session.execute`` touched."""
+    return int(cast(CursorResult[Any], result).rowcount)
 
 
 def encode(fields: Mapping[str, str]) -> bytes:

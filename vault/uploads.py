@@ -41,15 +41,15 @@ from vault.crypto import Sealer
 from vault.envelope import attachment_aad, chunk_aad
 from vault.errors import Conflict, ValidationFailed, VaultError
 from vault.media import stored_media_type
-from vault.models import Attachment, AttachmentChunk, UploadQuota
+from vault.models import Attachment, AttachmentChunk, UploadQuota, table_of
 from vault.records import ATTACHMENTS, plain_text
 from vault.rows import append_event, archive_id, encode, load_archive
 from vault.store import ArchiveStore
 
 FLUSH_BYTES = 1024 * 1024  # sealed chunks held before they are written (16 × 64 KiB)
-_Q = UploadQuota.__table__  # type: ignore[attr-defined]
-_ATT = Attachment.__table__  # type: ignore[attr-defined]
-_CHUNK = AttachmentChunk.__table__  # type: ignore[attr-defined]
+_Q = table_of(UploadQuota)
+_ATT = table_of(Attachment)
+_CHUNK = table_of(AttachmentChunk)
 
 
 class UploadTooLarge(VaultError):
@@ -169,11 +169,17 @@ class AttachmentUpload:
     def due(self) -> bool:
         return self._pending_sealed >= FLUSH_BYTES
 
+    def _begun(self) -> Sealer:
+        """The archive's DEK, unwrapped by ``begin``."""
+        if self._dek is None:
+            raise RuntimeError("begin() first")
+        return self._dek
+
     def _seal(self, plain: bytes, *, final: bool) -> None:
-        assert self._dek is not None, "begin() first"
-        blob = self._dek.seal(
+        dek = self._begun()
+        blob = dek.seal(
             plain,
-            chunk_aad(self.archive_no, self._level, self._dek.version, self.uid, self._seq, final),
+            chunk_aad(self.archive_no, self._level, dek.version, self.uid, self._seq, final),
         )
         self._pending.append({"attachment_id": self._id, "seq": self._seq, "ciphertext": blob})
         self._seq += 1
@@ -213,7 +219,7 @@ class AttachmentUpload:
             conn = session.connection()
             self._write_pending(conn)
             meta = attachment_aad(self.archive_no, self._level, self._dek_version, self.uid)
-            sealed_meta = self._dek.seal(  # type: ignore[union-attr]
+            sealed_meta = self._begun().seal(
                 encode({"filename": filename, "content_type": content_type}), meta
             )
             done = conn.execute(

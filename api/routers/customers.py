@@ -120,12 +120,12 @@ class SearchIn(Strict):
 
 
 def _search(services: Services, caller: Caller, given: dict[str, str | None]) -> ArchivePage:
-    given = {k: v for k, v in given.items() if v}
-    if len(given) != 1:
+    present: dict[str, str] = {k: v for k, v in given.items() if v}
+    if len(present) != 1:
         raise ApiProblem(
             400, "search-needs-one-field", "search by exactly one of mobile, name, id_number, plate"
         )
-    ((key, value),) = given.items()
+    ((key, value),) = present.items()
     found = services.acts.search(caller, SEARCH_FIELDS[key], value)
     return ArchivePage(
         items=[public(m) for m in found], total=len(found), offset=0, limit=len(found) or 1
