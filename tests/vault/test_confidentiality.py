@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from tests.factories import SALES, archive
 from vault.errors import DecryptionFailed
-from vault.models import Archive, SealedGroup, ContentHistory
+from vault.models import Archive, ContentHistory, SealedGroup
 from vault.schema import FieldSpec
 from vault.store import ArchiveStore
 

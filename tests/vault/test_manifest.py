@@ -18,7 +18,7 @@ from vault.errors import DecryptionFailed
 from vault.importer import bulk_insert
 from vault.keys import load_key_file, write_key_file
 from vault.manifest import seal_missing
-from vault.models import Archive, SealedGroup, ContentHistory
+from vault.models import Archive, ContentHistory, SealedGroup
 from vault.rotation import rotate
 from vault.store import ArchiveStore
 

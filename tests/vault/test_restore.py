@@ -10,8 +10,8 @@ from pathlib import Path
 
 from audit.events import Actor
 from foundation.settings import Settings
-from vault.vault import open_vault
 from vault.store import ArchiveStore
+from vault.vault import open_vault
 
 
 def _cli(*args: str, data: Path) -> subprocess.CompletedProcess:
