@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.factories import archive
+from tests.factories import archive, consent
 
 
 def _new(client, headers, **over) -> str:
@@ -80,6 +80,38 @@ def test_update_and_history_are_kept(client, login) -> None:
         f"/customers/{no}", json={"profile": {"health": "高血压"}}, headers=login("li.na")
     )
     assert r.status_code == 403
+
+
+def test_consent_and_fields_change_together_or_not_at_all(client, login) -> None:
+    """A PATCH decides, records the consent and writes the fields in one transaction:
+    when the fields are refused, the consent sent with them is not recorded either."""
+    h = login("zhang.wei")
+    no = _new(client, h, profile={"name": "王小明", "mobile_phone": "13800138000"})
+    newer = {**consent(sensitive=[]), "notice": "隐私告知书 v4"}
+    r = client.patch(
+        f"/customers/{no}", json={"profile": {"health": "高血压"}, "consent": newer}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["type"] == "urn:archive-vault:consent-missing", r.text
+    log = client.get(f"/audit?archive={no}", headers=login("qian.audit")).json()["items"]
+    assert "archive:consent-record" not in [e["action"] for e in log]
+    r = client.patch(f"/customers/{no}", json={"consent": newer}, headers=h)
+    assert r.status_code == 200, r.text
+    log = client.get(f"/audit?archive={no}", headers=login("qian.audit")).json()["items"]
+    assert log[0]["action"] == "archive:consent-record"
+
+
+def test_a_refused_update_is_audited_and_changes_nothing(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    r = client.patch(
+        f"/customers/{no}", json={"profile": {"mobile_phone": "13900001111"}}, headers=login("li.na")
+    )
+    assert r.status_code == 403 and r.json()["type"] == "urn:archive-vault:access-denied"
+    denied = client.get(f"/audit?archive={no}&outcome=denied", headers=login("qian.audit"))
+    (entry,) = denied.json()["items"]
+    assert entry["action"] == "archive:update" and entry["actor"] == "li.na"
+    h = login("zhang.wei")
+    r = client.get(f"/customers/{no}?groups=contact", headers=h)
+    assert r.json()["content"]["contact"]["mobile_phone"] == "13800138000"
 
 
 @pytest.mark.parametrize(
