@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
+from audit.testing import failing_log
 from tests.factories import archive, consent
 
 
@@ -103,7 +105,9 @@ def test_consent_and_fields_change_together_or_not_at_all(client, login) -> None
 def test_a_refused_update_is_audited_and_changes_nothing(client, login) -> None:
     no = _new(client, login("zhang.wei"))
     r = client.patch(
-        f"/customers/{no}", json={"profile": {"mobile_phone": "13900001111"}}, headers=login("li.na")
+        f"/customers/{no}",
+        json={"profile": {"mobile_phone": "13900001111"}},
+        headers=login("li.na"),
     )
     assert r.status_code == 403 and r.json()["type"] == "urn:archive-vault:access-denied"
     denied = client.get(f"/audit?archive={no}&outcome=denied", headers=login("qian.audit"))
@@ -186,8 +190,6 @@ def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
     no = _new(client, h)
     services = client.app.state.services
     real = services.vault.engine
-    import sqlalchemy as sa
-
     dead = sa.create_engine(
         "postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 1}
     )
@@ -215,7 +217,6 @@ def test_search_by_post_keeps_the_value_out_of_urls(client, login) -> None:
 
 def test_a_failing_audit_append_returns_no_content(client, login) -> None:
     """Fail-closed end to end: the real AuditLog fails after writing its row; nothing leaks."""
-    from audit.testing import failing_log
 
     h = login("zhang.wei")
     no = _new(client, h)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tests.api.test_customers import _new
-from vault.models import Archive, SealedGroup, ContentHistory
+from vault.models import Archive, ContentHistory, SealedGroup
 
 
 def test_a_rollback_is_refused_by_the_fast_read_and_the_route(client, login) -> None:

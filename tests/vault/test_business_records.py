@@ -6,12 +6,14 @@ import io
 from datetime import date
 
 import pytest
+from sqlmodel import Session, select
 
 from tests.factories import SALES, archive
 from vault.errors import (
     DecryptionFailed,
     ValidationFailed,
 )
+from vault.models import AttachmentChunk
 from vault.store import ArchiveStore
 
 
@@ -39,10 +41,6 @@ def test_interactions(store: ArchiveStore) -> None:
 
 
 def test_attachments_stream_in_chunks_and_detect_tampering(store: ArchiveStore, vault) -> None:
-    from sqlmodel import Session, select
-
-    from vault.models import AttachmentChunk
-
     payload = bytes(range(256)) * 1000  # 256 kB → 4 chunks of 64 kB
     meta = store.filing.create(archive(), actor=SALES)
     att = store.records.add_attachment(

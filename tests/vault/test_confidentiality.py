@@ -118,8 +118,12 @@ def _swap(store: ArchiveStore, model, where_a, where_b, column: str) -> None:
 
 
 def test_ciphertext_moved_to_another_archive_is_refused(store: ArchiveStore) -> None:
-    one = store.filing.create(archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES)
-    two = store.filing.create(archive(profile={"name": "乙", "mobile_phone": "13800000002"}), actor=SALES)
+    one = store.filing.create(
+        archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES
+    )
+    two = store.filing.create(
+        archive(profile={"name": "乙", "mobile_phone": "13800000002"}), actor=SALES
+    )
     with Session(store.engine) as s:
         ids = {a.archive_no: a.id for a in s.exec(select(Archive))}
     _swap(
@@ -206,9 +210,7 @@ def test_destroyed_archive_is_gone_even_with_keys_and_database(
             select(Archive.wrapped_dek).where(Archive.archive_no == meta.archive_no)
         ).one()
         aid = s.exec(select(Archive.id).where(Archive.archive_no == meta.archive_no)).one()
-        blobs = list(
-            s.exec(select(SealedGroup.ciphertext).where(SealedGroup.archive_id == aid))
-        )
+        blobs = list(s.exec(select(SealedGroup.ciphertext).where(SealedGroup.archive_id == aid)))
         blobs += list(
             s.exec(select(ContentHistory.ciphertext).where(ContentHistory.archive_id == aid))
         )

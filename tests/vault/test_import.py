@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ import pytest
 from tests.factories import SALES, archive, consent, everyone
 from vault.errors import ValidationFailed
 from vault.importer import ImportFailed, import_file
+from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
 from vault.store import ArchiveStore
 
 
@@ -41,7 +43,9 @@ def test_jsonl_import(store: ArchiveStore, tmp_path: Path) -> None:
     assert page.total == 5
     found = store.archives.search("mobile_phone", "139 0000 0003", actor=SALES, visible=everyone)
     assert (
-        store.reader.read(found[0].archive_no, ["identity"], actor=SALES).content["identity"]["name"]
+        store.reader.read(found[0].archive_no, ["identity"], actor=SALES).content["identity"][
+            "name"
+        ]
         == "客户3"
     )
 
@@ -154,7 +158,6 @@ def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
     env = {**os.environ, "VAULT_DATA_DIR": str(data)}
     cli = [sys.executable, "-m", "cli.main"]
     subprocess.run([*cli, "init"], check=True, env=env, capture_output=True)
-    from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
 
     # The rows' secret archives name this custodian; the import checks who it is.
     officer = ["--role", "information_officer", "--department", "客户服务部"]
@@ -177,7 +180,6 @@ def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
     time.sleep(2.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    import sqlite3
 
     conn = sqlite3.connect(data / "vault.db")
     count = conn.execute("SELECT count(*) FROM archive").fetchone()[0]

@@ -40,7 +40,10 @@ def _updated(store: ArchiveStore) -> str:
     """An archive whose contact group has one superseded revision in history."""
     no = store.filing.create(archive(), actor=SALES).archive_no
     store.archives.update(no, {"mobile_phone": NEW_MOBILE}, actor=SALES)
-    assert store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == NEW_MOBILE
+    assert (
+        store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"]
+        == NEW_MOBILE
+    )
     return no
 
 
@@ -174,7 +177,9 @@ def test_a_missing_or_foreign_manifest_is_refused(store: ArchiveStore) -> None:
 
 def test_every_legitimate_write_keeps_reads_working(store: ArchiveStore) -> None:
     no = _updated(store)
-    store.archives.update(no, {"health": None, "notes": "常客"}, actor=SALES)  # a group removed, one added
+    store.archives.update(
+        no, {"health": None, "notes": "常客"}, actor=SALES
+    )  # a group removed, one added
     view = store.reader.read(no, actor=SALES)
     assert "health" not in view.content and view.content["notes"]["notes"] == "常客"
     assert len(store.reader.history(no, "contact", actor=SALES)) == 1
@@ -212,7 +217,10 @@ def test_import_seals_one_manifest_per_archive(store: ArchiveStore) -> None:
     assert report.imported == 3
     with Session(store.engine) as s:
         assert all(m is not None for m in s.exec(select(Archive.manifest)))
-    assert store.reader.read(report.last, ["identity"], actor=SALES).content["identity"]["name"] == "客户2"
+    assert (
+        store.reader.read(report.last, ["identity"], actor=SALES).content["identity"]["name"]
+        == "客户2"
+    )
 
 
 def _null_manifests(store: ArchiveStore, no: str | None = None) -> None:
@@ -247,7 +255,10 @@ def test_upgrade_seals_archives_written_before_manifests(store: ArchiveStore, si
     assert [e.archives for e in sealed] == [(no,), ()]  # audited: what was vouched for
     assert sealed[-1].detail == {"sealed": 1, "all_sealed": True}
     assert seal_missing(store) == 0
-    assert store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == NEW_MOBILE
+    assert (
+        store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"]
+        == NEW_MOBILE
+    )
     assert len(store.reader.history(no, "contact", actor=SALES)) == 1
     _roll_back(store, no)  # and from now on a rollback is caught
     with pytest.raises(DecryptionFailed):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from audit.events import Actor
+from foundation.db import checkpoint_sqlite
 from foundation.settings import Settings
 from vault.store import ArchiveStore
 from vault.vault import open_vault
@@ -33,7 +34,6 @@ def test_destructions_are_reapplied_after_a_restore(tmp_path: Path) -> None:
     assert _cli("seed", "--customers", "4", data=data).returncode == 0
     backup = tmp_path / "backup.db"
     vault = open_vault(Settings(data_dir=data))
-    from foundation.db import checkpoint_sqlite
 
     checkpoint_sqlite(vault.engine)
     vault.engine.dispose()

@@ -7,7 +7,7 @@ from sqlmodel import Session, select
 
 from audit.events import SYSTEM
 from tests.factories import SALES, archive
-from vault.errors import KeyFileError
+from vault.errors import KeyFileError, ValidationFailed
 from vault.models import Archive, SealedGroup
 from vault.rotation import kek_counts, rotate
 from vault.store import ArchiveStore
@@ -41,7 +41,9 @@ def test_rotation_rewraps_deks_and_leaves_content_alone(store: ArchiveStore) -> 
         assert kek_counts(s)["internal"] == {2: 7}
     for no in numbers:
         assert (
-            store.reader.read(no, ["identity"], actor=SALES).content["identity"]["name"].startswith("客户")
+            store.reader.read(no, ["identity"], actor=SALES)
+            .content["identity"]["name"]
+            .startswith("客户")
         )
     with pytest.raises(KeyFileError, match="retired"):
         store.keys.kek("internal", 1)
@@ -96,7 +98,5 @@ def test_rotation_per_level_is_separate(store: ArchiveStore) -> None:
 
 
 def test_unknown_level_is_refused(store: ArchiveStore) -> None:
-    from vault.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed, match="unknown classification"):
         rotate(store, actor=SYSTEM, levels=["confidential"])

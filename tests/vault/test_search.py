@@ -30,21 +30,27 @@ def test_search_finds_exact_matches_after_normalisation(
         ),
         actor=SALES,
     )
-    store.filing.create(archive(profile={"name": "张三丰", "mobile_phone": "13800138001"}), actor=SALES)
+    store.filing.create(
+        archive(profile={"name": "张三丰", "mobile_phone": "13800138001"}), actor=SALES
+    )
     for query in ("13800138000", "138 0013 8000", "+86 138-0013-8000", "0086 13800138000"):
         assert [
-            m.archive_no for m in store.archives.search("mobile_phone", query, actor=SALES, visible=everyone)
+            m.archive_no
+            for m in store.archives.search("mobile_phone", query, actor=SALES, visible=everyone)
         ] == [target.archive_no]
     assert [
         m.archive_no
-        for m in store.archives.search("id_number", "11010519491231002x", actor=SALES, visible=everyone)
+        for m in store.archives.search(
+            "id_number", "11010519491231002x", actor=SALES, visible=everyone
+        )
     ] == [target.archive_no]
     assert [
         m.archive_no
         for m in store.archives.search("licence_plate", "京a 12345", actor=SALES, visible=everyone)
     ] == [target.archive_no]
     assert [
-        m.archive_no for m in store.archives.search("name", " 张 三 ", actor=SALES, visible=everyone)
+        m.archive_no
+        for m in store.archives.search("name", " 张 三 ", actor=SALES, visible=everyone)
     ] == [target.archive_no]
     assert store.archives.search("name", "张", actor=SALES, visible=everyone) == []
     assert store.archives.search("mobile_phone", "13800138002", actor=SALES, visible=everyone) == []
@@ -83,11 +89,15 @@ def test_collisions_are_confirmed_by_decrypting(store: ArchiveStore, digits: lis
         made[d] = store.filing.create(archive(profile={"mobile_phone": d}), actor=SALES).archive_no
     for d in digits:
         found = [
-            m.archive_no for m in store.archives.search("mobile_phone", d, actor=SALES, visible=everyone)
+            m.archive_no
+            for m in store.archives.search("mobile_phone", d, actor=SALES, visible=everyone)
         ]
         assert made[d] in found
         for no in found:  # every hit really holds that number, whatever shared its bucket
-            assert store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == d
+            assert (
+                store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"]
+                == d
+            )
     with Session(store.engine) as s:
         assert {b.value for b in s.exec(select(BlindIndex))} == {0}
 
@@ -117,7 +127,9 @@ def test_search_asks_about_the_searched_fields_group_and_opens_only_what_it_may(
 
     assert [
         m.archive_no
-        for m in store.archives.search("mobile_phone", "13800138000", actor=SALES, visible=contact_only)
+        for m in store.archives.search(
+            "mobile_phone", "13800138000", actor=SALES, visible=contact_only
+        )
     ] == [no]
     assert store.archives.search("id_number", ID, actor=SALES, visible=contact_only) == []
     assert store.archives.search("name", "张三", actor=SALES, visible=contact_only) == []

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
+import sqlalchemy as sa
+
+from audit.events import RecordingSink
 from foundation.db import transaction
-from vault.uploads import _reserve, used_today
+from tests.factories import SALES, archive
+from vault.models import Attachment, AttachmentChunk
+from vault.store import ArchiveStore
+from vault.uploads import AttachmentUpload, _reserve, purge_abandoned, used_today
 
 
 def test_parallel_reservations_never_pass_the_quota(vault) -> None:
@@ -24,16 +30,6 @@ def test_parallel_reservations_never_pass_the_quota(vault) -> None:
 
 
 def test_an_abandoned_upload_is_purged_and_a_finished_one_reads(vault) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    import sqlalchemy as sa
-
-    from audit.events import RecordingSink
-    from tests.factories import SALES, archive
-    from vault.models import Attachment, AttachmentChunk
-    from vault.store import ArchiveStore
-    from vault.uploads import AttachmentUpload, purge_abandoned
-
     store = ArchiveStore(vault=vault, audit=RecordingSink())
     no = store.filing.create(archive(), actor=SALES).archive_no
     day = date(2026, 11, 27)
