@@ -34,7 +34,7 @@ from policies.errors import AccessDenied, PolicyError
 from policies.models import AccessGrant
 from policies.roles import Action, GrantState
 from policies.workflow import Workflow
-from vault.archives import Page, Visible
+from vault.archives import Page
 from vault.errors import ValidationFailed
 from vault.importer import check_people
 from vault.meta import ArchiveMeta
@@ -186,27 +186,35 @@ class ArchiveActs:
             self.require(session, caller, Action.LIST, AuditAction.LIST, None)
             return self.store.archives.list(actor=caller.actor, session=session, **filters)
 
-    def search(self, caller: Caller, field_name: str, value: str) -> list[ArchiveMeta]:
-        """Exact-match search among archives whose searched group the caller sees in clear."""
+    def search(
+        self, caller: Caller, field_name: str, value: str, limit: int = 50
+    ) -> list[ArchiveMeta]:
+        """Exact-match search, only among archives whose searched group the caller may
+        read in clear: each candidate's read decision (not masked, and covered by the
+        grant that allows it) is made before it is opened, so neither the result, its
+        count nor an error says anything about values the caller may not read. A
+        masked read or a grant for other groups does not count, or each search would
+        answer a question about a value the caller may not see (and about who is a
+        client)."""
+        archives = self.store.archives
         with self._unit() as session:
             self.require(session, caller, Action.SEARCH, AuditAction.SEARCH, None)
-        return self.store.archives.search(
-            field_name, value, actor=caller.actor, visible=self._clear_to(caller)
-        )
-
-    def _clear_to(self, caller: Caller) -> Visible:
-        def visible(session: Session, meta: ArchiveMeta, group: str) -> bool:
-            # The read decision for the searched field's group: a search compares only
-            # values the caller could open in clear. A masked read or a grant for other
-            # groups does not count, or each search would answer a question about a
-            # value the caller may not see (and about who is a client).
+        query = archives.search_query(field_name, value)
+        found: list[ArchiveMeta] = []
+        with self._unit() as session:
             self.policy.sync(session)
-            decision = self.policy.decide(
-                caller.principal, Action.READ, meta, (group,), now=self.clock()
-            )
-            return decision.shows_in_clear(group)
-
-        return visible
+            for archive, meta in archives.candidates(session, query):
+                decision = self.policy.decide(
+                    caller.principal, Action.READ, meta, (query.group,), now=self.clock()
+                )
+                if decision.shows_in_clear(query.group) and archives.matches(
+                    session, archive, query
+                ):
+                    found.append(meta)
+                    if len(found) >= limit:
+                        break
+            archives.record_search(session, caller.actor, query, found)
+        return found
 
     def statistics(self, caller: Caller) -> dict[str, Any]:
         """Counts over the clear metadata under an approved report request (Art 10)."""

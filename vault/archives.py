@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -53,9 +53,14 @@ class Page:
     limit: int
 
 
-# (Session, meta, group) -> may the caller see this field group of this archive in
-# clear? A search compares a group's value only where the answer is yes.
-Visible = Callable[[Session, ArchiveMeta, str], bool]
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """A searched value, normalised, with the group it lives in and its index bucket."""
+
+    name: str  # the searched field
+    group: str
+    needle: str = field(repr=False)  # the value itself: never logged or audited
+    bucket: int = 0
 
 
 class Archives:
@@ -190,31 +195,10 @@ class Archives:
             meta = meta_of(session, archive)
         return meta
 
-    def search(
-        self,
-        field_name: str,
-        value: Any,
-        *,
-        actor: Actor,
-        visible: Visible,
-        limit: int = 50,
-        purpose: str | None = None,
-    ) -> list[ArchiveMeta]:
-        """Exact match through the blind index, only among archives whose searched
-        field the caller may read in clear.
+    # -- search: primitives, and the whole search for callers that see everything ----
 
-        ``visible(session, meta, group)`` asks whether the caller's read decision
-        on one candidate shows the searched field's group in clear (not masked,
-        and covered by the grant that allows it), inside the search's transaction
-        and before anything is decrypted. Comparing a value the caller sees only
-        masked, or not at all, would answer questions about it (ten thousand
-        searches unmask ``138****8000``), so a candidate it refuses is never
-        opened: neither the result, its count nor an error (a candidate that
-        fails to decrypt) says anything about values the caller may not read. The
-        others are confirmed by decrypting and comparing in constant time. The
-        audit entry records the keyed HMAC of the query and what was returned,
-        never the value or the candidates.
-        """
+    def search_query(self, field_name: str, value: Any) -> SearchQuery:
+        """A searched value, checked and normalised (``ValidationFailed`` never echoes it)."""
         spec = self.schema.fields.get(field_name)
         if spec is None or not spec.searchable:
             raise ValidationFailed(
@@ -225,42 +209,85 @@ class Archives:
             needle = spec.normalise(value, self.settings.max_field_chars)
         except InvalidValue as exc:
             raise ValidationFailed(f"{field_name}: {exc}") from None
-        bucket = self.index.bucket(field_name, needle)
+        return SearchQuery(
+            name=field_name,
+            group=spec.group,
+            needle=needle,
+            bucket=self.index.bucket(field_name, needle),
+        )
+
+    def candidates(self, session: Session, query: SearchQuery) -> list[tuple[Archive, ArchiveMeta]]:
+        """Active archives in the query's index bucket (many share one by design), unopened."""
+        rows = session.exec(
+            select(Archive)
+            .join(BlindIndex, col(BlindIndex.archive_id) == col(Archive.id))
+            .where(
+                BlindIndex.field == query.name,
+                BlindIndex.value == query.bucket,
+                Archive.status == ArchiveStatus.ACTIVE.value,
+            )
+            .order_by(col(Archive.id))
+        ).all()
+        return [(archive, meta_of(session, archive)) for archive in rows]
+
+    def matches(self, session: Session, archive: Archive, query: SearchQuery) -> bool:
+        """Whether a candidate holds the searched value: decrypted, compared in constant time.
+
+        Ask only about candidates whose searched group the caller may read in clear:
+        comparing a value the caller sees only masked, or not at all, would answer
+        questions about it (ten thousand searches unmask ``138****8000``), and a
+        candidate that fails to decrypt would say something through its error.
+        """
+        fields = self.reader.decrypt(session, archive, [query.group]).get(query.group, {})
+        stored = fields.get(query.name)
+        return stored is not None and hmac.compare_digest(stored.encode(), query.needle.encode())
+
+    def record_search(
+        self,
+        session: Session,
+        actor: Actor,
+        query: SearchQuery,
+        found: Sequence[ArchiveMeta],
+        purpose: str | None = None,
+    ) -> None:
+        """The search's audit entry: the keyed HMAC of the query and what was returned,
+        never the value or the candidates."""
+        append_event(
+            self.audit,
+            session,
+            AuditAction.SEARCH,
+            actor,
+            purpose=purpose,
+            archives=tuple(m.archive_no for m in found),
+            detail={
+                "field": query.name,
+                "query_hmac": self.index.query_hmac(query.name, query.needle),
+                "returned": len(found),
+            },
+        )
+
+    def search(
+        self,
+        field_name: str,
+        value: Any,
+        *,
+        actor: Actor,
+        limit: int = 50,
+        purpose: str | None = None,
+    ) -> list[ArchiveMeta]:
+        """Exact match through the blind index over every candidate, for a caller who may
+        read the searched field of every archive (the operator, tests). A caller whose
+        reads are decided searches through ``policies.archive_acts.ArchiveActs.search``,
+        which asks the decision about each candidate before ``matches``."""
+        query = self.search_query(field_name, value)
         found: list[ArchiveMeta] = []
         with transaction(self.engine) as session:
-            candidates = session.exec(
-                select(Archive)
-                .join(BlindIndex, col(BlindIndex.archive_id) == col(Archive.id))
-                .where(
-                    BlindIndex.field == field_name,
-                    BlindIndex.value == bucket,
-                    Archive.status == ArchiveStatus.ACTIVE.value,
-                )
-                .order_by(col(Archive.id))
-            ).all()
-            for archive in candidates:
-                meta = meta_of(session, archive)
-                if not visible(session, meta, spec.group):
-                    continue
-                fields = self.reader.decrypt(session, archive, [spec.group]).get(spec.group, {})
-                stored = fields.get(field_name)
-                if stored is not None and hmac.compare_digest(stored.encode(), needle.encode()):
+            for archive, meta in self.candidates(session, query):
+                if self.matches(session, archive, query):
                     found.append(meta)
                     if len(found) >= limit:
                         break
-            append_event(
-                self.audit,
-                session,
-                AuditAction.SEARCH,
-                actor,
-                purpose=purpose,
-                archives=tuple(m.archive_no for m in found),
-                detail={
-                    "field": field_name,
-                    "query_hmac": self.index.query_hmac(field_name, needle),
-                    "returned": len(found),
-                },
-            )
+            self.record_search(session, actor, query, found, purpose)
         return found
 
     def list(

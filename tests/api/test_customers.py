@@ -205,6 +205,30 @@ def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
         dead.dispose()
 
 
+def test_search_opens_only_candidates_the_caller_may_read_in_clear(
+    client, login, monkeypatch
+) -> None:
+    """Each candidate's read decision comes before it is opened: another salesperson's
+    search decrypts nothing and finds nothing; the owner's opens only the searched group."""
+    h = login("zhang.wei")
+    no = _new(client, h)
+    services = client.app.state.services
+    opened: list[tuple[str, list[str]]] = []
+    real = services.store.reader.decrypt
+
+    def spy(session, archive, groups):
+        opened.append((archive.archive_no, list(groups)))
+        return real(session, archive, groups)
+
+    monkeypatch.setattr(services.store.reader, "decrypt", spy)
+    r = client.post("/customers/search", json={"mobile": "13800138000"}, headers=login("li.na"))
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == [] and opened == []
+    r = client.post("/customers/search", json={"mobile": "13800138000"}, headers=h)
+    assert [i["archive_no"] for i in r.json()["items"]] == [no]
+    assert opened == [(no, ["contact"])]
+
+
 def test_search_by_post_keeps_the_value_out_of_urls(client, login) -> None:
     h = login("zhang.wei")
     no = _new(client, h)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audit.events import Actor, AuditAction, RecordingSink
-from tests.factories import SALES, archive, everyone
+from tests.factories import SALES, archive
 from vault.errors import (
     ValidationFailed,
 )
@@ -31,12 +31,9 @@ def test_update_keeps_encrypted_history(store: ArchiveStore) -> None:
 def test_search_follows_updates(store: ArchiveStore) -> None:
     meta = store.filing.create(archive(), actor=SALES)
     store.archives.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
-    assert store.archives.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
+    assert store.archives.search("mobile_phone", "13800138000", actor=SALES) == []
     assert [
-        m.archive_no
-        for m in store.archives.search(
-            "mobile_phone", "139-0000-1111", actor=SALES, visible=everyone
-        )
+        m.archive_no for m in store.archives.search("mobile_phone", "139-0000-1111", actor=SALES)
     ] == [meta.archive_no]
 
 

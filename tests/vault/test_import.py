@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import SALES, archive, consent, everyone
+from tests.factories import SALES, archive, consent
 from vault.errors import ValidationFailed
 from vault.importer import ImportFailed, import_file
 from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
@@ -41,7 +41,7 @@ def test_jsonl_import(store: ArchiveStore, tmp_path: Path) -> None:
     assert report.imported == 5
     page = store.archives.list(actor=SALES, owner="li.na")
     assert page.total == 5
-    found = store.archives.search("mobile_phone", "139 0000 0003", actor=SALES, visible=everyone)
+    found = store.archives.search("mobile_phone", "139 0000 0003", actor=SALES)
     assert (
         store.reader.read(found[0].archive_no, ["identity"], actor=SALES).content["identity"][
             "name"

@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from tests.factories import SALES, archive, everyone
+from tests.factories import SALES, archive
 from vault.errors import (
     ArchiveDestroyed,
     ConsentMissing,
@@ -27,7 +27,7 @@ def test_withdrawing_consent_erases_group_and_history(store: ArchiveStore) -> No
     assert "health" not in view.content and "contact" not in view.content
     assert "health" not in view.consent.groups and "health" not in view.consent.sensitive_groups
     assert store.reader.history(meta.archive_no, "health", actor=SALES) == []
-    assert store.archives.search("mobile_phone", "13800138000", actor=SALES, visible=everyone) == []
+    assert store.archives.search("mobile_phone", "13800138000", actor=SALES) == []
     with pytest.raises(ConsentMissing):
         store.archives.update(meta.archive_no, {"health": "良好"}, actor=SALES)
 
