@@ -19,8 +19,8 @@ from audit.errors import AuditIntegrityError
 from audit.events import Actor
 from foundation.settings import Settings
 from policies.version import policy_files, record_policy_version
-from vault.vault import open_vault
 from vault.store import ArchiveStore
+from vault.vault import open_vault
 
 console = Console()
 err = Console(stderr=True)
