@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
@@ -16,7 +15,7 @@ from api.services import Services
 from audit.events import Actor
 from foundation.db import is_sqlite_busy, sqlite_lock, sqlite_no_wait
 from foundation.rawsql import raw_connect
-from policies.decide import Principal
+from policies.archive_acts import Caller
 from policies.directory import load_principal
 from policies.errors import UnknownUser, UserDisabled
 
@@ -29,16 +28,6 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    principal: Principal
-    actor: Actor
-
-    @property
-    def username(self) -> str:
-        return self.principal.username
 
 
 def client_address(request: Request) -> str | None:
@@ -113,7 +102,7 @@ async def run_blocking(engine: Any, fn: Callable[..., T], *args: Any) -> T:
     work is retried in a thread, where it may wait. Otherwise, and always on
     PostgreSQL, whose round trips and commits wait on the network and disk,
     the work runs in the thread pool. ``fn`` must therefore be one transaction
-    that is safe to run again after a rollback (``read_content`` is).
+    that is safe to run again after a rollback (``Services.read_archive`` is).
     """
     if engine.dialect.name == "sqlite":
         lock = sqlite_lock(engine)

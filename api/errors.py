@@ -23,6 +23,7 @@ from api.internal_errors import log_server_error
 from api.security import InvalidToken
 from audit.errors import AuditError, AuditQueryError, AuditWriteFailed
 from policies import errors as perr
+from policies.archive_acts import NotCovered
 from vault import errors as verr
 from vault.uploads import QuotaExceeded, UploadTooLarge
 
@@ -44,6 +45,7 @@ _VAULT_STATUS: dict[type[verr.VaultError], int] = {
 }
 _POLICY_STATUS: dict[type[perr.PolicyError], int] = {
     perr.AccessDenied: 403,
+    NotCovered: 403,  # worded by the service, not a decision: no decision member
     perr.UnknownUser: 404,
     perr.UserDisabled: 403,
     perr.NotFound: 404,

@@ -5,10 +5,11 @@ routing, dependency solving and response classes cost more CPU than the
 audited, decrypted read itself. ``FastRead`` answers the well-formed case
 directly: it checks the path, the one ``groups`` parameter and the bearer
 token, then calls the very function the route calls
-(``api.routers.customers.read_content``), so decisions, audit and decryption
-are one implementation. Anything it does not recognise as well formed — a
-bad archive number, an unknown group, a missing, expired or forged token, a
-body, an extra parameter — goes on to the FastAPI route unchanged, which
+(``Services.read_archive``, the unit of work of ``policies.access``), so
+decisions, audit and decryption are one implementation. Anything it does not
+recognise as well formed — a bad archive number, an unknown group, a missing,
+expired or forged token, a body, an extra parameter — goes on to the FastAPI
+route unchanged, which
 validates it again and answers with the usual problem+json. Errors raised by
 the read itself (denied, not found, database down) are rendered by the app's
 own exception handlers, so both paths answer them identically.
@@ -27,13 +28,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import run_blocking
-from api.routers.customers import parse_groups, read_content
 from api.security import InvalidToken
+from api.services import GROUPS_MAX_CHARS, Services
 from vault.errors import VaultError
 from vault.records import ARCHIVE_NO
 
 PREFIX = "/customers/"
-MAX_GROUPS_CHARS = 400  # the route's Query(max_length=…)
+# The read the route runs too, named here so a test can see the fast path take a request.
+read_content = Services.read_archive
 
 
 class FastRead:
@@ -94,7 +96,7 @@ class FastRead:
                 )
             except (UnicodeDecodeError, ValueError):
                 return None
-            if len(pairs) != 1 or pairs[0][0] != "groups" or len(pairs[0][1]) > MAX_GROUPS_CHARS:
+            if len(pairs) != 1 or pairs[0][0] != "groups" or len(pairs[0][1]) > GROUPS_MAX_CHARS:
                 return None
             groups = pairs[0][1]
         token = None
@@ -112,7 +114,7 @@ class FastRead:
             return None
         try:
             claims = services.tokens.verify(token, now=services.clock())
-            wanted = parse_groups(groups, services)
+            wanted = services.parse_groups(groups)
         except (InvalidToken, VaultError):
             return None
         return services, claims, archive_no, wanted

@@ -39,6 +39,16 @@ import httpx  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
+from api.security import hash_password  # noqa: E402
+from audit.events import Actor  # noqa: E402
+from foundation.db import transaction  # noqa: E402
+from foundation.settings import Settings  # noqa: E402
+from policies.directory import add_user  # noqa: E402
+from vault.importer import bulk_insert  # noqa: E402
+from vault.seed import SyntheticArchives  # noqa: E402
+from vault.store import ArchiveStore  # noqa: E402
+from vault.vault import init_vault  # noqa: E402
+
 PASSWORD = "bench-password-123"
 
 
@@ -62,16 +72,8 @@ def _wait(url: str, timeout: float = 60) -> None:
 
 def prepare(workdir: Path, archives: int) -> None:
     """A vault with one salesperson and their clients."""
-    from api.security import hash_password
-    from foundation.db import transaction
-    from foundation.settings import Settings
-    from policies.directory import add_user
-    from vault.importer import bulk_insert
-    from vault.seed import SyntheticArchives
-    from vault.vault import init_vault
-
     vault = init_vault(Settings(data_dir=workdir / "var"))
-    store = vault.store()
+    store = ArchiveStore(vault)
     with transaction(vault.engine) as session:
         user = add_user(
             session,
@@ -83,7 +85,7 @@ def prepare(workdir: Path, archives: int) -> None:
         user.password_hash = hash_password(PASSWORD)
     gen = SyntheticArchives(seed=5, owners=(("zhang.wei", "销售一部"),))
     rows = (
-        store.prepare({**r, "classification": "internal", "custodian": None})
+        store.filing.prepare({**r, "classification": "internal", "custodian": None})
         for r in gen.many(archives)
     )
     bulk_insert(store, rows, actor=store_actor(), total=archives, source="bench")
@@ -91,8 +93,6 @@ def prepare(workdir: Path, archives: int) -> None:
 
 
 def store_actor() -> Any:
-    from audit.events import Actor
-
     return Actor("bench", "system")
 
 

@@ -39,6 +39,7 @@ from vault.models import User
 from vault.rotation import kek_counts, rotate
 from vault.schema import load_schema
 from vault.seed import SyntheticArchives
+from vault.store import ArchiveStore
 from vault.vault import init_vault, open_vault
 
 customer_app = typer.Typer(help="Customer archives: import.", no_args_is_help=True)
@@ -60,7 +61,7 @@ def init(
 
     settings = settings_for(data_dir)
     vault = init_vault(settings)
-    store = vault.store()
+    store = ArchiveStore(vault)
 
     with transaction(vault.engine) as session:
         if demo:
@@ -126,7 +127,7 @@ def _finish_upgrade(settings: Settings, engine: Any) -> None:
 def _seal(vault: Any) -> None:
     """Seal the manifests of archives from before them (audited), and sign what was appended."""
 
-    store = vault.store()
+    store = ArchiveStore(vault)
     try:
         sealed = seal_missing(store, actor=cli_actor())
     finally:
@@ -248,7 +249,7 @@ def seed(
         task = bar.add_task("seeding", total=customers)
         report = bulk_insert(
             store,
-            gen.records(store.prepare, customers),
+            gen.records(store.filing.prepare, customers),
             actor=cli_actor(),
             total=customers,
             source="seed",

@@ -19,6 +19,7 @@ from audit.errors import AuditIntegrityError
 from audit.events import Actor
 from foundation.settings import Settings
 from policies.version import policy_files, record_policy_version
+from vault.store import ArchiveStore
 from vault.vault import open_vault
 
 console = Console()
@@ -46,7 +47,7 @@ def cli_actor() -> Actor:
 
 
 def open_store(data_dir: Path) -> Any:
-    store = open_vault(settings_for(data_dir)).store()
+    store = ArchiveStore(open_vault(settings_for(data_dir)))
     record_policy(store)
     return store
 

@@ -243,7 +243,7 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     now = utcnow()
     with transaction(store.engine) as session:
         result = Workflow(audit=store.audit).sweep(session, now=now)
-    page = store.list(actor=cli_actor(), retention_before=now.date(), limit=500)
+    page = store.archives.list(actor=cli_actor(), retention_before=now.date(), limit=500)
     finish(store)
     console.print(
         f"expired requests: {len(result.expired_requests)}, expired grants: "
@@ -309,6 +309,7 @@ def demo(
     from vault.demo import require_demo
     from vault.errors import NotInitialised
     from vault.models import User
+    from vault.store import ArchiveStore
     from vault.vault import open_vault
 
     settings = settings_for(data_dir)
@@ -318,7 +319,7 @@ def demo(
         init(data_dir, demo=True)
         vault = open_vault(settings)
     require_demo(vault, "demo")
-    store = vault.store()
+    store = ArchiveStore(vault)
     hashed = hash_password(DEMO_PASSWORD)
     with transaction(vault.engine) as session:
         for name, roles, dept, clearance, credential in DEMO_USERS:
@@ -342,7 +343,7 @@ def demo(
             user.password_hash = hashed
             session.add(user)
     with Session(vault.engine) as session:
-        existing = store.list(actor=cli_actor(), limit=1, audit=False).total
+        existing = store.archives.list(actor=cli_actor(), limit=1, audit=False).total
     if existing == 0:
         seed(customers=customers, rng_seed=2026, data_dir=data_dir)
     else:
@@ -406,7 +407,7 @@ def reapply_destructions(
         certificate = (entry.get("detail") or {}).get("certificate") or {}
         for archive_no in entry.get("archives") or []:
             try:
-                store.destroy(
+                store.lifecycle.destroy(
                     archive_no,
                     actor=cli_actor(),
                     reason=f"re-applied after restore: certificate "

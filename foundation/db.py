@@ -131,4 +131,4 @@ def checkpoint_sqlite(engine: Engine) -> bool:
         return True
     with engine.connect() as conn:
         busy, _, _ = conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
-    return busy == 0
+    return bool(busy == 0)

@@ -73,10 +73,13 @@ def raw_begin(engine: Engine) -> Iterator[RawTx]:
         except dialect.loaded_dbapi.Error as exc:
             raise _wrap(exc, "connect", dialect) from exc
         try:
-            tx = RawTx(fairy.dbapi_connection, dialect)
+            dbapi = fairy.dbapi_connection
+            if dbapi is None:  # a pooled connection that was invalidated meanwhile
+                raise sa.exc.DisconnectionError("the pooled connection is gone")
+            tx = RawTx(dbapi, dialect)
             try:
                 yield tx
-                fairy.dbapi_connection.commit()
+                dbapi.commit()
             except dialect.loaded_dbapi.Error as exc:
                 _quiet_rollback(fairy)
                 raise _wrap(exc, "commit", dialect) from exc
@@ -170,7 +173,7 @@ class Raw:
                 proc = c.type.dialect_impl(dialect).result_processor(dialect, None)
                 if proc is not None:
                     results.append((i, proc))
-            row = namedtuple("Row", [c.key for c in columns], rename=True)  # type: ignore[misc]
+            row = _row_type([c.key for c in columns])
         return _Plan(compiled.string, positional, defaults, tuple(binds), tuple(results), row)
 
     def _execute(self, handle: Any, params: Mapping[str, Any] | None) -> tuple[Any, _Plan]:
@@ -222,7 +225,7 @@ class Raw:
         """Run a statement without results (INSERT, UPDATE); returns the row count."""
         cursor, _plan = self._execute(handle, params)
         try:
-            return cursor.rowcount
+            return int(cursor.rowcount)
         finally:
             cursor.close()
 
@@ -237,3 +240,8 @@ def raw_sql(handle: Any, sql: str) -> None:
         raise _wrap(exc, sql, dialect) from exc
     finally:
         cursor.close()
+
+
+def _row_type(names: list[str]) -> Any:
+    """A named-tuple class for a statement's columns (their names known only at run time)."""
+    return namedtuple("Row", names, rename=True)

@@ -10,6 +10,7 @@ the second person is kept sealed until they fetch it, and erased then.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Column, Field, SQLModel
@@ -17,7 +18,7 @@ from sqlmodel import Column, Field, SQLModel
 from vault.models import UTCDateTime
 
 
-def _ts(**kw: object) -> object:
+def _ts(**kw: Any) -> Any:
     return Field(sa_column=Column(UTCDateTime(), **kw))
 
 
@@ -32,7 +33,7 @@ class LoginNameCounter(SQLModel, table=True):
 
     key: str = Field(primary_key=True, max_length=64)
     failed_logins: int = 0
-    locked_until: datetime | None = _ts(nullable=True)  # type: ignore[assignment]
+    locked_until: datetime | None = _ts(nullable=True)
 
 
 class LoginAddressCounter(SQLModel, table=True):
@@ -41,7 +42,7 @@ class LoginAddressCounter(SQLModel, table=True):
     __tablename__ = "login_address_counter"
 
     key: str = Field(primary_key=True, max_length=64)
-    window_start: datetime = _ts(nullable=False, index=True)  # type: ignore[assignment]
+    window_start: datetime = _ts(nullable=False, index=True)
     attempts: int = 0
 
 
@@ -68,7 +69,7 @@ class PasswordReset(SQLModel, table=True):
     # pending → used | cancelled (a newer reset) | exhausted (too many wrong codes)
     state: str = Field(default="pending", index=True, max_length=16)
     attempts: int = 0
-    created_at: datetime = _ts(nullable=False)  # type: ignore[assignment]
-    expires_at: datetime = _ts(nullable=False)  # type: ignore[assignment]
-    holder_fetched_at: datetime | None = _ts(nullable=True)  # type: ignore[assignment]
-    closed_at: datetime | None = _ts(nullable=True)  # type: ignore[assignment]
+    created_at: datetime = _ts(nullable=False)
+    expires_at: datetime = _ts(nullable=False)
+    holder_fetched_at: datetime | None = _ts(nullable=True)
+    closed_at: datetime | None = _ts(nullable=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from audit.events import Actor, AuditAction, AuditEvent
 from foundation.db import transaction
@@ -170,7 +170,7 @@ class _Batcher:
                 self.pending.clear()
                 self.lines.clear()
                 return
-        metas = self.store.insert_many(self.session, self.pending)
+        metas = self.store.filing.insert_many(self.session, self.pending)
         self.store.audit.append(
             self.session,
             AuditEvent(
@@ -242,7 +242,7 @@ def import_file(
                 bad.append((number, row.message))
                 continue
             try:
-                record = store.prepare(row, default_owner=owner)
+                record = store.filing.prepare(row, default_owner=owner)
                 if known_users is not None:
                     check_people(record, known_users)
                 if check is not None:
@@ -320,7 +320,7 @@ def _existing(session: Session, numbers: list[str]) -> list[str]:
         chunk = numbers[i : i + 500]
         found.extend(
             session.execute(
-                sa.select(Archive.archive_no).where(Archive.archive_no.in_(chunk))  # type: ignore[attr-defined]
+                sa.select(col(Archive.archive_no)).where(col(Archive.archive_no).in_(chunk))
             ).scalars()
         )
     return found

@@ -24,17 +24,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from audit.mac import MacKey
 from vault.crypto import KEY_LEN, new_key
 from vault.errors import KeyFileError
+from vault.models import Classification
 
-LEVELS = ("internal", "secret", "top_secret")
+LEVELS = tuple(c.value for c in Classification)  # lowest to highest
 KEYRING_FORMAT = "archive-vault-keyring/1"
 
 
@@ -88,8 +89,6 @@ _MONOTONIC = ("audit_mac", "manifests")
 def new_keyring_data(vault_id: str | None = None) -> dict[str, Any]:
     """Fresh key material for a new vault: KEK v1 per level, index root, audit keys."""
     signing = Ed25519PrivateKey.generate()
-    from cryptography.hazmat.primitives import serialization
-
     raw_signing = signing.private_bytes(
         serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
     )
@@ -137,7 +136,7 @@ class Keyring:
 
     def _level(self, level: str) -> dict[str, Any]:
         try:
-            return self._data["kek"][level]
+            return cast(dict[str, Any], self._data["kek"][level])
         except KeyError:
             raise KeyFileError(f"no key hierarchy for classification {level!r}") from None
 

@@ -42,19 +42,20 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, Outcome
+from foundation.db import transaction
 from vault import crypto
 from vault.crypto import InvalidCiphertext, Sealer
 from vault.errors import DecryptionFailed, ManifestsMissing
-from vault.models import Archive, ArchiveContent, ArchiveStatus, ContentHistory
+from vault.models import Archive, ArchiveStatus, ContentHistory, SealedGroup, table_of
 
 FORMAT = 1
 DIGEST_BYTES = 16  # 128-bit truncated SHA-256: a second preimage is out of reach
 NAMED = 20  # archive numbers an error line names (the audit entry names up to AUDITED)
 AUDITED = 1000
 
-_A = Archive.__table__  # type: ignore[attr-defined]
-_C = ArchiveContent.__table__  # type: ignore[attr-defined]
-_H = ContentHistory.__table__  # type: ignore[attr-defined]
+_A = table_of(Archive)
+_C = table_of(SealedGroup)
+_H = table_of(ContentHistory)
 
 
 def digest(ciphertext: bytes) -> str:
@@ -253,8 +254,6 @@ def _missing(conn: Any) -> list[str]:
 
 def _refuse(store: Any, actor: Actor) -> None:
     """In a vault whose archives all carry manifests, name the ones without: audited, refused."""
-    from foundation.db import transaction
-
     with transaction(store.engine) as session:
         missing = _missing(session.connection())
         if not missing:
@@ -296,8 +295,6 @@ def seal_missing(store: Any, *, actor: Actor = SYSTEM, batch: int = 500) -> int:
     refused (``ManifestsMissing``), never vouched for. Each batch sealed is
     audited with the archives it vouched for.
     """
-    from foundation.db import transaction
-
     if store.keys.manifests_complete():
         _refuse(store, actor)
         return 0
@@ -324,10 +321,10 @@ def seal_missing(store: Any, *, actor: Actor = SYSTEM, batch: int = 500) -> int:
                 )
                 return done
             for archive in todo:
-                dek = store._dek_of(archive)
+                dek = store.envelope.dek_of(archive)
                 rows = current_rows(conn, archive.id)
                 for group, revision, ciphertext in rows:
-                    store._open_group(
+                    store.envelope.open_group(
                         dek, archive.archive_no, group, archive.classification, revision, ciphertext
                     )
                 sealed = seal(

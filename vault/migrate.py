@@ -14,6 +14,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from audit.models import AUDIT_TABLES
 from vault.errors import NotInitialised
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -67,8 +68,6 @@ def grant_app_role(engine: Engine, role: str = APP_ROLE) -> None:
     """
     if engine.dialect.name != "postgresql":
         return
-    from audit.models import AUDIT_TABLES
-
     if not role.replace("_", "").isalnum():
         raise ValueError(f"invalid role name {role!r}")
     with engine.begin() as conn:

@@ -27,6 +27,19 @@ class Classification(StrEnum):
         """The marking carried in the index's remarks column (Art 22)."""
         return {"internal": "", "secret": "机密", "top_secret": "绝密"}[self.value]
 
+    @property
+    def rank(self) -> int:
+        """Higher is more restricted: the one ordering of levels (declaration order)."""
+        return list(Classification).index(self)
+
+    @classmethod
+    def rank_of(cls, level: str, unknown: int = 99) -> int:
+        """The rank of a level given as text; ``unknown`` for anything that is not one."""
+        try:
+            return cls(level).rank
+        except ValueError:
+            return unknown
+
 
 class Category(StrEnum):
     GENERAL = "general"
@@ -165,7 +178,7 @@ class ArchiveContact(SQLModel, table=True):
     username: str = Field(primary_key=True, index=True, max_length=64)
 
 
-class ArchiveContent(SQLModel, table=True):
+class SealedGroup(SQLModel, table=True):
     """One field group of one archive, sealed under the archive's DEK."""
 
     __tablename__ = "archive_content"
@@ -268,3 +281,13 @@ class RotationState(SQLModel, table=True):
     classification: str = Field(primary_key=True, max_length=16)
     target_version: int
     started_at: datetime = _ts(nullable=False, default=utcnow)
+
+
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a table model, for Core statements and bulk inserts.
+
+    SQLModel sets ``__table__`` on table models at class creation but does not
+    declare it, so the type checker cannot see it; this is the one place that says so.
+    """
+    table: sa.Table = model.__table__  # type: ignore[attr-defined]
+    return table

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -94,10 +95,10 @@ def plain_text(value: Any, what: str, limit: int = 2000) -> str:
     """
     if not isinstance(value, str):
         raise ValidationFailed(f"{what} must be text")
-    value = _checked(re.sub(r"[\r\n\t]+", " ", value), what, multiline=False).strip()
-    if len(value) > limit:
+    text: str = _checked(re.sub(r"[\r\n\t]+", " ", value), what, multiline=False).strip()
+    if len(text) > limit:
         raise ValidationFailed(f"{what} is longer than {limit} characters")
-    return value
+    return text
 
 
 def free_text(value: Any, what: str, limit: int) -> str:
@@ -124,7 +125,7 @@ def parse_username(value: Any, what: str) -> str:
     return value
 
 
-def _choice(value: Any, enum: type, what: str) -> str:
+def _choice(value: Any, enum: type[Enum], what: str) -> str:
     allowed = [e.value for e in enum]
     if value not in allowed:
         raise ValidationFailed(f"{what} must be one of {', '.join(allowed)}")
@@ -300,7 +301,7 @@ def parse_archive(
         category=category,
         grade=grade,
         classification=classification,
-        owner=owner,
+        owner=str(owner),  # present: a missing owner is one of the problems raised above
         department=department.strip(),
         retention_until=retention,
         custodian=custodian,

@@ -12,20 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from audit.events import Actor, AuditAction, AuditEvent
 from foundation.db import transaction
 from vault.crypto import Sealer
 from vault.errors import ValidationFailed
 from vault.keys import LEVELS
-from vault.models import Archive, RotationState, VaultMeta
-
-if TYPE_CHECKING:
-    from vault.store import ArchiveStore
+from vault.models import Archive, RotationState, VaultMeta, table_of
+from vault.store import ArchiveStore
 
 
 @dataclass
@@ -52,9 +50,9 @@ def kek_counts(session: Session) -> dict[str, dict[int, int]]:
     """How many live DEKs each KEK version wraps, per level (what retirement waits on)."""
     out: dict[str, dict[int, int]] = {lvl: {} for lvl in LEVELS}
     rows = session.execute(
-        sa.select(Archive.classification, Archive.kek_version, sa.func.count())
-        .where(Archive.wrapped_dek.is_not(None))  # type: ignore[union-attr]
-        .group_by(Archive.classification, Archive.kek_version)
+        sa.select(col(Archive.classification), col(Archive.kek_version), sa.func.count())
+        .where(col(Archive.wrapped_dek).is_not(None))
+        .group_by(col(Archive.classification), col(Archive.kek_version))
     ).all()
     for level, version, n in rows:
         out.setdefault(level, {})[int(version)] = int(n)
@@ -93,7 +91,7 @@ def rotate(
             state = session.get(RotationState, level)
             resumed = state is not None
             if state is None:
-                current = store.active_kek(session, level)
+                current = store.envelope.active_kek(session, level)
                 state = RotationState(classification=level, target_version=current + 1)
                 session.add(state)
             target = state.target_version
@@ -109,37 +107,40 @@ def rotate(
                 sa.select(sa.func.count())
                 .select_from(Archive)
                 .where(
-                    Archive.classification == level,
-                    Archive.kek_version != target,
-                    Archive.wrapped_dek.is_not(None),
-                )  # type: ignore[union-attr]
+                    col(Archive.classification) == level,
+                    col(Archive.kek_version) != target,
+                    col(Archive.wrapped_dek).is_not(None),
+                )
             ).scalar_one()
         last_id = 0
         while True:
             with transaction(engine) as session:
                 rows = session.execute(
                     sa.select(
-                        Archive.id, Archive.archive_no, Archive.kek_version, Archive.wrapped_dek
+                        col(Archive.id),
+                        col(Archive.archive_no),
+                        col(Archive.kek_version),
+                        col(Archive.wrapped_dek),
                     )
                     .where(
-                        Archive.classification == level,
-                        Archive.kek_version != target,
-                        Archive.wrapped_dek.is_not(None),
-                        Archive.id > last_id,
-                    )  # type: ignore[union-attr,operator]
-                    .order_by(Archive.id)
+                        col(Archive.classification) == level,
+                        col(Archive.kek_version) != target,
+                        col(Archive.wrapped_dek).is_not(None),
+                        col(Archive.id) > last_id,
+                    )
+                    .order_by(col(Archive.id))
                     .limit(batch)
                 ).all()
                 if not rows:
                     break
                 updates = []
                 for archive_id, no, version, wrapped in rows:
-                    aad = store._dek_aad(no, level)
-                    dek = store._kek(level, version).open(wrapped, aad)
+                    aad = store.envelope.dek_aad(no, level)
+                    dek = store.envelope.kek(level, version).open(wrapped, aad)
                     updates.append(
                         {"b_id": archive_id, "b_old": version, "b_ct": new.seal(dek, aad)}
                     )
-                table = Archive.__table__  # type: ignore[attr-defined]
+                table = table_of(Archive)
                 # Guarded by the old version: a concurrent reclassify or destroy wins.
                 session.execute(
                     sa.update(table)
@@ -185,5 +186,5 @@ def rotate(
                     report.retired.append(version)
         report.counts = counts
         reports.append(report)
-    store._kek_cache.clear()
+    store.envelope.forget_keks()
     return reports

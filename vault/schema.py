@@ -240,8 +240,8 @@ def parse_schema(data: Mapping[str, Any], source: str = "") -> ProfileSchema:
         for g, spec in raw_groups.items()
         if members[g]
     }
-    searchable = tuple(f.name for f in fields.values() if f.searchable)
-    return ProfileSchema(fields=fields, groups=groups, source=source, searchable=searchable)
+    indexed = tuple(f.name for f in fields.values() if f.searchable)
+    return ProfileSchema(fields=fields, groups=groups, source=source, searchable=indexed)
 
 
 @cache

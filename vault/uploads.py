@@ -1,6 +1,6 @@
 """Attachments streamed in from the network: sealed as they arrive, counted per user and day.
 
-``ArchiveStore.add_attachment`` seals a file it can read at its own pace, in
+``BusinessRecords.add_attachment`` seals a file it can read at its own pace, in
 one transaction. An upload arrives at the client's pace, and a transaction
 held open for a slow client would hold SQLite's write turn (and an archive
 row lock on PostgreSQL) for minutes. So an upload is sealed chunk by chunk
@@ -28,29 +28,28 @@ ciphertext only, never listed, and ``purge_abandoned`` removes them.
 
 from __future__ import annotations
 
-import json
 import secrets
 from datetime import date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from audit.events import Actor, AuditAction, Outcome
 from foundation.db import transaction
+from vault.crypto import Sealer
+from vault.envelope import attachment_aad, chunk_aad
 from vault.errors import Conflict, ValidationFailed, VaultError
 from vault.media import stored_media_type
-from vault.models import Attachment, AttachmentChunk, UploadQuota
+from vault.models import Attachment, AttachmentChunk, UploadQuota, table_of
 from vault.records import ATTACHMENTS, plain_text
-
-if TYPE_CHECKING:
-    from vault.crypto import Sealer
-    from vault.store import ArchiveStore
+from vault.rows import append_event, archive_id, encode, load_archive
+from vault.store import ArchiveStore
 
 FLUSH_BYTES = 1024 * 1024  # sealed chunks held before they are written (16 × 64 KiB)
-_Q = UploadQuota.__table__  # type: ignore[attr-defined]
-_ATT = Attachment.__table__  # type: ignore[attr-defined]
-_CHUNK = AttachmentChunk.__table__  # type: ignore[attr-defined]
+_Q = table_of(UploadQuota)
+_ATT = table_of(Attachment)
+_CHUNK = table_of(AttachmentChunk)
 
 
 class UploadTooLarge(VaultError):
@@ -138,14 +137,14 @@ class AttachmentUpload:
     def begin(self) -> None:
         store = self.store
         with transaction(store.engine) as session:
-            archive = store._load(session, self.archive_no)
-            self._dek = store._dek_of(archive)
+            archive = load_archive(session, self.archive_no)
+            self._dek = store.envelope.dek_of(archive)
             self._level, self._dek_version = archive.classification, archive.dek_version
             row = Attachment(
                 uid=self.uid,
-                archive_id=archive.id,  # type: ignore[arg-type]
+                archive_id=archive_id(archive),
                 author=self.actor.username,
-                created_at=store._now(),
+                created_at=store.clock(),
             )
             session.add(row)
             session.flush()
@@ -170,13 +169,17 @@ class AttachmentUpload:
     def due(self) -> bool:
         return self._pending_sealed >= FLUSH_BYTES
 
+    def _begun(self) -> Sealer:
+        """The archive's DEK, unwrapped by ``begin``."""
+        if self._dek is None:
+            raise RuntimeError("begin() first")
+        return self._dek
+
     def _seal(self, plain: bytes, *, final: bool) -> None:
-        assert self._dek is not None, "begin() first"
-        blob = self._dek.seal(
+        dek = self._begun()
+        blob = dek.seal(
             plain,
-            self.store._chunk_aad(
-                self.archive_no, self._level, self._dek.version, self.uid, self._seq, final
-            ),
+            chunk_aad(self.archive_no, self._level, dek.version, self.uid, self._seq, final),
         )
         self._pending.append({"attachment_id": self._id, "seq": self._seq, "ciphertext": blob})
         self._seq += 1
@@ -208,16 +211,16 @@ class AttachmentUpload:
         self._buffer.clear()
         store = self.store
         with transaction(store.engine) as session:
-            archive = store._load(session, self.archive_no, for_update=True)
+            archive = load_archive(session, self.archive_no, for_update=True)
             if (archive.classification, archive.dek_version) != (self._level, self._dek_version):
                 raise Conflict(
                     f"archive {self.archive_no} was reclassified during the upload; upload again"
                 )
             conn = session.connection()
             self._write_pending(conn)
-            meta = store._attachment_aad(self.archive_no, self._level, self._dek_version, self.uid)
-            sealed_meta = self._dek.seal(  # type: ignore[union-attr]
-                _encode({"filename": filename, "content_type": content_type}), meta
+            meta = attachment_aad(self.archive_no, self._level, self._dek_version, self.uid)
+            sealed_meta = self._begun().seal(
+                encode({"filename": filename, "content_type": content_type}), meta
             )
             done = conn.execute(
                 sa.update(_ATT)
@@ -226,7 +229,8 @@ class AttachmentUpload:
             ).rowcount
             if done != 1:
                 raise Conflict(f"archive {self.archive_no}: the upload was removed meanwhile")
-            store._audit(
+            append_event(
+                store.audit,
                 session,
                 AuditAction.ATTACHMENT_ADD,
                 self.actor,
@@ -251,7 +255,8 @@ class AttachmentUpload:
                     sa.delete(_ATT).where(_ATT.c.id == self._id, _ATT.c.complete.is_(False))
                 )
             _release(conn, self.actor.username, self.day, self.counted)
-            store._audit(
+            append_event(
+                store.audit,
                 session,
                 AuditAction.ATTACHMENT_ADD,
                 self.actor,
@@ -262,10 +267,6 @@ class AttachmentUpload:
                 detail={"attachment": self.uid, "bytes_received": self.size},
             )
         self.counted = 0
-
-
-def _encode(fields: dict[str, str]) -> bytes:
-    return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
 
 
 def purge_abandoned(store: ArchiveStore, *, now: datetime, older_than: timedelta) -> int:

@@ -13,15 +13,17 @@ import math
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 
-from audit.events import AuditSink
-from foundation.db import make_engine
+from audit.guards import install_guards
+from audit.locks import locked_head
+from audit.log import AuditLog
+from foundation.db import make_engine, transaction
 from foundation.settings import Settings
+from vault import migrate
 from vault.errors import KeyFileError, NotInitialised
 from vault.keys import KeyProvider, create_key_file, load_key_file
 from vault.models import VaultMeta
@@ -38,14 +40,8 @@ class Vault:
     # Set when this open gave the key file its audit MAC key: the first seq it covers.
     audit_mac_added_from: int | None = None
 
-    def store(self, audit: AuditSink | None = None) -> Any:
-        from vault.store import ArchiveStore
-
-        return ArchiveStore(vault=self, audit=audit or self.audit_log())
-
-    def audit_log(self) -> AuditSink:
-        from audit.log import AuditLog
-
+    def audit_log(self) -> AuditLog:
+        """The vault's audit log (the store's collaborators append to it by default)."""
         return AuditLog(engine=self.engine, keys=self.keys, settings=self.settings)
 
 
@@ -61,9 +57,6 @@ def ensure_audit_mac_key(engine: Engine, keys: KeyProvider) -> int | None:
     get = getattr(keys, "audit_mac_key", None)
     if get is None or get() is not None:
         return None
-    from audit.locks import locked_head
-    from foundation.db import transaction
-
     try:
         with transaction(engine) as session:
             head = locked_head(session)
@@ -102,11 +95,7 @@ def init_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
         # Created 0600 before SQLite opens it; SQLite gives the WAL the same mode.
         os.close(os.open(engine.url.database, os.O_WRONLY | os.O_CREAT, 0o600))
     keys = create_key_file(settings.resolved_key_file)
-    from vault import migrate
-
     migrate.upgrade(engine)
-    from audit.guards import install_guards
-
     migrate.grant_app_role(engine)  # first: install_guards then narrows the audit tables
     install_guards(engine)
     bits = index_bits_for(settings.expected_archives, settings.index_min_candidates)
@@ -128,8 +117,6 @@ def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
         raise NotInitialised(
             f"no vault at {settings.resolved_database_url}; run `archive-vault init` first"
         )
-    from vault import migrate
-
     migrate.check(engine)
     keys = load_key_file(settings.resolved_key_file)
     if keys.vault_id != meta["vault_id"]:

@@ -48,7 +48,7 @@ def too_many(retry_after: float) -> ApiProblem:
 
 def address_key(services: Any, request: Request) -> str:
     """The client address as a keyed hash: the throttle table never holds an address."""
-    return services.store.query_hmac("login-address", client_address(request) or "unknown")
+    return services.store.index.query_hmac("login-address", client_address(request) or "unknown")
 
 
 @router.post("/auth/token", response_model=Token)
@@ -120,7 +120,7 @@ def _attempt(
             user = None
             reservation = login_guard.reserve_name(
                 conn,
-                services.store.query_hmac("login-username", username),
+                services.store.index.query_hmac("login-username", username),
                 now=now,
                 limit=settings.login_max_failures,
                 lock=lock,
@@ -153,7 +153,7 @@ def _attempt(
                     "known_user": user is not None,
                     "username_hmac": None
                     if user
-                    else services.store.query_hmac("login-username", username),
+                    else services.store.index.query_hmac("login-username", username),
                     "locked": reservation.locked(now),
                     # False: refused on the count alone, the password was never checked.
                     "checked": reservation.may_check,

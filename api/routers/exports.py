@@ -10,15 +10,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import StringConstraints
-from sqlmodel import Session, select
 
 from api.deps import CallerDep, ServicesDep
-from api.errors import ApiProblem
-from api.routers.customers import ArchivePath, _meta, _require
+from api.routers.customers import ArchivePath
 from api.schemas import PlainText, Strict
-from audit.events import AuditAction
-from policies.models import AccessGrant
-from policies.roles import Action, GrantState
 
 router = APIRouter(tags=["exports"])
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
@@ -34,45 +29,11 @@ class DestroyIn(Strict):
     reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)] | None = None
 
 
-def _grant(services: Any, request_uid: str, username: str, actions: set[str]) -> AccessGrant:
-    with Session(services.engine) as session:
-        grants = session.exec(
-            select(AccessGrant).where(
-                AccessGrant.request_uid == request_uid, AccessGrant.subject == username
-            )
-        ).all()
-    for grant in grants:
-        if grant.state == GrantState.ACTIVE and actions & set(grant.actions):
-            return grant
-    raise ApiProblem(
-        403,
-        "access-denied",
-        f"request {request_uid} gives you no active "
-        f"{'/'.join(sorted(actions))} grant; file one and have it approved",
-    )
-
-
 @router.post("/exports")
 def export(body: ExportIn, services: ServicesDep, caller: CallerDep) -> Response:
     """A file of exactly the approved archives and field groups (Art 23–24)."""
-    grant = _grant(services, body.request, caller.username, {"export", "provide"})
-    action = Action.EXPORT if "export" in grant.actions else Action.PROVIDE
-    groups = tuple(grant.groups)
-    for no in grant.archives:  # decided per archive, at this instant
-        decision = _require(
-            services, caller, action, AuditAction.EXPORT, _meta(services, no), groups
-        )
-        if set(decision.groups) != set(groups) or decision.grant_id != grant.uid:
-            raise ApiProblem(403, "access-denied", f"the grant no longer covers archive {no}")
-    views = services.store.export(
-        grant.archives,
-        groups,
-        actor=caller.actor,
-        purpose=grant.purpose,
-        grant_id=grant.uid,
-        reason=grant.reason,
-        provision=action is Action.PROVIDE,
-    )
+    done = services.acts.export(caller, body.request)
+    grant, groups, views = done.grant, done.groups, done.views
     headers = {
         "Cache-Control": "no-store",
         "Content-Disposition": f'attachment; filename="export-{grant.uid}.{body.format}"',
@@ -102,26 +63,10 @@ def destroy(
     archive_no: ArchivePath, body: DestroyIn, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """Crypto-shred an archive under an approved destroy request; returns the certificate."""
-    grant = _grant(services, body.request, caller.username, {"destroy"})
-    if archive_no not in grant.archives:
-        raise ApiProblem(
-            403, "access-denied", f"request {body.request} does not cover archive {archive_no}"
-        )
-    decision = _require(
-        services, caller, Action.DESTROY, AuditAction.DESTROY, _meta(services, archive_no)
-    )
-    return services.store.destroy(
-        archive_no,
-        actor=caller.actor,
-        reason=body.reason or grant.reason,
-        approval=decision.grant_id or grant.uid,
-    )
+    return services.acts.destroy(caller, archive_no, body.request, body.reason)
 
 
 @router.get("/reports/summary")
 def report_summary(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Statistics over the customer list (Art 10) under an approved report request."""
-    decision = _require(services, caller, Action.REPORT, AuditAction.REPORT, None)
-    return services.store.statistics(
-        actor=caller.actor, grant_id=decision.grant_id, purpose=decision.purpose
-    )
+    return services.acts.statistics(caller)

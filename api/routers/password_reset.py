@@ -153,7 +153,7 @@ def _complete(services: Services, body: ResetIn, hashed: str, request: Request) 
             audit=services.audit,
             actor=actor,
             now=now,
-            username_hmac=services.store.query_hmac("login-username", body.username),
+            username_hmac=services.store.index.query_hmac("login-username", body.username),
         )
         if done:
             login_guard.release_address(session.connection(), addr_key, address)

@@ -26,6 +26,7 @@ import sqlalchemy as sa
 
 from tests.audit.test_mac import forge_next_entry, insert_junk_checkpoints
 from tests.conftest import PG_URL
+from vault.store import ArchiveStore
 
 pytestmark = pytest.mark.skipif(
     not PG_URL, reason="PostgreSQL run: set VAULT_TEST_DATABASE_URL to enable"
@@ -68,7 +69,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
     data = tmp_path / "var"
     settings = Settings(data_dir=data, database_url=url, expected_archives=1000)
     vault = init_vault(settings)
-    store = vault.store()
+    store = ArchiveStore(vault)
     with transaction(vault.engine) as session:
         user = add_user(
             session, username="zhang.wei", roles=["salesperson"], department="销售一部",
@@ -77,7 +78,7 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         user.password_hash = hash_password(PASSWORD)
     gen = SyntheticArchives(seed=7, owners=(("zhang.wei", "销售一部"),))
     rows = (
-        store.prepare({**r, "classification": "internal", "custodian": None}) for r in gen.many(5)
+        store.filing.prepare({**r, "classification": "internal", "custodian": None}) for r in gen.many(5)
     )
     report = bulk_insert(store, rows, actor=Actor("test", "system"), total=5, source="test")
     store.audit.checkpoint_if_new()

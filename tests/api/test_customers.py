@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
-from tests.factories import archive
+from tests.auditlog import failing_log
+from tests.factories import archive, consent
 
 
 def _new(client, headers, **over) -> str:
@@ -82,6 +84,40 @@ def test_update_and_history_are_kept(client, login) -> None:
     assert r.status_code == 403
 
 
+def test_consent_and_fields_change_together_or_not_at_all(client, login) -> None:
+    """A PATCH decides, records the consent and writes the fields in one transaction:
+    when the fields are refused, the consent sent with them is not recorded either."""
+    h = login("zhang.wei")
+    no = _new(client, h, profile={"name": "王小明", "mobile_phone": "13800138000"})
+    newer = {**consent(sensitive=[]), "notice": "隐私告知书 v4"}
+    r = client.patch(
+        f"/customers/{no}", json={"profile": {"health": "高血压"}, "consent": newer}, headers=h
+    )
+    assert r.status_code == 422 and r.json()["type"] == "urn:archive-vault:consent-missing", r.text
+    log = client.get(f"/audit?archive={no}", headers=login("qian.audit")).json()["items"]
+    assert "archive:consent-record" not in [e["action"] for e in log]
+    r = client.patch(f"/customers/{no}", json={"consent": newer}, headers=h)
+    assert r.status_code == 200, r.text
+    log = client.get(f"/audit?archive={no}", headers=login("qian.audit")).json()["items"]
+    assert log[0]["action"] == "archive:consent-record"
+
+
+def test_a_refused_update_is_audited_and_changes_nothing(client, login) -> None:
+    no = _new(client, login("zhang.wei"))
+    r = client.patch(
+        f"/customers/{no}",
+        json={"profile": {"mobile_phone": "13900001111"}},
+        headers=login("li.na"),
+    )
+    assert r.status_code == 403 and r.json()["type"] == "urn:archive-vault:access-denied"
+    denied = client.get(f"/audit?archive={no}&outcome=denied", headers=login("qian.audit"))
+    (entry,) = denied.json()["items"]
+    assert entry["action"] == "archive:update" and entry["actor"] == "li.na"
+    h = login("zhang.wei")
+    r = client.get(f"/customers/{no}?groups=contact", headers=h)
+    assert r.json()["content"]["contact"]["mobile_phone"] == "13800138000"
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [
@@ -154,8 +190,6 @@ def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
     no = _new(client, h)
     services = client.app.state.services
     real = services.vault.engine
-    import sqlalchemy as sa
-
     dead = sa.create_engine(
         "postgresql+psycopg://nobody@127.0.0.1:9/none", connect_args={"connect_timeout": 1}
     )
@@ -171,6 +205,30 @@ def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
         dead.dispose()
 
 
+def test_search_opens_only_candidates_the_caller_may_read_in_clear(
+    client, login, monkeypatch
+) -> None:
+    """Each candidate's read decision comes before it is opened: another salesperson's
+    search decrypts nothing and finds nothing; the owner's opens only the searched group."""
+    h = login("zhang.wei")
+    no = _new(client, h)
+    services = client.app.state.services
+    opened: list[tuple[str, list[str]]] = []
+    real = services.store.reader.decrypt
+
+    def spy(session, archive, groups):
+        opened.append((archive.archive_no, list(groups)))
+        return real(session, archive, groups)
+
+    monkeypatch.setattr(services.store.reader, "decrypt", spy)
+    r = client.post("/customers/search", json={"mobile": "13800138000"}, headers=login("li.na"))
+    assert r.status_code == 200, r.text
+    assert r.json()["items"] == [] and opened == []
+    r = client.post("/customers/search", json={"mobile": "13800138000"}, headers=h)
+    assert [i["archive_no"] for i in r.json()["items"]] == [no]
+    assert opened == [(no, ["contact"])]
+
+
 def test_search_by_post_keeps_the_value_out_of_urls(client, login) -> None:
     h = login("zhang.wei")
     no = _new(client, h)
@@ -183,17 +241,17 @@ def test_search_by_post_keeps_the_value_out_of_urls(client, login) -> None:
 
 def test_a_failing_audit_append_returns_no_content(client, login) -> None:
     """Fail-closed end to end: the real AuditLog fails after writing its row; nothing leaks."""
-    from tests.auditlog import failing_log
 
     h = login("zhang.wei")
     no = _new(client, h)
     services = client.app.state.services
-    real = services.store.audit
-    services.store.audit = failing_log(services.vault)
+    reader = services.store.reader  # the collaborator that appends a read's entry
+    real = reader.audit
+    reader.audit = failing_log(services.vault)
     try:
         r = client.get(f"/customers/{no}?groups=contact,identity", headers=h)
     finally:
-        services.store.audit = real
+        reader.audit = real
     assert r.status_code == 503, r.text
     assert r.json()["type"] == "urn:archive-vault:audit-write-failed"
     assert "13800138000" not in r.text and "王小明" not in r.text

@@ -20,6 +20,8 @@ import api.deps
 import api.routers.customers
 from api.app import create_app
 from api.fastpath import FastRead
+from foundation.db import transaction
+from policies.directory import disable_user
 from tests.factories import archive
 from vault.vault import Vault
 
@@ -101,8 +103,6 @@ def test_token_problems_match_the_routed_endpoint(client, routed, login, archive
 def test_expired_and_revoked_tokens_are_refused_after_being_cached(
     client, login, archives, clock
 ) -> None:
-    from foundation.db import transaction
-    from policies.directory import disable_user
 
     url = f"/customers/{archives['zhang.wei']}?groups=contact"
     h = login("zhang.wei")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from tests.api.test_customers import _new
-from vault.models import Archive, ArchiveContent, ContentHistory
+from vault.models import Archive, ContentHistory, SealedGroup
 
 
 def test_a_rollback_is_refused_by_the_fast_read_and_the_route(client, login) -> None:
@@ -16,7 +16,7 @@ def test_a_rollback_is_refused_by_the_fast_read_and_the_route(client, login) -> 
     )
     assert r.status_code == 200, r.text
     engine = client.app.state.services.engine
-    a, c, hist = (m.__table__ for m in (Archive, ArchiveContent, ContentHistory))
+    a, c, hist = (m.__table__ for m in (Archive, SealedGroup, ContentHistory))
     with engine.begin() as conn:
         aid = conn.execute(sa.select(a.c.id).where(a.c.archive_no == no)).scalar_one()
         revision, blob = conn.execute(

@@ -57,7 +57,7 @@ def _search(client, headers, field, value, *, post: bool) -> dict:
 
 def _reclassify(client, no, level, custodian=None) -> None:
     """The vault's own reclassification (re-sealed under the level's KEK)."""
-    client.app.state.services.store.reclassify(
+    client.app.state.services.store.lifecycle.reclassify(
         no, level, actor=OFFICER, custodian=custodian, reason="客户升级为重要客户"
     )
 

@@ -66,7 +66,7 @@ def test_a_500_logs_one_line_without_traceback_or_values(
 ) -> None:
     services = strict_client.app.state.services
     monkeypatch.delenv("VAULT_DEBUG", raising=False)
-    monkeypatch.setattr(services.store, "list", _broken(exc))
+    monkeypatch.setattr(services.store.archives, "list", _broken(exc))
     headers = login("zhang.wei")
     caplog.clear()
     with caplog.at_level(logging.DEBUG):
@@ -94,7 +94,7 @@ def test_a_500_on_the_fast_read_path_is_answered_too(
 def test_vault_debug_logs_the_traceback(strict_client, login, monkeypatch, caplog) -> None:
     services = strict_client.app.state.services
     monkeypatch.setenv("VAULT_DEBUG", "1")
-    monkeypatch.setattr(services.store, "list", _broken(RuntimeError("debugging")))
+    monkeypatch.setattr(services.store.archives, "list", _broken(RuntimeError("debugging")))
     headers = login("zhang.wei")
     with caplog.at_level(logging.ERROR):
         assert strict_client.get("/customers", headers=headers).status_code == 500

@@ -7,9 +7,11 @@ import os
 import stat
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from tests.factories import archive
 from vault.schema import SHIPPED_SCHEMA_FILE
@@ -195,8 +197,6 @@ def test_a_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_seed_follows_a_company_schema(tmp_path: Path) -> None:
-    import tomllib
-
     raw = (SHIPPED_SCHEMA_FILE).read_text(encoding="utf-8")
     # A company that drops the lifestyle group and adds a sensitive field to career.
     parsed = tomllib.loads(raw)
@@ -284,8 +284,6 @@ def _as_before_manifests(data: Path) -> None:
 
 def test_upgrade_seals_the_manifests_of_archives_from_before_them(data: Path) -> None:
     """A vault upgraded from before sealed manifests: `upgrade` seals them with the key file."""
-    import sqlalchemy as sa
-
     run("seed", "--customers", "3", data=data)
     _as_before_manifests(data)
     engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
@@ -310,8 +308,6 @@ def test_upgrade_seals_the_manifests_of_archives_from_before_them(data: Path) ->
 def test_a_manifest_removed_in_the_database_is_reported_never_sealed(data: Path) -> None:
     """Every archive carries a manifest (the key file says so from `init`): one set to NULL
     is tampering, and neither `seal-manifests` nor `upgrade` seals it."""
-    import sqlalchemy as sa
-
     run("seed", "--customers", "3", data=data)
     engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
     with engine.begin() as conn:

@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from tests.factories import SALES, archive
 from vault.errors import DecryptionFailed
-from vault.models import Archive, ArchiveContent, ContentHistory
+from vault.models import Archive, ContentHistory, SealedGroup
 from vault.schema import FieldSpec
 from vault.store import ArchiveStore
 
@@ -67,16 +67,16 @@ def _database_bytes(store: ArchiveStore, tmp_path: Path) -> bytes:
 
 def test_canary_values_never_reach_the_database_file(store: ArchiveStore, tmp_path: Path) -> None:
     profile = {name: _canary(f, i) for i, (name, f) in enumerate(store.schema.fields.items())}
-    meta = store.create(archive(profile=profile), actor=SALES)
-    store.update(meta.archive_no, {"notes": "CANARY-UPDATE-灯塔"}, actor=SALES)
-    store.add_interaction(
+    meta = store.filing.create(archive(profile=profile), actor=SALES)
+    store.archives.update(meta.archive_no, {"notes": "CANARY-UPDATE-灯塔"}, actor=SALES)
+    store.records.add_interaction(
         meta.archive_no,
         occurred_on="2026-01-05",
         channel="call",
         text="CANARY-CALL-回访记录",
         actor=SALES,
     )
-    store.add_attachment(
+    store.records.add_attachment(
         meta.archive_no,
         filename="CANARY-FILE-合同.pdf",
         content_type="application/pdf",
@@ -85,7 +85,7 @@ def test_canary_values_never_reach_the_database_file(store: ArchiveStore, tmp_pa
     )
     # The values as stored (normalised) are what must not appear.
     normalised = [store.schema.fields[k].normalise(v, 10_000) for k, v in profile.items()]
-    assert store.read(meta.archive_no, actor=SALES).content["identity"]["name"] == "甄士隐"
+    assert store.reader.read(meta.archive_no, actor=SALES).content["identity"]["name"] == "甄士隐"
     dump = _database_bytes(store, tmp_path)
     assert len(dump) > 10_000
     leaks = []
@@ -118,25 +118,29 @@ def _swap(store: ArchiveStore, model, where_a, where_b, column: str) -> None:
 
 
 def test_ciphertext_moved_to_another_archive_is_refused(store: ArchiveStore) -> None:
-    one = store.create(archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES)
-    two = store.create(archive(profile={"name": "乙", "mobile_phone": "13800000002"}), actor=SALES)
+    one = store.filing.create(
+        archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES
+    )
+    two = store.filing.create(
+        archive(profile={"name": "乙", "mobile_phone": "13800000002"}), actor=SALES
+    )
     with Session(store.engine) as s:
         ids = {a.archive_no: a.id for a in s.exec(select(Archive))}
     _swap(
         store,
-        ArchiveContent,
-        [ArchiveContent.archive_id == ids[one.archive_no], ArchiveContent.group_name == "contact"],
-        [ArchiveContent.archive_id == ids[two.archive_no], ArchiveContent.group_name == "contact"],
+        SealedGroup,
+        [SealedGroup.archive_id == ids[one.archive_no], SealedGroup.group_name == "contact"],
+        [SealedGroup.archive_id == ids[two.archive_no], SealedGroup.group_name == "contact"],
         "ciphertext",
     )
     for no in (one.archive_no, two.archive_no):
         with pytest.raises(DecryptionFailed, match=f"archive {no}, field group 'contact'"):
-            store.read(no, ["contact"], actor=SALES)
+            store.reader.read(no, ["contact"], actor=SALES)
 
 
 def test_wrapped_keys_moved_between_archives_are_refused(store: ArchiveStore) -> None:
-    one = store.create(archive(), actor=SALES)
-    two = store.create(archive(), actor=SALES)
+    one = store.filing.create(archive(), actor=SALES)
+    two = store.filing.create(archive(), actor=SALES)
     _swap(
         store,
         Archive,
@@ -145,80 +149,78 @@ def test_wrapped_keys_moved_between_archives_are_refused(store: ArchiveStore) ->
         "wrapped_dek",
     )
     with pytest.raises(DecryptionFailed, match="data key"):
-        store.read(one.archive_no, actor=SALES)
+        store.reader.read(one.archive_no, actor=SALES)
 
 
 def test_ciphertext_moved_to_another_group_is_refused(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
+    meta = store.filing.create(archive(), actor=SALES)
     with Session(store.engine) as s:
         aid = s.exec(select(Archive.id).where(Archive.archive_no == meta.archive_no)).one()
     _swap(
         store,
-        ArchiveContent,
-        [ArchiveContent.archive_id == aid, ArchiveContent.group_name == "contact"],
-        [ArchiveContent.archive_id == aid, ArchiveContent.group_name == "health"],
+        SealedGroup,
+        [SealedGroup.archive_id == aid, SealedGroup.group_name == "contact"],
+        [SealedGroup.archive_id == aid, SealedGroup.group_name == "health"],
         "ciphertext",
     )
     with pytest.raises(DecryptionFailed):
-        store.read(meta.archive_no, ["contact"], actor=SALES)
+        store.reader.read(meta.archive_no, ["contact"], actor=SALES)
 
 
 def test_rolled_back_revision_is_refused(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    store.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
+    meta = store.filing.create(archive(), actor=SALES)
+    store.archives.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
     with Session(store.engine) as s:
         old = s.exec(select(ContentHistory)).one()
-        row = s.exec(select(ArchiveContent).where(ArchiveContent.group_name == "contact")).one()
+        row = s.exec(select(SealedGroup).where(SealedGroup.group_name == "contact")).one()
         row.ciphertext = old.ciphertext  # an attacker restores the old value
         s.add(row)
         s.commit()
     with pytest.raises(DecryptionFailed):
-        store.read(meta.archive_no, ["contact"], actor=SALES)
+        store.reader.read(meta.archive_no, ["contact"], actor=SALES)
 
 
 @pytest.mark.parametrize("offset", [0, 1, 2, 6, 10, 20, -1])
 def test_any_flipped_byte_is_refused(store: ArchiveStore, offset: int) -> None:
-    meta = store.create(archive(), actor=SALES)
+    meta = store.filing.create(archive(), actor=SALES)
     with Session(store.engine) as s:
-        row = s.exec(select(ArchiveContent).where(ArchiveContent.group_name == "contact")).one()
+        row = s.exec(select(SealedGroup).where(SealedGroup.group_name == "contact")).one()
         blob = bytearray(row.ciphertext)
         blob[offset] ^= 0x01
         row.ciphertext = bytes(blob)
         s.add(row)
         s.commit()
     with pytest.raises(DecryptionFailed):
-        store.read(meta.archive_no, ["contact"], actor=SALES)
+        store.reader.read(meta.archive_no, ["contact"], actor=SALES)
 
 
 def test_destroyed_archive_is_gone_even_with_keys_and_database(
     store: ArchiveStore, tmp_path: Path
 ) -> None:
-    meta = store.create(
+    meta = store.filing.create(
         archive(
             profile={"name": "贾雨村", "mobile_phone": "13511112222", "notes": "DESTROY-ME-备注"}
         ),
         actor=SALES,
     )
-    store.update(meta.archive_no, {"notes": "DESTROY-ME-TOO"}, actor=SALES)
-    keep = store.create(archive(), actor=SALES)
+    store.archives.update(meta.archive_no, {"notes": "DESTROY-ME-TOO"}, actor=SALES)
+    keep = store.filing.create(archive(), actor=SALES)
     with Session(store.engine) as s:
         wrapped = s.exec(
             select(Archive.wrapped_dek).where(Archive.archive_no == meta.archive_no)
         ).one()
         aid = s.exec(select(Archive.id).where(Archive.archive_no == meta.archive_no)).one()
-        blobs = list(
-            s.exec(select(ArchiveContent.ciphertext).where(ArchiveContent.archive_id == aid))
-        )
+        blobs = list(s.exec(select(SealedGroup.ciphertext).where(SealedGroup.archive_id == aid)))
         blobs += list(
             s.exec(select(ContentHistory.ciphertext).where(ContentHistory.archive_id == aid))
         )
     assert wrapped and blobs
-    cert = store.destroy(meta.archive_no, actor=SALES, reason="保管期满，已失去价值")
+    cert = store.lifecycle.destroy(meta.archive_no, actor=SALES, reason="保管期满，已失去价值")
     assert cert["erased"]["history"] == 1
     with Session(store.engine) as s:
         row = s.exec(select(Archive).where(Archive.archive_no == meta.archive_no)).one()
         assert row.wrapped_dek is None and row.status == "destroyed"
-        assert s.exec(select(ArchiveContent).where(ArchiveContent.archive_id == aid)).all() == []
+        assert s.exec(select(SealedGroup).where(SealedGroup.archive_id == aid)).all() == []
     if store.engine.dialect.name == "sqlite":
         assert cert["wal_checkpointed"] is True
         raw = _database_bytes(store, tmp_path)
@@ -227,4 +229,4 @@ def test_destroyed_archive_is_gone_even_with_keys_and_database(
         for blob in blobs:
             assert blob[-32:] not in raw
     # The other archive is untouched.
-    assert store.read(keep.archive_no, ["identity"], actor=SALES).content
+    assert store.reader.read(keep.archive_no, ["identity"], actor=SALES).content

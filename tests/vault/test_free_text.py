@@ -69,14 +69,14 @@ def test_profile_text_fields_refuse_them_naming_the_field(before, bad, after) ->
 
 @pytest.mark.parametrize("bad", ["\x00", "\u202e", "\u2066", "\x1b", "\x85"])
 def test_every_store_entry_point_refuses_them(store, bad: str) -> None:
-    meta = store.create(archive(), actor=SALES)
+    meta = store.filing.create(archive(), actor=SALES)
     no = meta.archive_no
     with pytest.raises(ValidationFailed, match="interaction text"):
-        store.add_interaction(
+        store.records.add_interaction(
             no, occurred_on="2026-01-02", channel="call", text=f"回访{bad}", actor=SALES
         )
     with pytest.raises(ValidationFailed, match="filename"):
-        store.add_attachment(
+        store.records.add_attachment(
             no,
             filename=f"invoice{bad}fdp.exe",
             content_type="application/pdf",
@@ -84,8 +84,8 @@ def test_every_store_entry_point_refuses_them(store, bad: str) -> None:
             actor=SALES,
         )
     with pytest.raises(ValidationFailed, match="field 'company': must not contain control"):
-        store.update(no, {"company": f"星河{bad}地产"}, actor=SALES)
+        store.archives.update(no, {"company": f"星河{bad}地产"}, actor=SALES)
     with pytest.raises(ValidationFailed, match="department"):
-        store.prepare(archive(department=f"销售{bad}一部"))
+        store.filing.prepare(archive(department=f"销售{bad}一部"))
     with pytest.raises(ValidationFailed, match=r"consent\.notice"):
-        store.prepare(archive(consent={**archive()["consent"], "notice": f"v3{bad}"}))
+        store.filing.prepare(archive(consent={**archive()["consent"], "notice": f"v3{bad}"}))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.factories import SALES, archive, consent, everyone
+from tests.factories import SALES, archive, consent
 from vault.errors import ValidationFailed
 from vault.importer import ImportFailed, import_file
 from vault.seed import DEMO_CUSTODIAN, SyntheticArchives
@@ -41,11 +41,13 @@ def test_jsonl_import(store: ArchiveStore, tmp_path: Path) -> None:
         store, _write_jsonl(tmp_path / "a.jsonl", rows), owner="li.na", actor=SALES
     )
     assert report.imported == 5
-    page = store.list(actor=SALES, owner="li.na")
+    page = store.archives.list(actor=SALES, owner="li.na")
     assert page.total == 5
-    found = store.search("mobile_phone", "139 0000 0003", actor=SALES, visible=everyone)
+    found = store.archives.search("mobile_phone", "139 0000 0003", actor=SALES)
     assert (
-        store.read(found[0].archive_no, ["identity"], actor=SALES).content["identity"]["name"]
+        store.reader.read(found[0].archive_no, ["identity"], actor=SALES).content["identity"][
+            "name"
+        ]
         == "客户3"
     )
 
@@ -68,7 +70,7 @@ def test_bad_file_imports_nothing_and_lists_every_bad_row(
     assert "custodian" in lines[2] and "not valid JSON" in lines[3]
     assert "grade" in lines[4] and "mobile_phone" in lines[4]
     assert "separate consent" in lines[5]
-    assert store.list(actor=SALES).total == 0
+    assert store.archives.list(actor=SALES).total == 0
 
 
 def test_csv_import(store: ArchiveStore, tmp_path: Path) -> None:
@@ -83,7 +85,7 @@ def test_csv_import(store: ArchiveStore, tmp_path: Path) -> None:
     )
     report = import_file(store, path, owner="zhang.wei", actor=SALES)
     assert report.imported == 2
-    secret = store.read("KH-2025-000007", actor=SALES)
+    secret = store.reader.read("KH-2025-000007", actor=SALES)
     assert secret.meta.classification == "secret" and secret.content["health"] == {"health": "良好"}
     assert secret.content["contact"] == {"mobile_phone": "13811112222"}
 
@@ -97,7 +99,7 @@ def test_csv_with_unknown_column_is_refused(store: ArchiveStore, tmp_path: Path)
 
 
 def test_duplicate_archive_numbers(store: ArchiveStore, tmp_path: Path) -> None:
-    store.create(archive(archive_no="KH-2024-000001"), actor=SALES)
+    store.filing.create(archive(archive_no="KH-2024-000001"), actor=SALES)
     rows = [
         archive(archive_no="KH-2024-000002"),
         archive(archive_no="KH-2024-000002"),
@@ -117,13 +119,13 @@ def test_explicit_numbers_move_the_counter(store: ArchiveStore, tmp_path: Path) 
         owner=None,
         actor=SALES,
     )
-    assert store.create(archive(), actor=SALES).archive_no == f"KH-{year}-000501"
+    assert store.filing.create(archive(), actor=SALES).archive_no == f"KH-{year}-000501"
 
 
 def test_crash_midway_leaves_nothing(store: ArchiveStore, tmp_path: Path, monkeypatch) -> None:
     store.settings.import_batch = 2
     path = _write_jsonl(tmp_path / "f.jsonl", [archive() for _ in range(7)])
-    real = store.insert_many
+    real = store.filing.insert_many
     calls = []
 
     def crashing(session, records):
@@ -132,11 +134,11 @@ def test_crash_midway_leaves_nothing(store: ArchiveStore, tmp_path: Path, monkey
             raise MemoryError("simulated crash")
         return real(session, records)
 
-    monkeypatch.setattr(store, "insert_many", crashing)
+    monkeypatch.setattr(store.filing, "insert_many", crashing)
     with pytest.raises(MemoryError):
         import_file(store, path, owner=None, actor=SALES)
     assert calls == [2, 2, 2]
-    assert store.list(actor=SALES).total == 0
+    assert store.archives.list(actor=SALES).total == 0
 
 
 def test_empty_and_unreadable_files(store: ArchiveStore, tmp_path: Path) -> None:

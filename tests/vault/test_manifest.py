@@ -19,7 +19,7 @@ from vault.errors import DecryptionFailed
 from vault.importer import bulk_insert
 from vault.keys import load_key_file, write_key_file
 from vault.manifest import seal_missing
-from vault.models import Archive, ArchiveContent, ContentHistory
+from vault.models import Archive, ContentHistory, SealedGroup
 from vault.rotation import rotate
 from vault.store import ArchiveStore
 
@@ -39,9 +39,12 @@ def _sql(store: ArchiveStore, stmt: sa.Executable) -> None:
 
 def _updated(store: ArchiveStore) -> str:
     """An archive whose contact group has one superseded revision in history."""
-    no = store.create(archive(), actor=SALES).archive_no
-    store.update(no, {"mobile_phone": NEW_MOBILE}, actor=SALES)
-    assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == NEW_MOBILE
+    no = store.filing.create(archive(), actor=SALES).archive_no
+    store.archives.update(no, {"mobile_phone": NEW_MOBILE}, actor=SALES)
+    assert (
+        store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"]
+        == NEW_MOBILE
+    )
     return no
 
 
@@ -55,7 +58,7 @@ def _roll_back(store: ArchiveStore, no: str) -> None:
             )
         ).one()
         revision, blob = old.revision, old.ciphertext
-    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    c = SealedGroup.__table__  # type: ignore[attr-defined]
     _sql(
         store,
         sa.update(c)
@@ -68,51 +71,51 @@ def test_a_rolled_back_group_is_refused_by_every_read(store: ArchiveStore, sink)
     no = _updated(store)
     _roll_back(store, no)
     with pytest.raises(DecryptionFailed, match=f"archive {no}, field group 'contact'"):
-        store.read(no, ["contact"], actor=SALES)
+        store.reader.read(no, ["contact"], actor=SALES)
     assert entries(sink)[-1].outcome == Outcome.ERROR  # audited, and nothing returned
     with pytest.raises(DecryptionFailed):
-        store.read(no, actor=SALES)  # every group
+        store.reader.read(no, actor=SALES)  # every group
     with pytest.raises(DecryptionFailed):
-        store.export([no], ["contact"], actor=SALES)
+        store.reader.export([no], ["contact"], actor=SALES)
     with pytest.raises(DecryptionFailed):
-        store.history(no, "contact", actor=SALES)
+        store.reader.history(no, "contact", actor=SALES)
     with Session(store.engine) as s, pytest.raises(DecryptionFailed):
-        store._decrypt_unaudited(s, no, ["contact"])
+        store.reader.decrypt(s, store.reader.load(s, no).row, ["contact"])  # the bare primitive
     # A write does not launder it into a new revision either.
     with pytest.raises(DecryptionFailed):
-        store.update(no, {"mobile_phone": "13700000000"}, actor=SALES)
+        store.archives.update(no, {"mobile_phone": "13700000000"}, actor=SALES)
     # Groups that were not rolled back still read.
-    assert store.read(no, ["identity"], actor=SALES).content["identity"]["name"] == "王小明"
+    assert store.reader.read(no, ["identity"], actor=SALES).content["identity"]["name"] == "王小明"
 
 
 def test_a_deleted_group_row_is_refused(store: ArchiveStore) -> None:
-    no = store.create(archive(), actor=SALES).archive_no
-    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    no = store.filing.create(archive(), actor=SALES).archive_no
+    c = SealedGroup.__table__  # type: ignore[attr-defined]
     _sql(
         store,
         sa.delete(c).where(c.c.archive_id == _archive_id(store, no), c.c.group_name == "health"),
     )
     with pytest.raises(DecryptionFailed, match="field group 'health': missing"):
-        store.read(no, ["health"], actor=SALES)
+        store.reader.read(no, ["health"], actor=SALES)
     with pytest.raises(DecryptionFailed):
-        store.read(no, actor=SALES)
+        store.reader.read(no, actor=SALES)
 
 
 def test_an_added_group_row_is_refused(store: ArchiveStore) -> None:
     """A group copied in from elsewhere (here: the archive's own history of another
     group is useless, so the attacker re-inserts a group the owner had emptied)."""
-    no = store.create(archive(), actor=SALES).archive_no
+    no = store.filing.create(archive(), actor=SALES).archive_no
     aid = _archive_id(store, no)
     with Session(store.engine) as s:
         row = s.exec(
-            select(ArchiveContent).where(
-                ArchiveContent.archive_id == aid, ArchiveContent.group_name == "health"
+            select(SealedGroup).where(
+                SealedGroup.archive_id == aid, SealedGroup.group_name == "health"
             )
         ).one()
         revision, blob = row.revision, row.ciphertext
-    store.update(no, {"health": None}, actor=SALES)  # the owner removes the health note
-    assert store.read(no, ["health"], actor=SALES).content == {}
-    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    store.archives.update(no, {"health": None}, actor=SALES)  # the owner removes the health note
+    assert store.reader.read(no, ["health"], actor=SALES).content == {}
+    c = SealedGroup.__table__  # type: ignore[attr-defined]
     _sql(
         store,
         sa.insert(c).values(
@@ -124,20 +127,20 @@ def test_an_added_group_row_is_refused(store: ArchiveStore) -> None:
         ),
     )
     with pytest.raises(DecryptionFailed, match="field group 'health': not in"):
-        store.read(no, ["health"], actor=SALES)
+        store.reader.read(no, ["health"], actor=SALES)
 
 
 def test_a_recreated_group_cannot_be_swapped_for_its_old_revision_one(store: ArchiveStore) -> None:
     """Emptying and rewriting a group starts again at revision 1: the digest tells them apart."""
-    no = store.create(archive(), actor=SALES).archive_no
-    store.update(no, {"health": None}, actor=SALES)
-    store.update(no, {"health": "已康复"}, actor=SALES)
+    no = store.filing.create(archive(), actor=SALES).archive_no
+    store.archives.update(no, {"health": None}, actor=SALES)
+    store.archives.update(no, {"health": "已康复"}, actor=SALES)
     aid = _archive_id(store, no)
     with Session(store.engine) as s:
         old = s.exec(select(ContentHistory).where(ContentHistory.archive_id == aid)).one()
         assert old.revision == 1
         blob = old.ciphertext
-    c = ArchiveContent.__table__  # type: ignore[attr-defined]
+    c = SealedGroup.__table__  # type: ignore[attr-defined]
     _sql(
         store,
         sa.update(c)
@@ -145,55 +148,57 @@ def test_a_recreated_group_cannot_be_swapped_for_its_old_revision_one(store: Arc
         .values(revision=1, ciphertext=blob),
     )
     with pytest.raises(DecryptionFailed):
-        store.read(no, ["health"], actor=SALES)
+        store.reader.read(no, ["health"], actor=SALES)
 
 
 def test_deleted_history_rows_are_refused_by_the_history_read(store: ArchiveStore) -> None:
     no = _updated(store)
-    store.update(no, {"mobile_phone": "13700000000"}, actor=SALES)
-    assert len(store.history(no, "contact", actor=SALES)) == 2
+    store.archives.update(no, {"mobile_phone": "13700000000"}, actor=SALES)
+    assert len(store.reader.history(no, "contact", actor=SALES)) == 2
     h = ContentHistory.__table__  # type: ignore[attr-defined]
     _sql(store, sa.delete(h).where(h.c.archive_id == _archive_id(store, no), h.c.revision == 1))
     with pytest.raises(DecryptionFailed, match="history"):
-        store.history(no, "contact", actor=SALES)
+        store.reader.history(no, "contact", actor=SALES)
 
 
 def test_a_missing_or_foreign_manifest_is_refused(store: ArchiveStore) -> None:
-    one = store.create(archive(), actor=SALES).archive_no
-    two = store.create(archive(), actor=SALES).archive_no
+    one = store.filing.create(archive(), actor=SALES).archive_no
+    two = store.filing.create(archive(), actor=SALES).archive_no
     a = Archive.__table__  # type: ignore[attr-defined]
     with store.engine.begin() as conn:
         theirs = conn.execute(sa.select(a.c.manifest).where(a.c.archive_no == two)).scalar_one()
         conn.execute(sa.update(a).where(a.c.archive_no == one).values(manifest=theirs))
         conn.execute(sa.update(a).where(a.c.archive_no == two).values(manifest=None))
     with pytest.raises(DecryptionFailed, match="manifest"):
-        store.read(one, ["contact"], actor=SALES)
+        store.reader.read(one, ["contact"], actor=SALES)
     with pytest.raises(DecryptionFailed, match="manifest of field groups is missing") as missing:
-        store.read(two, ["contact"], actor=SALES)
+        store.reader.read(two, ["contact"], actor=SALES)
     assert "integrity failure" in str(missing.value)
 
 
 def test_every_legitimate_write_keeps_reads_working(store: ArchiveStore) -> None:
     no = _updated(store)
-    store.update(no, {"health": None, "notes": "常客"}, actor=SALES)  # a group removed, one added
-    view = store.read(no, actor=SALES)
+    store.archives.update(
+        no, {"health": None, "notes": "常客"}, actor=SALES
+    )  # a group removed, one added
+    view = store.reader.read(no, actor=SALES)
     assert "health" not in view.content and view.content["notes"]["notes"] == "常客"
-    assert len(store.history(no, "contact", actor=SALES)) == 1
+    assert len(store.reader.history(no, "contact", actor=SALES)) == 1
 
-    store.withdraw_consent(no, ["contact"], actor=SALES)
-    assert "contact" not in store.read(no, actor=SALES).content
-    assert store.history(no, "contact", actor=SALES) == []
+    store.lifecycle.withdraw_consent(no, ["contact"], actor=SALES)
+    assert "contact" not in store.reader.read(no, actor=SALES).content
+    assert store.reader.history(no, "contact", actor=SALES) == []
 
-    store.reclassify(no, "top_secret", actor=SYSTEM, custodian="chen.jing")
-    assert store.read(no, ["notes"], actor=SALES).content["notes"]["notes"] == "常客"
-    assert len(store.history(no, "health", actor=SALES)) == 1
+    store.lifecycle.reclassify(no, "top_secret", actor=SYSTEM, custodian="chen.jing")
+    assert store.reader.read(no, ["notes"], actor=SALES).content["notes"]["notes"] == "常客"
+    assert len(store.reader.history(no, "health", actor=SALES)) == 1
 
     rotate(store, actor=SYSTEM, levels=["top_secret"])  # rewraps the DEK only
-    assert store.read(no, actor=SALES).content["identity"]["name"] == "王小明"
-    store.update(no, {"notes": "老客户"}, actor=SALES)
-    assert store.read(no, ["notes"], actor=SALES).content["notes"]["notes"] == "老客户"
+    assert store.reader.read(no, actor=SALES).content["identity"]["name"] == "王小明"
+    store.archives.update(no, {"notes": "老客户"}, actor=SALES)
+    assert store.reader.read(no, ["notes"], actor=SALES).content["notes"]["notes"] == "老客户"
 
-    store.destroy(no, actor=SYSTEM, reason="retention ended")
+    store.lifecycle.destroy(no, actor=SYSTEM, reason="retention ended")
     with Session(store.engine) as s:
         assert s.exec(select(Archive.manifest).where(Archive.archive_no == no)).one() is None
 
@@ -202,18 +207,21 @@ def test_reclassification_does_not_launder_a_rollback(store: ArchiveStore) -> No
     no = _updated(store)
     _roll_back(store, no)
     with pytest.raises(DecryptionFailed):
-        store.reclassify(no, "secret", actor=SYSTEM)
+        store.lifecycle.reclassify(no, "secret", actor=SYSTEM)
     with pytest.raises(DecryptionFailed):
-        store.read(no, ["contact"], actor=SALES)
+        store.reader.read(no, ["contact"], actor=SALES)
 
 
 def test_import_seals_one_manifest_per_archive(store: ArchiveStore) -> None:
-    records = [store.prepare(archive(profile={"name": f"客户{i}"})) for i in range(3)]
+    records = [store.filing.prepare(archive(profile={"name": f"客户{i}"})) for i in range(3)]
     report = bulk_insert(store, records, actor=SALES, total=3, source="test")
     assert report.imported == 3
     with Session(store.engine) as s:
         assert all(m is not None for m in s.exec(select(Archive.manifest)))
-    assert store.read(report.last, ["identity"], actor=SALES).content["identity"]["name"] == "客户2"
+    assert (
+        store.reader.read(report.last, ["identity"], actor=SALES).content["identity"]["name"]
+        == "客户2"
+    )
 
 
 def _null_manifests(store: ArchiveStore, no: str | None = None) -> None:
@@ -234,7 +242,7 @@ def _as_before_manifests(store: ArchiveStore) -> None:
     data = json.loads(path.read_text())
     data.pop("manifests")
     write_key_file(path, data)
-    store.keys = store.vault.keys = load_key_file(path)
+    store.keys = store.vault.keys = store.envelope.keys = store.index.keys = load_key_file(path)
 
 
 def test_upgrade_seals_archives_written_before_manifests(store: ArchiveStore, sink) -> None:
@@ -242,17 +250,20 @@ def test_upgrade_seals_archives_written_before_manifests(store: ArchiveStore, si
     _as_before_manifests(store)
     _null_manifests(store)  # as the migration that added the column leaves them
     with pytest.raises(DecryptionFailed, match=r"no sealed manifest.*seal-manifests"):
-        store.read(no, ["contact"], actor=SALES)
+        store.reader.read(no, ["contact"], actor=SALES)
     assert seal_missing(store) == 1
     sealed = [e for e in entries(sink) if e.action == SEALING]
     assert [e.archives for e in sealed] == [(no,), ()]  # audited: what was vouched for
     assert sealed[-1].detail == {"sealed": 1, "all_sealed": True}
     assert seal_missing(store) == 0
-    assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == NEW_MOBILE
-    assert len(store.history(no, "contact", actor=SALES)) == 1
+    assert (
+        store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"]
+        == NEW_MOBILE
+    )
+    assert len(store.reader.history(no, "contact", actor=SALES)) == 1
     _roll_back(store, no)  # and from now on a rollback is caught
     with pytest.raises(DecryptionFailed):
-        store.read(no, ["contact"], actor=SALES)
+        store.reader.read(no, ["contact"], actor=SALES)
 
 
 def test_an_older_vault_seals_once_then_a_missing_manifest_is_tampering(
@@ -278,7 +289,7 @@ def test_an_older_vault_seals_once_then_a_missing_manifest_is_tampering(
         seal_missing(store)
     assert _manifest_of(store, no) is None
     with pytest.raises(DecryptionFailed, match="integrity failure"):
-        store.read(no, ["contact"], actor=SALES)
+        store.reader.read(no, ["contact"], actor=SALES)
 
 
 def test_a_rollback_is_not_laundered_by_sealing_missing_manifests(
@@ -289,11 +300,11 @@ def test_a_rollback_is_not_laundered_by_sealing_missing_manifests(
     (which every `upgrade` runs) must refuse: the vault's archives all carry manifests
     from `init` on, as its key file records, so a missing one is tampering."""
     no = _updated(store)
-    other = store.create(archive(), actor=SALES).archive_no
+    other = store.filing.create(archive(), actor=SALES).archive_no
     _roll_back(store, no)
     _null_manifests(store, no)
     with pytest.raises(DecryptionFailed) as refused:
-        store.read(no, ["contact"], actor=SALES)
+        store.reader.read(no, ["contact"], actor=SALES)
     advice = str(refused.value)
     assert "seal-manifests" not in advice and "upgrade" not in advice
     assert f"archive {no}: its sealed manifest of field groups is missing" in advice
@@ -309,5 +320,5 @@ def test_a_rollback_is_not_laundered_by_sealing_missing_manifests(
 
     assert _manifest_of(store, no) is None  # nothing was sealed
     with pytest.raises(DecryptionFailed):
-        store.read(no, ["contact"], actor=SALES)  # the rolled-back value never reads
-    assert store.read(other, ["contact"], actor=SALES).content["contact"]  # others still do
+        store.reader.read(no, ["contact"], actor=SALES)  # the rolled-back value never reads
+    assert store.reader.read(other, ["contact"], actor=SALES).content["contact"]  # others still do

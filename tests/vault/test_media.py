@@ -12,23 +12,23 @@ from vault.store import ArchiveStore
 
 
 def test_stored_type_is_reduced_to_its_essence(store: ArchiveStore) -> None:
-    meta = store.create(archive(), actor=SALES)
-    att = store.add_attachment(
+    meta = store.filing.create(archive(), actor=SALES)
+    att = store.records.add_attachment(
         meta.archive_no,
         filename="a.txt",
         content_type="Text/Plain; charset=gbk; boundary=x",
         stream=io.BytesIO(b"x"),
         actor=SALES,
     )
-    stored, chunks = store.open_attachment(meta.archive_no, att["uid"], actor=SALES)
+    stored, chunks = store.records.open_attachment(meta.archive_no, att["uid"], actor=SALES)
     assert stored["content_type"] == "text/plain" and b"".join(chunks) == b"x"
 
 
 @pytest.mark.parametrize("bad", ["", "html", "text/html\r\nX-Evil: 1", "a/b/c", "x" * 200 + "/y"])
 def test_malformed_types_are_refused(store: ArchiveStore, bad: str) -> None:
-    meta = store.create(archive(), actor=SALES)
+    meta = store.filing.create(archive(), actor=SALES)
     with pytest.raises(ValidationFailed, match="content type"):
-        store.add_attachment(
+        store.records.add_attachment(
             meta.archive_no,
             filename="a.bin",
             content_type=bad,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -9,9 +11,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
+from foundation.db import transaction
+from policies.directory import add_user
+from policies.models import AccessGrant, AccessRequest, LoanEntry
 from tests.tables import import_models
 from vault import migrate
-from vault.vault import open_vault
+from vault.vault import init_vault, open_vault
 
 
 def test_init_applies_every_migration(vault) -> None:
@@ -33,10 +38,6 @@ def test_an_outdated_schema_is_refused_with_the_command_to_fix_it(vault, setting
 
 
 def test_a_database_at_the_first_revision_upgrades_to_head(engine, settings) -> None:
-    from alembic import command
-
-    from vault.vault import init_vault
-
     vault = init_vault(settings, engine=engine)
     migrate.upgrade(engine, "head")
     # Back to the first revision through the migrations' own downgrades, so the test
@@ -74,10 +75,6 @@ def test_the_app_role_may_change_the_store_but_only_append_to_the_audit(vault) -
 def test_existing_grants_take_their_terms_from_their_request(vault) -> None:
     """Upgrading a vault with grants: each records what its request was approved for, and
     a loan still unconfirmed waits for its borrower."""
-    from datetime import UTC, datetime, timedelta
-
-    from foundation.db import transaction
-    from policies.models import AccessGrant, AccessRequest, LoanEntry
 
     at = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     with transaction(vault.engine) as s:
@@ -135,10 +132,6 @@ def test_existing_grants_take_their_terms_from_their_request(vault) -> None:
 
 
 def test_upgrading_marks_todays_administrators_as_ever_admin(engine, settings) -> None:
-    from foundation.db import transaction
-    from policies.directory import add_user
-    from vault.vault import init_vault
-
     vault = init_vault(settings, engine=engine)
     with transaction(vault.engine) as session:
         add_user(session, username="root", roles=["admin"])

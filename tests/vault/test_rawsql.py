@@ -18,7 +18,7 @@ BY_NO = Raw(sa.select(A).where(A.c.archive_no == sa.bindparam("no")))
 
 
 def test_rows_match_a_core_execution(store: ArchiveStore) -> None:
-    no = store.create(archive(), actor=SALES).archive_no
+    no = store.filing.create(archive(), actor=SALES).archive_no
     with store.engine.connect() as conn:
         core = conn.execute(BY_NO.stmt, {"no": no}).one()
     with raw_connect(store.engine) as tx:
@@ -33,7 +33,7 @@ def test_rows_match_a_core_execution(store: ArchiveStore) -> None:
 
 
 def test_same_statement_through_a_session_and_a_connection(store: ArchiveStore) -> None:
-    no = store.create(archive(), actor=SALES).archive_no
+    no = store.filing.create(archive(), actor=SALES).archive_no
     with sa.orm.Session(store.engine) as session:
         via_session = BY_NO.first(session, {"no": no})
     with store.engine.connect() as conn:

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from audit.events import Actor
+from foundation.db import checkpoint_sqlite
 from foundation.settings import Settings
+from vault.store import ArchiveStore
 from vault.vault import open_vault
 
 
@@ -32,15 +34,14 @@ def test_destructions_are_reapplied_after_a_restore(tmp_path: Path) -> None:
     assert _cli("seed", "--customers", "4", data=data).returncode == 0
     backup = tmp_path / "backup.db"
     vault = open_vault(Settings(data_dir=data))
-    from foundation.db import checkpoint_sqlite
 
     checkpoint_sqlite(vault.engine)
     vault.engine.dispose()
     shutil.copy(data / "vault.db", backup)
 
     vault = open_vault(Settings(data_dir=data))
-    store = vault.store()
-    store.destroy(
+    store = ArchiveStore(vault)
+    store.lifecycle.destroy(
         "KH-2026-000002", actor=Actor("chen.jing", "information_officer"), reason="保管期满"
     )
     vault.engine.dispose()
@@ -51,7 +52,7 @@ def test_destructions_are_reapplied_after_a_restore(tmp_path: Path) -> None:
         Path(str(data / "vault.db") + suffix).unlink(missing_ok=True)
     shutil.copy(backup, data / "vault.db")
     restored = open_vault(Settings(data_dir=data))
-    assert restored.store().meta("KH-2026-000002").status == "active"
+    assert ArchiveStore(restored).reader.meta("KH-2026-000002").status == "active"
     restored.engine.dispose()
 
     forged = tmp_path / "forged.json"
@@ -62,8 +63,8 @@ def test_destructions_are_reapplied_after_a_restore(tmp_path: Path) -> None:
     done = _cli("reapply-destructions", str(bundle), data=data)
     assert done.returncode == 0, done.stderr
     assert "re-destroyed 1 archive" in done.stdout and "KH-2026-000002" in done.stdout
-    after = open_vault(Settings(data_dir=data)).store()
-    assert after.meta("KH-2026-000002").status == "destroyed"
-    assert after.meta("KH-2026-000003").status == "active"
+    after = ArchiveStore(open_vault(Settings(data_dir=data)))
+    assert after.reader.meta("KH-2026-000002").status == "destroyed"
+    assert after.reader.meta("KH-2026-000003").status == "active"
     again = _cli("reapply-destructions", str(bundle), data=data)
     assert "re-destroyed 0 archive" in again.stdout and "1 already destroyed" in again.stdout

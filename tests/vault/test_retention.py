@@ -19,8 +19,8 @@ TODAY = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
 
 def test_prepare_refuses_a_past_retention_date_naming_the_field(store: ArchiveStore) -> None:
     with pytest.raises(ValidationFailed, match="retention_until is in the past"):
-        store.prepare(archive(retention_until=(TODAY - timedelta(days=1)).isoformat()))
-    assert store.prepare(archive(retention_until=TODAY.isoformat())).retention_until == TODAY
+        store.filing.prepare(archive(retention_until=(TODAY - timedelta(days=1)).isoformat()))
+    assert store.filing.prepare(archive(retention_until=TODAY.isoformat())).retention_until == TODAY
 
 
 def test_import_refuses_the_file_and_lists_the_row(store: ArchiveStore, tmp_path: Path) -> None:
@@ -31,4 +31,4 @@ def test_import_refuses_the_file_and_lists_the_row(store: ArchiveStore, tmp_path
         import_file(store, src, owner=None, actor=SALES)
     assert [line for line, _ in exc.value.rows] == [2]
     assert "retention_until" in exc.value.rows[0][1]
-    assert store.list(actor=SALES, audit=False).total == 0
+    assert store.archives.list(actor=SALES, audit=False).total == 0

@@ -7,8 +7,8 @@ from sqlmodel import Session, select
 
 from audit.events import SYSTEM
 from tests.factories import SALES, archive
-from vault.errors import KeyFileError
-from vault.models import Archive, ArchiveContent
+from vault.errors import KeyFileError, ValidationFailed
+from vault.models import Archive, SealedGroup
 from vault.rotation import kek_counts, rotate
 from vault.store import ArchiveStore
 
@@ -19,7 +19,7 @@ class Crash(Exception):
 
 def _fill(store: ArchiveStore, n: int) -> list[str]:
     return [
-        store.create(
+        store.filing.create(
             archive(profile={"name": f"客户{i}", "mobile_phone": f"1380000{i:04d}"}), actor=SALES
         ).archive_no
         for i in range(n)
@@ -28,7 +28,7 @@ def _fill(store: ArchiveStore, n: int) -> list[str]:
 
 def _content(store: ArchiveStore) -> dict[int, bytes]:
     with Session(store.engine) as s:
-        return {(c.archive_id, c.group_name): c.ciphertext for c in s.exec(select(ArchiveContent))}
+        return {(c.archive_id, c.group_name): c.ciphertext for c in s.exec(select(SealedGroup))}
 
 
 def test_rotation_rewraps_deks_and_leaves_content_alone(store: ArchiveStore) -> None:
@@ -41,12 +41,14 @@ def test_rotation_rewraps_deks_and_leaves_content_alone(store: ArchiveStore) -> 
         assert kek_counts(s)["internal"] == {2: 7}
     for no in numbers:
         assert (
-            store.read(no, ["identity"], actor=SALES).content["identity"]["name"].startswith("客户")
+            store.reader.read(no, ["identity"], actor=SALES)
+            .content["identity"]["name"]
+            .startswith("客户")
         )
     with pytest.raises(KeyFileError, match="retired"):
         store.keys.kek("internal", 1)
     # New archives are wrapped under the new version.
-    new = store.create(archive(), actor=SALES)
+    new = store.filing.create(archive(), actor=SALES)
     with Session(store.engine) as s:
         assert (
             s.exec(select(Archive.kek_version).where(Archive.archive_no == new.archive_no)).one()
@@ -71,32 +73,30 @@ def test_interrupted_rotation_resumes_and_everything_stays_readable(store: Archi
     # Halfway: both versions are live and every archive still reads.
     fresh = ArchiveStore(vault=store.vault, audit=store.audit)
     for no in numbers:
-        assert fresh.read(no, ["contact"], actor=SALES).content["contact"]
+        assert fresh.reader.read(no, ["contact"], actor=SALES).content["contact"]
     (report,) = rotate(fresh, actor=SYSTEM, levels=["internal"])
     assert report.resumed and report.target_version == 2 and report.rewrapped == 7
     assert report.retired == [1]
     for no in numbers:
-        assert fresh.read(no, ["contact"], actor=SALES).content["contact"]
+        assert fresh.reader.read(no, ["contact"], actor=SALES).content["contact"]
     # A second, complete run is a new rotation, and safe.
     (again,) = rotate(fresh, actor=SYSTEM, levels=["internal"])
     assert not again.resumed and again.target_version == 3 and again.retired == [2]
     for no in numbers:
-        assert fresh.read(no, ["identity"], actor=SALES).content["identity"]
+        assert fresh.reader.read(no, ["identity"], actor=SALES).content["identity"]
 
 
 def test_rotation_per_level_is_separate(store: ArchiveStore) -> None:
-    store.create(archive(classification="secret", custodian="chen.jing"), actor=SALES)
-    internal = store.create(archive(), actor=SALES)
+    store.filing.create(archive(classification="secret", custodian="chen.jing"), actor=SALES)
+    internal = store.filing.create(archive(), actor=SALES)
     reports = rotate(store, actor=SYSTEM, levels=["secret"])
     assert [r.level for r in reports] == ["secret"]
     with Session(store.engine) as s:
         counts = kek_counts(s)
     assert counts["secret"] == {2: 1} and counts["internal"] == {1: 1}
-    assert store.read(internal.archive_no, actor=SALES).content
+    assert store.reader.read(internal.archive_no, actor=SALES).content
 
 
 def test_unknown_level_is_refused(store: ArchiveStore) -> None:
-    from vault.errors import ValidationFailed
-
     with pytest.raises(ValidationFailed, match="unknown classification"):
         rotate(store, actor=SYSTEM, levels=["confidential"])

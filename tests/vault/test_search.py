@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 from audit.events import AuditAction
 from audit.log import AuditLog
 from tests.auditlog import entries
-from tests.factories import SALES, archive, everyone
+from tests.factories import SALES, archive
 from vault.errors import ValidationFailed
 from vault.models import BlindIndex
 from vault.store import ArchiveStore
@@ -21,7 +21,7 @@ ID = "11010519491231002X"  # a well-formed resident ID (checksum X)
 def test_search_finds_exact_matches_after_normalisation(
     store: ArchiveStore, sink: AuditLog
 ) -> None:
-    target = store.create(
+    target = store.filing.create(
         archive(
             profile={
                 "name": "张三",
@@ -32,24 +32,24 @@ def test_search_finds_exact_matches_after_normalisation(
         ),
         actor=SALES,
     )
-    store.create(archive(profile={"name": "张三丰", "mobile_phone": "13800138001"}), actor=SALES)
+    store.filing.create(
+        archive(profile={"name": "张三丰", "mobile_phone": "13800138001"}), actor=SALES
+    )
     for query in ("13800138000", "138 0013 8000", "+86 138-0013-8000", "0086 13800138000"):
         assert [
-            m.archive_no for m in store.search("mobile_phone", query, actor=SALES, visible=everyone)
+            m.archive_no for m in store.archives.search("mobile_phone", query, actor=SALES)
         ] == [target.archive_no]
     assert [
-        m.archive_no
-        for m in store.search("id_number", "11010519491231002x", actor=SALES, visible=everyone)
+        m.archive_no for m in store.archives.search("id_number", "11010519491231002x", actor=SALES)
     ] == [target.archive_no]
     assert [
-        m.archive_no
-        for m in store.search("licence_plate", "京a 12345", actor=SALES, visible=everyone)
+        m.archive_no for m in store.archives.search("licence_plate", "京a 12345", actor=SALES)
     ] == [target.archive_no]
-    assert [
-        m.archive_no for m in store.search("name", " 张 三 ", actor=SALES, visible=everyone)
-    ] == [target.archive_no]
-    assert store.search("name", "张", actor=SALES, visible=everyone) == []
-    assert store.search("mobile_phone", "13800138002", actor=SALES, visible=everyone) == []
+    assert [m.archive_no for m in store.archives.search("name", " 张 三 ", actor=SALES)] == [
+        target.archive_no
+    ]
+    assert store.archives.search("name", "张", actor=SALES) == []
+    assert store.archives.search("mobile_phone", "13800138002", actor=SALES) == []
     event = [e for e in entries(sink) if e.action == AuditAction.SEARCH][-1]
     assert "13800138002" not in repr(event)
     assert len(event.detail["query_hmac"]) == 64
@@ -57,15 +57,15 @@ def test_search_finds_exact_matches_after_normalisation(
 
 def test_non_searchable_and_invalid_queries(store: ArchiveStore) -> None:
     with pytest.raises(ValidationFailed, match="not searchable"):
-        store.search("health", "高血压", actor=SALES, visible=everyone)
+        store.archives.search("health", "高血压", actor=SALES)
     with pytest.raises(ValidationFailed, match="mobile_phone: a mobile number"):
-        store.search("mobile_phone", "12345", actor=SALES, visible=everyone)
+        store.archives.search("mobile_phone", "12345", actor=SALES)
 
 
 def test_index_is_truncated_so_buckets_are_shared(store: ArchiveStore) -> None:
     # With the vault's index size, many values share a bucket: the index alone proves nothing.
     assert store.vault.index_bits <= 16
-    buckets = {store.blind_index("mobile_phone", f"1380000{i:04d}") for i in range(5000)}
+    buckets = {store.index.bucket("mobile_phone", f"1380000{i:04d}") for i in range(5000)}
     assert len(buckets) < 5000
     assert max(buckets) < 2**store.vault.index_bits
 
@@ -79,49 +79,50 @@ def test_index_is_truncated_so_buckets_are_shared(store: ArchiveStore) -> None:
     )
 )
 def test_collisions_are_confirmed_by_decrypting(store: ArchiveStore, digits: list[str]) -> None:
-    store._index_mask = 0  # every value in one bucket: worst case for false positives
+    store.index.mask = 0  # every value in one bucket: worst case for false positives
     made = {}
     for d in digits:
-        made[d] = store.create(archive(profile={"mobile_phone": d}), actor=SALES).archive_no
+        made[d] = store.filing.create(archive(profile={"mobile_phone": d}), actor=SALES).archive_no
     for d in digits:
-        found = [
-            m.archive_no for m in store.search("mobile_phone", d, actor=SALES, visible=everyone)
-        ]
+        found = [m.archive_no for m in store.archives.search("mobile_phone", d, actor=SALES)]
         assert made[d] in found
         for no in found:  # every hit really holds that number, whatever shared its bucket
-            assert store.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"] == d
+            assert (
+                store.reader.read(no, ["contact"], actor=SALES).content["contact"]["mobile_phone"]
+                == d
+            )
     with Session(store.engine) as s:
         assert {b.value for b in s.exec(select(BlindIndex))} == {0}
 
 
-def test_search_asks_about_the_searched_fields_group_and_opens_only_what_it_may(
+def test_candidates_are_not_opened_and_a_match_opens_only_the_searched_group(
     store: ArchiveStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``visible`` is asked for the group the searched field lives in (a caller may read
-    one group in clear and not another), and a refused candidate is never decrypted."""
-    no = store.create(
+    """The primitives a decided search is made of: a query names the group its field lives
+    in (the group a read decision is asked about), candidates come from the index without
+    decrypting anything, and confirming one opens only that group."""
+    no = store.filing.create(
         archive(profile={"name": "张三", "mobile_phone": "13800138000", "id_number": ID}),
         actor=SALES,
     ).archive_no
-    asked: list[tuple[str, str]] = []
     opened: list[list[str]] = []
-    real_open = store._open_groups
+    real_open = store.reader.decrypt
 
     def spy(session, archive, groups):  # type: ignore[no-untyped-def]
         opened.append(list(groups))
         return real_open(session, archive, groups)
 
-    monkeypatch.setattr(store, "_open_groups", spy)
-
-    def contact_only(_session, meta, group) -> bool:  # type: ignore[no-untyped-def]
-        asked.append((meta.archive_no, group))
-        return group == "contact"
-
-    assert [
-        m.archive_no
-        for m in store.search("mobile_phone", "13800138000", actor=SALES, visible=contact_only)
-    ] == [no]
-    assert store.search("id_number", ID, actor=SALES, visible=contact_only) == []
-    assert store.search("name", "张三", actor=SALES, visible=contact_only) == []
-    assert asked == [(no, "contact"), (no, "credentials"), (no, "identity")]
-    assert opened == [["contact"]]
+    monkeypatch.setattr(store.reader, "decrypt", spy)
+    query = store.archives.search_query("mobile_phone", "138 0013 8000")
+    assert query.group == "contact" and "13800138000" not in repr(query)
+    assert store.archives.search_query("id_number", ID).group == "credentials"
+    assert store.archives.search_query("name", "张三").group == "identity"
+    with Session(store.engine) as s:
+        ((candidate, meta),) = store.archives.candidates(s, query)
+        assert meta.archive_no == no and opened == []
+        assert store.archives.matches(s, candidate, query)
+        other = store.archives.search_query("mobile_phone", "13900000000")
+        assert store.archives.candidates(s, other) == [] or not store.archives.matches(
+            s, candidate, other
+        )
+    assert opened[0] == ["contact"]

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
+
+import sqlalchemy as sa
 
 from foundation.db import transaction
-from vault.uploads import _reserve, used_today
+from tests.factories import SALES, archive
+from vault.models import Attachment, AttachmentChunk
+from vault.store import ArchiveStore
+from vault.uploads import AttachmentUpload, _reserve, purge_abandoned, used_today
 
 
 def test_parallel_reservations_never_pass_the_quota(vault) -> None:
@@ -24,17 +29,8 @@ def test_parallel_reservations_never_pass_the_quota(vault) -> None:
 
 
 def test_an_abandoned_upload_is_purged_and_a_finished_one_reads(vault) -> None:
-    from datetime import UTC, datetime, timedelta
-
-    import sqlalchemy as sa
-
-    from tests.factories import SALES, archive
-    from vault.models import Attachment, AttachmentChunk
-    from vault.store import ArchiveStore
-    from vault.uploads import AttachmentUpload, purge_abandoned
-
     store = ArchiveStore(vault=vault, audit=vault.audit_log())
-    no = store.create(archive(), actor=SALES).archive_no
+    no = store.filing.create(archive(), actor=SALES).archive_no
     day = date(2026, 11, 27)
     done = AttachmentUpload(store, no, actor=SALES, day=day)
     done.begin()
@@ -44,14 +40,14 @@ def test_an_abandoned_upload_is_purged_and_a_finished_one_reads(vault) -> None:
         if done.due:
             done.flush()
     info = done.finish("scan.pdf", "application/pdf")
-    meta, chunks = store.open_attachment(no, info["uid"], actor=SALES)
+    meta, chunks = store.records.open_attachment(no, info["uid"], actor=SALES)
     assert b"".join(chunks) == payload and meta["filename"] == "scan.pdf"
 
     dead = AttachmentUpload(store, no, actor=SALES, day=day)
     dead.begin()
     dead.feed(b"z" * 200_000)
     dead.flush()  # and then the process dies
-    assert [a["uid"] for a in store.attachments(no, actor=SALES)] == [info["uid"]]
+    assert [a["uid"] for a in store.records.attachments(no, actor=SALES)] == [info["uid"]]
     later = datetime.now(UTC) + timedelta(days=2)
     assert purge_abandoned(store, now=later, older_than=timedelta(hours=24)) == 1
     with vault.engine.connect() as conn:

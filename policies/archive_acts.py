@@ -1,0 +1,444 @@
+"""Everything done to an archive other than reading its content, decided and done together.
+
+Each method is one transaction: the caller's decision (``PolicyEngine.decide``,
+grants synced in the same transaction) against the archive's metadata as that
+transaction sees it, then the action, then its audit entry and the commit. So
+a grant revoked or an archive reclassified a moment before is never acted on
+under the older answer. A refusal rolls the transaction back; the event
+describing the refused attempt (carried on the exception) is appended in a
+transaction of its own, so refusals stay on record.
+
+``NotCovered`` is a refusal worded for the caller that is not a policy decision
+(a grant that does not name the archive, records without their field group).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
+from foundation.clock import utcnow
+from foundation.db import transaction
+from policies import archive_changes
+from policies.archive_changes import ChangeOutcome
+from policies.archive_creation import check_new_archive
+from policies.changes import audited_refusals
+from policies.decide import Decision, PolicyEngine, Principal
+from policies.errors import AccessDenied, PolicyError
+from policies.models import AccessGrant
+from policies.roles import Action, GrantState
+from policies.workflow import Workflow
+from vault.archives import Page
+from vault.errors import ValidationFailed
+from vault.importer import check_people
+from vault.meta import ArchiveMeta
+from vault.models import User
+from vault.reading import ArchiveView
+from vault.store import ArchiveStore
+
+# Interactions and attachments are business records filed in the archive; a grant
+# reaches them through the ``notes`` field group.
+RECORDS_GROUP = "notes"
+
+
+class NotCovered(PolicyError):
+    """Refused for a reason the caller can fix: a grant or field group does not cover it."""
+
+    code = "access-denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who acts: the principal decisions look at and the actor audit entries name."""
+
+    principal: Principal
+    actor: Actor
+
+    @property
+    def username(self) -> str:
+        return self.principal.username
+
+
+@dataclass(frozen=True, slots=True)
+class Export:
+    views: list[ArchiveView]
+    grant: AccessGrant
+    groups: tuple[str, ...]
+
+
+def denial(decision: Decision, actor: Actor, action: AuditAction, **kw: Any) -> AccessDenied:
+    """``AccessDenied`` carrying the audit event of the refused attempt."""
+    exc = AccessDenied(decision)
+    exc.event = AuditEvent(
+        action=action,
+        actor=actor,
+        outcome=Outcome.DENIED,
+        reason=decision.why[:500],
+        detail={"basis": decision.basis},
+        **kw,
+    )
+    return exc
+
+
+class ArchiveActs:
+    """Decide and act on archives in one transaction per call."""
+
+    def __init__(
+        self,
+        *,
+        store: ArchiveStore,
+        policy: PolicyEngine,
+        workflow: Workflow,
+        audit: AuditSink,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.policy = policy
+        self.workflow = workflow
+        self.audit = audit
+        self.clock = clock
+
+    # -- the unit and the decision ------------------------------------------------
+
+    @contextlib.contextmanager
+    def _unit(self, *, grants_changed: bool = False) -> Iterator[Session]:
+        """One transaction; a refusal's event is appended after the rollback."""
+        try:
+            with transaction(self.store.engine) as session:
+                yield session
+        except PolicyError as exc:
+            if exc.event is not None:
+                with transaction(self.store.engine) as session:
+                    self.audit.append(session, exc.event)
+            raise
+        if grants_changed:
+            with Session(self.store.engine) as session:
+                self.policy.sync(session)
+
+    def require(
+        self,
+        session: Session,
+        caller: Caller,
+        action: Action,
+        audit_action: AuditAction,
+        archive: ArchiveMeta | None,
+        groups: tuple[str, ...] = (),
+    ) -> Decision:
+        """The decision, in the caller's transaction; ``AccessDenied`` (audited) if it refuses."""
+        self.policy.sync(session)
+        decision = self.policy.decide(caller.principal, action, archive, groups, now=self.clock())
+        if not decision.allowed:
+            archives = (archive.archive_no,) if archive else ()
+            raise denial(decision, caller.actor, audit_action, archives=archives, groups=groups)
+        return decision
+
+    def _on_archive(
+        self,
+        session: Session,
+        caller: Caller,
+        action: Action,
+        audit_action: AuditAction,
+        archive_no: str,
+        groups: tuple[str, ...] = (),
+    ) -> Decision:
+        # Locked for a change: the metadata decided on is the one the action sees.
+        changes = action not in (Action.READ, Action.EXPORT, Action.PROVIDE)
+        meta = self.store.reader.meta(archive_no, session=session, for_update=changes)
+        return self.require(session, caller, action, audit_action, meta, groups)
+
+    # -- filing, lists, search, reports ----------------------------------------------
+
+    def create(self, caller: Caller, data: dict[str, Any]) -> tuple[ArchiveMeta, Decision]:
+        """File an archive for the caller; who it names passes the rules a change would."""
+        roles = caller.principal.roles
+        with self._unit() as session:
+            decision = self.require(session, caller, Action.CREATE, AuditAction.CREATE, None)
+            if data["owner"] != caller.principal.username and "information_officer" not in roles:
+                raise NotCovered(
+                    "salespeople file archives as their own; an "
+                    "information officer may file one for somebody else"
+                )
+            if "archive_no" in data and "information_officer" not in roles:
+                # A number chosen by the caller moves the year's counter past it: one made
+                # up near the end of the range would leave nobody a number for the year.
+                raise NotCovered(
+                    "archive numbers are given by the vault; an information officer may file "
+                    "an archive under the number of an existing paper file"
+                )
+            record = self.store.filing.prepare(data)
+            named = {n for n in (record.owner, record.custodian, *record.contacts) if n}
+            known = set(session.exec(select(User.username).where(col(User.username).in_(named))))
+            check_people(record, known)
+            with audited_refusals(AuditAction.CREATE, caller.principal):
+                check_new_archive(session, record, filer=caller.principal)
+            meta = self.store.filing.file(session, record, actor=caller.actor)
+        return meta, decision
+
+    def list_archives(self, caller: Caller, **filters: Any) -> Page:
+        """The customer list (metadata only) under the caller's list permission."""
+        with self._unit() as session:
+            self.require(session, caller, Action.LIST, AuditAction.LIST, None)
+            return self.store.archives.list(actor=caller.actor, session=session, **filters)
+
+    def search(
+        self, caller: Caller, field_name: str, value: str, limit: int = 50
+    ) -> list[ArchiveMeta]:
+        """Exact-match search, only among archives whose searched group the caller may
+        read in clear: each candidate's read decision (not masked, and covered by the
+        grant that allows it) is made before it is opened, so neither the result, its
+        count nor an error says anything about values the caller may not read. A
+        masked read or a grant for other groups does not count, or each search would
+        answer a question about a value the caller may not see (and about who is a
+        client)."""
+        archives = self.store.archives
+        with self._unit() as session:
+            self.require(session, caller, Action.SEARCH, AuditAction.SEARCH, None)
+        query = archives.search_query(field_name, value)
+        found: list[ArchiveMeta] = []
+        with self._unit() as session:
+            self.policy.sync(session)
+            for archive, meta in archives.candidates(session, query):
+                decision = self.policy.decide(
+                    caller.principal, Action.READ, meta, (query.group,), now=self.clock()
+                )
+                if decision.shows_in_clear(query.group) and archives.matches(
+                    session, archive, query
+                ):
+                    found.append(meta)
+                    if len(found) >= limit:
+                        break
+            archives.record_search(session, caller.actor, query, found)
+        return found
+
+    def statistics(self, caller: Caller) -> dict[str, Any]:
+        """Counts over the clear metadata under an approved report request (Art 10)."""
+        with self._unit() as session:
+            d = self.require(session, caller, Action.REPORT, AuditAction.REPORT, None)
+            return self.store.archives.statistics(
+                actor=caller.actor, grant_id=d.grant_id, purpose=d.purpose, session=session
+            )
+
+    # -- changes ------------------------------------------------------------------------
+
+    def update(
+        self,
+        caller: Caller,
+        archive_no: str,
+        profile: dict[str, Any],
+        consent: dict[str, Any] | None,
+    ) -> tuple[ArchiveMeta, Decision]:
+        """Change fields and/or record consent, under an update decision on those groups."""
+        fields = self.store.schema.validate_profile(
+            profile, limit=self.store.settings.max_field_chars, allow_null=True
+        )
+        with self._unit() as session:
+            decision = self._on_archive(
+                session, caller, Action.UPDATE, AuditAction.UPDATE, archive_no, tuple(fields)
+            )
+            if consent is not None:
+                self.store.lifecycle.record_consent(
+                    archive_no, consent, actor=caller.actor, session=session
+                )
+            if profile:
+                meta = self.store.archives.update(
+                    archive_no,
+                    profile,
+                    actor=caller.actor,
+                    purpose=decision.purpose,
+                    grant_id=decision.grant_id,
+                    session=session,
+                )
+            else:
+                meta = self.store.reader.meta(archive_no, session=session)
+        return meta, decision
+
+    def reclassify(
+        self, caller: Caller, archive_no: str, level: str, custodian: str | None, reason: str
+    ) -> ChangeOutcome:
+        """Raise at once, or file the request that lowering or a new custodian needs."""
+        with self._unit(grants_changed=True) as session:
+            self._on_archive(session, caller, Action.RECLASSIFY, AuditAction.RECLASSIFY, archive_no)
+            return archive_changes.reclassify(
+                self.workflow,
+                session,
+                caller.principal,
+                archive_no=archive_no,
+                level=level,
+                custodian=custodian,
+                reason=reason,
+                now=self.clock(),
+            )
+
+    def reassign(
+        self,
+        caller: Caller,
+        archive_no: str,
+        owner: str | None,
+        contacts: list[str] | None,
+        reason: str,
+    ) -> ChangeOutcome:
+        """File the request a new owner or added contacts need; removing contacts is done now."""
+        with self._unit(grants_changed=True) as session:
+            self._on_archive(session, caller, Action.REASSIGN, AuditAction.REASSIGN, archive_no)
+            if owner is None and contacts is None:
+                raise ValidationFailed("give a new owner, contacts or both")
+            outcome = archive_changes.reassign(
+                self.workflow,
+                session,
+                caller.principal,
+                archive_no=archive_no,
+                owner=owner,
+                contacts=contacts,
+                reason=reason,
+                now=self.clock(),
+            )
+            if outcome.request is None:
+                meta = self.store.reader.meta(archive_no, session=session)
+                outcome = ChangeOutcome(applied=meta.public())
+            return outcome
+
+    # -- approved exports and destruction ---------------------------------------------
+
+    def _grant(
+        self, session: Session, request_uid: str, username: str, actions: set[str]
+    ) -> AccessGrant:
+        grants = session.exec(
+            select(AccessGrant).where(
+                AccessGrant.request_uid == request_uid, AccessGrant.subject == username
+            )
+        ).all()
+        for grant in grants:
+            if grant.state == GrantState.ACTIVE and actions & set(grant.actions):
+                return grant
+        raise NotCovered(
+            f"request {request_uid} gives you no active "
+            f"{'/'.join(sorted(actions))} grant; file one and have it approved"
+        )
+
+    def export(self, caller: Caller, request_uid: str) -> Export:
+        """Exactly the approved archives and field groups, decided per archive now."""
+        with self._unit() as session:
+            grant = self._grant(
+                session, request_uid, caller.principal.username, {"export", "provide"}
+            )
+            action = Action.EXPORT if "export" in grant.actions else Action.PROVIDE
+            groups = tuple(grant.groups)
+            for no in grant.archives:
+                decision = self._on_archive(session, caller, action, AuditAction.EXPORT, no, groups)
+                if set(decision.groups) != set(groups) or decision.grant_id != grant.uid:
+                    raise NotCovered(f"the grant no longer covers archive {no}")
+            views = self.store.reader.export(
+                grant.archives,
+                groups,
+                actor=caller.actor,
+                purpose=grant.purpose,
+                grant_id=grant.uid,
+                reason=grant.reason,
+                provision=action is Action.PROVIDE,
+                session=session,
+            )
+        return Export(views=views, grant=grant, groups=groups)
+
+    def destroy(
+        self, caller: Caller, archive_no: str, request_uid: str, reason: str | None
+    ) -> dict[str, Any]:
+        """Crypto-shred an archive under an approved destroy request; the certificate."""
+        with self._unit() as session:
+            grant = self._grant(session, request_uid, caller.principal.username, {"destroy"})
+            if archive_no not in grant.archives:
+                raise NotCovered(f"request {request_uid} does not cover archive {archive_no}")
+            decision = self._on_archive(
+                session, caller, Action.DESTROY, AuditAction.DESTROY, archive_no
+            )
+            certificate = self.store.lifecycle.destroy(
+                archive_no,
+                actor=caller.actor,
+                reason=reason or grant.reason,
+                approval=decision.grant_id or grant.uid,
+                session=session,
+            )
+        certificate["wal_checkpointed"] = self.store.lifecycle.checkpoint()
+        return certificate
+
+    # -- business records -----------------------------------------------------------------
+
+    def _records(
+        self, session: Session, caller: Caller, archive_no: str, action: Action, audit: AuditAction
+    ) -> Decision:
+        """Records are read under the ``notes`` group in clear, and filed under an update."""
+        reading = action is Action.READ
+        groups = (RECORDS_GROUP,) if reading else ()
+        decision = self._on_archive(session, caller, action, audit, archive_no, groups)
+        if reading and RECORDS_GROUP not in decision.groups:
+            exc = NotCovered(
+                "interaction records and attachments need the "
+                f"{RECORDS_GROUP!r} field group in clear; file a view request for it"
+            )
+            exc.event = denial(decision, caller.actor, audit, archives=(archive_no,)).event
+            raise exc
+        return decision
+
+    def interactions(self, caller: Caller, archive_no: str) -> list[dict[str, Any]]:
+        with self._unit() as session:
+            d = self._records(
+                session, caller, archive_no, Action.READ, AuditAction.INTERACTION_READ
+            )
+            return self.store.records.interactions(
+                archive_no,
+                actor=caller.actor,
+                purpose=d.purpose,
+                grant_id=d.grant_id,
+                session=session,
+            )
+
+    def add_interaction(
+        self, caller: Caller, archive_no: str, *, occurred_on: date | str, channel: str, text: str
+    ) -> dict[str, Any]:
+        with self._unit() as session:
+            self._records(session, caller, archive_no, Action.UPDATE, AuditAction.INTERACTION_ADD)
+            return self.store.records.add_interaction(
+                archive_no,
+                occurred_on=occurred_on,
+                channel=channel,
+                text=text,
+                actor=caller.actor,
+                session=session,
+            )
+
+    def attachments(self, caller: Caller, archive_no: str) -> list[dict[str, Any]]:
+        with self._unit() as session:
+            d = self._records(session, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_LIST)
+            return self.store.records.attachments(
+                archive_no,
+                actor=caller.actor,
+                purpose=d.purpose,
+                grant_id=d.grant_id,
+                session=session,
+            )
+
+    def open_attachment(
+        self, caller: Caller, archive_no: str, uid: str
+    ) -> tuple[dict[str, Any], Iterator[bytes]]:
+        """Decide and audit in one transaction; the chunks stream after its commit."""
+        with self._unit() as session:
+            d = self._records(session, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_READ)
+            return self.store.records.open_attachment(
+                archive_no,
+                uid,
+                actor=caller.actor,
+                purpose=d.purpose,
+                grant_id=d.grant_id,
+                session=session,
+            )
+
+    def may_upload(self, caller: Caller, archive_no: str) -> None:
+        """The decision an upload needs before its body is read (the body streams later,
+        in short transactions of its own, see ``vault.uploads``)."""
+        with self._unit() as session:
+            self._records(session, caller, archive_no, Action.UPDATE, AuditAction.ATTACHMENT_ADD)

@@ -1,0 +1,122 @@
+"""Envelope keys: the only code that wraps, unwraps and opens with an archive's DEK.
+
+Each archive has its own random DEK; each field group (and each interaction,
+attachment name and attachment chunk) is sealed under it with associated data
+binding archive number, what the ciphertext is, classification, DEK generation
+and revision or uid, so a ciphertext copied to another archive, group, level or
+revision fails to open. The DEK is wrapped under the KEK of the archive's
+classification level, itself versioned (see ``vault.rotation``).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from sqlmodel import Session, select
+
+from vault import crypto
+from vault import manifest as mf
+from vault.crypto import InvalidCiphertext, Sealer
+from vault.errors import ArchiveDestroyed, DecryptionFailed
+from vault.keys import KeyProvider
+from vault.models import VaultMeta
+
+
+def content_aad(archive_no: str, group: str, level: str, dek_version: int, revision: int) -> bytes:
+    return crypto.aad("content", archive_no, group, level, dek_version, revision)
+
+
+def interaction_aad(no: str, level: str, dek_version: int, uid: str) -> bytes:
+    return crypto.aad("interaction", no, level, dek_version, uid)
+
+
+def attachment_aad(no: str, level: str, dek_version: int, uid: str) -> bytes:
+    return crypto.aad("attachment-meta", no, level, dek_version, uid)
+
+
+def chunk_aad(no: str, level: str, dek_version: int, uid: str, seq: int, final: bool) -> bytes:
+    # The final flag (as in the STREAM construction) makes truncation detectable.
+    return crypto.aad("attachment-chunk", no, level, dek_version, uid, seq, int(final))
+
+
+class Envelope:
+    """KEKs per level and version (cached), DEK wrapping and the opening of sealed groups."""
+
+    def __init__(self, keys: KeyProvider) -> None:
+        self.keys = keys
+        self._kek_cache: dict[tuple[str, int], Sealer] = {}
+
+    def kek(self, level: str, version: int) -> Sealer:
+        sealer = self._kek_cache.get((level, version))
+        if sealer is None:
+            sealer = Sealer(self.keys.kek(level, version), version)
+            self._kek_cache[(level, version)] = sealer
+        return sealer
+
+    def forget_keks(self) -> None:
+        """Drop cached KEKs (after a rotation retired some versions)."""
+        self._kek_cache.clear()
+
+    def dek_aad(self, archive_no: str, level: str) -> bytes:
+        return crypto.aad("dek", self.keys.vault_id, archive_no, level)
+
+    def wrap(self, dek: bytes, archive_no: str, level: str, version: int) -> bytes:
+        return self.kek(level, version).seal(dek, self.dek_aad(archive_no, level))
+
+    def dek(
+        self, archive_no: str, level: str, kek_version: int, dek_version: int, wrapped: bytes | None
+    ) -> Sealer:
+        if wrapped is None:
+            raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
+        try:
+            dek = self.kek(level, kek_version).open(wrapped, self.dek_aad(archive_no, level))
+        except InvalidCiphertext:
+            raise DecryptionFailed(
+                f"archive {archive_no}: its data key does not open under KEK {level} "
+                f"v{kek_version} (tampered, moved from another archive, or the wrong key file)"
+            ) from None
+        return Sealer(dek, dek_version)
+
+    def dek_of(self, archive: Any) -> Sealer:
+        """The DEK of an archive row (ORM object or Core row), unwrapped."""
+        return self.dek(
+            archive.archive_no,
+            archive.classification,
+            archive.kek_version,
+            archive.dek_version,
+            archive.wrapped_dek,
+        )
+
+    def active_kek(self, session: Session, level: str) -> int:
+        """The KEK version new DEKs are wrapped under; the database is authoritative.
+
+        Read from ``vault_meta`` (shared-locked on PostgreSQL) rather than the
+        in-process keyring so that a rotation run by another process is seen
+        at once and never retires a version a concurrent writer still uses.
+        """
+        stmt = select(VaultMeta).where(VaultMeta.key == f"kek_active:{level}")
+        if session.get_bind().dialect.name == "postgresql":
+            stmt = stmt.with_for_update(read=True)
+        row = session.exec(stmt).first()
+        version = int(row.value) if row else 1
+        self.keys.kek(level, version)  # fail early and clearly if the key file lacks it
+        return version
+
+    def open_group(
+        self, dek: Sealer, archive_no: str, group: str, level: str, revision: int, blob: bytes
+    ) -> dict[str, str]:
+        try:
+            raw = dek.open(blob, content_aad(archive_no, group, level, dek.version, revision))
+        except InvalidCiphertext:
+            raise DecryptionFailed(
+                f"archive {archive_no}, field group {group!r}: ciphertext failed authentication "
+                "(tampered, or copied from another archive or group)"
+            ) from None
+        return cast(dict[str, str], json.loads(raw))
+
+    def manifest(self, dek: Sealer, archive: Any) -> mf.Manifest:
+        """The archive's authenticated manifest (ORM object or Core row)."""
+        return mf.open_manifest(
+            dek, archive.archive_no, archive.classification, archive.manifest, keys=self.keys
+        )
