@@ -239,7 +239,7 @@ def create_app(
     app.add_middleware(SecurityHeaders)
     app.add_middleware(
         BodyLimit,
-        limit=limits.max_body_bytes,  # type: ignore[arg-type]
+        limit=limits.max_body_bytes,
         upload_limit=limits.max_attachment_bytes,
     )
     app.add_middleware(InternalErrors)  # outermost: no exception reaches the server's log

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.internal_errors import log_server_error
+from api.problems import TITLES, problem
 from api.security import InvalidToken
 from audit.errors import AuditError, AuditQueryError, AuditWriteFailed
 from policies import errors as perr
@@ -28,7 +29,6 @@ from vault import errors as verr
 from vault.uploads import QuotaExceeded, UploadTooLarge
 
 log = logging.getLogger("archive_vault.api")
-PROBLEM = "application/problem+json"
 
 _VAULT_STATUS: dict[type[verr.VaultError], int] = {
     verr.ConsentMissing: 422,
@@ -54,22 +54,6 @@ _POLICY_STATUS: dict[type[perr.PolicyError], int] = {
     perr.Conflict: 409,
     perr.ConfigError: 500,
 }
-_TITLES = {
-    400: "Bad request",
-    401: "Not authenticated",
-    403: "Forbidden",
-    404: "Not found",
-    405: "Method not allowed",
-    409: "Conflict",
-    410: "Gone",
-    413: "Payload too large",
-    415: "Unsupported media type",
-    422: "Unprocessable content",
-    423: "Locked",
-    429: "Too many requests",
-    500: "Internal error",
-    503: "Service unavailable",
-}
 
 
 class ApiProblem(Exception):
@@ -88,27 +72,6 @@ class ApiProblem(Exception):
         self.status, self.code, self.detail = status, code, detail
         self.headers = headers or {}
         self.extra = extra
-
-
-def problem(
-    status: int,
-    code: str,
-    detail: str,
-    *,
-    instance: str | None = None,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
-) -> JSONResponse:
-    body = {
-        "type": f"urn:archive-vault:{code}",
-        "title": _TITLES.get(status, "Error"),
-        "status": status,
-        "detail": detail,
-        **extra,
-    }
-    if instance:
-        body["instance"] = instance
-    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
 def _status_for(exc: Exception, table: dict) -> int:
@@ -217,7 +180,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
-        detail = exc.detail if isinstance(exc.detail, str) else _TITLES.get(exc.status_code, "")
+        detail = exc.detail if isinstance(exc.detail, str) else TITLES.get(exc.status_code, "")
         return problem(
             exc.status_code,
             code,
@@ -252,14 +215,3 @@ def install(app: FastAPI) -> None:
     # No handler for Exception: Starlette would answer it and then re-raise it to
     # the server, which logs the traceback. ``api.internal_errors.InternalErrors``
     # (the outermost middleware) answers it with ``internal_error`` instead.
-
-
-def internal_error(path: str, error_id: str) -> JSONResponse:
-    """The 500 for an unexpected exception: no content, an id to find its log line."""
-    return problem(
-        500,
-        "internal-error",
-        "internal error; no content was returned",
-        instance=path,
-        error_id=error_id,
-    )

@@ -22,6 +22,8 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.problems import internal_error
+
 log = logging.getLogger("archive_vault.api")
 _MAX_WHERE = 120
 
@@ -78,8 +80,6 @@ class InternalErrors:
             error_id = log_server_error(exc, scope.get("path", ""))
             if started:
                 return  # a stream cut short: the client sees an incomplete response
-            from api.errors import internal_error
-
             body = internal_error(scope.get("path", ""), error_id).body
             await send(
                 {

@@ -62,7 +62,7 @@ class Services:
             ttl=timedelta(minutes=vault.settings.token_ttl_minutes),
         )
         workflow = Workflow(audit=audit, engine=policy)
-        workflow.store = store  # approved reclassifications re-seal in their transaction
+        workflow.store = store.lifecycle  # approved reclassifications re-seal in their transaction
         record_policy_version(
             vault.engine,
             audit,

@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 from starlette.requests import ClientDisconnect
 
 from api.errors import ApiProblem
@@ -92,7 +95,7 @@ class _Multipart:
         self.name_field = bytearray()
         self.ended = False
 
-    def callbacks(self) -> dict[str, Any]:
+    def callbacks(self) -> MultipartCallbacks:
         return {
             "on_part_begin": self.part_begin,
             "on_header_field": self.header_field,
@@ -224,6 +227,7 @@ async def receive_attachment(
         await run_in_threadpool(upload.begin)
         if multipart:
             state = _Multipart(upload)
+            assert boundary is not None  # refused above when missing
             parser = MultipartParser(boundary, state.callbacks())
             await _pump(request, upload, parser.write)
             parser.finalize()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from cli.common import (
     DEFAULT_DATA_DIR,
@@ -323,11 +323,7 @@ def demo(
     hashed = hash_password(DEMO_PASSWORD)
     with transaction(vault.engine) as session:
         for name, roles, dept, clearance, credential in DEMO_USERS:
-            if session.exec(
-                User.__table__.select().where(  # type: ignore[attr-defined]
-                    User.__table__.c.username == name
-                )
-            ).first():  # type: ignore[attr-defined]
+            if session.exec(select(User).where(User.username == name)).first():
                 continue
             user = add_user(
                 session,

@@ -304,7 +304,7 @@ def reclassify(
     if not lowers and not keeper_changes:
         if desk.store is None:
             raise InvalidInput("this service cannot re-seal archives")
-        meta = desk.store.lifecycle.reclassify(
+        meta = desk.store.reclassify(
             archive_no,
             level,
             actor=actor_of(filer),
@@ -354,7 +354,7 @@ def apply_reclassify(
         _check_custodian(session, new_custodian, archive)
     if desk.store is None:
         raise Refused("this service cannot re-seal archives; sign it in the API", rule="stale")
-    meta = desk.store.lifecycle.reclassify(
+    meta = desk.store.reclassify(
         archive.archive_no,
         change["classification"]["to"],
         actor=actor_of(approver),
