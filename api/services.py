@@ -23,7 +23,8 @@ from foundation.clock import utcnow
 from foundation.db import transaction
 from policies.access import ArchiveReads, Credentials
 from policies.archive_acts import ArchiveActs
-from policies.decide import Decision, PolicyEngine, Principal
+from policies.decision import Decision, Principal
+from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
 from policies.version import policy_files, record_policy_version
 from policies.workflow import Workflow

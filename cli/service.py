@@ -28,7 +28,7 @@ from cli.common import (
 from foundation.db import transaction
 
 if TYPE_CHECKING:
-    from policies.decide import Principal
+    from policies.decision import Principal
     from policies.rolegrants import RoleOutcome
     from policies.workflow import Workflow
     from vault.store import ArchiveStore
@@ -75,7 +75,7 @@ def _role_desk(store: ArchiveStore) -> tuple[Workflow, Principal]:
     The operator acts as the administrator they are; like an administrator in the
     API, they file role requests and never sign them.
     """
-    from policies.decide import Principal
+    from policies.decision import Principal
     from policies.workflow import Workflow
 
     actor = cli_actor()

@@ -1,10 +1,17 @@
-"""Who may do what: Casbin decisions, the access-request workflow, loans, directory.
+"""Who may do what: decisions, acts on archives decided and done in one transaction,
+the access-request workflow, loans, and the staff directory.
 
-Modules (import what you need; this package imports nothing heavy on its own,
-because table modules are imported on their own, by migrations and tests):
+Modules (import what you need from the module that defines it; this package
+imports nothing heavy on its own):
+
+Acting on archives (what the API and the web pages call)
+- ``policies.access``    ``ArchiveReads``: a read as one unit of work (principal, metadata,
+                         decision, decrypt, audit, commit; plaintext only after the commit)
+- ``policies.archive_acts`` ``ArchiveActs``: create, list, search, update, reclassify,
+                         reassign, export, destroy, records; each decides and acts in one
+                         transaction
 
 Decisions
-- ``policies.decide``    ``decide()``: the entry point, naming the parts below
 - ``policies.decision``  the values: ``Principal``, ``Decision``
 - ``policies.engine``    ``PolicyEngine``: base policy + grant links, ``sync`` by revision
 - ``policies.casbin_model`` ``model.conf``/``policy.csv`` through pycasbin, parsed once

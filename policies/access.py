@@ -26,8 +26,9 @@ from datetime import datetime
 from audit.events import Actor
 from foundation.clock import utcnow
 from foundation.rawsql import raw_begin
-from policies.decide import Decision, PolicyEngine
+from policies.decision import Decision
 from policies.directory import load_principal
+from policies.engine import PolicyEngine
 from policies.errors import AccessDenied
 from policies.roles import Action
 from vault.reading import ArchiveView, Opened, ReadPermit

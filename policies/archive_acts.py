@@ -29,7 +29,8 @@ from policies import archive_changes
 from policies.archive_changes import ChangeOutcome
 from policies.archive_creation import check_new_archive
 from policies.changes import audited_refusals
-from policies.decide import Decision, PolicyEngine, Principal
+from policies.decision import Decision, Principal
+from policies.engine import PolicyEngine
 from policies.errors import AccessDenied, PolicyError
 from policies.models import AccessGrant
 from policies.roles import Action, GrantState

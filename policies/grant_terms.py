@@ -11,7 +11,7 @@ at each read compares them with the archive's current metadata.
 A loan's grant also waits for the borrower to confirm the register line
 (Art 19.5: the line is confirmed by the borrower before the material goes out).
 
-This module knows nothing of Casbin or the database; ``policies.decide`` asks
+This module knows nothing of Casbin or the database; ``policies.engine`` asks
 :func:`misfit` for every grant it is about to rely on, and ``policies.workflow``
 stamps new grants with :func:`stamp`.
 """

@@ -39,7 +39,7 @@ from api.services import GROUPS_MAX_CHARS, Services
 from api.uploads import OPENAPI_BODY, receive_attachment
 from policies.archive_acts import Caller
 from policies.archive_changes import ChangeOutcome
-from policies.decide import Decision
+from policies.decision import Decision
 from vault.errors import ArchiveNotFound
 from vault.records import USERNAME
 

@@ -132,7 +132,7 @@ def _download(v: Vaulted) -> Outcome:
 def _history(v: Vaulted) -> Outcome:
     """History has no route: the service call is the way out, and its result the content."""
     try:
-        got = v.services.store.history(v.archive_no, "contact", actor=SALES)
+        got = v.services.store.reader.history(v.archive_no, "contact", actor=SALES)
     except Exception as exc:  # noqa: BLE001 - the outcome under test is whatever it raises
         return Outcome(None, None, b"", exc)
     return Outcome(None, None, repr(got).encode())
@@ -157,12 +157,20 @@ def _assert_no_plaintext(got: Outcome) -> None:
 
 @contextmanager
 def _failing_append(v: Vaulted) -> Iterator[None]:
-    real = v.services.store.audit
-    v.services.store.audit = failing_log(v.services.vault)
+    """Every holder of the audit log (the store, its collaborators, the services) gets
+    the failing one, so whichever appends the entry, it fails."""
+    services = v.services
+    holders = [services, services.store, services.reads, services.acts]
+    holders += [c for c in vars(services.store).values() if hasattr(c, "audit")]
+    real = [(h, h.audit) for h in holders if hasattr(h, "audit")]
+    failing = failing_log(services.vault)
+    for holder, _ in real:
+        holder.audit = failing
     try:
         yield
     finally:
-        v.services.store.audit = real
+        for holder, log in real:
+            holder.audit = log
 
 
 @contextmanager

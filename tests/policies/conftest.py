@@ -18,8 +18,9 @@ from audit.guards import install_guards
 from audit.log import AuditLog
 from foundation.db import transaction
 from foundation.settings import Settings
-from policies.decide import PolicyEngine, Principal
+from policies.decision import Principal
 from policies.directory import add_user, load_principal
+from policies.engine import PolicyEngine
 from policies.workflow import Workflow
 from tests.tables import create_tables
 from vault.keys import Keyring

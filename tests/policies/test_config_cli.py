@@ -15,8 +15,8 @@ from cli.policy import policy_app
 from foundation.db import transaction
 from foundation.settings import Settings
 from policies.chains import CHAINS_FILE, parse_chains
-from policies.decide import POLICY_FILE, PolicyEngine
 from policies.directory import add_user
+from policies.engine import POLICY_FILE, PolicyEngine
 from policies.errors import ConfigError
 from policies.roles import RequestKind
 from vault.models import Archive

@@ -14,7 +14,8 @@ import pytest
 from sqlmodel import Session, select
 
 from foundation.db import transaction
-from policies.decide import PolicyEngine, load_archive_meta
+from policies.engine import PolicyEngine
+from policies.loading import load_archive_meta
 from policies.models import AccessGrant, LoanEntry
 from policies.roles import Action
 from tests.policies.conftest import T0
@@ -30,7 +31,7 @@ _OTHER_PROCESS = textwrap.dedent(
     from datetime import datetime
     from sqlmodel import Session
     from foundation.db import make_engine, transaction
-    from policies.decide import PolicyEngine
+    from policies.engine import PolicyEngine
     from policies.directory import load_principal
     from policies.workflow import Workflow
 

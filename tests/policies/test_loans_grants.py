@@ -11,9 +11,10 @@ from sqlmodel import Session, select
 from audit.events import AuditAction
 from foundation.db import transaction
 from policies import visibility
-from policies.decide import PolicyEngine, load_archive_meta
 from policies.directory import add_user, disable_user, load_principal, set_roles
+from policies.engine import PolicyEngine
 from policies.errors import InvalidInput, Refused, UserDisabled
+from policies.loading import load_archive_meta
 from policies.models import AccessGrant, LoanEntry
 from policies.roles import Action
 from tests.auditlog import entries

@@ -15,7 +15,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.decide import PolicyEngine, Principal
+from policies.decision import Principal
+from policies.engine import PolicyEngine
 from policies.grants import GrantLink, to_us
 from policies.roles import Action, Role
 from vault.meta import ArchiveMeta

@@ -14,8 +14,9 @@ from sqlmodel import Session, select
 from audit.events import AuditAction
 from foundation.db import transaction
 from policies.chains import CHAINS_FILE, parse_chains
-from policies.decide import PolicyEngine, load_archive_meta
+from policies.engine import PolicyEngine
 from policies.errors import Refused
+from policies.loading import load_archive_meta
 from policies.models import AccessGrant, AccessRequest, LoanEntry, Notification
 from policies.roles import Action
 from policies.workflow import Workflow

@@ -12,8 +12,9 @@ from sqlmodel import Session, select
 from audit.events import AuditAction, Outcome
 from foundation.db import transaction
 from policies import visibility
-from policies.decide import PolicyEngine, load_archive_meta
+from policies.engine import PolicyEngine
 from policies.errors import Conflict, InvalidInput, PolicyError, Refused
+from policies.loading import load_archive_meta
 from policies.models import AccessGrant, AccessRequest, Notification, RequestSignature
 from policies.roles import Action
 from policies.workflow import Workflow
