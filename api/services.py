@@ -152,20 +152,20 @@ class Services:
 
     def sweep(self) -> Any:
         """Expire requests and grants, flag overdue loans (idempotent, safe in every worker)."""
-        return self.in_transaction(lambda s: self.workflow.sweep(s, now=self.clock()))
+        return self.in_transaction(lambda s: self.workflow.sweeper.sweep(s, now=self.clock()))
 
     def in_transaction(self, fn: Callable[[Session], T]) -> T:
         """Run a workflow step in one transaction; a refused step is still audited.
+
+        Grants the step changed reach this process's engine the way every other
+        process's do: by revision, at the next decision's sync.
 
         A refusal rolls its transaction back, so the event describing the refused
         attempt (carried on the exception) is appended in a transaction of its own.
         """
         try:
             with transaction(self.engine) as session:
-                result = fn(session)
-            with Session(self.engine) as session:
-                self.policy.sync(session)
-            return result
+                return fn(session)
         except PolicyError as exc:
             if exc.event is not None:
                 with transaction(self.engine) as session:

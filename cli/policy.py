@@ -21,7 +21,7 @@ from rich.table import Table
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from cli.common import DEFAULT_DATA_DIR, DataDir
+from cli.common import DEFAULT_DATA_DIR, DataDir, settings_for
 from foundation.db import transaction
 from foundation.settings import Settings
 from policies.chains import load_chains
@@ -32,6 +32,7 @@ from policies.loading import load_archive_meta
 from policies.roles import Action
 from policies.workflow import Workflow
 from vault.errors import VaultError
+from vault.schema import load_schema
 from vault.vault import open_vault
 
 policy_app = typer.Typer(help="Access decisions and the request workflow.", no_args_is_help=True)
@@ -99,16 +100,28 @@ def explain(
 
 
 @policy_app.command()
-def check() -> None:
-    """Load model.conf, policy.csv and chains.toml and report whether they are valid."""
-    engine = _run(lambda: PolicyEngine(chains=load_chains()))
+def check(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
+    """Load model.conf, policy.csv and chains.toml and report whether they are valid.
+
+    The field groups they may name are those of the profile schema the vault in
+    ``--data-dir`` is configured with; no database is opened.
+    """
+    groups = _run(lambda: tuple(load_schema(settings_for(data_dir).schema_file).groups))
+    engine = _run(lambda: PolicyEngine(chains=load_chains(), known_groups=groups))
     lines = len(engine.base_lines)
     console.print(f"policy ok: {lines} base lines, {len(engine.chains.kinds)} request kinds")
 
 
 @policy_app.command()
-def chains(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Print every request kind's approval chain (as a compliance officer reads it)."""
+def chains(
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Print every request kind's approval chain (as a compliance officer reads it).
+
+    The chains are policy files installed with the vault, the same for every data
+    directory; ``--data-dir`` is taken as every command takes it.
+    """
     spec = _run(load_chains)
     rows = []
     for kind in spec.kinds.values():
@@ -144,7 +157,7 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         vault = _open(data_dir)
         log = vault.audit_log()
         with transaction(vault.engine) as s:
-            result = Workflow(audit=log, known_groups=list(vault.schema.groups)).sweep(
+            result = Workflow(audit=log, known_groups=list(vault.schema.groups)).sweeper.sweep(
                 s, now=datetime.now(UTC)
             )
         checkpoint = getattr(log, "checkpoint_if_new", None)

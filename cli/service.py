@@ -6,15 +6,21 @@ like ``vault/cli.py`` this is a composition root, not library code.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
+import uvicorn
 from rich.table import Table
 from sqlmodel import Session, select
 
+from api.security import hash_password
+from api.serving import HTTP_PROTOCOL
+from audit.verify import verify_bundle
+from cli.archives import init, seed
 from cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
@@ -25,13 +31,20 @@ from cli.common import (
     open_store,
     settings_for,
 )
+from foundation.clock import utcnow
 from foundation.db import transaction
-
-if TYPE_CHECKING:
-    from policies.decision import Principal
-    from policies.rolegrants import RoleOutcome
-    from policies.workflow import Workflow
-    from vault.store import ArchiveStore
+from policies.decision import Principal
+from policies.directory import add_user, disable_user, roles_need_approval
+from policies.errors import PolicyError
+from policies.password_reset import ResetKeys, issue
+from policies.rolegrants import RoleOutcome, change_roles, create_user
+from policies.workflow import Workflow
+from vault.demo import require_demo
+from vault.errors import ArchiveDestroyed, ArchiveNotFound, NotInitialised
+from vault.models import User
+from vault.records import parse_username, plain_text
+from vault.store import ArchiveStore
+from vault.vault import open_vault
 
 user_app = typer.Typer(
     help="Users: add, disable, set roles, issue a password reset.", no_args_is_help=True
@@ -75,8 +88,6 @@ def _role_desk(store: ArchiveStore) -> tuple[Workflow, Principal]:
     The operator acts as the administrator they are; like an administrator in the
     API, they file role requests and never sign them.
     """
-    from policies.decision import Principal
-    from policies.workflow import Workflow
 
     actor = cli_actor()
     filer = Principal(username=actor.username, roles=frozenset({"admin"}))
@@ -114,11 +125,6 @@ def user_add(
     """Add a user with a password (Argon2id). Roles that read content (salesperson,
     approver roles, external) are filed as a role request the information supervisor
     signs, except during a vault's first bootstrap (before anyone was supervisor)."""
-    from api.security import hash_password
-    from foundation.clock import utcnow
-    from policies.directory import roles_need_approval
-    from policies.rolegrants import create_user
-    from vault.records import parse_username, plain_text
 
     parse_username(username, "username")
     department = plain_text(department, "department", 64)
@@ -157,7 +163,6 @@ def user_add(
 @user_app.command("disable")
 def user_disable(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Disable a user: their tokens stop working at once."""
-    from policies.directory import disable_user
 
     store = open_store(data_dir)
     with transaction(store.engine) as session:
@@ -175,9 +180,6 @@ def user_reset_password(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> 
     department head (or the information supervisor), who hands it over in
     person. The user sets a new password at POST /auth/password-reset with both.
     """
-    from foundation.clock import utcnow
-    from policies.errors import PolicyError
-    from policies.password_reset import ResetKeys, issue
 
     store = open_store(data_dir)
     try:
@@ -212,9 +214,6 @@ def user_set_role(
 ) -> None:
     """Replace a user's roles: removals at once; roles that read content through a
     role request the information supervisor signs (directly only at first bootstrap)."""
-    from foundation.clock import utcnow
-    from policies.directory import roles_need_approval
-    from policies.rolegrants import change_roles
 
     store = open_store(data_dir)
     workflow, filer = _role_desk(store)
@@ -236,13 +235,11 @@ def user_set_role(
 
 def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Expire grants and stale requests, flag overdue loans, list archives past retention."""
-    from foundation.clock import utcnow
-    from policies.workflow import Workflow
 
     store = open_store(data_dir)
     now = utcnow()
     with transaction(store.engine) as session:
-        result = Workflow(audit=store.audit).sweep(session, now=now)
+        result = Workflow(audit=store.audit).sweeper.sweep(session, now=now)
     page = store.archives.list(actor=cli_actor(), retention_before=now.date(), limit=500)
     finish(store)
     console.print(
@@ -265,10 +262,6 @@ def serve(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
-    import uvicorn
-
-    from api.serving import HTTP_PROTOCOL
-    from vault.vault import open_vault
 
     settings = settings_for(data_dir)
     open_vault(settings)  # fail here, clearly, rather than in every worker
@@ -303,14 +296,6 @@ def demo(
     Refused on any vault not created as a demo vault (``vault.demo``): the
     accounts it adds have a published password.
     """
-    from api.security import hash_password
-    from cli.archives import init, seed
-    from policies.directory import add_user
-    from vault.demo import require_demo
-    from vault.errors import NotInitialised
-    from vault.models import User
-    from vault.store import ArchiveStore
-    from vault.vault import open_vault
 
     settings = settings_for(data_dir)
     try:
@@ -378,10 +363,6 @@ def reapply_destructions(
     The bundle is verified first (against this vault's audit key), so a forged
     bundle can neither destroy archives nor hide a destruction.
     """
-    import json
-
-    from audit.verify import verify_bundle
-    from vault.errors import ArchiveDestroyed, ArchiveNotFound
 
     store = open_store(data_dir)
     try:

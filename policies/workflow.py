@@ -17,9 +17,6 @@ dependencies (archive changes, role grants) takes it as a ``Desk``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-
-from sqlmodel import Session
 
 from audit.events import AuditSink
 from policies.chains import Chains
@@ -29,7 +26,7 @@ from policies.filing import Filing
 from policies.handover import StaffHandover
 from policies.loans import Loans
 from policies.signing import Signing
-from policies.sweep import Sweeper, SweepResult
+from policies.sweep import Sweeper
 
 
 class Workflow(Desk):
@@ -50,6 +47,3 @@ class Workflow(Desk):
         self.signing = Signing(self, self.loans, self.staff)
         self.sweeper = Sweeper(self)
 
-    def sweep(self, session: Session, *, now: datetime) -> SweepResult:
-        """The housekeeping entry point the service and the CLI call (``Sweeper.sweep``)."""
-        return self.sweeper.sweep(session, now=now)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import Caller, CallerDep, ServicesDep
+from api.errors import ApiProblem
 from api.services import Services
 from audit.events import AuditAction, AuditEvent
 from foundation.db import transaction
@@ -64,8 +65,6 @@ def search_log(
     _auditor(services, caller)
     for name, moment in (("since", since), ("until", until)):
         if moment is not None and moment.tzinfo is None:
-            from api.errors import ApiProblem
-
             raise ApiProblem(422, "validation-failed", f"{name} needs a time zone (e.g. +08:00)")
     records = services.audit.query(
         actor=actor,
@@ -147,8 +146,6 @@ def latest_checkpoint(services: ServicesDep, caller: CallerDep) -> dict[str, Any
     _auditor(services, caller)
     cp = services.audit.latest_checkpoint() or services.audit.checkpoint()
     if cp is None:
-        from api.errors import ApiProblem
-
         raise ApiProblem(404, "no-checkpoint", "the log is empty; nothing has been signed yet")
     _record_read(services, caller, "checkpoint", size=cp.size)
     return {

@@ -157,10 +157,10 @@ def test_overdue_loan_stops_at_due_time_and_shows_overdue(db, wf, pe, who):
         after = wf.loans.register(s, now=loan.due_at)
     assert before[0].status == "out" and after[0].status == "overdue"
     with transaction(db) as s:
-        out = wf.sweep(s, now=loan.due_at + M)
+        out = wf.sweeper.sweep(s, now=loan.due_at + M)
     assert out.overdue_loans == [loan.uid] and out.expired_grants
     with transaction(db) as s:  # idempotent
-        again = wf.sweep(s, now=loan.due_at + 2 * M)
+        again = wf.sweeper.sweep(s, now=loan.due_at + 2 * M)
     assert not again.overdue_loans and not again.expired_grants
     with transaction(db) as s:  # a late return is still registered
         wf.loans.close(s, loan.uid, who("io"), now=loan.due_at + H)
@@ -182,7 +182,7 @@ def test_grant_expiring_mid_session_stops_at_once(db, wf, pe, who):
     assert d.next_step.startswith("file a view request")
     assert len(pe.links) == 1  # not yet swept: the window alone decided
     with transaction(db) as s:
-        wf.sweep(s, now=grant.not_after)
+        wf.sweeper.sweep(s, now=grant.not_after)
     assert len(pe.links) == 0
     assert req.state == "approved"
 

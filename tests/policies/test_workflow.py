@@ -356,7 +356,7 @@ def test_pending_request_expires(db, flow, who, sink):
     assert req.expires_at == T0 + timedelta(days=7)
     _refusal(db, flow, req.uid, "dh_east", T0 + timedelta(days=7), "not-pending", who)
     with transaction(db) as s:
-        out = flow.sweep(s, now=T0 + timedelta(days=7, seconds=1))
+        out = flow.sweeper.sweep(s, now=T0 + timedelta(days=7, seconds=1))
     assert out.expired_requests == [req.uid]
     with Session(db) as s:
         row = s.exec(select(AccessRequest).where(AccessRequest.uid == req.uid)).one()
