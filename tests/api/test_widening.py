@@ -1,4 +1,4 @@
-"""One person alone never widens who can read an archive (DESIGN.md, over HTTP).
+"""One person alone never widens who can read an archive (over HTTP).
 
 Each attack below worked on one person's say-so before: reassigning an archive or
 adding contacts, lowering a classification or changing its custodian, naming
