@@ -147,9 +147,7 @@ def test_issued_in_the_future_allows_a_minute_of_skew(tokens: TokenService) -> N
     iat = int(now.timestamp())
     token = _token(iat=iat, exp=iat + 600)
     assert tokens.verify(token, now=now - timedelta(minutes=1)).username == "zhang.wei"
-    _refused(
-        tokens, token, "token issued in the future", now=now - timedelta(minutes=1, seconds=1)
-    )
+    _refused(tokens, token, "token issued in the future", now=now - timedelta(minutes=1, seconds=1))
 
 
 def test_a_cached_token_is_still_checked_for_expiry(tokens: TokenService) -> None:
@@ -157,6 +155,52 @@ def test_a_cached_token_is_still_checked_for_expiry(tokens: TokenService) -> Non
     token = _token(iat=int(now.timestamp()), exp=int(now.timestamp()) + 600)
     assert tokens.verify(token).username == "zhang.wei"  # now cached
     _refused(tokens, token, "token expired", now=now + timedelta(seconds=600))
+
+
+class _Wall:
+    """The wall clock ``api.security`` reads, set by the test (jose keeps the real one)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+        wall = self
+
+        class Pinned(datetime):
+            @classmethod
+            def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+                return wall.now
+
+        monkeypatch.setattr(security, "datetime", Pinned)
+
+
+def test_a_cached_token_expires_by_the_wall_clock_at_its_exp(
+    tokens: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wall = _Wall(monkeypatch)
+    exp = int(wall.now.timestamp()) + 600  # jose, on the real clock, sees it valid throughout
+    token = _token(iat=int(wall.now.timestamp()), exp=exp)
+    assert tokens.verify(token).username == "zhang.wei"  # decoded and cached
+    wall.now = datetime.fromtimestamp(exp - 1, UTC)
+    assert tokens.verify(token).username == "zhang.wei"
+    wall.now = datetime.fromtimestamp(exp, UTC)
+    _refused(tokens, token, "token expired")
+
+
+def test_a_verified_token_is_decoded_once(
+    tokens: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decoding costs more than the rest of the auth check: a token seen before is not."""
+    decoded: list[str] = []
+    real = tokens._decode
+
+    def counting(token: str) -> object:
+        decoded.append(token)
+        return real(token)
+
+    monkeypatch.setattr(tokens, "_decode", counting)
+    one, two = _token(sub="zhang.wei"), _token(sub="li.na")
+    for token in (one, two, one, two, one):
+        tokens.verify(token)
+    assert decoded == [one, two]
 
 
 def test_the_cache_tells_tokens_apart(tokens: TokenService) -> None:
