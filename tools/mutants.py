@@ -10,6 +10,8 @@ selection), then prints the kill rate per group and lists the survivors.
     python tools/mutants.py                 # every group
     python tools/mutants.py sealing tokens  # some groups
     MUTANTS_JOBS=2 python tools/mutants.py  # worker processes (default 1)
+    MUTANTS_POSTGRES=1 VAULT_TEST_DATABASE_URL=postgresql+psycopg://… python tools/mutants.py
+                                            # PostgreSQL branches too
 
 A survivor is either killed by a new test or explained in ``tests/MUTANTS.md``.
 """
@@ -108,7 +110,10 @@ def prepare(group: Group, packages: list[str], sources: list[str], tests: list[s
 def mutmut(work: Path, *args: str) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).with_name("mutmut")
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("VAULT_TEST_DATABASE_URL", None)  # SQLite only: one database per test, no server
+    if not os.environ.get("MUTANTS_POSTGRES"):
+        # SQLite only unless asked: the PostgreSQL branches (advisory locks) need a server
+        # and double the time; MUTANTS_POSTGRES=1 with VAULT_TEST_DATABASE_URL covers them.
+        env.pop("VAULT_TEST_DATABASE_URL", None)
     return subprocess.run(  # noqa: S603 - our venv's mutmut, fixed arguments
         [str(exe), *args], cwd=work, env=env, text=True, capture_output=True, check=False
     )
