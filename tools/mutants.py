@@ -34,6 +34,7 @@ WORK = ROOT / "var" / "mutants"
 # What counts as killed: a failing test (or pytest's internal error). A timeout is listed
 # with the survivors instead: under load an equivalent mutant can time out too.
 KILLED = {"killed", "caught by type check"}
+SHOW_DIFFS = 60  # survivors whose diff is written out (see `mutmut show` for the rest)
 
 
 @dataclass(frozen=True)
@@ -149,9 +150,10 @@ def run_group(group: Group, packages: list[str], jobs: int) -> tuple[int, int, l
     killed = sum(1 for s in status.values() if s in KILLED)
     survivors = sorted(f"{name}: {s}" for name, s in status.items() if s not in KILLED)
     with (work / "survivors.txt").open("w", encoding="utf-8") as out:
-        for line in survivors:
+        for i, line in enumerate(survivors):
             out.write(line + "\n")
-            out.write(mutmut(work, "show", line.split(": ")[0]).stdout + "\n")
+            if i < SHOW_DIFFS:  # one mutmut process per diff: the first ones tell enough
+                out.write(mutmut(work, "show", line.split(": ")[0]).stdout + "\n")
     return killed, len(status), survivors
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
 from typing import Any
 
 import pytest
@@ -21,7 +22,7 @@ from audit.errors import AuditWriteFailed
 from audit.log import AuditLog
 from audit.merkle import ZERO_HASH, leaf_hash
 from audit.models import entry_table
-from foundation.db import transaction
+from foundation.db import make_engine, transaction
 
 from .conftest import FakeClock, make_event
 
@@ -114,3 +115,35 @@ def test_a_database_error_is_an_audit_write_failure(log: AuditLog) -> None:
     assert caught.value.__cause__ is not None
     reason = type(getattr(caught.value.__cause__, "orig", None) or caught.value.__cause__)
     assert str(caught.value) == f"audit entry could not be written ({reason.__name__})"
+
+
+def test_writers_that_share_no_lock_in_python_still_make_one_chain(vault, backend: str) -> None:
+    """Two processes on one SQLite file share no Python lock: the append's own lock (the
+    database's write lock taken before the head is read) is what keeps seqs unique."""
+    if backend != "sqlite":
+        pytest.skip("the PostgreSQL form of the lock is covered by test_concurrency")
+    engines = [make_engine(str(vault.engine.url)) for _ in range(3)]
+    errors: list[BaseException] = []
+
+    def write(engine: sa.Engine, writer: int) -> None:
+        log = AuditLog(
+            engine=engine, keys=vault.keys, settings=vault.settings, auto_checkpoint=False
+        )
+        try:
+            for i in range(40):
+                with engine.begin() as conn:
+                    log.append(conn, make_event(writer * 100 + i))
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(e, n)) for n, e in enumerate(engines)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for engine in engines:
+        engine.dispose()
+    assert errors == []
+    log = AuditLog(engine=vault.engine, keys=vault.keys, settings=vault.settings)
+    assert [r["seq"] for r in _rows(log)] == list(range(1, 121))
+    assert log.verify().ok
