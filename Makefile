@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench mutants clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,12 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q -n 2 -p no:cacheprovider
+
+# Mutation testing of the security-critical modules (not part of `make test`: it takes
+# minutes). Groups and their tests: [tool.mutants] in pyproject.toml. Pick groups with
+# `make mutants GROUPS="sealing tokens"`, worker processes with MUTANTS_JOBS (default 1).
+mutants: $(STAMP)
+	MUTANTS_JOBS=$(or $(MUTANTS_JOBS),1) $(BIN)/python tools/mutants.py $(GROUPS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py --quick
