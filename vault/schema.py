@@ -117,8 +117,9 @@ class ProfileSchema:
             raise ValidationFailed(f"{what} must be a list of field group names")
         unknown = sorted(set(groups) - self.groups.keys())
         if unknown:
+            # The names are not repeated: they are what the caller sent, not the schema's words.
             raise ValidationFailed(
-                f"unknown field group(s) in {what}: {', '.join(unknown)} "
+                f"unknown field group(s) in {what}: {len(unknown)} name(s) not in the schema "
                 f"(known: {', '.join(self.groups)})"
             )
         return sorted(set(groups), key=list(self.groups).index)

@@ -142,11 +142,6 @@ def test_read_refusals_do_not_echo(client, login) -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the vault's group check names the unknown group it was given: a word of the "
-    "schema's vocabulary as a rule, but here a value the caller sent, repeated",
-)
 def test_an_unknown_group_name_is_not_echoed(client, login) -> None:
     h = login("zhang.wei")
     r = client.post("/customers", json=_body(), headers=h)

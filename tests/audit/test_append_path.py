@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from audit.codec import canonical_for_columns, format_time
 from audit.errors import AuditWriteFailed
 from audit.log import AuditLog
+from audit.log_keys import LogKeys
 from audit.merkle import ZERO_HASH, leaf_hash
 from audit.models import entry_table
 from foundation.db import make_engine, transaction
@@ -83,7 +84,7 @@ def test_on_a_bare_connection_too(log: AuditLog) -> None:
 def test_without_a_mac_key_the_entry_has_no_mac(
     log: AuditLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(log, "entry_mac", lambda: None)  # a key provider without one
+    monkeypatch.setattr(LogKeys, "entry_mac", lambda _self: None)  # a provider without one
     with transaction(log.engine) as session:
         log.append(session, make_event(1))
     (row,) = _rows(log)
@@ -93,10 +94,10 @@ def test_without_a_mac_key_the_entry_has_no_mac(
 def test_a_key_that_cannot_be_had_writes_nothing(
     log: AuditLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def unreadable() -> None:
+    def unreadable(_self: LogKeys) -> None:
         raise PermissionError("key file unreadable")
 
-    monkeypatch.setattr(log, "entry_mac", unreadable)
+    monkeypatch.setattr(LogKeys, "entry_mac", unreadable)
     with pytest.raises(AuditWriteFailed) as caught, transaction(log.engine) as session:
         log.append(session, make_event(1))
     assert str(caught.value) == (

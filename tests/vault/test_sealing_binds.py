@@ -23,8 +23,9 @@ from tests.factories import SALES, archive
 from vault import crypto
 from vault import manifest as mf
 from vault.crypto import InvalidCiphertext, Sealer
+from vault.envelope import content_aad
 from vault.errors import DecryptionFailed
-from vault.models import Archive, ArchiveContent, ContentHistory
+from vault.models import Archive, ContentHistory, SealedGroup
 from vault.store import ArchiveStore
 from vault.vault import Vault
 
@@ -55,8 +56,8 @@ def _ciphertext(engine: sa.Engine, archive_no: str, group: str) -> tuple[int, by
     aid = _row(engine, archive_no).id
     with Session(engine) as s:
         row = s.exec(
-            select(ArchiveContent).where(
-                ArchiveContent.archive_id == aid, ArchiveContent.group_name == group
+            select(SealedGroup).where(
+                SealedGroup.archive_id == aid, SealedGroup.group_name == group
             )
         ).one()
         return row.revision, row.ciphertext
@@ -70,8 +71,8 @@ def _plant(vault: Vault, archive_no: str, group: str, ciphertext: bytes) -> None
     manifest = mf.open_manifest(dek, archive_no, arc.classification, arc.manifest, keys=vault.keys)
     with Session(vault.engine) as s:
         row = s.exec(
-            select(ArchiveContent).where(
-                ArchiveContent.archive_id == arc.id, ArchiveContent.group_name == group
+            select(SealedGroup).where(
+                SealedGroup.archive_id == arc.id, SealedGroup.group_name == group
             )
         ).one()
         row.ciphertext = ciphertext
@@ -92,22 +93,26 @@ def _assert_opens_with_shared_dek(store: ArchiveStore, vault: Vault, archive_no:
     """Control: the manifest as re-sealed here opens, so the DEK is the shared one and what
     refuses the planted group afterwards can only be that group's own associated data."""
     _plant(vault, archive_no, "identity", _ciphertext(vault.engine, archive_no, "identity")[1])
-    assert store.read(archive_no, ["identity"], actor=SALES).content["identity"]
+    assert store.reader.read(archive_no, ["identity"], actor=SALES).content["identity"]
 
 
 def test_same_dek_other_archive_number_is_refused(
     store: ArchiveStore, vault: Vault, shared_dek: list[int]
 ) -> None:
-    one = store.create(archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES)
-    two = store.create(archive(profile={"name": "乙", "mobile_phone": "13800000002"}), actor=SALES)
+    one = store.filing.create(
+        archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES
+    )
+    two = store.filing.create(
+        archive(profile={"name": "乙", "mobile_phone": "13800000002"}), actor=SALES
+    )
     assert len(shared_dek) == 2  # both DEKs came from the pinned generator
     _assert_opens_with_shared_dek(store, vault, two.archive_no)
     _, moved = _ciphertext(vault.engine, one.archive_no, "contact")
     _plant(vault, two.archive_no, "contact", moved)
     with pytest.raises(DecryptionFailed, match=f"archive {two.archive_no}, field group 'contact'"):
-        store.read(two.archive_no, ["contact"], actor=SALES)
+        store.reader.read(two.archive_no, ["contact"], actor=SALES)
     # The archive it came from still reads: nothing but the binding refused the copy.
-    assert store.read(one.archive_no, ["contact"], actor=SALES).content == {
+    assert store.reader.read(one.archive_no, ["contact"], actor=SALES).content == {
         "contact": {"mobile_phone": "13800000001"}
     }
 
@@ -115,7 +120,7 @@ def test_same_dek_other_archive_number_is_refused(
 def test_same_dek_same_number_other_level_is_refused(
     store: ArchiveStore, vault: Vault, shared_dek: list[int]
 ) -> None:
-    first = store.create(
+    first = store.filing.create(
         archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES
     )
     number = first.archive_no
@@ -128,7 +133,7 @@ def test_same_dek_same_number_other_level_is_refused(
             .values(archive_no="KH-1999-000001")
         )
         s.commit()
-    second = store.create(
+    second = store.filing.create(
         archive(
             archive_no=number,
             classification="secret",
@@ -142,32 +147,34 @@ def test_same_dek_same_number_other_level_is_refused(
     _assert_opens_with_shared_dek(store, vault, number)
     _plant(vault, number, "contact", moved)
     with pytest.raises(DecryptionFailed, match=f"archive {number}, field group 'contact'"):
-        store.read(number, ["contact"], actor=SALES)
+        store.reader.read(number, ["contact"], actor=SALES)
 
 
 def test_same_archive_other_group_is_refused_by_its_own_binding(
     store: ArchiveStore, vault: Vault, shared_dek: list[int]
 ) -> None:
-    meta = store.create(archive(profile={"name": "甲", "notes": "备注"}), actor=SALES)
+    meta = store.filing.create(archive(profile={"name": "甲", "notes": "备注"}), actor=SALES)
     _assert_opens_with_shared_dek(store, vault, meta.archive_no)
     _, notes = _ciphertext(vault.engine, meta.archive_no, "notes")
     _plant(vault, meta.archive_no, "identity", notes)
     with pytest.raises(DecryptionFailed, match="field group 'identity'"):
-        store.read(meta.archive_no, ["identity"], actor=SALES)
+        store.reader.read(meta.archive_no, ["identity"], actor=SALES)
 
 
 def test_same_group_older_revision_is_refused_by_its_own_binding(
     store: ArchiveStore, vault: Vault, shared_dek: list[int]
 ) -> None:
-    meta = store.create(archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES)
-    store.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
+    meta = store.filing.create(
+        archive(profile={"name": "甲", "mobile_phone": "13800000001"}), actor=SALES
+    )
+    store.archives.update(meta.archive_no, {"mobile_phone": "13900001111"}, actor=SALES)
     _assert_opens_with_shared_dek(store, vault, meta.archive_no)
     with Session(vault.engine) as s:
         old = s.exec(select(ContentHistory).where(ContentHistory.group_name == "contact")).one()
     assert old.revision == 1 and _ciphertext(vault.engine, meta.archive_no, "contact")[0] == 2
     _plant(vault, meta.archive_no, "contact", old.ciphertext)
     with pytest.raises(DecryptionFailed, match="field group 'contact'"):
-        store.read(meta.archive_no, ["contact"], actor=SALES)
+        store.reader.read(meta.archive_no, ["contact"], actor=SALES)
 
 
 # -- the content's associated data names every component ------------------------------
@@ -197,11 +204,11 @@ def test_content_associated_data_names_each_component(component: str) -> None:
     associated data is seen.
     """
     dek = Sealer(SHARED_DEK, 1)
-    blob = dek.seal(b'{"mobile_phone":"13800000001"}', ArchiveStore.content_aad(**_PLACE))
-    assert dek.open(blob, ArchiveStore.content_aad(**_PLACE))
+    blob = dek.seal(b'{"mobile_phone":"13800000001"}', content_aad(**_PLACE))
+    assert dek.open(blob, content_aad(**_PLACE))
     moved = {**_PLACE, component: _ELSEWHERE[component]}
     with pytest.raises(InvalidCiphertext):
-        dek.open(blob, ArchiveStore.content_aad(**moved))
+        dek.open(blob, content_aad(**moved))
 
 
 # -- the sealing recipe ---------------------------------------------------------------
