@@ -14,11 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlmodel import Session
 
+from api.accounts import Accounts
+from api.audit_trail import AuditTrail
 from api.security import InvalidToken, TokenClaims, TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from audit.log import AuditLog
+from audit.models import entry_table
 from foundation.clock import utcnow
 from foundation.db import transaction
 from policies.access import ArchiveReads, Credentials
@@ -35,6 +39,23 @@ from vault.vault import Vault
 T = TypeVar("T")
 # The longest ``groups`` query parameter a read accepts (the route and the fast path).
 GROUPS_MAX_CHARS = 400
+# Whether the audit table answers, not what is in it: at most one constant row.
+_AUDIT_PROBE = sa.select(sa.literal(1)).select_from(entry_table).limit(1)
+
+
+def health(engine: sa.Engine) -> bool:
+    """Whether the database and the audit table answer; never appends, never says why not.
+
+    An append would take the audit log's lock, which an unauthenticated caller
+    must not be able to queue behind.
+    """
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.select(sa.literal(1)))
+            conn.execute(_AUDIT_PROBE).all()
+    except Exception:  # noqa: BLE001 - any failure is "not healthy"; no internals shown
+        return False
+    return True
 
 
 @dataclass
@@ -47,6 +68,8 @@ class Services:
     workflow: Workflow
     reads: ArchiveReads
     acts: ArchiveActs
+    accounts: Accounts
+    audit_trail: AuditTrail
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -81,12 +104,20 @@ class Services:
             acts=ArchiveActs(
                 store=store, policy=policy, workflow=workflow, audit=audit, clock=clock
             ),
+            accounts=Accounts(
+                vault=vault, index=store.index, audit=audit, tokens=tokens, clock=clock
+            ),
+            audit_trail=AuditTrail(vault=vault, audit=audit, policy=policy, clock=clock),
             clock=clock,
         )
 
     @property
     def engine(self) -> Any:
         return self.vault.engine
+
+    def health(self) -> bool:
+        """The liveness probe of ``/healthz``, on the engine the service runs on now."""
+        return health(self.engine)
 
     def parse_groups(self, raw: str | None) -> tuple[str, ...]:
         """The ``groups`` query parameter, checked against the schema (ValidationFailed if not)."""

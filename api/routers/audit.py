@@ -9,40 +9,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import Caller, CallerDep, ServicesDep
+from api.audit_trail import TrailQuery
+from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
-from api.services import Services
-from audit.events import AuditAction, AuditEvent
-from foundation.db import transaction
-from policies.errors import AccessDenied
-from policies.roles import Action
 
 router = APIRouter(prefix="/audit", tags=["audit"])
-
-
-def _auditor(services: Services, caller: Caller) -> None:
-    decision = services.decide(caller.principal, Action.AUDIT, None)
-    if not decision.allowed:
-        services.record_denial(caller.actor, AuditAction.AUDIT_READ, decision)
-        raise AccessDenied(decision)
-
-
-def _record_read(services: Services, caller: Caller, endpoint: str, **detail: Any) -> None:
-    """Reading the audit trail is itself an access: one entry, committed before the answer.
-
-    Called after the read and before anything is returned, so an entry that
-    cannot be written (a 503) means nothing was shown. The detail holds the
-    endpoint and the filters used, which are identifiers, never content.
-    """
-    with transaction(services.engine) as session:
-        services.audit.append(
-            session,
-            AuditEvent(
-                action=AuditAction.AUDIT_READ,
-                actor=caller.actor,
-                detail={"endpoint": endpoint, **detail},
-            ),
-        )
 
 
 @router.get("")
@@ -62,39 +33,18 @@ def search_log(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Who did what to which archive (compliance and the information supervisor)."""
-    _auditor(services, caller)
-    for name, moment in (("since", since), ("until", until)):
-        if moment is not None and moment.tzinfo is None:
-            raise ApiProblem(422, "validation-failed", f"{name} needs a time zone (e.g. +08:00)")
-    records = services.audit.query(
-        actor=actor,
-        archive=archive,
-        action=action,
-        outcome=outcome,
-        since=since,
-        until=until,
-        limit=limit,
-        offset=offset,
-    )
-    _record_read(
-        services,
+    records = services.audit_trail.search(
         caller,
-        "query",
-        filters={
-            name: value
-            for name, value in (
-                ("actor", actor),
-                ("archive", archive),
-                ("action", action),
-                ("outcome", outcome),
-                ("since", since.isoformat() if since else None),
-                ("until", until.isoformat() if until else None),
-            )
-            if value is not None
-        },
-        offset=offset,
-        limit=limit,
-        count=len(records),
+        TrailQuery(
+            actor=actor,
+            archive=archive,
+            action=action,
+            outcome=outcome,
+            since=since,
+            until=until,
+            offset=offset,
+            limit=limit,
+        ),
     )
     return {
         "items": [
@@ -124,11 +74,7 @@ def search_log(
 @router.get("/verify")
 async def verify(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Re-hash the whole log and check every signed checkpoint."""
-    _auditor(services, caller)
-    report = await run_in_threadpool(services.audit.verify)
-    await run_in_threadpool(
-        _record_read, services, caller, "verify", ok=report.ok, entries=report.entries
-    )
+    report = await run_in_threadpool(services.audit_trail.verify, caller)
     return {
         "ok": report.ok,
         "entries": report.entries,
@@ -143,19 +89,18 @@ async def verify(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
 @router.get("/checkpoints/latest")
 def latest_checkpoint(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """The newest signed checkpoint (C2SP tlog-checkpoint note) and the verifier key."""
-    _auditor(services, caller)
-    cp = services.audit.latest_checkpoint() or services.audit.checkpoint()
-    if cp is None:
+    head = services.audit_trail.signed_head(caller)
+    if head is None:
         raise ApiProblem(404, "no-checkpoint", "the log is empty; nothing has been signed yet")
-    _record_read(services, caller, "checkpoint", size=cp.size)
+    cp = head.checkpoint
     return {
         "origin": cp.origin,
         "size": cp.size,
         "root": cp.root_b64,
         "timestamp": cp.timestamp,
         "note": cp.note,
-        "verifier_key": services.audit.verifier_key(),
-        "public_key_pem": services.audit.public_key_pem(),
+        "verifier_key": head.verifier_key,
+        "public_key_pem": head.public_key_pem,
     }
 
 
@@ -164,13 +109,8 @@ def inclusion_proof(
     seq: Annotated[int, Path(ge=1, le=2**62)], services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """RFC 9162 inclusion proof of one entry in the newest signed checkpoint's tree."""
-    _auditor(services, caller)
-    cp = services.audit.latest_checkpoint()
-    if cp is None or seq > cp.size:
-        services.audit.checkpoint()
-        cp = services.audit.latest_checkpoint()
-    proof = services.audit.inclusion_proof(seq, cp.size if cp else None)
-    _record_read(services, caller, "proof", seq=seq, tree_size=cp.size if cp else None)
+    inclusion = services.audit_trail.inclusion(caller, seq)
+    cp, proof = inclusion.checkpoint, inclusion.proof
     return {
         "seq": seq,
         "tree_size": cp.size if cp else None,

@@ -11,22 +11,20 @@ logins, and per reset (see ``policies.password_reset``).
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import StringConstraints
 
-from api import login_guard
+from api.accounts import ResetCompletion
 from api.deps import CallerDep, ServicesDep, client_address
 from api.errors import ApiProblem
-from api.routers.auth import address_key, too_many
+from api.routers.auth import too_many
 from api.schemas import Strict, Username
 from api.security import hash_password
 from api.services import Services
-from audit.events import Actor, AuditAction
-from foundation.db import transaction
+from audit.events import AuditAction
 from policies import password_reset
 from policies.errors import AccessDenied
 from policies.roles import Action
@@ -118,43 +116,17 @@ async def complete_reset(request: Request, body: ResetIn, services: ServicesDep)
         hashed = hash_password(body.new_password)
     except ValueError as exc:
         raise ApiProblem(422, "validation-failed", str(exc)) from None
-    outcome = await run_in_threadpool(_complete, services, body, hashed, request)
+    completion = ResetCompletion(
+        username=body.username,
+        admin_code=body.admin_code,
+        holder_code=body.holder_code,
+        new_password_hash=hashed,
+    )
+    outcome = await run_in_threadpool(
+        services.accounts.complete_reset, completion, client_address(request)
+    )
     if outcome is None:
         return {"detail": "password set; log in at POST /auth/token"}
     if outcome > 0:
         raise too_many(outcome)
     raise ApiProblem(403, "password-reset-failed", RESET_FAILED)
-
-
-def _complete(services: Services, body: ResetIn, hashed: str, request: Request) -> float | None:
-    """None when the password was set, else seconds to wait (429) or 0 (refused)."""
-    settings = services.vault.settings
-    now = services.clock()
-    addr_key = address_key(services, request)
-    actor = Actor(body.username, "password-reset", client_address(request))
-    with transaction(services.engine) as session:
-        address = login_guard.reserve_address(
-            session.connection(),
-            addr_key,
-            now=now,
-            limit=settings.login_address_max_failures,
-            window=timedelta(seconds=settings.login_address_window_seconds),
-        )
-        if address.retry_after(now):
-            return address.retry_after(now)
-    with transaction(services.engine) as session:
-        done = password_reset.complete(
-            session,
-            username=body.username,
-            admin_code=body.admin_code,
-            holder_code=body.holder_code,
-            new_password_hash=hashed,
-            keys=_keys(services),
-            audit=services.audit,
-            actor=actor,
-            now=now,
-            username_hmac=services.store.index.query_hmac("login-username", body.username),
-        )
-        if done:
-            login_guard.release_address(session.connection(), addr_key, address)
-    return None if done else 0.0
