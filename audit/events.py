@@ -88,4 +88,3 @@ class AuditSink(Protocol):
     """Appends one event inside the caller's transaction (fail-closed: raise to abort)."""
 
     def append(self, session: Handle, event: AuditEvent) -> int: ...
-

@@ -46,4 +46,3 @@ class Workflow(Desk):
         self.staff = StaffHandover(self)
         self.signing = Signing(self, self.loans, self.staff)
         self.sweeper = Sweeper(self)
-

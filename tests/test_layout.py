@@ -22,10 +22,7 @@ MAX_LINES = 600
 
 def _modules() -> list[Path]:
     return sorted(
-        p
-        for pkg in PACKAGES
-        for p in (ROOT / pkg).rglob("*.py")
-        if "migrations" not in p.parts
+        p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "migrations" not in p.parts
     )
 
 

@@ -78,7 +78,8 @@ def served(tmp_path: Path) -> Iterator[dict[str, Any]]:
         user.password_hash = hash_password(PASSWORD)
     gen = SyntheticArchives(seed=7, owners=(("zhang.wei", "销售一部"),))
     rows = (
-        store.filing.prepare({**r, "classification": "internal", "custodian": None}) for r in gen.many(5)
+        store.filing.prepare({**r, "classification": "internal", "custodian": None})
+        for r in gen.many(5)
     )
     report = bulk_insert(store, rows, actor=Actor("test", "system"), total=5, source="test")
     store.audit.checkpoint_if_new()
