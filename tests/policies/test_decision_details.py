@@ -156,6 +156,25 @@ def test_unknown_roles_are_ignored_not_refused(engine: PolicyEngine) -> None:
     assert d.allowed and d.basis == "role" and "role salesperson" in d.why
 
 
+def test_a_role_without_lines_for_the_action_does_not_hide_the_next_role(
+    engine: PolicyEngine,
+) -> None:
+    # "external" sorts first and has no line for list; salesperson's line still counts.
+    d = engine.decide(who("external", "salesperson"), Action.LIST, now=NOW)
+    assert d.allowed and d.rule == ("list", "salesperson", "*", "*", "allow")
+
+
+def test_an_archive_passed_with_a_non_archive_action_shapes_the_denial(
+    engine: PolicyEngine,
+) -> None:
+    d = engine.decide(who("external"), Action.LIST, archive(), now=NOW)
+    assert not d.allowed
+    assert d.why.startswith(
+        "denied: u1 is not the owner or a contact of archive A-1 and holds no active grant "
+        "for list; roles that may list: "
+    )
+
+
 # -- separation of duties ----------------------------------------------------------------------
 
 
@@ -371,7 +390,7 @@ def test_custodian_signed_grant_on_top_secret(engine: PolicyEngine) -> None:
 
 def test_actions_without_field_groups_ignore_the_groups(engine: PolicyEngine) -> None:
     engine.links.put(grant(actions=("read", "loan"), groups=("contact",), kind="view"))
-    d = engine.decide(who("salesperson"), Action.LOAN, archive(), ["family", "health"], now=NOW)
+    d = engine.decide(who("salesperson"), Action.LOAN, archive(), ["contact", "family"], now=NOW)
     assert d == by_grant(
         "G-1", (), NOW + H, act="loan", rule=("loan", "salesperson", "*", "grant", "allow")
     )
@@ -656,8 +675,16 @@ def test_check_policy_refuses_unknown_names() -> None:
 def test_engine_refuses_a_bad_policy_file(tmp_path: Path) -> None:
     bad = tmp_path / "policy.csv"
     bad.write_text("p, read, wizard, *, *, allow\n", "utf-8")
-    with pytest.raises(ConfigError, match="unknown role 'wizard'"):
+    with pytest.raises(ConfigError) as err:
         PolicyEngine(policy_file=bad)
+    assert str(err.value) == f"{bad}: p, read, wizard, *, *, allow: unknown role 'wizard'"
+
+
+def test_engine_takes_the_known_groups_it_is_given() -> None:
+    pe = PolicyEngine(known_groups=["contact", "family"])
+    assert pe.known_groups == ("contact", "family")
+    d = pe.decide(who("salesperson"), Action.READ, archive(), ["identity"], now=NOW)
+    assert d.why == "denied: unknown field group(s) identity (known: contact, family)"
 
 
 def test_owner_line_for_any_marking_and_role_lines_are_not_owner_lines(tmp_path: Path) -> None:
@@ -728,3 +755,14 @@ def test_principal_value() -> None:
     assert Principal("u1", frozenset()).role_label == "none"
     assert (p.department, p.clearance, p.external) == ("", "internal", False)
     assert Role.SALESPERSON == "salesperson"
+
+
+def test_masked_read_next_step_follows_the_archives_marking(tmp_path: Path) -> None:
+    """Under a policy that masks secret archives too, the next step names the chain a
+    secret archive needs (not the internal one)."""
+    policy = tmp_path / "policy.csv"
+    policy.write_text("p, read_masked, information_officer, *, *, allow\n", "utf-8")
+    pe = PolicyEngine(policy_file=policy)
+    d = pe.decide(who("information_officer"), Action.READ, archive("secret"), ["contact"], now=NOW)
+    assert d.basis == "masked" and d.masked_groups == ("contact",)
+    assert d.next_step == SECRET_VIEW_STEP
