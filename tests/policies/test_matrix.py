@@ -273,6 +273,7 @@ def test_separation_of_duties_beats_other_roles(engine: PolicyEngine) -> None:
 
 
 def test_uncleared_owner_is_told_why(engine: PolicyEngine) -> None:
+    engine.links.clear()  # the engine is shared by the module: no grant left by another test
     archive = ArchiveMeta("A-1", "secret", USER)
     who = Principal(USER, frozenset({Role.SALESPERSON}), clearance="internal")
     d = engine.decide(who, Action.READ, archive, now=NOW)
@@ -289,6 +290,7 @@ def test_uncleared_owner_is_told_why(engine: PolicyEngine) -> None:
     ],
 )
 def test_fail_closed_inputs(engine: PolicyEngine, bad) -> None:
+    engine.links.clear()
     action, archive_no, groups = bad
     archive = ArchiveMeta(archive_no, "internal", USER) if archive_no else None
     who = Principal(USER, frozenset({Role.SALESPERSON}))
@@ -296,6 +298,7 @@ def test_fail_closed_inputs(engine: PolicyEngine, bad) -> None:
 
 
 def test_fail_closed_states(engine: PolicyEngine) -> None:
+    engine.links.clear()
     who = Principal(USER, frozenset({Role.SALESPERSON}), clearance="top_secret")
     destroyed = ArchiveMeta("A-1", "internal", USER, status="destroyed")
     assert not engine.decide(who, Action.READ, destroyed, now=NOW).allowed
