@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -153,3 +154,47 @@ def test_the_active_kek_version_comes_from_the_database(session: Session) -> Non
     session.flush()
     with pytest.raises(KeyError):  # the key file lacks it: fail before anything is sealed
         env.active_kek(session, "internal")
+
+
+class _Recording:
+    """A session stand-in on a named dialect that records the statement it is given."""
+
+    def __init__(self, dialect: str) -> None:
+        self.bind = SimpleNamespace(dialect=SimpleNamespace(name=dialect))
+        self.statements: list[Any] = []
+
+    def get_bind(self) -> Any:
+        return self.bind
+
+    def exec(self, stmt: Any) -> Any:
+        self.statements.append(stmt)
+        return SimpleNamespace(first=lambda: None)
+
+
+@pytest.mark.parametrize(("dialect", "shared"), [("postgresql", True), ("sqlite", False)])
+def test_the_active_kek_is_read_under_a_share_lock_on_postgresql(dialect, shared) -> None:
+    """A rotation in another process waits for a writer that read the active version."""
+    session = _Recording(dialect)
+    assert Envelope(Keys(("secret", 1))).active_kek(session, "secret") == 1  # type: ignore[arg-type]
+    lock = session.statements[0]._for_update_arg
+    assert (lock is not None and lock.read) is shared
+
+
+class _ManifestKeys(Keys):
+    def __init__(self, complete: bool) -> None:
+        super().__init__()
+        self.complete = complete
+
+    def manifests_complete(self) -> bool:
+        return self.complete
+
+
+@pytest.mark.parametrize(
+    ("complete", "says"),
+    [(True, "its sealed manifest of field groups is missing"), (False, "no sealed manifest")],
+)
+def test_a_missing_manifest_is_judged_by_the_key_file(complete, says) -> None:
+    env = Envelope(_ManifestKeys(complete))
+    row = SimpleNamespace(archive_no="A-1", classification="secret", manifest=None)
+    with pytest.raises(DecryptionFailed, match=f"^archive A-1: {says}"):
+        env.manifest(Sealer(DEK, 1), row)
