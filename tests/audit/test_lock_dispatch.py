@@ -1,4 +1,5 @@
-"""Which lock and which head read each database gets, without the database.
+"""Which lock and which head read each database gets, and what a failed append names,
+without the database.
 
 The PostgreSQL forms run for real in ``test_concurrency.py`` and ``test_log.py`` when
 ``VAULT_TEST_DATABASE_URL`` is set; here the statements are replaced by recorders so
@@ -14,8 +15,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
-from audit import locks
+from audit import appender, locks
+from audit.errors import AuditWriteFailed
+
+from .conftest import FakeClock, make_event
 
 
 class Recorder:
@@ -90,3 +95,39 @@ def test_sqlite_inside_a_begun_transaction_begins_nothing(fake) -> None:
 def test_another_database_takes_no_lock_of_either_kind(fake) -> None:
     locks.take_lock(_handle("mysql"), locks.APPEND_LOCK)  # type: ignore[arg-type]
     assert fake.raw == [] and fake.xact.calls == []
+
+
+# -- what a failed append names -------------------------------------------------------
+
+
+class DriverError(Exception):
+    """A driver's own error class, named unlike any SQLAlchemy wrapper."""
+
+
+class Failing:
+    def __init__(self, exc: Exception) -> None:
+        self.exc = exc
+
+    def execute(self, handle: Any, columns: Any) -> None:
+        raise self.exc
+
+
+@pytest.mark.parametrize(
+    ("exc", "named"),
+    [
+        (sa.exc.OperationalError("INSERT", {}, DriverError("x")), "DriverError"),
+        (sa.exc.StatementError("no driver error", "INSERT", {}, None), "StatementError"),
+        (sa.exc.InvalidRequestError("not a statement"), "InvalidRequestError"),
+    ],
+)
+def test_a_failed_append_names_the_drivers_error_class_and_no_content(
+    monkeypatch: pytest.MonkeyPatch, exc: Exception, named: str
+) -> None:
+    monkeypatch.setattr(appender, "lock_and_read_head", lambda handle: None)
+    monkeypatch.setattr(appender, "_INSERT", Failing(exc))
+    keys = SimpleNamespace(entry_mac=lambda: None)
+    writer = appender.Appender(keys, FakeClock(), None)  # type: ignore[arg-type]
+    with pytest.raises(AuditWriteFailed) as caught:
+        writer.append(SimpleNamespace(), make_event(1))  # type: ignore[arg-type]
+    assert str(caught.value) == f"audit entry could not be written ({named})"
+    assert caught.value.__cause__ is exc
