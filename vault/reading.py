@@ -139,7 +139,12 @@ class Reader:
     def decrypt(
         self, handle: Handle, archive: Any, groups: Sequence[str]
     ) -> dict[str, dict[str, str]]:
-        """The named groups of a row (ORM object or Core row), opened and manifest-checked."""
+        """The named groups of a row (ORM object or Core row), opened and manifest-checked.
+
+        It appends no audit entry: it is the primitive under ``open_permitted``, the
+        export, history and search, each of which appends its entry in the same
+        transaction before anything it opened leaves the process.
+        """
         groups = list(dict.fromkeys(groups))  # one compiled statement per distinct count
         params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(groups)}
         params["id"] = archive.id
