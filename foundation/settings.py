@@ -9,17 +9,24 @@ from __future__ import annotations
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from foundation.addresses import check_email, check_public_url
+
 # The shipped profile schema is a data file of the vault package: named by path, not imported.
+# Where an SMTP relay may be reached without TLS (smtp_tls "none").
+LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "vault" / "profile_schema.toml"
 
 
 class Settings(BaseSettings):
     """Vault settings; every path defaults to a place under ``data_dir``."""
 
-    model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore")
+    # Errors never echo the input: it may hold the SMTP password.
+    model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore", hide_input_in_errors=True)
 
     data_dir: Path = Field(default=Path("./var"))
     # Empty means "the embedded SQLite file under data_dir".
@@ -63,10 +70,48 @@ class Settings(BaseSettings):
     import_batch: int = Field(default=1000, ge=1)
     rotate_batch: int = Field(default=2000, ge=1)
 
+    # Notifications by mail (policies.notifications): off while smtp_host is empty.
+    # Mails carry ids, archive numbers, usernames and a link under public_url only.
+    smtp_host: str = Field(default="", max_length=253, pattern=r"^[A-Za-z0-9.:\[\]-]*$")
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    # "none" sends in the clear, so only to a relay on this machine.
+    smtp_tls: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_sender: str = ""
+    smtp_username: str = Field(default="", max_length=256)
+    smtp_password: SecretStr = SecretStr("")
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    # Attempts before a mail is given up as failed (retries back off: 1 min, 5, 30, 2 h, 12 h…).
+    smtp_max_attempts: int = Field(default=8, ge=1, le=20)
+    public_url: str = ""
+
     @field_validator("data_dir", mode="after")
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("public_url", mode="after")
+    @classmethod
+    def _public_url(cls, value: str) -> str:
+        return check_public_url(value)
+
+    @model_validator(mode="after")
+    def _mail(self) -> Self:
+        if not self.smtp_host:
+            return self
+        if self.smtp_tls == "none" and self.smtp_host not in LOCAL_HOSTS:
+            raise ValueError(
+                "smtp_tls 'none' sends mail and the SMTP password in the clear: it is allowed "
+                f"only for a relay on this machine ({', '.join(sorted(LOCAL_HOSTS))}); use "
+                "'starttls' or 'tls'"
+            )
+        if not self.smtp_sender:
+            raise ValueError("smtp_sender is required when smtp_host is set")
+        self.smtp_sender = check_email(self.smtp_sender)
+        return self
+
+    @property
+    def mail_enabled(self) -> bool:
+        return bool(self.smtp_host)
 
     @cached_property
     def resolved_key_file(self) -> Path:

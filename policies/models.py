@@ -147,12 +147,15 @@ class LoanEntry(SQLModel, table=True):
     borrower_confirmed_at: datetime | None = _ts(nullable=True)
     returned_at: datetime | None = _ts(nullable=True)
     returned_to: str | None = Field(default=None, max_length=64)
-    overdue_notified: bool = False
+    # When the borrower and the register keepers were told the loan is due within a
+    # day (once), and last told it is overdue (again each day it stays out).
+    due_notified_at: datetime | None = _ts(nullable=True)
+    overdue_notified_at: datetime | None = _ts(nullable=True)
     state: str = Field(index=True, max_length=16)  # out | returned
 
 
 class Notification(SQLModel, table=True):
-    """One event the requester should see (ready to be sent by mail or chat later)."""
+    """One event a person should see in the vault (``policies.notifications``)."""
 
     __tablename__ = "policy_notification"
 
@@ -163,6 +166,35 @@ class Notification(SQLModel, table=True):
     message: str = Field(max_length=1000)
     created_at: datetime = _ts(nullable=False)
     read_at: datetime | None = _ts(nullable=True)
+
+
+class NotificationMail(SQLModel, table=True):
+    """The outbox: a notification's mail, written in the notification's transaction.
+
+    A rolled-back step leaves no row, so nothing is mailed of it; the deliverer
+    (``policies.mail_delivery``) sends committed rows later and records each
+    attempt here. Subject and body hold no customer content (only ids, archive
+    numbers, usernames and a link); ``last_error`` names the kind of failure only.
+    """
+
+    __tablename__ = "notification_mail"
+    __table_args__ = (sa.Index("ix_mail_state_due", "state", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    notification_id: int = Field(foreign_key="policy_notification.id", index=True)
+    recipient: str = Field(max_length=64)
+    address: str = Field(max_length=254)
+    subject: str = Field(max_length=200)
+    body: str = Field(max_length=4000)
+    attempts: int = 0
+    next_attempt_at: datetime = _ts(nullable=False)
+    # Set when a deliverer claims the row (state "sending"); a claim older than the
+    # deliverer's bound is taken over, so a crashed worker's row is not lost.
+    claimed_at: datetime | None = _ts(nullable=True)
+    sent_at: datetime | None = _ts(nullable=True)
+    last_error: str | None = Field(default=None, max_length=200)
+    state: str = Field(max_length=16)  # queued | sending | sent | failed
+    created_at: datetime = _ts(nullable=False)
 
 
 class PolicyCounter(SQLModel, table=True):

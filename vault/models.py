@@ -111,6 +111,8 @@ class User(SQLModel, table=True):
     external: bool = False
     # Introduction letter or work-ID number of an external visitor (Art 18.4).
     credential_ref: str | None = Field(default=None, max_length=128)
+    # Where notifications are mailed (set by administrators; none means in-app only).
+    email: str | None = Field(default=None, max_length=254)
     password_hash: str | None = Field(default=None, max_length=256)
     disabled: bool = False
     # Login throttling (api.security): consecutive failures and the lock's end.
