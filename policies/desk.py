@@ -11,7 +11,7 @@ optimistic version bump, refusals that carry their audit event, notifications.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -25,7 +25,8 @@ from policies.decision import Principal
 from policies.engine import PolicyEngine
 from policies.errors import Conflict, InvalidInput, NotFound, Refused
 from policies.loading import known_groups_or_shipped
-from policies.models import AccessRequest, Notification
+from policies.models import AccessRequest
+from policies.notifications import Notice, Notifier
 from policies.roles import Action, NotificationEvent, Role
 from vault.meta import ArchiveMeta
 
@@ -71,6 +72,8 @@ class Desk:
         # The archive store, wired in by the service: a reclassification approved
         # here re-seals the archive under its new level in the signing transaction.
         self.store: Resealer | None = None
+        # In-app only until the service wires in its mail settings.
+        self.notifier = Notifier()
 
     def may(self, actor: Principal, action: Action, roles: set[Role], now: datetime) -> bool:
         """Ask the policy when an engine is wired in; otherwise the roles named here.
@@ -93,14 +96,25 @@ class Desk:
         message: str,
         now: datetime,
     ) -> None:
-        session.add(
-            Notification(
-                recipient=recipient,
-                request_uid=request_uid,
-                event=event.value,
-                message=message[:1000],
-                created_at=now,
-            )
+        """Tell ``recipient`` in the vault, and by mail when mail is on (``notifier``)."""
+        self.notifier.notify(
+            session, recipient, Notice(event.value, request_uid=request_uid), message, now
+        )
+
+    def notify_role(
+        self,
+        session: Session,
+        roles: Iterable[Role | str],
+        notice: Notice,
+        message: str,
+        now: datetime,
+        *,
+        department: str | None = None,
+        exclude: Iterable[str] = (),
+    ) -> list[str]:
+        """Tell every enabled holder of ``roles`` (``Notifier.notify_role``)."""
+        return self.notifier.notify_role(
+            session, roles, notice, message, now, department=department, exclude=exclude
         )
 
     def parse_groups(self, groups: Sequence[str] | str | None) -> tuple[str, ...]:

@@ -5,13 +5,20 @@ once the borrower confirms the line (Art 19.5); returning the material closes
 the line and ends the grant for good (Art 20). Overdue is computed at ``now``,
 never stored: a loan is overdue from its due time on, whether or not the sweep
 has run.
+
+The sweep tells the borrower and the keepers of the register (every enabled
+information officer) when a loan falls due within a day, once, and when it is
+overdue, then again each day it stays out (``loan_notices``). The time of each
+notice is recorded on the line and claimed by one conditional UPDATE, so two
+sweeps running at once tell everyone once.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
+import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
 from audit.events import SYSTEM, AuditAction, AuditEvent
@@ -20,7 +27,20 @@ from policies.desk import Desk, actor_of, fmt, new_uid
 from policies.errors import NotFound, Refused
 from policies.loading import next_revision
 from policies.models import AccessGrant, AccessRequest, LoanEntry
+from policies.notifications import Notice
 from policies.roles import Action, GrantState, LoanState, NotificationEvent, Role
+
+
+DUE_NOTICE = timedelta(hours=24)  # told this long before the due time
+OVERDUE_REPEAT = timedelta(hours=24)  # and again this often while overdue
+KEEPERS = (Role.INFORMATION_OFFICER,)  # who keeps the loan register (Art 19.5)
+_LOAN_T = LoanEntry.__table__  # type: ignore[attr-defined]
+
+
+@dataclass
+class LoanNotices:
+    due: list[str] = field(default_factory=list)
+    overdue: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,3 +229,85 @@ class Loans:
         if open_only:
             query = query.where(LoanEntry.state == LoanState.OUT)
         return [LoanView(e, loan_status(e, now)) for e in session.exec(query).all()]
+
+
+def loan_notices(desk: Desk, session: Session, now: datetime) -> LoanNotices:
+    """Tell borrowers and register keepers of loans due within a day and overdue ones.
+
+    Each notice is claimed first: ``UPDATE ... SET <notice>_at = now WHERE`` the
+    notice is still owed; only the sweep whose UPDATE changed the row tells anyone.
+    """
+    out = LoanNotices()
+    soon = session.exec(
+        select(LoanEntry).where(
+            LoanEntry.state == LoanState.OUT,
+            LoanEntry.due_at > now,
+            LoanEntry.due_at <= now + DUE_NOTICE,
+            col(LoanEntry.due_notified_at).is_(None),
+        )
+    ).all()
+    for loan in soon:
+        owed = _LOAN_T.c.due_notified_at.is_(None)
+        if _claim(session, loan, "due_notified_at", owed, now):
+            _tell(desk, session, loan, NotificationEvent.LOAN_DUE, now)
+            out.due.append(loan.uid)
+    repeat = now - OVERDUE_REPEAT
+    late = session.exec(
+        select(LoanEntry).where(
+            LoanEntry.state == LoanState.OUT,
+            LoanEntry.due_at <= now,
+            sa.or_(
+                col(LoanEntry.overdue_notified_at).is_(None),
+                col(LoanEntry.overdue_notified_at) <= repeat,
+            ),
+        )
+    ).all()
+    for loan in late:
+        owed = sa.or_(
+            _LOAN_T.c.overdue_notified_at.is_(None), _LOAN_T.c.overdue_notified_at <= repeat
+        )
+        if _claim(session, loan, "overdue_notified_at", owed, now):
+            _tell(desk, session, loan, NotificationEvent.OVERDUE, now)
+            out.overdue.append(loan.uid)
+    return out
+
+
+def _claim(
+    session: Session, loan: LoanEntry, column: str, owed: sa.ColumnElement[bool], now: datetime
+) -> bool:
+    result = session.connection().execute(
+        sa.update(_LOAN_T)
+        .where(_LOAN_T.c.id == loan.id, _LOAN_T.c.state == LoanState.OUT.value, owed)
+        .values({column: now})
+    )
+    if result.rowcount != 1:
+        return False
+    session.refresh(loan)
+    return True
+
+
+def _tell(
+    desk: Desk, session: Session, loan: LoanEntry, event: NotificationEvent, now: datetime
+) -> None:
+    archives = ", ".join(loan.archives)
+    notice = Notice(
+        event.value,
+        loan_uid=loan.uid,
+        archives=tuple(loan.archives),
+        about=loan.borrower,
+        due_at=loan.due_at,
+    )
+    if event == NotificationEvent.LOAN_DUE:
+        mine = f"loan {loan.uid} of {archives} is due at {fmt(loan.due_at)}; return it by then"
+        theirs = f"loan {loan.uid} of {archives} by {loan.borrower} is due at {fmt(loan.due_at)}"
+    else:
+        mine = (
+            f"loan {loan.uid} of {archives} was due at {fmt(loan.due_at)}; "
+            "return it to the information officer now"
+        )
+        theirs = (
+            f"loan {loan.uid} of {archives} by {loan.borrower} was due at "
+            f"{fmt(loan.due_at)} and is still out"
+        )
+    desk.notifier.notify(session, loan.borrower, notice, mine, now)
+    desk.notifier.notify_role(session, KEEPERS, notice, theirs, now, exclude=[loan.borrower])

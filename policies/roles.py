@@ -168,6 +168,7 @@ class NotificationEvent(StrEnum):
     LOAN_CONFIRMED = "loan_confirmed"
     RETURNED = "returned"
     OVERDUE = "overdue"
+    LOAN_DUE = "loan_due"
     REASSIGNED = "reassigned"
     REVOKED = "revoked"
     RECHAINED = "rechained"

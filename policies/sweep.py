@@ -1,7 +1,8 @@
 """The sweep: what time alone ends, recorded (idempotent, safe in every worker).
 
 Undecided requests expire at their deadline, grants at the end of their window,
-and loans past their due time are flagged to their borrowers once. Decisions
+and borrowers and register keepers are told of loans falling due within a day
+(once) and of overdue ones (each day they stay out; ``policies.loans``). Decisions
 never wait for this: a grant stops counting at the instant its window ends
 (``policies.grants``); the sweep records that it ended, tells its holder, and
 frees the engine's memory.
@@ -12,13 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from audit.events import SYSTEM, AuditAction, AuditEvent
 from policies.desk import Desk, fmt
 from policies.loading import next_revision
-from policies.models import AccessGrant, AccessRequest, LoanEntry
-from policies.roles import GrantState, LoanState, NotificationEvent, RequestState
+from policies.loans import loan_notices
+from policies.models import AccessGrant, AccessRequest
+from policies.roles import GrantState, NotificationEvent, RequestState
 
 
 @dataclass
@@ -26,16 +28,17 @@ class SweepResult:
     expired_requests: list[str] = field(default_factory=list)
     expired_grants: list[str] = field(default_factory=list)
     overdue_loans: list[str] = field(default_factory=list)
+    due_loans: list[str] = field(default_factory=list)
 
 
 class Sweeper:
-    """Expires requests and grants, flags overdue loans."""
+    """Expires requests and grants, tells of loans due and overdue."""
 
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
 
     def sweep(self, session: Session, *, now: datetime) -> SweepResult:
-        """Expire undecided requests and ended grants, flag overdue loans (idempotent)."""
+        """Expire undecided requests and ended grants, tell of due loans (idempotent)."""
         result = SweepResult()
         pending = session.exec(
             select(AccessRequest)
@@ -109,26 +112,8 @@ class Sweeper:
                 now,
             )
             result.expired_grants.append(grant.uid)
-        overdue = session.exec(
-            select(LoanEntry).where(
-                LoanEntry.state == LoanState.OUT,
-                LoanEntry.due_at <= now,
-                col(LoanEntry.overdue_notified).is_(False),
-            )
-        ).all()
-        for loan in overdue:
-            loan.overdue_notified = True
-            session.add(loan)
-            self.desk.notify(
-                session,
-                loan.borrower,
-                None,
-                NotificationEvent.OVERDUE,
-                f"loan {loan.uid} ({loan.material}) was due at {fmt(loan.due_at)}; "
-                "return it to the information officer now",
-                now,
-            )
-            result.overdue_loans.append(loan.uid)
+        notices = loan_notices(self.desk, session, now)
+        result.due_loans, result.overdue_loans = notices.due, notices.overdue
         session.flush()
         if self.desk.engine is not None:
             self.desk.engine.sweep(now)
