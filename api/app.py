@@ -23,6 +23,7 @@ from api.routers import (
     customers,
     exports,
     health,
+    notifications,
     password_reset,
     requests,
     users,
@@ -31,6 +32,7 @@ from api.services import Services
 from audit.errors import AuditError
 from foundation.clock import utcnow
 from foundation.settings import Settings
+from policies.mail_delivery import deliver_due
 from vault.uploads import purge_abandoned
 from vault.vault import Vault, open_vault
 
@@ -157,6 +159,10 @@ async def _checkpoints(services: Services, stop: asyncio.Event) -> None:
             await run_in_threadpool(services.sweep)
         except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
             log_server_error(exc, "periodic sweep")
+        # Mail of committed notifications (the sweep's too); never raises, retries itself.
+        await run_in_threadpool(
+            deliver_due, services.engine, services.vault.settings, services.clock()
+        )
         try:  # uploads a dead worker left half-written (ciphertext, never listed)
             await run_in_threadpool(
                 functools.partial(
@@ -234,6 +240,7 @@ def create_app(
     errors.install(app)
     for module in (auth, customers, exports, requests, users, password_reset, audit, health):
         app.include_router(module.router)
+    app.include_router(notifications.router)
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below
     app.add_middleware(SecurityHeaders)

@@ -30,6 +30,7 @@ from policies.archive_acts import ArchiveActs
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
+from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
 from policies.workflow import Workflow
 from vault.meta import ArchiveMeta
@@ -87,6 +88,7 @@ class Services:
         )
         workflow = Workflow(audit=audit, engine=policy)
         workflow.store = store.lifecycle  # approved reclassifications re-seal in their transaction
+        workflow.notifier = Notifier(MailOptions.from_settings(vault.settings))  # mail if on
         record_policy_version(
             vault.engine,
             audit,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Response
-from pydantic import Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
@@ -20,7 +20,8 @@ from api.routers.requests import request_public
 from api.schemas import PlainText, Strict, Username
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
-from policies import password_reset, rolegrants
+from foundation.addresses import check_email
+from policies import notifications, password_reset, rolegrants
 from policies.errors import AccessDenied
 from policies.models import AccessRequest
 from policies.roles import Action
@@ -28,6 +29,8 @@ from vault.models import User
 from vault.records import USERNAME
 
 router = APIRouter(prefix="/users", tags=["users"])
+# Where the user's notifications are mailed: no customer content, so set directly.
+Email = Annotated[str, AfterValidator(check_email)]
 UserPath = Annotated[str, Path(pattern=f"^{USERNAME.pattern}$")]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 RoleName = Literal[
@@ -55,12 +58,15 @@ class UserIn(Strict):
     display_name: Annotated[PlainText, StringConstraints(max_length=128)] = ""
     # Why the account needs its roles: goes on the role request the supervisor signs.
     reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
+    email: Email | None = None
 
 
 class UserPatch(Strict):
     roles: list[RoleName] | None = Field(default=None, max_length=9)
     disabled: Literal[True] | None = None
     password: Password | None = None
+    # null clears the address.
+    email: Email | None = None
     reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
 
 
@@ -84,6 +90,7 @@ def _public(user: User, roles: list[str]) -> dict[str, Any]:
         "clearance": user.clearance,
         "external": user.external,
         "disabled": user.disabled,
+        "email": user.email,
     }
 
 
@@ -140,6 +147,10 @@ def create_user(
             actor=caller.actor,
         )
         session.flush()
+        if body.email is not None:
+            notifications.set_email(
+                session, body.username, body.email, audit=services.audit, actor=caller.actor
+            )
         issued = password_reset.issue(
             session,
             username=body.username,
@@ -187,10 +198,15 @@ def change_user(
             f"POST /users/{username}/password-reset, which the user completes at "
             "POST /auth/password-reset; users change their own at POST /auth/password",
         )
-    if body.roles is None and body.disabled is None:
-        raise ApiProblem(422, "validation-failed", "give roles or disabled")
+    set_email = "email" in body.model_fields_set
+    if body.roles is None and body.disabled is None and not set_email:
+        raise ApiProblem(422, "validation-failed", "give roles, disabled or email")
 
     def run(session: Any) -> dict[str, Any]:
+        if set_email:
+            notifications.set_email(
+                session, username, body.email, audit=services.audit, actor=caller.actor
+            )
         outcome = rolegrants.change_account(
             services.workflow,
             session,
