@@ -36,6 +36,7 @@ from foundation.db import transaction
 from policies.decision import Principal
 from policies.directory import add_user, disable_user, roles_need_approval
 from policies.errors import PolicyError
+from policies.notifications import MailOptions, Notifier, set_email
 from policies.password_reset import ResetKeys, issue
 from policies.rolegrants import RoleOutcome, change_roles, create_user
 from policies.workflow import Workflow
@@ -120,6 +121,7 @@ def user_add(
     external: Annotated[bool, typer.Option(help="A registered visitor (Art 18.4).")] = False,
     credential: Annotated[str | None, typer.Option(help="Introduction letter or work-ID.")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
+    email: Annotated[str | None, typer.Option(help="Where notifications are mailed.")] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Add a user with a password (Argon2id). Roles that read content (salesperson,
@@ -155,6 +157,8 @@ def user_add(
         )
         outcome.user.password_hash = hashed
         session.add(outcome.user)
+        if email is not None:
+            set_email(session, username, email, audit=store.audit, actor=cli_actor())
     finish(store)
     console.print(f"Added {username}")
     _report_roles(username, outcome, bootstrap)
@@ -239,12 +243,15 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     store = open_store(data_dir)
     now = utcnow()
     with transaction(store.engine) as session:
-        result = Workflow(audit=store.audit).sweeper.sweep(session, now=now)
+        workflow = Workflow(audit=store.audit)
+        workflow.notifier = Notifier(MailOptions.from_settings(store.settings))
+        result = workflow.sweeper.sweep(session, now=now)
     page = store.archives.list(actor=cli_actor(), retention_before=now.date(), limit=500)
     finish(store)
     console.print(
         f"expired requests: {len(result.expired_requests)}, expired grants: "
-        f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}"
+        f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}, "
+        f"loans due within a day: {len(result.due_loans)}"
     )
     if page.total:
         table = Table(title=f"{page.total} archives past retention (propose destruction, Art 25)")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-
 from typing import Literal, Self
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -26,7 +25,9 @@ class Settings(BaseSettings):
     """Vault settings; every path defaults to a place under ``data_dir``."""
 
     # Errors never echo the input: it may hold the SMTP password.
-    model_config = SettingsConfigDict(env_prefix="VAULT_", extra="ignore", hide_input_in_errors=True)
+    model_config = SettingsConfigDict(
+        env_prefix="VAULT_", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(default=Path("./var"))
     # Empty means "the embedded SQLite file under data_dir".

@@ -30,7 +30,6 @@ from policies.models import AccessGrant, AccessRequest, LoanEntry
 from policies.notifications import Notice
 from policies.roles import Action, GrantState, LoanState, NotificationEvent, Role
 
-
 DUE_NOTICE = timedelta(hours=24)  # told this long before the due time
 OVERDUE_REPEAT = timedelta(hours=24)  # and again this often while overdue
 KEEPERS = (Role.INFORMATION_OFFICER,)  # who keeps the loan register (Art 19.5)

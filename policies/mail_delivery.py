@@ -146,7 +146,9 @@ def describe(exc: BaseException) -> str:
     return type(exc).__name__[:100]
 
 
-def message(settings: Settings, address: str, subject: str, body: str, now: datetime) -> EmailMessage:
+def message(
+    settings: Settings, address: str, subject: str, body: str, now: datetime
+) -> EmailMessage:
     """The mail; ``EmailMessage`` refuses a header with a line break (no injection)."""
     msg = EmailMessage()
     msg["From"] = settings.smtp_sender

@@ -147,7 +147,8 @@ def compose(notice: Notice, public_url: str) -> tuple[str, str]:
 def _fits(template: str, notice: Notice) -> bool:
     """Whether the notice has the ids the template names (else the generic text)."""
     return not (
-        ("{r}" in template and not notice.request_uid) or ("{l}" in template and not notice.loan_uid)
+        ("{r}" in template and not notice.request_uid)
+        or ("{l}" in template and not notice.loan_uid)
     )
 
 
@@ -261,9 +262,7 @@ def page_for(
         query = query.where(col(Notification.read_at).is_(None))
         counted = counted.where(col(Notification.read_at).is_(None))
     items = list(
-        session.exec(
-            query.order_by(col(Notification.id).desc()).offset(offset).limit(limit)
-        ).all()
+        session.exec(query.order_by(col(Notification.id).desc()).offset(offset).limit(limit)).all()
     )
     total = int(session.exec(counted).one())
     unread = int(

@@ -27,7 +27,7 @@ class SinkHandler:
         self.envelopes: list[tuple[str, list[str]]] = []
         self.replies: list[str] = []
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.replies:
             reply = self.replies.pop(0)
             if not reply.startswith("250"):

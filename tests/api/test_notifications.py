@@ -48,7 +48,11 @@ def _notify(client, recipient: str, n: int, *, at=None) -> list[int]:
     with transaction(services.engine) as s:
         for i in range(n):
             services.workflow.notify(
-                s, recipient, f"R-{i}", NotificationEvent.APPROVED, f"request R-{i} approved",
+                s,
+                recipient,
+                f"R-{i}",
+                NotificationEvent.APPROVED,
+                f"request R-{i} approved",
                 at or services.clock(),
             )
         s.flush()
@@ -142,12 +146,17 @@ def test_administrators_set_addresses_audited_and_only_they(client, login, api_v
     assert r.status_code == 200, r.text
     assert r.json()["email"] == "li.na@corp.example.com"
     # an insider cannot point a colleague's notifications at their own mailbox
-    r = client.patch("/users/li.na", json={"email": "me@evil.example.com"}, headers=login("zhang.wei"))
+    r = client.patch(
+        "/users/li.na", json={"email": "me@evil.example.com"}, headers=login("zhang.wei")
+    )
     assert r.status_code == 403
     for bad in ("not-an-address", "x@y", "a@b.example.com\r\nBcc: c@d.example.com", 7):
         r = client.patch("/users/li.na", json={"email": bad}, headers=adm)
         assert r.status_code == 422 and "email" in r.text, r.text
-    assert client.patch("/users/nobody", json={"email": "n@corp.example.com"}, headers=adm).status_code == 404
+    assert (
+        client.patch("/users/nobody", json={"email": "n@corp.example.com"}, headers=adm).status_code
+        == 404
+    )
     with Session(api_vault.engine) as s:
         assert s.exec(select(User.email).where(User.username == "li.na")).one() == (
             "li.na@corp.example.com"
@@ -162,7 +171,9 @@ def test_administrators_set_addresses_audited_and_only_they(client, login, api_v
     assert r.status_code == 201, r.text
     assert r.json()["email"] == "new.one@corp.example.com"
     r = client.post(
-        "/users", json={"username": "new.two", "roles": ["compliance"], "email": "nope"}, headers=adm
+        "/users",
+        json={"username": "new.two", "roles": ["compliance"], "email": "nope"},
+        headers=adm,
     )
     assert r.status_code == 422
     with Session(api_vault.engine) as s:
@@ -202,7 +213,9 @@ def test_a_denial_is_mailed_with_a_link_and_no_customer_content(
         headers=li,
     ).json()
     r = client.post(
-        f"/requests/{req['id']}/deny", json={"reason": "王小明已结清，无需回电"}, headers=login("head.one")
+        f"/requests/{req['id']}/deny",
+        json={"reason": "王小明已结清，无需回电"},
+        headers=login("head.one"),
     )
     assert r.status_code == 200, r.text
     result = deliver_due(api_vault.engine, api_vault.settings, clock.now)

@@ -20,7 +20,7 @@ from foundation.db import transaction
 from foundation.settings import Settings
 from policies import mail_delivery, notifications
 from policies.errors import InvalidInput, NotFound
-from policies.models import LoanEntry, Notification, NotificationMail
+from policies.models import LoanEntry, Notification
 from policies.notifications import MailOptions, Notice, Notifier
 from policies.roles import NotificationEvent, Role
 from tests.auditlog import entries
@@ -198,7 +198,7 @@ def test_notify_role_tells_enabled_holders_in_the_department(db, mailing, who, s
     with transaction(db) as s:
         told = mailing.notify_role(s, [Role.INFO_SUPERVISOR, Role.CS_MANAGER], notice, "y", T0)
     assert told == ["sup"]
-    generic = [m for m in _mails(db) if m.recipient == "sup"][0]
+    generic = next(m for m in _mails(db) if m.recipient == "sup")
     assert "leak_reported" in generic.subject and generic.body.count(f"{URL}/notifications") == 1
     assert "leak case" not in generic.body  # the in-app text is never mailed
 
@@ -374,3 +374,45 @@ def test_plain_smtp_is_allowed_to_this_machine_only(tmp_path):
         s = Settings(data_dir=tmp_path, smtp_host=host, smtp_tls="none", smtp_sender="v@ex.com")
         assert s.mail_enabled
     assert not Settings(data_dir=tmp_path).mail_enabled  # off by default
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def test_cli_sets_addresses_and_delivers(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from policies.directory import add_user
+    from policies.workflow import Workflow
+    from vault.vault import init_vault
+
+    data = tmp_path / "cli"
+    vault = init_vault(Settings(data_dir=data, expected_archives=1000))
+    with transaction(vault.engine) as s:
+        add_user(s, username="carol", roles=["salesperson"], department="east")
+    run = CliRunner().invoke
+    d = ["--data-dir", str(data)]
+    ok = run(app, ["user", "set-email", "carol", "carol@corp.example.com", *d])
+    assert ok.exit_code == 0, ok.output
+    bad = run(app, ["user", "set-email", "carol", "carol@", *d])
+    assert bad.exit_code != 0
+    off = run(app, ["notifications", "deliver", *d])
+    assert off.exit_code == 0 and "mail is off" in off.output
+    with Sink() as smtp:
+        for key, value in {
+            "SMTP_HOST": "127.0.0.1",
+            "SMTP_PORT": str(smtp.port),
+            "SMTP_TLS": "none",
+            "SMTP_SENDER": "vault@example.com",
+            "PUBLIC_URL": URL,
+        }.items():
+            monkeypatch.setenv(f"VAULT_{key}", value)
+        wf = Workflow(audit=vault.audit_log())
+        wf.notifier = Notifier(MailOptions(enabled=True, public_url=URL))
+        with transaction(vault.engine) as s:
+            wf.notify(s, "carol", "R-7", NotificationEvent.APPROVED, "approved", T0)
+        sent = run(app, ["notifications", "deliver", *d])
+        assert sent.exit_code == 0 and "sent: 1" in sent.output, sent.output
+    assert [str(m["To"]) for m in smtp.received] == ["carol@corp.example.com"]
+    vault.engine.dispose()
