@@ -145,11 +145,10 @@ class Loans:
                 detail={"loan": loan.uid, "op": "borrower-confirmed"},
             ),
         )
-        self.desk.notify(
+        self.desk.notifier.notify(
             session,
             loan.borrower,
-            None,
-            NotificationEvent.LOAN_CONFIRMED,
+            _notice(loan, NotificationEvent.LOAN_CONFIRMED),
             f"you confirmed loan {loan.uid}; due {fmt(loan.due_at)}",
             now,
         )
@@ -207,11 +206,10 @@ class Loans:
                 },
             ),
         )
-        self.desk.notify(
+        self.desk.notifier.notify(
             session,
             loan.borrower,
-            None,
-            NotificationEvent.RETURNED,
+            _notice(loan, NotificationEvent.RETURNED),
             f"loan {loan.uid} returned{' late' if overdue else ''}; access ended",
             now,
         )
@@ -289,13 +287,7 @@ def _tell(
     desk: Desk, session: Session, loan: LoanEntry, event: NotificationEvent, now: datetime
 ) -> None:
     archives = ", ".join(loan.archives)
-    notice = Notice(
-        event.value,
-        loan_uid=loan.uid,
-        archives=tuple(loan.archives),
-        about=loan.borrower,
-        due_at=loan.due_at,
-    )
+    notice = _notice(loan, event)
     if event == NotificationEvent.LOAN_DUE:
         mine = f"loan {loan.uid} of {archives} is due at {fmt(loan.due_at)}; return it by then"
         theirs = f"loan {loan.uid} of {archives} by {loan.borrower} is due at {fmt(loan.due_at)}"
@@ -310,3 +302,14 @@ def _tell(
         )
     desk.notifier.notify(session, loan.borrower, notice, mine, now)
     desk.notifier.notify_role(session, KEEPERS, notice, theirs, now, exclude=[loan.borrower])
+
+
+def _notice(loan: LoanEntry, event: NotificationEvent) -> Notice:
+    """A loan's notice: its line, archives, borrower and due time (never the material)."""
+    return Notice(
+        event.value,
+        loan_uid=loan.uid,
+        archives=tuple(loan.archives),
+        about=loan.borrower,
+        due_at=loan.due_at,
+    )

@@ -135,6 +135,8 @@ def test_overdue_is_told_at_once_then_daily_never_twice_a_day(db, mailing, who):
         mailing.loans.close(s, loan.uid, who("io"), now=due + 2 * D + H)
     with transaction(db) as s:  # returned: no more reminders
         assert mailing.sweeper.sweep(s, now=due + 4 * D).overdue_loans == []
+    returned = [m for m in _mails(db) if m.subject == f"Loan {loan.uid} was returned"]
+    assert [m.recipient for m in returned] == ["carol"]
 
 
 def test_two_sweeps_at_once_tell_everyone_once(db, mailing, who):
