@@ -9,8 +9,10 @@ mail may then arrive twice, never not at all).
 
 A failure is recorded on the row (the kind of failure only, never a server's
 reply, which may echo an address or a password) and the row is tried again after
-a growing pause; after ``smtp_max_attempts`` it is marked ``failed``. Nothing
-here raises into the workflow: a relay that is down delays mail, nothing else.
+a growing pause; after ``smtp_max_attempts`` it is marked ``failed``. A relay
+that cannot be reached ends the run after one attempt, so the rest are not each
+held for a timeout. Nothing here raises into the workflow: a relay that is down
+delays mail, nothing else.
 """
 
 from __future__ import annotations
@@ -94,7 +96,8 @@ def deliver_due(
             row = claim(engine, row_id, now)
             if row is None:
                 continue
-            _attempt(engine, settings, row, now, result)
+            if not _attempt(engine, settings, row, now, result):
+                break  # the relay is unreachable: the rest wait for the next run
     except Exception as exc:  # noqa: BLE001 - the database is down: next run tries again
         log.error("mail delivery stopped: %s", type(exc).__name__)
     return result
@@ -106,7 +109,8 @@ def _attempt(
     row: dict[str, object],
     now: datetime,
     result: DeliveryResult,
-) -> None:
+) -> bool:
+    """Send one claimed row and record the outcome; False when the relay did not answer."""
     row_id = int(str(row["id"]))
     attempts = int(str(row["attempts"]))
     # Only while the claim is still ours (not taken over after RECLAIM_AFTER).
@@ -128,12 +132,22 @@ def _attempt(
             )
         (result.failed if given_up else result.retried).append(row_id)
         log.warning("mail %s attempt %s failed: %s", row_id, attempts, error)
-        return
+        return answered(exc)
     with engine.begin() as conn:
         conn.execute(
             sa.update(_T).where(mine).values(state=MailState.SENT, sent_at=now, last_error=None)
         )
     result.sent.append(row_id)
+    return True
+
+
+def answered(exc: BaseException) -> bool:
+    """Whether the relay answered (refused this mail) rather than could not be reached.
+
+    One unreachable relay is enough to stop a run: waiting out a timeout for each
+    queued row would hold up the service's housekeeping for minutes.
+    """
+    return isinstance(exc, smtplib.SMTPResponseException | smtplib.SMTPRecipientsRefused)
 
 
 def describe(exc: BaseException) -> str:

@@ -284,6 +284,20 @@ def test_a_relay_that_is_down_delays_mail_with_growing_pauses_then_gives_up(db, 
     assert mail_delivery.deliver_due(db, settings, at + 7 * D).retried == []
 
 
+def test_an_unreachable_relay_ends_the_run_after_one_attempt(db, mailing, tmp_path):
+    with transaction(db) as s:
+        for i in range(3):
+            mailing.notify(s, "carol", f"R-{i}", NotificationEvent.APPROVED, "approved", T0)
+    settings = _mail_settings(tmp_path, free_port())
+    result = mail_delivery.deliver_due(db, settings, T0)
+    rows = _mails(db)
+    assert result.retried == [rows[0].id] and [r.attempts for r in rows] == [1, 0, 0]
+    with Sink() as smtp:  # the relay is back: the rest go at once, the first when due
+        settings = _mail_settings(tmp_path, smtp.port)
+        assert mail_delivery.deliver_due(db, settings, T0).sent == [r.id for r in rows[1:]]
+        assert mail_delivery.deliver_due(db, settings, T0 + M).sent == [rows[0].id]
+
+
 def test_two_deliverers_never_send_one_mail_twice(db, mailing, tmp_path):
     with transaction(db) as s:
         for i in range(12):
