@@ -25,7 +25,7 @@ from policies.notifications import MailOptions, Notice, Notifier
 from policies.roles import NotificationEvent, Role
 from tests.auditlog import entries
 from tests.policies.conftest import T0
-from tests.smtp_sink import Sink, free_port
+from tests.smtp_sink import Sink, StartTLSSink, free_port, self_signed
 from vault.models import User
 
 M = timedelta(minutes=1)
@@ -332,6 +332,20 @@ def test_a_claimed_row_is_not_sent_by_another_until_the_claim_is_stale(db, maili
         assert mail_delivery.deliver_due(db, settings, T0 + M).sent == []
         later = T0 + mail_delivery.RECLAIM_AFTER
         assert mail_delivery.deliver_due(db, settings, later).sent == [row.id]
+    assert len(smtp.received) == 1
+
+
+def test_starttls_checks_the_relays_certificate(db, mailing, tmp_path, monkeypatch):
+    with transaction(db) as s:
+        mailing.notify(s, "carol", "R-1", NotificationEvent.APPROVED, "approved", T0)
+    cert, key = self_signed(tmp_path)
+    with StartTLSSink(cert, key) as smtp:
+        settings = _mail_settings(tmp_path, smtp.port).model_copy(update={"smtp_tls": "starttls"})
+        # A certificate nobody vouches for: nothing is sent, and it is retried.
+        assert mail_delivery.deliver_due(db, settings, T0).retried
+        assert _mails(db)[0].last_error == "SSLCertVerificationError"
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now a trusted CA
+        assert mail_delivery.deliver_due(db, settings, T0 + M).sent
     assert len(smtp.received) == 1
 
 
