@@ -59,8 +59,8 @@ def backoff(attempts: int) -> timedelta:
 
 def _due(now: datetime) -> sa.ColumnElement[bool]:
     return sa.or_(
-        sa.and_(_T.c.state == MailState.QUEUED, _T.c.next_attempt_at <= now),
-        sa.and_(_T.c.state == MailState.SENDING, _T.c.claimed_at <= now - RECLAIM_AFTER),
+        sa.and_(_T.c.state == MailState.QUEUED.value, _T.c.next_attempt_at <= now),
+        sa.and_(_T.c.state == MailState.SENDING.value, _T.c.claimed_at <= now - RECLAIM_AFTER),
     )
 
 
@@ -70,7 +70,7 @@ def claim(engine: sa.Engine, row_id: int, now: datetime) -> dict[str, object] | 
         result = conn.execute(
             sa.update(_T)
             .where(_T.c.id == row_id, _due(now))
-            .values(state=MailState.SENDING, claimed_at=now, attempts=_T.c.attempts + 1)
+            .values(state=MailState.SENDING.value, claimed_at=now, attempts=_T.c.attempts + 1)
         )
         if result.rowcount != 1:
             return None
@@ -114,7 +114,7 @@ def _attempt(
     row_id = int(str(row["id"]))
     attempts = int(str(row["attempts"]))
     # Only while the claim is still ours (not taken over after RECLAIM_AFTER).
-    mine = sa.and_(_T.c.id == row_id, _T.c.state == MailState.SENDING, _T.c.claimed_at == now)
+    mine = sa.and_(_T.c.id == row_id, _T.c.state == MailState.SENDING.value, _T.c.claimed_at == now)
     try:
         send(settings, str(row["address"]), str(row["subject"]), str(row["body"]), now)
     except Exception as exc:  # noqa: BLE001 - any failure is recorded and retried
@@ -125,7 +125,7 @@ def _attempt(
                 sa.update(_T)
                 .where(mine)
                 .values(
-                    state=MailState.FAILED if given_up else MailState.QUEUED,
+                    state=MailState.FAILED.value if given_up else MailState.QUEUED.value,
                     next_attempt_at=now + backoff(attempts),
                     last_error=error,
                 )
@@ -135,7 +135,9 @@ def _attempt(
         return answered(exc)
     with engine.begin() as conn:
         conn.execute(
-            sa.update(_T).where(mine).values(state=MailState.SENT, sent_at=now, last_error=None)
+            sa.update(_T)
+            .where(mine)
+            .values(state=MailState.SENT.value, sent_at=now, last_error=None)
         )
     result.sent.append(row_id)
     return True

@@ -17,8 +17,9 @@ logging in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 import sqlalchemy as sa
 from sqlmodel import Session, col, func, select
@@ -36,7 +37,7 @@ MAX_PAGE = 200
 MAX_OFFSET = 1_000_000
 
 
-class MailState:
+class MailState(StrEnum):
     QUEUED = "queued"
     SENDING = "sending"
     SENT = "sent"
@@ -186,7 +187,7 @@ class Notifier:
                     subject=subject,
                     body=body,
                     next_attempt_at=now,
-                    state=MailState.QUEUED,
+                    state=MailState.QUEUED.value,
                     created_at=now,
                 )
             )
@@ -239,12 +240,14 @@ def holders(
 
 @dataclass(frozen=True, slots=True)
 class Page:
+    """One page of a person's notifications; ``unread`` counts all of theirs unread."""
+
     items: list[Notification]
     unread: int
     limit: int
     offset: int
-    total: int = 0
-    more: bool = field(default=False)
+    total: int
+    more: bool
 
 
 def page_for(
