@@ -27,12 +27,11 @@ from policies.desk import Desk, actor_of, fmt, new_uid
 from policies.errors import NotFound, Refused
 from policies.loading import next_revision
 from policies.models import AccessGrant, AccessRequest, LoanEntry
-from policies.notifications import Notice
+from policies.notifications import REGISTER_KEEPERS, Notice
 from policies.roles import Action, GrantState, LoanState, NotificationEvent, Role
 
 DUE_NOTICE = timedelta(hours=24)  # told this long before the due time
 OVERDUE_REPEAT = timedelta(hours=24)  # and again this often while overdue
-KEEPERS = (Role.INFORMATION_OFFICER,)  # who keeps the loan register (Art 19.5)
 _LOAN_T = LoanEntry.__table__  # type: ignore[attr-defined]
 
 
@@ -301,7 +300,9 @@ def _tell(
             f"{fmt(loan.due_at)} and is still out"
         )
     desk.notifier.notify(session, loan.borrower, notice, mine, now)
-    desk.notifier.notify_role(session, KEEPERS, notice, theirs, now, exclude=[loan.borrower])
+    desk.notifier.notify_role(
+        session, REGISTER_KEEPERS, notice, theirs, now, exclude=[loan.borrower]
+    )
 
 
 def _notice(loan: LoanEntry, event: NotificationEvent) -> Notice:

@@ -32,6 +32,10 @@ from policies.models import Notification, NotificationMail
 from policies.roles import NotificationEvent, Role
 from vault.models import User, UserRole
 
+# Who notify_role tells for the domain's standing duties: the keepers of the loan
+# register (Art 19.5), and the handlers of a leak report (DOMAIN.md: both at once).
+REGISTER_KEEPERS = (Role.INFORMATION_OFFICER,)
+LEAK_HANDLERS = (Role.INFO_SUPERVISOR, Role.CS_MANAGER)
 MAX_MESSAGE = 1000
 MAX_PAGE = 200
 MAX_OFFSET = 1_000_000

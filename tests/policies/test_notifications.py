@@ -184,9 +184,7 @@ def test_the_requester_is_told_of_every_decision(db, mailing, who):
 def test_notify_role_tells_enabled_holders_in_the_department(db, mailing, who, sink):
     notice = Notice("leak_reported", archives=("A-SEC",))
     with transaction(db) as s:
-        told = mailing.notify_role(
-            s, [Role.INFO_SUPERVISOR, Role.CS_MANAGER], notice, "leak case X-1 opened", T0
-        )
+        told = mailing.notify_role(s, notifications.LEAK_HANDLERS, notice, "leak case X-1", T0)
     assert told == ["csm", "sup"]
     with transaction(db) as s:
         told = mailing.notify_role(
