@@ -99,8 +99,9 @@ def test_a_department_heads_own_view_is_signed_by_an_alternate(client, login, ap
     problem = _file(client, head, 409, kind="view", archives=[no])
     assert problem["stage"] == "department_head"
     assert "head.one filed it" in problem["detail"]
-    assert "fix: give another enabled account of department 销售一部 the department_head role" in (
-        problem["detail"]
+    assert (
+        "fix: give another enabled account of department 销售一部 the department_head role"
+        in (problem["detail"])
     )
     assert "cs_manager or general_manager role (who signs instead)" in problem["detail"]
 

@@ -236,9 +236,7 @@ def test_alternates_never_sign_while_a_usual_signer_is_left(db, wf, who):
     assert caught.value.rule == "wrong-role" and "and 4 are" in caught.value.message
 
 
-def test_a_usual_signer_who_signed_an_earlier_stage_makes_the_alternate_eligible(
-    db, wf, who, sink
-):
+def test_a_usual_signer_who_signed_an_earlier_stage_makes_the_alternate_eligible(db, wf, who, sink):
     _disable(db, "io", "io2", "both")  # keeper is the only officer and the custodian
     req = _file(db, wf, who, "carol", "view", "A-TOP")
     for i, signer in enumerate(["dh_east", "keeper", "csm"]):
