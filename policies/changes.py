@@ -313,6 +313,7 @@ def file_change(
             created_at=now,
         )
     )
+    reach.tell_next_signers(desk, session, req, now)  # whoever may sign its first stage
     return req
 
 
