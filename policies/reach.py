@@ -16,8 +16,10 @@ reached? :func:`unfinishable_stage` answers it exactly (a small depth-first
 search, memoised on the stage and on the already-used people who still matter
 for later stages). A stage-by-stage count would be wrong both ways: it accepts
 the demo's top-secret view whose only information officer is also the
-custodian when no supervisor exists, and it cannot see that the officer's
-signature is what lets the supervisor sign the custodian's stage.
+custodian when no supervisor exists (the officer cannot sign both stages),
+and, made to count people once, it refuses that view when a supervisor does
+exist, not seeing that the officer's signature is what lets the supervisor
+sign the custodian's stage.
 
 :func:`signers_now` is the same rule for a request in flight, shared by
 signing (``Signing.check_signer`` lets an alternate sign only when it is
