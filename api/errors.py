@@ -52,6 +52,7 @@ _POLICY_STATUS: dict[type[perr.PolicyError], int] = {
     perr.InvalidInput: 422,
     perr.Refused: 403,
     perr.Conflict: 409,
+    perr.Unfinishable: 409,  # who could sign, named in the detail with the fix
     perr.ConfigError: 500,
 }
 
@@ -139,6 +140,8 @@ def install(app: FastAPI) -> None:
             }
         if isinstance(exc, perr.Refused):
             extra = {"rule": exc.rule}
+        if isinstance(exc, perr.Unfinishable):
+            extra = {"rule": exc.rule, "stage": exc.stage}
         return problem(status, exc.code, exc.message, instance=request.url.path, **extra)
 
     @app.exception_handler(AuditError)

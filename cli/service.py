@@ -61,6 +61,9 @@ DEMO_USERS = (
     ("head.sales1", ["department_head"], "销售一部", "secret", None),
     ("head.sales2", ["department_head"], "销售二部", "secret", None),
     ("chen.jing", ["information_officer"], "客户服务部", "top_secret", None),
+    # A second officer: one of them keeps an archive while the other approves access
+    # to it (one person signs one stage; vault.seed spreads the custodianships).
+    ("huang.min", ["information_officer"], "客户服务部", "top_secret", None),
     ("zhao.lei", ["info_supervisor"], "客户服务部", "top_secret", None),
     ("sun.li", ["cs_manager"], "客户服务部", "top_secret", None),
     ("zhou.gm", ["general_manager"], "总经理办公室", "top_secret", None),

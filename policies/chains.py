@@ -43,8 +43,10 @@ class StageSpec:
     scope: str = "any"
     when_classification: tuple[str, ...] = ()
     when_external: bool | None = None
-    # Who signs instead when the filer could sign this stage themselves (every chain
-    # must be finishable): a custodian filing, a department head filing.
+    # Who signs instead when no usual signer is left (every chain must be
+    # finishable): the usual signers are the enabled accounts the stage names,
+    # less the requester, whoever signed an earlier stage of the request, and the
+    # people a change gives access to (``policies.reach``).
     alternate_roles: tuple[str, ...] = ()
     alternate_label: str = ""
 
@@ -62,6 +64,10 @@ class StageSpec:
             "article": self.article,
             "custodian": self.custodian,
             "scope": self.scope,
+            # Stored with the request so that who may sign instead is fixed when it
+            # is filed, like the rest of the stage.
+            "alternate_roles": list(self.alternate_roles),
+            "alternate_label": self.alternate_label,
         }
 
 
@@ -153,6 +159,13 @@ def _stage(raw: Any, where: str) -> StageSpec:
             raise ConfigError(f"{where}: unknown role {role}")
         if role in (Role.ADMIN, Role.COMPLIANCE, Role.EXTERNAL):
             raise ConfigError(f"{where}: admin, compliance and external never sign requests")
+    # An alternate holding the stage's own role would be a usual signer already:
+    # the line would read as a fallback and change nothing.
+    same = [r for r in alternates if r in roles]
+    if same:
+        raise ConfigError(f"{where}: alternate role(s) {', '.join(same)} sign the stage already")
+    if len(set(alternates)) != len(alternates):
+        raise ConfigError(f"{where}: alternate_roles lists a role twice")
     alternate_label = str(raw.get("alternate_label", ""))
     if alternates and not alternate_label:
         raise ConfigError(f"{where}: alternate_label (who signs instead, in words) is required")

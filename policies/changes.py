@@ -29,13 +29,14 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from policies import reach
 from policies.chains import StageSpec
 from policies.decision import Principal
 from policies.desk import Desk
-from policies.errors import InvalidInput, Refused
+from policies.errors import InvalidInput, Refused, Unfinishable
 from policies.models import AccessRequest, Notification
 from policies.roles import CHANGE_KINDS, NotificationEvent, RequestKind, RequestState, Role
 from vault.models import User, UserRole
@@ -190,19 +191,11 @@ def resolve_stages(
                     scope="any",
                     alternate_for=stage.name,
                 )
+                # The alternate is now the stage's usual signer; it has none of its own.
+                snap.pop("alternate_roles", None)
+                snap.pop("alternate_label", None)
         out.append(snap)
     return out
-
-
-def _signers(session: Session, roles: Iterable[str], department: str | None) -> set[str]:
-    query = (
-        select(User.username)
-        .join(UserRole, col(UserRole.user_id) == col(User.id))
-        .where(col(UserRole.role).in_(list(roles)), User.disabled == False)  # noqa: E712
-    )
-    if department is not None:
-        query = query.where(User.department == department)
-    return set(session.exec(query).all())
 
 
 def check_finishable(
@@ -214,35 +207,16 @@ def check_finishable(
     subjects: Iterable[str],
     department: str,
 ) -> None:
-    """Refuse a chain that no one could finish, naming the stage."""
-    excluded = {filer, *subjects}
-    for stage in stages:
-        if stage.get("custodian"):
-            enabled = session.exec(
-                select(User.username).where(
-                    User.username == (custodian or ""),
-                    User.disabled == False,  # noqa: E712
-                )
-            ).first()
-            if not enabled or custodian in excluded:
-                raise InvalidInput(
-                    f"no one could sign stage {stage['name']} ({stage['label']}): the "
-                    "custodian's account is disabled or gains from the change; name "
-                    "another custodian first"
-                )
-            continue
-        roles = set(stage["roles"])
-        possible = set()
-        if stage.get("scope") == "change_department":
-            possible |= _signers(session, roles & {Role.DEPARTMENT_HEAD}, department)
-            possible |= _signers(session, roles - {Role.DEPARTMENT_HEAD}, None)
-        else:
-            possible |= _signers(session, roles, None)
-        if not possible - excluded:
-            raise InvalidInput(
-                f"no one could sign stage {stage['name']} ({stage['label']}): no enabled "
-                "account other than you and the people the change concerns holds that role"
-            )
+    """Refuse a chain that no one could finish, naming the stage and the fix.
+
+    The same search as an access request's (``policies.reach``): stages kept as
+    configured may still fall to their alternates when no usual signer is left
+    (the archive's only department head gains from the change)."""
+    blocked = reach.unfinishable_stage(
+        session, stages, filer, custodian, department, excluded=subjects
+    )
+    if blocked is not None:
+        raise Unfinishable(blocked.message("this change"), stage=blocked.name)
 
 
 def file_change(
@@ -339,6 +313,7 @@ def file_change(
             created_at=now,
         )
     )
+    reach.tell_next_signers(desk, session, req, now)  # whoever may sign its first stage
     return req
 
 

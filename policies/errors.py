@@ -89,3 +89,19 @@ class Conflict(PolicyError):
     """Someone else moved the request first; reload and try again."""
 
     code = "conflict"
+
+
+class Unfinishable(Conflict):
+    """No sequence of people could sign every stage of the chain a request needs.
+
+    A conflict with the staff as they are now (who holds which role, who is the
+    custodian, who is disabled), not with the caller's input: the same request
+    files once the fix the message names is made. ``stage`` is the stage's name.
+    """
+
+    code = "unfinishable"
+    rule = "unfinishable"
+
+    def __init__(self, message: str, *, stage: str, event: AuditEvent | None = None) -> None:
+        super().__init__(message, event=event)
+        self.stage = stage

@@ -2,13 +2,17 @@
 
 ``Filing.file`` checks what is asked (kind, archives, groups, hours, purpose and
 reason, a visitor's credential, a loan's material) and who asks (only a kind's
-filers file it; a top-secret archive's custodian cannot file what they would
-sign), derives the chain of stages from the archives' highest classification
-and whether the requester is external, and records the request with its audit
-entry and a notification to the requester, in the caller's transaction.
+filers file it; a top-secret archive's custodian files for it only when their
+stage has an alternate), derives the chain of stages from the archives' highest
+classification and whether the requester is external, checks that someone could
+sign every stage, and records the request with its audit entry and a
+notification to the requester, in the caller's transaction.
 
 Refusals: ``filer`` (no role may file the kind), ``self-approval`` (the custodian
-files for their own archive), ``loan-limit`` (a loan longer than the limit, Art 19.5).
+files for their own archive and the custodian's stage has no alternate),
+``loan-limit`` (a loan longer than the limit, Art 19.5), and ``Unfinishable``
+(409) when no sequence of people could sign every stage (``policies.reach``).
+Whoever may sign the first stage is told it waits for them.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, col, select
 
-from audit.events import AuditAction, AuditEvent
-from policies.chains import KindSpec
+from audit.events import AuditAction, AuditEvent, Outcome
+from policies import reach
+from policies.chains import KindSpec, StageSpec
 from policies.decision import Principal
 from policies.desk import (
     MAX_ARCHIVES,
+    MAX_REASON,
     Desk,
     actor_of,
     check_reason,
@@ -30,7 +36,7 @@ from policies.desk import (
     new_uid,
     refusal,
 )
-from policies.errors import ConfigError, InvalidInput, NotFound
+from policies.errors import ConfigError, InvalidInput, NotFound, Unfinishable
 from policies.models import AccessRequest
 from policies.roles import NotificationEvent, RequestKind, RequestState, rank
 from vault.models import Archive, ArchiveStatus, User
@@ -104,6 +110,16 @@ class Filing:
                     "a visitor registers an introduction letter or work-ID number (Art 18.4)"
                 )
         stages = spec.stages_for(classification=classification, external=requester.external)
+        self._check_reachable(
+            session,
+            spec,
+            requester,
+            stages,
+            archive_rows,
+            custodian,
+            classification=classification,
+            purpose=purpose,
+        )
         req = AccessRequest(
             uid=new_uid("R"),
             kind=spec.kind.value,
@@ -162,7 +178,55 @@ class Filing:
             f"{fmt(req.expires_at)}",
             now,
         )
+        reach.tell_next_signers(self.desk, session, req, now)
         return req
+
+    def _check_reachable(
+        self,
+        session: Session,
+        spec: KindSpec,
+        requester: Principal,
+        stages: Sequence[StageSpec],
+        rows: list[Archive],
+        custodian: str | None,
+        *,
+        classification: str,
+        purpose: str,
+    ) -> None:
+        """Refuse a request nobody could finish, naming the stage and the fix.
+
+        Filed anyway, it would wait unsigned until it expired with nobody told why
+        (the demo's only information officer keeping every top-secret archive).
+        The refusal is audited as a denied filing, like the other refusals here."""
+        blocked = reach.unfinishable_stage(
+            session,
+            [s.as_dict() for s in stages],
+            requester.username,
+            custodian,
+            requester.department,
+            archives=[a.archive_no for a in rows],
+        )
+        if blocked is None:
+            return
+        message = blocked.message(f"this {classification} {spec.kind} request")
+        raise Unfinishable(
+            message,
+            stage=blocked.name,
+            event=AuditEvent(
+                action=AuditAction.REQUEST_FILE,
+                actor=actor_of(requester),
+                outcome=Outcome.DENIED,
+                archives=tuple(a.archive_no for a in rows),
+                purpose=purpose,
+                reason=message[:MAX_REASON],
+                detail={
+                    "request": None,
+                    "kind": spec.kind.value,
+                    "rule": Unfinishable.rule,
+                    "stage": blocked.name,
+                },
+            ),
+        )
 
     def _archives(
         self,
@@ -220,11 +284,14 @@ class Filing:
                 "requests (each custodian signs their own)"
             )
         custodian = next(iter(keepers))
-        needs = any(
-            s.custodian
+        # The custodian asking for their own archive: a custodian's stage with an
+        # alternate goes to it (the reachability check then makes sure someone holds
+        # it); one without an alternate could never be signed.
+        stranded = any(
+            s.custodian and not s.alternate_roles
             for s in spec.stages_for(classification="top_secret", external=requester.external)
         )
-        if needs and custodian == requester.username:
+        if stranded and custodian == requester.username:
             raise refusal(
                 None,
                 requester,

@@ -18,7 +18,12 @@ stay deniable):
 - the stages still to sign become those the current chain needs and no valid
   signature covers, in the chain's order, so the next signer is the first of
   them: the request goes back to the first new stage that comes at or before
-  where it stood.
+  where it stood;
+- new stages carry their alternates as filing stores them; a requester who is
+  now the custodian leaves the custodian's stage to its alternate. If nobody
+  could finish the chain as it is now, the request still waits (it can be
+  denied or withdrawn, and the staff may change) and the requester is told
+  which stage is stuck and what would fix it (``policies.reach``).
 
 A change is written to the request (``stages``, ``classification``,
 ``custodian``, ``chain_changes``, ``version``), appended to the audit log and
@@ -36,6 +41,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
+from policies import reach
 from policies.chains import Chains
 from policies.desk import bump
 from policies.errors import Refused
@@ -146,7 +152,9 @@ def derive(
         custodian = keeper
     if not raised and custodian == req.custodian:
         return None
-    if custodian is not None and custodian == req.requester:
+    needed = spec.stages_for(classification=classification, external=req.requester_external)
+    stranded = any(s.custodian and not s.alternate_roles for s in needed)
+    if custodian is not None and custodian == req.requester and stranded:
         raise _unfinishable(
             req,
             actor,
@@ -167,7 +175,7 @@ def derive(
         if not entry.get("superseded"):
             credited.add(entry["name"])
         prefix.append(entry)
-    needed = spec.stages_for(classification=classification, external=req.requester_external)
+    # Snapshots as filing takes them, alternates included.
     rest = [s.as_dict() for s in needed if s.name not in credited]
     names = {s["name"] for s in rest}
     # Stages the request was filed with and nobody signed yet stay required (fail closed).
@@ -219,12 +227,19 @@ def refresh(
         ),
     )
     labels = {s["name"]: s["label"] for s in stages}
+    message = _message(req.uid, change, labels)
+    # A chain nobody could finish now keeps waiting (it may still be denied or
+    # withdrawn, and the staff may change), but the requester learns which stage
+    # is stuck and what would unstick it.
+    blocked = reach.unfinishable_request(session, req)
+    if blocked is not None:
+        message += "; " + blocked.message(f"request {req.uid} as it is now")
     session.add(
         Notification(
             recipient=req.requester,
             request_uid=req.uid,
             event=NotificationEvent.RECHAINED.value,
-            message=_message(req.uid, change, labels)[:1000],
+            message=message[:1000],
             created_at=now,
         )
     )

@@ -172,3 +172,5 @@ class NotificationEvent(StrEnum):
     REASSIGNED = "reassigned"
     REVOKED = "revoked"
     RECHAINED = "rechained"
+    # To whoever may sign a request's next stage now (usual signers, or alternates).
+    STAGE_WAITING = "stage_waiting"

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
-from policies import archive_changes, grant_terms, rechain, rolegrants
+from policies import archive_changes, grant_terms, reach, rechain, rolegrants
 from policies.changes import audited_refusals, is_change, signer_problem
 from policies.decision import Principal
 from policies.desk import (
@@ -53,6 +53,7 @@ from policies.handover import StaffHandover
 from policies.loading import next_revision
 from policies.loans import Loans
 from policies.models import AccessGrant, AccessRequest, RequestSignature
+from policies.reach import ALTERNATE
 from policies.roles import GrantState, NotificationEvent, RequestKind, RequestState
 
 # Applies an approved change in the final signature's transaction; returns what it did.
@@ -126,6 +127,14 @@ class Signing:
                 req, signer, action, "order", f"request {req.uid} has no stage left to sign"
             )
         stage = req.stages[index]
+        alternate, waiting = self._alternate(session, req, stage, signer)
+        if alternate is not None:
+            # An alternate is not bound by the stage's department scope (that is
+            # why it signs); a change's beneficiaries still never sign.
+            problem = signer_problem(req, signer, {**stage, "scope": "any"})
+            if problem is not None:
+                raise refusal(req, signer, action, *problem)
+            return index, stage, alternate + ALTERNATE
         if stage.get("custodian"):
             if signer.username != req.custodian:
                 raise refusal(
@@ -134,7 +143,7 @@ class Signing:
                     action,
                     "wrong-custodian",
                     f"stage {stage['name']} of request {req.uid} is signed by "
-                    f"the archive's custodian ({req.custodian})",
+                    f"the archive's custodian ({req.custodian})" + waiting,
                 )
             role = "custodian"
         else:
@@ -147,7 +156,7 @@ class Signing:
                     "wrong-role",
                     f"stage {stage['name']} of request {req.uid} is signed by "
                     f"{stage['label']} ({', '.join(stage['roles'])}); stages "
-                    "are signed in order",
+                    "are signed in order" + waiting,
                 )
             role = held[0]
         if stage.get("scope") == "requester_department" and (
@@ -160,12 +169,39 @@ class Signing:
                 "wrong-department",
                 f"a department head signs only for their own department; "
                 f"request {req.uid} is from "
-                f"{req.requester_department or 'no department'}",
+                f"{req.requester_department or 'no department'}" + waiting,
             )
         problem = signer_problem(req, signer, stage)  # change requests' own rules
         if problem is not None:
-            raise refusal(req, signer, action, *problem)
+            raise refusal(req, signer, action, problem[0], problem[1] + waiting)
         return index, stage, role
+
+    @staticmethod
+    def _alternate(
+        session: Session, req: AccessRequest, stage: dict[str, Any], signer: Principal
+    ) -> tuple[str | None, str]:
+        """(the alternate role ``signer`` signs ``stage`` in, or None; what to add to a
+        refusal). An alternate signs only when no usual signer is left
+        (``policies.reach``); a usual signer always signs as such. Stages without
+        alternates, and signers holding none of them, never touch the staff tables."""
+        held = reach.alternate_roles_held(stage, signer.roles)
+        if not held or reach.is_usual(
+            stage,
+            signer.username,
+            signer.roles,
+            signer.department,
+            custodian=req.custodian,
+            department=reach.scope_department(req, stage),
+        ):
+            return None, ""
+        left = reach.usual_left(session, req, stage)
+        if left:
+            return None, (
+                f"; as {stage.get('alternate_label') or 'an alternate'} you sign it only "
+                f"when no usual signer is left, and {len(left)} "
+                + ("is" if len(left) == 1 else "are")
+            )
+        return held[0], ""
 
     def approve(
         self,
@@ -275,6 +311,8 @@ class Signing:
                     "final": final,
                     "hours": req.hours,
                     "narrowed": groups is not None or hours is not None,
+                    # Signed as an alternate: no usual signer of the stage was left.
+                    **({"alternate_for": stage["name"]} if role.endswith(ALTERNATE) else {}),
                 },
             ),
         )
@@ -289,6 +327,7 @@ class Signing:
                 f"request {req.uid}; next: {following['label']}",
                 now,
             )
+            reach.tell_next_signers(self.desk, session, req, now)
         else:
             self.desk.notify(
                 session,
@@ -469,7 +508,9 @@ class Signing:
         *,
         now: datetime,
     ) -> list[AccessRequest]:
-        """Pending requests whose next stage this person may sign now."""
+        """Pending requests whose next stage this person may sign now: as a usual
+        signer, or as an alternate when no usual signer is left (the rule of
+        ``check_signer``, so the queue shows exactly what a signature would accept)."""
         out = []
         for req in session.exec(
             select(AccessRequest)

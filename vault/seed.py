@@ -25,6 +25,12 @@ DEMO_SALESPEOPLE = (
     ("liu.yang", "销售二部"),
 )
 DEMO_CUSTODIAN = "chen.jing"
+# Custodians of the demo's secret and top-secret archives, taken in turn: the two
+# information officers and the supervisor (cli.service.DEMO_USERS). With one
+# officer keeping every archive, that officer would sign both the officer's and
+# the custodian's stage of every top-secret request, which one person never
+# does; spread out, the other officer signs the officer's stage.
+DEMO_CUSTODIANS = (DEMO_CUSTODIAN, "huang.min", "zhao.lei")
 _AREAS = ("010", "021", "020", "0755", "0571", "028", "027", "025", "0371", "029")
 _PROVINCE_CHARS = "京沪粤浙苏川鄂豫陕"
 _REGIONS = ("110101", "310104", "440106", "330106", "320102", "510104", "420106", "410105")
@@ -96,7 +102,7 @@ class SyntheticArchives:
         seed: int = 2026,
         pool: int = 500,
         owners: Sequence[tuple[str, str]] = DEMO_SALESPEOPLE,
-        custodian: str = DEMO_CUSTODIAN,
+        custodian: str | Sequence[str] = DEMO_CUSTODIANS,
         schema: Any = None,
     ) -> None:
         self.rng = random.Random(seed)
@@ -107,7 +113,8 @@ class SyntheticArchives:
         self.companies = [fake.company() for _ in range(pool)]
         self.places = [fake.province() + fake.city_name() for _ in range(pool // 5 or 1)]
         self.owners = list(owners)
-        self.custodian = custodian
+        self.custodians = (custodian,) if isinstance(custodian, str) else tuple(custodian)
+        self._classified = 0
         self._counter = 0
         # A company schema may drop fields and groups: generate only what it declares.
         self._fields = set(schema.fields) if schema is not None else None
@@ -179,7 +186,7 @@ class SyntheticArchives:
             "grade": r.choices("ABCD", weights=(1, 3, 4, 2))[0],
             "classification": classification,
             "owner": owner,
-            "custodian": self.custodian if classification != "internal" else None,
+            "custodian": self._custodian() if classification != "internal" else None,
             "department": department,
             "retention_until": retention.isoformat(),
             "profile": profile,
@@ -191,6 +198,11 @@ class SyntheticArchives:
                 "sensitive_groups": sensitive,
             },
         }
+
+    def _custodian(self) -> str:
+        """The next custodian in turn (not drawn: the other fields' draws stay as seeded)."""
+        self._classified += 1
+        return self.custodians[(self._classified - 1) % len(self.custodians)]
 
     def many(self, n: int) -> Iterator[dict[str, Any]]:
         now = datetime.now(UTC)

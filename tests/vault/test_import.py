@@ -217,7 +217,7 @@ def test_killed_import_is_all_or_nothing(tmp_path: Path, backend: str) -> None:
         input=b"a long enough password\n",
     )
 
-    rows = list(SyntheticArchives(seed=1, pool=50).many(6000))
+    rows = list(SyntheticArchives(seed=1, pool=50, custodian=DEMO_CUSTODIAN).many(6000))
     _write_jsonl(tmp_path / "big.jsonl", rows)
     source = str(tmp_path / "big.jsonl")
     proc = subprocess.Popen(
