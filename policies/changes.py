@@ -37,7 +37,7 @@ from policies.chains import StageSpec
 from policies.decision import Principal
 from policies.desk import Desk
 from policies.errors import InvalidInput, Refused, Unfinishable
-from policies.models import AccessRequest, Notification
+from policies.models import AccessRequest
 from policies.roles import CHANGE_KINDS, NotificationEvent, RequestKind, RequestState, Role
 from vault.models import User, UserRole
 
@@ -301,17 +301,14 @@ def file_change(
             },
         ),
     )
-    session.add(
-        Notification(
-            recipient=filer.username,
-            request_uid=req.uid,
-            event=NotificationEvent.FILED.value,
-            message=(
-                f"{kind.value} request {req.uid} filed; it needs "
-                f"{', '.join(s['label'] for s in stages)}; it applies at the last signature"
-            )[:1000],
-            created_at=now,
-        )
+    desk.notify(
+        session,
+        filer.username,
+        req.uid,
+        NotificationEvent.FILED,
+        f"{kind.value} request {req.uid} filed; it needs "
+        f"{', '.join(s['label'] for s in stages)}; it applies at the last signature",
+        now,
     )
     reach.tell_next_signers(desk, session, req, now)  # whoever may sign its first stage
     return req

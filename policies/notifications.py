@@ -90,6 +90,7 @@ _SUBJECTS: dict[str, str] = {
     NotificationEvent.REASSIGNED: "Archives were handed to you",
     NotificationEvent.REVOKED: "Access under request {r} was revoked",
     NotificationEvent.RECHAINED: "The signers of request {r} changed",
+    NotificationEvent.STAGE_WAITING: "Request {r} waits for your signature",
 }
 _BODIES: dict[str, str] = {
     NotificationEvent.STAGE_APPROVED: (
@@ -108,6 +109,10 @@ _BODIES: dict[str, str] = {
         "The material is to be returned to an information officer by then."
     ),
     NotificationEvent.REASSIGNED: "Archives were handed to you. Open the vault to see which.",
+    NotificationEvent.STAGE_WAITING: (
+        "Request {r} has reached a stage you may sign. Open it to read the facts and "
+        "approve or deny it."
+    ),
     NotificationEvent.RECHAINED: (
         "The archives of request {r} changed while it waited, and so did who signs it. "
         "Open it to see the new chain."

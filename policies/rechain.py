@@ -43,9 +43,9 @@ from sqlmodel import Session, col, select
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies import reach
 from policies.chains import Chains
-from policies.desk import bump
+from policies.desk import Desk, bump
 from policies.errors import Refused
-from policies.models import AccessRequest, Notification, RequestSignature
+from policies.models import AccessRequest, RequestSignature
 from policies.roles import CHANGE_KINDS, NotificationEvent, RequestState, rank
 from vault.models import Archive, ArchiveStatus
 
@@ -197,14 +197,15 @@ def derive(
 def refresh(
     session: Session,
     req: AccessRequest,
-    chains: Chains,
-    audit: Any,
+    desk: Desk,
     *,
     actor: Actor,
     now: datetime,
 ) -> ChainChange | None:
-    """Re-derive ``req``'s chain (locked by the caller) and record a change; see module doc."""
-    derived = derive(session, req, chains, actor=actor, now=now)
+    """Re-derive ``req``'s chain (locked by the caller) and record a change; see module doc.
+
+    The requester is told through the desk, so the notice also goes by mail."""
+    derived = derive(session, req, desk.chains, actor=actor, now=now)
     if derived is None:
         return None
     stages, classification, custodian, change = derived
@@ -215,7 +216,7 @@ def refresh(
     req.chain_changes = [*req.chain_changes, change.as_dict()]
     session.add(req)
     session.flush()
-    audit.append(
+    desk.event(
         session,
         AuditEvent(
             action=AuditAction.REQUEST_RECHAIN,
@@ -234,15 +235,7 @@ def refresh(
     blocked = reach.unfinishable_request(session, req)
     if blocked is not None:
         message += "; " + blocked.message(f"request {req.uid} as it is now")
-    session.add(
-        Notification(
-            recipient=req.requester,
-            request_uid=req.uid,
-            event=NotificationEvent.RECHAINED.value,
-            message=message[:1000],
-            created_at=now,
-        )
-    )
+    desk.notify(session, req.requester, req.uid, NotificationEvent.RECHAINED, message, now)
     return change
 
 
@@ -262,8 +255,7 @@ def _message(uid: str, change: ChainChange, labels: dict[str, str]) -> str:
 def refresh_uid(
     session: Session,
     uid: str,
-    chains: Chains,
-    audit: Any,
+    desk: Desk,
     *,
     actor: Actor,
     now: datetime,
@@ -274,4 +266,4 @@ def refresh_uid(
     ).first()
     if req is None:
         return None
-    return refresh(session, req, chains, audit, actor=actor, now=now)
+    return refresh(session, req, desk, actor=actor, now=now)

@@ -149,8 +149,7 @@ class RequestService:
             lambda s: rechain.refresh_uid(
                 s,
                 uid,
-                self._workflow.chains,
-                self._audit,
+                self._workflow,
                 actor=caller.actor,
                 now=self._clock(),
             ),

@@ -221,9 +221,7 @@ class Signing:
         is the version the approver saw; a different one means someone acted first.
         """
         req = load_request(session, request_uid)
-        rechain.refresh(
-            session, req, self.desk.chains, self.desk.audit, actor=actor_of(approver), now=now
-        )
+        rechain.refresh(session, req, self.desk, actor=actor_of(approver), now=now)
         seen = req.version
         index, stage, role = self.check_signer(
             session, req, approver, AuditAction.REQUEST_APPROVE, now, expected_version
