@@ -374,10 +374,11 @@ def reclassify(
     old_level, old_custodian = archive.classification, archive.custodian
     if not needs_custodian(level):
         if custodian:
-            raise InvalidInput(
-                "an internal archive has no custodian; lowering it to internal clears the "
-                "custodian (Art 22)"
-            )
+            with _invalid_audited(filer, archive_no):
+                raise InvalidInput(
+                    "an internal archive has no custodian; lowering it to internal clears "
+                    "the custodian (Art 22)"
+                )
         new_custodian = None
     else:
         new_custodian = custodian or old_custodian
