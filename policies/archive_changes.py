@@ -9,11 +9,15 @@ Each of these decides who can read the archive, so widening access is a request:
   that holds or held ``admin``. Removing contacts only narrows: it is done at once,
   by the same people, and audited.
 * Lowering a classification (top-secret -> secret/internal, secret -> internal) or
-  changing the custodian is a ``reclassify`` request whose chain includes the
-  current custodian (and, for top-secret, the customer-service manager). Raising
-  a classification narrows access and is done at once, but a secret or top-secret
-  archive always has a custodian: an information officer or the information
-  supervisor who is not the owner.
+  changing the custodian (``change_custodian``, or a new custodian named with a
+  classification) is a ``reclassify`` request whose chain includes the current
+  custodian (the information supervisor in their place when they filed it, or
+  when the archive has no valid one) and, for top-secret, the customer-service
+  manager. The new custodian never signs (``beneficiary``) and nobody names
+  themselves (``self-appointment``). Raising a classification narrows access and
+  is done at once, naming a custodian when the archive has no valid one.
+  Whoever is named passes ``policies.custodians.custodian_problem`` (Art 22),
+  when filed and again when applied; lowering to internal clears the custodian.
 
 The final signature applies the change (``apply_reassign``/``apply_reclassify``)
 after checking the archive still is as the request saw it.
@@ -203,6 +207,8 @@ def apply_reassign(
             raise stale(req, f"the custodian of archive {archive.archive_no}")
     for name in change["added_contacts"]:
         check_reader(session, name, department=archive.department, what="contact")
+        if name == archive.custodian:
+            raise stale(req, f"the custodian of archive {archive.archive_no}")
     current = set(_contacts(session, archive))
     contacts = sorted(
         (current | set(change["added_contacts"])) - set(change["removed_contacts"]) - {new_owner}

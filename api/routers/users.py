@@ -21,7 +21,7 @@ from api.schemas import ArchiveNo, PlainText, Strict, Username
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
 from policies import password_reset, rolegrants
-from policies.custodians import check_may_disable
+from policies.custodians import CUSTODIAN_ROLES, check_may_disable
 from policies.errors import AccessDenied, Conflict
 from policies.models import AccessRequest
 from policies.roles import Action
@@ -81,8 +81,9 @@ def _admin(services: Services, caller: Caller) -> None:
         raise AccessDenied(decision)
 
 
-def keeper_check(session: Any, username: str, caller: Caller) -> None:
-    """A custodian is not disabled while archives would be left without one (409, audited)."""
+def keeper_check(session: Any, username: str, caller: Caller, op: str) -> None:
+    """A custodian is not disabled, nor loses the roles that let them keep archives, while
+    archives would be left without one (409, audited)."""
     try:
         check_may_disable(session, username)
     except Conflict as exc:
@@ -91,7 +92,7 @@ def keeper_check(session: Any, username: str, caller: Caller) -> None:
             actor=caller.actor,
             outcome=Outcome.DENIED,
             reason=exc.message[:500],
-            detail={"op": "disable", "user": username, "rule": "custodian"},
+            detail={"op": op, "user": username, "rule": "custodian"},
         )
         raise
 
@@ -211,8 +212,9 @@ def change_user(
         raise ApiProblem(422, "validation-failed", "give roles or disabled")
 
     def run(session: Any) -> dict[str, Any]:
-        if body.disabled:
-            keeper_check(session, username, caller)
+        if body.disabled or (body.roles is not None and not CUSTODIAN_ROLES & set(body.roles)):
+            # Nor does a custodian lose the role that lets them keep archives.
+            keeper_check(session, username, caller, "disable" if body.disabled else "set_roles")
         outcome = rolegrants.change_account(
             services.workflow,
             session,

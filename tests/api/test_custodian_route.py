@@ -180,6 +180,12 @@ def test_a_custodian_is_not_disabled_while_keeping_archives(client, login, more)
     assert r.status_code == 409, r.text
     assert "2 active archive" in r.json()["detail"] and "handover" in r.json()["detail"]
     assert client.get("/me", headers=login("chen.jing")).status_code == 200
+    # nor do they lose the role that lets them keep archives
+    r = client.patch("/users/chen.jing", json={"roles": ["compliance"]}, headers=admin)
+    assert r.status_code == 409, r.text
+    assert client.get("/me", headers=login("chen.jing")).json()["roles"] == [
+        "information_officer"
+    ]
     denied = client.get(
         "/audit",
         params={"action": "user:change", "outcome": "denied"},
