@@ -22,6 +22,7 @@ from api.routers import (
     auth,
     customers,
     exports,
+    handovers,
     health,
     notifications,
     password_reset,
@@ -241,6 +242,7 @@ def create_app(
     for module in (auth, customers, exports, requests, users, password_reset, audit, health):
         app.include_router(module.router)
     app.include_router(notifications.router)
+    app.include_router(handovers.router)
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below
     app.add_middleware(SecurityHeaders)

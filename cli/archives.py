@@ -29,6 +29,7 @@ from cli.common import (
 from foundation.db import make_engine, transaction
 from foundation.settings import Settings
 from policies.archive_creation import import_check
+from policies.custodians import review as custodian_review
 from vault import migrate
 from vault.demo import mark_demo, require_demo
 from vault.errors import NotInitialised, VaultError
@@ -306,3 +307,40 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
             state = "retired" if meta["retired_at"] else "active" if meta["active"] else "old"
             table.add_row(lvl, f"v{version}", state, str(counts.get(lvl, {}).get(version, 0)))
     console.print(table)
+
+
+@app.command("custodians")
+def custodians(
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+    problems_only: Annotated[
+        bool, typer.Option("--problems", help="Only the archives whose custodian breaks Art 22.")
+    ] = False,
+) -> None:
+    """Secret and top-secret archives with their custodian, flagging those that break
+    Art 22 (none, disabled, not an officer or the supervisor, the owner or a contact):
+    useful after upgrading an older vault. Metadata only; changes nothing. Exits 1
+    when any breaks the rule."""
+
+    store = open_store(data_dir)
+    with Session(store.engine) as session:
+        rows = [
+            (a.archive_no, a.classification, a.owner, a.custodian or "", problem)
+            for a, problem in custodian_review(session)
+        ]
+    table = Table(title="Custodians (Art 22)")
+    for column in ("archive", "classification", "owner", "custodian", "problem"):
+        table.add_column(column)
+    broken = 0
+    for no, level, owner, keeper, problem in rows:
+        broken += problem is not None
+        if problems_only and problem is None:
+            continue
+        table.add_row(no, level, owner, keeper or "-", problem or "")
+    console.print(table)
+    if broken:
+        err.print(
+            f"{broken} archive(s) break the custodian rule: name another with "
+            "POST /customers/{no}/custodian (a request an officer files)"
+        )
+        raise typer.Exit(1)
+    console.print(f"{len(rows)} archive(s) checked; every custodian keeps Art 22")

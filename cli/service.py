@@ -33,6 +33,7 @@ from cli.common import (
 )
 from foundation.clock import utcnow
 from foundation.db import transaction
+from policies.custodians import check_may_disable
 from policies.decision import Principal
 from policies.directory import add_user, disable_user, roles_need_approval
 from policies.errors import PolicyError
@@ -172,8 +173,14 @@ def user_disable(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """Disable a user: their tokens stop working at once."""
 
     store = open_store(data_dir)
-    with transaction(store.engine) as session:
-        disable_user(session, username, audit=store.audit, actor=cli_actor())
+    try:
+        with transaction(store.engine) as session:
+            # A custodian is not disabled while archives would be left without one.
+            check_may_disable(session, username)
+            disable_user(session, username, audit=store.audit, actor=cli_actor())
+    except PolicyError:  # reported by main()
+        finish(store)
+        raise
     finish(store)
     console.print(f"Disabled {username}")
 

@@ -9,11 +9,15 @@ Each of these decides who can read the archive, so widening access is a request:
   that holds or held ``admin``. Removing contacts only narrows: it is done at once,
   by the same people, and audited.
 * Lowering a classification (top-secret -> secret/internal, secret -> internal) or
-  changing the custodian is a ``reclassify`` request whose chain includes the
-  current custodian (and, for top-secret, the customer-service manager). Raising
-  a classification narrows access and is done at once, but a secret or top-secret
-  archive always has a custodian: an information officer or the information
-  supervisor who is not the owner.
+  changing the custodian (``change_custodian``, or a new custodian named with a
+  classification) is a ``reclassify`` request whose chain includes the current
+  custodian (the information supervisor in their place when they filed it, or
+  when the archive has no valid one) and, for top-secret, the customer-service
+  manager. The new custodian never signs (``beneficiary``) and nobody names
+  themselves (``self-appointment``). Raising a classification narrows access and
+  is done at once, naming a custodian when the archive has no valid one.
+  Whoever is named passes ``policies.custodians.custodian_problem`` (Art 22),
+  when filed and again when applied; lowering to internal clears the custodian.
 
 The final signature applies the change (``apply_reassign``/``apply_reclassify``)
 after checking the archive still is as the request saw it.
@@ -21,6 +25,8 @@ after checking the archive still is as the request saw it.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -28,23 +34,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from audit.events import AuditAction, AuditEvent
+from audit.events import AuditAction, AuditEvent, Outcome
 from policies.changes import (
     actor_of,
     audits_refusals,
     check_reader,
     file_change,
-    person,
     stale,
 )
+from policies.custodians import custodian_problem, custodian_rule, needs_custodian
 from policies.decision import Principal
 from policies.desk import Desk
 from policies.errors import InvalidInput, NotFound, Refused
 from policies.models import AccessRequest, Notification
 from policies.roles import RANK, Action, NotificationEvent, RequestKind, Role
 from vault.models import Archive, ArchiveContact, ArchiveStatus
-
-CUSTODIAN_ROLES = frozenset({Role.INFORMATION_OFFICER, Role.INFO_SUPERVISOR})
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +146,11 @@ def reassign(
             )
     for name in added:
         check_reader(session, name, department=archive.department, what="contact")
+        if name == archive.custodian:
+            raise Refused(
+                f"{name} is the archive's custodian; the custodian is never a contact",
+                rule="custodian-owner",
+            )
     if not moves and not added:
         _set_contacts(session, archive, wanted)
         archive.updated_at = now
@@ -198,6 +207,8 @@ def apply_reassign(
             raise stale(req, f"the custodian of archive {archive.archive_no}")
     for name in change["added_contacts"]:
         check_reader(session, name, department=archive.department, what="contact")
+        if name == archive.custodian:
+            raise stale(req, f"the custodian of archive {archive.archive_no}")
     current = set(_contacts(session, archive))
     contacts = sorted(
         (current | set(change["added_contacts"])) - set(change["removed_contacts"]) - {new_owner}
@@ -239,31 +250,113 @@ def apply_reassign(
 # -- classification and custodian -----------------------------------------------------
 
 
-def _check_custodian(session: Session, username: str, archive: Archive) -> None:
-    check_custodian(session, username, owner=archive.owner)
+@dataclass(frozen=True, slots=True)
+class _Owned:
+    owner: str
+    contacts: tuple[str, ...] = ()
 
 
-def check_custodian(session: Session, username: str, *, owner: str) -> None:
-    """``username`` may keep an archive owned by ``owner``: an enabled information officer
-    or the information supervisor, not a visitor, never (ever) an administrator and never
-    the owner. Raising a classification, changing the custodian and filing an archive
-    all ask this."""
-    user, roles = person(session, username)
-    if user.ever_admin or Role.ADMIN in roles:
+def check_custodian(
+    session: Session, username: str, *, owner: str, contacts: tuple[str, ...] = ()
+) -> None:
+    """``username`` may keep an archive owned by ``owner`` (``custodian_problem``), or
+    ``InvalidInput`` (422) naming why not. Filing an archive asks this."""
+    _raise_rule(custodian_rule(session, _Owned(owner, contacts), username))
+
+
+def _raise_rule(found: tuple[str, str] | None, prefix: str = "") -> None:
+    """An administrator's account is refused (403, like every widening by one); any
+    other custodian problem is the caller's to fix (422)."""
+    if found is None:
+        return
+    rule, message = found
+    if rule == "ever-admin":
+        raise Refused(message, rule=rule)
+    raise InvalidInput(prefix + message)
+
+
+def _keeper(session: Session, archive: Archive) -> str | None:
+    """The custodian who signs a change of this archive: its current one when valid;
+    otherwise none, and the chain's alternate (the information supervisor) signs."""
+    current = archive.custodian
+    if current and custodian_problem(session, archive, current) is None:
+        return current
+    return None
+
+
+@contextlib.contextmanager
+def _invalid_audited(filer: Principal, archive_no: str) -> Iterator[None]:
+    """A custodian refused for what the caller gave (422) is on record too: the refusal
+    carries its denied event, appended after the rollback like a rule's refusal."""
+    try:
+        yield
+    except InvalidInput as exc:
+        if exc.event is None:
+            exc.event = AuditEvent(
+                action=AuditAction.RECLASSIFY,
+                actor=actor_of(filer),
+                outcome=Outcome.DENIED,
+                archives=(archive_no,),
+                reason=exc.message[:500],
+                detail={"rule": "custodian"},
+            )
+        raise
+
+
+def _no_self_appointment(filer: Principal, custodian: str | None) -> None:
+    if custodian and custodian == filer.username:
         raise Refused(
-            f"custodian {username} holds or has held the admin role; administrators "
-            "never keep archives",
-            rule="ever-admin",
+            "nobody names themselves custodian: another information officer or the "
+            "customer-service manager files it",
+            rule="self-appointment",
         )
-    if user.disabled:
-        raise InvalidInput(f"custodian {username} is disabled")
-    if not CUSTODIAN_ROLES & roles or user.external:
-        raise InvalidInput(
-            f"custodian {username} is not an information officer or the information "
-            "supervisor; only they keep secret and top-secret archives"
+
+
+def _reclassifier(desk: Desk, filer: Principal, what: str) -> None:
+    _no_admin(filer, what)
+    if not {Role.INFORMATION_OFFICER, Role.CS_MANAGER} & filer.roles:
+        raise Refused(
+            f"an information officer or the customer-service manager may {what}",
+            rule="wrong-role",
         )
-    if username == owner:
-        raise InvalidInput(f"custodian {username} owns the archive; the custodian never does")
+
+
+def _file_reclassify(
+    desk: Desk,
+    session: Session,
+    filer: Principal,
+    archive: Archive,
+    *,
+    level: str,
+    custodian: str | None,
+    reason: str,
+    now: datetime,
+) -> AccessRequest:
+    old_level, old_custodian = archive.classification, archive.custodian
+    keeper_changes = custodian != old_custodian
+    lowers = RANK[level] < RANK[old_level]
+    subjects = {*([custodian] if keeper_changes and custodian else [])}
+    if lowers:
+        subjects |= {archive.owner, *_contacts(session, archive)}
+    change = {
+        "archive": archive.archive_no,
+        "department": archive.department,
+        "classification": {"from": old_level, "to": level},
+        "custodian": {"from": old_custodian, "to": custodian},
+        "subjects": sorted(subjects),
+    }
+    return file_change(
+        desk,
+        session,
+        filer,
+        kind=RequestKind.RECLASSIFY,
+        change=change,
+        reason=reason,
+        now=now,
+        archives=[archive.archive_no],
+        classification=old_level,
+        custodian=_keeper(session, archive),
+    )
 
 
 @audits_refusals(AuditAction.RECLASSIFY, who="filer", archive="archive_no")
@@ -278,65 +371,111 @@ def reclassify(
     reason: str,
     now: datetime,
 ) -> ChangeOutcome:
-    """Raise at once; lower or change the custodian through a request."""
-    _no_admin(filer, "reclassify archives")
-    if not {Role.INFORMATION_OFFICER, Role.CS_MANAGER} & filer.roles:
-        raise Refused(
-            "an information officer or the customer-service manager reclassifies archives",
-            rule="wrong-role",
-        )
+    """Raise at once (naming a valid custodian when the archive has none or an invalid
+    one); lower, or change a valid custodian, through a request."""
+    _reclassifier(desk, filer, "reclassify archives")
     if level not in RANK:
         raise InvalidInput("classification must be one of internal, secret, top_secret")
     archive = _archive(session, archive_no)
     old_level, old_custodian = archive.classification, archive.custodian
-    new_custodian = custodian or old_custodian
-    if custodian and custodian != old_custodian:
-        _check_custodian(session, custodian, archive)
-    if level != "internal" and not new_custodian:
-        raise InvalidInput(
-            f"a {level} archive needs a custodian (Art 22): name an information officer "
-            "or the information supervisor who is not the owner"
-        )
+    if not needs_custodian(level):
+        if custodian:
+            with _invalid_audited(filer, archive_no):
+                raise InvalidInput(
+                    "an internal archive has no custodian; lowering it to internal clears "
+                    "the custodian (Art 22)"
+                )
+        new_custodian = None
+    else:
+        new_custodian = custodian or old_custodian
+        with _invalid_audited(filer, archive_no):
+            _raise_rule(
+                custodian_rule(session, archive, new_custodian),
+                f"a {level} archive needs a valid custodian: ",
+            )
     if level == old_level and new_custodian == old_custodian:
         raise InvalidInput(f"archive {archive_no} is already {level} with that custodian")
-    lowers = RANK[level] < RANK[old_level]
-    keeper_changes = bool(old_custodian) and new_custodian != old_custodian
-    if not lowers and not keeper_changes:
+    raises = RANK[level] > RANK[old_level]
+    # Replacing a custodian who is still valid is a change the current one signs;
+    # naming one where there is none (or only an invalid one) goes with the raise.
+    keeper_changes = new_custodian != old_custodian and _keeper(session, archive) is not None
+    if raises and not keeper_changes:
         if desk.store is None:
             raise InvalidInput("this service cannot re-seal archives")
         meta = desk.store.reclassify(
             archive_no,
             level,
             actor=actor_of(filer),
-            custodian=custodian,
+            custodian=new_custodian,
             reason=reason,
             session=session,
         )
         return ChangeOutcome(applied=meta.public())
-    contacts = _contacts(session, archive)
-    subjects = {*([new_custodian] if keeper_changes and new_custodian else [])}
-    if lowers:
-        subjects |= {archive.owner, *contacts}
-    change = {
-        "archive": archive_no,
-        "department": archive.department,
-        "classification": {"from": old_level, "to": level},
-        "custodian": {"from": old_custodian, "to": new_custodian},
-        "subjects": sorted(subjects),
-    }
-    req = file_change(
+    if new_custodian != old_custodian:
+        _no_self_appointment(filer, new_custodian)
+    req = _file_reclassify(
         desk,
         session,
         filer,
-        kind=RequestKind.RECLASSIFY,
-        change=change,
+        archive,
+        level=level,
+        custodian=new_custodian,
         reason=reason,
         now=now,
-        archives=[archive_no],
-        classification=old_level,
-        custodian=old_custodian,
     )
     return ChangeOutcome(request=req)
+
+
+@audits_refusals(AuditAction.RECLASSIFY, who="filer", archive="archive_no")
+def change_custodian(
+    desk: Desk,
+    session: Session,
+    filer: Principal,
+    *,
+    archive_no: str,
+    custodian: str,
+    reason: str,
+    now: datetime,
+) -> AccessRequest:
+    """Name another custodian (Art 22): a ``reclassify`` request that keeps the level.
+
+    The current custodian signs it (the information supervisor when they filed it or
+    none valid is named), and the customer-service manager too for a top-secret
+    archive; the new custodian never signs their own appointment."""
+    _reclassifier(desk, filer, "change a custodian")
+    with _invalid_audited(filer, archive_no):
+        return _file_custodian(desk, session, filer, archive_no, custodian, reason, now)
+
+
+def _file_custodian(
+    desk: Desk,
+    session: Session,
+    filer: Principal,
+    archive_no: str,
+    custodian: str,
+    reason: str,
+    now: datetime,
+) -> AccessRequest:
+    archive = _archive(session, archive_no)
+    if not needs_custodian(archive.classification):
+        raise InvalidInput(
+            f"archive {archive_no} is {archive.classification}: an internal archive has no "
+            "custodian (raise it first: POST /customers/{no}/classification)"
+        )
+    if custodian == archive.custodian:
+        raise InvalidInput(f"{custodian} is already the custodian of archive {archive_no}")
+    _no_self_appointment(filer, custodian)
+    _raise_rule(custodian_rule(session, archive, custodian))
+    return _file_reclassify(
+        desk,
+        session,
+        filer,
+        archive,
+        level=archive.classification,
+        custodian=custodian,
+        reason=reason,
+        now=now,
+    )
 
 
 def apply_reclassify(
@@ -349,14 +488,41 @@ def apply_reclassify(
         or archive.custodian != change["custodian"]["from"]
     ):
         raise stale(req, f"the classification or custodian of archive {archive.archive_no}")
-    new_custodian = change["custodian"]["to"]
-    if new_custodian and new_custodian != archive.custodian:
-        _check_custodian(session, new_custodian, archive)
+    level = change["classification"]["to"]
+    new_custodian = change["custodian"]["to"] if needs_custodian(level) else None
+    if needs_custodian(level):
+        problem = custodian_problem(session, archive, new_custodian)
+        if problem is not None:
+            raise Refused(
+                f"{problem}; request {req.uid} cannot apply: deny it and file a new one",
+                rule="stale",
+            )
+    if level == archive.classification:
+        # Only the keeper changes: nothing is re-sealed.
+        previous = archive.custodian
+        archive.custodian, archive.updated_at = new_custodian, now
+        session.add(archive)
+        desk.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.RECLASSIFY,
+                actor=actor_of(approver),
+                archives=(archive.archive_no,),
+                reason=req.reason,
+                detail={
+                    "request": req.uid,
+                    "filed_by": req.requester,
+                    "op": "custodian",
+                    "custodian": {"from": previous, "to": new_custodian},
+                },
+            ),
+        )
+        return {"classification": level, "custodian": new_custodian}
     if desk.store is None:
         raise Refused("this service cannot re-seal archives; sign it in the API", rule="stale")
     meta = desk.store.reclassify(
         archive.archive_no,
-        change["classification"]["to"],
+        level,
         actor=actor_of(approver),
         custodian=new_custodian,
         reason=req.reason,

@@ -24,12 +24,24 @@ stay on the register in the leaver's name until the material is returned.
 
 The successor is an enabled salesperson of the leaver's department, never a
 visitor and never an account that holds or held ``admin``: checked when filed
-and again when applied.
+and again when applied. A leaver who owns and is listed on nothing (an
+information officer, say) needs none.
+
+A leaver who keeps archives as their custodian (Art 22) names a successor
+custodian for each (``custodians``, or one ``custodian_to`` for all); the
+handover is refused when filed if any is missing or would break the custodian
+rule (``policies.custodians``), and the final signature replaces them before the
+leaver is disabled. Nor may a moved archive end with its new owner as its
+custodian. Those archives weigh on the chain as a custodian change does: their
+classification counts, and as their current custodian is the one leaving, the
+custodian stage falls to its alternate. When it applies, each archive moved gets
+a line on the call list (``policies.handover_calls``): the new owner tells the
+customer (篇七).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -38,10 +50,12 @@ from sqlmodel import Session, col, select
 
 from audit.events import AuditAction, AuditEvent
 from policies.changes import audits_refusals, check_reader, file_change, stale
+from policies.custodians import custodian_problem, kept_by
 from policies.decision import Principal
 from policies.desk import Desk, actor_of
 from policies.directory import disable_user, load_principal
 from policies.errors import InvalidInput, NotFound, Refused
+from policies.handover_calls import open_calls
 from policies.loading import next_revision
 from policies.models import AccessGrant, AccessRequest, LoanEntry, Notification
 from policies.roles import (
@@ -113,6 +127,79 @@ def _chain_inputs(held: dict[str, Holdings], department: str) -> tuple[str, str 
     return highest, next(iter(keepers), None)
 
 
+@dataclass(frozen=True, slots=True)
+class _After:
+    """An archive as it will be once the handover applies (owner and contacts)."""
+
+    owner: str
+    contacts: tuple[str, ...]
+
+
+def _kept(session: Session, username: str) -> dict[str, list[str | None]]:
+    return {a.archive_no: [a.classification, a.department] for a in kept_by(session, username)}
+
+
+def _successors(
+    session: Session,
+    leaver: str,
+    to_user: str | None,
+    held: dict[str, Holdings],
+    custodians: Mapping[str, str],
+    custodian_to: str | None,
+) -> dict[str, str]:
+    """Who keeps each archive the leaver keeps; refuses a missing or invalid successor."""
+    kept = kept_by(session, leaver)
+    numbers = {a.archive_no for a in kept}
+    unknown = sorted(set(custodians) - numbers)
+    if unknown:
+        raise InvalidInput(
+            f"custodians: {leaver} is not the custodian of archive(s) {', '.join(unknown[:20])}"
+        )
+    chosen = {a.archive_no: custodians.get(a.archive_no) or custodian_to for a in kept}
+    missing = sorted(no for no, who in chosen.items() if not who)
+    if missing:
+        raise InvalidInput(
+            f"{leaver} is the custodian of archive(s) {', '.join(missing[:20])}"
+            f"{' …' if len(missing) > 20 else ''}; name a successor custodian for each "
+            "(custodians: {archive: successor}, or custodian_to for all) (Art 22)"
+        )
+    out: dict[str, str] = {}
+    problems: list[str] = []
+    for archive in kept:
+        successor = str(chosen[archive.archive_no])
+        contacts = [
+            to_user if c == leaver and to_user else c
+            for c in session.exec(
+                select(ArchiveContact.username).where(ArchiveContact.archive_id == archive.id)
+            ).all()
+        ]
+        owner = to_user if archive.archive_no in held["owned"] and to_user else archive.owner
+        problem = (
+            f"custodian {successor} is the one leaving"
+            if successor == leaver
+            else custodian_problem(session, _After(owner, tuple(contacts)), successor)
+        )
+        if problem is not None:
+            problems.append(f"{archive.archive_no}: {problem}")
+        out[archive.archive_no] = successor
+    if problems:
+        raise InvalidInput("; ".join(problems[:10]))
+    return out
+
+
+def _not_own_custodian(held: dict[str, Holdings], to_user: str | None) -> None:
+    """The successor would own (or be listed on) an archive they keep: refused."""
+    clash = sorted(
+        no for no, m in {**held["owned"], **held["listed"]}.items() if to_user and m[1] == to_user
+    )
+    if clash:
+        raise InvalidInput(
+            f"{to_user} is the custodian of archive(s) {', '.join(clash[:20])}, which they "
+            "would own or be listed on; the custodian never is (Art 22): change the "
+            "custodian first (POST /customers/{no}/custodian)"
+        )
+
+
 @dataclass
 class HandoverResult:
     from_user: str
@@ -125,9 +212,13 @@ class HandoverResult:
     loans_to_return: list[str] = field(default_factory=list)
     revoked_grants: list[str] = field(default_factory=list)
     withdrawn_requests: list[str] = field(default_factory=list)
-    # Top-secret archives the leaver kept as custodian: they need a new custodian
-    # (a salesperson is not one by default), so they are listed, not moved.
+    # Archives the leaver kept as custodian (Art 22), each with its successor.
+    custodians: dict[str, str] = field(default_factory=dict)
+    # Any the leaver still keeps afterwards (none: the handover names a successor
+    # for each, or is refused when filed).
     custodian_of: list[str] = field(default_factory=list)
+    # The call list opened for the moved archives (ids of ``handover_call`` lines).
+    calls: list[int] = field(default_factory=list)
 
 
 class StaffHandover:
@@ -142,10 +233,12 @@ class StaffHandover:
         session: Session,
         *,
         from_user: str,
-        to_user: str,
+        to_user: str | None,
         actor: Principal,
         now: datetime,
         reason: str = "",
+        custodians: Mapping[str, str] | None = None,
+        custodian_to: str | None = None,
     ) -> AccessRequest:
         """File a leaver's handover; another person's signature applies it (:meth:`apply`)."""
         leaver = session.exec(select(User).where(User.username == from_user)).first()
@@ -167,10 +260,25 @@ class StaffHandover:
             )
         if actor.username == from_user:
             raise Refused("nobody hands over their own clients", rule="self-approval")
-        check_reader(session, to_user, department=leaver.department, what="the successor")
         held = holdings(session, from_user)
-        classification, custodian = _chain_inputs(held, leaver.department)
         moved = sorted({*held["owned"], *held["listed"]})
+        if to_user is not None:
+            check_reader(session, to_user, department=leaver.department, what="the successor")
+        elif moved:
+            raise InvalidInput(
+                f"{from_user} owns or is listed on {len(moved)} archive(s): name a successor "
+                "(to), a salesperson of the same department"
+            )
+        _not_own_custodian(held, to_user)
+        successors = _successors(session, from_user, to_user, held, custodians or {}, custodian_to)
+        kept = _kept(session, from_user)
+        classification, custodian = _chain_inputs(held, leaver.department)
+        # The archives the leaver keeps change custodian: their level counts, and the
+        # custodian stage (the keeper is the one leaving) falls to its alternate.
+        classification = max(
+            [classification, *(str(m[0]) for m in kept.values())],
+            key=lambda c: rank(c, unknown=99),
+        )
         change = {
             "from": from_user,
             "to": to_user,
@@ -180,7 +288,9 @@ class StaffHandover:
             # What the chain was resolved from; the final signature compares it with now.
             "owned": held["owned"],
             "listed": held["listed"],
-            "subjects": [to_user],
+            "kept": kept,
+            "custodians": successors,
+            "subjects": sorted({*([to_user] if to_user else []), *successors.values()}),
         }
         return file_change(
             self.desk,
@@ -188,7 +298,8 @@ class StaffHandover:
             actor,
             kind=RequestKind.HANDOVER,
             change=change,
-            reason=reason or f"staff change: {from_user} leaves; {to_user} takes over (篇七)",
+            reason=reason
+            or f"staff change: {from_user} leaves; {to_user or 'nobody'} takes over (篇七)",
             now=now,
             archives=moved,
             classification=classification,
@@ -211,16 +322,42 @@ class StaffHandover:
                 f"the archives {change['from']} owns or is listed on (which, their "
                 "classification or custodian)",
             )
-        check_reader(session, change["to"], department=leaver.department, what="the successor")
+        if _kept(session, leaver.username) != change.get("kept", {}):
+            raise stale(req, f"the archives {change['from']} keeps as custodian")
+        to_user = change["to"]
+        if to_user is not None:
+            check_reader(session, to_user, department=leaver.department, what="the successor")
+        try:
+            _not_own_custodian(now_held, to_user)
+            successors = _successors(
+                session, leaver.username, to_user, now_held, change.get("custodians", {}), None
+            )
+        except InvalidInput as exc:
+            raise stale(req, f"the custodian rule (Art 22) for these archives: {exc}") from None
         result = self.move(
             session,
             from_user=change["from"],
-            to_user=change["to"],
+            to_user=to_user,
             actor=approver,
             now=now,
             archives=change["archives"],
             listed_on=change["listed_on"],
+            custodians=successors,
         )
+        if to_user is not None and result.archives:
+            department = session.exec(select(User.department).where(User.username == to_user)).one()
+            result.calls = [
+                c.id or 0
+                for c in open_calls(
+                    session,
+                    request_uid=req.uid,
+                    leaver=change["from"],
+                    new_owner=to_user,
+                    department=department,
+                    archives=result.archives,
+                    now=now,
+                )
+            ]
         if result.loans_to_return:
             session.add(
                 Notification(
@@ -242,11 +379,12 @@ class StaffHandover:
         session: Session,
         *,
         from_user: str,
-        to_user: str,
+        to_user: str | None,
         actor: Principal,
         now: datetime,
         archives: Sequence[str],
         listed_on: Sequence[str],
+        custodians: Mapping[str, str] | None = None,
     ) -> HandoverResult:
         """Give the recorded archives and contact listings of a leaver to another
         salesperson, revoke all the leaver's grants (loans' too: the open loans stay
@@ -255,10 +393,27 @@ class StaffHandover:
         the final signature of a handover request, which checked who filed, who signs,
         the successor, and that the leaver still holds exactly ``archives`` and
         ``listed_on`` as recorded when it was filed."""
-        successor = load_principal(session, to_user)  # refuses disabled users
-        if Role.SALESPERSON not in successor.roles:
-            raise InvalidInput(f"{to_user} is not a salesperson")
-        result = HandoverResult(from_user=from_user, to_user=to_user)
+        if to_user is not None:
+            successor = load_principal(session, to_user)  # refuses disabled users
+            if Role.SALESPERSON not in successor.roles:
+                raise InvalidInput(f"{to_user} is not a salesperson")
+        elif archives or listed_on:
+            raise InvalidInput(f"{from_user}'s archives need a successor")
+        new_owner = to_user or ""  # no archives move without a successor (checked above)
+        result = HandoverResult(from_user=from_user, to_user=new_owner)
+        for kept in session.exec(
+            select(Archive)
+            .where(
+                Archive.custodian == from_user,
+                col(Archive.archive_no).in_(list(custodians or {})),
+            )
+            .with_for_update()
+        ).all():
+            kept.custodian = (custodians or {})[kept.archive_no]
+            kept.updated_at = now
+            session.add(kept)
+            result.custodians[kept.archive_no] = kept.custodian
+        session.flush()
         result.custodian_of = list(
             session.exec(
                 select(Archive.archive_no).where(
@@ -271,12 +426,12 @@ class StaffHandover:
             .where(Archive.owner == from_user, col(Archive.archive_no).in_(list(archives)))
             .with_for_update()
         ).all():
-            archive.owner = to_user
+            archive.owner = new_owner
             archive.updated_at = now
             session.add(archive)
             result.archives.append(archive.archive_no)
             # The new owner is not also listed as a contact (as in a reassignment).
-            mine = session.get(ArchiveContact, (archive.id, to_user))
+            mine = session.get(ArchiveContact, (archive.id, new_owner))
             if mine is not None:
                 session.delete(mine)
         for contact, listed in session.exec(
@@ -287,10 +442,10 @@ class StaffHandover:
                 col(Archive.archive_no).in_(list(listed_on)),
             )
         ).all():
-            exists = session.get(ArchiveContact, (contact.archive_id, to_user))
+            exists = session.get(ArchiveContact, (contact.archive_id, new_owner))
             session.delete(contact)
-            if exists is None and listed.owner != to_user:
-                session.add(ArchiveContact(archive_id=contact.archive_id, username=to_user))
+            if exists is None and listed.owner != new_owner:
+                session.add(ArchiveContact(archive_id=contact.archive_id, username=new_owner))
             result.listed_on.append(listed.archive_no)
         session.flush()
         result.loans_to_return = sorted(
@@ -338,11 +493,23 @@ class StaffHandover:
                     "loans_to_return": result.loans_to_return,
                     "revoked_grants": result.revoked_grants,
                     "withdrawn_requests": result.withdrawn_requests,
+                    "custodians": result.custodians,
                     "custodian_of": result.custodian_of,
                 },
             ),
         )
         disable_user(session, from_user, audit=self.desk.audit, actor=actor_of(actor))
+        for archive_no, keeper in sorted(result.custodians.items()):
+            self.desk.notify(
+                session,
+                keeper,
+                None,
+                NotificationEvent.REASSIGNED,
+                f"you are now the custodian of archive {archive_no} (Art 22), after {from_user}",
+                now,
+            )
+        if to_user is None:
+            return result
         self.desk.notify(
             session,
             to_user,

@@ -13,7 +13,7 @@ registered the return.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -204,3 +204,29 @@ class PolicyCounter(SQLModel, table=True):
 
     name: str = Field(primary_key=True, max_length=32)
     value: int = 0
+
+
+class HandoverCall(SQLModel, table=True):
+    """篇七: when the employee responsible for a customer leaves, the company tells the
+    customer and assigns another employee. One line per archive a handover moved: who
+    must call (the new owner), and once done, when, how and by whom. Archive numbers
+    only: the caller opens the archive through the ordinary audited read for the
+    customer's particulars."""
+
+    __tablename__ = "handover_call"
+    __table_args__ = (sa.UniqueConstraint("request_uid", "archive_no", name="uq_handover_call"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    archive_no: str = Field(index=True, max_length=32)
+    request_uid: str = Field(index=True, max_length=32)
+    leaver: str = Field(max_length=64)
+    new_owner: str = Field(index=True, max_length=64)
+    # The new owner's department when the handover applied: its head sees the line.
+    department: str = Field(default="", index=True, max_length=64)
+    created_at: datetime = _ts(nullable=False)
+    # The day the customer was told (as the caller states it) and when that was recorded.
+    done_at: date | None = None
+    recorded_at: datetime | None = _ts(nullable=True)
+    channel: str | None = Field(default=None, max_length=16)
+    done_by: str | None = Field(default=None, max_length=64)
+    note: str = Field(default="", max_length=500)

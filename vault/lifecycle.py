@@ -91,13 +91,41 @@ class Lifecycle:
         with unit(self.engine, session) as session:
             archive = load_archive(session, archive_no, for_update=True)
             old_level = archive.classification
-            custodian = custodian or archive.custodian
+            if level == Classification.INTERNAL:
+                # An internal archive is kept by nobody in particular (Art 22).
+                if custodian is not None and custodian != archive.custodian:
+                    raise ValidationFailed(
+                        f"archive {archive_no}: an internal archive has no custodian"
+                    )
+                custodian = None
+            else:
+                custodian = custodian or archive.custodian
             if level == Classification.TOP_SECRET and not custodian:
                 raise ValidationFailed(
                     f"archive {archive_no}: a top_secret archive needs a named custodian (Art 22)"
                 )
             if level == old_level and custodian == archive.custodian:
                 raise ValidationFailed(f"archive {archive_no} is already {level}")
+            if level == old_level:
+                # Only the keeper changes: the same KEK, nothing to re-seal.
+                previous = archive.custodian
+                archive.custodian, archive.updated_at = custodian, self.clock()
+                session.add(archive)
+                append_event(
+                    self.audit,
+                    session,
+                    AuditAction.RECLASSIFY,
+                    actor,
+                    archives=(archive_no,),
+                    reason=reason,
+                    detail={
+                        "from": old_level,
+                        "to": level,
+                        "custodian": custodian,
+                        "previous_custodian": previous,
+                    },
+                )
+                return meta_of(session, archive)
             old = self.envelope.dek(
                 archive_no, old_level, archive.kek_version, archive.dek_version, archive.wrapped_dek
             )

@@ -37,9 +37,12 @@ from api.schemas import (
 )
 from api.services import GROUPS_MAX_CHARS, Services
 from api.uploads import OPENAPI_BODY, receive_attachment
+from audit.events import AuditAction
+from policies import archive_changes
 from policies.archive_acts import Caller
 from policies.archive_changes import ChangeOutcome
 from policies.decision import Decision
+from policies.roles import Action
 from vault.errors import ArchiveNotFound
 from vault.records import USERNAME
 
@@ -314,3 +317,36 @@ def reassign(
     archive's department only."""
     outcome = services.acts.reassign(caller, archive_no, body.owner, body.contacts, body.reason)
     return _changed(outcome, response)
+
+
+class CustodianIn(Strict):
+    custodian: Username
+    reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
+
+
+@router.post("/{archive_no}/custodian", status_code=202)
+def change_custodian(
+    archive_no: ArchivePath, body: CustodianIn, services: ServicesDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Name another custodian (Art 22): files a request (202) that the current custodian
+    signs (the information supervisor when the filer is the custodian or none valid is
+    named), with the customer-service manager for a top-secret archive. The new
+    custodian is an enabled information officer or the information supervisor, never
+    the owner or a contact, and never signs their own appointment; the filer never
+    names themselves. Filed by an information officer or the customer-service manager."""
+
+    def run(session: Any) -> dict[str, Any]:
+        meta = services.acts.store.reader.meta(archive_no, session=session, for_update=True)
+        services.acts.require(session, caller, Action.RECLASSIFY, AuditAction.RECLASSIFY, meta)
+        req = archive_changes.change_custodian(
+            services.workflow,
+            session,
+            caller.principal,
+            archive_no=archive_no,
+            custodian=body.custodian,
+            reason=body.reason,
+            now=services.clock(),
+        )
+        return request_public(req)
+
+    return services.in_transaction(run)

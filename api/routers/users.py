@@ -17,12 +17,13 @@ from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
 from api.routers.password_reset import reset_public
 from api.routers.requests import request_public
-from api.schemas import PlainText, Strict, Username
+from api.schemas import ArchiveNo, PlainText, Strict, Username
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
 from foundation.addresses import check_email
 from policies import notifications, password_reset, rolegrants
-from policies.errors import AccessDenied
+from policies.custodians import CUSTODIAN_ROLES, check_may_disable
+from policies.errors import AccessDenied, Conflict
 from policies.models import AccessRequest
 from policies.roles import Action
 from vault.models import User
@@ -71,7 +72,11 @@ class UserPatch(Strict):
 
 
 class HandoverIn(Strict):
-    to: Username
+    # The successor for the leaver's clients; a leaver who owns nothing needs none.
+    to: Username | None = None
+    # Archives the leaver keeps as custodian (Art 22): a successor for each, or one for all.
+    custodians: dict[ArchiveNo, Username] = Field(default_factory=dict, max_length=500)
+    custodian_to: Username | None = None
     reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
 
 
@@ -80,6 +85,22 @@ def _admin(services: Services, caller: Caller) -> None:
     if not decision.allowed:
         services.record_denial(caller.actor, AuditAction.USER_CHANGE, decision)
         raise AccessDenied(decision)
+
+
+def keeper_check(session: Any, username: str, caller: Caller, op: str) -> None:
+    """A custodian is not disabled, nor loses the roles that let them keep archives, while
+    archives would be left without one (409, audited)."""
+    try:
+        check_may_disable(session, username)
+    except Conflict as exc:
+        exc.event = AuditEvent(
+            action=AuditAction.USER_CHANGE,
+            actor=caller.actor,
+            outcome=Outcome.DENIED,
+            reason=exc.message[:500],
+            detail={"op": op, "user": username, "rule": "custodian"},
+        )
+        raise
 
 
 def _public(user: User, roles: list[str]) -> dict[str, Any]:
@@ -203,6 +224,9 @@ def change_user(
         raise ApiProblem(422, "validation-failed", "give roles, disabled or email")
 
     def run(session: Any) -> dict[str, Any]:
+        if body.disabled or (body.roles is not None and not CUSTODIAN_ROLES & set(body.roles)):
+            # Nor does a custodian lose the role that lets them keep archives.
+            keeper_check(session, username, caller, "disable" if body.disabled else "set_roles")
         if set_email:
             notifications.set_email(
                 session, username, body.email, audit=services.audit, actor=caller.actor
@@ -231,7 +255,10 @@ def handover(
     the leaver's most secret archive needs. Its last signature moves the archives it
     recorded to the successor, a salesperson of the same department, revokes the
     leaver's grants (open loans stay on the register, to be returned) and disables
-    the leaver (``policies.handover``)."""
+    the leaver (``policies.handover``). A leaver who keeps archives as custodian names
+    a successor custodian for each (``custodians``) or for all (``custodian_to``),
+    or the handover is refused (422 listing them). When it applies, the moved
+    archives go on the successor's call list (``GET /handovers/calls``)."""
     req = services.in_transaction(
         lambda s: services.workflow.staff.file(
             s,
@@ -240,6 +267,8 @@ def handover(
             actor=caller.principal,
             now=services.clock(),
             reason=body.reason,
+            custodians=body.custodians,
+            custodian_to=body.custodian_to,
         )
     )
     return request_public(req)
