@@ -56,7 +56,7 @@ def audited_refusals(
     which the caller appends after rolling back (``Services.in_transaction``)."""
     try:
         yield
-    except Refused as exc:
+    except (Refused, Unfinishable) as exc:
         if exc.event is None:
             exc.event = AuditEvent(
                 action=action,
@@ -64,7 +64,8 @@ def audited_refusals(
                 outcome=Outcome.DENIED,
                 archives=tuple(archives),
                 reason=exc.message[:500],
-                detail={"rule": exc.rule},
+                detail={"rule": exc.rule}
+                | ({"stage": exc.stage} if isinstance(exc, Unfinishable) else {}),
             )
         raise
 

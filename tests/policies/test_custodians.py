@@ -14,7 +14,7 @@ from foundation.db import transaction
 from policies import archive_changes
 from policies.custodians import check_may_disable, custodian_problem, review
 from policies.directory import add_user, disable_user
-from policies.errors import Conflict, InvalidInput, PolicyError, Refused
+from policies.errors import Conflict, InvalidInput, PolicyError, Refused, Unfinishable
 from policies.models import AccessRequest
 from tests.policies.conftest import T0
 from vault.models import Archive, ArchiveContact, User
@@ -196,9 +196,10 @@ def test_a_refused_custodian_change_changes_nothing_and_is_audited(
 def test_the_supervisor_is_never_made_custodian_by_their_own_signature(db, wf, who) -> None:
     """Without a valid custodian the supervisor signs; naming the supervisor then leaves
     nobody to sign, and the filing says so."""
-    with pytest.raises(InvalidInput, match="no one could sign"):
+    with pytest.raises(Unfinishable, match="no one could sign") as caught:
         _change(db, wf, who, "io", "sup", no="A-SEC")
     assert _pending(db) == 0
+    assert caught.value.event is not None and caught.value.event.detail["stage"] == "custodian"
 
 
 def test_an_internal_archive_has_no_custodian(db, wf, who) -> None:
