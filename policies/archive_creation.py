@@ -108,17 +108,16 @@ def check_custodian(
     they read. Raises ``InvalidInput`` (``Refused`` for an account that is or was admin)."""
     if classification in _KEPT and not candidate:
         raise CustodianRequired(
-            f"custodian rule (Art 22), field custodian: a {classification} archive needs a "
-            "custodian: name an information officer or the information supervisor who is "
-            "not the owner"
+            f"a {classification} archive needs a custodian (Art 22, field custodian): name "
+            "an information officer or the information supervisor who is not the owner"
         )
     if not candidate:
         return
     archive_changes.check_custodian(session, candidate, owner=owner)
     if candidate in contacts:
         raise InvalidInput(
-            f"custodian rule (Art 22), field custodian: {candidate} is listed as a contact; "
-            "the custodian keeps the archive and never serves the customer"
+            f"custodian {candidate} is listed as a contact (Art 22, field custodian); the "
+            "custodian keeps the archive and never serves the customer"
         )
 
 
