@@ -162,3 +162,17 @@ def test_kept_archives_are_refused_without_a_proper_custodian(client, login, api
     assert _listed(client, login) == []
     r = _file(client, officer, classification="top_secret", owner="zhang.wei", custodian="zhao.lei")
     assert r.status_code == 201 and r.json()["archive"]["custodian"] == "zhao.lei", r.text
+
+
+def test_a_salesperson_still_cannot_add_contacts_to_an_existing_archive(client, login) -> None:
+    """Salespeople file a reassign request only by naming contacts on an archive they
+    file; adding one to an existing archive stays with the department head or an
+    information officer."""
+    zhang = login("zhang.wei")
+    no = _file(client, zhang, grade="B").json()["archive"]["archive_no"]
+    r = client.post(
+        f"/customers/{no}/owner", json={"contacts": ["li.na"], "reason": "帮忙"}, headers=zhang
+    )
+    assert r.status_code == 403, r.text
+    assert not _reads(client, login("li.na"), no)
+    assert client.get("/requests", headers=zhang).json()["items"] == []
