@@ -27,7 +27,12 @@ from foundation.clock import utcnow
 from foundation.db import transaction
 from policies import archive_changes, reports
 from policies.archive_changes import ChangeOutcome
-from policies.archive_creation import check_important_client, check_new_archive, request_contacts
+from policies.archive_creation import (
+    check_important_client,
+    check_new_archive,
+    contacts_warning,
+    request_contacts,
+)
 from policies.changes import audited_refusals
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
@@ -349,7 +354,15 @@ class ArchiveActs:
             )
             if outcome.request is None:
                 meta = self.store.reader.meta(archive_no, session=session)
-                outcome = ChangeOutcome(applied=meta.public())
+                applied = meta.public()
+                # Removing contacts only narrows, so it is never refused; an important
+                # client left with its owner alone is said so in the answer (篇七).
+                warning = contacts_warning(
+                    meta.grade, meta.owner, meta.contacts, self.store.settings.important_grades
+                )
+                if warning is not None:
+                    applied["warnings"] = [warning]
+                outcome = ChangeOutcome(applied=applied)
             return outcome
 
     # -- approved exports and destruction ---------------------------------------------

@@ -176,3 +176,18 @@ def test_a_salesperson_still_cannot_add_contacts_to_an_existing_archive(client, 
     assert r.status_code == 403, r.text
     assert not _reads(client, login("li.na"), no)
     assert client.get("/requests", headers=zhang).json()["items"] == []
+
+
+def test_removing_the_last_second_contact_is_done_with_a_warning(client, login) -> None:
+    """Removing contacts only narrows, so it is never refused, but an important client
+    left with its owner alone is named in the answer."""
+    r = _file(client, login("zhang.wei"), grade="A", contacts=["li.na"])
+    no, pending = r.json()["archive"]["archive_no"], r.json()["contacts_request"]["id"]
+    _sign(client, login("head.one"), pending)
+    _sign(client, login("chen.jing"), pending)
+    r = client.post(
+        f"/customers/{no}/owner", json={"contacts": [], "reason": "调岗"}, headers=login("head.one")
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["contacts"] == [] and "important client" in r.json()["warnings"][0]
+    assert not _reads(client, login("li.na"), no)
