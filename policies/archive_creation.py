@@ -31,7 +31,9 @@ colleague gives that colleague every later revision, attachment and interaction
 of the archive; were it a single act at filing, "file a new archive with X as
 contact" would be the one-person way around the reassign chain. The archive is
 filed and the request pending in the same transaction, so the answer shows both;
-the customer is served by the owner meanwhile. The import (an operator's bulk act)
+the customer is served by the owner meanwhile. A request nobody could finish (no
+department head or other information officer to sign) refuses the filing, naming
+the stage, like any change request. The import (an operator's bulk act)
 lists its contacts as given and only warns about important clients short of one.
 """
 
