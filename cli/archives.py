@@ -225,6 +225,8 @@ def customer_import(
             raise typer.Exit(1) from None
     finish(store)
     console.print(f"Imported {report.imported} archives ({report.first} … {report.last})")
+    for line, number, warning in report.warnings:
+        err.print(f"[yellow]warning:[/] line {line} ({number}): {warning}", highlight=False)
     strangers = sorted(report.people - _usernames(store))
     if strangers:
         err.print(

@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     login_address_window_seconds: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    # Grades of important clients (篇七: two or more contacts in the company). A setting
+    # rather than part of the profile schema: the schema configures content, this
+    # configures a rule on who serves the customer. ``VAULT_IMPORTANT_GRADES='["A","B"]'``.
+    important_grades: list[str] = Field(default_factory=lambda: ["A"])
+
     import_batch: int = Field(default=1000, ge=1)
     rotate_batch: int = Field(default=2000, ge=1)
 
@@ -84,6 +89,14 @@ class Settings(BaseSettings):
     # Attempts before a mail is given up as failed (retries back off: 1 min, 5, 30, 2 h, 12 h…).
     smtp_max_attempts: int = Field(default=8, ge=1, le=20)
     public_url: str = ""
+
+    @field_validator("important_grades", mode="after")
+    @classmethod
+    def _grades(cls, value: list[str]) -> list[str]:
+        unknown = [g for g in value if g not in ("A", "B", "C", "D")]
+        if unknown:
+            raise ValueError(f"important_grades are among A, B, C, D, not {', '.join(unknown)}")
+        return list(dict.fromkeys(value))
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -25,14 +25,19 @@ from sqlmodel import Session, col, select
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from foundation.clock import utcnow
 from foundation.db import transaction
-from policies import archive_changes
+from policies import archive_changes, reports
 from policies.archive_changes import ChangeOutcome
-from policies.archive_creation import check_new_archive
+from policies.archive_creation import (
+    check_important_client,
+    check_new_archive,
+    contacts_warning,
+    request_contacts,
+)
 from policies.changes import audited_refusals
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import AccessDenied, PolicyError
-from policies.models import AccessGrant
+from policies.models import AccessGrant, AccessRequest
 from policies.roles import Action, GrantState
 from policies.workflow import Workflow
 from vault.archives import Page
@@ -64,6 +69,15 @@ class Caller:
     @property
     def username(self) -> str:
         return self.principal.username
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """A new archive, and the pending request that adds the contacts it named, if any."""
+
+    meta: ArchiveMeta
+    decision: Decision
+    contacts_request: AccessRequest | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,8 +169,10 @@ class ArchiveActs:
 
     # -- filing, lists, search, reports ----------------------------------------------
 
-    def create(self, caller: Caller, data: dict[str, Any]) -> tuple[ArchiveMeta, Decision]:
-        """File an archive for the caller; who it names passes the rules a change would."""
+    def create(self, caller: Caller, data: dict[str, Any]) -> Created:
+        """File an archive for the caller; who it names passes the rules a change would,
+        and the contacts it names are added by a request a second person signs
+        (``policies.archive_creation``: why)."""
         roles = caller.principal.roles
         with self._unit() as session:
             decision = self.require(session, caller, Action.CREATE, AuditAction.CREATE, None)
@@ -176,13 +192,33 @@ class ArchiveActs:
             named = {n for n in (record.owner, record.custodian, *record.contacts) if n}
             known = set(session.exec(select(User.username).where(col(User.username).in_(named))))
             check_people(record, known)
+            check_important_client(record, self.store.settings.important_grades)
             with audited_refusals(AuditAction.CREATE, caller.principal):
                 check_new_archive(session, record, filer=caller.principal)
+            # Filed with its owner alone; the contacts wait for a second signature.
+            contacts, record.contacts = record.contacts, ()
             meta = self.store.filing.file(session, record, actor=caller.actor)
-        return meta, decision
+            request = request_contacts(
+                self.workflow,
+                session,
+                caller.principal,
+                archive_no=meta.archive_no,
+                department=meta.department,
+                owner=meta.owner,
+                contacts=contacts,
+                classification=meta.classification,
+                custodian=meta.custodian,
+                now=self.clock(),
+            )
+        return Created(meta=meta, decision=decision, contacts_request=request)
 
-    def list_archives(self, caller: Caller, **filters: Any) -> Page:
-        """The customer list (metadata only) under the caller's list permission."""
+    def list_archives(
+        self, caller: Caller, *, missing_contacts: bool = False, **filters: Any
+    ) -> Page:
+        """The customer list (metadata only) under the caller's list permission;
+        ``missing_contacts`` keeps the important clients short of a second contact."""
+        if missing_contacts:
+            filters["short_of_contacts"] = self.store.settings.important_grades
         with self._unit() as session:
             self.require(session, caller, Action.LIST, AuditAction.LIST, None)
             return self.store.archives.list(actor=caller.actor, session=session, **filters)
@@ -217,13 +253,30 @@ class ArchiveActs:
             archives.record_search(session, caller.actor, query, found)
         return found
 
-    def statistics(self, caller: Caller) -> dict[str, Any]:
-        """Counts over the clear metadata under an approved report request (Art 10)."""
+    def statistics(self, caller: Caller, grant: str | None = None) -> dict[str, Any]:
+        """Counts over the clear metadata under an approved report request (Art 10): only
+        the departments and items that grant covers (``policies.reports``), and the
+        answer says which. ``grant`` picks one of the caller's report grants by its
+        grant or request id; otherwise the one the decision found."""
+        now = self.clock()
         with self._unit() as session:
             d = self.require(session, caller, Action.REPORT, AuditAction.REPORT, None)
-            return self.store.archives.statistics(
-                actor=caller.actor, grant_id=d.grant_id, purpose=d.purpose, session=session
+            uid = grant or d.grant_id
+            if uid is None:
+                raise NotCovered("reports are counted under a report grant; file a report request")
+            covered = reports.reach(
+                reports.active_report_grant(session, caller.username, uid, now=now)
             )
+            counts = self.store.archives.statistics(
+                actor=caller.actor,
+                grant_id=covered.grant,
+                purpose=d.purpose,
+                session=session,
+                departments=covered.departments,
+                items=covered.items,
+                today=now.date(),
+            )
+            return {**counts, "covers": covered.public()}
 
     # -- changes ------------------------------------------------------------------------
 
@@ -301,7 +354,15 @@ class ArchiveActs:
             )
             if outcome.request is None:
                 meta = self.store.reader.meta(archive_no, session=session)
-                outcome = ChangeOutcome(applied=meta.public())
+                applied = meta.public()
+                # Removing contacts only narrows, so it is never refused; an important
+                # client left with its owner alone is said so in the answer (篇七).
+                warning = contacts_warning(
+                    meta.grade, meta.owner, meta.contacts, self.store.settings.important_grades
+                )
+                if warning is not None:
+                    applied["warnings"] = [warning]
+                outcome = ChangeOutcome(applied=applied)
             return outcome
 
     # -- approved exports and destruction ---------------------------------------------

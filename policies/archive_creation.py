@@ -19,24 +19,108 @@ the checks a reassignment and a classification raise make:
 The API runs :func:`check_new_archive` inside the transaction that inserts the
 archive; the CLI import runs it on every row (through :func:`import_check`, which
 turns a refusal into that row's problem, since ``vault`` never imports ``policies``).
+
+Important clients (篇七: "two or more contacts in the company") are the archives of
+a grade in ``Settings.important_grades`` (A by default). Over the API such an
+archive is refused (422, ``important-client``) unless ``contacts`` names at least one
+salesperson besides the owner. The contacts named when filing are not listed at
+once: :func:`request_contacts` files a ``reassign`` request adding them, which a
+second person signs like any other added contact. The filer is the owner and
+knows what they typed, but the vault's reads are what it guards, and naming a
+colleague gives that colleague every later revision, attachment and interaction
+of the archive; were it a single act at filing, "file a new archive with X as
+contact" would be the one-person way around the reassign chain. The archive is
+filed and the request pending in the same transaction, so the answer shows both;
+the customer is served by the owner meanwhile. A request nobody could finish (no
+department head or other information officer to sign) refuses the filing, naming
+the stage, like any change request. The import (an operator's bulk act)
+lists its contacts as given and only warns about important clients short of one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
 
 from sqlmodel import Session, select
 
-from policies.archive_changes import check_custodian
-from policies.changes import check_reader
+from policies import archive_changes
+from policies.changes import check_reader, file_change
 from policies.decision import Principal
+from policies.desk import Desk
 from policies.errors import InvalidInput, PolicyError, Refused
-from policies.roles import Role
+from policies.models import AccessRequest
+from policies.roles import RequestKind, Role
 from vault.errors import ValidationFailed
 from vault.models import Classification, User
 from vault.records import NewArchive
 
 _KEPT = frozenset({Classification.SECRET.value, Classification.TOP_SECRET.value})
+
+
+class MissingContacts(InvalidInput):
+    """An important client's archive names no contact besides its owner (篇七)."""
+
+    code = "important-client"
+
+
+class CustodianRequired(InvalidInput):
+    """A secret or top-secret archive names no custodian (Art 22)."""
+
+    code = "custodian-required"
+
+
+def second_contacts(owner: str, contacts: Sequence[str]) -> list[str]:
+    """The contacts besides the owner, once each, in the order given."""
+    return [c for c in dict.fromkeys(contacts) if c != owner]
+
+
+def contacts_warning(
+    grade: str, owner: str, contacts: Sequence[str], important_grades: Collection[str]
+) -> str | None:
+    """Why an archive of ``grade`` is short of contacts, or None. Worded without content
+    so it can go to an import report, an API answer or a log."""
+    if grade not in important_grades or second_contacts(owner, contacts):
+        return None
+    return (
+        f"grade {grade} is an important client (篇七: two or more contacts in the company); "
+        f"name at least one salesperson besides the owner {owner} in contacts"
+    )
+
+
+def check_important_client(record: NewArchive, important_grades: Collection[str]) -> None:
+    """The API's rule for a new archive: an important client comes with a second contact."""
+    problem = contacts_warning(record.grade, record.owner, record.contacts, important_grades)
+    if problem is not None:
+        raise MissingContacts(f"important-client rule, field contacts: {problem}")
+
+
+def check_custodian(
+    session: Session,
+    *,
+    owner: str,
+    contacts: Sequence[str],
+    classification: str,
+    candidate: str | None,
+) -> None:
+    """A new archive's custodian: required for secret and top-secret archives (Art 22),
+    an enabled information officer or the information supervisor, never the owner
+    (``archive_changes.check_custodian``, which a reclassification asks too) and never
+    one of its contacts, who serve the customer and would then keep the very archive
+    they read. Raises ``InvalidInput`` (``Refused`` for an account that is or was admin)."""
+    if classification in _KEPT and not candidate:
+        raise CustodianRequired(
+            f"a {classification} archive needs a custodian (Art 22, field custodian): name "
+            "an information officer or the information supervisor who is not the owner"
+        )
+    if not candidate:
+        return
+    archive_changes.check_custodian(session, candidate, owner=owner)
+    if candidate in contacts:
+        raise InvalidInput(
+            f"custodian {candidate} is listed as a contact (Art 22, field custodian); the "
+            "custodian keeps the archive and never serves the customer"
+        )
 
 
 def check_new_archive(session: Session, record: NewArchive, *, filer: Principal | None) -> None:
@@ -61,13 +145,57 @@ def check_new_archive(session: Session, record: NewArchive, *, filer: Principal 
     for name in dict.fromkeys(record.contacts):
         if name != record.owner:
             check_reader(session, name, department=record.department, what="contact")
-    if record.classification in _KEPT and not record.custodian:
-        raise InvalidInput(
-            f"a {record.classification} archive needs a custodian (Art 22): name an "
-            "information officer or the information supervisor who is not the owner"
-        )
-    if record.custodian:
-        check_custodian(session, record.custodian, owner=record.owner)
+    check_custodian(
+        session,
+        owner=record.owner,
+        contacts=record.contacts,
+        classification=record.classification,
+        candidate=record.custodian,
+    )
+
+
+def request_contacts(
+    desk: Desk,
+    session: Session,
+    filer: Principal,
+    *,
+    archive_no: str,
+    department: str,
+    owner: str,
+    contacts: Sequence[str],
+    classification: str,
+    custodian: str | None,
+    now: datetime,
+) -> AccessRequest | None:
+    """File the ``reassign`` request that adds the contacts named when an archive was
+    filed (module docstring: why this is not done at once). The archive was inserted
+    in this transaction without them; the final signature lists them
+    (``archive_changes.apply_reassign``, which checks them again then)."""
+    added = sorted(second_contacts(owner, contacts))
+    if not added:
+        return None
+    change = {
+        "archive": archive_no,
+        "department": department,
+        "owner": {"from": owner, "to": owner},
+        "contacts": {"from": [], "to": added},
+        "added_contacts": added,
+        "removed_contacts": [],
+        "subjects": added,
+        "at_filing": True,
+    }
+    return file_change(
+        desk,
+        session,
+        filer,
+        kind=RequestKind.REASSIGN,
+        change=change,
+        reason=f"contacts named when archive {archive_no} was filed (篇七)",
+        now=now,
+        archives=[archive_no],
+        classification=classification,
+        custodian=custodian,
+    )
 
 
 def import_check(filer: Principal | None = None) -> Callable[[Session, NewArchive], None]:

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from audit.events import AuditAction, AuditEvent, Outcome
-from policies import reach
+from policies import reach, reports
 from policies.chains import KindSpec, StageSpec
 from policies.decision import Principal
 from policies.desk import (
@@ -64,8 +64,11 @@ class Filing:
         copies: int = 0,
         recipient: str = "",
         credential_ref: str | None = None,
+        scope: str | None = None,
+        items: Sequence[str] | None = None,
     ) -> AccessRequest:
-        """File a request (Art 18.1: object, purpose, reason, requester's particulars)."""
+        """File a request (Art 18.1: object, purpose, reason, requester's particulars);
+        a report states its ``scope`` and ``items`` (``policies.reports``)."""
         try:
             spec = self.desk.chains.kind(str(kind))
         except ConfigError:
@@ -110,6 +113,7 @@ class Filing:
                     "a visitor registers an introduction letter or work-ID number (Art 18.4)"
                 )
         stages = spec.stages_for(classification=classification, external=requester.external)
+        report = reports.terms(spec.kind, requester, scope=scope, items=items, stages=stages)
         self._check_reachable(
             session,
             spec,
@@ -121,6 +125,7 @@ class Filing:
             purpose=purpose,
         )
         req = AccessRequest(
+            **report,
             uid=new_uid("R"),
             kind=spec.kind.value,
             requester=requester.username,
@@ -165,6 +170,7 @@ class Filing:
                     "stages": [s.name for s in stages],
                     "credential_ref": req.credential_ref or None,
                     "recipient": req.recipient or None,
+                    **report,
                 },
             ),
         )

@@ -31,6 +31,10 @@ def _json() -> Any:
     return Field(default_factory=list, sa_column=Column(sa.JSON, nullable=False))
 
 
+def _json_or_null() -> Any:
+    return Field(default=None, sa_column=Column(sa.JSON, nullable=True))
+
+
 class AccessRequest(SQLModel, table=True):
     """One filed request (Art 18.1: object, purpose, reason, requester's particulars)."""
 
@@ -75,6 +79,11 @@ class AccessRequest(SQLModel, table=True):
     grant_uid: str | None = Field(default=None, max_length=32)
     # A change request's change, from -> to (policies.changes); None for grants.
     change: dict[str, Any] | None = Field(default=None, sa_column=Column(sa.JSON, nullable=True))
+    # Report requests (Art 10-11, policies.reports): "department" or "all", the
+    # departments covered and the report items; null for every other kind.
+    report_scope: str | None = Field(default=None, max_length=16)
+    report_departments: list[str] | None = _json_or_null()
+    report_items: list[str] | None = _json_or_null()
 
 
 class RequestSignature(SQLModel, table=True):
@@ -126,6 +135,12 @@ class AccessGrant(SQLModel, table=True):
     state: str = Field(max_length=16)
     ended_at: datetime | None = _ts(nullable=True)
     rev: int = Field(default=0, index=True)
+    # A report grant's reach (Art 10-11, policies.reports): its scope, departments and
+    # items, copied from the request; the items change only through a report_items
+    # request the general manager signs. Null for every other kind.
+    report_scope: str | None = Field(default=None, max_length=16)
+    report_departments: list[str] | None = _json_or_null()
+    report_items: list[str] | None = _json_or_null()
 
 
 class LoanEntry(SQLModel, table=True):

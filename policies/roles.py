@@ -102,11 +102,19 @@ class RequestKind(StrEnum):
     RECLASSIFY = "reclassify"
     ROLE = "role"
     HANDOVER = "handover"
+    # Changing the items of an approved statistical report (Art 11).
+    REPORT_ITEMS = "report_items"
 
 
 # Kinds that change the vault when approved instead of creating a grant.
 CHANGE_KINDS = frozenset(
-    {RequestKind.REASSIGN, RequestKind.RECLASSIFY, RequestKind.ROLE, RequestKind.HANDOVER}
+    {
+        RequestKind.REASSIGN,
+        RequestKind.RECLASSIFY,
+        RequestKind.ROLE,
+        RequestKind.HANDOVER,
+        RequestKind.REPORT_ITEMS,
+    }
 )
 
 # Roles that read customer content, directly or by signing the grants that do:

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
-from policies import archive_changes, grant_terms, reach, rechain, rolegrants
+from policies import archive_changes, grant_terms, reach, rechain, report_items, reports, rolegrants
 from policies.changes import audited_refusals, is_change, signer_problem
 from policies.decision import Principal
 from policies.desk import (
@@ -75,6 +75,9 @@ class Signing:
             ),
             RequestKind.ROLE.value: lambda s, r, a, n: rolegrants.apply_roles(desk, s, r, a, n),
             RequestKind.HANDOVER.value: staff.apply,
+            RequestKind.REPORT_ITEMS.value: lambda s, r, a, n: report_items.apply_items(
+                desk, s, r, a, n
+            ),
         }
 
     def check_signer(
@@ -364,6 +367,7 @@ class Signing:
             rev=next_revision(session),
         )
         grant_terms.stamp(grant, req, loan=spec.kind is RequestKind.LOAN)
+        reports.stamp(grant, req)  # a report's departments and items
         session.add(grant)
         session.flush()
         if spec.kind is RequestKind.LOAN:

@@ -9,7 +9,7 @@ a decision and its action commit together).
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -43,6 +43,20 @@ from vault.rows import append_event, archive_id, consent_of, encode, load_archiv
 from vault.schema import ProfileSchema
 
 LIST_LIMIT_MAX = 500
+
+
+# The items a statistical report (Art 10) may hold, in the order it shows them: the one
+# list every report request, grant and summary names its items from (Art 11).
+REPORT_ITEMS: tuple[str, ...] = (
+    "total",
+    "status",
+    "category",
+    "grade",
+    "classification",
+    "department",
+    "new_per_month",
+    "past_retention",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,11 +319,13 @@ class Archives:
         limit: int = 50,
         audit: bool = True,
         session: Session | None = None,
+        short_of_contacts: Collection[str] | None = None,
     ) -> Page:
-        """Metadata only (客户一览表): no key is touched."""
+        """Metadata only (客户一览表): no key is touched. ``short_of_contacts`` keeps the
+        archives of those (important) grades listing nobody besides their owner (篇七)."""
         if not 1 <= limit <= LIST_LIMIT_MAX or offset < 0:
             raise ValidationFailed(f"limit must be 1–{LIST_LIMIT_MAX} and offset ≥ 0")
-        filters = []
+        filters: list[Any] = []
         # An empty filter means "any", as in a form left blank.
         owner, category, grade = owner or None, category or None, grade or None
         classification, department = classification or None, department or None
@@ -329,6 +345,17 @@ class Archives:
                 filters.append(column == value)
         if retention_before is not None:
             filters.append(Archive.retention_until < retention_before)
+        if short_of_contacts is not None:
+            others = (
+                sa.select(col(ArchiveContact.archive_id))
+                .where(
+                    col(ArchiveContact.archive_id) == col(Archive.id),
+                    col(ArchiveContact.username) != col(Archive.owner),
+                )
+                .exists()
+            )
+            filters.append(col(Archive.grade).in_(sorted(short_of_contacts)))
+            filters.append(~others)
         with unit(self.engine, session) as session:
             total = session.exec(select(sa.func.count()).select_from(Archive).where(*filters)).one()
             rows = session.exec(
@@ -365,6 +392,9 @@ class Archives:
                                 "retention_before": retention_before.isoformat()
                                 if retention_before
                                 else None,
+                                "short_of_contacts": sorted(short_of_contacts)
+                                if short_of_contacts is not None
+                                else None,
                             }.items()
                             if v is not None
                         },
@@ -386,18 +416,59 @@ class Archives:
         grant_id: str | None = None,
         purpose: str | None = None,
         session: Session | None = None,
+        departments: Sequence[str] | None = None,
+        items: Sequence[str] = REPORT_ITEMS,
+        today: date | None = None,
     ) -> dict[str, Any]:
-        """Counts over the clear metadata only (Art 10 statistical reports): no key is touched."""
+        """Counts over the clear metadata only (Art 10 statistical reports): no key is
+        touched. ``departments`` limits the count to those departments (None: all);
+        ``items`` names which of :data:`REPORT_ITEMS` the report holds."""
+        unknown = [i for i in items if i not in REPORT_ITEMS]
+        if unknown:
+            raise ValidationFailed(
+                f"unknown report item {', '.join(unknown)} (known: {', '.join(REPORT_ITEMS)})"
+            )
         table = table_of(Archive)
+        where = [] if departments is None else [table.c.department.in_(list(departments))]
+        today = today or self.clock().date()
         out: dict[str, Any] = {}
         with unit(self.engine, session) as session:
             conn = session.connection()
             for column in ("status", "category", "grade", "classification", "department"):
+                if column in items:
+                    rows = conn.execute(
+                        sa.select(table.c[column], sa.func.count())
+                        .where(*where)
+                        .group_by(table.c[column])
+                    ).all()
+                    out[column] = {str(k): int(n) for k, n in rows}
+            if "total" in items:
+                out["total"] = int(
+                    conn.execute(
+                        sa.select(sa.func.count()).select_from(table).where(*where)
+                    ).scalar_one()
+                )
+            if "new_per_month" in items:
+                year = sa.extract("year", table.c.created_at)
+                month = sa.extract("month", table.c.created_at)
                 rows = conn.execute(
-                    sa.select(table.c[column], sa.func.count()).group_by(table.c[column])
+                    sa.select(year, month, sa.func.count()).where(*where).group_by(year, month)
                 ).all()
-                out[column] = {str(k): int(n) for k, n in rows}
-            out["total"] = sum(out["status"].values())
+                out["new_per_month"] = {
+                    f"{int(y):04d}-{int(m):02d}": int(n) for y, m, n in sorted(rows)
+                }
+            if "past_retention" in items:
+                out["past_retention"] = int(
+                    conn.execute(
+                        sa.select(sa.func.count())
+                        .select_from(table)
+                        .where(
+                            *where,
+                            table.c.status == ArchiveStatus.ACTIVE.value,
+                            table.c.retention_until < today,
+                        )
+                    ).scalar_one()
+                )
             append_event(
                 self.audit,
                 session,
@@ -405,7 +476,11 @@ class Archives:
                 actor,
                 grant_id=grant_id,
                 purpose=purpose,
-                detail={"report": "summary", "total": out["total"]},
+                detail={
+                    "report": "summary",
+                    "departments": "all" if departments is None else sorted(departments),
+                    "items": list(items),
+                },
             )
         return out
 

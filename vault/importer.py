@@ -47,6 +47,9 @@ class ImportReport:
     last: str | None
     # Every owner, custodian and contact named by the imported archives.
     people: frozenset[str] = frozenset()
+    # (line, archive number, message): imported, but short of what the rules ask,
+    # e.g. an important client with no contact besides its owner (篇七).
+    warnings: tuple[tuple[int, str, str], ...] = ()
 
 
 def detect_format(path: Path, given: str | None) -> str:
@@ -229,6 +232,8 @@ def import_file(
             f"{path.name} is larger than {store.settings.max_import_bytes} bytes"
         )
     fields = set(store.schema.fields)
+    important = frozenset(store.settings.important_grades)
+    short: list[tuple[int, NewArchive]] = []
     bad: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     total = 0
@@ -261,6 +266,8 @@ def import_file(
                     )
                     continue
                 seen[record.archive_no] = number
+            if record.grade in important and not contacts_besides_owner(record):
+                short.append((number, record))
             if not bad and not batcher.clashes:
                 batcher.add(record, number)
             elif progress and total % 1000 == 0:
@@ -278,7 +285,25 @@ def import_file(
             raise ImportFailed(sorted(bad), total)  # rolls the whole transaction back
         if total == 0:
             raise ValidationFailed(f"{path.name} holds no archives")
-    return batcher.report()
+    report = batcher.report()
+    # Never a refusal: the paper files an import brings in are the company's record,
+    # and the second contact is named afterwards by a reassign request.
+    report.warnings = tuple(
+        (
+            line,
+            r.archive_no or "",
+            f"grade {r.grade} is an important client (篇七: two or more contacts in the "
+            f"company) and lists no contact besides its owner {r.owner}; name one with "
+            f"POST /customers/{r.archive_no}/owner",
+        )
+        for line, r in short
+    )
+    return report
+
+
+def contacts_besides_owner(record: NewArchive) -> list[str]:
+    """The contacts of a new archive other than its owner."""
+    return [c for c in record.contacts if c != record.owner]
 
 
 def check_people(record: NewArchive, known_users: Container[str]) -> None:

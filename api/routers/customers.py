@@ -66,15 +66,30 @@ def _decision_public(d: Decision) -> DecisionPublic:
     )
 
 
-@router.post("", status_code=201, response_model=ArchiveContent)
-def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> ArchiveContent:
-    """File a new archive (Art 4); the body is one line of the import format."""
+class ArchiveCreated(ArchiveContent):
+    # The reassign request adding the contacts named in the body (a second person
+    # signs it; until then only the owner is listed), or null when none were named.
+    contacts_request: dict[str, Any] | None = None
+
+
+@router.post("", status_code=201, response_model=ArchiveCreated)
+def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> ArchiveCreated:
+    """File a new archive (Art 4); the body is one line of the import format. An important
+    client's archive (``VAULT_IMPORTANT_GRADES``, A by default) names a second contact
+    or is refused (422 ``important-client``); the contacts named are added by a pending
+    reassign request returned as ``contacts_request``."""
     data = body.model_dump(exclude_none=True, mode="json")
     data.setdefault("owner", caller.username)
     data.setdefault("department", caller.principal.department)
-    meta, decision = services.acts.create(caller, data)
-    return ArchiveContent(
-        archive=public(meta), content={}, masked_groups=[], decision=_decision_public(decision)
+    created = services.acts.create(caller, data)
+    return ArchiveCreated(
+        archive=public(created.meta),
+        content={},
+        masked_groups=[],
+        decision=_decision_public(created.decision),
+        contacts_request=(
+            request_public(created.contacts_request) if created.contacts_request else None
+        ),
     )
 
 
@@ -93,10 +108,14 @@ def list_archives(
     retention_before: date | None = None,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    missing_contacts: Annotated[
+        bool, Query(description="only important clients with no contact besides the owner")
+    ] = False,
 ) -> ArchivePage:
     """The customer list (客户一览表): metadata only, never content."""
     page = services.acts.list_archives(
         caller,
+        missing_contacts=missing_contacts,
         owner=owner,
         category=category,
         grade=grade,

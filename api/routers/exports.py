@@ -7,16 +7,21 @@ import io
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import StringConstraints
+from pydantic import Field, StringConstraints
 
 from api.deps import CallerDep, ServicesDep
 from api.routers.customers import ArchivePath
+from api.routers.requests import request_public
 from api.schemas import PlainText, Strict
+from policies import report_items
+from policies.models import AccessRequest
+from vault.archives import REPORT_ITEMS
 
 router = APIRouter(tags=["exports"])
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
+RequestPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
 
 
 class ExportIn(Strict):
@@ -66,7 +71,80 @@ def destroy(
     return services.acts.destroy(caller, archive_no, body.request, body.reason)
 
 
+ReportItem = Literal[REPORT_ITEMS]  # type: ignore[valid-type]
+
+
+class ReportIn(Strict):
+    purpose: Annotated[PlainText, StringConstraints(max_length=32)] = "statistics"
+    reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
+    scope: Literal["department", "all"] = "department"
+    items: list[ReportItem] | None = Field(default=None, min_length=1, max_length=16)
+    hours: int | None = Field(default=None, ge=1, le=24 * 366)
+
+
+class ItemsIn(Strict):
+    items: list[ReportItem] = Field(min_length=1, max_length=16)
+    reason: Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
+
+
 @router.get("/reports/summary")
-def report_summary(services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
-    """Statistics over the customer list (Art 10) under an approved report request."""
-    return services.acts.statistics(caller)
+def report_summary(
+    services: ServicesDep,
+    caller: CallerDep,
+    grant: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_\-]{4,40}$")] = None,
+) -> dict[str, Any]:
+    """Statistics over the customer list (Art 10) under an approved report request: only
+    the departments and items its grant covers, named under ``covers``."""
+    return services.acts.statistics(caller, grant)
+
+
+@router.post("/reports", status_code=201)
+def file_report(body: ReportIn, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
+    """File a statistical report request (Art 10) stating its scope (your department, or
+    all departments, which the general manager approves) and its items (default: all)."""
+    req = services.in_transaction(
+        lambda s: services.workflow.filing.file(
+            s,
+            caller.principal,
+            kind="report",
+            purpose=body.purpose,
+            reason=body.reason,
+            now=services.clock(),
+            hours=body.hours,
+            scope=body.scope,
+            items=body.items,
+        )
+    )
+    return _report_public(req)
+
+
+@router.post("/reports/{uid}/items", status_code=202)
+def change_items(
+    uid: RequestPath, body: ItemsIn, services: ServicesDep, caller: CallerDep
+) -> dict[str, Any]:
+    """Ask to change an approved report's items (Art 11): a request the general manager
+    alone signs, recorded with the customer-service department."""
+    req = services.in_transaction(
+        lambda s: report_items.file_items_change(
+            services.workflow,
+            s,
+            caller.principal,
+            target=uid,
+            items=list(body.items),
+            reason=body.reason,
+            now=services.clock(),
+        )
+    )
+    return request_public(req)
+
+
+def _report_public(req: AccessRequest) -> dict[str, Any]:
+    return request_public(req) | {
+        "report": {
+            "scope": req.report_scope,
+            "departments": (
+                "all" if req.report_departments is None else list(req.report_departments)
+            ),
+            "items": list(req.report_items or ()),
+        }
+    }

@@ -343,11 +343,18 @@ def test_a_salesperson_cannot_list_another_departments_salesperson_on_a_new_arch
     ).json()["items"]
     assert sum(e["outcome"] == "denied" for e in log) == 4  # every refusal is audited
     assert not any(e["outcome"] == "success" for e in log)
-    # A salesperson of the archive's own department may be listed at once.
+    # A salesperson of the archive's own department is named, and listed once a second
+    # person signs the reassign request filing the archive opened.
     r = _file_new(client, zhang, contacts=["li.na"])
     assert r.status_code == 201, r.text
     no = r.json()["archive"]["archive_no"]
-    assert r.json()["archive"]["contacts"] == ["li.na"]
+    assert r.json()["archive"]["contacts"] == []
+    pending = r.json()["contacts_request"]
+    assert pending["kind"] == "reassign" and pending["state"] == "pending"
+    assert pending["change"]["added_contacts"] == ["li.na"]
+    assert not _reads(client, login("li.na"), no)
+    _sign(client, login("head.one"), pending["id"])
+    _sign(client, login("chen.jing"), pending["id"])
     assert _reads(client, login("li.na"), no)
     assert not _reads(client, login("wang.fang"), no)
 
