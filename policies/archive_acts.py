@@ -25,7 +25,7 @@ from sqlmodel import Session, col, select
 from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from foundation.clock import utcnow
 from foundation.db import transaction
-from policies import archive_changes, reports
+from policies import archive_changes, copies, reports
 from policies.archive_changes import ChangeOutcome
 from policies.archive_creation import (
     check_important_client,
@@ -36,7 +36,7 @@ from policies.archive_creation import (
 from policies.changes import audited_refusals
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
-from policies.errors import AccessDenied, PolicyError
+from policies.errors import AccessDenied, PolicyError, Refused
 from policies.models import AccessGrant, AccessRequest
 from policies.roles import Action, GrantState
 from policies.workflow import Workflow
@@ -85,6 +85,8 @@ class Export:
     views: list[ArchiveView]
     grant: AccessGrant
     groups: tuple[str, ...]
+    format: str = copies.DEFAULT_FORMAT
+    copy: int = 1  # this export is copy ``copy`` of ``grant.copies``
 
 
 def denial(decision: Decision, actor: Actor, action: AuditAction, **kw: Any) -> AccessDenied:
@@ -383,18 +385,41 @@ class ArchiveActs:
             f"{'/'.join(sorted(actions))} grant; file one and have it approved"
         )
 
-    def export(self, caller: Caller, request_uid: str) -> Export:
-        """Exactly the approved archives and field groups, decided per archive now."""
+    def export(self, caller: Caller, request_uid: str, export_format: str | None = None) -> Export:
+        """Exactly the approved archives and field groups, decided per archive now, in
+        the approved format (``None``: that one), taking one of the approved copies."""
         with self._unit() as session:
             grant = self._grant(
                 session, request_uid, caller.principal.username, {"export", "provide"}
             )
             action = Action.EXPORT if "export" in grant.actions else Action.PROVIDE
             groups = tuple(grant.groups)
+            approved = session.exec(
+                select(AccessRequest.export_format).where(AccessRequest.id == grant.request_id)
+            ).first()
+            # A request filed before formats were stated approved none in particular.
+            fmt = export_format or approved or copies.DEFAULT_FORMAT
+            if approved and fmt != approved:
+                raise self._export_refused(
+                    caller,
+                    grant,
+                    "format",
+                    f"request {request_uid} was approved for "
+                    f"{approved}, not {fmt}; export it as {approved} or file a new request",
+                )
             for no in grant.archives:
                 decision = self._on_archive(session, caller, action, AuditAction.EXPORT, no, groups)
                 if set(decision.groups) != set(groups) or decision.grant_id != grant.uid:
                     raise NotCovered(f"the grant no longer covers archive {no}")
+            copy = copies.take_copy(session, grant)
+            if copy is None:
+                raise self._export_refused(
+                    caller,
+                    grant,
+                    "copies-used",
+                    f"all {grant.copies} approved copies were "
+                    f"made; file a new {grant.kind} request",
+                )
             views = self.store.reader.export(
                 grant.archives,
                 groups,
@@ -404,8 +429,27 @@ class ArchiveActs:
                 reason=grant.reason,
                 provision=action is Action.PROVIDE,
                 session=session,
+                detail={"request": request_uid, "copy": copy, "copies": grant.copies},
             )
-        return Export(views=views, grant=grant, groups=groups)
+        return Export(views=views, grant=grant, groups=groups, format=fmt, copy=copy)
+
+    @staticmethod
+    def _export_refused(caller: Caller, grant: AccessGrant, rule: str, message: str) -> Refused:
+        """A refused export, audited as denied (identifiers and counts only)."""
+        return Refused(
+            message,
+            rule=rule,
+            event=AuditEvent(
+                action=AuditAction.EXPORT,
+                actor=caller.actor,
+                outcome=Outcome.DENIED,
+                archives=tuple(grant.archives),
+                groups=tuple(grant.groups),
+                grant_id=grant.uid,
+                reason=message,
+                detail={"request": grant.request_uid, "rule": rule, "copies": grant.copies},
+            ),
+        )
 
     def destroy(
         self, caller: Caller, archive_no: str, request_uid: str, reason: str | None

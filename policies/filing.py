@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from sqlmodel import Session, col, select
 
 from audit.events import AuditAction, AuditEvent, Outcome
+from policies import copies as copies_terms
 from policies import reach, reports
 from policies.chains import KindSpec, StageSpec
 from policies.decision import Principal
@@ -66,6 +67,7 @@ class Filing:
         credential_ref: str | None = None,
         scope: str | None = None,
         items: Sequence[str] | None = None,
+        export_format: str | None = None,
     ) -> AccessRequest:
         """File a request (Art 18.1: object, purpose, reason, requester's particulars);
         a report states its ``scope`` and ``items`` (``policies.reports``)."""
@@ -104,6 +106,7 @@ class Filing:
                 raise InvalidInput("a loan names the material borrowed (Art 19.5)")
             if not isinstance(copies, int) or copies < 1:
                 raise InvalidInput("a loan records how many copies are borrowed (at least 1)")
+        export_format, copies = copies_terms.export_terms(spec.kind, export_format, copies)
         if spec.kind is RequestKind.EXTERNAL and not (recipient or "").strip():
             raise InvalidInput("external provision names the outside party (recipient)")
         if requester.external:
@@ -144,6 +147,7 @@ class Filing:
             material=material,
             copies=copies,
             recipient=(recipient or "").strip(),
+            export_format=export_format,
             stages=[s.as_dict() for s in stages],
             next_stage=0,
             state=RequestState.PENDING.value,

@@ -62,6 +62,9 @@ class AccessRequest(SQLModel, table=True):
     material: str = Field(default="", max_length=256)
     copies: int = 0
     recipient: str = Field(default="", max_length=256)
+    # Copy and external requests: the file format asked for ("csv" | "json"); with
+    # ``copies`` it is what the signers approve and what ``POST /exports`` may make.
+    export_format: str = Field(default="", max_length=8)
     # The chain as it was when filed (a list of StageSpec.as_dict()).
     stages: list[dict[str, Any]] = _json()
     next_stage: int = 0
@@ -130,6 +133,10 @@ class AccessGrant(SQLModel, table=True):
     approved_custodian: str | None = Field(default=None, max_length=64)
     # A loan's grant counts only once the borrower confirmed the register line (Art 19.5).
     awaiting_confirmation: bool = False
+    # Copies are counted: each export under the grant takes one, atomically in the
+    # export's transaction (policies.copies); none is made once all are used.
+    copies: int = 0
+    copies_used: int = 0
     purpose: str = Field(max_length=32)
     reason: str = Field(max_length=2000)
     state: str = Field(max_length=16)

@@ -8,24 +8,29 @@ anything else is answered as an unknown id), and calls the workflow.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from audit.events import Actor, AuditAction, AuditSink
+from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
 from policies import rechain
 from policies.decision import Principal
+from policies.errors import Refused
 from policies.loans import LoanView, loan_status
 from policies.models import AccessRequest, LoanEntry, Notification, RequestSignature
+from policies.request_facts import facts_for
 from policies.roles import LoanState
 from policies.visibility import (
     LOAN_REGISTER_READERS,
+    REQUEST_READERS,
+    RequestQuery,
     notifications_for,
     requests_for,
+    search_requests,
     signatures,
     visible_loan,
     visible_request,
@@ -67,6 +72,7 @@ class NewRequest:
     copies: int = 0
     recipient: str = ""
     credential_ref: str | None = None
+    export_format: str | None = None
 
 
 class RequestService:
@@ -104,8 +110,61 @@ class RequestService:
                 copies=new.copies,
                 recipient=new.recipient,
                 credential_ref=new.credential_ref,
+                export_format=new.export_format,
             )
         )
+
+    @property
+    def purposes(self) -> Mapping[str, str]:
+        """The configured purposes (``chains.toml``) with their labels."""
+        return self._workflow.chains.purposes
+
+    def facts(self, requests: Sequence[AccessRequest]) -> dict[str, dict[str, Any]]:
+        """What the signers judge on, by request id (``policies.request_facts``), for
+        requests the caller was shown: check visibility first."""
+        with Session(self._engine) as session:
+            return facts_for(session, requests, self._workflow.chains.purposes)
+
+    def search(self, caller: Caller, query: RequestQuery) -> tuple[list[AccessRequest], int]:
+        """Every request, filtered, for compliance and the information supervisor. The
+        search is an audit entry committed before anything is shown; a refused one is
+        audited as denied (``run`` appends the refusal's event on its own)."""
+
+        def run(session: Session) -> tuple[list[AccessRequest], int]:
+            if not REQUEST_READERS & caller.principal.roles:
+                message = (
+                    "only compliance and the information supervisor search all requests; "
+                    "role=mine lists yours, role=to_approve those you may sign now"
+                )
+                raise Refused(
+                    message,
+                    rule="request-readers",
+                    event=AuditEvent(
+                        action=AuditAction.REQUEST_LIST,
+                        actor=caller.actor,
+                        outcome=Outcome.DENIED,
+                        reason=message,
+                        detail={"filters": query.filters(), "rule": "request-readers"},
+                    ),
+                )
+            items, total = search_requests(session, query)
+            self._audit.append(
+                session,
+                AuditEvent(
+                    action=AuditAction.REQUEST_LIST,
+                    actor=caller.actor,
+                    detail={
+                        "filters": query.filters(),
+                        "offset": query.offset,
+                        "limit": query.limit,
+                        "count": len(items),
+                        "total": total,
+                    },
+                ),
+            )
+            return items, total
+
+        return self._run(run)
 
     def mine(self, caller: Caller) -> tuple[list[AccessRequest], list[Notification]]:
         """The caller's requests with their notifications."""
@@ -137,6 +196,7 @@ class RequestService:
         hours: int | None,
         note: str,
         expected_version: int | None,
+        copies: int | None = None,
     ) -> AccessRequest:
         """Sign the next stage. The chain is first re-derived from the archives'
         current state in a transaction of its own, so a change (a raised
@@ -167,6 +227,7 @@ class RequestService:
                 hours=hours,
                 note=note,
                 expected_version=expected_version,
+                copies=copies,
             ),
         )
 

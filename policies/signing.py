@@ -34,6 +34,7 @@ from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies import archive_changes, grant_terms, reach, rechain, report_items, reports, rolegrants
+from policies import copies as copies_terms
 from policies.changes import audited_refusals, is_change, signer_problem
 from policies.decision import Principal
 from policies.desk import (
@@ -217,10 +218,11 @@ class Signing:
         hours: int | None = None,
         note: str = "",
         expected_version: int | None = None,
+        copies: int | None = None,
     ) -> AccessRequest:
         """Sign the next stage; the last signature approves and creates the grant.
 
-        ``groups``/``hours`` narrow the request (never widen it). ``expected_version``
+        ``groups``/``hours``/``copies`` narrow the request (never widen it). ``expected_version``
         is the version the approver saw; a different one means someone acted first.
         """
         req = load_request(session, request_uid)
@@ -257,6 +259,7 @@ class Signing:
                     f"({hours} > {req.hours} hours)",
                 )
             new_hours = hours
+        new_copies = copies_terms.narrowed(req, copies, approver)
         bump(session, req, seen)
         session.add(
             RequestSignature(
@@ -281,6 +284,7 @@ class Signing:
             ) from None
         req.groups = new_groups
         req.hours = new_hours
+        req.copies = new_copies
         req.next_stage = index + 1
         final = req.next_stage >= len(req.stages)
         grant: AccessGrant | None = None
@@ -311,7 +315,8 @@ class Signing:
                     "stage": stage["name"],
                     "final": final,
                     "hours": req.hours,
-                    "narrowed": groups is not None or hours is not None,
+                    "narrowed": groups is not None or hours is not None or copies is not None,
+                    "copies": req.copies or None,
                     # Signed as an alternate: no usual signer of the stage was left.
                     **({"alternate_for": stage["name"]} if role.endswith(ALTERNATE) else {}),
                 },
@@ -361,6 +366,7 @@ class Signing:
             not_before=now,
             not_after=now + timedelta(hours=hours),
             custodian_signed=any(s.get("custodian") for s in req.stages),
+            copies=req.copies,
             purpose=req.purpose,
             reason=req.reason,
             state=GrantState.ACTIVE.value,

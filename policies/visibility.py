@@ -7,15 +7,18 @@ first and only then load the row to act on it; an attempt to act on an id that
 is hidden or unknown is audited as a denied attempt, identically for both.
 
 Who sees a request: its requester, whoever signed one of its stages, whoever
-may sign its next stage now (their queue), and compliance. Who sees a loan
-line: its borrower and the keepers of the loan register.
+may sign its next stage now (their queue), compliance and the information
+supervisor (who answers for the register of requests and may search it). Who
+sees a loan line: its borrower and the keepers of the loan register.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+import sqlalchemy as sa
+from sqlmodel import Session, col, func, select
 
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.decision import Principal
@@ -28,6 +31,8 @@ from policies.signing import Signing
 LOAN_REGISTER_READERS = frozenset(
     {Role.INFORMATION_OFFICER, Role.INFO_SUPERVISOR, Role.CS_MANAGER, Role.COMPLIANCE}
 )
+# Who sees every request and may search them all.
+REQUEST_READERS = frozenset({Role.COMPLIANCE, Role.INFO_SUPERVISOR})
 
 
 def visible_request(
@@ -56,7 +61,7 @@ def visible_request(
 def _may_see(
     session: Session, signing: Signing, principal: Principal, req: AccessRequest, now: datetime
 ) -> bool:
-    if req.requester == principal.username or Role.COMPLIANCE in principal.roles:
+    if req.requester == principal.username or REQUEST_READERS & principal.roles:
         return True
     signed = session.exec(
         select(RequestSignature.id).where(
@@ -133,3 +138,70 @@ def signatures(session: Session, request_uid: str) -> list[RequestSignature]:
             .order_by(col(RequestSignature.stage_index))
         ).all()
     )
+
+
+# -- the register of requests, for those who answer for it -----------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RequestQuery:
+    """Filters over every request (checked by the caller); ``since``/``until`` bound
+    ``created_at``, ``since`` inclusive and ``until`` exclusive."""
+
+    state: str | None = None
+    kind: str | None = None
+    requester: str | None = None
+    archive: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    offset: int = 0
+    limit: int = 50
+
+    def filters(self) -> dict[str, str]:
+        """The filters used, as identifiers for the audit entry of the search."""
+        given = {
+            "state": self.state,
+            "kind": self.kind,
+            "requester": self.requester,
+            "archive": self.archive,
+            "from": self.since.isoformat() if self.since else None,
+            "to": self.until.isoformat() if self.until else None,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
+
+def like_literal(text: str) -> str:
+    """``text`` matched literally by LIKE ... ESCAPE '\\'."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_requests(session: Session, query: RequestQuery) -> tuple[list[AccessRequest], int]:
+    """One page of requests, newest first, and how many match in all."""
+    where: list[sa.ColumnElement[bool]] = []
+    if query.state is not None:
+        where.append(col(AccessRequest.state) == query.state)
+    if query.kind is not None:
+        where.append(col(AccessRequest.kind) == query.kind)
+    if query.requester is not None:
+        where.append(col(AccessRequest.requester) == query.requester)
+    if query.archive is not None:
+        # The archive list is a JSON array of strings: match the quoted number in its
+        # text, the same on SQLite and PostgreSQL.
+        where.append(
+            sa.cast(col(AccessRequest.archives), sa.Text).like(
+                f'%"{like_literal(query.archive)}"%', escape="\\"
+            )
+        )
+    if query.since is not None:
+        where.append(col(AccessRequest.created_at) >= query.since)
+    if query.until is not None:
+        where.append(col(AccessRequest.created_at) < query.until)
+    total = session.exec(select(func.count()).select_from(AccessRequest).where(*where)).one()
+    items = session.exec(
+        select(AccessRequest)
+        .where(*where)
+        .order_by(col(AccessRequest.created_at).desc(), col(AccessRequest.id).desc())
+        .offset(query.offset)
+        .limit(query.limit)
+    ).all()
+    return list(items), int(total)

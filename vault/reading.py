@@ -18,7 +18,7 @@ one audit entry, in the caller's transaction when given one.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,11 +274,13 @@ class Reader:
         reason: str | None = None,
         provision: bool = False,
         session: Session | None = None,
+        detail: Mapping[str, Any] | None = None,
     ) -> list[ArchiveView]:
         """Decrypt several archives for an approved copy or external provision (Art 23–24).
 
         One transaction and one audit entry naming every archive and group; as
-        with ``read``, nothing is returned unless that entry commits.
+        with ``read``, nothing is returned unless that entry commits. ``detail``
+        adds identifiers to that entry (which copy of how many).
         """
         wanted = self.schema.check_groups(list(groups))
         numbers = list(dict.fromkeys(archive_nos))
@@ -303,7 +305,7 @@ class Reader:
                 purpose=purpose,
                 grant_id=grant_id,
                 reason=reason,
-                detail={"provision": provision, "archives": len(numbers)},
+                detail={"provision": provision, "archives": len(numbers), **(detail or {})},
             )
         return views
 

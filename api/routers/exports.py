@@ -26,7 +26,8 @@ RequestPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
 
 class ExportIn(Strict):
     request: RequestId
-    format: Literal["csv", "json"] = "json"
+    # None: the format the request was approved for; another one is refused.
+    format: Literal["csv", "json"] | None = None
 
 
 class DestroyIn(Strict):
@@ -36,14 +37,18 @@ class DestroyIn(Strict):
 
 @router.post("/exports")
 def export(body: ExportIn, services: ServicesDep, caller: CallerDep) -> Response:
-    """A file of exactly the approved archives and field groups (Art 23–24)."""
-    done = services.acts.export(caller, body.request)
+    """A file of exactly the approved archives and field groups (Art 23–24), in the
+    approved format; each takes one of the approved copies (the header says which)."""
+    done = services.acts.export(caller, body.request, body.format)
     grant, groups, views = done.grant, done.groups, done.views
     headers = {
         "Cache-Control": "no-store",
-        "Content-Disposition": f'attachment; filename="export-{grant.uid}.{body.format}"',
+        "Content-Disposition": (
+            f'attachment; filename="export-{grant.uid}-{done.copy}.{done.format}"'
+        ),
+        "X-Copy": f"{done.copy}/{grant.copies}",
     }
-    if body.format == "json":
+    if done.format == "json":
         payload = [{"archive_no": v.meta.archive_no, **v.content} for v in views]
         return Response(
             json.dumps(payload, ensure_ascii=False), media_type="application/json", headers=headers

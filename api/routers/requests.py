@@ -2,33 +2,60 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import Field, StringConstraints
+from pydantic import Field, JsonValue, StringConstraints
 
 from api.deps import CallerDep, ServicesDep
-from api.schemas import ArchiveNo, GroupName, PlainText, Strict
+from api.errors import ApiProblem
+from api.schemas import ArchiveNo, GroupName, PlainText, Strict, Username
+from policies.chains import load_chains
 from policies.changes import next_label
+from policies.copies import MAX_COPIES
 from policies.loans import LoanView
 from policies.models import AccessRequest, RequestSignature
 from policies.request_service import NewRequest, RequestService
+from policies.visibility import RequestQuery
 
 router = APIRouter(tags=["requests"])
 Uid = Annotated[str, Path(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
 Reason = Annotated[PlainText, StringConstraints(min_length=1, max_length=2000)]
 Line = PlainText
+# The purposes a request may state, listed in the OpenAPI schema so a form can offer
+# them (GET /requests/purposes has their labels); filing checks them too.
+PURPOSES: list[JsonValue] = list(load_chains().purposes)
+StateName = Literal["pending", "approved", "denied", "withdrawn", "expired"]
+KindName = Literal[
+    "view",
+    "loan",
+    "copy",
+    "external",
+    "report",
+    "destroy",
+    "reassign",
+    "reclassify",
+    "role",
+    "handover",
+]
 
 
 class RequestIn(Strict):
     kind: Literal["view", "loan", "copy", "external", "report", "destroy"]
     archives: list[ArchiveNo] = Field(default_factory=list, max_length=500)
     groups: list[GroupName] = Field(default_factory=list, max_length=64)
-    purpose: Annotated[Line, StringConstraints(max_length=32)]
+    purpose: Annotated[Line, StringConstraints(max_length=32)] = Field(
+        json_schema_extra={"enum": PURPOSES}
+    )
     reason: Reason
     hours: int | None = Field(default=None, ge=1, le=24 * 366)
     material: Annotated[Line, StringConstraints(max_length=256)] = ""
-    copies: int = Field(default=0, ge=0, le=1000)
+    # A loan's copies of the material (Art 19.5); a copy or external request's copies
+    # of the file (1 to 100, one if not stated), each export taking one.
+    copies: int | None = Field(default=None, ge=1, le=1000)
+    # Copy and external requests: the file's format (JSON if not stated).
+    format: Literal["csv", "json"] | None = None
     recipient: Annotated[Line, StringConstraints(max_length=256)] = ""
     credential_ref: Annotated[Line, StringConstraints(max_length=128)] | None = None
 
@@ -36,6 +63,8 @@ class RequestIn(Strict):
 class ApproveIn(Strict):
     groups: list[GroupName] | None = Field(default=None, max_length=64)
     hours: int | None = Field(default=None, ge=1, le=24 * 366)
+    # Fewer copies than asked (never more).
+    copies: int | None = Field(default=None, ge=1, le=MAX_COPIES)
     note: Annotated[Line, StringConstraints(max_length=2000)] = ""
     expected_version: int | None = Field(default=None, ge=0)
 
@@ -45,8 +74,10 @@ class DenyIn(Strict):
     expected_version: int | None = Field(default=None, ge=0)
 
 
-def request_public(req: AccessRequest) -> dict[str, Any]:
-    return {
+def request_public(req: AccessRequest, facts: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The request as its readers see it; ``facts`` (``policies.request_facts``) are
+    what the signers judge on, given whenever the caller was allowed to see it."""
+    out = {
         "id": req.uid,
         "kind": req.kind,
         "state": req.state,
@@ -75,6 +106,9 @@ def request_public(req: AccessRequest) -> dict[str, Any]:
         "change": req.change,
         "next_signer": next_label(req),
     }
+    if facts is not None:
+        out["facts"] = facts
+    return out
 
 
 def loan_public(view: LoanView) -> dict[str, Any]:
@@ -120,6 +154,12 @@ def request_service(services: ServicesDep) -> RequestService:
 RequestsDep = Annotated[RequestService, Depends(request_service)]
 
 
+def with_facts(requests: RequestService, items: list[AccessRequest]) -> list[dict[str, Any]]:
+    """Requests the caller may see, each with its facts (one batch of lookups)."""
+    facts = requests.facts(items)
+    return [request_public(r, facts.get(r.uid)) for r in items]
+
+
 @router.post("/requests", status_code=201)
 def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     """File a request: the object, purpose and reason (Art 18.1); returns its chain."""
@@ -131,25 +171,73 @@ def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> d
         groups=body.groups,
         hours=body.hours,
         material=body.material,
-        copies=body.copies,
+        copies=body.copies or 0,
         recipient=body.recipient,
         credential_ref=body.credential_ref,
+        export_format=body.format,
     )
-    return request_public(requests.file(caller, new))
+    return with_facts(requests, [requests.file(caller, new)])[0]
+
+
+def _zoned(name: str, moment: datetime | None) -> datetime | None:
+    if moment is not None and moment.tzinfo is None:
+        raise ApiProblem(422, "validation-failed", f"{name} needs a time zone (e.g. +08:00)")
+    return moment
 
 
 @router.get("/requests")
 def list_requests(
     requests: RequestsDep,
     caller: CallerDep,
-    role: Annotated[Literal["mine", "to_approve"], Query()] = "mine",
+    role: Annotated[Literal["mine", "to_approve", "all"], Query()] = "mine",
+    state: StateName | None = None,
+    kind: KindName | None = None,
+    requester: Annotated[Username | None, Query()] = None,
+    archive: Annotated[ArchiveNo | None, Query()] = None,
+    since: Annotated[datetime | None, Query(alias="from")] = None,
+    until: Annotated[datetime | None, Query(alias="to")] = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    """Your requests with their notifications, or the queue you may sign now."""
+    """Your requests with their notifications, the queue you may sign now, or (role=all,
+    compliance and the information supervisor) every request, filtered and paged."""
+    if role == "all":
+        query = RequestQuery(
+            state=state,
+            kind=kind,
+            requester=requester,
+            archive=archive,
+            since=_zoned("from", since),
+            until=_zoned("to", until),
+            offset=offset,
+            limit=limit,
+        )
+        items, total = requests.search(caller, query)
+        return {
+            "items": with_facts(requests, items),
+            "total": total,
+            "offset": offset,
+            "limit": limit,
+        }
+    given = [
+        n
+        for n, v in (
+            ("state", state),
+            ("kind", kind),
+            ("requester", requester),
+            ("archive", archive),
+            ("from", since),
+            ("to", until),
+        )
+        if v
+    ]
+    if given:
+        raise ApiProblem(422, "validation-failed", f"{given[0]}: filters apply to role=all only")
     if role == "to_approve":
-        return {"items": [request_public(r) for r in requests.queue(caller)], "notifications": []}
-    items, notes = requests.mine(caller)
+        return {"items": with_facts(requests, requests.queue(caller)), "notifications": []}
+    mine, notes = requests.mine(caller)
     return {
-        "items": [request_public(r) for r in items],
+        "items": with_facts(requests, mine),
         "notifications": [
             {
                 "request": n.request_uid,
@@ -162,16 +250,27 @@ def list_requests(
     }
 
 
+@router.get("/requests/purposes")
+def purposes(requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
+    """The purposes a request may state (Art 18.1), with their labels, for a form to offer.
+
+    Declared before ``/requests/{uid}`` so that "purposes" is never taken for an id."""
+    return {"items": [{"code": c, "label": label} for c, label in requests.purposes.items()]}
+
+
 @router.get("/requests/{uid}")
 def get_request(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
-    """One request with its signatures; one you may not see is answered as an unknown id."""
+    """One request with its facts and signatures; one you may not see is answered as an
+    unknown id."""
     req, sigs = requests.show(caller, uid)
-    return request_public(req) | {"signatures": [signature_public(s) for s in sigs]}
+    out = with_facts(requests, [req])[0]
+    return out | {"signatures": [signature_public(s) for s in sigs]}
 
 
 @router.post("/requests/{uid}/approve")
 def approve(uid: Uid, body: ApproveIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
-    """Sign the next stage; an approver may narrow (fewer groups, fewer hours), never widen.
+    """Sign the next stage; an approver may narrow (fewer groups, hours or copies),
+    never widen.
 
     The chain is first re-derived from the archives' current state in a transaction
     of its own, so a change (a raised classification, a new custodian) is recorded
@@ -185,19 +284,20 @@ def approve(uid: Uid, body: ApproveIn, requests: RequestsDep, caller: CallerDep)
         hours=body.hours,
         note=body.note,
         expected_version=body.expected_version,
+        copies=body.copies,
     )
-    return request_public(req)
+    return with_facts(requests, [req])[0]
 
 
 @router.post("/requests/{uid}/deny")
 def deny(uid: Uid, body: DenyIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     req = requests.deny(caller, uid, reason=body.reason, expected_version=body.expected_version)
-    return request_public(req)
+    return with_facts(requests, [req])[0]
 
 
 @router.post("/requests/{uid}/withdraw")
 def withdraw(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
-    return request_public(requests.withdraw(caller, uid))
+    return with_facts(requests, [requests.withdraw(caller, uid)])[0]
 
 
 @router.get("/loans")

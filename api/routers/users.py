@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 from pydantic import AfterValidator, Field, StringConstraints
 
 from api.deps import Caller, CallerDep, ServicesDep
@@ -21,7 +21,7 @@ from api.schemas import ArchiveNo, PlainText, Strict, Username
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
 from foundation.addresses import check_email
-from policies import notifications, password_reset, rolegrants
+from policies import notifications, password_reset, rolegrants, roster
 from policies.custodians import CUSTODIAN_ROLES, check_may_disable
 from policies.errors import AccessDenied, Conflict
 from policies.models import AccessRequest
@@ -272,3 +272,75 @@ def handover(
         )
     )
     return request_public(req)
+
+
+# -- who works here (reads only) ------------------------------------------------------
+
+
+def _refused_list(services: Services, caller: Caller, message: str) -> ApiProblem:
+    """A refused list, audited as denied in a transaction of its own."""
+    services.in_transaction(
+        lambda s: services.audit.append(
+            s,
+            AuditEvent(
+                action=AuditAction.USER_LIST,
+                actor=caller.actor,
+                outcome=Outcome.DENIED,
+                reason=message,
+            ),
+        )
+    )
+    return ApiProblem(403, "access-denied", message)
+
+
+@router.get("")
+def list_users(
+    services: ServicesDep,
+    caller: CallerDep,
+    role: RoleName | None = None,
+    department: Annotated[PlainText | None, Query(max_length=64)] = None,
+    disabled: bool | None = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> dict[str, Any]:
+    """The accounts, for administrators: names, department, roles, disabled, visitor.
+    Never a password hash, reset code or credential. Each list is an audit entry."""
+    decision = services.decide(caller.principal, Action.MANAGE_USERS, None)
+    if not decision.allowed:
+        raise _refused_list(services, caller, "only administrators list the accounts")
+    query = roster.UserQuery(
+        role=role, department=department, disabled=disabled, offset=offset, limit=limit
+    )
+
+    def run(session: Any) -> tuple[list[dict[str, Any]], int]:
+        items, total = roster.list_users(session, query)
+        services.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.USER_LIST,
+                actor=caller.actor,
+                detail={"filters": query.filters(), "offset": offset, "count": len(items)},
+            ),
+        )
+        return items, total
+
+    items, total = services.in_transaction(run)
+    return {"items": items, "total": total, "offset": offset, "limit": limit}
+
+
+@router.get("/lookup")
+def lookup_users(
+    services: ServicesDep,
+    caller: CallerDep,
+    q: Annotated[PlainText, Query(min_length=1, max_length=64)],
+    limit: Annotated[int, Query(ge=1, le=roster.LOOKUP_MAX)] = roster.LOOKUP_MAX,
+) -> dict[str, Any]:
+    """Names for people choosing signers or reading a chain (approvers and compliance):
+    usernames, display names, departments and roles of active accounts, at most 20."""
+    if not roster.LOOKUP_ROLES & caller.principal.roles:
+        raise _refused_list(
+            services, caller, "only approvers and compliance look up names of colleagues"
+        )
+    if not q.strip():
+        raise ApiProblem(422, "validation-failed", "q: give part of a username or name")
+    return {"items": services.in_transaction(lambda s: roster.lookup(s, q, limit))}

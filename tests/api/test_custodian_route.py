@@ -183,9 +183,7 @@ def test_a_custodian_is_not_disabled_while_keeping_archives(client, login, more)
     # nor do they lose the role that lets them keep archives
     r = client.patch("/users/chen.jing", json={"roles": ["compliance"]}, headers=admin)
     assert r.status_code == 409, r.text
-    assert client.get("/me", headers=login("chen.jing")).json()["roles"] == [
-        "information_officer"
-    ]
+    assert client.get("/me", headers=login("chen.jing")).json()["roles"] == ["information_officer"]
     denied = client.get(
         "/audit",
         params={"action": "user:change", "outcome": "denied"},

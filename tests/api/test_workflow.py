@@ -170,6 +170,7 @@ def test_export_under_an_approved_copy_request(client, login) -> None:
         groups=["identity", "notes"],
         purpose="contract_follow_up",
         reason="合同附件",
+        format="csv",
     )
     _approve(client, login("zhao.lei"), req["id"])
     r = client.post("/exports", json={"request": req["id"], "format": "csv"}, headers=zhang)
