@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from vault.archives import REPORT_ITEMS
 from vault.errors import ValidationFailed
 from vault.records import ARCHIVE_NO, USERNAME, plain_text
 
@@ -129,3 +130,8 @@ class Me(BaseModel):
 
 def public(meta: Any) -> ArchivePublic:
     return ArchivePublic(**meta.public())
+
+
+# What a statistical report may count (``vault.archives.REPORT_ITEMS``), as an enum a
+# client can offer.
+ReportItem = Literal[REPORT_ITEMS]  # type: ignore[valid-type]

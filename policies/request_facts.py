@@ -191,6 +191,17 @@ def _by_kind(req: AccessRequest) -> dict[str, Any]:
         if req.kind == RequestKind.EXTERNAL:
             export["recipient"] = req.recipient
         return {"export": export}
+    if req.kind == RequestKind.REPORT:
+        return {
+            "report": {
+                "scope": req.report_scope,
+                # None means every department: the general manager approves that.
+                "departments": list(req.report_departments)
+                if req.report_departments is not None
+                else "all",
+                "items": list(req.report_items or ()),
+            }
+        }
     return {}
 
 

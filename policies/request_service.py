@@ -73,6 +73,8 @@ class NewRequest:
     recipient: str = ""
     credential_ref: str | None = None
     export_format: str | None = None
+    scope: str | None = None
+    items: Sequence[str] | None = None
 
 
 class RequestService:
@@ -111,6 +113,8 @@ class RequestService:
                 recipient=new.recipient,
                 credential_ref=new.credential_ref,
                 export_format=new.export_format,
+                scope=new.scope,
+                items=new.items,
             )
         )
 

@@ -14,10 +14,9 @@ from pydantic import Field, StringConstraints
 from api.deps import CallerDep, ServicesDep
 from api.routers.customers import ArchivePath
 from api.routers.requests import request_public
-from api.schemas import PlainText, Strict
+from api.schemas import PlainText, ReportItem, Strict
 from policies import report_items
 from policies.models import AccessRequest
-from vault.archives import REPORT_ITEMS
 
 router = APIRouter(tags=["exports"])
 RequestId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_\-]{4,40}$")]
@@ -74,9 +73,6 @@ def destroy(
 ) -> dict[str, Any]:
     """Crypto-shred an archive under an approved destroy request; returns the certificate."""
     return services.acts.destroy(caller, archive_no, body.request, body.reason)
-
-
-ReportItem = Literal[REPORT_ITEMS]  # type: ignore[valid-type]
 
 
 class ReportIn(Strict):

@@ -10,7 +10,7 @@ from pydantic import Field, JsonValue, StringConstraints
 
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
-from api.schemas import ArchiveNo, GroupName, PlainText, Strict, Username
+from api.schemas import ArchiveNo, GroupName, PlainText, ReportItem, Strict, Username
 from policies.chains import load_chains
 from policies.changes import next_label
 from policies.copies import MAX_COPIES
@@ -58,6 +58,10 @@ class RequestIn(Strict):
     format: Literal["csv", "json"] | None = None
     recipient: Annotated[Line, StringConstraints(max_length=256)] = ""
     credential_ref: Annotated[Line, StringConstraints(max_length=128)] | None = None
+    # Report requests (Art 10): your department's statistics (the default) or all
+    # departments', and which items (all when not stated). Other kinds state neither.
+    scope: Literal["department", "all"] | None = None
+    items: list[ReportItem] | None = Field(default=None, min_length=1, max_length=16)
 
 
 class ApproveIn(Strict):
@@ -175,6 +179,8 @@ def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> d
         recipient=body.recipient,
         credential_ref=body.credential_ref,
         export_format=body.format,
+        scope=body.scope,
+        items=body.items,
     )
     return with_facts(requests, [requests.file(caller, new)])[0]
 

@@ -173,3 +173,58 @@ def test_bad_item_changes_are_refused_and_nothing_changes(client, login, two_dep
     kinds = [i["kind"] for i in client.get("/requests", headers=head).json()["items"]]
     assert "report_items" not in kinds
     assert set(_summary(client, head)) == {"total", "covers"}
+
+
+def test_the_request_route_files_a_report_with_its_scope_and_items_for_the_signers(
+    client, login, two_departments
+) -> None:
+    """``POST /requests`` states a report's scope and items as ``POST /reports`` does, and
+    the signers read them in the request's facts."""
+    head = login("head.one")
+    body = {
+        "kind": "report",
+        "purpose": "statistics",
+        "reason": "季度客户统计",
+        "scope": "all",
+        "items": ["total", "grade"],
+    }
+    r = client.post("/requests", json=body, headers=head)
+    assert r.status_code == 201, r.text
+    uid = r.json()["id"]
+    shown = client.get(f"/requests/{uid}", headers=login("sun.li")).json()
+    assert shown["facts"]["report"] == {
+        "scope": "all",
+        "departments": "all",
+        "items": ["total", "grade"],
+    }
+    _sign(client, login("sun.li"), uid)
+    _sign(client, login("zhou.gm"), uid)
+    out = _summary(client, head)
+    assert out["covers"]["items"] == ["total", "grade"] and out["total"] == 3
+    assert "category" not in out
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"scope": "everyone"}, {"items": ["names"]}, {"items": []}],
+)
+def test_the_request_route_refuses_bad_report_terms(client, login, extra) -> None:
+    head = login("head.one")
+    before = client.get("/requests", headers=head).json()["items"]
+    body = {"kind": "report", "purpose": "statistics", "reason": "统计"} | extra
+    r = client.post("/requests", json=body, headers=head)
+    assert r.status_code == 422, r.text
+    assert client.get("/requests", headers=head).json()["items"] == before
+
+
+def test_only_a_report_states_a_scope(client, login, two_departments) -> None:
+    listed = client.get("/customers", headers=login("zhang.wei")).json()["items"]
+    body = {
+        "kind": "view",
+        "purpose": "customer_service",
+        "reason": "回访",
+        "archives": [listed[0]["archive_no"]],
+        "scope": "all",
+    }
+    r = client.post("/requests", json=body, headers=login("wang.fang"))
+    assert r.status_code == 422 and "scope" in r.json()["detail"]
