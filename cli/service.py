@@ -33,7 +33,7 @@ from cli.common import (
 )
 from foundation.clock import utcnow
 from foundation.db import transaction
-from policies.custodians import check_may_disable
+from policies.custodians import CUSTODIAN_ROLES, check_may_disable
 from policies.decision import Principal
 from policies.directory import add_user, disable_user, roles_need_approval
 from policies.errors import PolicyError
@@ -231,18 +231,25 @@ def user_set_role(
 
     store = open_store(data_dir)
     workflow, filer = _role_desk(store)
-    with transaction(store.engine) as session:
-        bootstrap = not roles_need_approval(session)
-        outcome = change_roles(
-            workflow,
-            session,
-            filer,
-            username=username,
-            roles=role,
-            now=utcnow(),
-            actor=cli_actor(),
-            bootstrap=bootstrap,
-        )
+    try:
+        with transaction(store.engine) as session:
+            if not CUSTODIAN_ROLES & set(role):
+                # Nor does a custodian lose the role that lets them keep archives.
+                check_may_disable(session, username)
+            bootstrap = not roles_need_approval(session)
+            outcome = change_roles(
+                workflow,
+                session,
+                filer,
+                username=username,
+                roles=role,
+                now=utcnow(),
+                actor=cli_actor(),
+                bootstrap=bootstrap,
+            )
+    except PolicyError:  # reported by main()
+        finish(store)
+        raise
     finish(store)
     _report_roles(username, outcome, bootstrap)
 

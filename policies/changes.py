@@ -247,7 +247,7 @@ def file_change(
             rule="filer",
         )
     department = str(change.get("department", ""))
-    subjects = list(change.get("subjects", []))
+    subjects = sorted(interested(change))
     stages = resolve_stages(
         spec.stages_for(classification=classification, external=False),
         filer,
@@ -318,6 +318,12 @@ def file_change(
 # -- signing --------------------------------------------------------------------------
 
 
+def interested(change: dict[str, Any]) -> set[str]:
+    """Who never signs a change: those it gives access (``subjects``) and those it is
+    about (``parties``: a leaver signs nothing of their own handover)."""
+    return {*change.get("subjects", ()), *change.get("parties", ())}
+
+
 def signer_problem(
     req: AccessRequest, signer: Principal, stage: dict[str, Any]
 ) -> tuple[str, str] | None:
@@ -329,6 +335,11 @@ def signer_problem(
         return (
             "beneficiary",
             f"request {req.uid} gives you access; someone else signs it",
+        )
+    if signer.username in change.get("parties", ()):
+        return (
+            "party",
+            f"request {req.uid} is about you; someone else signs it",
         )
     if stage.get("scope") == "change_department":
         others = set(stage.get("roles", ())) - {Role.DEPARTMENT_HEAD}

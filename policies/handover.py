@@ -291,6 +291,8 @@ class StaffHandover:
             "kept": kept,
             "custodians": successors,
             "subjects": sorted({*([to_user] if to_user else []), *successors.values()}),
+            # The leaver signs nothing of their own handover, even as an officer.
+            "parties": [from_user],
         }
         return file_change(
             self.desk,

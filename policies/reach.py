@@ -348,10 +348,12 @@ def scope_department(req: AccessRequest, stage: Stage) -> str:
 
 
 def excluded_from(req: AccessRequest) -> frozenset[str]:
-    """Who never signs this request: its requester and a change's beneficiaries."""
+    """Who never signs this request: its requester, a change's beneficiaries and the
+    people it is about (a leaver)."""
     subjects: Iterable[str] = ()
     if req.kind in {k.value for k in CHANGE_KINDS}:
-        subjects = (req.change or {}).get("subjects", ())
+        change = req.change or {}
+        subjects = {*change.get("subjects", ()), *change.get("parties", ())}
     return frozenset({req.requester, *subjects})
 
 

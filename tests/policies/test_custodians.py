@@ -339,3 +339,29 @@ def test_a_custodian_is_not_disabled_while_keeping_archives(db, wf, who, cs) -> 
     assert "handover" in caught.value.message
     with Session(db) as s:
         check_may_disable(s, "io2")  # keeps nothing
+
+
+def test_a_leaver_signs_nothing_of_their_own_handover(db, wf, who, cs) -> None:
+    """The leaving officer is not the filer and gains nothing, yet signing their own
+    handover's officer stage would let the person leaving choose where their archives
+    go: they are a party to it and never sign it."""
+    _set(db, "A-SEC", custodian="io2")
+    req = _handover(db, wf, who, leaver="keeper", custodian_to="io2")
+    _sign(db, wf, who, req.uid, "dh_cs")
+    with pytest.raises(Refused) as caught, transaction(db) as s:
+        wf.signing.approve(s, req.uid, who("keeper"), now=T0)
+    assert caught.value.rule == "party"
+    assert _pending(db) == 1
+
+
+def test_a_leaving_officer_without_a_department_head_is_handed_over_by_the_alternate(
+    db, wf, who
+) -> None:
+    """The customer-service department has no head in this cast: the general manager
+    signs that stage in the head's place, so the handover can finish."""
+    req = _handover(db, wf, who, leaver="keeper", custodian_to="io2")
+    assert req.stages[0]["name"] == "department_head"
+    with pytest.raises(Refused), transaction(db) as s:
+        wf.signing.approve(s, req.uid, who("dh_sales"), now=T0)  # another department's head
+    done = _sign(db, wf, who, req.uid, "gm", "io", "csm", "sup")
+    assert done.state == "approved" and _keeper(db) == "io2"

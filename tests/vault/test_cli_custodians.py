@@ -34,6 +34,10 @@ def test_custodians_are_listed_flagged_and_never_disabled_while_keeping(tmp_path
     assert refused.returncode == 1
     assert f"custodian of {count} active archive(s)" in refused.stderr
     assert "handover" in refused.stderr
+    # nor does a custodian lose the role that lets them keep archives
+    dropped = run("user", "set-role", keeper, "--role", "compliance", data=data, check=False)
+    assert dropped.returncode == 1
+    assert f"custodian of {count} active archive(s)" in dropped.stderr
     with engine.begin() as conn:
         disabled = conn.execute(
             sa.text("SELECT disabled FROM app_user WHERE username = :u"), {"u": keeper}
