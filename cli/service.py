@@ -73,6 +73,24 @@ DEMO_USERS = (
     ("admin", ["admin"], "信息技术部", "internal", None),
 )
 
+# Display names signers read in a request's facts (查阅人概况, Art 18.1).
+DEMO_NAMES = {
+    "zhang.wei": "张伟",
+    "li.na": "李娜",
+    "wang.fang": "王芳",
+    "liu.yang": "刘洋",
+    "head.sales1": "马强",
+    "head.sales2": "何静",
+    "chen.jing": "陈静",
+    "huang.min": "黄敏",
+    "zhao.lei": "赵磊",
+    "sun.li": "孙丽",
+    "zhou.gm": "周建国",
+    "qian.audit": "钱明",
+    "visitor.wu": "吴晓",
+    "admin": "系统管理员",
+}
+
 
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
@@ -342,6 +360,7 @@ def demo(
                 clearance=clearance,
                 external=credential is not None,
                 credential_ref=credential,
+                display_name=DEMO_NAMES.get(name, ""),
                 audit=store.audit,
                 actor=cli_actor(),
             )
@@ -355,10 +374,10 @@ def demo(
         console.print(f"The vault already holds {existing} archives; not seeding again")
     finish(store)
     table = Table(title=f"Demo logins (password for all: {DEMO_PASSWORD})")
-    for column in ("username", "roles", "department"):
+    for column in ("username", "name", "roles", "department"):
         table.add_column(column)
     for name, roles, dept, _c, _cred in DEMO_USERS:
-        table.add_row(name, ", ".join(roles), dept)
+        table.add_row(name, DEMO_NAMES.get(name, ""), ", ".join(roles), dept)
     console.print(table)
     console.print(
         f"Log in: curl -d 'username=zhang.wei&password=…' http://127.0.0.1:{port}/auth/token"

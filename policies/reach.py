@@ -391,6 +391,56 @@ def signers_now(session: Session, req: AccessRequest) -> list[str]:
     return sorted((usual - out) or (alternates - out))
 
 
+@dataclass(frozen=True, slots=True)
+class NextSigners:
+    """Who may sign a pending request's next stage now, and in which capacity."""
+
+    stage: str
+    label: str
+    signers: tuple[str, ...]
+    alternate: bool
+
+
+def next_signers_for(
+    session: Session, requests: Sequence[AccessRequest], signed: Mapping[str, Iterable[str]]
+) -> dict[str, NextSigners]:
+    """:func:`signers_now` for a page of requests in one query, with the words: the
+    stage's label, or its ``alternate_label`` once no usual signer is left (a department
+    head's own request reads "the customer-service manager or the general manager").
+    ``signed`` holds each request's signers by uid (the caller has them already)."""
+    pending = [
+        r for r in requests if r.state == RequestState.PENDING and r.next_stage < len(r.stages)
+    ]
+    if not pending:
+        return {}
+    people = _people(
+        session,
+        _relevant_roles(r.stages[r.next_stage] for r in pending),
+        [r.custodian or "" for r in pending],
+    )
+    out: dict[str, NextSigners] = {}
+    for req in pending:
+        stage = req.stages[req.next_stage]
+        usual, alternates = _pools(
+            stage, people, custodian=req.custodian, department=scope_department(req, stage)
+        )
+        left_out = excluded_from(req) | frozenset(signed.get(req.uid, ()))
+        now_usual = usual - left_out
+        alternate = not now_usual and bool(stage.get("alternate_roles"))
+        label = str(stage.get("label", ""))
+        if alternate:
+            label = str(stage.get("alternate_label") or label)
+        elif stage.get("custodian") and req.custodian:
+            label = f"{label} ({req.custodian})"
+        out[req.uid] = NextSigners(
+            stage=str(stage.get("name", "")),
+            label=label,
+            signers=tuple(sorted(now_usual or (alternates - left_out))),
+            alternate=alternate,
+        )
+    return out
+
+
 def unfinishable_request(session: Session, req: AccessRequest) -> Unreachable | None:
     """:func:`unfinishable_stage` for the stages a pending request still needs."""
     rest = req.stages[req.next_stage :]

@@ -21,10 +21,10 @@ from typing import Any, TypeVar
 
 from sqlmodel import Session, col, select
 
-from policies.changes import next_label
+from policies import reach
 from policies.copies import EXPORT_KINDS
 from policies.models import AccessRequest, RequestSignature
-from policies.roles import RequestKind, RequestState
+from policies.roles import RequestKind
 from vault.models import Archive, User, UserRole
 
 # The markings of Art 22 as they are written on paper files, by classification code.
@@ -126,6 +126,10 @@ class _Page:
         names |= {a.owner for a in self.archives.values()}
         names |= {a.custodian for a in self.archives.values() if a.custodian}
         self.people = people(session, names)
+        by_uid = {r.uid: self.signatures.get(r.id or -1, []) for r in requests}
+        self.next = reach.next_signers_for(
+            session, requests, {uid: [s.signer for s in sigs] for uid, sigs in by_uid.items()}
+        )
 
     def brief(self, username: str | None) -> dict[str, Any] | None:
         if not username:
@@ -205,11 +209,18 @@ def _by_kind(req: AccessRequest) -> dict[str, Any]:
     return {}
 
 
-def _next(req: AccessRequest) -> dict[str, Any] | None:
-    label = next_label(req)
-    if label is None or req.state != RequestState.PENDING:
+def _next(page: _Page, req: AccessRequest) -> dict[str, Any] | None:
+    """Who signs next: the stage, in words, and the people who may sign it now (staff
+    usernames only); ``alternate`` once no usual signer is left and the alternates sign."""
+    upcoming = page.next.get(req.uid)
+    if upcoming is None:
         return None
-    return {"stage": req.stages[req.next_stage].get("name"), "label": label}
+    return {
+        "stage": upcoming.stage,
+        "label": upcoming.label,
+        "alternate": upcoming.alternate,
+        "signers": list(upcoming.signers),
+    }
 
 
 def facts_for(
@@ -227,7 +238,7 @@ def facts_for(
             "archives": [page.archive(no) for no in req.archives],
             **_by_kind(req),
             "chain": page.chain(req),
-            "next": _next(req),
+            "next": _next(page, req),
         }
         for req in requests
     }

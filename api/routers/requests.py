@@ -112,6 +112,9 @@ def request_public(req: AccessRequest, facts: dict[str, Any] | None = None) -> d
     }
     if facts is not None:
         out["facts"] = facts
+        # The facts know who is left to sign: an alternate's words once no usual signer is.
+        if facts.get("next"):
+            out["next_signer"] = facts["next"]["label"]
     return out
 
 

@@ -107,6 +107,10 @@ def test_a_department_heads_own_view_is_signed_by_an_alternate(client, login, ap
 
     _hire(api_vault, "qin.csm", "cs_manager")
     req = _file(client, head, kind="view", archives=[no])
+    # the head reads who signs in their place, by name, not "your department head"
+    assert req["next_signer"].startswith("the customer-service manager or the general manager")
+    assert req["facts"]["next"]["alternate"] is True
+    assert req["facts"]["next"]["signers"] == ["qin.csm"]
     # the other department's head is no usual signer and no alternate: an unknown id
     r = client.post(f"/requests/{req['id']}/approve", json={}, headers=login("head.two"))
     assert r.status_code == 404
