@@ -33,7 +33,7 @@ from cli.common import (
 )
 from foundation.clock import utcnow
 from foundation.db import transaction
-from policies.custodians import CUSTODIAN_ROLES, check_may_disable
+from policies.custodians import check_may_disable, drops_keeper_role
 from policies.decision import Principal
 from policies.directory import add_user, disable_user, roles_need_approval
 from policies.errors import PolicyError
@@ -251,7 +251,7 @@ def user_set_role(
     workflow, filer = _role_desk(store)
     try:
         with transaction(store.engine) as session:
-            if not CUSTODIAN_ROLES & set(role):
+            if drops_keeper_role(session, username, role):
                 # Nor does a custodian lose the role that lets them keep archives.
                 check_may_disable(session, username)
             bootstrap = not roles_need_approval(session)

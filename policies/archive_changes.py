@@ -396,6 +396,10 @@ def reclassify(
     if level == old_level and new_custodian == old_custodian:
         raise InvalidInput(f"archive {archive_no} is already {level} with that custodian")
     raises = RANK[level] > RANK[old_level]
+    # Nobody names themselves keeper, not even by raising at once (the raise narrows
+    # access, the keeper it names decides who reads).
+    if new_custodian != old_custodian:
+        _no_self_appointment(filer, new_custodian)
     # Replacing a custodian who is still valid is a change the current one signs;
     # naming one where there is none (or only an invalid one) goes with the raise.
     keeper_changes = new_custodian != old_custodian and _keeper(session, archive) is not None
@@ -411,8 +415,6 @@ def reclassify(
             session=session,
         )
         return ChangeOutcome(applied=meta.public())
-    if new_custodian != old_custodian:
-        _no_self_appointment(filer, new_custodian)
     req = _file_reclassify(
         desk,
         session,

@@ -29,6 +29,7 @@ _CLASSIFICATIONS = ("internal", "secret", "top_secret")
 # change_department: a department head signs only for the department the change
 # concerns (the archive's or the leaver's); the stage's other roles sign for any.
 _SCOPES = ("any", "requester_department", "change_department")
+_ALTERNATE_WHEN = ("no_usual_signer_left", "filer")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,12 @@ class StageSpec:
     # people a change gives access to (``policies.reach``).
     alternate_roles: tuple[str, ...] = ()
     alternate_label: str = ""
+    # When alternates may sign: "no_usual_signer_left" (the default), or "filer" when
+    # only the requester's being the usual signer hands the stage on. A stage whose
+    # role the rule names in person (the general manager's approval of a report,
+    # Art 10-11) is never signed by someone else because that person is away or was
+    # disabled: such a request waits, or is refused when filed.
+    alternate_when: str = "no_usual_signer_left"
 
     def applies(self, *, classification: str, external: bool) -> bool:
         if self.when_classification and classification not in self.when_classification:
@@ -68,6 +75,7 @@ class StageSpec:
             # is filed, like the rest of the stage.
             "alternate_roles": list(self.alternate_roles),
             "alternate_label": self.alternate_label,
+            "alternate_when": self.alternate_when,
         }
 
 
@@ -169,6 +177,9 @@ def _stage(raw: Any, where: str) -> StageSpec:
     alternate_label = str(raw.get("alternate_label", ""))
     if alternates and not alternate_label:
         raise ConfigError(f"{where}: alternate_label (who signs instead, in words) is required")
+    alternate_when = raw.get("alternate_when", "no_usual_signer_left")
+    if alternate_when not in _ALTERNATE_WHEN:
+        raise ConfigError(f"{where}: alternate_when must be one of {', '.join(_ALTERNATE_WHEN)}")
     scope = raw.get("scope", "any")
     if scope not in _SCOPES:
         raise ConfigError(f"{where}: scope must be one of {', '.join(_SCOPES)}")
@@ -195,6 +206,7 @@ def _stage(raw: Any, where: str) -> StageSpec:
         when_external=external,
         alternate_roles=alternates,
         alternate_label=alternate_label,
+        alternate_when=alternate_when,
     )
 
 
@@ -290,6 +302,7 @@ def _signers_of(stage: StageSpec) -> tuple[Any, ...]:
         stage.when_classification,
         stage.when_external,
         stage.alternate_roles,
+        stage.alternate_when,
     )
 
 

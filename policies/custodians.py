@@ -16,13 +16,14 @@ in a report.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Protocol
 
 from sqlmodel import Session, col, func, select
 
 from policies.errors import Conflict
-from policies.roles import Role
+from policies.models import AccessRequest
+from policies.roles import CHANGE_KINDS, Role
 from vault.models import Archive, ArchiveContact, ArchiveStatus, User, UserRole
 
 CUSTODIAN_ROLES = frozenset({Role.INFORMATION_OFFICER, Role.INFO_SUPERVISOR})
@@ -145,3 +146,47 @@ def review(session: Session) -> list[tuple[Archive, str | None]]:
     ).all():
         out.append((archive, custodian_problem(session, archive, archive.custodian)))
     return out
+
+
+def lapsed_keeper(
+    session: Session, req: AccessRequest, username: str, roles: Collection[str]
+) -> str:
+    """Why the custodian named on ``req`` no longer signs its custodian stage ('' while
+    they do): they lost the role a keeper needs, or the archive has another keeper now
+    (a request read before its chain is derived again, for a deny or a queue, still
+    names the former one)."""
+    if not CUSTODIAN_ROLES & set(roles):
+        stage = req.stages[req.next_stage] if req.next_stage < len(req.stages) else {}
+        instead = stage.get("alternate_label") or "another signer"
+        return (
+            "you no longer hold the information officer or supervisor role a "
+            f"custodian needs (Art 22); {instead} signs in your place"
+        )
+    if req.kind in CHANGE_KINDS:
+        # A change's archives are compared with the vault when it is applied (stale).
+        return ""
+    keepers = set(
+        session.exec(
+            select(Archive.custodian).where(
+                col(Archive.archive_no).in_(list(req.archives)),
+                Archive.classification == "top_secret",
+            )
+        ).all()
+    )
+    if keepers and keepers != {username}:
+        return f"you are no longer the custodian of the archives of request {req.uid}"
+    return ""
+
+
+def drops_keeper_role(session: Session, username: str, roles: Iterable[str]) -> bool:
+    """Whether replacing ``username``'s roles with ``roles`` takes away a role a keeper
+    needs that they hold now. A role asked for in exchange is only a request until it
+    is signed, so a swap (officer for supervisor) still drops the officer's role."""
+    held = set(
+        session.exec(
+            select(UserRole.role)
+            .join(User, col(User.id) == col(UserRole.user_id))
+            .where(User.username == username)
+        ).all()
+    )
+    return bool((CUSTODIAN_ROLES & held) - set(roles))

@@ -38,6 +38,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from policies.custodians import CUSTODIAN_ROLES
 from policies.desk import Desk
 from policies.models import AccessRequest, RequestSignature
 from policies.roles import CHANGE_KINDS, NotificationEvent, RequestState, Role
@@ -100,7 +101,9 @@ def is_usual(
     scope = stage.get("scope", "any")
     in_department = bool(user_department) and user_department == department
     if stage.get("custodian"):
-        if not custodian or username != custodian:
+        # The named keeper signs only while they hold a role a keeper needs (Art 22):
+        # one who lost it is no usual signer, so the stage falls to its alternate.
+        if not custodian or username != custodian or not CUSTODIAN_ROLES & set(roles):
             return False
         return scope == "any" or in_department
     held = set(stage.get("roles", ())) & set(roles)
@@ -143,9 +146,16 @@ def _people(session: Session, roles: Iterable[str], names: Iterable[str]) -> lis
 
 
 def _pools(
-    stage: Stage, people: Sequence[Person], *, custodian: str | None, department: str
+    stage: Stage,
+    people: Sequence[Person],
+    *,
+    custodian: str | None,
+    department: str,
+    requester: str,
 ) -> tuple[frozenset[str], frozenset[str]]:
-    """(usual signers, alternates) among ``people``, before anyone is left out."""
+    """(usual signers, alternates) among ``people``, before anyone is left out. A stage
+    whose alternates sign only for its own usual signer (``alternate_when = "filer"``)
+    has none unless the requester is one."""
     usual = frozenset(
         p.username
         for p in people
@@ -153,14 +163,24 @@ def _pools(
             stage, p.username, p.roles, p.department, custodian=custodian, department=department
         )
     )
+    if not alternates_open(stage, requester, usual):
+        return usual, frozenset()
     alternates = frozenset(p.username for p in people if alternate_roles_held(stage, p.roles))
     return usual, alternates
+
+
+def alternates_open(stage: Stage, requester: str, usual: Collection[str]) -> bool:
+    """Whether the stage's alternates may sign at all for this requester, ``usual``
+    being its usual signers before anyone is left out."""
+    return stage.get("alternate_when", "no_usual_signer_left") != "filer" or requester in usual
 
 
 def _relevant_roles(stages: Iterable[Stage]) -> set[str]:
     out: set[str] = set()
     for stage in stages:
         out |= set(stage.get("roles", ())) | set(stage.get("alternate_roles", ()))
+        if stage.get("custodian"):
+            out |= CUSTODIAN_ROLES
     return out
 
 
@@ -294,7 +314,10 @@ def unfinishable_stage(
     """
     out = set(excluded) | {requester}
     people = _people(session, _relevant_roles(stages), [custodian or ""])
-    raw = [_pools(s, people, custodian=custodian, department=department) for s in stages]
+    raw = [
+        _pools(s, people, custodian=custodian, department=department, requester=requester)
+        for s in stages
+    ]
     return _first_blocked(
         stages,
         raw,
@@ -370,11 +393,30 @@ def signed_by(session: Session, req: AccessRequest) -> frozenset[str]:
 
 def usual_left(session: Session, req: AccessRequest, stage: Stage) -> frozenset[str]:
     """The usual signers of ``stage`` still left for this request (see module doc)."""
-    people = _people(session, stage.get("roles", ()), [req.custodian or ""])
+    people = _people(session, _relevant_roles([stage]), [req.custodian or ""])
     usual, _ = _pools(
-        stage, people, custodian=req.custodian, department=scope_department(req, stage)
+        stage,
+        people,
+        custodian=req.custodian,
+        department=scope_department(req, stage),
+        requester=req.requester,
     )
     return usual - excluded_from(req) - signed_by(session, req)
+
+
+def alternates_may_sign(session: Session, req: AccessRequest, stage: Stage) -> bool:
+    """Whether this request's requester opens the stage to its alternates at all."""
+    if stage.get("alternate_when", "no_usual_signer_left") != "filer":
+        return True
+    people = _people(session, _relevant_roles([stage]), [req.requester])
+    usual, _ = _pools(
+        stage,
+        people,
+        custodian=req.custodian,
+        department=scope_department(req, stage),
+        requester=req.requester,
+    )
+    return req.requester in usual
 
 
 def signers_now(session: Session, req: AccessRequest) -> list[str]:
@@ -385,7 +427,11 @@ def signers_now(session: Session, req: AccessRequest) -> list[str]:
     stage = req.stages[req.next_stage]
     people = _people(session, _relevant_roles([stage]), [req.custodian or ""])
     usual, alternates = _pools(
-        stage, people, custodian=req.custodian, department=scope_department(req, stage)
+        stage,
+        people,
+        custodian=req.custodian,
+        department=scope_department(req, stage),
+        requester=req.requester,
     )
     out = excluded_from(req) | signed_by(session, req)
     return sorted((usual - out) or (alternates - out))
@@ -422,11 +468,15 @@ def next_signers_for(
     for req in pending:
         stage = req.stages[req.next_stage]
         usual, alternates = _pools(
-            stage, people, custodian=req.custodian, department=scope_department(req, stage)
+            stage,
+            people,
+            custodian=req.custodian,
+            department=scope_department(req, stage),
+            requester=req.requester,
         )
         left_out = excluded_from(req) | frozenset(signed.get(req.uid, ()))
         now_usual = usual - left_out
-        alternate = not now_usual and bool(stage.get("alternate_roles"))
+        alternate = not now_usual and bool(alternates)
         label = str(stage.get("label", ""))
         if alternate:
             label = str(stage.get("alternate_label") or label)
@@ -448,7 +498,13 @@ def unfinishable_request(session: Session, req: AccessRequest) -> Unreachable | 
         return None
     people = _people(session, _relevant_roles(rest), [req.custodian or ""])
     raw = [
-        _pools(s, people, custodian=req.custodian, department=scope_department(req, s))
+        _pools(
+            s,
+            people,
+            custodian=req.custodian,
+            department=scope_department(req, s),
+            requester=req.requester,
+        )
         for s in rest
     ]
     return _first_blocked(

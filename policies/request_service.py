@@ -8,6 +8,7 @@ anything else is answered as an unknown id), and calls the workflow.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -238,6 +239,19 @@ class RequestService:
     def deny(
         self, caller: Caller, uid: str, *, reason: str, expected_version: int | None
     ) -> AccessRequest:
+        """Deny at the current stage, after re-deriving the chain as approving does, so
+        a former custodian is no longer the one who decides."""
+        # A chain that can no longer be finished (recorded and audited as such) is
+        # still denied: a denial never widens access.
+        with contextlib.suppress(Refused):
+            self._on_request(
+                caller,
+                uid,
+                AuditAction.REQUEST_DENY,
+                lambda s: rechain.refresh_uid(
+                    s, uid, self._workflow, actor=caller.actor, now=self._clock()
+                ),
+            )
         return self._on_request(
             caller,
             uid,

@@ -25,6 +25,7 @@ a notification for the requester. All time comes from the ``now`` argument.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,7 @@ from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies import archive_changes, grant_terms, reach, rechain, report_items, reports, rolegrants
 from policies import copies as copies_terms
 from policies.changes import audited_refusals, is_change, signer_problem
+from policies.custodians import lapsed_keeper
 from policies.decision import Principal
 from policies.desk import (
     MAX_REASON,
@@ -149,6 +151,9 @@ class Signing:
                     f"stage {stage['name']} of request {req.uid} is signed by "
                     f"the archive's custodian ({req.custodian})" + waiting,
                 )
+            lapsed = lapsed_keeper(session, req, signer.username, signer.roles)
+            if lapsed:
+                raise refusal(req, signer, action, "wrong-custodian", lapsed)
             role = "custodian"
         else:
             held = sorted(set(stage["roles"]) & signer.roles)
@@ -189,13 +194,17 @@ class Signing:
         (``policies.reach``); a usual signer always signs as such. Stages without
         alternates, and signers holding none of them, never touch the staff tables."""
         held = reach.alternate_roles_held(stage, signer.roles)
-        if not held or reach.is_usual(
-            stage,
-            signer.username,
-            signer.roles,
-            signer.department,
-            custodian=req.custodian,
-            department=reach.scope_department(req, stage),
+        if (
+            not held
+            or not reach.alternates_may_sign(session, req, stage)
+            or reach.is_usual(
+                stage,
+                signer.username,
+                signer.roles,
+                signer.department,
+                custodian=req.custodian,
+                department=reach.scope_department(req, stage),
+            )
         ):
             return None, ""
         left = reach.usual_left(session, req, stage)
@@ -393,6 +402,10 @@ class Signing:
         """Deny at the current stage; the reason is required and kept for good."""
         reason = check_reason(reason, missing="a denial states its reason")
         req = load_request(session, request_uid)
+        # As for approving: whoever decides, decides on the chain the archives need now.
+        # A chain that can no longer be finished stays deniable: a denial never widens.
+        with contextlib.suppress(Refused):
+            rechain.refresh(session, req, self.desk, actor=actor_of(approver), now=now)
         seen = req.version
         index, stage, role = self.check_signer(
             session, req, approver, AuditAction.REQUEST_DENY, now, expected_version

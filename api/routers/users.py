@@ -22,7 +22,7 @@ from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
 from foundation.addresses import check_email
 from policies import notifications, password_reset, rolegrants, roster
-from policies.custodians import CUSTODIAN_ROLES, check_may_disable
+from policies.custodians import check_may_disable, drops_keeper_role
 from policies.errors import AccessDenied, Conflict
 from policies.models import AccessRequest
 from policies.roles import Action
@@ -224,7 +224,9 @@ def change_user(
         raise ApiProblem(422, "validation-failed", "give roles, disabled or email")
 
     def run(session: Any) -> dict[str, Any]:
-        if body.disabled or (body.roles is not None and not CUSTODIAN_ROLES & set(body.roles)):
+        if body.disabled or (
+            body.roles is not None and drops_keeper_role(session, username, body.roles)
+        ):
             # Nor does a custodian lose the role that lets them keep archives.
             keeper_check(session, username, caller, "disable" if body.disabled else "set_roles")
         if set_email:

@@ -154,7 +154,8 @@ MATRIX = [
     ("external", "carol", "A-INT", "info_supervisor", ["sup"], ["gm"], {"recipient": "Bank"}),
     ("external", "carol", "A-INT", "cs_manager", ["csm"], ["gm"], {"recipient": "Bank"}),
     ("report", "dh_east", None, "cs_manager", ["csm"], ["sup"], {}),
-    ("report", "dh_east", None, "general_manager", ["gm"], ["sup"], {}),
+    # Art 10 names the general manager: alternates sign only the general manager's own.
+    ("report", "dh_east", None, "general_manager", ["gm"], [], {}),
     ("destroy", "io", "A-OLD", "cs_manager", ["csm"], ["gm"], {}),
 ]
 CASES = [
@@ -472,3 +473,21 @@ def test_a_change_falls_to_its_alternate_when_the_only_head_gains_from_it(db, wf
         )
     assert caught.value.stage == "department_head"
     assert "sp_dh gains from the change" in caught.value.message
+
+
+def test_the_general_managers_own_report_goes_to_the_supervisor_and_no_other_does(
+    db, wf, who
+) -> None:
+    """``alternate_when = "filer"``: the supervisor stands in for the general manager only
+    on the general manager's own report; for anyone else's the general manager signs."""
+    own = _file(db, wf, who, "gm", "report", None)
+    _sign(db, wf, who, own.uid, "csm", 1)
+    assert _now_signers(db, own.uid) == ["sup"]
+    done = _sign(db, wf, who, own.uid, "sup", 2)
+    assert done.state == "approved"
+    assert dict(_roles(db, own.uid))["sup"] == "info_supervisor (alternate)"
+    other = _file(db, wf, who, "dh_east", "report", None)
+    _sign(db, wf, who, other.uid, "csm", 1)
+    assert _now_signers(db, other.uid) == ["gm"]
+    with pytest.raises(Refused), transaction(db) as s:
+        wf.signing.approve(s, other.uid, who("sup"), now=T0 + 3 * M)

@@ -268,8 +268,17 @@ def test_a_custodian_stage_is_signed_by_the_archives_custodian_only(session) -> 
         "wrong-custodian",
         "stage custodian of request R-0001 is signed by the archive's custodian (keeper)",
     )
-    keeper = _who("keeper", department="cs")  # the custodianship, not a role, counts
+    keeper = _who("keeper", IO, department="cs")  # the custodianship counts, as custodian
     assert _check(session, req, keeper) == (0, stages[0], "custodian")
+    # a keeper who lost the role a keeper needs (Art 22) no longer signs
+    _refusal(
+        session,
+        req,
+        _who("keeper", department="cs"),
+        "wrong-custodian",
+        "you no longer hold the information officer or supervisor role a custodian needs "
+        "(Art 22); another signer signs in your place",
+    )
 
 
 @pytest.mark.parametrize(
@@ -295,7 +304,7 @@ def test_a_department_scope_binds_the_custodian_stage_too(session) -> None:
     _refusal(
         session,
         req,
-        _who("keeper", department="cs"),
+        _who("keeper", IO, department="cs"),
         "wrong-department",
         "a department head signs only for their own department; request R-0001 is from east",
     )
@@ -465,6 +474,7 @@ def test_a_stage_the_filer_could_sign_goes_to_its_alternate() -> None:
             "article": "",
             "custodian": False,
             "scope": "any",
+            "alternate_when": "no_usual_signer_left",
             "alternate_for": DH,
         },
         {
@@ -474,6 +484,7 @@ def test_a_stage_the_filer_could_sign_goes_to_its_alternate() -> None:
             "article": "",
             "custodian": False,
             "scope": "any",
+            "alternate_when": "no_usual_signer_left",
             "alternate_for": "custodian",
         },
     ]
