@@ -1,9 +1,10 @@
 """User administration (admin only): add, change, hand over a leaver's clients.
 
-Giving a role that reads content and handing over a leaver's clients widen who
-can read, so they file requests that a second person signs (202 Accepted with the
-request; ``POST /requests/{id}/approve`` finishes them). Removing roles, disabling
-and roles that read nothing (admin, compliance) are done at once.
+Giving a role that reads content or compliance (which reads every request and the
+audit trail) and handing over a leaver's clients widen who can read, so they file
+requests that a second person signs (202 Accepted with the request;
+``POST /requests/{id}/approve`` finishes them). Removing roles, disabling and
+``admin`` are done at once.
 """
 
 from __future__ import annotations
@@ -134,7 +135,7 @@ def create_user(
     body: UserIn, services: ServicesDep, caller: CallerDep, response: Response
 ) -> dict[str, Any]:
     """Create an account (201). Roles that read content (salesperson, the approver
-    roles, external) are not given at once: the account is created without them and
+    roles, external) and compliance are not given at once: the account is created without them and
     a role request is filed that the information supervisor signs (202).
 
     The administrator never knows the account's password: it is created without one,
@@ -196,7 +197,7 @@ def change_user(
     response: Response,
 ) -> dict[str, Any]:
     """Change roles or disable an account. Removing roles is done at once;
-    adding a role that reads content files a role request (202)."""
+    adding a role that reads content, or compliance, files a role request (202)."""
     _admin(services, caller)
     if body.password is not None:
         # Whoever sets a password can log in as that person: nobody sets another's.
