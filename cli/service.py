@@ -181,7 +181,8 @@ def user_add(
         outcome.user.password_hash = hashed
         session.add(outcome.user)
         if email is not None:
-            set_email(session, username, email, audit=store.audit, actor=cli_actor())
+            # the new account is told in the vault that the operator set it
+            set_email(session, username, email, audit=store.audit, actor=cli_actor(), now=utcnow())
     finish(store)
     console.print(f"Added {username}")
     _report_roles(username, outcome, bootstrap)

@@ -190,3 +190,5 @@ class NotificationEvent(StrEnum):
     RECHAINED = "rechained"
     # To whoever may sign a request's next stage now (usual signers, or alternates).
     STAGE_WAITING = "stage_waiting"
+    # To a person whose mail address someone else set or cleared (in the vault only).
+    EMAIL_CHANGED = "email_changed"
