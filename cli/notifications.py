@@ -37,15 +37,26 @@ def user_set_email(
     clear: Annotated[bool, typer.Option("--clear", help="Remove the address.")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Set where a user's notifications are mailed (audited as a change of the user)."""
+    """Set where a user's notifications are mailed (audited as a change of the user).
+
+    People set their own at PUT /me/email; this is for the operator, who holds the
+    key file and the database anyway. The user is told in the vault that it changed.
+    """
     if (email is None) == (not clear):
         console.print("give an address, or --clear")
         raise typer.Exit(2)
     store = open_store(data_dir)
     with transaction(store.engine) as session:
-        set_email(session, username, None if clear else email, audit=store.audit, actor=cli_actor())
+        set_email(
+            session,
+            username,
+            None if clear else email,
+            audit=store.audit,
+            actor=cli_actor(),
+            now=utcnow(),
+        )
     finish(store)
-    console.print(f"{username}: {'no address' if clear else 'address set'}")
+    console.print(f"{username}: {'no address' if clear else 'address set'} (told in the vault)")
 
 
 def register(app: typer.Typer, user_app: typer.Typer) -> None:

@@ -124,7 +124,7 @@ def _report_roles(username: str, outcome: RoleOutcome, bootstrap: bool) -> None:
         console.print(
             "[yellow]first bootstrap:[/] nobody has been information supervisor yet, so "
             "roles are given directly; from the first supervisor on, roles that read "
-            "content need the supervisor's signature"
+            "content, and compliance, need the supervisor's signature"
         )
     console.print(f"{username}: {roles}")
     if req is not None:
@@ -147,8 +147,9 @@ def user_add(
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Add a user with a password (Argon2id). Roles that read content (salesperson,
-    approver roles, external) are filed as a role request the information supervisor
-    signs, except during a vault's first bootstrap (before anyone was supervisor)."""
+    approver roles, external) and compliance are filed as a role request the information
+    supervisor signs, except during a vault's first bootstrap (before anyone was
+    supervisor)."""
 
     parse_username(username, "username")
     department = plain_text(department, "department", 64)
@@ -180,7 +181,8 @@ def user_add(
         outcome.user.password_hash = hashed
         session.add(outcome.user)
         if email is not None:
-            set_email(session, username, email, audit=store.audit, actor=cli_actor())
+            # the new account is told in the vault that the operator set it
+            set_email(session, username, email, audit=store.audit, actor=cli_actor(), now=utcnow())
     finish(store)
     console.print(f"Added {username}")
     _report_roles(username, outcome, bootstrap)
@@ -244,8 +246,9 @@ def user_set_role(
     role: Annotated[list[str], typer.Option(help="Role (repeatable); replaces the old ones.")],
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Replace a user's roles: removals at once; roles that read content through a
-    role request the information supervisor signs (directly only at first bootstrap)."""
+    """Replace a user's roles: removals at once; roles that read content, and compliance,
+    through a role request the information supervisor signs (directly only at first
+    bootstrap)."""
 
     store = open_store(data_dir)
     workflow, filer = _role_desk(store)

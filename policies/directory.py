@@ -26,7 +26,7 @@ from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
 from foundation.rawsql import Raw, RawTx
 from policies.decision import Principal
 from policies.errors import InvalidInput, Refused, UnknownUser, UserDisabled
-from policies.roles import CONTENT_ROLES, Clearance, Role
+from policies.roles import SIGNED_ROLES, Clearance, Role
 from vault.models import User, UserRole, VaultMeta
 
 
@@ -65,17 +65,20 @@ ROLES_NEED_APPROVAL = "roles_need_approval"
 
 
 def check_admin_separation(username: str, ever_admin: bool, roles: Iterable[str]) -> None:
-    """An account that holds or ever held ``admin`` never holds a role that reads content.
+    """An account that holds or ever held ``admin`` never holds a role that reads content,
+    nor ``compliance`` (which reads every request and the whole audit trail).
 
     Otherwise an administrator could make an account, give it archives, drop its
-    admin role and read (administrators never see content).
+    admin role and read, or make himself the reader of every request's reason
+    (administrators never see content).
     """
     wanted = set(roles)
-    content = sorted(wanted & CONTENT_ROLES)
+    content = sorted(wanted & SIGNED_ROLES)
     if content and (ever_admin or Role.ADMIN in wanted):
         raise Refused(
             f"{username} holds or has held the admin role, so it never gets a role that "
-            f"reads content ({', '.join(content)}); use a separate personal account",
+            f"reads content or requests ({', '.join(content)}); use a separate personal "
+            "account",
             rule="ever-admin",
         )
 

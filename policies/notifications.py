@@ -26,6 +26,7 @@ from sqlmodel import Session, col, func, select
 
 from audit.events import SYSTEM, Actor, AuditAction, AuditEvent, AuditSink
 from foundation.addresses import check_email
+from foundation.clock import utcnow
 from foundation.settings import Settings
 from policies.errors import InvalidInput, NotFound
 from policies.models import Notification, NotificationMail
@@ -329,12 +330,16 @@ def set_email(
     *,
     audit: AuditSink,
     actor: Actor = SYSTEM,
+    now: datetime | None = None,
 ) -> User:
     """Set (or with None clear) the address a user's notifications are mailed to.
 
-    An address is no customer content and widens no one's reading, so an
-    administrator sets it directly; it is audited as a change of the user, saying
-    only whether an address is now set (the address itself stays out of the log).
+    Whoever sets an address receives that person's notices, and a loan notice names
+    archives and borrowers: a person sets their own (``PUT /me/email``). When anyone
+    else sets or clears it (an administrator clearing it, the operator's CLI), the
+    holder is told in the vault, never by mail (the new address may be the one who
+    changed it). Audited as a change of the user, saying only whether an address is
+    now set (the address itself stays out of the log and the notice).
     """
     user = session.exec(select(User).where(User.username == username)).first()
     if user is None:
@@ -348,13 +353,33 @@ def set_email(
         return user
     user.email = email
     session.add(user)
+    by_holder = actor.username == username
+    if not by_holder:
+        done = "set a new address" if email else "removed the address"
+        session.add(
+            Notification(
+                recipient=username,
+                event=NotificationEvent.EMAIL_CHANGED.value,
+                message=(
+                    f"{actor.username} {done} your notifications are mailed to. If you "
+                    "did not ask for this, tell the information supervisor; you set your "
+                    "own address at PUT /me/email."
+                )[:MAX_MESSAGE],
+                created_at=now or utcnow(),
+            )
+        )
     session.flush()
     audit.append(
         session,
         AuditEvent(
             action=AuditAction.USER_CHANGE,
             actor=actor,
-            detail={"op": "set_email", "user": username, "email": "set" if email else "cleared"},
+            detail={
+                "op": "set_email",
+                "user": username,
+                "email": "set" if email else "cleared",
+                "by_holder": by_holder,
+            },
         ),
     )
     return user

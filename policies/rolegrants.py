@@ -1,19 +1,20 @@
-"""Giving an account a role that reads content is a request the information
-supervisor signs; taking roles away is done at once.
+"""Giving an account a role that reads content, or ``compliance``, is a request the
+information supervisor signs; taking roles away is done at once.
 
-The roles that read content (``CONTENT_ROLES``: salesperson, every approver role
-and external) are never given by one person: ``POST /users``, ``PATCH /users/{name}``
-and the CLI's ``user add``/``user set-role`` create the account (or apply the
-narrowing part of a change) at once and file a ``role`` request for the rest,
-signed by an information supervisor who is neither the filer nor the account.
-``admin`` and ``compliance`` read no content and are given at once; an account
-that holds or ever held ``admin`` is refused every content role outright.
+The roles no one gives alone (``SIGNED_ROLES``: salesperson, every approver role,
+external, and compliance, which reads every request and the whole audit trail) are
+filed, never given: ``POST /users``, ``PATCH /users/{name}`` and the CLI's
+``user add``/``user set-role`` create the account (or apply the narrowing part of a
+change) at once and file a ``role`` request for the rest, signed by an information
+supervisor who is neither the filer nor the account. ``admin`` is given at once; an
+account that holds or ever held ``admin`` is refused every signed role outright, so
+an administrator never makes himself a reader of content or of every request.
 
 The only exception is the first bootstrap of a vault: until anyone has ever been
 made information supervisor (``directory.roles_need_approval``) nobody could sign,
 so the CLI gives roles directly. ``init``, ``demo``, the seed and tests use the
 library functions ``directory.add_user``/``set_roles`` directly; no API route uses
-them for content roles.
+them for signed roles.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from policies.directory import (
 )
 from policies.errors import InvalidInput, NotFound, UnknownUser
 from policies.models import AccessRequest
-from policies.roles import CONTENT_ROLES, RequestKind, RequestState, Role
+from policies.roles import SIGNED_ROLES, RequestKind, RequestState, Role
 from vault.models import User
 
 
@@ -110,7 +111,7 @@ def create_user(
     actor: Actor,
     bootstrap: bool = False,
 ) -> RoleOutcome:
-    """Create the account with the roles that read no content; file the rest.
+    """Create the account with the roles anyone may give (``admin``); file the rest.
 
     ``bootstrap`` (the CLI before anyone was made information supervisor) gives
     every role at once, since no one could sign yet.
@@ -120,7 +121,7 @@ def create_user(
         raise InvalidInput("a user needs at least one role")
     check_combination(target, external, credential_ref)
     check_admin_separation(username, False, target)
-    direct = target if bootstrap else sorted(set(target) - CONTENT_ROLES)
+    direct = target if bootstrap else sorted(set(target) - SIGNED_ROLES)
     add = sorted(set(target) - set(direct))
     user = add_user(
         session,
@@ -152,8 +153,8 @@ def change_roles(
     actor: Actor,
     bootstrap: bool = False,
 ) -> RoleOutcome:
-    """Replace an account's roles: removals and non-content roles at once, content
-    roles through a request (all at once only in ``bootstrap``)."""
+    """Replace an account's roles: removals and ``admin`` at once, signed roles
+    (content roles and compliance) through a request (at once only in ``bootstrap``)."""
     user = session.exec(select(User).where(User.username == username)).first()
     if user is None:
         raise UnknownUser(f"no user {username!r}")
@@ -166,7 +167,7 @@ def change_roles(
     if bootstrap:
         direct = target
     else:
-        direct = sorted((set(current) & set(target)) | (set(target) - CONTENT_ROLES))
+        direct = sorted((set(current) & set(target)) | (set(target) - SIGNED_ROLES))
     add = sorted(set(target) - set(direct))
     if direct != current:
         set_roles(session, username, direct, audit=desk.audit, actor=actor)

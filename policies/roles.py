@@ -132,6 +132,14 @@ CONTENT_ROLES = frozenset(
     }
 )
 
+# Roles no one gives alone: the content roles, and ``compliance``, which reads the whole
+# audit trail and every request with its reason, recipient and visitor credential.
+# Giving one is a ``role`` request the information supervisor signs, and an account
+# that holds or ever held ``admin`` never gets one (administrators never see content,
+# directly or by becoming a reader of everything). ``CONTENT_ROLES`` stays what it
+# says for decisions; this set is only about who may give and hold a role.
+SIGNED_ROLES = CONTENT_ROLES | {Role.COMPLIANCE}
+
 
 # The request kind that would grant an action: what a denial tells the user to file.
 KIND_FOR_ACTION = {
@@ -182,3 +190,5 @@ class NotificationEvent(StrEnum):
     RECHAINED = "rechained"
     # To whoever may sign a request's next stage now (usual signers, or alternates).
     STAGE_WAITING = "stage_waiting"
+    # To a person whose mail address someone else set or cleared (in the vault only).
+    EMAIL_CHANGED = "email_changed"

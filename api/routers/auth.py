@@ -1,13 +1,14 @@
-"""Login (OAuth2 password flow), changing one's own password, and ``/me``."""
+"""Login (OAuth2 password flow), changing one's own password, and ``/me``: who you are
+and where your notifications are mailed."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import StringConstraints
+from pydantic import AfterValidator, StringConstraints
 
 from api import login_guard
 from api.accounts import Attempt
@@ -15,6 +16,8 @@ from api.deps import CallerDep, ServicesDep, client_address
 from api.errors import ApiProblem
 from api.schemas import Me, Strict, Token
 from api.security import hash_password
+from foundation.addresses import check_email
+from policies import notifications
 
 router = APIRouter(tags=["auth"])
 FAILED = "wrong username or password, or the account is locked for a while"
@@ -119,3 +122,31 @@ def me(caller: CallerDep) -> Me:
         clearance=p.clearance,
         external=p.external,
     )
+
+
+class OwnEmail(Strict):
+    # Required: null clears the address, and a body without it says nothing.
+    email: Annotated[str, AfterValidator(check_email)] | None
+
+
+@router.put("/me/email")
+def set_own_email(body: OwnEmail, services: ServicesDep, caller: CallerDep) -> dict[str, object]:
+    """Set (or with null clear) where your own notifications are mailed.
+
+    Only ever the caller's own address: the path names no one, so nobody points a
+    colleague's notices (loan notices name archives and borrowers) at their own
+    mailbox. Audited as a change of the user, without the address.
+    """
+
+    def run(session: Any) -> dict[str, object]:
+        user = notifications.set_email(
+            session,
+            caller.username,
+            body.email,
+            audit=services.audit,
+            actor=caller.actor,
+            now=services.clock(),
+        )
+        return {"username": user.username, "email": user.email}
+
+    return services.in_transaction(run)

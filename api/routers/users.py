@@ -1,9 +1,10 @@
 """User administration (admin only): add, change, hand over a leaver's clients.
 
-Giving a role that reads content and handing over a leaver's clients widen who
-can read, so they file requests that a second person signs (202 Accepted with the
-request; ``POST /requests/{id}/approve`` finishes them). Removing roles, disabling
-and roles that read nothing (admin, compliance) are done at once.
+Giving a role that reads content or compliance (which reads every request and the
+audit trail) and handing over a leaver's clients widen who can read, so they file
+requests that a second person signs (202 Accepted with the request;
+``POST /requests/{id}/approve`` finishes them). Removing roles, disabling and
+``admin`` are done at once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import AfterValidator, Field, StringConstraints
+from pydantic import Field, StringConstraints
 
 from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
@@ -20,7 +21,6 @@ from api.routers.requests import request_public
 from api.schemas import ArchiveNo, PlainText, Strict, Username
 from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
-from foundation.addresses import check_email
 from policies import notifications, password_reset, rolegrants, roster
 from policies.custodians import check_may_disable, drops_keeper_role
 from policies.errors import AccessDenied, Conflict
@@ -30,8 +30,10 @@ from vault.models import User
 from vault.records import USERNAME
 
 router = APIRouter(prefix="/users", tags=["users"])
-# Where the user's notifications are mailed: no customer content, so set directly.
-Email = Annotated[str, AfterValidator(check_email)]
+# Where a user's notifications are mailed. Whoever sets it receives that person's
+# notices (a loan notice names archives and borrowers), so each person sets their own
+# (PUT /me/email); an administrator may only clear one.
+OWN_EMAIL = "each person sets their own address at PUT /me/email"
 UserPath = Annotated[str, Path(pattern=f"^{USERNAME.pattern}$")]
 Password = Annotated[str, StringConstraints(min_length=10, max_length=256)]
 RoleName = Literal[
@@ -59,15 +61,16 @@ class UserIn(Strict):
     display_name: Annotated[PlainText, StringConstraints(max_length=128)] = ""
     # Why the account needs its roles: goes on the role request the supervisor signs.
     reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
-    email: Email | None = None
+    # Refused when given (see OWN_EMAIL); kept so the answer can say where it is set.
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
 
 
 class UserPatch(Strict):
     roles: list[RoleName] | None = Field(default=None, max_length=9)
     disabled: Literal[True] | None = None
     password: Password | None = None
-    # null clears the address.
-    email: Email | None = None
+    # Only null (clearing the address) is accepted: see OWN_EMAIL.
+    email: Annotated[str, StringConstraints(max_length=320)] | None = None
     reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
 
 
@@ -134,7 +137,7 @@ def create_user(
     body: UserIn, services: ServicesDep, caller: CallerDep, response: Response
 ) -> dict[str, Any]:
     """Create an account (201). Roles that read content (salesperson, the approver
-    roles, external) are not given at once: the account is created without them and
+    roles, external) and compliance are not given at once: the account is created without them and
     a role request is filed that the information supervisor signs (202).
 
     The administrator never knows the account's password: it is created without one,
@@ -149,6 +152,10 @@ def create_user(
             "validation-failed",
             "password: administrators do not set passwords; the account is created with a "
             "one-time reset the user completes at POST /auth/password-reset",
+        )
+    if body.email is not None:
+        raise ApiProblem(
+            422, "validation-failed", f"email: administrators do not set addresses; {OWN_EMAIL}"
         )
 
     def run(session: Any) -> dict[str, Any]:
@@ -168,10 +175,6 @@ def create_user(
             actor=caller.actor,
         )
         session.flush()
-        if body.email is not None:
-            notifications.set_email(
-                session, body.username, body.email, audit=services.audit, actor=caller.actor
-            )
         issued = password_reset.issue(
             session,
             username=body.username,
@@ -195,8 +198,10 @@ def change_user(
     caller: CallerDep,
     response: Response,
 ) -> dict[str, Any]:
-    """Change roles or disable an account. Removing roles is done at once;
-    adding a role that reads content files a role request (202)."""
+    """Change roles, disable an account or clear its address (``email: null``; the
+    holder is told in the vault). Removing roles is done at once; adding a role that
+    reads content, or compliance, files a role request (202). Setting an address is
+    refused (422): each person sets their own at ``PUT /me/email``."""
     _admin(services, caller)
     if body.password is not None:
         # Whoever sets a password can log in as that person: nobody sets another's.
@@ -219,9 +224,28 @@ def change_user(
             f"POST /users/{username}/password-reset, which the user completes at "
             "POST /auth/password-reset; users change their own at POST /auth/password",
         )
-    set_email = "email" in body.model_fields_set
-    if body.roles is None and body.disabled is None and not set_email:
-        raise ApiProblem(422, "validation-failed", "give roles, disabled or email")
+    if body.email is not None:
+        # Whoever sets an address reads that person's notices: only its holder sets it.
+        services.in_transaction(
+            lambda s: services.audit.append(
+                s,
+                AuditEvent(
+                    action=AuditAction.USER_CHANGE,
+                    actor=caller.actor,
+                    outcome=Outcome.DENIED,
+                    reason="administrators do not set addresses",
+                    detail={"op": "set_email", "user": username},
+                ),
+            )
+        )
+        raise ApiProblem(
+            422,
+            "validation-failed",
+            f"email: administrators may only clear an address (null); {OWN_EMAIL}",
+        )
+    clear_email = "email" in body.model_fields_set
+    if body.roles is None and body.disabled is None and not clear_email:
+        raise ApiProblem(422, "validation-failed", "give roles, disabled or email (null)")
 
     def run(session: Any) -> dict[str, Any]:
         if body.disabled or (
@@ -229,9 +253,15 @@ def change_user(
         ):
             # Nor does a custodian lose the role that lets them keep archives.
             keeper_check(session, username, caller, "disable" if body.disabled else "set_roles")
-        if set_email:
+        if clear_email:
+            # The holder is told in the vault (policies.notifications.set_email).
             notifications.set_email(
-                session, username, body.email, audit=services.audit, actor=caller.actor
+                session,
+                username,
+                None,
+                audit=services.audit,
+                actor=caller.actor,
+                now=services.clock(),
             )
         outcome = rolegrants.change_account(
             services.workflow,

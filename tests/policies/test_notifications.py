@@ -15,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
-from audit.events import AuditAction
+from audit.events import Actor, AuditAction
 from foundation.db import transaction
 from foundation.settings import Settings
 from policies import mail_delivery, notifications
@@ -53,7 +53,9 @@ def mailing(db, wf, sink):
     wf.notifier = Notifier(MailOptions(enabled=True, public_url=URL))
     with transaction(db) as s:
         for name in ("carol", "dan", "io", "io2", "keeper", "sup", "csm", "dh_east"):
-            notifications.set_email(s, name, f"{name}@corp.example.com", audit=sink)
+            # each sets their own (PUT /me/email): nobody is told of it
+            own = Actor(name, "salesperson")
+            notifications.set_email(s, name, f"{name}@corp.example.com", audit=sink, actor=own)
     return wf
 
 
@@ -205,7 +207,8 @@ def test_notify_role_tells_enabled_holders_in_the_department(db, mailing, who, s
 
 def test_mail_off_writes_no_outbox_rows(db, wf, who, sink):
     with transaction(db) as s:
-        notifications.set_email(s, "carol", "carol@corp.example.com", audit=sink)
+        own = Actor("carol", "salesperson")
+        notifications.set_email(s, "carol", "carol@corp.example.com", audit=sink, actor=own)
         wf.notify(s, "carol", None, NotificationEvent.RETURNED, "loan returned", T0)
     assert _mails(db) == [] and len(_notes(db, "carol")) == 1
 
@@ -358,7 +361,7 @@ def test_headers_refuse_line_breaks(tmp_path):
 
 def test_set_email_is_validated_and_audited_without_the_address(db, sink):
     with transaction(db) as s:
-        notifications.set_email(s, "carol", " Carol@Corp.EXAMPLE.com", audit=sink)
+        notifications.set_email(s, "carol", " Carol@Corp.EXAMPLE.com", audit=sink, now=T0)
     with Session(db) as s:
         assert s.exec(select(User.email).where(User.username == "carol")).one() == (
             "Carol@corp.example.com"
@@ -369,13 +372,33 @@ def test_set_email_is_validated_and_audited_without_the_address(db, sink):
     with pytest.raises(NotFound), transaction(db) as s:
         notifications.set_email(s, "nobody", "n@example.com", audit=sink)
     with transaction(db) as s:
-        notifications.set_email(s, "carol", None, audit=sink)
+        notifications.set_email(s, "carol", None, audit=sink, now=T0)
     changes = [e for e in entries(sink) if e.action == AuditAction.USER_CHANGE]
     assert [e.detail["email"] for e in changes if e.detail.get("op") == "set_email"] == [
         "set",
         "cleared",
     ]
     assert all("corp.example" not in str(e.detail) for e in changes)
+
+
+def test_the_holder_is_told_when_someone_else_sets_or_clears_the_address(db, sink):
+    """Whoever sets an address reads that person's notices: when it is not the holder
+    (the operator's CLI, an administrator clearing it) the holder is told in the vault,
+    never by mail and never with the address."""
+    carol = Actor("carol", "salesperson")
+    with transaction(db) as s:
+        notifications.set_email(s, "carol", "carol@corp.example.com", audit=sink, actor=carol)
+    assert _notes(db, "carol") == []
+    with transaction(db) as s:
+        notifications.set_email(s, "carol", "ops@corp.example.com", audit=sink, now=T0)
+        notifications.set_email(s, "carol", "ops@corp.example.com", audit=sink, now=T0)  # same
+        notifications.set_email(s, "carol", None, audit=sink, actor=Actor("adm", "admin"), now=T0)
+    notes = _notes(db, "carol")
+    assert [n.event for n in notes] == [NotificationEvent.EMAIL_CHANGED] * 2
+    assert "system" in notes[0].message and "adm" in notes[1].message
+    assert all("@" not in n.message and n.created_at == T0 for n in notes)
+    changes = [e.detail for e in entries(sink) if e.detail.get("op") == "set_email"]
+    assert [d["by_holder"] for d in changes] == [True, False, False]
 
 
 @pytest.mark.parametrize(
@@ -422,7 +445,10 @@ def test_cli_sets_addresses_and_delivers(tmp_path, monkeypatch):
     run = CliRunner().invoke
     d = ["--data-dir", str(data)]
     ok = run(app, ["user", "set-email", "carol", "carol@corp.example.com", *d])
-    assert ok.exit_code == 0, ok.output
+    assert ok.exit_code == 0 and "told in the vault" in ok.output, ok.output
+    with Session(vault.engine) as s:
+        told = s.exec(select(Notification).where(Notification.recipient == "carol")).all()
+    assert [n.event for n in told] == [NotificationEvent.EMAIL_CHANGED]
     bad = run(app, ["user", "set-email", "carol", "carol@", *d])
     assert bad.exit_code != 0
     off = run(app, ["notifications", "deliver", *d])
