@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
@@ -192,9 +192,19 @@ def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> d
 
 
 def _zoned(name: str, moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
+    """The filter in UTC, as the database compares it: converted here, so that a time
+    at the calendar's edge that has no UTC form (9999-12-31T23:59:59-14:00) is a 422
+    naming the parameter, not an overflow while the query is bound."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
         raise ApiProblem(422, "validation-failed", f"{name} needs a time zone (e.g. +08:00)")
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ApiProblem(
+            422, "validation-failed", f"{name} is outside the calendar once taken to UTC"
+        ) from None
 
 
 @router.get("/requests")
