@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -114,6 +114,14 @@ class AuditTrail:
                 raise ApiProblem(
                     422, "validation-failed", f"{name} needs a time zone (e.g. +08:00)"
                 )
+            try:
+                # The log stores UTC: a time with no UTC form is bad input, not a 500.
+                if moment is not None:
+                    moment.astimezone(UTC)
+            except (OverflowError, ValueError):
+                raise ApiProblem(
+                    422, "validation-failed", f"{name} is outside the calendar once taken to UTC"
+                ) from None
         records = self.audit.query(
             actor=query.actor,
             archive=query.archive,

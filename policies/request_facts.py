@@ -8,8 +8,13 @@ format and copies, the outside recipient (Art 24); then the chain so far and who
 signs next. Archives contribute their clear metadata only: their content, and so
 the customer's name, is sealed and never opened here.
 
-Whoever may see a request (``policies.visibility``) sees all of its facts. The
-lookups are batched over a whole page of requests: one query each for archives,
+Whoever may see a request (``policies.visibility``) sees its facts, but of its
+archives only a caller who may list the customer list sees more than the number
+and the marking: otherwise a visitor filing for a guessed archive number would
+learn which clients exist, their grade, category and department and who looks
+after them. For such a caller the custodian's stage, too, names no one (the
+marking tells them what chain they face; the custodian's name is the archive's).
+The lookups are batched over a whole page of requests: one query each for archives,
 people, roles and signatures, however many requests and archives the page holds.
 """
 
@@ -153,10 +158,12 @@ class _Page:
             out["credential_ref"] = req.credential_ref
         return out
 
-    def archive(self, number: str) -> dict[str, Any]:
+    def archive(self, number: str, *, may_list: bool) -> dict[str, Any]:
         row = self.archives.get(number)
         if row is None:
             return {"archive_no": number, "classification": None}
+        if not may_list:
+            return {"archive_no": number, "classification": marking(row.classification)}
         return {
             "archive_no": number,
             "classification": marking(row.classification),
@@ -209,12 +216,21 @@ def _by_kind(req: AccessRequest) -> dict[str, Any]:
     return {}
 
 
-def _next(page: _Page, req: AccessRequest) -> dict[str, Any] | None:
+def _next(page: _Page, req: AccessRequest, *, may_list: bool) -> dict[str, Any] | None:
     """Who signs next: the stage, in words, and the people who may sign it now (staff
-    usernames only); ``alternate`` once no usual signer is left and the alternates sign."""
+    usernames only); ``alternate`` once no usual signer is left and the alternates sign.
+    The custodian's own stage is named, not its signer, to a caller who may not list."""
     upcoming = page.next.get(req.uid)
     if upcoming is None:
         return None
+    stage = req.stages[req.next_stage] if req.next_stage < len(req.stages) else {}
+    if not may_list and stage.get("custodian") and not upcoming.alternate:
+        return {
+            "stage": upcoming.stage,
+            "label": str(stage.get("label", "")),
+            "alternate": False,
+            "signers": [],
+        }
     return {
         "stage": upcoming.stage,
         "label": upcoming.label,
@@ -224,9 +240,15 @@ def _next(page: _Page, req: AccessRequest) -> dict[str, Any] | None:
 
 
 def facts_for(
-    session: Session, requests: Sequence[AccessRequest], purposes: Mapping[str, str]
+    session: Session,
+    requests: Sequence[AccessRequest],
+    purposes: Mapping[str, str],
+    *,
+    may_list: bool = True,
 ) -> dict[str, dict[str, Any]]:
-    """Each request's facts by request id; check that the caller may see them first."""
+    """Each request's facts by request id; check that the caller may see them first.
+    ``may_list``: whether the caller may list the customer list (``Action.LIST``);
+    without it an archive is its number and marking only."""
     if not requests:
         return {}
     page = _Page(session, requests)
@@ -235,10 +257,10 @@ def facts_for(
             "requester": page.requester(req),
             "purpose": {"code": req.purpose, "label": purposes.get(req.purpose, req.purpose)},
             "reason": req.reason,
-            "archives": [page.archive(no) for no in req.archives],
+            "archives": [page.archive(no, may_list=may_list) for no in req.archives],
             **_by_kind(req),
             "chain": page.chain(req),
-            "next": _next(page, req),
+            "next": _next(page, req, may_list=may_list),
         }
         for req in requests
     }

@@ -24,7 +24,7 @@ from policies.errors import Refused
 from policies.loans import LoanView, loan_status
 from policies.models import AccessRequest, LoanEntry, Notification, RequestSignature
 from policies.request_facts import facts_for
-from policies.roles import LoanState
+from policies.roles import Action, LoanState, Role
 from policies.visibility import (
     LOAN_REGISTER_READERS,
     REQUEST_READERS,
@@ -39,6 +39,16 @@ from policies.visibility import (
 from policies.workflow import Workflow
 
 T = TypeVar("T")
+# Who lists the customer list when no policy engine is wired in (policy.csv's list lines).
+_LISTERS = {
+    Role.SALESPERSON,
+    Role.DEPARTMENT_HEAD,
+    Role.INFORMATION_OFFICER,
+    Role.INFO_SUPERVISOR,
+    Role.CS_MANAGER,
+    Role.GENERAL_MANAGER,
+    Role.COMPLIANCE,
+}
 
 
 class Runner(Protocol):
@@ -124,11 +134,14 @@ class RequestService:
         """The configured purposes (``chains.toml``) with their labels."""
         return self._workflow.chains.purposes
 
-    def facts(self, requests: Sequence[AccessRequest]) -> dict[str, dict[str, Any]]:
+    def facts(self, caller: Caller, requests: Sequence[AccessRequest]) -> dict[str, dict[str, Any]]:
         """What the signers judge on, by request id (``policies.request_facts``), for
-        requests the caller was shown: check visibility first."""
+        requests the caller was shown: check visibility first. A caller the policy
+        does not let list the customer list (a visitor) sees of each archive only its
+        number and marking, as ``GET /customers`` would tell them nothing either."""
+        may_list = self._workflow.may(caller.principal, Action.LIST, _LISTERS, self._clock())
         with Session(self._engine) as session:
-            return facts_for(session, requests, self._workflow.chains.purposes)
+            return facts_for(session, requests, self._workflow.chains.purposes, may_list=may_list)
 
     def search(self, caller: Caller, query: RequestQuery) -> tuple[list[AccessRequest], int]:
         """Every request, filtered, for compliance and the information supervisor. The

@@ -8,7 +8,9 @@ is hidden or unknown is audited as a denied attempt, identically for both.
 
 Who sees a request: its requester, whoever signed one of its stages, whoever
 may sign its next stage now (their queue), compliance and the information
-supervisor (who answers for the register of requests and may search it). Who
+supervisor (who answers for the register of requests and may search it), and for
+a change of a report's items the customer-service manager, with whose department
+Art 11 has that change recorded (they are told when it is filed). Who
 sees a loan line: its borrower and the keepers of the loan register.
 """
 
@@ -25,7 +27,7 @@ from policies.decision import Principal
 from policies.desk import load_request
 from policies.errors import NotFound
 from policies.models import AccessRequest, LoanEntry, Notification, RequestSignature
-from policies.roles import RequestState, Role
+from policies.roles import RequestKind, RequestState, Role
 from policies.signing import Signing
 
 LOAN_REGISTER_READERS = frozenset(
@@ -62,6 +64,8 @@ def _may_see(
     session: Session, signing: Signing, principal: Principal, req: AccessRequest, now: datetime
 ) -> bool:
     if req.requester == principal.username or REQUEST_READERS & principal.roles:
+        return True
+    if req.kind == RequestKind.REPORT_ITEMS and Role.CS_MANAGER in principal.roles:
         return True
     signed = session.exec(
         select(RequestSignature.id).where(

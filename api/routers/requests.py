@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from pydantic import Field, JsonValue, StringConstraints
 
-from api.deps import CallerDep, ServicesDep
+from api.deps import Caller, CallerDep, ServicesDep
 from api.errors import ApiProblem
 from api.schemas import ArchiveNo, GroupName, PlainText, ReportItem, Strict, Username
 from policies.chains import load_chains
@@ -161,9 +161,12 @@ def request_service(services: ServicesDep) -> RequestService:
 RequestsDep = Annotated[RequestService, Depends(request_service)]
 
 
-def with_facts(requests: RequestService, items: list[AccessRequest]) -> list[dict[str, Any]]:
-    """Requests the caller may see, each with its facts (one batch of lookups)."""
-    facts = requests.facts(items)
+def with_facts(
+    requests: RequestService, caller: Caller, items: list[AccessRequest]
+) -> list[dict[str, Any]]:
+    """Requests the caller may see, each with its facts (one batch of lookups), told
+    as much of the archives as the caller may list (``RequestService.facts``)."""
+    facts = requests.facts(caller, items)
     return [request_public(r, facts.get(r.uid)) for r in items]
 
 
@@ -185,13 +188,23 @@ def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> d
         scope=body.scope,
         items=body.items,
     )
-    return with_facts(requests, [requests.file(caller, new)])[0]
+    return with_facts(requests, caller, [requests.file(caller, new)])[0]
 
 
 def _zoned(name: str, moment: datetime | None) -> datetime | None:
-    if moment is not None and moment.tzinfo is None:
+    """The filter in UTC, as the database compares it: converted here, so that a time
+    at the calendar's edge that has no UTC form (9999-12-31T23:59:59-14:00) is a 422
+    naming the parameter, not an overflow while the query is bound."""
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
         raise ApiProblem(422, "validation-failed", f"{name} needs a time zone (e.g. +08:00)")
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise ApiProblem(
+            422, "validation-failed", f"{name} is outside the calendar once taken to UTC"
+        ) from None
 
 
 @router.get("/requests")
@@ -223,7 +236,7 @@ def list_requests(
         )
         items, total = requests.search(caller, query)
         return {
-            "items": with_facts(requests, items),
+            "items": with_facts(requests, caller, items),
             "total": total,
             "offset": offset,
             "limit": limit,
@@ -243,10 +256,10 @@ def list_requests(
     if given:
         raise ApiProblem(422, "validation-failed", f"{given[0]}: filters apply to role=all only")
     if role == "to_approve":
-        return {"items": with_facts(requests, requests.queue(caller)), "notifications": []}
+        return {"items": with_facts(requests, caller, requests.queue(caller)), "notifications": []}
     mine, notes = requests.mine(caller)
     return {
-        "items": with_facts(requests, mine),
+        "items": with_facts(requests, caller, mine),
         "notifications": [
             {
                 "request": n.request_uid,
@@ -272,7 +285,7 @@ def get_request(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str,
     """One request with its facts and signatures; one you may not see is answered as an
     unknown id."""
     req, sigs = requests.show(caller, uid)
-    out = with_facts(requests, [req])[0]
+    out = with_facts(requests, caller, [req])[0]
     return out | {"signatures": [signature_public(s) for s in sigs]}
 
 
@@ -295,18 +308,18 @@ def approve(uid: Uid, body: ApproveIn, requests: RequestsDep, caller: CallerDep)
         expected_version=body.expected_version,
         copies=body.copies,
     )
-    return with_facts(requests, [req])[0]
+    return with_facts(requests, caller, [req])[0]
 
 
 @router.post("/requests/{uid}/deny")
 def deny(uid: Uid, body: DenyIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     req = requests.deny(caller, uid, reason=body.reason, expected_version=body.expected_version)
-    return with_facts(requests, [req])[0]
+    return with_facts(requests, caller, [req])[0]
 
 
 @router.post("/requests/{uid}/withdraw")
 def withdraw(uid: Uid, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
-    return with_facts(requests, [requests.withdraw(caller, uid)])[0]
+    return with_facts(requests, caller, [requests.withdraw(caller, uid)])[0]
 
 
 @router.get("/loans")

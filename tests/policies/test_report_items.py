@@ -14,6 +14,7 @@ from policies import report_items, reports
 from policies.directory import add_user
 from policies.errors import InvalidInput, NotFound, Refused
 from policies.models import AccessGrant, AccessRequest, Notification
+from policies.visibility import visible_request
 from tests.auditlog import entries
 from tests.policies.conftest import T0
 from vault.archives import REPORT_ITEMS
@@ -161,3 +162,19 @@ def test_a_change_to_an_ended_grant_is_refused_at_signature(wf, db, who) -> None
         _sign(wf, db, req.uid, who("gm"), at=grant.not_after + timedelta(hours=1))
     with Session(db) as s:
         assert s.get(AccessGrant, grant.id).report_items == ["total"]
+
+
+def test_the_customer_service_manager_sees_the_change_told_to_them(wf, db, who) -> None:
+    """Art 11 records a change of items with the customer-service department: the
+    manager told of it can open it, yet signs nothing, and nobody else gains sight."""
+    grant = _granted(wf, db, who, items=["total"])
+    req = _change(wf, db, who("dh_sales"), grant.request_uid, ["total", "new_per_month"])
+    with Session(db) as s:
+        told = s.exec(select(Notification).where(Notification.request_uid == req.uid)).all()
+        assert "csm" in {n.recipient for n in told}
+        assert visible_request(s, wf.signing, who("csm"), req.uid, now=T0).uid == req.uid
+        for other in ("io", "bob", "dh_east", "adm"):
+            with pytest.raises(NotFound):
+                visible_request(s, wf.signing, who(other), req.uid, now=T0)
+    with pytest.raises(Refused), transaction(db) as s:
+        wf.signing.approve(s, req.uid, who("csm"), now=T0)
