@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from foundation.db import transaction
-from policies.directory import add_user
+from policies.directory import add_user, set_roles
 from tests.api.conftest import _HASH
 from tests.api.test_workflow import _approve, _file, _new
 
@@ -94,17 +94,15 @@ def test_an_administrator_alone_cannot_strip_a_custodians_role(client, login, mo
 
 
 def test_a_custodian_who_no_longer_qualifies_does_not_sign_top_secret_access(
-    client, login, more
+    client, login, more, api_vault
 ) -> None:
-    """The custodian's stage checks only ``signer.username == req.custodian``: after an
-    administrator made the keeper a compliance officer (no custodian role left), she
-    still signs the last stage of a top-secret view and a grant is issued."""
+    """The custodian's stage once checked only ``signer.username == req.custodian``: a
+    keeper left without a keeper's role (the API now refuses to strip it, so this is a
+    vault from before that rule, set up through the library) still signed the last
+    stage of a top-secret view and a grant was issued."""
     no = _new(client, login("zhang.wei"), classification="top_secret", custodian="chen.jing")
-    client.patch(
-        "/users/chen.jing",
-        json={"roles": ["compliance", "info_supervisor"], "reason": "调岗"},
-        headers=login("admin"),
-    )
+    with transaction(api_vault.engine) as session:
+        set_roles(session, "chen.jing", ["compliance"])
     assert "information_officer" not in _roles(client, login, "chen.jing")
     req = _view_to_custodian_stage(client, login, no)
     r = client.post(f"/requests/{req['id']}/approve", json={}, headers=login("chen.jing"))
