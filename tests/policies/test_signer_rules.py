@@ -28,6 +28,7 @@ from policies.errors import Conflict, InvalidInput, Refused, UserDisabled
 from policies.models import AccessRequest, RequestSignature
 from policies.signing import Signing
 from tests.policies.conftest import T0
+from vault.models import Archive
 
 H = timedelta(hours=1)
 DH = "department_head"
@@ -97,7 +98,13 @@ def _refused_event(
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'signing.db'}")
-    tables = [AccessRequest.__table__, RequestSignature.__table__]  # type: ignore[attr-defined]
+    # The archive table too: a custodian's signature is checked against the archive's
+    # current keeper.
+    tables = [
+        AccessRequest.__table__,  # type: ignore[attr-defined]
+        RequestSignature.__table__,  # type: ignore[attr-defined]
+        Archive.__table__,  # type: ignore[attr-defined]
+    ]
     SQLModel.metadata.create_all(engine, tables=tables)
     with Session(engine) as s:
         yield s
