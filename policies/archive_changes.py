@@ -46,7 +46,7 @@ from policies.custodians import custodian_problem, custodian_rule, needs_custodi
 from policies.decision import Principal
 from policies.desk import Desk
 from policies.errors import InvalidInput, NotFound, Refused
-from policies.models import AccessRequest, Notification
+from policies.models import AccessRequest
 from policies.roles import RANK, Action, NotificationEvent, RequestKind, Role
 from vault.models import Archive, ArchiveContact, ArchiveStatus
 
@@ -235,14 +235,13 @@ def apply_reassign(
         ),
     )
     for name in sorted({new_owner, *change["added_contacts"]} - {previous}):
-        session.add(
-            Notification(
-                recipient=name,
-                request_uid=req.uid,
-                event=NotificationEvent.REASSIGNED.value,
-                message=f"archive {archive.archive_no} is now yours to serve (request {req.uid})",
-                created_at=now,
-            )
+        desk.notify(
+            session,
+            name,
+            req.uid,
+            NotificationEvent.REASSIGNED,
+            f"archive {archive.archive_no} is now yours to serve (request {req.uid})",
+            now,
         )
     return {"owner": new_owner, "contacts": contacts}
 

@@ -57,7 +57,7 @@ from policies.directory import disable_user, load_principal
 from policies.errors import InvalidInput, NotFound, Refused
 from policies.handover_calls import open_calls
 from policies.loading import next_revision
-from policies.models import AccessGrant, AccessRequest, LoanEntry, Notification
+from policies.models import AccessGrant, AccessRequest, LoanEntry
 from policies.roles import (
     Action,
     GrantState,
@@ -361,18 +361,15 @@ class StaffHandover:
                 )
             ]
         if result.loans_to_return:
-            session.add(
-                Notification(
-                    recipient=req.requester,
-                    request_uid=req.uid,
-                    event=NotificationEvent.REASSIGNED.value,
-                    message=(
-                        f"handover {req.uid} applied; {change['from']}'s open loan(s) "
-                        f"{', '.join(result.loans_to_return)} were not handed over: their access "
-                        "ended, and the material must be returned to an information officer"
-                    )[:1000],
-                    created_at=now,
-                )
+            self.desk.notify(
+                session,
+                req.requester,
+                req.uid,
+                NotificationEvent.REASSIGNED,
+                f"handover {req.uid} applied; {change['from']}'s open loan(s) "
+                f"{', '.join(result.loans_to_return)} were not handed over: their access "
+                "ended, and the material must be returned to an information officer",
+                now,
             )
         return asdict(result)
 
