@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench mutants clean
+.PHONY: run test lint bench mutants clean screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test: $(STAMP) lint
 # `make mutants GROUPS="sealing tokens"`, worker processes with MUTANTS_JOBS (default 1).
 mutants: $(STAMP)
 	MUTANTS_JOBS=$(or $(MUTANTS_JOBS),1) $(BIN)/python tools/mutants.py $(GROUPS)
+
+# The README's screenshots, taken by the browser tests (needs Debian's chromium).
+screenshots: $(STAMP)
+	VAULT_SCREENSHOTS=docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/web/browser
 
 bench: $(STAMP)
 	$(BIN)/python bench/store.py --quick

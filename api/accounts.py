@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlmodel import Session
 
 from api import login_guard
 from api.security import TokenService, verify_password
@@ -30,6 +31,10 @@ from vault.records import USERNAME
 from vault.vault import Vault
 
 _U = table_of(User)
+# What a successful check hands out, written in the check's own transaction: an API
+# token by default, a web session for the pages. (session, username, generation, now)
+# → (the secret to give the client, its lifetime in seconds).
+Issue = Callable[[Session, str, int, datetime], tuple[str, int]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +96,24 @@ class Accounts:
             window=timedelta(seconds=settings.login_address_window_seconds),
         )
 
-    def login(self, username: str, password: str, client: str | None, now: datetime) -> Attempt:
-        """Reserve the attempt (committed), check the password only if allowed, record it."""
+    def _token(
+        self, _session: Session, username: str, generation: int, now: datetime
+    ) -> tuple[str, int]:
+        return self.tokens.issue(username, generation=generation, now=now)
+
+    def login(
+        self,
+        username: str,
+        password: str,
+        client: str | None,
+        now: datetime,
+        issue: Issue | None = None,
+    ) -> Attempt:
+        """Reserve the attempt (committed), check the password only if allowed, record it.
+
+        ``issue`` is what a success hands out (an API token unless the pages
+        pass their session maker): the same counters and checks either way.
+        """
         settings = self.vault.settings
         addr_key = self.address_key(client)
         lock = timedelta(minutes=settings.login_lock_minutes)
@@ -145,7 +166,7 @@ class Accounts:
                     sa.select(_U.c.token_generation).where(_U.c.username == user.username)
                 ).scalar_one()
                 self.audit.append(session, AuditEvent(action=AuditAction.LOGIN, actor=actor))
-                token, ttl = self.tokens.issue(user.username, generation=generation, now=now)
+                token, ttl = (issue or self._token)(session, user.username, generation, now)
                 return Attempt(token=token, expires_in=ttl)
             self.audit.append(
                 session,
@@ -178,7 +199,12 @@ class Accounts:
         return Attempt(count=reservation.count)
 
     def change_own_password(
-        self, username: str, current: str, hashed: str, client: str | None
+        self,
+        username: str,
+        current: str,
+        hashed: str,
+        client: str | None,
+        issue: Issue | None = None,
     ) -> Attempt:
         """Checked like a login (the same counters); a success revokes every earlier token.
 
@@ -239,7 +265,7 @@ class Accounts:
                     detail={"op": "change_own_password", "user": username},
                 ),
             )
-            token, ttl = self.tokens.issue(username, generation=generation, now=now)
+            token, ttl = (issue or self._token)(session, username, generation, now)
         return Attempt(token=token, expires_in=ttl)
 
     def complete_reset(self, reset: ResetCompletion, client: str | None) -> float | None:

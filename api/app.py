@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import errors
+from api import errors, web
 from api.fastpath import FastRead
 from api.internal_errors import InternalErrors, log_server_error
 from api.routers import (
@@ -243,6 +243,7 @@ def create_app(
         app.include_router(module.router)
     app.include_router(notifications.router)
     app.include_router(handovers.router)
+    web.install(app)  # the pages: after the API's error handlers, which it wraps for pages
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below
     app.add_middleware(SecurityHeaders)

@@ -45,6 +45,7 @@ class AuditAction(StrEnum):
     REQUEST_LIST = "request:list"
     LOGIN = "auth:login"
     LOGIN_FAILED = "auth:login-failed"
+    LOGOUT = "auth:logout"
     USER_CHANGE = "user:change"
     USER_LIST = "user:list"
     KEY_ROTATE = "keys:rotate"

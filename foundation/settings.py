@@ -67,6 +67,11 @@ class Settings(BaseSettings):
     login_address_max_failures: int = Field(default=30, ge=1)
     login_address_window_seconds: float = Field(default=300.0, gt=0)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Web pages: a session ends after this long unused, and this long after sign-in
+    # whatever happens; cookies are marked Secure when the service is served over TLS.
+    web_idle_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    web_absolute_hours: int = Field(default=12, ge=1, le=7 * 24)
+    web_secure_cookies: bool = False
 
     # Grades of important clients (篇七: two or more contacts in the company). A setting
     # rather than part of the profile schema: the schema configures content, this

@@ -73,3 +73,23 @@ class PasswordReset(SQLModel, table=True):
     expires_at: datetime = _ts(nullable=False)
     holder_fetched_at: datetime | None = _ts(nullable=True)
     closed_at: datetime | None = _ts(nullable=True)
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser: the pages' session, ended by logout or its timeouts.
+
+    The cookie holds a random secret; only its SHA-256 is stored, so a copy of
+    the table opens no session. The user's token generation at sign-in is kept
+    with it: a password change, a reset or disabling the user bumps the
+    generation, which ends every session of theirs at the next request, exactly
+    as it revokes their API tokens.
+    """
+
+    __tablename__ = "web_session"
+
+    key: str = Field(primary_key=True, max_length=64)
+    username: str = Field(index=True, max_length=64)
+    generation: int = 0
+    created_at: datetime = _ts(nullable=False)
+    last_seen_at: datetime = _ts(nullable=False)
+    ended_at: datetime | None = _ts(nullable=True)

@@ -1,0 +1,128 @@
+"""Signing in and out through the pages: session cookies, CSRF, revocation, language."""
+
+from __future__ import annotations
+
+from tests.web.conftest import PASSWORD
+
+
+def test_root_sends_a_stranger_to_the_sign_in_page(browser) -> None:
+    b = browser()
+    r = b.get("/")
+    assert r.status_code == 303 and r.headers["location"] == "/login"
+    r = b.get("/ui/notifications")
+    assert r.status_code == 303 and r.headers["location"].startswith(
+        "/login?next=/ui/notifications"
+    )
+    page = b.get("/login")
+    assert page.status_code == 200
+    assert '<html lang="zh-CN">' in page.text and "登录" in page.text
+
+
+def test_sign_in_sets_a_strict_http_only_cookie(browser) -> None:
+    b = browser()
+    b.get("/login")
+    r = b.post("/login", {"username": "zhang.wei", "password": PASSWORD})
+    assert r.status_code == 303
+    cookie = r.headers["set-cookie"]
+    assert "av_session=" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
+    home = b.get("/ui")
+    assert home.status_code == 200 and "zhang.wei" in home.text
+    assert home.headers["cache-control"] == "no-store"
+    assert "frame-ancestors 'none'" in home.headers["content-security-policy"]
+
+
+def test_wrong_password_is_refused_as_the_api_refuses_it(browser) -> None:
+    b = browser()
+    b.get("/login")
+    r = b.post("/login", {"username": "zhang.wei", "password": "wrong password!"})
+    assert r.status_code == 401
+    assert "av_session" not in r.headers.get("set-cookie", "")
+
+
+def test_a_form_without_csrf_is_refused(browser) -> None:
+    b = browser()
+    b.get("/login")
+    r = b.post("/login", {"username": "zhang.wei", "password": PASSWORD}, csrf=False)
+    assert r.status_code == 403
+    signed = browser("zhang.wei")
+    r = signed.post("/logout", csrf=False)
+    assert r.status_code == 403
+    r = signed.post("/logout", {"csrf": "0" * 64}, csrf=False)
+    assert r.status_code == 403
+    assert signed.get("/ui").status_code == 200  # still signed in
+
+
+def test_logout_ends_the_session_for_good(browser) -> None:
+    b = browser("zhang.wei")
+    cookie = b.http.cookies.get("av_session")
+    r = b.post("/logout")
+    assert r.status_code == 303
+    assert b.get("/ui").status_code == 303
+    b.http.cookies.set("av_session", cookie)  # the old cookie replayed
+    assert b.get("/ui").status_code == 303
+
+
+def test_language_switch_is_remembered(browser) -> None:
+    b = browser("zhang.wei")
+    assert "退出" in b.get("/ui").text
+    r = b.post("/lang", {"lang": "en", "next": "/ui"})
+    assert r.status_code == 303 and r.headers["location"] == "/ui"
+    page = b.get("/ui")
+    assert '<html lang="en">' in page.text and "Sign out" in page.text
+
+
+def test_disabling_the_user_ends_their_session(browser, client, login) -> None:
+    b = browser("li.na")
+    assert b.get("/ui").status_code == 200
+    r = client.patch("/users/li.na", json={"disabled": True}, headers=login("admin"))
+    assert r.status_code == 200, r.text
+    assert b.get("/ui").status_code == 303
+
+
+def test_a_password_change_ends_other_sessions(browser) -> None:
+    first, second = browser("li.na"), browser("li.na")
+    r = second.post(
+        "/ui/password",
+        {
+            "current_password": PASSWORD,
+            "new_password": "a brand new passphrase",
+            "repeat_password": "a brand new passphrase",
+        },
+    )
+    assert r.status_code == 303, r.text
+    assert first.get("/ui").status_code == 303  # signed out
+    assert second.get("/ui").status_code == 200  # the one that changed it goes on
+
+
+def test_an_idle_session_ends(browser, clock) -> None:
+    b = browser("li.na")
+    clock.advance(minutes=31)
+    assert b.get("/ui").status_code == 303
+
+
+def test_a_session_ends_at_its_absolute_limit_even_when_used(browser, clock) -> None:
+    b = browser("li.na")
+    for _ in range(26):
+        clock.advance(minutes=29)
+        if b.get("/ui").status_code != 200:
+            break
+    assert clock.now and b.get("/ui").status_code == 303
+
+
+def test_next_is_only_ever_a_path_on_this_site(browser) -> None:
+    b = browser()
+    b.get("/login")
+    r = b.post("/login", {"username": "li.na", "password": PASSWORD, "next": "//evil.example/x"})
+    assert r.status_code == 303 and r.headers["location"] == "/ui"
+
+
+def test_an_api_route_still_answers_json(client) -> None:
+    r = client.get("/customers/KH-2026-000001")
+    assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_an_error_on_a_page_is_a_page(browser) -> None:
+    b = browser("li.na")
+    r = b.get("/ui/nonexistent-page")
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
