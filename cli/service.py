@@ -317,7 +317,10 @@ def serve(
         )
         raise typer.Exit(2)
     os.environ["VAULT_DATA_DIR"] = str(settings.data_dir)
-    console.print(f"Serving on http://{host}:{port} (docs at /docs); Ctrl-C to stop")
+    console.print(
+        f"Serving on http://{host}:{port}. Sign in at http://{host}:{port}/login "
+        "(API docs at /docs); Ctrl-C to stop"
+    )
     uvicorn.run(
         "api.app:app_factory",
         factory=True,
@@ -382,8 +385,9 @@ def demo(
     for name, roles, dept, _c, _cred in DEMO_USERS:
         table.add_row(name, DEMO_NAMES.get(name, ""), ", ".join(roles), dept)
     console.print(table)
+    console.print(f"Open the sign-in page: http://127.0.0.1:{port}/login")
     console.print(
-        f"Log in: curl -d 'username=zhang.wei&password=…' http://127.0.0.1:{port}/auth/token"
+        f"API: curl -d 'username=zhang.wei&password=…' http://127.0.0.1:{port}/auth/token"
     )
     if not no_serve:
         serve(host="127.0.0.1", port=port, workers=1, data_dir=data_dir)

@@ -30,8 +30,8 @@ def csrf_of(html: str) -> str:
 class Browser:
     """One signed-in browser: its own cookies, and the CSRF token of its last page."""
 
-    def __init__(self, app: object) -> None:
-        self.http = TestClient(app, follow_redirects=False)  # type: ignore[arg-type]
+    def __init__(self, app: object, base_url: str = "http://testserver") -> None:
+        self.http = TestClient(app, follow_redirects=False, base_url=base_url)  # type: ignore[arg-type]
         self.csrf = ""
 
     def get(self, url: str, **kw: object):

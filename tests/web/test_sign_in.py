@@ -126,3 +126,43 @@ def test_an_error_on_a_page_is_a_page(browser) -> None:
     b = browser("li.na")
     r = b.get("/ui/nonexistent-page")
     assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+
+
+def test_cookies_are_secure_when_served_over_tls(api_vault, clock) -> None:
+    from api.app import create_app
+    from tests.web.conftest import Browser
+
+    api_vault.settings.web_secure_cookies = True
+    b = Browser(create_app(vault=api_vault, clock=clock), base_url="https://testserver")
+    b.get("/login")
+    r = b.post("/login", {"username": "li.na", "password": PASSWORD})
+    assert r.status_code == 303
+    assert "; Secure" in r.headers["set-cookie"] or "; secure" in r.headers["set-cookie"]
+
+
+def test_the_form_and_the_api_share_one_failure_count(browser, client, api_vault) -> None:
+    b = browser()
+    b.get("/login")
+    for _ in range(api_vault.settings.login_max_failures):
+        assert (
+            b.post("/login", {"username": "li.na", "password": "not the password"}).status_code
+            == 401
+        )
+    # Locked now, through either door, even with the right password.
+    r = client.post("/auth/token", data={"username": "li.na", "password": PASSWORD})
+    assert r.status_code == 401
+    assert b.post("/login", {"username": "li.na", "password": PASSWORD}).status_code == 401
+
+
+def test_sign_in_and_out_are_audited(browser, client, login) -> None:
+    b = browser("li.na")
+    b.post("/logout")
+    r = client.get("/audit", params={"actor": "li.na"}, headers=login("qian.audit"))
+    assert r.status_code == 200, r.text
+    actions = [e["action"] for e in r.json()["items"]]
+    assert "auth:login" in actions and "auth:logout" in actions
+
+
+def test_demo_accounts_are_listed_only_on_a_demo_vault(browser) -> None:
+    page = browser().get("/login")
+    assert "zhang.wei" not in page.text  # not a demo vault
