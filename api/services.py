@@ -30,6 +30,7 @@ from policies.archive_acts import ArchiveActs
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
+from policies.leaks import LeakCases
 from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
 from policies.workflow import Workflow
@@ -71,6 +72,7 @@ class Services:
     acts: ArchiveActs
     accounts: Accounts
     audit_trail: AuditTrail
+    leaks: LeakCases
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -110,6 +112,7 @@ class Services:
                 vault=vault, index=store.index, audit=audit, tokens=tokens, clock=clock
             ),
             audit_trail=AuditTrail(vault=vault, audit=audit, policy=policy, clock=clock),
+            leaks=LeakCases(workflow, vault.keys),
             clock=clock,
         )
 

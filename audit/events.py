@@ -53,6 +53,9 @@ class AuditAction(StrEnum):
     VAULT_INIT = "vault:init"
     SEAL_MANIFESTS = "vault:seal-manifests"
     AUDIT_READ = "audit:read"
+    LEAK_REPORT = "leak:report"
+    LEAK_CHANGE = "leak:change"
+    LEAK_READ = "leak:read"
 
 
 class Outcome(StrEnum):

@@ -56,6 +56,7 @@ class Notice:
     event: str
     request_uid: str | None = None
     loan_uid: str | None = None
+    case_uid: str | None = None
     archives: tuple[str, ...] = ()
     # A username the notice names (the borrower, for the register keepers).
     about: str | None = None
@@ -92,6 +93,8 @@ _SUBJECTS: dict[str, str] = {
     NotificationEvent.REVOKED: "Access under request {r} was revoked",
     NotificationEvent.RECHAINED: "The signers of request {r} changed",
     NotificationEvent.STAGE_WAITING: "Request {r} waits for your signature",
+    NotificationEvent.LEAK_REPORTED: "Leak case {c} was opened: act at once",
+    NotificationEvent.LEAK_CHANGED: "Leak case {c} changed",
 }
 _BODIES: dict[str, str] = {
     NotificationEvent.STAGE_APPROVED: (
@@ -128,6 +131,8 @@ def link_path(notice: Notice) -> str:
         return f"/requests/{notice.request_uid}"
     if notice.loan_uid:
         return "/loans"
+    if notice.case_uid:
+        return f"/leaks/{notice.case_uid}"
     return "/notifications"
 
 
@@ -137,6 +142,7 @@ def compose(notice: Notice, public_url: str) -> tuple[str, str]:
         "e": notice.event,
         "r": notice.request_uid or "",
         "l": notice.loan_uid or "",
+        "c": notice.case_uid or "",
         "a": ", ".join(notice.archives) or "-",
         "u": notice.about or "-",
         "d": notice.due_at.isoformat(timespec="minutes") if notice.due_at else "-",
@@ -160,6 +166,7 @@ def _fits(template: str, notice: Notice) -> bool:
     return not (
         ("{r}" in template and not notice.request_uid)
         or ("{l}" in template and not notice.loan_uid)
+        or ("{c}" in template and not notice.case_uid)
     )
 
 

@@ -50,6 +50,8 @@ class Action(StrEnum):
     AUDIT = "audit"
     REPORT_LEAK = "report_leak"
     READ_LEAKS = "read_leaks"
+    # Moving a leak case on, recording what was done, containing (Art 27: the handlers).
+    HANDLE_LEAKS = "handle_leaks"
     MANAGE_USERS = "manage_users"
     MANAGE_KEYS = "manage_keys"
 
@@ -190,5 +192,7 @@ class NotificationEvent(StrEnum):
     RECHAINED = "rechained"
     # To whoever may sign a request's next stage now (usual signers, or alternates).
     STAGE_WAITING = "stage_waiting"
+    LEAK_REPORTED = "leak_reported"
+    LEAK_CHANGED = "leak_changed"
     # To a person whose mail address someone else set or cleared (in the vault only).
     EMAIL_CHANGED = "email_changed"

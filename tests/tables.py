@@ -10,11 +10,18 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import audit.models
+import policies.leak_models
 import policies.models
 import vault.auth_models
 import vault.models
 
-MODEL_MODULES = (vault.models, vault.auth_models, audit.models, policies.models)
+MODEL_MODULES = (
+    vault.models,
+    vault.auth_models,
+    audit.models,
+    policies.models,
+    policies.leak_models,
+)
 
 
 def import_models() -> None:

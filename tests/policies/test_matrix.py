@@ -193,6 +193,7 @@ ROLE_ACTIONS = {
         "approve",
         "report_leak",
         "read_leaks",
+        "handle_leaks",
         "audit",
     },
     Role.CS_MANAGER: {
@@ -203,6 +204,7 @@ ROLE_ACTIONS = {
         "approve",
         "report_leak",
         "read_leaks",
+        "handle_leaks",
     },
     Role.GENERAL_MANAGER: {"list", "search", "request", "approve", "report_leak"},
     Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks"},
