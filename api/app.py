@@ -254,7 +254,8 @@ def create_app(
         limit=limits.max_body_bytes,
         upload_limit=limits.max_attachment_bytes,
     )
-    app.add_middleware(InternalErrors)  # outermost: no exception reaches the server's log
+    # Outermost: no exception reaches the server's log.
+    app.add_middleware(InternalErrors, page_path=web.is_web_path)
     return app
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -50,6 +51,17 @@ def log_server_error(exc: BaseException, where: str, *, kind: str | None = None)
     return error_id
 
 
+# A page's internal error: no template (the error may be in the templates), both languages.
+_PAGE = (
+    '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+    "<title>500</title></head><body><main><h1>出错了 / Something went wrong</h1>"
+    "<p>请求未能完成，没有返回任何内容。请把错误编号告诉管理员。<br>"
+    "The request could not be completed and nothing was returned. "
+    "Give the administrator this error number: <code>{error_id}</code></p>"
+    '<p><a href="/ui">首页 / Home</a></p></main></body></html>'
+)
+
+
 class InternalErrors:
     """Outermost middleware: what no exception handler mapped is answered here."""
 
@@ -59,8 +71,10 @@ class InternalErrors:
         (b"x-content-type-options", b"nosniff"),
     )
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, page_path: Callable[[str], bool] | None = None) -> None:
         self.app = app
+        # Paths of the web pages: their 500 is a small page, not problem+json.
+        self.page_path = page_path or (lambda _path: False)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,12 +94,18 @@ class InternalErrors:
             error_id = log_server_error(exc, scope.get("path", ""))
             if started:
                 return  # a stream cut short: the client sees an incomplete response
-            body = internal_error(scope.get("path", ""), error_id).body
+            path = scope.get("path", "")
+            headers = list(self.HEADERS)
+            if self.page_path(path):
+                body = _PAGE.format(error_id=error_id).encode()
+                headers[0] = (b"content-type", b"text/html; charset=utf-8")
+            else:
+                body = bytes(internal_error(path, error_id).body)
             await send(
                 {
                     "type": "http.response.start",
                     "status": 500,
-                    "headers": [*self.HEADERS, (b"content-length", str(len(body)).encode())],
+                    "headers": [*headers, (b"content-length", str(len(body)).encode())],
                 }
             )
             await send({"type": "http.response.body", "body": body})

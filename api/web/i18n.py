@@ -53,14 +53,24 @@ def translations(language: str) -> NullTranslations:
 
 
 def beijing(
-    value: datetime | None, language: str = DEFAULT_LANGUAGE, *, seconds: bool = False
+    value: datetime | str | None, language: str = DEFAULT_LANGUAGE, *, seconds: bool = False
 ) -> str:
-    """A stored (UTC) instant as Beijing wall time, with the zone named."""
-    if value is None:
+    """A stored (UTC) instant as Beijing wall time, with the zone named.
+
+    Accepts the ISO strings the services' JSON views hold as well as datetimes.
+    """
+    if value is None or value == "":
         return "—"
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    shown = value.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""))
+    if isinstance(value, str):
+        try:
+            at = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    else:
+        at = value
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    shown = at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M" + (":%S" if seconds else ""))
     return f"{shown} ({ZONE_LABEL.get(language, ZONE_LABEL['en'])})"
 
 

@@ -60,10 +60,46 @@ OUTCOMES = {
     "denied": N_("Denied"),
     "error": N_("Error"),
 }
+CASE = {
+    "reported": N_("Reported"),
+    "investigating": N_("Investigating"),
+    "contained": N_("Contained"),
+    "closed": N_("Closed"),
+    "confirmed": N_("Confirmed"),
+    "unfounded": N_("Unfounded"),
+    "dismissed": N_("Dismissed"),
+    "report": N_("Report"),
+    "detection": N_("Detection"),
+}
+CHANNELS = {
+    "email": N_("E-mail"),
+    "phone": N_("Telephone"),
+    "messaging": N_("Messaging app"),
+    "paper": N_("Paper"),
+    "in_person": N_("In person"),
+    "website": N_("Website"),
+    "removable_media": N_("Removable media"),
+    "unknown": N_("Unknown"),
+    "other": N_("Other"),
+}
+LEAK_ACTIONS = {
+    "tokens_revoked": N_("Tokens revoked"),
+    "sessions_ended": N_("Sessions ended"),
+    "grants_ended": N_("Grants ended"),
+    "loans_recalled": N_("Loans recalled"),
+    "user_disabled": N_("User disabled"),
+    "customers_told": N_("Customers told"),
+    "regulator_told": N_("Regulator told"),
+    "material_recovered": N_("Material recovered"),
+    "other": N_("Other"),
+}
 TABLES = {
     "role": ROLES,
     "marking": MARKINGS,
     "kind": KINDS,
     "state": STATES,
     "outcome": OUTCOMES,
+    "case": CASE,
+    "channel": CHANNELS,
+    "leak_action": LEAK_ACTIONS,
 }

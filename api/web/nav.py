@@ -38,6 +38,7 @@ ITEMS: tuple[tuple[str, str, frozenset[str]], ...] = (
     ("/ui/audit", N_("Audit log"), frozenset({"compliance"})),
     ("/ui/users", N_("Users"), frozenset({"admin", "info_supervisor"})),
     ("/ui/handover", N_("Staff handover"), frozenset({"admin", "info_supervisor"})),
+    ("/ui/leaks", N_("Leak reports"), frozenset()),
     ("/ui/notifications", N_("Notifications"), frozenset()),
 )
 

@@ -166,3 +166,21 @@ def test_sign_in_and_out_are_audited(browser, client, login) -> None:
 def test_demo_accounts_are_listed_only_on_a_demo_vault(browser) -> None:
     page = browser().get("/login")
     assert "zhang.wei" not in page.text  # not a demo vault
+
+
+def test_an_unexpected_error_on_a_page_is_a_page_without_details(
+    api_vault, clock, monkeypatch
+) -> None:
+    from api.app import create_app
+    from api.web import notices
+    from tests.web.conftest import Browser
+
+    def broken(*_a, **_k):
+        raise RuntimeError("secret detail 4242")
+
+    monkeypatch.setattr(notices.notifications, "page_for", broken)
+    b = Browser(create_app(vault=api_vault, clock=clock))
+    b.sign_in("li.na")
+    r = b.get("/ui/notifications")
+    assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
+    assert "4242" not in r.text and "Something went wrong" in r.text
