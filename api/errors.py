@@ -82,6 +82,12 @@ def _status_for(exc: Exception, table: dict) -> int:
     return 500
 
 
+def policy_status(exc: perr.PolicyError) -> int:
+    """The status the API answers a service's refusal with (for a page that shows the
+    refusal on its form again instead of on an error page)."""
+    return _status_for(exc, _POLICY_STATUS)
+
+
 def _clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Keep where and what; drop ``input``/``ctx``, which echo what was sent."""
     return [

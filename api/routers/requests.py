@@ -173,7 +173,13 @@ def with_facts(
 @router.post("/requests", status_code=201)
 def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> dict[str, Any]:
     """File a request: the object, purpose and reason (Art 18.1); returns its chain."""
-    new = NewRequest(
+    return with_facts(requests, caller, [requests.file(caller, new_request(body))])[0]
+
+
+def new_request(body: RequestIn) -> NewRequest:
+    """What the filer stated, for ``RequestService.file`` (the API's body and the
+    filing form's, which is checked with the same model)."""
+    return NewRequest(
         kind=body.kind,
         purpose=body.purpose,
         reason=body.reason,
@@ -188,7 +194,6 @@ def file_request(body: RequestIn, requests: RequestsDep, caller: CallerDep) -> d
         scope=body.scope,
         items=body.items,
     )
-    return with_facts(requests, caller, [requests.file(caller, new)])[0]
 
 
 def _zoned(name: str, moment: datetime | None) -> datetime | None:
