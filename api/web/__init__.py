@@ -18,11 +18,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.web import auth_pages, notices
+from api.web import archive_forms, auth_pages, client_records, clients, notices, profile
 from api.web.i18n import HERE
 from api.web.kit import CSP, CsrfRefused, LoginRequired, PageError, anonymous_page, is_web_path
 
-PAGE_MODULES = [auth_pages, notices]
+PAGE_MODULES = [auth_pages, notices, clients, archive_forms, profile, client_records]
 
 
 def _error_page(request: Request, status: int, message: str) -> Response:
