@@ -17,6 +17,10 @@ Two body formats are accepted:
   ``Content-Type`` is the file's type, and the name comes from the
   ``filename`` query parameter (UTF-8, percent-encoded as usual).
 
+A page's upload form adds small text fields (its CSRF token) before the file
+part: a ``FormGate`` names them and checks them when the file part begins,
+before its first byte is fed, so a refused form stores nothing.
+
 Sizes are checked while streaming: the file against the attachment limit,
 the whole body against that limit plus 64 KiB of multipart framing (413,
 nothing stored). The uploader's bytes of the day are counted in the database
@@ -27,6 +31,8 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -48,6 +54,20 @@ log = logging.getLogger("archive_vault.api")
 FRAMING_BYTES = 64 * 1024  # multipart boundaries and part headers around the file
 HEADER_BYTES = 8 * 1024  # all part headers of one part together
 NAME_FIELD_BYTES = 4 * 255  # the ``filename`` part: 255 characters of UTF-8
+GATE_FIELD_BYTES = 256  # each text field a FormGate names (a CSRF token is 64)
+
+
+@dataclass(frozen=True)
+class FormGate:
+    """Text fields that come before the file part, checked before its first byte.
+
+    ``check`` gets the fields seen so far (missing ones absent) and raises to
+    refuse; the upload is then aborted and nothing is stored.
+    """
+
+    fields: tuple[str, ...]
+    check: Callable[[Mapping[str, str]], None]
+
 
 OPENAPI_BODY: dict[str, Any] = {
     "requestBody": {
@@ -82,8 +102,10 @@ def _problem(status: int, code: str, detail: str) -> ApiProblem:
 class _Multipart:
     """State of the streaming multipart parse: which part we are in, and its headers."""
 
-    def __init__(self, upload: AttachmentUpload) -> None:
+    def __init__(self, upload: AttachmentUpload, gate: FormGate | None = None) -> None:
         self.upload = upload
+        self.gate = gate
+        self.gated: dict[str, bytearray] = {}
         self.headers: dict[bytes, bytes] = {}
         self.header_bytes = 0
         self.field = bytearray()
@@ -131,7 +153,8 @@ class _Multipart:
     def headers_finished(self) -> None:
         _, options = parse_options_header(self.headers.get(b"content-disposition"))
         name = options.get(b"name", b"").decode("latin-1")
-        if name not in ("file", "filename"):
+        gated = self.gate.fields if self.gate is not None else ()
+        if name not in ("file", "filename", *gated):
             raise _problem(
                 422, "validation-failed", "an upload has a `file` part and an optional `filename`"
             )
@@ -139,7 +162,11 @@ class _Multipart:
             raise _problem(422, "validation-failed", f"the `{name}` part is given twice")
         self.seen.add(name)
         self.kind = name
+        if name in gated:
+            self.gated[name] = bytearray()
         if name == "file":
+            if self.gate is not None:
+                self.gate.check({k: _text(bytes(v), k) for k, v in self.gated.items()})
             raw = options.get(b"filename")
             if raw is not None:
                 self.part_filename = _text(raw, "the file part's filename")
@@ -153,6 +180,11 @@ class _Multipart:
             self.name_field += data[start:end]
             if len(self.name_field) > NAME_FIELD_BYTES:
                 raise _problem(422, "validation-failed", "filename is longer than 255 characters")
+        elif self.kind is not None and self.kind in self.gated:
+            value = self.gated[self.kind]
+            value += data[start:end]
+            if len(value) > GATE_FIELD_BYTES:
+                raise _problem(422, "validation-failed", f"the `{self.kind}` part is too long")
 
     def part_end(self) -> None:
         self.kind = None
@@ -195,8 +227,12 @@ async def receive_attachment(
     actor: Actor,
     archive_no: str,
     filename: str | None,
+    gate: FormGate | None = None,
 ) -> dict[str, Any]:
-    """Stream the (already authorised) upload into the archive; on any failure store nothing."""
+    """Stream the (already authorised) upload into the archive; on any failure store nothing.
+
+    With a ``gate`` only a multipart body is taken, and its gated fields are
+    checked before the file part's first byte."""
     mime, options = parse_options_header(request.headers.get("content-type"))
     mime_type = mime.decode("latin-1").lower()
     boundary = options.get(b"boundary")
@@ -210,6 +246,8 @@ async def receive_attachment(
             "send multipart/form-data with a `file` part, or the file itself with its "
             "Content-Type and ?filename=",
         )
+    if gate is not None and not multipart:
+        raise _problem(415, "unsupported-media-type", "this form is sent as multipart/form-data")
     declared_raw = request.headers.get("content-length")
     declared = int(declared_raw) if declared_raw and declared_raw.isdigit() else None
     day = services.clock().date()
@@ -226,7 +264,7 @@ async def receive_attachment(
             )
         await run_in_threadpool(upload.begin)
         if multipart:
-            state = _Multipart(upload)
+            state = _Multipart(upload, gate)
             assert boundary is not None  # refused above when missing
             parser = MultipartParser(boundary, state.callbacks())
             await _pump(request, upload, parser.write)

@@ -225,6 +225,19 @@ class ArchiveActs:
             self.require(session, caller, Action.LIST, AuditAction.LIST, None)
             return self.store.archives.list(actor=caller.actor, session=session, **filters)
 
+    def describe(self, caller: Caller, archive_no: str) -> ArchiveMeta:
+        """One archive's line of the customer list (metadata only, never content), under
+        the same list permission and audited as a list naming that archive: what a page
+        shows about an archive before any of its field groups is opened."""
+        with self._unit() as session:
+            self.require(session, caller, Action.LIST, AuditAction.LIST, None)
+            meta = self.store.reader.meta(archive_no, session=session)
+            self.audit.append(
+                session,
+                AuditEvent(action=AuditAction.LIST, actor=caller.actor, archives=(archive_no,)),
+            )
+            return meta
+
     def search(
         self, caller: Caller, field_name: str, value: str, limit: int = 50
     ) -> list[ArchiveMeta]:

@@ -72,16 +72,22 @@ class ArchiveCreated(ArchiveContent):
     contacts_request: dict[str, Any] | None = None
 
 
+def filing_data(body: ArchiveCreate, caller: Caller) -> dict[str, Any]:
+    """The import-format line a new archive is filed from: the caller's own by default
+    (the API's body and the web form's alike)."""
+    data = body.model_dump(exclude_none=True, mode="json")
+    data.setdefault("owner", caller.username)
+    data.setdefault("department", caller.principal.department)
+    return data
+
+
 @router.post("", status_code=201, response_model=ArchiveCreated)
 def create(body: ArchiveCreate, services: ServicesDep, caller: CallerDep) -> ArchiveCreated:
     """File a new archive (Art 4); the body is one line of the import format. An important
     client's archive (``VAULT_IMPORTANT_GRADES``, A by default) names a second contact
     or is refused (422 ``important-client``); the contacts named are added by a pending
     reassign request returned as ``contacts_request``."""
-    data = body.model_dump(exclude_none=True, mode="json")
-    data.setdefault("owner", caller.username)
-    data.setdefault("department", caller.principal.department)
-    created = services.acts.create(caller, data)
+    created = services.acts.create(caller, filing_data(body, caller))
     return ArchiveCreated(
         archive=public(created.meta),
         content={},

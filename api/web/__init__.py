@@ -18,13 +18,35 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.web import auth_pages, leak_pages, loan_pages, notices, queue, request_pages
+from api.web import (
+    archive_forms,
+    auth_pages,
+    client_records,
+    clients,
+    leak_pages,
+    loan_pages,
+    notices,
+    profile,
+    queue,
+    request_pages,
+)
 from api.web.i18n import HERE
 from api.web.kit import CSP, CsrfRefused, LoginRequired, PageError, anonymous_page, is_web_path
 
 __all__ = ["install", "is_web_path"]
 
-PAGE_MODULES = [auth_pages, notices, request_pages, queue, loan_pages, leak_pages]
+PAGE_MODULES = [
+    auth_pages,
+    notices,
+    clients,
+    archive_forms,
+    profile,
+    client_records,
+    request_pages,
+    queue,
+    loan_pages,
+    leak_pages,
+]
 
 
 def _error_page(request: Request, status: int, message: str) -> Response:
