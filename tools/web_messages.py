@@ -45,9 +45,31 @@ def used() -> dict[str, str]:
     return found
 
 
+def stage_labels() -> dict[str, str]:
+    """The signers' words of chains.toml, shown on request pages through the catalog."""
+    import tomllib
+
+    found: dict[str, str] = {}
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("label", "alternate_label") and isinstance(value, str):
+                    found.setdefault(value, "policies/chains.toml")
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(tomllib.loads((ROOT / "policies" / "chains.toml").read_text(encoding="utf-8")))
+    return found
+
+
 def missing() -> dict[str, str]:
     zh = catalog("zh")
-    return {m: where for m, where in used().items() if not (zh.get(m) and zh.get(m).string)}
+    wanted = used() | stage_labels()
+    return {m: where for m, where in wanted.items() if not (zh.get(m) and zh.get(m).string)}
 
 
 def _po_quote(text: str) -> str:

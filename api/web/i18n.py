@@ -75,7 +75,10 @@ def beijing(
 
 
 def build_environment(
-    language: str, globals_: dict[str, Any], catalog_: NullTranslations
+    language: str,
+    globals_: dict[str, Any],
+    catalog_: NullTranslations,
+    group_labels: dict[str, dict[str, str]] | None = None,
 ) -> Environment:
     env = Environment(
         loader=FileSystemLoader(TEMPLATES),
@@ -92,16 +95,24 @@ def build_environment(
         TABLES[table].get(str(code), str(code))
     )
     env.globals["marking_mark"] = MARKING_MARKS
+    # The signers' words of chains.toml are msgids too (tools/web_messages.py reads them).
+    # Field groups by the profile schema's own words (its zh/en labels).
+    labels = group_labels or {}
+    env.filters["group_name"] = lambda code: labels.get(str(code), {}).get(language, str(code))
+    env.filters["stage"] = lambda text: catalog_.gettext(str(text)) if text else ""
     return env
 
 
 class Languages:
     """The environments, built once; a request picks one by its language cookie."""
 
-    def __init__(self, globals_: dict[str, Any]) -> None:
+    def __init__(
+        self, globals_: dict[str, Any], group_labels: dict[str, dict[str, str]] | None = None
+    ) -> None:
         self.catalogs = {lang: translations(lang) for lang in LANGUAGES}
         self.environments = {
-            lang: build_environment(lang, globals_, self.catalogs[lang]) for lang in LANGUAGES
+            lang: build_environment(lang, globals_, self.catalogs[lang], group_labels)
+            for lang in LANGUAGES
         }
         # For messages made in Python (flash messages, form errors).
         self.gettext: dict[str, Callable[[str], str]] = {

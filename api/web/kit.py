@@ -182,7 +182,13 @@ def build_web(services: Services) -> Web:
             idle=timedelta(minutes=settings.web_idle_minutes),
             absolute=timedelta(hours=settings.web_absolute_hours),
         ),
-        languages=Languages({}),
+        languages=Languages(
+            {},
+            {
+                code: {"zh": group.zh, "en": group.en}
+                for code, group in services.store.schema.groups.items()
+            },
+        ),
         secure_cookies=settings.web_secure_cookies,
         demo=is_demo(services.engine, services.vault.keys),
     )

@@ -93,6 +93,8 @@ LEAK_ACTIONS = {
     "material_recovered": N_("Material recovered"),
     "other": N_("Other"),
 }
+CATEGORIES = {"general": N_("General"), "special": N_("Special")}
+ARCHIVE_STATUS = {"active": N_("Active"), "destroyed": N_("Destroyed")}
 TABLES = {
     "role": ROLES,
     "marking": MARKINGS,
@@ -102,4 +104,6 @@ TABLES = {
     "case": CASE,
     "channel": CHANNELS,
     "leak_action": LEAK_ACTIONS,
+    "category": CATEGORIES,
+    "archive_status": ARCHIVE_STATUS,
 }
