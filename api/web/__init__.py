@@ -18,11 +18,27 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from api.web import auth_pages, notices
+from api.web import (
+    admin_pages,
+    audit_pages,
+    auth_pages,
+    custodian_pages,
+    notices,
+    register,
+    retention,
+)
 from api.web.i18n import HERE
 from api.web.kit import CSP, CsrfRefused, LoginRequired, PageError, anonymous_page, is_web_path
 
-PAGE_MODULES = [auth_pages, notices]
+PAGE_MODULES = [
+    auth_pages,
+    notices,
+    register,
+    retention,
+    custodian_pages,
+    audit_pages,
+    admin_pages,
+]
 
 
 def _error_page(request: Request, status: int, message: str) -> Response:
