@@ -10,7 +10,7 @@ which are identifiers, never content.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from api.errors import ApiProblem
+from api.text_stream import stream_text
 from audit.checkpoint import SignedCheckpoint
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.log import AuditLog
@@ -183,3 +184,29 @@ class AuditTrail:
         proof = self.audit.inclusion_proof(seq, cp.size if cp else None)
         self._record_read(caller.actor, "proof", seq=seq, tree_size=cp.size if cp else None)
         return Inclusion(seq=seq, checkpoint=cp, proof=proof)
+
+    def entry(self, caller: Caller, seq: int) -> tuple[AuditRecord, Inclusion]:
+        """One entry with its inclusion proof in the newest signed checkpoint (the proof
+        route's answer, plus the entry it proves); an unknown seq is a 404."""
+        self._require_auditor(caller)
+        found = self.audit.query(newest_first=False, offset=seq - 1, limit=1)
+        if not found or found[0].seq != seq:
+            raise ApiProblem(404, "not-found", f"no audit entry {seq}")
+        cp = self.audit.latest_checkpoint()
+        if cp is None or seq > cp.size:
+            self.audit.checkpoint()
+            cp = self.audit.latest_checkpoint()
+        proof = self.audit.inclusion_proof(seq, cp.size if cp else None)
+        self._record_read(caller.actor, "entry", seq=seq, tree_size=cp.size if cp else None)
+        return found[0], Inclusion(seq=seq, checkpoint=cp, proof=proof)
+
+    def bundle(self, caller: Caller) -> Iterator[bytes]:
+        """The offline-verifiable bundle ``archive-vault audit export`` writes, streamed.
+
+        Decided and recorded (an ``audit:read`` entry, endpoint ``bundle``) before
+        anything is written; then a checkpoint is signed so the bundle's tail, that
+        entry included, is covered by a signature, as the CLI does."""
+        self._require_auditor(caller)
+        self._record_read(caller.actor, "bundle")
+        self.audit.checkpoint_if_new()
+        return stream_text(self.audit.export_bundle)

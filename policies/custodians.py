@@ -21,7 +21,9 @@ from typing import Protocol
 
 from sqlmodel import Session, col, func, select
 
-from policies.errors import Conflict
+from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
+from policies.decision import Principal
+from policies.errors import Conflict, Refused
 from policies.models import AccessRequest
 from policies.roles import CHANGE_KINDS, Role
 from vault.models import Archive, ArchiveContact, ArchiveStatus, User, UserRole
@@ -190,3 +192,39 @@ def drops_keeper_role(session: Session, username: str, roles: Iterable[str]) -> 
         ).all()
     )
     return bool((CUSTODIAN_ROLES & held) - set(roles))
+
+
+def review_for(
+    session: Session, principal: Principal, *, actor: Actor, audit: AuditSink
+) -> list[tuple[Archive, str | None]]:
+    """``review`` for the people who keep archives (information officers and the
+    supervisor), problems first; metadata only, and the look is an audit entry. Anyone
+    else is refused (``Refused``, its event audited by the caller's runner)."""
+    if not CUSTODIAN_ROLES & principal.roles:
+        message = "only information officers and the information supervisor review custodians"
+        raise Refused(
+            message,
+            rule="custodian-review",
+            event=AuditEvent(
+                action=AuditAction.LIST,
+                actor=actor,
+                outcome=Outcome.DENIED,
+                reason=message,
+                detail={"view": "custodians", "rule": "custodian-review"},
+            ),
+        )
+    rows = review(session)
+    rows.sort(key=lambda row: (row[1] is None, row[0].archive_no))
+    audit.append(
+        session,
+        AuditEvent(
+            action=AuditAction.LIST,
+            actor=actor,
+            detail={
+                "view": "custodians",
+                "count": len(rows),
+                "problems": sum(problem is not None for _a, problem in rows),
+            },
+        ),
+    )
+    return rows

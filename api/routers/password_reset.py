@@ -17,6 +17,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import StringConstraints
 
+from api import user_admin
 from api.accounts import ResetCompletion
 from api.deps import CallerDep, ServicesDep, client_address
 from api.errors import ApiProblem
@@ -24,10 +25,7 @@ from api.routers.auth import too_many
 from api.schemas import Strict, Username
 from api.security import hash_password
 from api.services import Services
-from audit.events import AuditAction
 from policies import password_reset
-from policies.errors import AccessDenied
-from policies.roles import Action
 from vault.records import USERNAME
 
 router = APIRouter(tags=["users"])
@@ -54,20 +52,7 @@ def _keys(services: Services) -> password_reset.ResetKeys:
 @router.post("/users/{username}/password-reset", status_code=201)
 def issue_reset(username: UserPath, services: ServicesDep, caller: CallerDep) -> dict[str, Any]:
     """Start a one-time reset (administrators); the first code is in this answer only."""
-    decision = services.decide(caller.principal, Action.MANAGE_USERS, None)
-    if not decision.allowed:
-        services.record_denial(caller.actor, AuditAction.USER_CHANGE, decision)
-        raise AccessDenied(decision)
-    issued = services.in_transaction(
-        lambda s: password_reset.issue(
-            s,
-            username=username,
-            issuer=caller.actor,
-            keys=_keys(services),
-            audit=services.audit,
-            now=services.clock(),
-        )
-    )
+    issued = user_admin.issue_reset(services, caller, username)
     return reset_public(issued)
 
 

@@ -14,18 +14,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import Field, StringConstraints
 
-from api.deps import Caller, CallerDep, ServicesDep
+from api import user_admin
+from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
 from api.routers.password_reset import reset_public
 from api.routers.requests import request_public
 from api.schemas import ArchiveNo, PlainText, Strict, Username
-from api.services import Services
 from audit.events import AuditAction, AuditEvent, Outcome
-from policies import notifications, password_reset, rolegrants, roster
-from policies.custodians import check_may_disable, drops_keeper_role
-from policies.errors import AccessDenied, Conflict
-from policies.models import AccessRequest
-from policies.roles import Action
+from policies import roster
 from vault.models import User
 from vault.records import USERNAME
 
@@ -83,29 +79,6 @@ class HandoverIn(Strict):
     reason: Annotated[PlainText, StringConstraints(max_length=2000)] = ""
 
 
-def _admin(services: Services, caller: Caller) -> None:
-    decision = services.decide(caller.principal, Action.MANAGE_USERS, None)
-    if not decision.allowed:
-        services.record_denial(caller.actor, AuditAction.USER_CHANGE, decision)
-        raise AccessDenied(decision)
-
-
-def keeper_check(session: Any, username: str, caller: Caller, op: str) -> None:
-    """A custodian is not disabled, nor loses the roles that let them keep archives, while
-    archives would be left without one (409, audited)."""
-    try:
-        check_may_disable(session, username)
-    except Conflict as exc:
-        exc.event = AuditEvent(
-            action=AuditAction.USER_CHANGE,
-            actor=caller.actor,
-            outcome=Outcome.DENIED,
-            reason=exc.message[:500],
-            detail={"op": op, "user": username, "rule": "custodian"},
-        )
-        raise
-
-
 def _public(user: User, roles: list[str]) -> dict[str, Any]:
     return {
         "username": user.username,
@@ -118,17 +91,13 @@ def _public(user: User, roles: list[str]) -> dict[str, Any]:
     }
 
 
-def _with_request(
-    out: dict[str, Any], req: AccessRequest | None, response: Response
-) -> dict[str, Any]:
+def _with_request(change: user_admin.AccountChange, response: Response) -> dict[str, Any]:
     """A filed role request answers 202 and says who signs it; otherwise as it was."""
-    if req is not None:
+    out = _public(change.user, change.roles)
+    out["pending_roles"] = change.pending_roles
+    out["request"] = request_public(change.request) if change.request is not None else None
+    if change.request is not None:
         response.status_code = 202
-        out["pending_roles"] = list((req.change or {}).get("add", []))
-        out["request"] = request_public(req)
-    else:
-        out["pending_roles"] = []
-        out["request"] = None
     return out
 
 
@@ -145,7 +114,7 @@ def create_user(
     the administrator's code; the second code goes to the user's department head (or
     the information supervisor), and the user sets a password with both.
     """
-    _admin(services, caller)
+    user_admin.require_admin(services, caller)
     if body.password is not None:
         raise ApiProblem(
             422,
@@ -158,11 +127,10 @@ def create_user(
             422, "validation-failed", f"email: administrators do not set addresses; {OWN_EMAIL}"
         )
 
-    def run(session: Any) -> dict[str, Any]:
-        outcome = rolegrants.create_user(
-            services.workflow,
-            session,
-            caller.principal,
+    change = user_admin.create_account(
+        services,
+        caller,
+        user_admin.NewAccount(
             username=body.username,
             roles=body.roles,
             department=body.department,
@@ -171,23 +139,12 @@ def create_user(
             credential_ref=body.credential_ref,
             display_name=body.display_name,
             reason=body.reason,
-            now=services.clock(),
-            actor=caller.actor,
-        )
-        session.flush()
-        issued = password_reset.issue(
-            session,
-            username=body.username,
-            issuer=caller.actor,
-            keys=password_reset.ResetKeys(services.vault.keys),
-            audit=services.audit,
-            now=services.clock(),
-        )
-        out = _with_request(_public(outcome.user, outcome.roles), outcome.request, response)
-        out["activation"] = reset_public(issued)
-        return out
-
-    return services.in_transaction(run)
+        ),
+    )
+    out = _with_request(change, response)
+    assert change.activation is not None  # a new account always has its reset
+    out["activation"] = reset_public(change.activation)
+    return out
 
 
 @router.patch("/{username}")
@@ -202,7 +159,7 @@ def change_user(
     holder is told in the vault). Removing roles is done at once; adding a role that
     reads content, or compliance, files a role request (202). Setting an address is
     refused (422): each person sets their own at ``PUT /me/email``."""
-    _admin(services, caller)
+    user_admin.require_admin(services, caller)
     if body.password is not None:
         # Whoever sets a password can log in as that person: nobody sets another's.
         services.in_transaction(
@@ -247,36 +204,16 @@ def change_user(
     if body.roles is None and body.disabled is None and not clear_email:
         raise ApiProblem(422, "validation-failed", "give roles, disabled or email (null)")
 
-    def run(session: Any) -> dict[str, Any]:
-        if body.disabled or (
-            body.roles is not None and drops_keeper_role(session, username, body.roles)
-        ):
-            # Nor does a custodian lose the role that lets them keep archives.
-            keeper_check(session, username, caller, "disable" if body.disabled else "set_roles")
-        if clear_email:
-            # The holder is told in the vault (policies.notifications.set_email).
-            notifications.set_email(
-                session,
-                username,
-                None,
-                audit=services.audit,
-                actor=caller.actor,
-                now=services.clock(),
-            )
-        outcome = rolegrants.change_account(
-            services.workflow,
-            session,
-            caller.principal,
-            username=username,
-            roles=body.roles,
-            disable=bool(body.disabled),
-            reason=body.reason,
-            now=services.clock(),
-            actor=caller.actor,
-        )
-        return _with_request(_public(outcome.user, outcome.roles), outcome.request, response)
-
-    return services.in_transaction(run)
+    change = user_admin.change_account(
+        services,
+        caller,
+        username,
+        roles=body.roles,
+        disable=bool(body.disabled),
+        clear_email=clear_email,
+        reason=body.reason,
+    )
+    return _with_request(change, response)
 
 
 @router.post("/{username}/handover", status_code=202)
@@ -291,38 +228,19 @@ def handover(
     a successor custodian for each (``custodians``) or for all (``custodian_to``),
     or the handover is refused (422 listing them). When it applies, the moved
     archives go on the successor's call list (``GET /handovers/calls``)."""
-    req = services.in_transaction(
-        lambda s: services.workflow.staff.file(
-            s,
-            from_user=username,
-            to_user=body.to,
-            actor=caller.principal,
-            now=services.clock(),
-            reason=body.reason,
-            custodians=body.custodians,
-            custodian_to=body.custodian_to,
-        )
+    req = user_admin.file_handover(
+        services,
+        caller,
+        username,
+        to=body.to,
+        custodians=dict(body.custodians),
+        custodian_to=body.custodian_to,
+        reason=body.reason,
     )
     return request_public(req)
 
 
 # -- who works here (reads only) ------------------------------------------------------
-
-
-def _refused_list(services: Services, caller: Caller, message: str) -> ApiProblem:
-    """A refused list, audited as denied in a transaction of its own."""
-    services.in_transaction(
-        lambda s: services.audit.append(
-            s,
-            AuditEvent(
-                action=AuditAction.USER_LIST,
-                actor=caller.actor,
-                outcome=Outcome.DENIED,
-                reason=message,
-            ),
-        )
-    )
-    return ApiProblem(403, "access-denied", message)
 
 
 @router.get("")
@@ -337,26 +255,10 @@ def list_users(
 ) -> dict[str, Any]:
     """The accounts, for administrators: names, department, roles, disabled, visitor.
     Never a password hash, reset code or credential. Each list is an audit entry."""
-    decision = services.decide(caller.principal, Action.MANAGE_USERS, None)
-    if not decision.allowed:
-        raise _refused_list(services, caller, "only administrators list the accounts")
     query = roster.UserQuery(
         role=role, department=department, disabled=disabled, offset=offset, limit=limit
     )
-
-    def run(session: Any) -> tuple[list[dict[str, Any]], int]:
-        items, total = roster.list_users(session, query)
-        services.audit.append(
-            session,
-            AuditEvent(
-                action=AuditAction.USER_LIST,
-                actor=caller.actor,
-                detail={"filters": query.filters(), "offset": offset, "count": len(items)},
-            ),
-        )
-        return items, total
-
-    items, total = services.in_transaction(run)
+    items, total = user_admin.list_accounts(services, caller, query)
     return {"items": items, "total": total, "offset": offset, "limit": limit}
 
 
@@ -370,7 +272,7 @@ def lookup_users(
     """Names for people choosing signers or reading a chain (approvers and compliance):
     usernames, display names, departments and roles of active accounts, at most 20."""
     if not roster.LOOKUP_ROLES & caller.principal.roles:
-        raise _refused_list(
+        raise user_admin.refused_list(
             services, caller, "only approvers and compliance look up names of colleagues"
         )
     if not q.strip():

@@ -19,16 +19,21 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from api.web import (
+    admin_pages,
     archive_forms,
+    audit_pages,
     auth_pages,
     client_records,
     clients,
+    custodian_pages,
     leak_pages,
     loan_pages,
     notices,
     profile,
     queue,
+    register,
     request_pages,
+    retention,
 )
 from api.web.i18n import HERE
 from api.web.kit import CSP, CsrfRefused, LoginRequired, PageError, anonymous_page, is_web_path
@@ -46,6 +51,11 @@ PAGE_MODULES = [
     queue,
     loan_pages,
     leak_pages,
+    register,
+    retention,
+    custodian_pages,
+    audit_pages,
+    admin_pages,
 ]
 
 
