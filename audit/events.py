@@ -53,6 +53,9 @@ class AuditAction(StrEnum):
     VAULT_INIT = "vault:init"
     SEAL_MANIFESTS = "vault:seal-manifests"
     AUDIT_READ = "audit:read"
+    # A whole-log verification and its result (ok, entries): the newest one is the
+    # "verification status" shown without re-hashing the log on every look.
+    AUDIT_VERIFY = "audit:verify"
     LEAK_REPORT = "leak:report"
     LEAK_CHANGE = "leak:change"
     LEAK_READ = "leak:read"

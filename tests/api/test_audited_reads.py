@@ -46,11 +46,14 @@ def test_every_audit_read_endpoint_is_audited(client, login) -> None:
     assert client.get("/audit/checkpoints/latest", headers=supervisor).status_code == 200
     assert client.get("/audit/proof/1", headers=supervisor).status_code == 200
     entries = _log(client, login, action="audit:read", actor="qian.audit")
-    assert [e["detail"]["endpoint"] for e in entries] == ["proof", "checkpoint", "verify", "query"]
-    assert entries[3]["detail"]["limit"] == 5 and entries[0]["detail"]["seq"] == 1
+    assert [e["detail"]["endpoint"] for e in entries] == ["proof", "checkpoint", "query"]
+    assert entries[2]["detail"]["limit"] == 5 and entries[0]["detail"]["seq"] == 1
+    # A verification is its own action, with its result: the newest is the log's status.
+    verified = _log(client, login, action="audit:verify", actor="qian.audit")
+    assert verified[0]["detail"]["ok"] is True and verified[0]["detail"]["entries"] > 0
     assert all(e["outcome"] == "allowed" for e in entries)
     again = _log(client, login, action="audit:read", actor="zhao.lei")
-    assert again[0]["detail"]["filters"] == {"action": "audit:read", "actor": "qian.audit"}
+    assert again[0]["detail"]["filters"] == {"action": "audit:verify", "actor": "qian.audit"}
 
 
 def test_a_refused_audit_read_is_audited(client, login) -> None:
