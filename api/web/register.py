@@ -13,9 +13,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 from fastapi.responses import Response
+from sqlmodel import Session, col, select
 
 from api.routers.requests import request_service
 from api.web.kit import Form, Page, PageError, SignedIn
+from api.web.request_kit import highest
+from policies.models import AccessRequest
 from policies.roles import Action, LoanState
 from policies.visibility import LOAN_REGISTER_READERS
 
@@ -37,9 +40,22 @@ def register_page(page: SignedIn) -> Response:
     views = request_service(page.services).loans(caller, overdue=False, open_only=False)
     views.sort(key=lambda v: (_ORDER[v.status], v.entry.due_at))
     may_return = page.services.decide(caller.principal, Action.REGISTER_LOAN, None).allowed
+    # Each line's marking is its request's level (the highest among its archives).
+    ids = {v.entry.request_id for v in views}
+    with Session(page.services.engine) as session:
+        levels: dict[int | None, str] = {
+            rid: level
+            for rid, level in session.exec(
+                select(AccessRequest.id, AccessRequest.classification).where(
+                    col(AccessRequest.id).in_(ids)
+                )
+            ).all()
+        }
     return page.render(
         "officer_register.html",
         views=views,
+        levels=levels,
+        banner=highest(levels.values()),
         overdue=sum(v.status is LoanState.OVERDUE for v in views),
         may_return=may_return,
     )
