@@ -57,7 +57,7 @@ STATES = {
 }
 OUTCOMES = {
     "allowed": N_("Allowed"),
-    "denied": N_("Denied"),
+    "denied": N_("Refused"),
     "error": N_("Error"),
 }
 CASE = {
