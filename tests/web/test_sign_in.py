@@ -184,3 +184,18 @@ def test_an_unexpected_error_on_a_page_is_a_page_without_details(
     r = b.get("/ui/notifications")
     assert r.status_code == 500 and r.headers["content-type"].startswith("text/html")
     assert "4242" not in r.text and "Something went wrong" in r.text
+
+
+def test_a_demo_vault_lists_its_accounts_on_the_sign_in_page(api_vault, clock) -> None:
+    from api.app import create_app
+    from foundation.db import transaction
+    from tests.web.conftest import Browser
+    from vault.demo import mark_demo
+
+    with transaction(api_vault.engine) as session:
+        mark_demo(session, api_vault.keys)
+    b = Browser(create_app(vault=api_vault, clock=clock))
+    page = b.get("/login")
+    assert page.status_code == 200
+    assert "演示账户" in page.text and "zhang.wei" in page.text and "qian.audit" in page.text
+    assert "correct horse" not in page.text  # names the accounts, never a password
