@@ -210,7 +210,8 @@ class Attribution:
             kind="fingerprint",
             detail={
                 "export": best.uid if best else None,
-                "confidence": verdict["confidence"],
+                # The audit log holds no floats: the figure as text, six decimals.
+                "confidence": f"{best.confidence:.6f}" if best else None,
                 "rows": len(rows),
                 "bits": best.bits if best else None,
                 "exports_compared": len(candidates),
