@@ -33,7 +33,6 @@ exports of the same rows can see where their renderings differ.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import math
 import random
@@ -41,7 +40,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from vault.formats import id_check_char
-from vault.renderings import canonical, observe, render
+from vault.renderings import canonical, observe, pair
 from vault.schema import FieldSpec, ProfileSchema
 
 ALGORITHM = "HMAC-SHA256"
@@ -125,8 +124,7 @@ class Fingerprinter:
         self.schema = schema
 
     def _mac(self, *parts: str) -> bytes:
-        msg = b"\x00".join(p.encode() for p in parts)
-        return hmac.new(self._key, msg, hashlib.sha256).digest()
+        return hmac.digest(self._key, b"\x00".join(p.encode() for p in parts), "sha256")
 
     def bit(self, export_id: str, archive_no: str, field_name: str) -> int:
         return self._mac("bit", export_id, archive_no, field_name)[0] & 1
@@ -147,15 +145,14 @@ class Fingerprinter:
         self, export_id: str, archive_no: str, content: Mapping[str, Mapping[str, str]]
     ) -> dict[str, dict[str, str]]:
         fields = self.schema.fields
-        return {
-            g: {
-                f: render(fields[f].type, v, self.bit(export_id, archive_no, f))
-                if f in fields
-                else v
-                for f, v in values.items()
-            }
-            for g, values in content.items()
-        }
+        out: dict[str, dict[str, str]] = {}
+        for g, values in content.items():
+            out[g] = {}
+            for f, v in values.items():
+                # The keyed bit only where the value has two forms (most cells have none).
+                forms = pair(fields[f].type, v) if f in fields else None
+                out[g][f] = forms[self.bit(export_id, archive_no, f)] if forms else v
+        return out
 
     def decoy_numbers(
         self, export_id: str, count: int, years: Iterable[str], taken: Callable[[str], bool]

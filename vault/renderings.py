@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["canonical", "observe", "render"]
+__all__ = ["PAIRED", "canonical", "observe", "pair", "render"]
+
+PAIRED = frozenset({"mobile", "landline", "plate", "text"})  # types that may have two forms
 
 _HALF = "0123456789"
 _FULL = "０１２３４５６７８９"
@@ -43,10 +45,21 @@ _PLATE_1 = re.compile(r"([^\x00-\x7f])([A-Z])·([A-Z0-9]{5,6})")
 _NUMBERISH = re.compile(r"[\d０-９\s年月日号號时時分秒点:/.\-,，%+＋¥$元万亿千百]*")
 
 
+_DIGIT = re.compile(r"[0-9０-９]")
+_HALF_RE = re.compile(r"[0-9]")
+_FULL_RE = re.compile(r"[０-９]")
+
+
 def _text_eligible(value: str) -> bool:
-    has_half = any(c in _HALF for c in value)
-    has_full = any(c in _FULL for c in value)
-    return (has_half or has_full) and not _NUMBERISH.fullmatch(value.strip())
+    return _DIGIT.search(value) is not None and not _NUMBERISH.fullmatch(value.strip())
+
+
+def pair(ftype: str, value: str) -> tuple[str, str] | None:
+    """Both forms of ``value``, or None when it has no pair (most cells)."""
+    if ftype not in PAIRED:
+        return None
+    forms = (render(ftype, value, 0), render(ftype, value, 1))
+    return forms if forms[0] != forms[1] else None
 
 
 def render(ftype: str, value: str, bit: int) -> str:
@@ -80,8 +93,8 @@ def observe(ftype: str, cell: str) -> int | None:
             return 0
         return 1 if _PLATE_1.fullmatch(cell) else None
     if ftype == "text" and _text_eligible(cell):
-        half = any(c in _HALF for c in cell)
-        full = any(c in _FULL for c in cell)
+        half = _HALF_RE.search(cell) is not None
+        full = _FULL_RE.search(cell) is not None
         if half != full:  # all of one width; mixed text was not written by an export
             return 1 if full else 0
     return None
