@@ -27,9 +27,12 @@ from foundation.clock import utcnow
 from foundation.db import transaction
 from policies.access import ArchiveReads, Credentials
 from policies.archive_acts import ArchiveActs
+from policies.attribution import Attribution
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
+from policies.export_marks import ExportMarks
+from policies.fingerprint import Fingerprinter
 from policies.leaks import LeakCases
 from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
@@ -73,6 +76,7 @@ class Services:
     accounts: Accounts
     audit_trail: AuditTrail
     leaks: LeakCases
+    traces: Attribution
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -97,6 +101,9 @@ class Services:
             actor=Actor("system", "system"),
             files=policy_files(vault.settings.schema_file),
         )
+        # Export fingerprints: one key from the key file, for marking and for tracing.
+        fingerprinter = Fingerprinter(vault.keys.index_key("export:fingerprint"), vault.schema)
+        leaks = LeakCases(workflow, vault.keys)
         return cls(
             vault=vault,
             store=store,
@@ -106,13 +113,19 @@ class Services:
             workflow=workflow,
             reads=ArchiveReads(store, policy, clock),
             acts=ArchiveActs(
-                store=store, policy=policy, workflow=workflow, audit=audit, clock=clock
+                store=store,
+                policy=policy,
+                workflow=workflow,
+                audit=audit,
+                clock=clock,
+                marks=ExportMarks(fingerprinter),
             ),
             accounts=Accounts(
                 vault=vault, index=store.index, audit=audit, tokens=tokens, clock=clock
             ),
             audit_trail=AuditTrail(vault=vault, audit=audit, policy=policy, clock=clock),
-            leaks=LeakCases(workflow, vault.keys),
+            leaks=leaks,
+            traces=Attribution(leaks, fingerprinter),
             clock=clock,
         )
 

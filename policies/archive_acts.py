@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
@@ -37,6 +37,8 @@ from policies.changes import audited_refusals
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import AccessDenied, PolicyError, Refused
+from policies.export_marks import ExportMarks
+from policies.fingerprint import Row
 from policies.models import AccessGrant, AccessRequest
 from policies.roles import Action, GrantState
 from policies.workflow import Workflow
@@ -87,6 +89,9 @@ class Export:
     groups: tuple[str, ...]
     format: str = copies.DEFAULT_FORMAT
     copy: int = 1  # this export is copy ``copy`` of ``grant.copies``
+    # The rows the file holds: marked with the export's fingerprint (``policies.fingerprint``).
+    rows: list[Row] = field(default_factory=list)
+    fingerprint: str | None = None
 
 
 def denial(decision: Decision, actor: Actor, action: AuditAction, **kw: Any) -> AccessDenied:
@@ -114,12 +119,14 @@ class ArchiveActs:
         workflow: Workflow,
         audit: AuditSink,
         clock: Callable[[], datetime] = utcnow,
+        marks: ExportMarks | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.workflow = workflow
         self.audit = audit
         self.clock = clock
+        self.marks = marks
 
     # -- the unit and the decision ------------------------------------------------
 
@@ -433,6 +440,7 @@ class ArchiveActs:
                     f"all {grant.copies} approved copies were "
                     f"made; file a new {grant.kind} request",
                 )
+            mark = self.marks.new_id() if self.marks is not None else None
             views = self.store.reader.export(
                 grant.archives,
                 groups,
@@ -442,9 +450,31 @@ class ArchiveActs:
                 reason=grant.reason,
                 provision=action is Action.PROVIDE,
                 session=session,
-                detail={"request": request_uid, "copy": copy, "copies": grant.copies},
+                detail={"request": request_uid, "copy": copy, "copies": grant.copies}
+                | ({"fingerprint": mark} if mark else {}),
             )
-        return Export(views=views, grant=grant, groups=groups, format=fmt, copy=copy)
+            rows: list[Row] = [(v.meta.archive_no, v.content) for v in views]
+            if self.marks is not None and mark is not None:
+                kept = self.marks.keep(
+                    session,
+                    mark,
+                    grant=grant,
+                    exported_by=caller.username,
+                    copy=copy,
+                    fmt=fmt,
+                    views=views,
+                    now=self.clock(),
+                )
+                rows = self.marks.rows(mark, views, kept.decoys, groups)
+        return Export(
+            views=views,
+            grant=grant,
+            groups=groups,
+            format=fmt,
+            copy=copy,
+            rows=rows,
+            fingerprint=mark,
+        )
 
     @staticmethod
     def _export_refused(caller: Caller, grant: AccessGrant, rule: str, message: str) -> Refused:

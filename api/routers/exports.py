@@ -37,9 +37,10 @@ class DestroyIn(Strict):
 @router.post("/exports")
 def export(body: ExportIn, services: ServicesDep, caller: CallerDep) -> Response:
     """A file of exactly the approved archives and field groups (Art 23–24), in the
-    approved format; each takes one of the approved copies (the header says which)."""
+    approved format; each takes one of the approved copies (the header says which).
+    The rows carry the export's own fingerprint (``policies.fingerprint``)."""
     done = services.acts.export(caller, body.request, body.format)
-    grant, groups, views = done.grant, done.groups, done.views
+    grant, groups = done.grant, done.groups
     headers = {
         "Cache-Control": "no-store",
         "Content-Disposition": (
@@ -48,7 +49,7 @@ def export(body: ExportIn, services: ServicesDep, caller: CallerDep) -> Response
         "X-Copy": f"{done.copy}/{grant.copies}",
     }
     if done.format == "json":
-        payload = [{"archive_no": v.meta.archive_no, **v.content} for v in views]
+        payload = [{"archive_no": no, **content} for no, content in done.rows]
         return Response(
             json.dumps(payload, ensure_ascii=False), media_type="application/json", headers=headers
         )
@@ -56,9 +57,9 @@ def export(body: ExportIn, services: ServicesDep, caller: CallerDep) -> Response
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(["archive_no", *fields])
-    for v in views:
-        flat = {k: val for g in v.content.values() for k, val in g.items()}
-        writer.writerow([v.meta.archive_no, *(_safe_cell(flat.get(f, "")) for f in fields)])
+    for no, content in done.rows:
+        flat = {k: val for g in content.values() for k, val in g.items()}
+        writer.writerow([no, *(_safe_cell(flat.get(f, "")) for f in fields)])
     return Response(out.getvalue(), media_type="text/csv; charset=utf-8", headers=headers)
 
 
