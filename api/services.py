@@ -30,6 +30,8 @@ from policies.archive_acts import ArchiveActs
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
+from policies.leak_containment import Containment
+from policies.leak_duties import LeakDuties
 from policies.leaks import LeakCases
 from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
@@ -73,6 +75,10 @@ class Services:
     accounts: Accounts
     audit_trail: AuditTrail
     leaks: LeakCases
+    # Containment and notification duties of leak cases (policies.leak_containment,
+    # policies.leak_duties), on the same cases.
+    containment: Containment
+    leak_duties: LeakDuties
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -97,6 +103,7 @@ class Services:
             actor=Actor("system", "system"),
             files=policy_files(vault.settings.schema_file),
         )
+        leaks = LeakCases(workflow, vault.keys)
         return cls(
             vault=vault,
             store=store,
@@ -112,7 +119,9 @@ class Services:
                 vault=vault, index=store.index, audit=audit, tokens=tokens, clock=clock
             ),
             audit_trail=AuditTrail(vault=vault, audit=audit, policy=policy, clock=clock),
-            leaks=LeakCases(workflow, vault.keys),
+            leaks=leaks,
+            containment=Containment(leaks, workflow.loans),
+            leak_duties=LeakDuties(leaks, vault.settings, vault.schema),
             clock=clock,
         )
 
