@@ -31,20 +31,24 @@ _SESSIONS = WebSession.__table__  # type: ignore[attr-defined]
 
 def revoke_grants(session: Session, username: str, now: datetime) -> list[str]:
     """Revoke every active grant whose subject is ``username``; returns their uids."""
-    revoked: list[str] = []
-    for grant in session.exec(
+    grants = session.exec(
         select(AccessGrant)
         .where(AccessGrant.subject == username, AccessGrant.state == GrantState.ACTIVE)
         .order_by(AccessGrant.id)  # type: ignore[arg-type]
         .with_for_update()
-    ).all():
+    ).all()
+    if not grants:
+        return []
+    # One revision for all of them: they commit together, and an engine syncing
+    # "after revision N" reads every row of one revision at once.
+    rev = next_revision(session)
+    for grant in grants:
         grant.state = GrantState.REVOKED.value
         grant.ended_at = now
-        grant.rev = next_revision(session)
+        grant.rev = rev
         session.add(grant)
-        revoked.append(grant.uid)
     session.flush()
-    return revoked
+    return [g.uid for g in grants]
 
 
 def withdraw_requests(session: Session, username: str, now: datetime, *, by: str) -> list[str]:
