@@ -24,6 +24,7 @@ from api.routers import (
     exports,
     handovers,
     health,
+    leak_duties,
     leak_traces,
     leaks,
     notifications,
@@ -247,6 +248,7 @@ def create_app(
     app.include_router(handovers.router)
     app.include_router(leaks.router)
     app.include_router(leak_traces.router)
+    app.include_router(leak_duties.router)
     web.install(app)  # the pages: after the API's error handlers, which it wraps for pages
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below

@@ -33,6 +33,8 @@ from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
 from policies.export_marks import ExportMarks
 from policies.fingerprint import Fingerprinter
+from policies.leak_containment import Containment
+from policies.leak_duties import LeakDuties
 from policies.leaks import LeakCases
 from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
@@ -77,6 +79,10 @@ class Services:
     audit_trail: AuditTrail
     leaks: LeakCases
     traces: Attribution
+    # Containment and notification duties of leak cases (policies.leak_containment,
+    # policies.leak_duties), on the same cases.
+    containment: Containment
+    leak_duties: LeakDuties
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -126,6 +132,8 @@ class Services:
             audit_trail=AuditTrail(vault=vault, audit=audit, policy=policy, clock=clock),
             leaks=leaks,
             traces=Attribution(leaks, fingerprinter),
+            containment=Containment(leaks, workflow.loans),
+            leak_duties=LeakDuties(leaks, vault.settings, vault.schema),
             clock=clock,
         )
 

@@ -78,6 +78,16 @@ class Settings(BaseSettings):
     # configures a rule on who serves the customer. ``VAULT_IMPORTANT_GRADES='["A","B"]'``.
     important_grades: list[str] = Field(default_factory=lambda: ["A"])
 
+    # Leak cases' legal clocks (PIPL Art 57, policies.leak_duties): hours from when the
+    # handlers became aware that customers' personal information was affected until the
+    # regulator, and the individuals, must have been notified. Applied when a case's
+    # duties are recorded; a case keeps the deadlines it was given.
+    leak_regulator_hours: float = Field(default=4.0, gt=0, le=24 * 30)
+    leak_individuals_hours: float = Field(default=72.0, gt=0, le=24 * 90)
+    # Who affected people contact, as printed in the leak notice (an office, a phone
+    # number, an address: the company's, never a customer's).
+    leak_notice_contact: str = Field(default="", max_length=300)
+
     import_batch: int = Field(default=1000, ge=1)
     rotate_batch: int = Field(default=2000, ge=1)
 

@@ -56,15 +56,13 @@ from policies.desk import Desk, actor_of
 from policies.directory import disable_user, load_principal
 from policies.errors import InvalidInput, NotFound, Refused
 from policies.handover_calls import open_calls
-from policies.loading import next_revision
-from policies.models import AccessGrant, AccessRequest, LoanEntry
+from policies.models import AccessRequest, LoanEntry
+from policies.revocation import revoke_grants, withdraw_requests
 from policies.roles import (
     Action,
-    GrantState,
     LoanState,
     NotificationEvent,
     RequestKind,
-    RequestState,
     Role,
     rank,
 )
@@ -454,30 +452,8 @@ class StaffHandover:
                 )
             ).all()
         )
-        for grant in session.exec(
-            select(AccessGrant)
-            .where(AccessGrant.subject == from_user, AccessGrant.state == GrantState.ACTIVE)
-            .with_for_update()
-        ).all():
-            grant.state = GrantState.REVOKED.value
-            grant.ended_at = now
-            grant.rev = next_revision(session)
-            session.add(grant)
-            result.revoked_grants.append(grant.uid)
-        for req in session.exec(
-            select(AccessRequest)
-            .where(
-                AccessRequest.requester == from_user, AccessRequest.state == RequestState.PENDING
-            )
-            .with_for_update()
-        ).all():
-            req.state = RequestState.WITHDRAWN.value
-            req.decided_at = now
-            req.decided_by = actor.username
-            req.version += 1
-            session.add(req)
-            result.withdrawn_requests.append(req.uid)
-        session.flush()
+        result.revoked_grants = revoke_grants(session, from_user, now)
+        result.withdrawn_requests = withdraw_requests(session, from_user, now, by=actor.username)
         self.desk.event(
             session,
             AuditEvent(

@@ -27,6 +27,7 @@ from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from policies.decision import Principal
 from policies.desk import Desk, new_uid
 from policies.errors import InvalidInput, NotFound, Refused
+from policies.leak_duty_models import LeakDuty, duty_order, overdue_clause, stamp_notice
 from policies.leak_models import LeakCase, LeakCaseEvent
 from policies.notifications import LEAK_HANDLERS, Notice
 from policies.roles import Action, NotificationEvent, Role
@@ -60,6 +61,9 @@ ACTIONS = (
     "material_recovered",
     "other",
 )
+# Notices a case owes (PIPL Art 57); ``POST /leaks/{uid}/notified`` records them with
+# their time and reference, an action recorded here stamps the same clock.
+NOTICES = ("regulator_told", "customers_told")
 
 
 class CaseState(StrEnum):
@@ -301,20 +305,30 @@ class LeakCases:
         now: datetime,
         *,
         state: str | None = None,
+        overdue: bool = False,
         limit: int = 50,
         offset: int = 0,
     ) -> tuple[list[LeakCase], int]:
-        """Cases the caller may see: all for handlers and compliance, own reports otherwise."""
-        query = select(LeakCase)
+        """Cases the caller may see: all for handlers and compliance, own reports otherwise.
+
+        Cases with a notification duty past its deadline come first (the earliest
+        missed first), then those with a deadline still running (the soonest
+        first), then the rest, newest first (``leak_duty_models.duty_order``).
+        """
+        query = select(LeakCase).outerjoin(LeakDuty, col(LeakDuty.case_id) == col(LeakCase.id))
         if not self.may_list_all(principal, now):
             query = query.where(
                 LeakCase.source == "report", LeakCase.reporter == principal.username
             )
         if state:
             query = query.where(LeakCase.state == state)
+        if overdue:
+            query = query.where(overdue_clause(now))
         total = session.exec(select(sa.func.count()).select_from(query.subquery())).one()
         rows = session.exec(
-            query.order_by(col(LeakCase.created_at).desc(), col(LeakCase.id).desc())
+            query.order_by(
+                *duty_order(now), col(LeakCase.created_at).desc(), col(LeakCase.id).desc()
+            )
             .limit(min(limit, MAX_PAGE))
             .offset(offset)
         ).all()
@@ -486,6 +500,8 @@ class LeakCases:
             raise InvalidInput(f"unknown action {action[:32]!r} ({', '.join(ACTIONS)})")
         if case.state == CaseState.CLOSED:
             raise InvalidInput("the case is closed")
+        if action in NOTICES:  # the first notice of its kind stops its legal clock
+            detail = (detail or {}) | {"first": stamp_notice(session, case, action, now)}
         self.record(
             session,
             case,

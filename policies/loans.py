@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlmodel import Session, col, select
 
-from audit.events import SYSTEM, AuditAction, AuditEvent
+from audit.events import SYSTEM, Actor, AuditAction, AuditEvent
 from policies.decision import Principal
 from policies.desk import Desk, actor_of, fmt, new_uid
 from policies.errors import NotFound, Refused
@@ -213,6 +213,67 @@ class Loans:
             now,
         )
         return loan
+
+    def recall(
+        self, session: Session, borrower: str, *, by: Actor, case_uid: str, now: datetime
+    ) -> list[str]:
+        """Recall every open loan of ``borrower`` (a leak case's containment).
+
+        The line stays open in the borrower's name (the material is still out and
+        must come back, Art 20), but the loan is now due: ``due_at`` is brought
+        forward to ``now``, so the register shows it overdue and the sweep keeps
+        telling the borrower and the keepers each day until it is returned. Its
+        grant is ended by the caller (``revocation.revoke_grants``). The audit
+        entry keeps the due time it had; the keepers and the borrower are told now.
+        """
+        recalled: list[str] = []
+        for loan in session.exec(
+            select(LoanEntry)
+            .where(LoanEntry.borrower == borrower, LoanEntry.state == LoanState.OUT)
+            .order_by(col(LoanEntry.id))
+            .with_for_update()
+        ).all():
+            was = loan.due_at
+            loan.due_at = min(was, now)
+            loan.overdue_notified_at = now
+            session.add(loan)
+            self.desk.event(
+                session,
+                AuditEvent(
+                    action=AuditAction.LOAN,
+                    actor=by,
+                    archives=tuple(loan.archives),
+                    detail={
+                        "loan": loan.uid,
+                        "op": "recalled",
+                        "borrower": loan.borrower,
+                        "case": case_uid,
+                        "due_was": fmt(was),
+                        "due": fmt(loan.due_at),
+                    },
+                ),
+            )
+            notice = _notice(loan, NotificationEvent.OVERDUE)
+            self.desk.notifier.notify(
+                session,
+                loan.borrower,
+                notice,
+                f"loan {loan.uid} is recalled (leak case {case_uid}): return the material "
+                "to an information officer now",
+                now,
+            )
+            self.desk.notifier.notify_role(
+                session,
+                REGISTER_KEEPERS,
+                notice,
+                f"loan {loan.uid} by {loan.borrower} is recalled (leak case {case_uid}); "
+                "its access ended: collect the material",
+                now,
+                exclude=[loan.borrower],
+            )
+            recalled.append(loan.uid)
+        session.flush()
+        return recalled
 
     def register(
         self,

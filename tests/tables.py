@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 
 import audit.models
 import policies.fingerprint_models
+import policies.leak_duty_models
 import policies.leak_models
 import policies.models
 import vault.auth_models
@@ -23,6 +24,7 @@ MODEL_MODULES = (
     policies.models,
     policies.leak_models,
     policies.fingerprint_models,
+    policies.leak_duty_models,
 )
 
 

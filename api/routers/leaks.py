@@ -15,6 +15,7 @@ from pydantic import AwareDatetime, Field, StringConstraints
 from api.deps import CallerDep, ServicesDep
 from api.schemas import Strict
 from policies import leaks
+from policies.leak_duties import clocks
 from policies.leaks import LeakReport
 
 router = APIRouter(prefix="/leaks", tags=["leaks"])
@@ -70,17 +71,30 @@ def list_cases(
     services: ServicesDep,
     caller: CallerDep,
     state: Literal["reported", "investigating", "contained", "closed"] | None = None,
+    overdue: bool = False,
     limit: Annotated[int, Query(ge=1, le=leaks.MAX_PAGE)] = 50,
     offset: Annotated[int, Query(ge=0, le=10**6)] = 0,
 ) -> dict[str, Any]:
-    """Every case for the handlers and compliance; your own reports otherwise."""
+    """Every case for the handlers and compliance; your own reports otherwise.
+
+    Cases owing a notice past its deadline come first (``overdue=true``: only those);
+    the handlers and compliance see each case's clocks (``duties``)."""
 
     def run(session: Any) -> dict[str, Any]:
         now = services.clock()
         rows, total = services.leaks.page(
-            session, caller.principal, now, state=state, limit=limit, offset=offset
+            session,
+            caller.principal,
+            now,
+            state=state,
+            overdue=overdue,
+            limit=limit,
+            offset=offset,
         )
         full = services.leaks.may_list_all(caller.principal, now)
+        duties = (
+            services.leak_duties.of_cases(session, [c.id for c in rows if c.id]) if full else {}
+        )
         items: list[dict[str, Any]] = [
             {
                 "uid": c.uid,
@@ -91,7 +105,13 @@ def list_cases(
                 "updated_at": c.updated_at.isoformat(),
             }
             | (
-                {"rule": c.rule or None, "reporter": c.reporter, "archives": len(c.archives)}
+                {
+                    "rule": c.rule or None,
+                    "reporter": c.reporter,
+                    "archives": len(c.archives),
+                    "overdue": clocks(duties.get(c.id or 0), now)["overdue"],
+                    "duties": clocks(duties.get(c.id or 0), now),
+                }
                 if full
                 else {}
             )

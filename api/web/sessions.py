@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from foundation.db import transaction
+from policies.revocation import end_web_sessions
 from vault.auth_models import WebSession
 
 _S = WebSession.__table__  # type: ignore[attr-defined]
@@ -123,12 +124,7 @@ class WebSessions:
 
     def end_all(self, session: Session, username: str, now: datetime) -> int:
         """End every open session of a user, in the caller's transaction."""
-        result = session.connection().execute(
-            sa.update(_S)
-            .where(_S.c.username == username, _S.c.ended_at.is_(None))
-            .values(ended_at=now)
-        )
-        return int(result.rowcount or 0)
+        return end_web_sessions(session, username, now)
 
     def csrf_for(self, binding: str) -> str:
         """The CSRF token of a session key or a pre-session cookie."""
