@@ -30,6 +30,7 @@ from policies.archive_acts import ArchiveActs
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
+from policies.inspection import Inspections
 from policies.leaks import LeakCases
 from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
@@ -73,6 +74,7 @@ class Services:
     accounts: Accounts
     audit_trail: AuditTrail
     leaks: LeakCases
+    inspections: Inspections
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -113,6 +115,7 @@ class Services:
             ),
             audit_trail=AuditTrail(vault=vault, audit=audit, policy=policy, clock=clock),
             leaks=LeakCases(workflow, vault.keys),
+            inspections=Inspections(store=store, audit=audit, clock=clock, policy=policy),
             clock=clock,
         )
 
