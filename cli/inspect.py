@@ -25,8 +25,10 @@ from audit.report_signature import verify_report
 from cli.common import DEFAULT_DATA_DIR, DataDir, cli_actor, console, err, finish, open_store
 from cli.common import progress_bar as bar_of
 from foundation.clock import utcnow
+from foundation.settings import Settings
 from policies.inspection import Inspections, report_of
 from policies.inspection_html import render_html
+from vault.vault import open_vault
 
 inspect_app = typer.Typer(
     help="The half-yearly inspection (Art 14): run, verify a report, the record.",
@@ -123,8 +125,12 @@ def verify(
         Path | None,
         typer.Option("--pubkey", help="The audit key's PEM (`archive-vault audit pubkey`)."),
     ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option("--data-dir", help="Pin the key of this vault instead of --pubkey."),
+    ] = None,
 ) -> None:
-    """Check a report's signature offline; with --pubkey against the key you pinned."""
+    """Check a report's signature offline: against --pubkey, a vault's key, or the key it names."""
     try:
         doc = json.loads(report.read_text("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
@@ -137,6 +143,8 @@ def verify(
         except (OSError, ValueError):
             err.print(f"[bold red]error:[/] {pubkey} is not an Ed25519 public key (PEM)")
             raise typer.Exit(2) from None
+    elif data_dir is not None:
+        pinned = open_vault(Settings(data_dir=data_dir)).keys.audit_signing_key().public_key()
     verdict = verify_report(doc, pinned)
     if not verdict.ok:
         err.print(Text.assemble(("FAILED", "bold red"), f" {verdict.why}"))
