@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection, Engine
 from vault import manifest as mf
 from vault.crypto import InvalidCiphertext, Sealer
 from vault.envelope import Envelope, attachment_aad, chunk_aad, content_aad, interaction_aad
-from vault.errors import DecryptionFailed
+from vault.errors import DecryptionFailed, VaultError
 from vault.models import (
     Archive,
     ArchiveStatus,
@@ -180,7 +180,7 @@ class StoreWalk:
     def _dek(self, archive: Any, result: ContentCheck) -> Sealer | None:
         try:
             dek = self.envelope.dek_of(archive)
-        except (DecryptionFailed, KeyError, ValueError):
+        except (VaultError, KeyError, ValueError):  # tampered, wrong level or version, erased
             result.count(archive.archive_no, "dek", False)
             return None
         result.count(archive.archive_no, "dek", True)
