@@ -41,10 +41,10 @@ from vault.vault import init_vault
 ACTOR = Actor("bench", "system")
 
 
-def _plain_scan(engine: sa.Engine, batch: int) -> float:
-    """The same rows, the same batching, nothing opened: the I/O floor."""
+def _plain_scan(engine: sa.Engine, batch: int) -> tuple[float, float]:
+    """The same rows, the same batching, nothing opened: the I/O floor (wall, CPU)."""
     a, c, h = table_of(Archive), table_of(SealedGroup), table_of(ContentHistory)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     last = 0
     while True:
         with engine.connect() as conn:
@@ -67,7 +67,7 @@ def _plain_scan(engine: sa.Engine, batch: int) -> float:
                     )
                 )
             last = ids[-1]
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def measure(n: int, workdir: Path) -> list[dict[str, Any]]:
@@ -80,7 +80,7 @@ def measure(n: int, workdir: Path) -> list[dict[str, Any]]:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     assert import_file(store, source, owner=None, actor=ACTOR).imported == n
     service = Inspections(store=store, audit=store.audit, clock=utcnow)  # type: ignore[arg-type]
-    plain_s = _plain_scan(vault.engine, service.batch)
+    plain_s, plain_cpu = _plain_scan(vault.engine, service.batch)
     t0, c0 = time.perf_counter(), time.process_time()
     check = StoreWalk(vault.engine, store.envelope, batch=service.batch).run()
     walk_s, walk_cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -103,6 +103,8 @@ def measure(n: int, workdir: Path) -> list[dict[str, Any]]:
             "name": f"inspection: content walk CPU time, {label}",
             "value": round(walk_cpu, 2),
             "unit": "s",
+            "baseline": round(plain_cpu, 2),
+            "ratio": round(walk_cpu / plain_cpu, 2) if plain_cpu else None,
         },
         {"name": f"inspection: whole run, {label}", "value": round(full_s, 2), "unit": "s"},
         {
