@@ -24,6 +24,7 @@ from api.routers import (
     exports,
     handovers,
     health,
+    inspections,
     leak_duties,
     leak_traces,
     leaks,
@@ -249,6 +250,7 @@ def create_app(
     app.include_router(leaks.router)
     app.include_router(leak_traces.router)
     app.include_router(leak_duties.router)
+    app.include_router(inspections.router)
     web.install(app)  # the pages: after the API's error handlers, which it wraps for pages
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below

@@ -33,6 +33,7 @@ from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
 from policies.export_marks import ExportMarks
 from policies.fingerprint import Fingerprinter
+from policies.inspection import Inspections
 from policies.leak_containment import Containment
 from policies.leak_duties import LeakDuties
 from policies.leaks import LeakCases
@@ -83,6 +84,7 @@ class Services:
     # policies.leak_duties), on the same cases.
     containment: Containment
     leak_duties: LeakDuties
+    inspections: Inspections
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -134,6 +136,7 @@ class Services:
             traces=Attribution(leaks, fingerprinter),
             containment=Containment(leaks, workflow.loans),
             leak_duties=LeakDuties(leaks, vault.settings, vault.schema),
+            inspections=Inspections(store=store, audit=audit, clock=clock, policy=policy),
             clock=clock,
         )
 

@@ -59,6 +59,9 @@ class AuditAction(StrEnum):
     LEAK_REPORT = "leak:report"
     LEAK_CHANGE = "leak:change"
     LEAK_READ = "leak:read"
+    # The half-yearly inspection (Art 14): a run (with its report's hash), a read of one.
+    INSPECT = "vault:inspect"
+    INSPECTION_READ = "inspection:read"
 
 
 class Outcome(StrEnum):

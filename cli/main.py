@@ -18,6 +18,7 @@ from audit.errors import AuditError
 from cli import archives, leaks, notifications, service
 from cli.audit import audit_app
 from cli.common import err
+from cli.inspect import inspect_app
 from cli.policy import policy_app
 from policies.errors import PolicyError
 from vault.errors import VaultError
@@ -33,6 +34,7 @@ app.add_typer(archives.customer_app, name="customer")
 app.add_typer(archives.keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
+app.add_typer(inspect_app, name="inspect")
 service.register(app)
 notifications.register(app, service.user_app)
 leaks.register(app)

@@ -37,6 +37,7 @@ from policies.custodians import check_may_disable, drops_keeper_role
 from policies.decision import Principal
 from policies.directory import add_user, disable_user, roles_need_approval
 from policies.errors import PolicyError
+from policies.inspection import Inspections
 from policies.notifications import MailOptions, Notifier, set_email
 from policies.password_reset import ResetKeys, issue
 from policies.rolegrants import RoleOutcome, change_roles, create_user
@@ -285,6 +286,7 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         workflow.notifier = Notifier(MailOptions.from_settings(store.settings))
         result = workflow.sweeper.sweep(session, now=now)
     page = store.archives.list(actor=cli_actor(), retention_before=now.date(), limit=500)
+    inspection = Inspections(store=store, audit=store.audit, clock=utcnow).due(now)
     finish(store)
     console.print(
         f"expired requests: {len(result.expired_requests)}, expired grants: "
@@ -298,6 +300,8 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
         for m in page.items:
             table.add_row(m.archive_no, m.owner, m.retention_until.isoformat())
         console.print(table)
+    # Art 14: when the last inspection was, and a warning once half a year has passed.
+    console.print(inspection.line(now), style="yellow" if inspection.due else None)
 
 
 def serve(

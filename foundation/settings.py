@@ -90,6 +90,10 @@ class Settings(BaseSettings):
 
     import_batch: int = Field(default=1000, ge=1)
     rotate_batch: int = Field(default=2000, ge=1)
+    # The inspection (Art 14): archives checked per batch, and how many days may pass
+    # before the next one is due (half a year; the sweep and `inspect --due` warn).
+    inspect_batch: int = Field(default=200, ge=1, le=10_000)
+    inspect_every_days: int = Field(default=183, ge=1, le=366)
 
     # Notifications by mail (policies.notifications): off while smtp_host is empty.
     # Mails carry ids, archive numbers, usernames and a link under public_url only.

@@ -11,6 +11,7 @@ from sqlmodel import SQLModel
 
 import audit.models
 import policies.fingerprint_models
+import policies.inspection_models
 import policies.leak_duty_models
 import policies.leak_models
 import policies.models
@@ -25,6 +26,7 @@ MODEL_MODULES = (
     policies.leak_models,
     policies.fingerprint_models,
     policies.leak_duty_models,
+    policies.inspection_models,
 )
 
 

@@ -195,6 +195,7 @@ ROLE_ACTIONS = {
         "read_leaks",
         "handle_leaks",
         "audit",
+        "inspect",
     },
     Role.CS_MANAGER: {
         "list",
@@ -207,7 +208,7 @@ ROLE_ACTIONS = {
         "handle_leaks",
     },
     Role.GENERAL_MANAGER: {"list", "search", "request", "approve", "report_leak"},
-    Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks"},
+    Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks", "inspect"},
     Role.EXTERNAL: {"request", "report_leak"},
     # Administrators start handovers but never reassign an archive (content ownership).
     Role.ADMIN: {"manage_users", "manage_keys", "report_leak", "handover"},
