@@ -13,7 +13,10 @@ same run, with the goal it is held to):
 * detection: an audited read with the detection rules on, against the same read
   with them off (goal ≤ 1.1×);
 * fingerprint: how many leaked rows name an export at 99 % confidence, and an
-  export's cost with its fingerprint against the same export without.
+  export's cost with its fingerprint against the same export without;
+* duties: the case list with overdue cases first, and a containment, against
+  their plain counterparts;
+* inspection: the Art 14 content check against a plain read of the same rows.
 """
 
 from __future__ import annotations
@@ -30,7 +33,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
-PARTS = ("evidence", "detection", "fingerprint")
+# Each part's module; run in this order.
+PARTS = ("evidence", "detection", "fingerprint", "duties", "inspection")
 
 
 def run(quick: bool) -> dict[str, Any]:
