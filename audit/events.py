@@ -56,6 +56,8 @@ class AuditAction(StrEnum):
     LEAK_REPORT = "leak:report"
     LEAK_CHANGE = "leak:change"
     LEAK_READ = "leak:read"
+    DECOY_MARK = "detection:decoy-mark"
+    DECOY_LIST = "detection:decoy-list"
 
 
 class Outcome(StrEnum):

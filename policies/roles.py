@@ -52,6 +52,8 @@ class Action(StrEnum):
     READ_LEAKS = "read_leaks"
     # Moving a leak case on, recording what was done, containing (Art 27: the handlers).
     HANDLE_LEAKS = "handle_leaks"
+    # Setting up decoy archives and seeing which they are (the information supervisor).
+    MANAGE_DECOYS = "manage_decoys"
     MANAGE_USERS = "manage_users"
     MANAGE_KEYS = "manage_keys"
 

@@ -195,6 +195,7 @@ ROLE_ACTIONS = {
         "read_leaks",
         "handle_leaks",
         "audit",
+        "manage_decoys",
     },
     Role.CS_MANAGER: {
         "list",
