@@ -232,3 +232,22 @@ def test_a_dismissed_alert_stays_listed_as_dismissed(client, login) -> None:
     assert [(c["uid"], c["outcome"]) for c in closed] == [(case["uid"], "dismissed")]
     again = client.get(f"/leaks/{case['uid']}", headers=login("sun.li")).json()
     assert again["state"] == "closed" and again["outcome"] == "dismissed"
+
+
+def test_the_sweep_raises_a_lost_decoy_case_and_never_a_second(client, login) -> None:
+    lost, kept = _decoy(client, login), _decoy(client, login)
+    services = client.app.state.services
+    assert client.get(f"/customers/{kept}", headers=login("zhang.wei")).status_code == 200
+    inline = services.decoys.touched
+    services.decoys.touched = lambda *a, **kw: []  # as if the process died after the read
+    try:
+        assert client.get(f"/customers/{lost}", headers=login("zhang.wei")).status_code == 200
+    finally:
+        services.decoys.touched = inline
+    assert [c["archives"] for c in _cases(client, login)] == [[kept]]
+    swept = services.detect()
+    assert len(swept.cases) == 0  # decoy cases are told through the decoy's rate limit
+    cases = {c["archives"][0]: c for c in _cases(client, login)}
+    assert set(cases) == {lost, kept} and cases[lost]["facts"]["swept"] is True
+    assert services.detect().entries == 0
+    assert len(_cases(client, login)) == 2
