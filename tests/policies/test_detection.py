@@ -229,7 +229,7 @@ def test_a_bad_rules_file_stops_start_up(vault: Vault, tmp_path: Path) -> None:
     bad = tmp_path / "detection.toml"
     bad.write_text("[volume]\nper_hour = -1\n", encoding="utf-8")
     vault.settings.detection_file = bad
-    with pytest.raises(ConfigError, match="volume.per_hour"):
+    with pytest.raises(ConfigError, match=r"volume\.per_hour"):
         Services.build(vault)
     bad.write_text("[volume\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
