@@ -28,21 +28,21 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rich.console import Console  # noqa: E402
-from sqlmodel import Session, col, select  # noqa: E402
-from rich.table import Table  # noqa: E402
+from rich.console import Console
+from rich.table import Table
+from sqlmodel import Session, col, select
 
-from api.services import Services  # noqa: E402
-from audit.events import Actor  # noqa: E402
-from foundation.db import transaction  # noqa: E402
-from foundation.settings import Settings  # noqa: E402
-from policies.access import ArchiveReads, Credentials  # noqa: E402
-from policies.decision import Principal  # noqa: E402
-from policies.directory import add_user  # noqa: E402
-from vault.importer import bulk_insert  # noqa: E402
-from vault.models import Archive  # noqa: E402
-from vault.seed import SyntheticArchives  # noqa: E402
-from vault.vault import init_vault  # noqa: E402
+from api.services import Services
+from audit.events import Actor
+from foundation.db import transaction
+from foundation.settings import Settings
+from policies.access import ArchiveReads, Credentials
+from policies.decision import Principal
+from policies.directory import add_user
+from vault.importer import bulk_insert
+from vault.models import Archive
+from vault.seed import SyntheticArchives
+from vault.vault import init_vault
 
 GOAL = 1.1
 DECOYS = 10
@@ -65,7 +65,9 @@ def _prepare(workdir: Path, archives: int) -> tuple[Services, list[str], list[st
         services.store.filing.prepare({**r, "classification": "internal", "custodian": None})
         for r in gen.many(archives)
     )
-    bulk_insert(services.store, rows, actor=Actor("bench", "system"), total=archives, source="bench")
+    bulk_insert(
+        services.store, rows, actor=Actor("bench", "system"), total=archives, source="bench"
+    )
     with Session(vault.engine) as session:
         numbers = list(session.exec(select(Archive.archive_no).order_by(col(Archive.id))))
     supervisor = Principal("zhao.lei", frozenset({"info_supervisor"}), "客户服务部", "top_secret")
@@ -90,9 +92,7 @@ def run(quick: bool) -> list[dict[str, Any]]:
     # On tmpfs when there is one: without the fsync of each commit the read is several
     # times cheaper, so the check's share of it is larger (the harsher comparison).
     shm = Path("/dev/shm")
-    workdir = Path(
-        tempfile.mkdtemp(prefix="bench-detection-", dir=shm if shm.is_dir() else None)
-    )
+    workdir = Path(tempfile.mkdtemp(prefix="bench-detection-", dir=shm if shm.is_dir() else None))
     try:
         services, numbers, decoys = _prepare(workdir, archives)
         who = Credentials("zhang.wei")
