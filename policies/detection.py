@@ -73,6 +73,15 @@ _DECOY_ACTIONS = (
     AuditAction.ATTACHMENT_LIST.value,
 )
 
+# How a decoy was touched, by the audit action that records it (as the inline check says).
+_HOW = {
+    AuditAction.EXPORT.value: "export",
+    AuditAction.SEARCH.value: "search",
+    AuditAction.INTERACTION_READ.value: "interactions",
+    AuditAction.ATTACHMENT_READ.value: "attachment",
+    AuditAction.ATTACHMENT_LIST.value: "attachments",
+}
+
 
 @dataclass
 class SweepResult:
@@ -237,7 +246,7 @@ class Detector:
             for number in set(json.loads(row.archives)) & decoys:
                 at = parse_time(row.time)
                 hour, start, end = hour_window(at, self.rules)
-                how = "search" if row.action == AuditAction.SEARCH.value else "read"
+                how = _HOW.get(row.action, "read")
                 hit = {"decoy": number, "how": how, "outcome": row.outcome, "at": at.isoformat()}
                 case, new = self.alerts.raise_once(
                     session,

@@ -202,6 +202,10 @@ def test_only_the_supervisor_marks_and_lists_decoys(client, login) -> None:
         "/audit?action=detection:decoy-mark&outcome=denied", headers=login("qian.audit")
     ).json()["items"]
     assert len(denied) == 7 and {e["actor"] for e in denied} >= {"admin", "qian.audit"}
+    listing = client.get(
+        "/audit?action=detection:decoy-list&outcome=denied", headers=login("qian.audit")
+    ).json()["items"]
+    assert len(listing) == 7
     assert client.get("/detection/decoys", headers=login("zhao.lei")).json()["items"] == []
     # Nothing changed: reading it raises no case.
     assert client.get(f"/customers/{no}", headers=login("zhang.wei")).status_code == 200
