@@ -21,6 +21,7 @@ from api.routers import (
     audit,
     auth,
     customers,
+    detection,
     exports,
     handovers,
     health,
@@ -148,7 +149,8 @@ async def _checkpoints(services: Services, stop: asyncio.Event) -> None:
     """Housekeeping every minute, even when no request comes in.
 
     Signs a checkpoint when T seconds have passed, and sweeps: expired requests
-    and grants are marked (and their requesters notified), overdue loans flagged.
+    and grants are marked (and their requesters notified), overdue loans flagged,
+    and leak detection's rules run over the audit entries appended since.
     Decisions never wait for this; they check every grant's window themselves.
     """
     every = min(60.0, services.vault.settings.audit_checkpoint_every_seconds)
@@ -164,6 +166,10 @@ async def _checkpoints(services: Services, stop: asyncio.Event) -> None:
             await run_in_threadpool(services.sweep)
         except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
             log_server_error(exc, "periodic sweep")
+        try:  # leak detection over what the audit log gained (policies.detection)
+            await run_in_threadpool(services.detect)
+        except Exception as exc:  # noqa: BLE001 - logged as one line; retried next tick
+            log_server_error(exc, "detection sweep")
         # Mail of committed notifications (the sweep's too); never raises, retries itself.
         await run_in_threadpool(
             deliver_due, services.engine, services.vault.settings, services.clock()
@@ -251,6 +257,7 @@ def create_app(
     app.include_router(leak_traces.router)
     app.include_router(leak_duties.router)
     app.include_router(inspections.router)
+    app.include_router(detection.router)
     web.install(app)  # the pages: after the API's error handlers, which it wraps for pages
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below

@@ -29,6 +29,10 @@ from policies.access import ArchiveReads, Credentials
 from policies.archive_acts import ArchiveActs
 from policies.attribution import Attribution
 from policies.decision import Decision, Principal
+from policies.decoys import Decoys
+from policies.detection import Detector, SweepResult
+from policies.detection_cases import Alerts
+from policies.detection_rules import load_rules
 from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
 from policies.export_marks import ExportMarks
@@ -85,6 +89,8 @@ class Services:
     containment: Containment
     leak_duties: LeakDuties
     inspections: Inspections
+    decoys: Decoys
+    detector: Detector
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -103,6 +109,11 @@ class Services:
         workflow = Workflow(audit=audit, engine=policy)
         workflow.store = store.lifecycle  # approved reclassifications re-seal in their transaction
         workflow.notifier = Notifier(MailOptions.from_settings(vault.settings))  # mail if on
+        # Checked before anything is served: a bad rules file is a start-up error.
+        rules = load_rules(vault.settings.detection_file)
+        leaks = LeakCases(workflow, vault.keys)
+        alerts = Alerts(leaks)
+        decoys = Decoys(engine=vault.engine, desk=workflow, alerts=alerts, rules=rules, clock=clock)
         record_policy_version(
             vault.engine,
             audit,
@@ -119,7 +130,7 @@ class Services:
             policy=policy,
             tokens=tokens,
             workflow=workflow,
-            reads=ArchiveReads(store, policy, clock),
+            reads=ArchiveReads(store, policy, clock, decoys=decoys),
             acts=ArchiveActs(
                 store=store,
                 policy=policy,
@@ -127,6 +138,7 @@ class Services:
                 audit=audit,
                 clock=clock,
                 marks=ExportMarks(fingerprinter),
+                decoys=decoys,
             ),
             accounts=Accounts(
                 vault=vault, index=store.index, audit=audit, tokens=tokens, clock=clock
@@ -137,6 +149,10 @@ class Services:
             containment=Containment(leaks, workflow.loans),
             leak_duties=LeakDuties(leaks, vault.settings, vault.schema),
             inspections=Inspections(store=store, audit=audit, clock=clock, policy=policy),
+            decoys=decoys,
+            detector=Detector(
+                engine=vault.engine, alerts=alerts, decoys=decoys, rules=rules, clock=clock
+            ),
             clock=clock,
         )
 
@@ -213,6 +229,10 @@ class Services:
     def sweep(self) -> Any:
         """Expire requests and grants, flag overdue loans (idempotent, safe in every worker)."""
         return self.in_transaction(lambda s: self.workflow.sweeper.sweep(s, now=self.clock()))
+
+    def detect(self) -> SweepResult:
+        """One detection sweep (``policies.detection``): safe in every worker at once."""
+        return self.detector.sweep()
 
     def in_transaction(self, fn: Callable[[Session], T]) -> T:
         """Run a workflow step in one transaction; a refused step is still audited.

@@ -62,6 +62,8 @@ class AuditAction(StrEnum):
     # The half-yearly inspection (Art 14): a run (with its report's hash), a read of one.
     INSPECT = "vault:inspect"
     INSPECTION_READ = "inspection:read"
+    DECOY_MARK = "detection:decoy-mark"
+    DECOY_LIST = "detection:decoy-list"
 
 
 class Outcome(StrEnum):

@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from audit.errors import AuditError
-from cli import archives, leaks, notifications, service
+from cli import archives, detection, leaks, notifications, service
 from cli.audit import audit_app
 from cli.common import err
 from cli.inspect import inspect_app
@@ -38,6 +38,7 @@ app.add_typer(inspect_app, name="inspect")
 service.register(app)
 notifications.register(app, service.user_app)
 leaks.register(app)
+detection.register(app)
 
 
 def main() -> None:

@@ -19,6 +19,8 @@ from foundation.addresses import check_email, check_public_url
 # Where an SMTP relay may be reached without TLS (smtp_tls "none").
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 DEFAULT_SCHEMA_FILE = Path(__file__).resolve().parent.parent / "vault" / "profile_schema.toml"
+# The shipped detection rules (issue 13), a data file of the policies package, named by path.
+DEFAULT_DETECTION_FILE = Path(__file__).resolve().parent.parent / "policies" / "detection.toml"
 
 
 class Settings(BaseSettings):
@@ -35,6 +37,8 @@ class Settings(BaseSettings):
     # The key file lives outside the database (Art 22 "stored separately").
     key_file: Path | None = None
     schema_file: Path = DEFAULT_SCHEMA_FILE
+    # Leak detection's rules and thresholds; checked at start-up (a bad file stops it).
+    detection_file: Path = DEFAULT_DETECTION_FILE
 
     # Limits: bad input is refused with a clear message, never half-stored.
     max_field_chars: int = Field(default=2000, ge=1)

@@ -15,6 +15,11 @@ archive number and the groups asked for. Inside one transaction:
 then the commit, and only then does plaintext leave: if the audit entry cannot
 be written or committed, the caller gets the error and no content (fail-closed).
 A denial is audited and committed too, then raised.
+
+Decoys (``policies.decoys``) are checked in the same transaction, against an
+in-memory set caught up by one counter read: a read of one, allowed or denied,
+raises its case (committed) before the answer or the refusal leaves, and the
+audit entry of the read itself is that of any read.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from audit.events import Actor
 from foundation.clock import utcnow
 from foundation.rawsql import raw_begin
 from policies.decision import Decision
+from policies.decoys import Decoys
 from policies.directory import load_principal
 from policies.engine import PolicyEngine
 from policies.errors import AccessDenied
@@ -73,10 +79,12 @@ class ArchiveReads:
         store: ArchiveStore,
         policy: PolicyEngine,
         clock: Callable[[], datetime] = utcnow,
+        decoys: Decoys | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.clock = clock
+        self.decoys = decoys
 
     def read(self, who: Credentials, archive_no: str, groups: Sequence[str] = ()) -> ReadResult:
         """The groups asked for (every group when none are named), as the decision shows them.
@@ -92,12 +100,15 @@ class ArchiveReads:
         refusal: Exception | None = None
         decision: Decision | None = None
         opened: Opened | None = None
+        decoy = False
         with raw_begin(self.store.engine) as tx:
             principal = load_principal(
                 tx, who.username, token_issued_at=who.issued_at, token_generation=who.generation
             )
             actor = Actor(principal.username, principal.role_label, who.client)
             stored = reader.load(tx, archive_no)
+            if self.decoys is not None:
+                decoy = bool(self.decoys.among(tx, (archive_no,)))
             try:
                 self.policy.sync(tx)
                 decision = self.policy.decide(
@@ -111,6 +122,14 @@ class ArchiveReads:
             else:
                 opened = reader.open_permitted(tx, actor, stored, permit_of(decision))
         reader.committed()
+        if decoy:
+            assert self.decoys is not None
+            self.decoys.touched(
+                who.username,
+                (archive_no,),
+                how="read",
+                outcome="denied" if refusal is not None else "allowed",
+            )
         if refusal is not None:
             raise refusal
         assert opened is not None and decision is not None

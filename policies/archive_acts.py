@@ -15,7 +15,7 @@ transaction of its own, so refusals stay on record.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from policies.archive_creation import (
 )
 from policies.changes import audited_refusals
 from policies.decision import Decision, Principal
+from policies.decoys import Decoys
 from policies.engine import PolicyEngine
 from policies.errors import AccessDenied, PolicyError, Refused
 from policies.export_marks import ExportMarks
@@ -120,6 +121,7 @@ class ArchiveActs:
         audit: AuditSink,
         clock: Callable[[], datetime] = utcnow,
         marks: ExportMarks | None = None,
+        decoys: Decoys | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
@@ -127,6 +129,16 @@ class ArchiveActs:
         self.audit = audit
         self.clock = clock
         self.marks = marks
+        self.decoys = decoys
+
+    def _decoys_in(self, session: Session, numbers: Iterable[str]) -> list[str]:
+        """Decoys among ``numbers``, in the act's transaction (``policies.decoys``)."""
+        return self.decoys.among(session, numbers) if self.decoys is not None else []
+
+    def _touched(self, caller: Caller, decoys: list[str], how: str) -> None:
+        """After the act committed: the decoys' cases, before anything is returned."""
+        if decoys and self.decoys is not None:
+            self.decoys.touched(caller.username, decoys, how=how, outcome="allowed")
 
     # -- the unit and the decision ------------------------------------------------
 
@@ -273,6 +285,8 @@ class ArchiveActs:
                     if len(found) >= limit:
                         break
             archives.record_search(session, caller.actor, query, found)
+            decoys = self._decoys_in(session, (m.archive_no for m in found))
+        self._touched(caller, decoys, "search")
         return found
 
     def statistics(self, caller: Caller, grant: str | None = None) -> dict[str, Any]:
@@ -466,6 +480,8 @@ class ArchiveActs:
                     now=self.clock(),
                 )
                 rows = self.marks.rows(mark, views, kept.decoys, groups)
+            decoys = self._decoys_in(session, grant.archives)
+        self._touched(caller, decoys, "export")
         return Export(
             views=views,
             grant=grant,
@@ -538,13 +554,16 @@ class ArchiveActs:
             d = self._records(
                 session, caller, archive_no, Action.READ, AuditAction.INTERACTION_READ
             )
-            return self.store.records.interactions(
+            out = self.store.records.interactions(
                 archive_no,
                 actor=caller.actor,
                 purpose=d.purpose,
                 grant_id=d.grant_id,
                 session=session,
             )
+            decoys = self._decoys_in(session, (archive_no,))
+        self._touched(caller, decoys, "interactions")
+        return out
 
     def add_interaction(
         self, caller: Caller, archive_no: str, *, occurred_on: date | str, channel: str, text: str
@@ -563,13 +582,16 @@ class ArchiveActs:
     def attachments(self, caller: Caller, archive_no: str) -> list[dict[str, Any]]:
         with self._unit() as session:
             d = self._records(session, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_LIST)
-            return self.store.records.attachments(
+            out = self.store.records.attachments(
                 archive_no,
                 actor=caller.actor,
                 purpose=d.purpose,
                 grant_id=d.grant_id,
                 session=session,
             )
+            decoys = self._decoys_in(session, (archive_no,))
+        self._touched(caller, decoys, "attachments")
+        return out
 
     def open_attachment(
         self, caller: Caller, archive_no: str, uid: str
@@ -577,7 +599,7 @@ class ArchiveActs:
         """Decide and audit in one transaction; the chunks stream after its commit."""
         with self._unit() as session:
             d = self._records(session, caller, archive_no, Action.READ, AuditAction.ATTACHMENT_READ)
-            return self.store.records.open_attachment(
+            opened = self.store.records.open_attachment(
                 archive_no,
                 uid,
                 actor=caller.actor,
@@ -585,6 +607,9 @@ class ArchiveActs:
                 grant_id=d.grant_id,
                 session=session,
             )
+            decoys = self._decoys_in(session, (archive_no,))
+        self._touched(caller, decoys, "attachment")
+        return opened
 
     def may_upload(self, caller: Caller, archive_no: str) -> None:
         """The decision an upload needs before its body is read (the body streams later,

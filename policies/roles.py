@@ -54,6 +54,8 @@ class Action(StrEnum):
     HANDLE_LEAKS = "handle_leaks"
     # Running and reading the half-yearly inspection (Art 14).
     INSPECT = "inspect"
+    # Setting up decoy archives and seeing which they are (the information supervisor).
+    MANAGE_DECOYS = "manage_decoys"
     MANAGE_USERS = "manage_users"
     MANAGE_KEYS = "manage_keys"
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import audit.models
+import policies.detection_models
 import policies.fingerprint_models
 import policies.inspection_models
 import policies.leak_duty_models
@@ -27,6 +28,7 @@ MODEL_MODULES = (
     policies.fingerprint_models,
     policies.leak_duty_models,
     policies.inspection_models,
+    policies.detection_models,
 )
 
 

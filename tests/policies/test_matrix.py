@@ -196,6 +196,7 @@ ROLE_ACTIONS = {
         "handle_leaks",
         "audit",
         "inspect",
+        "manage_decoys",
     },
     Role.CS_MANAGER: {
         "list",
