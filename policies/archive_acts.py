@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
 from sqlmodel import Session, col, select
 
-from audit.events import Actor, AuditAction, AuditEvent, AuditSink, Outcome
+from audit.events import AuditAction, AuditEvent, AuditSink, Outcome
 from foundation.clock import utcnow
 from foundation.db import transaction
 from policies import archive_changes, copies, reports
+from policies.act_types import Caller, Created, Export, NotCovered, denial
 from policies.archive_changes import ChangeOutcome
 from policies.archive_creation import (
     check_important_client,
@@ -34,10 +34,10 @@ from policies.archive_creation import (
     request_contacts,
 )
 from policies.changes import audited_refusals
-from policies.decision import Decision, Principal
+from policies.decision import Decision
 from policies.decoys import Decoys
 from policies.engine import PolicyEngine
-from policies.errors import AccessDenied, PolicyError, Refused
+from policies.errors import PolicyError, Refused
 from policies.export_marks import ExportMarks
 from policies.fingerprint import Row
 from policies.models import AccessGrant, AccessRequest
@@ -48,65 +48,13 @@ from vault.errors import ValidationFailed
 from vault.importer import check_people
 from vault.meta import ArchiveMeta
 from vault.models import User
-from vault.reading import ArchiveView
 from vault.store import ArchiveStore
+
+__all__ = ["ArchiveActs", "Caller", "Created", "Export", "NotCovered", "denial"]
 
 # Interactions and attachments are business records filed in the archive; a grant
 # reaches them through the ``notes`` field group.
 RECORDS_GROUP = "notes"
-
-
-class NotCovered(PolicyError):
-    """Refused for a reason the caller can fix: a grant or field group does not cover it."""
-
-    code = "access-denied"
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """Who acts: the principal decisions look at and the actor audit entries name."""
-
-    principal: Principal
-    actor: Actor
-
-    @property
-    def username(self) -> str:
-        return self.principal.username
-
-
-@dataclass(frozen=True, slots=True)
-class Created:
-    """A new archive, and the pending request that adds the contacts it named, if any."""
-
-    meta: ArchiveMeta
-    decision: Decision
-    contacts_request: AccessRequest | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Export:
-    views: list[ArchiveView]
-    grant: AccessGrant
-    groups: tuple[str, ...]
-    format: str = copies.DEFAULT_FORMAT
-    copy: int = 1  # this export is copy ``copy`` of ``grant.copies``
-    # The rows the file holds: marked with the export's fingerprint (``policies.fingerprint``).
-    rows: list[Row] = field(default_factory=list)
-    fingerprint: str | None = None
-
-
-def denial(decision: Decision, actor: Actor, action: AuditAction, **kw: Any) -> AccessDenied:
-    """``AccessDenied`` carrying the audit event of the refused attempt."""
-    exc = AccessDenied(decision)
-    exc.event = AuditEvent(
-        action=action,
-        actor=actor,
-        outcome=Outcome.DENIED,
-        reason=decision.why[:500],
-        detail={"basis": decision.basis},
-        **kw,
-    )
-    return exc
 
 
 class ArchiveActs:
