@@ -18,12 +18,14 @@ from api import errors, web
 from api.fastpath import FastRead
 from api.internal_errors import InternalErrors, log_server_error
 from api.routers import (
+    access_report,
     audit,
     auth,
     customers,
     exports,
     handovers,
     health,
+    leak_evidence,
     leaks,
     notifications,
     password_reset,
@@ -245,6 +247,8 @@ def create_app(
     app.include_router(notifications.router)
     app.include_router(handovers.router)
     app.include_router(leaks.router)
+    app.include_router(leak_evidence.router)
+    app.include_router(access_report.router)
     web.install(app)  # the pages: after the API's error handlers, which it wraps for pages
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below

@@ -26,10 +26,12 @@ from audit.models import entry_table
 from foundation.clock import utcnow
 from foundation.db import transaction
 from policies.access import ArchiveReads, Credentials
+from policies.access_report import AccessReports
 from policies.archive_acts import ArchiveActs
 from policies.decision import Decision, Principal
 from policies.engine import PolicyEngine
 from policies.errors import PolicyError, UnknownUser, UserDisabled
+from policies.leak_evidence import LeakEvidenceService
 from policies.leaks import LeakCases
 from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
@@ -73,6 +75,8 @@ class Services:
     accounts: Accounts
     audit_trail: AuditTrail
     leaks: LeakCases
+    evidence: LeakEvidenceService
+    access_reports: AccessReports
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -97,6 +101,7 @@ class Services:
             actor=Actor("system", "system"),
             files=policy_files(vault.settings.schema_file),
         )
+        leak_cases = LeakCases(workflow, vault.keys)
         return cls(
             vault=vault,
             store=store,
@@ -112,7 +117,11 @@ class Services:
                 vault=vault, index=store.index, audit=audit, tokens=tokens, clock=clock
             ),
             audit_trail=AuditTrail(vault=vault, audit=audit, policy=policy, clock=clock),
-            leaks=LeakCases(workflow, vault.keys),
+            leaks=leak_cases,
+            evidence=LeakEvidenceService(leak_cases, audit, vault.engine, clock),
+            access_reports=AccessReports(
+                engine=vault.engine, audit=audit, policy=policy, clock=clock
+            ),
             clock=clock,
         )
 

@@ -56,6 +56,7 @@ class AuditAction(StrEnum):
     LEAK_REPORT = "leak:report"
     LEAK_CHANGE = "leak:change"
     LEAK_READ = "leak:read"
+    ACCESS_REPORT = "archive:access-report"
 
 
 class Outcome(StrEnum):

@@ -52,6 +52,8 @@ class Action(StrEnum):
     READ_LEAKS = "read_leaks"
     # Moving a leak case on, recording what was done, containing (Art 27: the handlers).
     HANDLE_LEAKS = "handle_leaks"
+    # The customer's access report (PIPL Art 45, GDPR Art 15): what is held, who accessed it.
+    ACCESS_REPORT = "access_report"
     MANAGE_USERS = "manage_users"
     MANAGE_KEYS = "manage_keys"
 

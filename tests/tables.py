@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlmodel import SQLModel
 
 import audit.models
+import policies.leak_evidence_models
 import policies.leak_models
 import policies.models
 import vault.auth_models
@@ -21,6 +22,7 @@ MODEL_MODULES = (
     audit.models,
     policies.models,
     policies.leak_models,
+    policies.leak_evidence_models,
 )
 
 

@@ -195,6 +195,7 @@ ROLE_ACTIONS = {
         "read_leaks",
         "handle_leaks",
         "audit",
+        "access_report",
     },
     Role.CS_MANAGER: {
         "list",
@@ -205,9 +206,10 @@ ROLE_ACTIONS = {
         "report_leak",
         "read_leaks",
         "handle_leaks",
+        "access_report",
     },
     Role.GENERAL_MANAGER: {"list", "search", "request", "approve", "report_leak"},
-    Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks"},
+    Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks", "access_report"},
     Role.EXTERNAL: {"request", "report_leak"},
     # Administrators start handovers but never reassign an archive (content ownership).
     Role.ADMIN: {"manage_users", "manage_keys", "report_leak", "handover"},
