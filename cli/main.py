@@ -15,7 +15,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from audit.errors import AuditError
-from cli import archives, notifications, service
+from cli import access_report, archives, notifications, service
 from cli.audit import audit_app
 from cli.common import err
 from cli.policy import policy_app
@@ -35,6 +35,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(policy_app, name="policy")
 service.register(app)
 notifications.register(app, service.user_app)
+access_report.register(app)
 
 
 def main() -> None:
