@@ -18,7 +18,7 @@ from api.deps import CallerDep, ServicesDep
 from api.routers.leaks import CaseUid
 from api.schemas import Strict
 from policies import leaks
-from policies.leak_evidence import EvidenceQuery
+from policies.leak_evidence_check import EvidenceQuery
 
 router = APIRouter(prefix="/leaks", tags=["leaks"])
 EvidenceUid = Annotated[str, Path(pattern=r"^EV-[0-9A-F]{10}$")]

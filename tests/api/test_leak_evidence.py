@@ -222,10 +222,23 @@ def test_bad_evidence_requests_are_clear_4xx(client, login) -> None:
     now = _now()
     bad = [
         {"kind": "archives", "since": now.isoformat(), "until": now.isoformat()},
-        {"kind": "archives", "since": (now - timedelta(hours=1)).isoformat(), "until": now.isoformat()},
-        {"kind": "account", "since": (now - timedelta(hours=1)).isoformat(), "until": now.isoformat()},
+        {
+            "kind": "archives",
+            "since": (now - timedelta(hours=1)).isoformat(),
+            "until": now.isoformat(),
+        },
+        {
+            "kind": "account",
+            "since": (now - timedelta(hours=1)).isoformat(),
+            "until": now.isoformat(),
+        },
         {"kind": "people", "since": now.isoformat(), "until": now.isoformat()},
-        {"kind": "account", "account": "x", "since": "2026-01-01T00:00:00", "until": now.isoformat()},
+        {
+            "kind": "account",
+            "account": "x",
+            "since": "2026-01-01T00:00:00",
+            "until": now.isoformat(),
+        },
         {
             "kind": "archives",
             "archives": ["nope"],
