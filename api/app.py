@@ -18,6 +18,7 @@ from api import errors, web
 from api.fastpath import FastRead
 from api.internal_errors import InternalErrors, log_server_error
 from api.routers import (
+    access_report,
     audit,
     auth,
     customers,
@@ -27,6 +28,7 @@ from api.routers import (
     health,
     inspections,
     leak_duties,
+    leak_evidence,
     leak_traces,
     leaks,
     notifications,
@@ -258,6 +260,8 @@ def create_app(
     app.include_router(leak_duties.router)
     app.include_router(inspections.router)
     app.include_router(detection.router)
+    app.include_router(leak_evidence.router)
+    app.include_router(access_report.router)
     web.install(app)  # the pages: after the API's error handlers, which it wraps for pages
     limits = settings or (vault.settings if vault else Settings())
     app.add_middleware(FastRead)  # innermost: its responses get the headers below

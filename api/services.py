@@ -26,6 +26,7 @@ from audit.models import entry_table
 from foundation.clock import utcnow
 from foundation.db import transaction
 from policies.access import ArchiveReads, Credentials
+from policies.access_report import AccessReports
 from policies.archive_acts import ArchiveActs
 from policies.attribution import Attribution
 from policies.decision import Decision, Principal
@@ -40,6 +41,7 @@ from policies.fingerprint import Fingerprinter
 from policies.inspection import Inspections
 from policies.leak_containment import Containment
 from policies.leak_duties import LeakDuties
+from policies.leak_evidence import LeakEvidenceService
 from policies.leaks import LeakCases
 from policies.notifications import MailOptions, Notifier
 from policies.version import policy_files, record_policy_version
@@ -91,6 +93,8 @@ class Services:
     inspections: Inspections
     decoys: Decoys
     detector: Detector
+    evidence: LeakEvidenceService
+    access_reports: AccessReports
     clock: Callable[[], datetime] = field(default=utcnow)
     # How a failed login's answer is slowed; tests record the delays instead of waiting.
     sleep: Callable[[float], Awaitable[None]] = field(default=asyncio.sleep)
@@ -152,6 +156,10 @@ class Services:
             decoys=decoys,
             detector=Detector(
                 engine=vault.engine, alerts=alerts, decoys=decoys, rules=rules, clock=clock
+            ),
+            evidence=LeakEvidenceService(leaks, audit, vault.engine, clock),
+            access_reports=AccessReports(
+                engine=vault.engine, audit=audit, policy=policy, clock=clock
             ),
             clock=clock,
         )

@@ -9,6 +9,10 @@ The head is read under the append lock (``audit.locks``), so concurrent
 writers form one linear chain. Call ``append`` late in the transaction: it
 serialises everything after it.
 
+Each archive number an entry names also gets a row in ``audit_archive_ref``
+(``audit.models``), inserted right after the entry in the same transaction:
+the index that lets "every entry about this archive" skip the JSON text.
+
 Every entry carries a MAC under the key file's audit MAC key (``audit.mac``),
 so an entry written or rewritten by anyone without the key file (the
 application's own database role included) is named by ``verify``.
@@ -34,10 +38,11 @@ from audit.events import AuditEvent
 from audit.locks import Handle, lock_and_read_head
 from audit.log_keys import LogKeys
 from audit.merkle import ZERO_HASH, leaf_hash
-from audit.models import entry_table
+from audit.models import archive_ref_table, entry_table
 from foundation.rawsql import Raw
 
 _INSERT = Raw(entry_table.insert(), column_keys=[c.key for c in entry_table.columns])
+_INSERT_REF = Raw(archive_ref_table.insert(), column_keys=["archive_no", "seq"])
 _PENDING = "audit_log_pending"
 _HOOKED = "audit_log_hooked"
 
@@ -72,6 +77,12 @@ class Appender:
             mac = self._keys.entry_mac()  # asked under the lock: see Keyring.audit_mac_key
             columns["mac"] = None if mac is None else mac.compute(seq, prev, leaf)
             _INSERT.execute(session, columns)
+            if event.archives:  # the archive index beside the log, same transaction
+                refs = [{"archive_no": no, "seq": seq} for no in dict.fromkeys(event.archives)]
+                if len(refs) == 1:
+                    _INSERT_REF.execute(session, refs[0])
+                else:
+                    _INSERT_REF.execute_many(session, refs)
         except AuditWriteFailed:
             raise
         except SQLAlchemyError as exc:

@@ -64,6 +64,7 @@ class AuditAction(StrEnum):
     INSPECTION_READ = "inspection:read"
     DECOY_MARK = "detection:decoy-mark"
     DECOY_LIST = "detection:decoy-list"
+    ACCESS_REPORT = "archive:access-report"
 
 
 class Outcome(StrEnum):

@@ -36,7 +36,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from audit.models import AUDIT_TABLES, checkpoint_table, entry_table
+from audit.models import AUDIT_TABLES, archive_ref_table, checkpoint_table, entry_table
 
 DEFAULT_APP_ROLE = "archive_vault_app"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -46,7 +46,7 @@ PG_HEAD_FUNCTION = "audit_lock_head"
 
 def install_guards(engine: Engine, *, app_role: str = DEFAULT_APP_ROLE) -> None:
     """Create the audit tables if missing and install the append-only guards (idempotent)."""
-    SQLModel.metadata.create_all(engine, tables=[entry_table, checkpoint_table])
+    SQLModel.metadata.create_all(engine, tables=[entry_table, checkpoint_table, archive_ref_table])
     with engine.begin() as conn:
         install_guards_on(conn, app_role=app_role)
 
@@ -55,12 +55,16 @@ def install_guards_on(conn: Connection, *, app_role: str = DEFAULT_APP_ROLE) -> 
     """The guards on existing audit tables, inside the caller's transaction.
 
     A migration that rebuilds an audit table calls this in its own transaction,
-    so the rebuilt table is never left without its guards.
+    so the rebuilt table is never left without its guards. Only the audit tables
+    that exist are guarded: an early migration calls this before later ones add
+    tables (``audit_archive_ref``), and those call it again once they have.
     """
+    present = set(sa.inspect(conn).get_table_names())
+    tables = tuple(t for t in AUDIT_TABLES if t in present)
     if conn.dialect.name == "sqlite":
-        _install_sqlite(conn)
+        _install_sqlite(conn, tables)
     elif conn.dialect.name == "postgresql":
-        _install_postgres(conn, app_role)
+        _install_postgres(conn, app_role, tables)
     else:  # pragma: no cover - only the two supported databases reach here
         raise NotImplementedError(f"no audit guards for {conn.dialect.name}")
 
@@ -79,8 +83,8 @@ def remove_guards(engine: Engine) -> None:
                     )
 
 
-def _install_sqlite(conn: Connection) -> None:
-    for table in AUDIT_TABLES:
+def _install_sqlite(conn: Connection, tables: tuple[str, ...]) -> None:
+    for table in tables:
         for op in ("UPDATE", "DELETE"):
             conn.exec_driver_sql(
                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
@@ -88,7 +92,7 @@ def _install_sqlite(conn: Connection) -> None:
             )
 
 
-def _install_postgres(conn: Connection, app_role: str) -> None:
+def _install_postgres(conn: Connection, app_role: str, tables: tuple[str, ...]) -> None:
     if not _ROLE_NAME.match(app_role):
         raise ValueError(f"invalid role name {app_role!r}")
     conn.exec_driver_sql(
@@ -118,7 +122,7 @@ def _install_postgres(conn: Connection, app_role: str) -> None:
         $$
         """  # noqa: S608 - names are module constants
     )
-    for table in AUDIT_TABLES:
+    for table in tables:
         # Drop + create inside this transaction: the table is never unguarded.
         for suffix, timing in (
             ("row", "BEFORE UPDATE OR DELETE ON {t} FOR EACH ROW"),
@@ -145,10 +149,10 @@ def _install_postgres(conn: Connection, app_role: str) -> None:
     )
     schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     conn.exec_driver_sql(f'GRANT USAGE ON SCHEMA "{schema}" TO {app_role}')
-    tables = ", ".join(AUDIT_TABLES)
-    conn.exec_driver_sql(f"REVOKE ALL ON {tables} FROM PUBLIC")
-    conn.exec_driver_sql(f"REVOKE ALL ON {tables} FROM {app_role}")
-    conn.exec_driver_sql(f"GRANT SELECT, INSERT ON {tables} TO {app_role}")
+    names = ", ".join(tables)
+    conn.exec_driver_sql(f"REVOKE ALL ON {names} FROM PUBLIC")
+    conn.exec_driver_sql(f"REVOKE ALL ON {names} FROM {app_role}")
+    conn.exec_driver_sql(f"GRANT SELECT, INSERT ON {names} TO {app_role}")
 
 
 def guards_installed(engine: Engine) -> bool:
@@ -165,9 +169,9 @@ def guards_installed(engine: Engine) -> bool:
         rows = conn.execute(
             sa.text(
                 "SELECT tgname, tgenabled FROM pg_trigger "
-                "WHERE tgrelid IN (to_regclass(:a), to_regclass(:b))"
+                "WHERE tgrelid IN (SELECT to_regclass(t) FROM unnest(CAST(:names AS text[])) t)"
             ),
-            {"a": AUDIT_TABLES[0], "b": AUDIT_TABLES[1]},
+            {"names": list(AUDIT_TABLES)},
         ).all()
         enabled = {name: flag for name, flag in rows}
         return all(

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TextIO
+from typing import Any, TextIO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
+from audit import evidence
 from audit.appender import Appender
 from audit.bundle import export_bundle
 from audit.cadence import DEFAULT_EVERY_ENTRIES, DEFAULT_EVERY_SECONDS, SigningCadence
@@ -162,6 +163,10 @@ class AuditLog:
         """RFC 9162 inclusion proof of entry ``seq`` in tree ``size`` (default: newest signed)."""
         return self._proofs.inclusion(seq, size)
 
+    def inclusion_proofs(self, seqs: Sequence[int], size: int) -> dict[int, list[bytes]]:
+        """Proofs of several entries in tree ``size``, the tree recomputed once for all."""
+        return self._proofs.inclusion_many(seqs, size)
+
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof between two tree sizes (default: to the newest checkpoint)."""
         return self._proofs.consistency(size1, size2)
@@ -183,6 +188,32 @@ class AuditLog:
         )
 
     # -- compliance queries -------------------------------------------------------
+
+    def entries_by_account(
+        self, account: str, since: datetime, until: datetime, *, upto: int, limit: int
+    ) -> list[tuple[Any, ...]]:
+        """Rows of every entry ``account`` wrote in [since, until), seq <= ``upto``."""
+        with self.engine.connect() as conn:
+            return evidence.by_account(conn, account, since, until, upto, limit)
+
+    def entries_by_seq(self, seqs: Sequence[int]) -> list[tuple[Any, ...]]:
+        """Rows of the given entries as stored (``ENTRY_COLUMNS``), in seq order."""
+        with self.engine.connect() as conn:
+            return evidence.by_seqs(conn, seqs)
+
+    def entries_by_archives(
+        self,
+        archives: Sequence[str],
+        since: datetime,
+        until: datetime,
+        *,
+        upto: int,
+        limit: int,
+        actions: Sequence[str] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Rows of every entry naming one of ``archives`` in [since, until), seq <= ``upto``."""
+        with self.engine.connect() as conn:
+            return evidence.by_archives(conn, archives, since, until, upto, limit, actions)
 
     def query(
         self,

@@ -25,11 +25,15 @@ from sqlmodel import Column, Field, SQLModel
 
 ENTRY_TABLE = "audit_entry"
 CHECKPOINT_TABLE = "audit_checkpoint"
-AUDIT_TABLES = (ENTRY_TABLE, CHECKPOINT_TABLE)
+ARCHIVE_REF_TABLE = "audit_archive_ref"
+AUDIT_TABLES = (ENTRY_TABLE, CHECKPOINT_TABLE, ARCHIVE_REF_TABLE)
 
 
 class AuditEntry(SQLModel, table=True):
     __tablename__ = ENTRY_TABLE
+    # "What did this account do in this window?" (leak evidence) without reading
+    # every entry of the account: one range scan.
+    __table_args__ = (sa.Index("ix_audit_entry_actor_time", "actor", "time"),)
 
     seq: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
     time: str = Field(sa_column=Column(sa.String(27), nullable=False, index=True))
@@ -76,5 +80,22 @@ class AuditCheckpoint(SQLModel, table=True):
     frontier: str = Field(sa_column=Column(sa.Text, nullable=False))
 
 
+class AuditArchiveRef(SQLModel, table=True):
+    """Which entries name which archive: an index beside the log, never part of it.
+
+    Written by the appender in the entry's own transaction, one row per distinct
+    archive number the entry lists, so "every entry about KH-…" is a key lookup
+    instead of a scan of every entry's JSON text. Not hashed and not signed: a
+    query that matters (leak evidence) is re-checked against the entries
+    themselves, which are. Append-only like the log (``audit.guards``).
+    """
+
+    __tablename__ = ARCHIVE_REF_TABLE
+
+    archive_no: str = Field(sa_column=Column(sa.String(200), primary_key=True))
+    seq: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
+
+
 entry_table: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 checkpoint_table: sa.Table = AuditCheckpoint.__table__  # type: ignore[attr-defined]
+archive_ref_table: sa.Table = AuditArchiveRef.__table__  # type: ignore[attr-defined]

@@ -9,6 +9,7 @@ signed tree unless a size is given.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +21,7 @@ from audit.chain import tree
 from audit.codec import ENTRY_COLUMNS, format_time, parse_time
 from audit.errors import AuditQueryError
 from audit.events import AuditAction, Outcome
-from audit.models import entry_table
+from audit.models import archive_ref_table, entry_table
 from audit.signer import CheckpointSigner
 
 MAX_QUERY_LIMIT = 10_000
@@ -133,10 +134,9 @@ def query(
     if until is not None:
         stmt = stmt.where(t.time < _query_time(until))
     if archive is not None:
-        # archives holds compact JSON, so an element appears exactly as its JSON string.
-        token = json.dumps(archive, ensure_ascii=False)
-        escaped = token.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(t.archives.like(f"%{escaped}%", escape="\\"))
+        # The archive index beside the log (written with each entry), not its JSON text.
+        ref = archive_ref_table.c
+        stmt = stmt.where(t.seq.in_(sa.select(ref.seq).where(ref.archive_no == archive)))
     stmt = stmt.order_by(t.seq.desc() if newest_first else t.seq).limit(limit).offset(offset)
     with engine.connect() as conn:
         rows = conn.execute(stmt).all()
@@ -156,6 +156,18 @@ class Proofs:
         if not 1 <= seq <= size:
             raise AuditQueryError(f"entry {seq} is not in a tree of size {size}")
         return tree(self._engine, size).inclusion_proof(seq - 1, size)
+
+    def inclusion_many(self, seqs: Sequence[int], size: int) -> dict[int, list[bytes]]:
+        """Inclusion proofs of several entries in tree ``size``, the tree built once."""
+        wanted = sorted(set(seqs))
+        if not wanted:
+            return {}
+        if wanted[0] < 1 or wanted[-1] > size:
+            raise AuditQueryError(
+                f"entries {wanted[0]}..{wanted[-1]} are not all in a tree of {size}"
+            )
+        built = tree(self._engine, size)
+        return {seq: built.inclusion_proof(seq - 1, size) for seq in wanted}
 
     def consistency(self, size1: int, size2: int | None = None) -> list[bytes]:
         """Consistency proof between two tree sizes."""

@@ -229,6 +229,29 @@ class Raw:
         finally:
             cursor.close()
 
+    def execute_many(self, handle: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Run a statement without results once per parameter set, in one driver call."""
+        if not rows:
+            return
+        dbapi, dialect = dbapi_of(handle)
+        plan = self._plan(dialect)
+        batch = []
+        for params in rows:
+            values = {**plan.defaults, **params}
+            for name, proc in plan.binds:
+                if name in values:
+                    values[name] = proc(values[name])
+            batch.append(
+                values if plan.positional is None else [values[n] for n in plan.positional]
+            )
+        cursor = dbapi.cursor()
+        try:
+            cursor.executemany(plan.sql, batch)
+        except dialect.loaded_dbapi.Error as exc:
+            raise _wrap(exc, plan.sql, dialect) from exc
+        finally:
+            cursor.close()
+
 
 def raw_sql(handle: Any, sql: str) -> None:
     """A fixed driver statement (``BEGIN IMMEDIATE``) on a handle's DBAPI connection."""

@@ -56,6 +56,8 @@ class Action(StrEnum):
     INSPECT = "inspect"
     # Setting up decoy archives and seeing which they are (the information supervisor).
     MANAGE_DECOYS = "manage_decoys"
+    # The customer's access report (PIPL Art 45, GDPR Art 15): what is held, who accessed it.
+    ACCESS_REPORT = "access_report"
     MANAGE_USERS = "manage_users"
     MANAGE_KEYS = "manage_keys"
 

@@ -14,6 +14,7 @@ import policies.detection_models
 import policies.fingerprint_models
 import policies.inspection_models
 import policies.leak_duty_models
+import policies.leak_evidence_models
 import policies.leak_models
 import policies.models
 import vault.auth_models
@@ -29,6 +30,7 @@ MODEL_MODULES = (
     policies.leak_duty_models,
     policies.inspection_models,
     policies.detection_models,
+    policies.leak_evidence_models,
 )
 
 

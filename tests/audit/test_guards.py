@@ -12,6 +12,7 @@ from sqlmodel import Session
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.guards import DEFAULT_APP_ROLE, guards_installed, install_guards
 from audit.log import AuditLog
+from audit.models import AUDIT_TABLES
 
 from .conftest import append_n
 
@@ -116,7 +117,7 @@ def test_custom_role_names_are_validated(populated: AuditLog) -> None:
             ).scalar_one()
             is False
         )
-        conn.exec_driver_sql(f"REVOKE ALL ON audit_entry, audit_checkpoint FROM {name}")
+        conn.exec_driver_sql(f"REVOKE ALL ON {', '.join(AUDIT_TABLES)} FROM {name}")
         conn.exec_driver_sql(
             f"REVOKE ALL ON SCHEMA {conn.exec_driver_sql('SELECT current_schema()').scalar_one()} FROM {name}"
         )

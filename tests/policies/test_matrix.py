@@ -197,6 +197,7 @@ ROLE_ACTIONS = {
         "audit",
         "inspect",
         "manage_decoys",
+        "access_report",
     },
     Role.CS_MANAGER: {
         "list",
@@ -207,9 +208,10 @@ ROLE_ACTIONS = {
         "report_leak",
         "read_leaks",
         "handle_leaks",
+        "access_report",
     },
     Role.GENERAL_MANAGER: {"list", "search", "request", "approve", "report_leak"},
-    Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks", "inspect"},
+    Role.COMPLIANCE: {"list", "audit", "report_leak", "read_leaks", "inspect", "access_report"},
     Role.EXTERNAL: {"request", "report_leak"},
     # Administrators start handovers but never reassign an archive (content ownership).
     Role.ADMIN: {"manage_users", "manage_keys", "report_leak", "handover"},
