@@ -52,6 +52,7 @@ class AuditAction(StrEnum):
     POLICY_CHANGE = "policy:change"
     VAULT_INIT = "vault:init"
     SEAL_MANIFESTS = "vault:seal-manifests"
+    MASK_NAMES = "vault:mask-names"
     AUDIT_READ = "audit:read"
     LEAK_REPORT = "leak:report"
     LEAK_CHANGE = "leak:change"
