@@ -311,6 +311,8 @@ def test_upgrade_fills_the_masked_names_of_archives_from_before_them(data: Path)
     run("seed", "--customers", "3", data=data)
     engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
     with engine.begin() as conn:
+        seeded = conn.execute(sa.text("SELECT count(masked_name_ct) FROM archive"))
+        assert seeded.scalar_one() == 3  # seeding files them like any filing
         conn.execute(sa.text("UPDATE archive SET masked_name_ct = NULL"))
     proc = run("upgrade", data=data)
     assert "Masked names for the customer list: 3 archive(s)" in proc.stdout
