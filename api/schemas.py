@@ -84,6 +84,9 @@ class ArchivePublic(BaseModel):
     updated_at: str
     retention_until: str
     destroyed_at: str | None = None
+    # The customer list's masked name (王**: the surname and mask characters only),
+    # in list and search answers; null elsewhere and while not yet computed.
+    masked_name: str | None = None
 
 
 class ArchivePage(BaseModel):

@@ -52,6 +52,7 @@ class AuditAction(StrEnum):
     POLICY_CHANGE = "policy:change"
     VAULT_INIT = "vault:init"
     SEAL_MANIFESTS = "vault:seal-manifests"
+    MASK_NAMES = "vault:mask-names"
     AUDIT_READ = "audit:read"
     # A whole-log verification and its result (ok, entries): the newest one is the
     # "verification status" shown without re-hashing the log on every look.

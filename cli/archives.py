@@ -36,6 +36,7 @@ from vault.errors import NotInitialised, VaultError
 from vault.importer import ImportFailed, bulk_insert, import_file
 from vault.keys import LEVELS
 from vault.manifest import seal_missing
+from vault.masked_names import backfill as backfill_masked_names
 from vault.models import User
 from vault.rotation import kek_counts, rotate
 from vault.schema import load_schema
@@ -126,19 +127,34 @@ def _finish_upgrade(settings: Settings, engine: Any) -> None:
 
 
 def _seal(vault: Any) -> None:
-    """Seal the manifests of archives from before them (audited), and sign what was appended."""
+    """Seal the manifests of archives from before them, then fill the customer list's masked
+    names of archives that have none (both audited), and sign what was appended."""
 
     store = ArchiveStore(vault)
     try:
         sealed = seal_missing(store, actor=cli_actor())
+        console.print(f"Sealed manifests: {sealed} archive(s)")
+        with progress_bar() as bar:
+            task = bar.add_task("masking names", total=None)
+            filled, failed = backfill_masked_names(
+                store,
+                actor=cli_actor(),
+                progress=lambda done, total: bar.update(task, completed=done, total=total),
+            )
     finally:
         finish(store)
-    console.print(f"Sealed manifests: {sealed} archive(s)")
+    console.print(f"Masked names for the customer list: {filled} archive(s)")
+    if failed:
+        err.print(
+            f"[yellow]warning:[/] {failed} archive(s) whose name group does not open kept no "
+            "masked name: reads of them fail too; investigate (the audit log, backups)"
+        )
 
 
 @app.command("seal-manifests")
 def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
-    """Seal the manifest of field groups of archives written before manifests (after an upgrade).
+    """Seal the manifest of field groups of archives written before manifests (after an upgrade),
+    and fill the customer list's masked names of archives that have none.
 
     Once every archive of the vault carries one (always, for a vault created with
     manifests), it seals nothing: archives found without one are named as tampered."""

@@ -47,7 +47,7 @@ from vault.archives import Page
 from vault.errors import ValidationFailed
 from vault.importer import check_people
 from vault.meta import ArchiveMeta
-from vault.models import User
+from vault.models import Archive, User
 from vault.store import ArchiveStore
 
 __all__ = ["ArchiveActs", "Caller", "Created", "Export", "NotCovered", "denial"]
@@ -219,7 +219,7 @@ class ArchiveActs:
         with self._unit() as session:
             self.require(session, caller, Action.SEARCH, AuditAction.SEARCH, None)
         query = archives.search_query(field_name, value)
-        found: list[ArchiveMeta] = []
+        hits: list[tuple[Archive, ArchiveMeta]] = []
         with self._unit() as session:
             self.policy.sync(session)
             for archive, meta in archives.candidates(session, query):
@@ -229,9 +229,10 @@ class ArchiveActs:
                 if decision.shows_in_clear(query.group) and archives.matches(
                     session, archive, query
                 ):
-                    found.append(meta)
-                    if len(found) >= limit:
+                    hits.append((archive, meta))
+                    if len(hits) >= limit:
                         break
+            found = archives.named(hits)
             archives.record_search(session, caller.actor, query, found)
             decoys = self._decoys_in(session, (m.archive_no for m in found))
         self._touched(caller, decoys, "search")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import Any
 
@@ -27,6 +27,7 @@ from vault.envelope import Envelope, content_aad
 from vault.errors import ValidationFailed
 from vault.formats import InvalidValue
 from vault.index import BlindIndexes
+from vault.masked_names import MaskedNames
 from vault.meta import ArchiveMeta
 from vault.models import (
     Archive,
@@ -88,6 +89,7 @@ class Archives:
         schema: ProfileSchema,
         envelope: Envelope,
         index: BlindIndexes,
+        masked_names: MaskedNames,
         reader: Reader,
         audit: AuditSink,
         clock: Callable[[], datetime] = utcnow,
@@ -97,6 +99,7 @@ class Archives:
         self.schema = schema
         self.envelope = envelope
         self.index = index
+        self.masked_names = masked_names
         self.reader = reader
         self.audit = audit
         self.clock = clock
@@ -168,6 +171,8 @@ class Archives:
                         )
                     )
                     manifest = manifest.superseded(group)
+                if group == self.masked_names.group:
+                    archive.masked_name_ct = self.masked_names.seal(archive_no, merged)
                 if not merged:
                     if row is not None:
                         session.delete(row)
@@ -244,6 +249,11 @@ class Archives:
         ).all()
         return [(archive, meta_of(session, archive)) for archive in rows]
 
+    def named(self, found: Sequence[tuple[Archive, ArchiveMeta]]) -> list[ArchiveMeta]:
+        """Found archives' metadata with their masked names, opened in one pass."""
+        names = self.masked_names.open_many((a.archive_no, a.masked_name_ct) for a, _ in found)
+        return [replace(meta, masked_name=names[meta.archive_no]) for _, meta in found]
+
     def matches(self, session: Session, archive: Archive, query: SearchQuery) -> bool:
         """Whether a candidate holds the searched value: decrypted, compared in constant time.
 
@@ -294,13 +304,14 @@ class Archives:
         reads are decided searches through ``policies.archive_acts.ArchiveActs.search``,
         which asks the decision about each candidate before ``matches``."""
         query = self.search_query(field_name, value)
-        found: list[ArchiveMeta] = []
+        hits: list[tuple[Archive, ArchiveMeta]] = []
         with transaction(self.engine) as session:
             for archive, meta in self.candidates(session, query):
                 if self.matches(session, archive, query):
-                    found.append(meta)
-                    if len(found) >= limit:
+                    hits.append((archive, meta))
+                    if len(hits) >= limit:
                         break
+            found = self.named(hits)
             self.record_search(session, actor, query, found, purpose)
         return found
 
@@ -321,7 +332,9 @@ class Archives:
         session: Session | None = None,
         short_of_contacts: Collection[str] | None = None,
     ) -> Page:
-        """Metadata only (客户一览表): no key is touched. ``short_of_contacts`` keeps the
+        """Metadata and the masked name only (客户一览表): no archive's key is touched,
+        the masked names are opened in one pass under the customer-list key
+        (``vault.masked_names``). ``short_of_contacts`` keeps the
         archives of those (important) grades listing nobody besides their owner (篇七)."""
         if not 1 <= limit <= LIST_LIMIT_MAX or offset < 0:
             raise ValidationFailed(f"limit must be 1–{LIST_LIMIT_MAX} and offset ≥ 0")
@@ -402,8 +415,12 @@ class Archives:
                         "offset": offset,
                     },
                 )
+        names = self.masked_names.open_many((a.archive_no, a.masked_name_ct) for a in rows)
         return Page(
-            items=[ArchiveMeta.of(a, contacts.get(archive_id(a), [])) for a in rows],
+            items=[
+                ArchiveMeta.of(a, contacts.get(archive_id(a), []), names[a.archive_no])
+                for a in rows
+            ],
             total=int(total),
             offset=offset,
             limit=limit,

@@ -1,9 +1,10 @@
 """Filing archives: numbering, sealing and inserting new ones (one or a bulk import).
 
 Each new archive gets a fresh DEK wrapped under its level's active KEK, its
-groups sealed under the DEK, its blind-index rows and a sealed manifest of its
-groups, all inserted Core-level in the caller's transaction so an import of a
-hundred thousand archives is a few statements per batch.
+groups sealed under the DEK, its blind-index rows, a sealed manifest of its
+groups and the customer list's sealed masked name (``vault.masked_names``), all
+inserted Core-level in the caller's transaction so an import of a hundred
+thousand archives is a few statements per batch.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from vault.crypto import Sealer
 from vault.envelope import Envelope, content_aad
 from vault.errors import Conflict
 from vault.index import BlindIndexes
+from vault.masked_names import MaskedNames
 from vault.meta import ArchiveMeta
 from vault.models import (
     Archive,
@@ -52,6 +54,7 @@ class Filing:
         schema: ProfileSchema,
         envelope: Envelope,
         index: BlindIndexes,
+        masked_names: MaskedNames,
         audit: AuditSink,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -60,6 +63,7 @@ class Filing:
         self.schema = schema
         self.envelope = envelope
         self.index = index
+        self.masked_names = masked_names
         self.audit = audit
         self.clock = clock
 
@@ -197,6 +201,7 @@ class Filing:
                     "consent_groups": list(r.consent.groups),
                     "consent_sensitive_groups": list(r.consent.sensitive_groups),
                     "manifest": mf.seal(sealer, no, r.classification, mf.of_new_archive(sealed)),
+                    "masked_name_ct": self.masked_names.of_groups(no, r.groups),
                 }
             )
         table = table_of(Archive)

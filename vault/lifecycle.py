@@ -15,6 +15,7 @@ action commit together.
 from __future__ import annotations
 
 import hashlib
+import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -32,6 +33,7 @@ from vault.crypto import Sealer
 from vault.envelope import Envelope, attachment_aad, chunk_aad, content_aad, interaction_aad
 from vault.errors import DecryptionFailed, ValidationFailed
 from vault.index import BlindIndexes
+from vault.masked_names import MaskedNames
 from vault.meta import ArchiveMeta
 from vault.models import (
     Archive,
@@ -59,6 +61,7 @@ class Lifecycle:
         schema: ProfileSchema,
         envelope: Envelope,
         index: BlindIndexes,
+        masked_names: MaskedNames,
         audit: AuditSink,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -66,6 +69,7 @@ class Lifecycle:
         self.schema = schema
         self.envelope = envelope
         self.index = index
+        self.masked_names = masked_names
         self.audit = audit
         self.clock = clock
 
@@ -176,6 +180,10 @@ class Lifecycle:
                 plain, content_aad(no, row.group_name, new_level, new.version, row.revision)
             )
             session.add(row)
+            if row.group_name == self.masked_names.group:
+                # Re-sealed with the name in memory: the list's masked name follows
+                # (and an archive from before masked names gets one).
+                archive.masked_name_ct = self.masked_names.seal(no, json.loads(plain))
         for h in session.exec(
             select(ContentHistory).where(ContentHistory.archive_id == archive.id)
         ):
@@ -267,6 +275,8 @@ class Lifecycle:
             dek = self.envelope.dek_of(archive)
             manifest = self.envelope.manifest(dek, archive).erased(wanted)
             erased = self._erase_groups(session, archive, wanted)
+            if self.masked_names.group in wanted:
+                archive.masked_name_ct = None  # the list's masked name goes with the name
             archive.manifest = mf.seal(dek, archive_no, archive.classification, manifest)
             keep = [g for g in archive.consent_groups or [] if sensitive_only or g not in wanted]
             keep_sensitive = [g for g in archive.consent_sensitive_groups or [] if g not in wanted]
@@ -352,7 +362,7 @@ class Lifecycle:
                 tx.execute(delete(Attachment).where(col(Attachment.archive_id) == aid))
             )
             tx.execute(delete(ArchiveContact).where(col(ArchiveContact.archive_id) == aid))
-            archive.wrapped_dek, archive.manifest = None, None
+            archive.wrapped_dek, archive.manifest, archive.masked_name_ct = None, None, None
             archive.status, archive.destroyed_at, archive.updated_at = (
                 ArchiveStatus.DESTROYED.value,
                 now,

@@ -33,9 +33,14 @@ class ArchiveMeta:
     updated_at: datetime | None = None
     retention_until: date | None = None
     destroyed_at: datetime | None = None
+    # The masked view of the customer's name (王**), filled by the customer list and
+    # the search only (``vault.masked_names``); never the name, never a decision's input.
+    masked_name: str | None = None
 
     @classmethod
-    def of(cls, archive: Archive, contacts: Iterable[str] = ()) -> ArchiveMeta:
+    def of(
+        cls, archive: Archive, contacts: Iterable[str] = (), masked_name: str | None = None
+    ) -> ArchiveMeta:
         return cls(
             archive_no=archive.archive_no,
             classification=archive.classification,
@@ -50,6 +55,7 @@ class ArchiveMeta:
             updated_at=archive.updated_at,
             retention_until=archive.retention_until,
             destroyed_at=archive.destroyed_at,
+            masked_name=masked_name,
         )
 
     @property
@@ -72,6 +78,7 @@ class ArchiveMeta:
             "updated_at": _iso(self.updated_at),
             "retention_until": _iso(self.retention_until),
             "destroyed_at": _iso(self.destroyed_at),
+            "masked_name": self.masked_name,
         }
 
 

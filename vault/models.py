@@ -162,6 +162,9 @@ class Archive(SQLModel, table=True):
     wrapped_dek: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
     # Sealed under the DEK: every field group's revision and digest (vault.manifest).
     manifest: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
+    # The customer list's masked name (王**), sealed under the vault's customer-list
+    # key and bound to the archive number (vault.masked_names); erased on destroy.
+    masked_name_ct: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
 
     # Consent (PIPL Art 14, 29): what the customer agreed to, when and how.
     consent_notice: str = Field(default="", max_length=64)

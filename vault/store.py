@@ -4,6 +4,7 @@
 
 * ``envelope`` (``vault.envelope``) - KEKs, DEK wrapping, opening sealed groups;
 * ``index`` (``vault.index``) - blind indexes and keyed query hashes;
+* ``masked_names`` (``vault.masked_names``) - the customer list's sealed masked names;
 * ``filing`` (``vault.filing``) - validating, numbering, sealing new archives;
 * ``reader`` (``vault.reading``) - the primitives of a read, exports, history;
 * ``archives`` (``vault.archives``) - changes, owner and contacts, lists, search;
@@ -32,6 +33,7 @@ from vault.filing import Filing
 from vault.index import BlindIndexes
 from vault.keys import KeyProvider
 from vault.lifecycle import Lifecycle
+from vault.masked_names import MaskedNames
 from vault.reading import Reader
 from vault.schema import ProfileSchema
 from vault.vault import Vault
@@ -55,6 +57,7 @@ class ArchiveStore:
         self.clock = clock
         self.envelope = Envelope(vault.keys)
         self.index = BlindIndexes(vault.keys, vault.schema, vault.index_bits)
+        self.masked_names = MaskedNames(vault.keys, vault.schema)
         self.reader = Reader(self.engine, self.envelope, self.schema, self.audit)
         self.filing = Filing(
             engine=self.engine,
@@ -62,6 +65,7 @@ class ArchiveStore:
             schema=self.schema,
             envelope=self.envelope,
             index=self.index,
+            masked_names=self.masked_names,
             audit=self.audit,
             clock=clock,
         )
@@ -71,6 +75,7 @@ class ArchiveStore:
             schema=self.schema,
             envelope=self.envelope,
             index=self.index,
+            masked_names=self.masked_names,
             reader=self.reader,
             audit=self.audit,
             clock=clock,
@@ -80,6 +85,7 @@ class ArchiveStore:
             schema=self.schema,
             envelope=self.envelope,
             index=self.index,
+            masked_names=self.masked_names,
             audit=self.audit,
             clock=clock,
         )

@@ -118,7 +118,8 @@ def list_archives(
         bool, Query(description="only important clients with no contact besides the owner")
     ] = False,
 ) -> ArchivePage:
-    """The customer list (客户一览表): metadata only, never content."""
+    """The customer list (客户一览表): metadata and each client's masked name (the
+    surname and mask characters: 王**, null until computed), never content."""
     page = services.acts.list_archives(
         caller,
         missing_contacts=missing_contacts,

@@ -1,9 +1,10 @@
-"""A salesperson's clients: the customer list (metadata only) and the audited search.
+"""A salesperson's clients: the customer list (metadata and masked names) and the search.
 
 Both call what ``GET /customers`` and ``POST /customers/search`` call
 (``ArchiveActs.list_archives``, ``ArchiveActs.search``) and show what those
-return: the list's clear metadata, never a field of the profile. The search
-form is a POST so a searched mobile number or ID never sits in a URL.
+return: the list's clear metadata and each client's masked name (王**), never a
+field of the profile. The search form is a POST so a searched mobile number or
+ID never sits in a URL.
 """
 
 from __future__ import annotations

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import sqlalchemy as sa
 
@@ -271,3 +273,44 @@ def test_a_salesperson_cannot_exhaust_the_archive_numbers(client, login) -> None
     assert r.json()["archive"]["archive_no"] != "KH-2026-999999"
     log = client.get("/audit?action=archive:create", headers=login("qian.audit")).json()
     assert not any("KH-2026-999999" in (e.get("archives") or []) for e in log["items"])
+
+
+MASK_ONLY = re.compile(r"王\*+")
+
+
+def test_the_customer_list_carries_masked_names_only(client, login, api_vault) -> None:
+    """Salesperson and compliance alike see the surname and mask characters, never the
+    name: in the list, the search, the list's audit entry and the database."""
+    h = login("zhang.wei")
+    no = _new(client, h)  # 王小明: three characters
+    other = _new(client, h, profile={"mobile_phone": "13900139000"})  # no name yet
+    for user in ("zhang.wei", "qian.audit"):
+        r = client.get("/customers", headers=login(user))
+        assert r.status_code == 200, user
+        names = {a["archive_no"]: a["masked_name"] for a in r.json()["items"]}
+        assert names == {no: "王**", other: None}, user
+        assert MASK_ONLY.fullmatch(names[no]) and "王小明" not in r.text and "小明" not in r.text
+    found = client.post("/customers/search", json={"mobile": "13800138000"}, headers=h).json()
+    assert [a["masked_name"] for a in found["items"]] == ["王**"]
+    log = client.get("/audit", params={"action": "archive:list"}, headers=login("qian.audit"))
+    assert log.status_code == 200 and log.json()["items"] and "王" not in log.text
+    with api_vault.engine.connect() as conn:
+        stored = conn.execute(
+            sa.text("SELECT masked_name_ct FROM archive WHERE archive_no = :no"), {"no": no}
+        ).scalar_one()
+    assert "王**".encode() not in bytes(stored) and "王小明".encode() not in bytes(stored)
+
+
+def test_the_list_follows_a_change_of_the_name(client, login) -> None:
+    h = login("zhang.wei")
+    no = _new(client, h)
+    r = client.patch(f"/customers/{no}", json={"profile": {"name": "司马相如"}}, headers=h)
+    assert r.status_code == 200, r.text
+    (item,) = client.get("/customers", headers=h).json()["items"]
+    assert item["masked_name"] == "司***"
+    refused = client.patch(
+        f"/customers/{no}", json={"profile": {"name": "李四"}}, headers=login("li.na")
+    )
+    assert refused.status_code == 403
+    (item,) = client.get("/customers", headers=h).json()["items"]
+    assert item["masked_name"] == "司***"

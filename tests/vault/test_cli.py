@@ -305,6 +305,29 @@ def test_upgrade_seals_the_manifests_of_archives_from_before_them(data: Path) ->
     engine.dispose()
 
 
+def test_upgrade_fills_the_masked_names_of_archives_from_before_them(data: Path) -> None:
+    """A vault from before masked names (column empty after migration 0014): `upgrade`
+    fills the customer list's masked names with the key file, once."""
+    run("seed", "--customers", "3", data=data)
+    engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
+    with engine.begin() as conn:
+        seeded = conn.execute(sa.text("SELECT count(masked_name_ct) FROM archive"))
+        assert seeded.scalar_one() == 3  # seeding files them like any filing
+        conn.execute(sa.text("UPDATE archive SET masked_name_ct = NULL"))
+    proc = run("upgrade", data=data)
+    assert "Masked names for the customer list: 3 archive(s)" in proc.stdout
+    with engine.connect() as conn:
+        sealed = conn.execute(sa.text("SELECT masked_name_ct FROM archive")).scalars().all()
+        audited = conn.execute(
+            sa.text("SELECT count(*) FROM audit_entry WHERE action = 'vault:mask-names'")
+        ).scalar_one()
+    assert len(sealed) == 3 and all(ct is not None and ct[0] == 0xA5 for ct in sealed)
+    assert audited == 1
+    again = run("upgrade", data=data)
+    assert "Masked names for the customer list: 0 archive(s)" in again.stdout
+    engine.dispose()
+
+
 def test_a_manifest_removed_in_the_database_is_reported_never_sealed(data: Path) -> None:
     """Every archive carries a manifest (the key file says so from `init`): one set to NULL
     is tampering, and neither `seal-manifests` nor `upgrade` seals it."""

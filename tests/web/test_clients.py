@@ -27,14 +27,26 @@ def _log(api_vault, archive_no: str, action: str | None = None):
     ]
 
 
-def test_my_clients_lists_metadata_only_with_filters(browser, client, login) -> None:
+def _masked_cells(html: str) -> dict[str, str]:
+    """The masked-name column of the client table, by archive number."""
+    rows = re.findall(
+        r'<a href="/ui/clients/(KH-[\d-]+)">[^<]*</a></td>\s*<td class="masked">([^<]*)</td>', html
+    )
+    return dict(rows)
+
+
+def test_my_clients_lists_metadata_and_masked_names_only_with_filters(
+    browser, client, login
+) -> None:
     no = _new(client, login("zhang.wei"), grade="A", contacts=["li.na"])
-    other = _new(client, login("zhang.wei"), grade="C")
+    other = _new(client, login("zhang.wei"), grade="C", profile={"mobile_phone": MOBILE})
     mine_not = _new(client, login("wang.fang"), department="销售二部")
     page = browser("zhang.wei").get("/ui/clients")
     assert page.status_code == 200
     assert no in page.text and other in page.text and mine_not not in page.text
-    assert MOBILE not in page.text and NAME not in page.text
+    assert MOBILE not in page.text and NAME not in page.text and "小明" not in page.text
+    assert _masked_cells(page.text) == {no: "王**", other: "—"}
+    assert "客户（脱敏姓名）" in page.text
     filtered = browser("zhang.wei").get("/ui/clients?grade=A")
     assert no in filtered.text and other not in filtered.text
     assert browser("zhang.wei").get("/ui/clients?grade=Z").status_code == 422
@@ -61,6 +73,7 @@ def test_search_by_post_finds_the_client_and_is_audited(browser, client, login, 
     assert b.get("/ui/search").status_code == 200
     r = b.post("/ui/search", {"by": "mobile", "value": MOBILE})
     assert r.status_code == 200 and no in r.text
+    assert _masked_cells(r.text) == {no: "王**"} and NAME not in r.text
     searches = [e for e in entries(api_vault.audit_log()) if e.action == "archive:search"]
     assert searches and searches[-1].actor == "zhang.wei"
     assert MOBILE not in repr(searches[-1])
