@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.web.conftest import browser, web_app  # noqa: F401
-
 EDGE = "0001-01-01T00:00:00"
 
 

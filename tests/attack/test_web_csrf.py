@@ -15,8 +15,6 @@ token is printed on every anonymous page. So:
 
 from __future__ import annotations
 
-from tests.web.conftest import Browser, browser, web_app  # noqa: F401
-
 
 def test_a_pre_session_token_from_before_sign_in_is_refused_after_it(browser) -> None:
     b = browser()
