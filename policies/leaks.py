@@ -16,7 +16,7 @@ numbers reveal nothing. The text people type is sealed (``leak_models``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -180,6 +180,11 @@ class LeakCases:
             raise InvalidInput("say what was seen (what_seen)")
         if report.channel not in CHANNELS:
             raise InvalidInput(f"unknown channel {report.channel[:32]!r} ({', '.join(CHANNELS)})")
+        if report.noticed_at is not None:
+            try:
+                report.noticed_at.astimezone(UTC)
+            except OverflowError:  # 0001-01-01 in UTC+8 has no UTC form
+                raise InvalidInput("noticed_at is outside the calendar once taken to UTC") from None
         if report.noticed_at is not None and report.noticed_at > now:
             raise InvalidInput("noticed_at is in the future")
         uid = new_uid("LK")

@@ -155,7 +155,10 @@ def parse_datetime(value: Any, what: str, *, now: datetime) -> datetime:
     if parsed.tzinfo is None:
         # Times typed without a zone are Beijing time, the users' local time.
         parsed = parsed.replace(tzinfo=BEIJING)
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 in UTC+8 has no UTC form
+        raise ValidationFailed(f"{what} is outside the calendar once taken to UTC") from None
     if parsed > now:
         raise ValidationFailed(f"{what} is in the future")
     return parsed
