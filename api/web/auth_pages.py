@@ -18,7 +18,7 @@ from sqlmodel import Session
 from api import login_guard
 from api.security import hash_password
 from api.web.kit import AnyPage, Form, Page, SignedIn, field_text, local_path
-from api.web.sessions import LANG_COOKIE, SESSION_COOKIE
+from api.web.sessions import LANG_COOKIE, PRE_COOKIE, SESSION_COOKIE
 from audit.events import Actor, AuditAction, AuditEvent
 from foundation.db import transaction
 from policies import notifications
@@ -112,8 +112,11 @@ async def login(page: AnyPage, form: Form) -> Response:
             error=page._("Wrong username or password, or the account is locked for a while."),
             next_path=next_path,
         )
+    # A browser holds one session: an earlier one (another user's, say) ends here.
+    page.web.sessions.end(page.request.cookies.get(SESSION_COOKIE), services.clock())
     response = page.redirect(local_path(next_path))
     page.set_cookie(response, SESSION_COOKIE, outcome.token)
+    response.delete_cookie(PRE_COOKIE, path="/")
     return response
 
 

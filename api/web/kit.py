@@ -236,9 +236,11 @@ async def checked_form(request: Request) -> FormData:
     web = _web(request)
     secret = request.cookies.get(SESSION_COOKIE)
     live = web.sessions.find(secret, request.app.state.services.clock()) if secret else None
+    # Signed in, only the session's own token counts: the pre-session token is printed
+    # on the sign-in page and its cookie can be planted from a sibling host.
     bindings = [live.key] if live else []
     pre = request.cookies.get(PRE_COOKIE)
-    if pre and len(pre) <= 64:
+    if live is None and pre and len(pre) <= 64:
         bindings.append(pre_binding(pre))
     if not isinstance(token, str) or not any(web.sessions.csrf_ok(b, token) for b in bindings):
         raise CsrfRefused
@@ -249,9 +251,18 @@ Form = Annotated[FormData, Depends(checked_form)]
 
 
 def field_text(form: FormData, name: str, *, limit: int = 2000) -> str:
-    """A text field of a form, stripped; files and missing fields are ''."""
+    """A text field of a form, stripped; files and missing fields are ''.
+
+    A value longer than ``limit`` is refused (422 naming the field), never cut:
+    cutting would store less than the person typed without telling them.
+    """
     value = form.get(name)
-    return value.strip()[:limit] if isinstance(value, str) else ""
+    if not isinstance(value, str):
+        return ""
+    value = value.strip()
+    if len(value) > limit:
+        raise PageError(422, f"{name}: longer than {limit} characters; nothing was saved")
+    return value
 
 
 def local_path(target: str | None, default: str = "/ui") -> str:

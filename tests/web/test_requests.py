@@ -79,7 +79,7 @@ def test_the_form_is_prefilled_and_files_a_view_request(browser, client, login) 
     page = b.get(f"/ui/requests/{uid}")
     assert page.status_code == 200
     assert 'data-marking="internal"' in page.text  # the banner of the highest marking
-    assert no in page.text and "your department head" in page.text and "head.one" in page.text
+    assert no in page.text and "您的部门负责人" in page.text and "head.one" in page.text
     assert "已提交" in page.text or "filed" in page.text.lower()
     req = _state(client, login, uid)
     assert req["kind"] == "view" and req["requester"] == "li.na" and req["groups"] == ["contact"]

@@ -199,3 +199,14 @@ def test_a_demo_vault_lists_its_accounts_on_the_sign_in_page(api_vault, clock) -
     assert page.status_code == 200
     assert "演示账户" in page.text and "zhang.wei" in page.text and "qian.audit" in page.text
     assert "correct horse" not in page.text  # names the accounts, never a password
+
+
+def test_signing_in_as_someone_else_ends_the_earlier_session(browser, web_app) -> None:
+    b = browser("li.na")
+    old = b.http.cookies.get("av_session")
+    b.sign_in("zhang.wei")
+    from tests.web.conftest import Browser
+
+    replay = Browser(web_app)
+    replay.http.cookies.set("av_session", old)
+    assert replay.get("/ui").status_code == 303  # li.na's session ended at the new sign-in
