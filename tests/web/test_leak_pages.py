@@ -159,7 +159,7 @@ def test_the_notice_page_holds_no_content(browser) -> None:
 
 def test_evidence_through_the_page_lists_the_account_and_verifies(browser) -> None:
     uid = _file(browser("zhang.wei"))
-    browser("li.na").get("/ui/leaks")
+    _file(browser("li.na"))  # an audited act of the account
     handler = browser("zhao.lei")
     page = handler.get(f"/ui/leaks/{uid}")
     since = re.search(
@@ -180,7 +180,8 @@ def test_evidence_through_the_page_lists_the_account_and_verifies(browser) -> No
     for who in ("zhao.lei", "qian.audit"):
         shown = browser(who).get(f"/ui/leaks/{uid}/evidence/{ev}")
         assert shown.status_code == 200
-        assert "li.na" in shown.text and "已核验" in shown.text and "未核验" not in shown.text
+        assert "<td>li.na</td>" in shown.text and "<code>leak:report</code>" in shown.text
+        assert "已核验" in shown.text and "未核验" not in shown.text
     # The filer of the report is refused evidence as by the API (403), a stranger learns nothing.
     assert browser("zhang.wei").get(f"/ui/leaks/{uid}/evidence/{ev}").status_code == 403
     assert browser("wang.fang").get(f"/ui/leaks/{uid}/evidence/{ev}").status_code == 404
