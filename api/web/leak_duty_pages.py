@@ -11,6 +11,7 @@ only, never what anyone typed into the report.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -34,6 +35,7 @@ from policies.leak_evidence_check import EvidenceQuery
 router = APIRouter()
 EVIDENCE_UID = r"^EV-[0-9A-F]{10}$"
 M = TypeVar("M", bound=BaseModel)
+R = TypeVar("R")
 # The form fields' names as the pages label them (for "check this field" messages).
 FIELDS = {
     "account": N_("Account"),
@@ -89,7 +91,7 @@ def _when(page: Page, form: FormData, name: str, label: str) -> datetime | None:
         ) from None
 
 
-def _act(page: Page, uid: str, work: Any, flash: Any) -> Response:
+def _act(page: Page, uid: str, work: Callable[[], R], flash: Callable[[R], str]) -> Response:
     """Run one form's work; bad input or a service's InvalidInput → the case page, 422."""
     try:
         result = work()

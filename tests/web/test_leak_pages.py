@@ -219,3 +219,44 @@ def test_only_the_handlers_act_and_nothing_changes_otherwise(browser) -> None:
     page = handler.get(f"/ui/leaks/{uid}").text
     assert page.count("<tr>") == before and "尚未记录" in page and "尚无证据" in page
     assert browser("li.na").get("/ui/leaks").status_code == 200  # still signed in
+
+
+def test_a_tampered_evidence_record_shows_not_verified(browser, web_app) -> None:
+    from sqlalchemy import update
+    from sqlmodel import Session
+
+    from policies.leak_evidence_models import LeakEvidence
+
+    uid = _file(browser("zhang.wei"))
+    handler = browser("zhao.lei")
+    r = handler.post(
+        f"/ui/leaks/{uid}/evidence",
+        {
+            "kind": "account",
+            "account": "zhang.wei",
+            "since": "2026-01-01T00:00",
+            "until": "2099-01-01T00:00",
+        },
+    )
+    assert r.status_code == 303, r.text
+    page = handler.get(f"/ui/leaks/{uid}").text
+    ev = re.search(rf"/ui/leaks/{uid}/evidence/(EV-[0-9A-F]{{10}})", page).group(1)
+    assert "已核验" in handler.get(f"/ui/leaks/{uid}/evidence/{ev}").text
+    with Session(web_app.state.services.engine) as session:
+        session.exec(update(LeakEvidence).where(LeakEvidence.uid == ev).values(account="li.na"))
+        session.commit()
+    shown = handler.get(f"/ui/leaks/{uid}/evidence/{ev}").text
+    assert "未核验通过" in shown and "已核验" not in shown
+
+
+def test_the_reporter_sees_no_duties_and_compliance_no_forms(browser) -> None:
+    uid = _file(browser("zhang.wei"))
+    assert _duties(browser("zhao.lei"), uid).status_code == 303
+    mine = browser("zhang.wei").get(f"/ui/leaks/{uid}").text
+    assert "通知义务" not in mine and "/notice" not in mine and "审计日志证据" not in mine
+    review = browser("qian.audit").get(f"/ui/leaks/{uid}").text
+    assert "通知义务" in review and "审计日志证据" in review
+    for path in ("contain", "duties", "notified", "evidence"):
+        assert f'action="/ui/leaks/{uid}/{path}"' not in review
+    assert browser("zhao.lei").get(f"/ui/leaks/{uid}/evidence/EV-0000000000").status_code == 404
+    assert browser("zhao.lei").get(f"/ui/leaks/{uid}/evidence/nope").status_code == 422
