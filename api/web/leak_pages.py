@@ -8,7 +8,7 @@ report is shown only to those the service shows it to.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, Path, Query
@@ -17,14 +17,27 @@ from sqlmodel import Session
 
 from api.web.i18n import BEIJING
 from api.web.kit import Form, Page, SignedIn, field_text
-from policies import leaks
+from api.web.labels import N_
+from policies import leak_duties, leaks
 from policies.errors import InvalidInput
+from policies.leak_duties import clocks
 from policies.leaks import Access, LeakReport
 
 router = APIRouter()
 CASE_UID = r"^LK-[0-9A-F]{10}$"
 PAGE = 50
 STATES = ("reported", "investigating", "contained", "closed")
+# The causes of policies.leak_duties.CAUSES, as the pages name them.
+CAUSE_LABELS = {
+    "under_investigation": N_("Under investigation"),
+    "insider_disclosure": N_("Disclosure by a member of staff"),
+    "unauthorised_access": N_("Access without authorisation"),
+    "lost_material": N_("Material lost"),
+    "misdirected_transmission": N_("Material sent to the wrong recipient"),
+    "external_attack": N_("Attack from outside"),
+    "system_fault": N_("System fault"),
+    "other": N_("Other cause"),
+}
 
 
 def _form_page(page: Page, status: int = 200, error: str = "", values: Any = None) -> Response:
@@ -47,10 +60,15 @@ def leak_list(
     services = page.services
     now = services.clock()
     chosen = state if state in STATES else None
+    full = services.leaks.may_list_all(caller.principal, now)
     with Session(services.engine) as session:
         rows, total = services.leaks.page(
             session, caller.principal, now, state=chosen, limit=PAGE, offset=offset
         )
+        duties = (
+            services.leak_duties.of_cases(session, [c.id for c in rows if c.id]) if full else {}
+        )
+    overdue = {c.uid for c in rows if full and clocks(duties.get(c.id or 0), now)["overdue"]}
     return page.render(
         "leaks_list.html",
         cases=rows,
@@ -59,7 +77,8 @@ def leak_list(
         offset=offset,
         state=chosen or "",
         states=STATES,
-        full=services.leaks.may_list_all(caller.principal, now),
+        full=full,
+        overdue=overdue,
     )
 
 
@@ -112,26 +131,49 @@ def file_leak(page: SignedIn, form: Form) -> Response:
     )
 
 
-@router.get("/ui/leaks/{uid}")
-def leak_case(page: SignedIn, uid: str = Path(pattern=CASE_UID)) -> Response:
+def case_page(page: Page, uid: str, *, status: int = 200, error: str = "") -> Response:
+    """The case as its caller may see it; handlers and compliance also its duties,
+    clocks and evidence (each read through its service, audited)."""
     caller = page.me()
     services = page.services
+    now = services.clock()
 
-    def run(session: Session) -> tuple[dict[str, Any], Access]:
-        case, access = services.leaks.load(
-            session, uid, caller.principal, caller.actor, services.clock()
-        )
-        return services.leaks.view(session, case, access), access
+    def run(session: Session) -> tuple[dict[str, Any], Access, dict[str, Any] | None]:
+        case, access = services.leaks.load(session, uid, caller.principal, caller.actor, now)
+        duties = None
+        if access != Access.REPORTER:
+            duties = services.leak_duties.view(services.leak_duties.of(session, case), now)
+        return services.leaks.view(session, case, access), access, duties
 
-    view, access = services.in_transaction(run)
+    view, access, duties = services.in_transaction(run)
+    evidence = (
+        services.evidence.index(caller.principal, caller.actor, uid)
+        if access != Access.REPORTER
+        else []
+    )
+    since = now.astimezone(BEIJING) - timedelta(days=30)
+    until = now.astimezone(BEIJING) + timedelta(minutes=1)
     return page.render(
         "leaks_case.html",
+        status=status,
+        error=error,
         case=view,
         access=access.value,
         moves=leaks.MOVES.get(view["state"], ()),
         outcomes=leaks.OUTCOMES,
         actions=leaks.ACTIONS,
+        duties=duties,
+        evidence=evidence,
+        causes=[(c, CAUSE_LABELS.get(c, c)) for c in leak_duties.CAUSES],
+        groups=list(services.store.schema.groups),
+        default_since=since.strftime("%Y-%m-%dT%H:%M"),
+        default_until=until.strftime("%Y-%m-%dT%H:%M"),
     )
+
+
+@router.get("/ui/leaks/{uid}")
+def leak_case(page: SignedIn, uid: str = Path(pattern=CASE_UID)) -> Response:
+    return case_page(page, uid)
 
 
 @router.post("/ui/leaks/{uid}/state")
