@@ -33,7 +33,11 @@ ZONE_LABEL = {"zh": "北京时间", "en": "Beijing time"}
 
 
 def catalog(language: str) -> Catalog:
-    """Every ``.po`` file of a language merged into one catalog (later files win)."""
+    """Every ``.po`` file of a language merged into one catalog.
+
+    A msgid means one thing everywhere: ``tests/web/test_catalog.py`` refuses two
+    files translating it differently (a word with two senses gets two msgids).
+    """
     merged = Catalog(locale=language)
     for po in sorted((LOCALE_DIR / language / "LC_MESSAGES").glob("*.po")):
         with po.open("rb") as fh:

@@ -65,7 +65,7 @@ CASE = {
     "investigating": N_("Investigating"),
     "contained": N_("Contained"),
     "closed": N_("Closed"),
-    "confirmed": N_("Confirmed"),
+    "confirmed": N_("Leak confirmed"),
     "unfounded": N_("Unfounded"),
     "dismissed": N_("Dismissed"),
     "report": N_("Report"),

@@ -39,3 +39,16 @@ def test_times_are_beijing_time_with_the_zone_named() -> None:
     at = datetime(2026, 11, 27, 16, 30, tzinfo=UTC)
     assert beijing(at, "zh") == "2026-11-28 00:30 (北京时间)"
     assert beijing(at, "en") == "2026-11-28 00:30 (Beijing time)"
+
+
+def test_a_string_has_one_translation_across_the_catalogs() -> None:
+    from babel.messages.pofile import read_po
+
+    seen: dict[str, dict[str, list[str]]] = {}
+    for po in sorted((ROOT / "api/web/locale/zh/LC_MESSAGES").glob("*.po")):
+        with po.open("rb") as fh:
+            for message in read_po(fh, locale="zh"):
+                if message.id and message.string:
+                    seen.setdefault(message.id, {}).setdefault(message.string, []).append(po.name)
+    clashes = {msgid: found for msgid, found in seen.items() if len(found) > 1}
+    assert not clashes, f"one msgid, two translations (give each sense its own msgid): {clashes}"
