@@ -187,8 +187,14 @@ _VALID_OBJECTS: set[str] = set()
 _CACHE_LIMIT = 100_000
 
 
-def _one_plain_string(text: str) -> bool:
-    """``["..."]`` around printable ASCII with nothing to escape: four C calls, no regex."""
+def _one_plain_string(text: Any) -> bool:
+    """``["..."]`` around printable ASCII with nothing to escape: a few C calls, no regex.
+
+    The common archives column (one archive number), proven anew on every row
+    rather than cached: archive numbers seldom repeat.
+    """
+    if type(text) is not str:
+        return False
     inner = text[2:-2]
     return (
         len(text) >= 4
@@ -211,12 +217,10 @@ def _is_canonical(text: Any, kind: type) -> bool:
     cache = _VALID_LISTS if kind is list else _VALID_OBJECTS
     if text in cache:
         return True
-    if (
-        kind is list
-        and type(text) is str
-        and (_one_plain_string(text) or _SIMPLE_LIST.fullmatch(text))
-    ):
-        ok = True  # the common case (archive numbers, groups), proven without parsing
+    if kind is list and _one_plain_string(text):
+        return True
+    if kind is list and type(text) is str and _SIMPLE_LIST.fullmatch(text):
+        ok = True  # the common case (groups, several archives), proven without parsing
     else:
         ok = _parses_canonical(text, kind)
     if ok:
@@ -271,7 +275,7 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
     if (
         type(seq) is int
         # A log repeats its groups and details: a set lookup settles most rows.
-        and (archives in lists or _is_canonical(archives, list))
+        and (_one_plain_string(archives) or _is_canonical(archives, list))
         and (groups in lists or _is_canonical(groups, list))
         and (detail in objects or _is_canonical(detail, dict))
     ):

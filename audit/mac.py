@@ -52,9 +52,10 @@ class MacKey:
 class EntryMac:
     """Computes and checks entry MACs under one key (the keyed state is set up once)."""
 
-    __slots__ = ("_base", "from_seq")
+    __slots__ = ("_base", "from_seq", "key")
 
     def __init__(self, key: MacKey) -> None:
+        self.key = key  # for the verifier's worker processes, which build their own
         self._base = HMAC(key.key, hashes.SHA256())
         self._base.update(_LABEL)
         self.from_seq = key.from_seq
