@@ -12,18 +12,23 @@ entry's MAC (``audit.mac``), so a rewrite of the unsigned tail with every hash
 recomputed, or a correctly hashed entry inserted by the application's role,
 is named. A checkpoint row that is not this log's is reported and skipped.
 
-Speed (a million entries in well under ten seconds): rows are streamed through
-the raw driver cursor in batches (no ORM objects, no per-row type processing),
-and the root is folded incrementally from a compact range, so memory stays
-O(log n) whatever the log's length.
+Speed: a log of ``PARALLEL_FROM`` entries or more is split into seq ranges
+checked by one worker process per core, each reading its own range from the
+database, the seams and signed roots joined in order (``audit.verify_ranges``);
+the checkpoint signatures are checked meanwhile. A smaller log is read here in
+one pass. Either way rows are streamed through the raw driver cursor in batches
+(no ORM objects, no per-row type processing) and the root is folded from
+compact ranges, so memory stays O(log n) whatever the log's length. Both paths
+give the same Report.
 """
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -51,11 +56,20 @@ from audit.verify_ranges import (
 BATCH = 20_000
 PARALLEL_FROM = 20_000  # entries; below this one process is quicker than starting workers
 RANGES_PER_WORKER = 4  # more ranges than workers evens out a busy machine's cores
+MAX_UNCHECKED_SIZES = 100_000  # checkpoint rows whose sizes go to the workers unverified
 _REASON_CHARS = 200
 
 
-def _checkpoints(
-    engine: Engine, public_key: Ed25519PublicKey, origin: str
+def _checkpoint_rows(engine: Engine) -> list[Any]:
+    stmt = sa.select(
+        checkpoint_table.c.tree_size, checkpoint_table.c.root_hash, checkpoint_table.c.note
+    ).order_by(checkpoint_table.c.tree_size)
+    with engine.connect() as conn:
+        return list(conn.execute(stmt).all())
+
+
+def _open_checkpoints(
+    rows: Sequence[Any], public_key: Ed25519PublicKey, origin: str
 ) -> tuple[list[SignedCheckpoint], list[Problem]]:
     """The valid checkpoints (one per size), and a problem for every row that is not.
 
@@ -64,11 +78,6 @@ def _checkpoints(
     the key (anyone who may INSERT can add one): it is reported and skipped,
     so it can neither pass for the latest checkpoint nor stop verification.
     """
-    stmt = sa.select(
-        checkpoint_table.c.tree_size, checkpoint_table.c.root_hash, checkpoint_table.c.note
-    ).order_by(checkpoint_table.c.tree_size)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
     valid: dict[int, SignedCheckpoint] = {}
     rejected: list[Problem] = []
     for size, root, note in rows:
@@ -138,14 +147,44 @@ def verify_database(
     ``ranges`` forces the ranged path with that many ranges (tests).
     The Report is the same either way.
     """
-    checkpoints, rejected = _checkpoints(engine, public_key, origin)
+    rows = _checkpoint_rows(engine)
     total = head_seq(engine)
     n_workers = default_workers() if workers is None else workers
     source = _source(engine, mac) if ranges is not None or n_workers > 1 else None
     if source is not None and (ranges is not None or total >= PARALLEL_FROM):
-        count = ranges or n_workers * RANGES_PER_WORKER
-        chain = _verify_ranges(source, checkpoints, total, count, n_workers, progress=progress)
+        opened: list[tuple[list[SignedCheckpoint], list[Problem]]] = []
+
+        def open_all() -> None:
+            if not opened:
+                opened.append(_open_checkpoints(rows, public_key, origin))
+
+        # The workers take a snapshot at every size a checkpoint row claims, so the
+        # signatures are checked while they run; only signed sizes are compared.
+        sizes = frozenset(r[0] for r in rows if type(r[0]) is int and r[0] > 0)
+        if len(sizes) > MAX_UNCHECKED_SIZES:  # rows nobody signed: do not let them cost memory
+            open_all()
+            sizes = frozenset(cp.size for cp in opened[0][0] if cp.size > 0)
+        count = max(1, min(ranges or n_workers * RANGES_PER_WORKER, total))
+        cuts = [total * i // count for i in range(1, count)]
+        bounds = list(zip([None, *cuts], [*cuts, None], strict=True))
+
+        def report_progress(done: int) -> None:
+            if progress is not None:
+                progress(min(done, total), total)
+
+        results = run_ranges(
+            source,
+            bounds,
+            sizes,
+            workers=n_workers,
+            progress=report_progress,
+            while_waiting=open_all,
+        )
+        open_all()
+        checkpoints, rejected = opened[0]
+        chain = join(results, checkpoints)
     else:
+        checkpoints, rejected = _open_checkpoints(rows, public_key, origin)
         chain = _verify_serial(engine, checkpoints, total, batch, mac, progress=progress)
     latest = checkpoints[-1] if checkpoints else None
     report = Report(
@@ -231,32 +270,6 @@ def _verify_serial(
     if report is not None:
         problem = report.problem
     return Joined(checker.count, checker.range.root(), problem, forged, forged_count)
-
-
-def _verify_ranges(
-    source: Source,
-    checkpoints: list[SignedCheckpoint],
-    total: int,
-    count: int,
-    workers: int,
-    *,
-    progress: Callable[[int, int], None] | None,
-) -> Joined:
-    """The seq ranges checked by ``workers`` processes and joined in order."""
-    count = max(1, min(count, total))
-    cuts = [total * i // count for i in range(1, count)]
-    los: list[int | None] = [None, *cuts]
-    his: list[int | None] = [*cuts, None]
-    sizes = frozenset(cp.size for cp in checkpoints if cp.size > 0)
-
-    def report_progress(done: int) -> None:
-        if progress is not None:
-            progress(min(done, total), total)
-
-    results = run_ranges(
-        source, list(zip(los, his, strict=True)), sizes, workers=workers, progress=report_progress
-    )
-    return join(results, checkpoints)
 
 
 def _source(engine: Engine, mac: EntryMac | None) -> Source | None:

@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import sqlite3
 import sys
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -98,9 +99,10 @@ class Source:
 
 @dataclass
 class RangeResult:
-    """What a range contributes to the join; ``first_seq`` is None for a range with no row."""
+    """What a range contributes to the join (``first_seq_taken`` is False: no row in range)."""
 
     first_seq: Any = None
+    first_seq_taken: bool = False
     first_prev: bytes = b""
     first_intact: bool = False
     rows: int = 0  # the first row and every later one that passed the checks in range
@@ -168,78 +170,138 @@ def check_range(
     tick: Callable[[int], None] | None = None,
 ) -> RangeResult:
     """Check the entries with lo < seq <= hi (no bound where None); see the module docstring."""
-    mac = EntryMac(source.mac_key) if source.mac_key is not None else None
-    check = mac.check if mac is not None else None
-    from_seq = mac.from_seq if mac is not None else 0
-    canon, sha = canonical_from_row, _sha256
-    out = RangeResult()
-    forged = out.forged
-    nodes = out.nodes
-    n = 0  # the seq the next row must carry
-    b = 0  # leaf index of the range's first entry
-    last: bytes = ZERO_HASH
-    before_last: bytes | None = None
-    rows = 0
-    forged_count = 0
-    done = False
+    checker = _RangeChecker(checkpoint_sizes, source.mac_key)
     for chunk in _batches(source, lo, hi):
+        if not checker.out.first_seq_taken:
+            checker.careful(chunk[:1])
+            rest = chunk[1:]
+        else:
+            rest = chunk
+        if rest and not checker.done and not checker.whole(rest):
+            checker.careful(rest)
+        if tick is not None:
+            tick(len(chunk))
+        if checker.done:
+            break
+    return checker.result()
+
+
+class _RangeChecker:
+    """The running state of one range: the rules of ``ChainChecker`` from its second row on."""
+
+    def __init__(self, checkpoint_sizes: frozenset[int], mac_key: MacKey | None) -> None:
+        self.out = RangeResult()
+        self.sizes = sorted(checkpoint_sizes)
+        self.mac = EntryMac(mac_key) if mac_key is not None else None
+        self.n = 0  # the seq the next row must carry
+        self.b = 0  # leaf index of the range's first entry
+        self.last = ZERO_HASH
+        self.before_last: bytes | None = None
+        self.rows = 0
+        self.forged_count = 0
+        self.done = False
+
+    def result(self) -> RangeResult:
+        out = self.out
+        out.rows, out.last, out.before_last = self.rows, self.last, self.before_last
+        out.forged_count = self.forged_count
+        return out
+
+    def whole(self, chunk: Sequence[Sequence[Any]]) -> bool:
+        """Take a whole batch when every row holds (the usual case), with list-wide checks.
+
+        False, having taken nothing, when any row does not: ``careful`` then finds
+        which and why.
+        """
+        n, k = self.n, len(chunk)
+        if [row[0] for row in chunk] != list(range(n, n + k)):
+            return False
+        canon, sha = canonical_from_row, _sha256
+        try:
+            leaves = [sha(b"\x00" + canon(row)).digest() for row in chunk]
+        except (ValueError, TypeError):
+            return False
+        prevs = [row[13] for row in chunk]
+        if (
+            [row[14] for row in chunk] != leaves
+            or prevs[0] != self.last
+            or prevs[1:] != leaves[:-1]
+            or any(type(p) is not bytes for p in prevs)
+        ):
+            return False
+        self._take(leaves, prevs, [row[15] for row in chunk])
+        return True
+
+    def careful(self, chunk: Sequence[Sequence[Any]]) -> None:
+        """Row by row, stopping at the first that breaks a rule (the range's finding)."""
+        out = self.out
         for row in chunk:
             seq = row[0]
-            if rows and (seq != n or type(seq) is not int):
+            n = self.n
+            if self.rows and (seq != n or type(seq) is not int):
                 out.problem = seq_problem(n, seq)
-                done = True
-                break
+                self.done = True
+                return
             try:
-                canonical = canon(row)
+                canonical = canonical_from_row(row)
             except (ValueError, TypeError):
                 # A JSON column no longer parses: bytes that cannot match the stored
                 # hash let the rules classify and locate it like any other edit.
                 canonical = UNPARSEABLE
-            leaf = sha(b"\x00" + canonical).digest()
-            prev, stored = row[13], row[14]
-            if type(prev) is not bytes or type(stored) is not bytes:
-                prev, stored = as_bytes(prev), as_bytes(stored)
-            if not rows:
+            leaf = _sha256(b"\x00" + canonical).digest()
+            prev, stored = as_bytes(row[13]), as_bytes(row[14])
+            if not self.rows:
                 # The seam row: only the join knows what it must follow.
+                out.first_seq_taken = True
                 out.first_seq, out.first_prev = seq, prev
-                out.first_intact = intact = leaf == stored
-                if type(seq) is not int or seq < 1 or not intact:
-                    rows = 1
-                    done = True
-                    break
-                n, b = seq, seq - 1
-            elif prev != last:
-                out.problem = link_problem(n, prev, before_last, leaf == stored)
-                done = True
-                break
+                out.first_intact = leaf == stored
+                if type(seq) is not int or seq < 1 or not out.first_intact:
+                    self.rows = 1
+                    self.done = True
+                    return
+                self.n, self.b = seq, seq - 1
+            elif prev != self.last:
+                out.problem = link_problem(n, prev, self.before_last, leaf == stored)
+                self.done = True
+                return
             elif leaf != stored:
                 out.problem = edited_problem(n)
-                done = True
-                break
-            # Taken: fold the leaf into the range's subtrees (never past the range's start).
+                self.done = True
+                return
+            self._take([leaf], [prev], [row[15]])
+
+    def _take(self, leaves: list[bytes], prevs: list[bytes], macs: list[Any]) -> None:
+        """Entries self.n.. hold: fold their leaves into the range's subtrees, check MACs."""
+        n0 = self.n
+        bad = self.mac.failures(n0, prevs, leaves, macs) if self.mac is not None else []
+        sizes = self.sizes
+        i = bisect_left(sizes, n0)
+        next_size = sizes[i] if i < len(sizes) else 0
+        nodes, b, sha = self.out.nodes, self.b, _sha256
+        for p, leaf in enumerate(leaves, n0 - 1):
+            # Merge with the left sibling while it lies inside the range.
             nodes.append(leaf)
-            q, h = n - 1, 0
+            q, h = p, 0
             while q & 1 and (q - 1) << h >= b:
                 right = nodes.pop()
                 nodes[-1] = sha(b"\x01" + nodes[-1] + right).digest()
                 q >>= 1
                 h += 1
-            if n in checkpoint_sizes:
-                out.snapshots.append((n, list(nodes), forged_count))
-            if check is not None and n >= from_seq and not check(n, prev, leaf, row[15]):
-                forged_count += 1
-                if len(forged) < MAX_LISTED:
-                    forged.append(n)
-            before_last, last = last if rows else prev, leaf
-            rows += 1
-            n += 1
-        if tick is not None:
-            tick(len(chunk))
-        if done:
-            break
-    out.rows, out.last, out.before_last = rows, last, before_last
-    out.forged_count = forged_count
-    return out
+            if p + 1 == next_size:
+                before = self.forged_count + bisect_left(bad, next_size)
+                self.out.snapshots.append((next_size, list(nodes), before))
+                i += 1
+                next_size = sizes[i] if i < len(sizes) else 0
+        forged = self.out.forged
+        forged += bad[: max(0, MAX_LISTED - len(forged))]
+        self.forged_count += len(bad)
+        if len(leaves) >= 2:
+            self.before_last = leaves[-2]
+        else:
+            self.before_last = self.last if self.rows else prevs[0]
+        self.last = leaves[-1]
+        self.rows += len(leaves)
+        self.n = n0 + len(leaves)
 
 
 # -- joining ranges -----------------------------------------------------------------------
@@ -284,7 +346,7 @@ def join(results: Sequence[RangeResult], checkpoints: Sequence[SignedCheckpoint]
     forged_count = 0
     problem: Problem | None = None
     for res in results:
-        if res.first_seq is None:
+        if not res.first_seq_taken:
             continue  # no row in this range: a gap shows at the next row, or at the end
         n = count + 1
         if res.first_seq != n or type(res.first_seq) is not int:
@@ -297,8 +359,11 @@ def join(results: Sequence[RangeResult], checkpoints: Sequence[SignedCheckpoint]
             problem = edited_problem(n)
             break
         for size, nodes, forged_before in res.snapshots:
+            cp = by_size.get(size)
+            if cp is None:
+                continue  # a size claimed by a checkpoint row that is not signed
             at = _grow(tree, count, size, nodes)
-            if not hmac.compare_digest(at.root(), by_size[size].root):
+            if not hmac.compare_digest(at.root(), cp.root):
                 problem = checkpoint_problem(matched, size)
                 forged += [s for s in res.forged if s < size]
                 forged_count += forged_before
@@ -313,6 +378,10 @@ def join(results: Sequence[RangeResult], checkpoints: Sequence[SignedCheckpoint]
         if res.problem is not None:
             problem = res.problem
             break
+    checked = {size for res in results for size, _n, _f in res.snapshots}
+    if any(size <= count and size not in checked for size in by_size):
+        # Every signed size a range reached must have been compared: never pass unchecked.
+        raise AssertionError("a signed checkpoint was not compared")  # pragma: no cover
     if problem is None:
         unreached = [size for size in by_size if size > count]
         if unreached:
@@ -377,9 +446,15 @@ def run_ranges(
     *,
     workers: int,
     progress: Callable[[int], None] | None = None,
+    while_waiting: Callable[[], None] | None = None,
 ) -> list[RangeResult]:
-    """Check every range, in ``workers`` processes (in this process when ``workers`` <= 1)."""
+    """Check every range, in ``workers`` processes (in this process when ``workers`` <= 1).
+
+    ``while_waiting`` runs in this process once the workers have their ranges.
+    """
     if workers <= 1:
+        if while_waiting is not None:
+            while_waiting()
         done = 0
         results = []
         for lo, hi in bounds:
@@ -404,6 +479,8 @@ def run_ranges(
             pool.submit(_run_in_worker, i, lo, hi, checkpoint_sizes)
             for i, (lo, hi) in enumerate(bounds)
         ]
+        if while_waiting is not None:
+            while_waiting()
         pending: set[Future[RangeResult]] = set(futures)
         while pending:
             _done, pending = wait(pending, timeout=0.25, return_when=FIRST_COMPLETED)

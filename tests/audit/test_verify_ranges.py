@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit import verify_db
+from audit import verify_db, verify_ranges
 from audit.codec import canonical_for_columns
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
@@ -66,6 +66,11 @@ def _same_everywhere(log: AuditLog, engine: sa.Engine | None = None) -> Report:
     for ranges in RANGE_COUNTS:
         assert _verify(log, engine, workers=1, ranges=ranges) == serial, ranges
     assert _verify(log, engine, workers=2, ranges=4) == serial, "worker processes"
+    batch, verify_ranges.BATCH = verify_ranges.BATCH, 4  # batch seams inside each range
+    try:
+        assert _verify(log, engine, workers=1, ranges=3) == serial, "small batches"
+    finally:
+        verify_ranges.BATCH = batch
     return serial
 
 
