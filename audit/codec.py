@@ -268,9 +268,7 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
         client,
         detail,
         prev_hash,
-        _stored,
-        *_,  # columns outside the canonical bytes (the MAC)
-    ) = row
+    ) = row[:14]  # the stored hash and the MAC that may follow are outside the canonical bytes
     lists, objects, escape = _VALID_LISTS, _VALID_OBJECTS, _escape
     if (
         type(seq) is int

@@ -226,7 +226,6 @@ class _RangeChecker:
             [row[14] for row in chunk] != leaves
             or prevs[0] != self.last
             or prevs[1:] != leaves[:-1]
-            or any(type(p) is not bytes for p in prevs)
         ):
             return False
         self._take(leaves, prevs, [row[15] for row in chunk])
