@@ -278,13 +278,14 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
         and (detail in objects or _is_canonical(detail, dict))
     ):
         try:
+            # Two f-strings: past 30 parts CPython builds one through a list and str.join.
             return (
                 f'{{"action":{escape(action)},"actor":{escape(actor)},'
                 f'"actor_role":{escape(role)},"archives":{archives},'
                 f'"client":{"null" if client is None else escape(client)},"detail":{detail},'
                 f'"grant_id":{"null" if grant_id is None else escape(grant_id)},'
                 f'"groups":{groups},"outcome":{escape(outcome)},'
-                f'"prev_hash":"{bytes(prev_hash).hex()}",'
+                + f'"prev_hash":"{bytes(prev_hash).hex()}",'
                 f'"purpose":{"null" if purpose is None else escape(purpose)},'
                 f'"reason":{"null" if reason is None else escape(reason)},'
                 f'"seq":{seq},"time":{escape(time)},"v":{ENTRY_FORMAT_VERSION}}}'
