@@ -26,6 +26,7 @@ Imports only the standard library and ``cryptography``.
 from __future__ import annotations
 
 import hmac as _hmac
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
@@ -52,9 +53,10 @@ class MacKey:
 class EntryMac:
     """Computes and checks entry MACs under one key (the keyed state is set up once)."""
 
-    __slots__ = ("_base", "from_seq")
+    __slots__ = ("_base", "from_seq", "key")
 
     def __init__(self, key: MacKey) -> None:
+        self.key = key  # for the verifier's worker processes, which build their own
         self._base = HMAC(key.key, hashes.SHA256())
         self._base.update(_LABEL)
         self.from_seq = key.from_seq
@@ -69,6 +71,32 @@ class EntryMac:
         if stored is None:
             return False
         return _hmac.compare_digest(self.compute(seq, prev_hash, leaf), bytes(stored))
+
+    def failures(
+        self,
+        first: int,
+        prev_hashes: Sequence[bytes],
+        leaves: Sequence[bytes],
+        stored: Sequence[bytes | None],
+    ) -> list[int]:
+        """The seqs among ``first``, ``first + 1``, ... whose stored MAC is not theirs.
+
+        ``check`` for a run of consecutive entries (the verifier's batches), in
+        one loop without a call per entry; entries before ``from_seq`` are skipped.
+        """
+        copy = self._base.copy
+        same = _hmac.compare_digest
+        bad: list[int] = []
+        for seq, (prev, leaf, mac) in enumerate(
+            zip(prev_hashes, leaves, stored, strict=True), first
+        ):
+            if seq < self.from_seq:
+                continue
+            h = copy()
+            h.update(seq.to_bytes(8, "big") + prev + leaf)
+            if mac is None or not same(h.finalize(), bytes(mac)):
+                bad.append(seq)
+        return bad
 
     def required(self, seq: int) -> bool:
         """Whether an entry at ``seq`` must carry a MAC (written after the key existed)."""

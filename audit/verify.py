@@ -114,6 +114,68 @@ class Report:
         )
 
 
+# The findings of the chain rules, one constructor each: the database verifier
+# (``audit.verify_ranges``) applies the same rules range by range and must word
+# and locate every finding exactly as ``ChainChecker`` does.
+
+
+def sequence_problem(n: int, seq: int) -> Problem:
+    """Entry ``n`` was expected and a row with ``seq`` came instead."""
+    if seq > n:
+        return Problem("missing", f"missing: the log jumps from entry {n - 1} to entry {seq}", n)
+    return Problem("replaced", f"entry {seq} appears again after entry {n - 1}", n)
+
+
+def link_problem(n: int, prev_hash: bytes, before_last: bytes | None, intact: bool) -> Problem:
+    """Entry ``n`` does not link to entry ``n - 1``; which edit explains it."""
+    if before_last is not None and prev_hash == before_last:
+        return Problem(
+            "inserted",
+            f"not part of the original chain: entry {n} links past it to entry {n - 2}",
+            n - 1,
+        )
+    if intact and n > 1:
+        return Problem(
+            "edited",
+            f"altered and its stored hash recomputed: entry {n} still links to the original",
+            n - 1,
+        )
+    return Problem(
+        "replaced",
+        f"does not follow entry {n - 1} (reordered, replaced, or an entry before it removed)"
+        if n > 1
+        else "does not start the chain (prev_hash is not zero)",
+        n,
+    )
+
+
+def edited_problem(n: int) -> Problem:
+    return Problem(
+        "edited", "content does not match its stored hash (edited after it was written)", n
+    )
+
+
+def checkpoint_problem(matched_size: int, n: int) -> Problem:
+    """The root of entries 1..n differs from the one signed for size n."""
+    first = matched_size + 1
+    return Problem(
+        "checkpoint",
+        f"entries {first}..{n} do not reproduce the root signed for size {n} "
+        f"(the checkpoint at size {matched_size} still matches): entries in "
+        "that range were rewritten together with their hashes",
+        first,
+    )
+
+
+def truncated_problem(count: int, signed_size: int) -> Problem:
+    return Problem(
+        "truncated",
+        f"missing: the log ends at entry {count} but a signed checkpoint "
+        f"covers {signed_size} entries (tail removed)",
+        count + 1,
+    )
+
+
 class ChainChecker:
     """Streams entries in sequence order and remembers the first problem.
 
@@ -142,43 +204,15 @@ class ChainChecker:
             return False
         n = self.count + 1
         if seq != n:
-            if seq > n:
-                self._fail(
-                    "missing", f"missing: the log jumps from entry {n - 1} to entry {seq}", n
-                )
-            else:
-                self._fail("replaced", f"entry {seq} appears again after entry {n - 1}", n)
+            self.problem = sequence_problem(n, seq)
             return False
         leaf = leaf_hash(canonical)
         intact = stored_hash is None or leaf == stored_hash
         if prev_hash != self._last:
-            if self._before_last is not None and prev_hash == self._before_last:
-                self._fail(
-                    "inserted",
-                    f"not part of the original chain: entry {n} links past it to entry {n - 2}",
-                    n - 1,
-                )
-            elif intact and n > 1:
-                self._fail(
-                    "edited",
-                    f"altered and its stored hash recomputed: entry {n} still links to "
-                    "the original",
-                    n - 1,
-                )
-            else:
-                self._fail(
-                    "replaced",
-                    f"does not follow entry {n - 1} (reordered, replaced, or an entry "
-                    "before it removed)"
-                    if n > 1
-                    else "does not start the chain (prev_hash is not zero)",
-                    n,
-                )
+            self.problem = link_problem(n, prev_hash, self._before_last, intact)
             return False
         if not intact:
-            self._fail(
-                "edited", "content does not match its stored hash (edited after it was written)", n
-            )
+            self.problem = edited_problem(n)
             return False
         self.range.append(leaf)
         if self.leaves is not None:
@@ -188,30 +222,15 @@ class ChainChecker:
         if self._pending and self._pending[-1].size == n:
             cp = self._pending.pop()
             if not hmac.compare_digest(self.range.root(), cp.root):
-                first = self._matched_size + 1
-                self._fail(
-                    "checkpoint",
-                    f"entries {first}..{n} do not reproduce the root signed for size {n} "
-                    f"(the checkpoint at size {self._matched_size} still matches): entries in "
-                    "that range were rewritten together with their hashes",
-                    first,
-                )
+                self.problem = checkpoint_problem(self._matched_size, n)
                 return False
             self._matched_size = n
         return True
 
-    def _fail(self, kind: str, message: str, seq: int | None) -> None:
-        self.problem = Problem(kind=kind, message=message, seq=seq)
-
     def finish(self) -> Report:
         if self.problem is None and self._pending:
-            cp = self._pending[0]  # the largest signed size not reached
-            self._fail(
-                "truncated",
-                f"missing: the log ends at entry {self.count} but a signed checkpoint "
-                f"covers {cp.size} entries (tail removed)",
-                self.count + 1,
-            )
+            # The largest signed size not reached.
+            self.problem = truncated_problem(self.count, self._pending[0].size)
         latest = self.checkpoints[-1] if self.checkpoints else None
         return Report(
             ok=self.problem is None,

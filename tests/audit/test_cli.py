@@ -99,3 +99,38 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     assert "error:" in result.output and "Traceback" not in result.output
     result = _run("verify-bundle", str(tmp_path / "missing.json"))
     assert result.exit_code == 2 and "cannot read" in result.output
+
+
+def test_verify_in_worker_processes_keeps_the_state_check(
+    data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`audit verify --state` on the ranged path (workers forced on a small log)."""
+    from audit import verify_db
+
+    monkeypatch.setattr(verify_db, "PARALLEL_FROM", 1)
+    monkeypatch.setattr(verify_db, "default_workers", lambda: 2)
+    ranged: list[int] = []
+    real = verify_db.run_ranges
+
+    def spy(*args: object, **kw: object) -> object:
+        ranged.append(1)
+        return real(*args, **kw)
+
+    monkeypatch.setattr(verify_db, "run_ranges", spy)
+    state = tmp_path / "state.json"
+    assert "checkpoint" in _run("checkpoint", "--data-dir", str(data_dir)).output
+    result = _run("verify", "--data-dir", str(data_dir), "--state", str(state))
+    assert result.exit_code == 0 and "OK: 12 entries" in result.output, result.output
+    kept = state.read_text()
+    engine = make_engine(f"sqlite:///{data_dir / 'vault.db'}")
+    remove_guards(engine)
+    with engine.begin() as conn:  # the tail cut together with its checkpoint
+        conn.exec_driver_sql("DELETE FROM audit_entry WHERE seq > 6")
+        conn.exec_driver_sql("DELETE FROM audit_checkpoint")
+    engine.dispose()
+    result = _run("verify", "--data-dir", str(data_dir), "--state", str(state))
+    assert result.exit_code == 1 and "FAILED" in result.output
+    assert state.read_text() == kept
+    result = _run("verify", "--data-dir", str(data_dir))
+    assert result.exit_code == 0 and "OK: 6 entries" in result.output
+    assert len(ranged) == 3

@@ -81,3 +81,29 @@ def test_the_key_starts_at_a_positive_seq(from_seq: int) -> None:
 
 def test_the_key_is_not_in_its_repr() -> None:
     assert KEY.hex() not in repr(MacKey(KEY, 1)) and str(KEY) not in repr(MacKey(KEY, 1))
+
+
+def test_failures_of_a_run_are_the_entries_check_refuses() -> None:
+    """``failures`` (the verifier's batches) against the documented HMAC, entry by entry."""
+    mac = EntryMac(MacKey(KEY, 12))
+    first = 10
+    prevs = [hashlib.sha256(bytes([i])).digest() for i in range(8)]
+    leaves = [hashlib.sha256(bytes([i, 1])).digest() for i in range(8)]
+    stored: list[bytes | None] = [
+        _reference(first + i, prevs[i], leaves[i]) for i in range(len(leaves))
+    ]
+    stored[0] = None  # before from_seq: never checked
+    stored[1] = b"\x00" * 32  # before from_seq: never checked
+    stored[3] = None  # seq 13: missing
+    stored[4] = _reference(first + 5, prevs[4], leaves[4])  # seq 14 carries seq 15's MAC
+    stored[6] = _reference(first + 6, leaves[6], prevs[6])  # seq 16: parts swapped
+    bad = mac.failures(first, prevs, leaves, stored)
+    assert bad == [13, 14, 16]
+    assert bad == [
+        first + i
+        for i in range(len(leaves))
+        if first + i >= 12 and not mac.check(first + i, prevs[i], leaves[i], stored[i])
+    ]
+    assert mac.failures(first, [], [], []) == []
+    with pytest.raises(ValueError, match="zip"):
+        mac.failures(first, prevs, leaves[:-1], stored)
