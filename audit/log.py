@@ -171,14 +171,21 @@ class AuditLog:
         """RFC 9162 consistency proof between two tree sizes (default: to the newest checkpoint)."""
         return self._proofs.consistency(size1, size2)
 
-    def verify(self, progress: Callable[[int, int], None] | None = None) -> Report:
-        """Re-verify the whole stored log (see ``audit.verify_db``)."""
+    def verify(
+        self, progress: Callable[[int, int], None] | None = None, *, workers: int | None = 1
+    ) -> Report:
+        """Re-verify the whole stored log (see ``audit.verify_db``).
+
+        One process by default: the service calls this from a threaded server, which
+        must not fork. The command line passes ``workers=None`` (one per core).
+        """
         return verify_database(
             self.engine,
             public_key=self.public_key,
             origin=self.origin,
             progress=progress,
             mac=self.entry_mac(),
+            workers=workers,
         )
 
     def export_bundle(self, out: TextIO, *, prove: Sequence[int] = ()) -> dict[str, int]:

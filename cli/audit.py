@@ -90,7 +90,7 @@ def verify(
         def progress(done: int, total: int) -> None:
             bar.update(task, completed=done, total=total)
 
-        report = _run(lambda: log.verify(progress=progress))
+        report = _run(lambda: log.verify(progress=progress, workers=None))
     if not report.ok:
         for problem in report.all_problems():
             _failed(problem)
