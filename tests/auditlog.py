@@ -38,3 +38,27 @@ def failing_log(vault: Any) -> FailingAuditLog:
     return FailingAuditLog(
         engine=vault.engine, keys=vault.keys, settings=vault.settings, auto_checkpoint=False
     )
+
+
+def tamper(engine: Any, statement: Any) -> None:
+    """Run ``statement`` on the audit tables behind the guards' back, as an attacker with
+    database access would, while the served app may be appending and signing.
+
+    On PostgreSQL the triggers stay and this session alone bypasses them
+    (``session_replication_role = replica``): dropping them would wait on the service's
+    own checkpoint signer and deadlock. SQLite has one writer at a time, so the guards
+    are dropped and put back.
+    """
+    from audit.guards import install_guards, remove_guards
+
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            conn.execute(statement)
+        return
+    remove_guards(engine)
+    try:
+        with engine.begin() as conn:
+            conn.execute(statement)
+    finally:
+        install_guards(engine)

@@ -9,11 +9,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from audit.guards import install_guards, remove_guards
 from audit.report_signature import body_sha256, verify_report
 from foundation.db import transaction
 from policies.inspection_html import render_html
 from policies.inspection_models import Inspection
+from tests.auditlog import tamper
 from tests.factories import archive
 from vault.models import Archive, SealedGroup, User
 
@@ -113,12 +113,7 @@ def test_a_flipped_byte_names_its_archive_and_nothing_leaks(client, login, api_v
 
 def test_a_tampered_audit_entry_is_reported(client, login, api_vault) -> None:
     _new(client, login("zhang.wei"))
-    remove_guards(api_vault.engine)
-    try:
-        with api_vault.engine.begin() as conn:
-            conn.execute(sa.text("UPDATE audit_entry SET actor = 'mallory' WHERE seq = 3"))
-    finally:
-        install_guards(api_vault.engine)
+    tamper(api_vault.engine, sa.text("UPDATE audit_entry SET actor = 'mallory' WHERE seq = 3"))
     body = _inspect(client, login)["report"]["body"]
     assert not body["audit_log"]["ok"] and not body["integrity_ok"]
     assert any(p["seq"] == 3 for p in body["audit_log"]["problems"])

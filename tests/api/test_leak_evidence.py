@@ -8,11 +8,11 @@ import pytest
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from audit.guards import install_guards, remove_guards
 from audit.models import entry_table
 from foundation.db import transaction
 from policies.leak_evidence_models import LeakEvidence
 from tests.api.test_workflow import _approve, _file, _new
+from tests.auditlog import tamper
 
 
 def _case(client, login, archives=()) -> str:
@@ -204,14 +204,10 @@ def test_an_entry_dropped_from_the_evidence_row_is_detected(client, login, api_v
 
 def test_an_edited_log_entry_is_detected(client, login, api_vault) -> None:
     uid, ev, seq = _frozen(client, login)
-    remove_guards(api_vault.engine)
-    try:
-        with api_vault.engine.begin() as conn:
-            conn.execute(
-                sa.update(entry_table).where(entry_table.c.seq == seq).values(actor="nobody")
-            )
-    finally:
-        install_guards(api_vault.engine)
+    tamper(
+        api_vault.engine,
+        sa.update(entry_table).where(entry_table.c.seq == seq).values(actor="nobody"),
+    )
     problems = _verify(client, login, uid, ev)["problems"]
     assert any(f"entry {seq}" in p for p in problems), problems
 
