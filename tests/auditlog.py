@@ -44,21 +44,32 @@ def tamper(engine: Any, statement: Any) -> None:
     """Run ``statement`` on the audit tables behind the guards' back, as an attacker with
     database access would, while the served app may be appending and signing.
 
-    On PostgreSQL the triggers stay and this session alone bypasses them
-    (``session_replication_role = replica``): dropping them would wait on the service's
-    own checkpoint signer and deadlock. SQLite has one writer at a time, so the guards
-    are dropped and put back.
+    The guards are dropped and put back around it. On PostgreSQL, dropping a trigger
+    takes an exclusive lock that can meet the service's own checkpoint signer in a
+    deadlock; the database then cancels one side, and each step is simply retried.
     """
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
     from audit.guards import install_guards, remove_guards
 
-    if engine.dialect.name == "postgresql":
+    def retried(step: Any) -> None:
+        for attempt in range(10):
+            try:
+                step()
+                return
+            except OperationalError as exc:
+                if "deadlock" not in str(exc).lower() or attempt == 9:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+
+    def edit() -> None:
         with engine.begin() as conn:
-            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
             conn.execute(statement)
-        return
-    remove_guards(engine)
+
+    retried(lambda: remove_guards(engine))
     try:
-        with engine.begin() as conn:
-            conn.execute(statement)
+        retried(edit)
     finally:
-        install_guards(engine)
+        retried(lambda: install_guards(engine))
