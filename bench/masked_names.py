@@ -1,6 +1,8 @@
 """What the customer list's masked names cost a page of the list, measured side by side.
 
     .venv/bin/python bench/masked_names.py                 # 2,000 archives in a SQLite vault
+    .venv/bin/python bench/masked_names.py --quick         # 500 archives, under a minute
+    .venv/bin/python bench/masked_names.py --json          # one JSON object instead of the table
     .venv/bin/python bench/masked_names.py --database-url postgresql+psycopg://...
 
 A page of 50 (audited, as ``GET /customers`` runs it) is listed alternately with
@@ -12,6 +14,7 @@ load; the backfill of every archive (``archive-vault upgrade``) is timed too.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import sys
@@ -36,11 +39,7 @@ from vault.vault import init_vault  # noqa: E402
 ACTOR = Actor("bench", "system")
 
 
-def _ms(samples: list[float]) -> str:
-    return f"median {statistics.median(samples) * 1e3:.2f} ms"
-
-
-def run(n: int, rounds: int, workdir: Path, url: str) -> None:
+def run(n: int, rounds: int, workdir: Path, url: str) -> dict[str, Any]:
     settings = Settings(data_dir=workdir, **({"database_url": url} if url else {}))
     vault = init_vault(settings)
     store = ArchiveStore(vault)
@@ -74,11 +73,18 @@ def run(n: int, rounds: int, workdir: Path, url: str) -> None:
     start = time.perf_counter()
     filled, _failed = backfill(store)
     took = time.perf_counter() - start
-    print(f"{n:,} archives on {vault.engine.dialect.name}")
-    print(f"list of 50, audited, with masked names:    {_ms(timed['with'])}")
-    print(f"list of 50, audited, without masked names: {_ms(timed['without'])}")
-    print(f"opening 50 masked names alone:             {_ms(alone)}")
-    print(f"backfill of {filled:,} archives:  {took:.2f} s")
+    with_ms = statistics.median(timed["with"]) * 1000
+    without_ms = statistics.median(timed["without"]) * 1000
+    return {
+        "archives": n,
+        "database": vault.engine.dialect.name,
+        "list_with_ms": round(with_ms, 3),
+        "list_without_ms": round(without_ms, 3),
+        "ratio": round(with_ms / without_ms, 3),
+        "open_50_ms": round(statistics.median(alone) * 1000, 3),
+        "backfill_s": round(took, 2),
+        "backfilled": filled,
+    }
 
 
 def main() -> None:
@@ -88,12 +94,36 @@ def main() -> None:
     parser.add_argument("--archives", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=600)
     parser.add_argument("--database-url", default="", help="an empty schema; SQLite if none")
+    parser.add_argument("--quick", action="store_true", help="500 archives, 100 rounds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
+    if args.quick:
+        args.archives, args.rounds = min(args.archives, 500), min(args.rounds, 100)
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-"))
     try:
-        run(args.archives, args.rounds, workdir, args.database_url)
+        result = run(args.archives, args.rounds, workdir, args.database_url)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    if args.json:
+        print(json.dumps(result))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Masked names, {result['archives']:,} archives on {result['database']}")
+    for column in ("measure", "figure", "baseline in the same run", "ratio"):
+        table.add_column(column)
+    table.add_row(
+        "list of 50, audited, with masked names",
+        f"{result['list_with_ms']:.3f} ms",
+        f"{result['list_without_ms']:.3f} ms without",
+        f"{result['ratio']:.2f}×",
+    )
+    table.add_row("opening 50 masked names alone", f"{result['open_50_ms']:.3f} ms", "", "")
+    table.add_row(
+        f"backfill of {result['backfilled']:,} archives", f"{result['backfill_s']:.2f} s", "", ""
+    )
+    Console().print(table)
 
 
 if __name__ == "__main__":
