@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -190,7 +191,29 @@ class ArchiveActs:
             filters["short_of_contacts"] = self.store.settings.important_grades
         with self._unit() as session:
             self.require(session, caller, Action.LIST, AuditAction.LIST, None)
-            return self.store.archives.list(actor=caller.actor, session=session, **filters)
+            page = self.store.archives.list(actor=caller.actor, session=session, **filters)
+        return replace(page, items=self.names_for(caller, page.items))
+
+    def names_for(self, caller: Caller, metas: list[ArchiveMeta]) -> list[ArchiveMeta]:
+        """Keep a masked name only where the caller may see the name's group, in clear or
+        masked: the list permission alone shows metadata, never anything derived from
+        content (a surname, a name's length) of a client the caller may not read."""
+        group = self.store.masked_names.group
+        if group is None:
+            return metas
+        now = self.clock()
+        return [
+            meta
+            if meta.masked_name is None
+            or (
+                (
+                    d := self.policy.decide(caller.principal, Action.READ, meta, (group,), now=now)
+                ).allowed
+                and (group in d.groups or group in d.masked_groups)
+            )
+            else replace(meta, masked_name=None)
+            for meta in metas
+        ]
 
     def describe(self, caller: Caller, archive_no: str) -> ArchiveMeta:
         """One archive's line of the customer list (metadata only, never content), under
@@ -236,7 +259,7 @@ class ArchiveActs:
             archives.record_search(session, caller.actor, query, found)
             decoys = self._decoys_in(session, (m.archive_no for m in found))
         self._touched(caller, decoys, "search")
-        return found
+        return self.names_for(caller, found)
 
     def statistics(self, caller: Caller, grant: str | None = None) -> dict[str, Any]:
         """Counts over the clear metadata under an approved report request (Art 10): only
