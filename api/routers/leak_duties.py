@@ -44,6 +44,18 @@ class DutiesIn(Strict):
     aware_at: AwareDatetime | None = None
     reason: Annotated[str, StringConstraints(max_length=leaks.MAX_TEXT)] = ""
 
+    def assessment(self) -> Assessment:
+        """The service's input (the route and the case page both send it)."""
+        return Assessment(
+            pi_affected=self.pi_affected,
+            customers=self.customers,
+            groups=tuple(self.groups),
+            archives=tuple(self.archives),
+            cause=self.cause,
+            aware_at=self.aware_at,
+            reason=self.reason,
+        )
+
 
 class NotifiedIn(Strict):
     whom: Literal["regulator", "individuals"]
@@ -79,15 +91,7 @@ def record_duties(
     uid: CaseUid, body: DutiesIn, services: ServicesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """Record whether customers' personal information was affected; the clocks start."""
-    assessment = Assessment(
-        pi_affected=body.pi_affected,
-        customers=body.customers,
-        groups=tuple(body.groups),
-        archives=tuple(body.archives),
-        cause=body.cause,
-        aware_at=body.aware_at,
-        reason=body.reason,
-    )
+    assessment = body.assessment()
 
     def run(session: Any) -> dict[str, Any]:
         now = services.clock()

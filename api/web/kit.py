@@ -212,6 +212,9 @@ def _page(request: Request, signed_in: bool) -> Page:
             page.live, page.claims = live, claims
         except InvalidToken:  # disabled, gone, or the password changed: signed out
             page.caller = None
+    # The form's CSRF check binds to this: a session whose user is disabled or whose
+    # password changed counts as none (its browser signs in again with the pre token).
+    request.state.web_live = page.live
     if signed_in and page.caller is None:
         raise LoginRequired(request.url.path)
     return page
@@ -234,8 +237,11 @@ async def checked_form(request: Request) -> FormData:
     form = await request.form()
     token = form.get("csrf")
     web = _web(request)
-    secret = request.cookies.get(SESSION_COOKIE)
-    live = web.sessions.find(secret, request.app.state.services.clock()) if secret else None
+    if hasattr(request.state, "web_live"):
+        live = request.state.web_live
+    else:
+        secret = request.cookies.get(SESSION_COOKIE)
+        live = web.sessions.find(secret, request.app.state.services.clock()) if secret else None
     # Signed in, only the session's own token counts: the pre-session token is printed
     # on the sign-in page and its cookie can be planted from a sibling host.
     bindings = [live.key] if live else []

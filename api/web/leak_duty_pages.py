@@ -29,7 +29,6 @@ from api.web.labels import N_
 from api.web.leak_pages import CASE_UID, case_page
 from policies import leaks
 from policies.errors import InvalidInput
-from policies.leak_duties import Assessment
 from policies.leak_evidence_check import EvidenceQuery
 
 router = APIRouter()
@@ -162,15 +161,7 @@ def record_duties(page: SignedIn, form: Form, uid: str = Path(pattern=CASE_UID))
                 "reason": field_text(form, "reason", limit=leaks.MAX_TEXT),
             },
         )
-        assessment = Assessment(
-            pi_affected=body.pi_affected,
-            customers=body.customers,
-            groups=tuple(body.groups),
-            archives=tuple(body.archives),
-            cause=body.cause,
-            aware_at=body.aware_at,
-            reason=body.reason,
-        )
+        assessment = body.assessment()
         services.in_transaction(
             lambda s: services.leak_duties.assess(
                 s, uid, caller.principal, caller.actor, services.clock(), assessment

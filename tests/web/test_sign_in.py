@@ -210,3 +210,20 @@ def test_signing_in_as_someone_else_ends_the_earlier_session(browser, web_app) -
     replay = Browser(web_app)
     replay.http.cookies.set("av_session", old)
     assert replay.get("/ui").status_code == 303  # li.na's session ended at the new sign-in
+
+
+def test_a_browser_whose_session_was_revoked_signs_in_again(browser, client, login) -> None:
+    """The session row is still open, but the password changed elsewhere: the browser is
+    signed out, and its sign-in form (bound to the pre-session cookie) is accepted."""
+    b = browser("li.na")
+    r = client.post(
+        "/auth/password",
+        json={"current_password": PASSWORD, "new_password": "another long passphrase"},
+        headers=login("li.na"),
+    )
+    assert r.status_code == 200, r.text
+    assert b.get("/ui").status_code == 303
+    b.get("/login")
+    r = b.post("/login", {"username": "li.na", "password": "another long passphrase"})
+    assert r.status_code == 303, r.text
+    assert b.get("/ui").status_code == 200
