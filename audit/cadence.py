@@ -86,8 +86,12 @@ class SigningCadence:
         *,
         every_entries: int = DEFAULT_EVERY_ENTRIES,
         every_seconds: float = DEFAULT_EVERY_SECONDS,
+        prepare: Callable[[], object] | None = None,
     ) -> None:
         self._engine = engine
+        # Run before every signing: the log's sequencer, so a checkpoint covers
+        # the entries still queued when it was due (``audit.queue``).
+        self._prepare = prepare
         self._signer = signer
         self._clock = clock
         self.every_entries = every_entries
@@ -111,6 +115,8 @@ class SigningCadence:
     def checkpoint_if_due(self, now: datetime | None = None) -> SignedCheckpoint | None:
         """Sign when N entries or T seconds have accumulated since the last checkpoint."""
         now = now or self._clock()
+        if self._prepare is not None:
+            self._prepare()
         with self._engine.connect() as conn:
             newest = self._signer.newest_valid(conn)
             size = head_of(conn)
@@ -137,6 +143,8 @@ class SigningCadence:
         if not self._gate.take_pending():
             return None
         try:
+            if self._prepare is not None:
+                self._prepare()
             return self._signer.sign(self._clock())
         except AuditIntegrityError:
             raise

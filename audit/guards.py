@@ -23,6 +23,15 @@ PostgreSQL, three layers:
    tables: only the owner (the migration role) can drop or disable triggers.
    The store's own tables need their grants from the store's installer.
 
+The append queue (``audit_queue``, PostgreSQL's admission table, see
+``audit.queue``) is the one audit table rows leave: the sequencer deletes each
+row in the transaction that chains it. So it refuses UPDATE and TRUNCATE, and a
+DELETE only of rows whose entry is already in ``audit_entry`` (same actor, time
+and action; checked once per statement on PostgreSQL, per row on SQLite): a
+queued entry cannot be made to vanish without a chained entry standing in its
+place, and a chained entry written without the key file fails its MAC. The
+application role may SELECT, INSERT and DELETE it.
+
 ``install_guards`` is idempotent: it creates the audit tables when missing and
 (re)creates the triggers in one transaction, so the guard is never absent.
 Objects are created unqualified, in the connection's current schema.
@@ -36,17 +45,40 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from audit.models import AUDIT_TABLES, archive_ref_table, checkpoint_table, entry_table
+from audit.models import (
+    AUDIT_TABLES,
+    QUEUE_TABLE,
+    archive_ref_table,
+    checkpoint_table,
+    entry_table,
+    queue_table,
+)
 
 DEFAULT_APP_ROLE = "archive_vault_app"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PG_FUNCTION = "audit_refuse_change"
+_PG_QUEUE_FUNCTION = "audit_queue_check_delete"
+# Only rows whose entry stands in the chain may leave the queue.
+_UNCHAINED = (
+    "NOT EXISTS (SELECT 1 FROM audit_entry e WHERE e.actor = {q}.actor "
+    "AND e.time = {q}.time AND e.action = {q}.action)"
+)
+_QUEUE_TRIGGERS = {
+    "sqlite": (f"{QUEUE_TABLE}_no_update", f"{QUEUE_TABLE}_no_unchained_delete"),
+    "postgresql": (
+        f"{QUEUE_TABLE}_guard_row",
+        f"{QUEUE_TABLE}_guard_stmt",
+        f"{QUEUE_TABLE}_guard_delete",
+    ),
+}
 PG_HEAD_FUNCTION = "audit_lock_head"
 
 
 def install_guards(engine: Engine, *, app_role: str = DEFAULT_APP_ROLE) -> None:
     """Create the audit tables if missing and install the append-only guards (idempotent)."""
-    SQLModel.metadata.create_all(engine, tables=[entry_table, checkpoint_table, archive_ref_table])
+    SQLModel.metadata.create_all(
+        engine, tables=[entry_table, checkpoint_table, archive_ref_table, queue_table]
+    )
     with engine.begin() as conn:
         install_guards_on(conn, app_role=app_role)
 
@@ -61,10 +93,15 @@ def install_guards_on(conn: Connection, *, app_role: str = DEFAULT_APP_ROLE) -> 
     """
     present = set(sa.inspect(conn).get_table_names())
     tables = tuple(t for t in AUDIT_TABLES if t in present)
+    queue = QUEUE_TABLE in present
     if conn.dialect.name == "sqlite":
         _install_sqlite(conn, tables)
+        if queue:
+            _install_sqlite_queue(conn)
     elif conn.dialect.name == "postgresql":
         _install_postgres(conn, app_role, tables)
+        if queue:
+            _install_postgres_queue(conn, app_role)
     else:  # pragma: no cover - only the two supported databases reach here
         raise NotImplementedError(f"no audit guards for {conn.dialect.name}")
 
@@ -72,8 +109,9 @@ def install_guards_on(conn: Connection, *, app_role: str = DEFAULT_APP_ROLE) -> 
 def remove_guards(engine: Engine) -> None:
     """Drop the triggers. Only for tests that play an attacker with direct database access."""
     with engine.begin() as conn:
+        sqlite = conn.dialect.name == "sqlite"
         for table in AUDIT_TABLES:
-            if conn.dialect.name == "sqlite":
+            if sqlite:
                 for op in ("update", "delete"):
                     conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {table}_no_{op}")
             else:
@@ -81,6 +119,9 @@ def remove_guards(engine: Engine) -> None:
                     conn.exec_driver_sql(
                         f"DROP TRIGGER IF EXISTS {table}_guard_{suffix} ON {table}"
                     )
+        for name in _QUEUE_TRIGGERS[conn.dialect.name]:
+            on = "" if sqlite else f" ON {QUEUE_TABLE}"
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}{on}")
 
 
 def _install_sqlite(conn: Connection, tables: tuple[str, ...]) -> None:
@@ -90,6 +131,53 @@ def _install_sqlite(conn: Connection, tables: tuple[str, ...]) -> None:
                 f"CREATE TRIGGER IF NOT EXISTS {table}_no_{op.lower()} BEFORE {op} ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, '{table} is append-only: {op} refused'); END"
             )
+
+
+def _install_sqlite_queue(conn: Connection) -> None:
+    no_update, no_delete = _QUEUE_TRIGGERS["sqlite"]
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER IF NOT EXISTS {no_update} BEFORE UPDATE ON {QUEUE_TABLE} "
+        f"BEGIN SELECT RAISE(ABORT, '{QUEUE_TABLE} is append-only: UPDATE refused'); END"
+    )
+    conn.exec_driver_sql(
+        f"CREATE TRIGGER IF NOT EXISTS {no_delete} BEFORE DELETE ON {QUEUE_TABLE} "
+        f"WHEN {_UNCHAINED.format(q='OLD')} "
+        f"BEGIN SELECT RAISE(ABORT, '{QUEUE_TABLE}: an entry leaves only once chained'); END"
+    )
+
+
+def _install_postgres_queue(conn: Connection, app_role: str) -> None:
+    """UPDATE and TRUNCATE refused; DELETE only of rows already chained (see the docstring)."""
+    conn.exec_driver_sql(
+        f"""
+        CREATE OR REPLACE FUNCTION {_PG_QUEUE_FUNCTION}() RETURNS trigger
+        LANGUAGE plpgsql AS $$
+        BEGIN
+            IF EXISTS (SELECT 1 FROM gone g WHERE {_UNCHAINED.format(q="g")}) THEN
+                RAISE EXCEPTION '{QUEUE_TABLE}: an entry leaves the queue only once chained'
+                    USING ERRCODE = 'insufficient_privilege';
+            END IF;
+            RETURN NULL;
+        END
+        $$
+        """  # noqa: S608 - names are module constants
+    )
+    row, stmt, delete = _QUEUE_TRIGGERS["postgresql"]
+    for name, timing, function in (
+        (row, f"BEFORE UPDATE ON {QUEUE_TABLE} FOR EACH ROW", _PG_FUNCTION),
+        (stmt, f"BEFORE UPDATE OR TRUNCATE ON {QUEUE_TABLE} FOR EACH STATEMENT", _PG_FUNCTION),
+        (
+            delete,
+            f"AFTER DELETE ON {QUEUE_TABLE} REFERENCING OLD TABLE AS gone FOR EACH STATEMENT",
+            _PG_QUEUE_FUNCTION,
+        ),
+    ):
+        conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name} ON {QUEUE_TABLE}")
+        conn.exec_driver_sql(f"CREATE TRIGGER {name} {timing} EXECUTE FUNCTION {function}()")
+        conn.exec_driver_sql(f"ALTER TABLE {QUEUE_TABLE} ENABLE ALWAYS TRIGGER {name}")
+    conn.exec_driver_sql(f"REVOKE ALL ON {QUEUE_TABLE} FROM PUBLIC")
+    conn.exec_driver_sql(f"REVOKE ALL ON {QUEUE_TABLE} FROM {app_role}")
+    conn.exec_driver_sql(f"GRANT SELECT, INSERT, DELETE ON {QUEUE_TABLE} TO {app_role}")
 
 
 def _install_postgres(conn: Connection, app_role: str, tables: tuple[str, ...]) -> None:
@@ -165,15 +253,17 @@ def guards_installed(engine: Engine) -> bool:
                     "SELECT name FROM sqlite_master WHERE type = 'trigger'"
                 )
             }
-            return all(f"{t}_no_{op}" in names for t in AUDIT_TABLES for op in ("update", "delete"))
+            return all(
+                f"{t}_no_{op}" in names for t in AUDIT_TABLES for op in ("update", "delete")
+            ) and all(name in names for name in _QUEUE_TRIGGERS["sqlite"])
         rows = conn.execute(
             sa.text(
                 "SELECT tgname, tgenabled FROM pg_trigger "
                 "WHERE tgrelid IN (SELECT to_regclass(t) FROM unnest(CAST(:names AS text[])) t)"
             ),
-            {"names": list(AUDIT_TABLES)},
+            {"names": [*AUDIT_TABLES, QUEUE_TABLE]},
         ).all()
         enabled = {name: flag for name, flag in rows}
         return all(
             enabled.get(f"{t}_guard_{s}") == "A" for t in AUDIT_TABLES for s in ("row", "stmt")
-        )
+        ) and all(enabled.get(name) == "A" for name in _QUEUE_TRIGGERS["postgresql"])

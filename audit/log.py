@@ -4,7 +4,9 @@
 vault, the policies, the API and the command line are given:
 
 * ``audit.appender``: an entry in the caller's open transaction (fail-closed;
-  never commits), in its place in the chain under ``audit.locks``;
+  never commits): queued on PostgreSQL, chained under ``audit.locks`` on SQLite;
+* ``audit.queue``: the sequencer that chains queued entries (every reader of
+  the log below integrates first, so it reads every committed entry);
 * ``audit.signer``: which stored checkpoints to trust, and signing the next;
 * ``audit.cadence``: when to sign (soon after commits, every N entries or T s);
 * ``audit.queries``: compliance queries and inclusion/consistency proofs;
@@ -14,6 +16,7 @@ vault, the policies, the API and the command line are given:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -31,9 +34,13 @@ from audit.locks import Handle, head_of
 from audit.log_keys import AuditKeyProvider, LogKeys
 from audit.mac import EntryMac
 from audit.queries import AuditRecord, Proofs, query
+from audit.queue import Integrated, inspect_queue, integrate
 from audit.signer import CheckpointSigner
-from audit.verify import Report
+from audit.verify import Problem, Report
 from audit.verify_db import verify_database
+
+DEFAULT_QUEUE_ALARM_SECONDS = 60.0
+log = logging.getLogger(__name__)
 
 
 def _utcnow() -> datetime:
@@ -76,6 +83,7 @@ class AuditLog:
             every_seconds=float(
                 getattr(settings, "audit_checkpoint_every_seconds", DEFAULT_EVERY_SECONDS)
             ),
+            prepare=self.integrate,
         )
         self._appender = Appender(self._keys, clock, self._cadence if auto_checkpoint else None)
         self._proofs = Proofs(engine, self._signer)
@@ -105,13 +113,34 @@ class AuditLog:
 
     # -- append -----------------------------------------------------------------
 
-    def append(self, session: Handle, event: AuditEvent) -> int:
-        """Append one entry in the caller's open transaction; returns its seq. Never commits.
+    def append(self, session: Handle, event: AuditEvent) -> None:
+        """Append one entry in the caller's open transaction. Never commits.
 
-        Raises AuditWriteFailed for an invalid event or a database failure; the
-        caller must then roll back and release nothing.
+        Durable when that transaction commits; its seq is given by the sequencer
+        (at once on SQLite). Raises AuditWriteFailed for an invalid event or a
+        database failure; the caller must then roll back and release nothing.
         """
-        return self._appender.append(session, event)
+        self._appender.append(session, event)
+
+    def append_sequenced(self, session: Handle, event: AuditEvent) -> int:
+        """Append one entry at its final place now; returns its seq. Never commits.
+
+        For entries another record cites by seq. Holds the append lock until the
+        caller's transaction ends: keep that transaction short.
+        """
+        return self._appender.append_sequenced(session, event)
+
+    def integrate(self) -> Integrated:
+        """Give every committed queued entry its place in the chain (PostgreSQL; see
+        ``audit.queue``). A queued entry whose MAC fails is left queued and logged."""
+        done = integrate(self.engine, self.entry_mac)
+        if done.refused:
+            log.error(
+                "audit queue: %d queued entries fail their MAC and were not chained "
+                "(run `archive-vault audit verify`)",
+                len(done.refused),
+            )
+        return done
 
     def committed(self, count: int = 1) -> None:
         """Tell the log that ``count`` appends made on a bare transaction were committed.
@@ -123,7 +152,8 @@ class AuditLog:
         self._cadence.committed(count)
 
     def head(self) -> int:
-        """The newest seq (0 for an empty log)."""
+        """The newest seq (0 for an empty log), every committed entry integrated."""
+        self.integrate()
         with self.engine.connect() as conn:
             return head_of(conn)
 
@@ -139,6 +169,7 @@ class AuditLog:
         Raises AuditIntegrityError, and signs nothing, when the stored entries
         no longer extend the last signed checkpoint (edited, removed, truncated).
         """
+        self.integrate()
         return self._signer.sign(now or self._clock())
 
     def checkpoint_if_new(self) -> SignedCheckpoint | None:
@@ -150,25 +181,36 @@ class AuditLog:
         return self.checkpoint()
 
     def checkpoint_if_due(self, now: datetime | None = None) -> SignedCheckpoint | None:
-        """Sign when N entries or T seconds have accumulated since the last checkpoint."""
+        """Sign when N entries or T seconds have accumulated since the last checkpoint.
+
+        Integrates first: the minute's sweep also chains what a worker that died
+        before its signer's tick left queued.
+        """
         return self._cadence.checkpoint_if_due(now)
 
     def sign_pending(self) -> SignedCheckpoint | None:
-        """Sign if this process committed entries since the last call (the service's signer)."""
+        """Sequence, then sign if this process committed entries since the last call.
+
+        The service's signer calls this every half ``audit_checkpoint_delay_seconds``:
+        it is what keeps the queue short on PostgreSQL.
+        """
         return self._cadence.sign_pending()
 
     # -- proofs, verification, export --------------------------------------------
 
     def inclusion_proof(self, seq: int, size: int | None = None) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``seq`` in tree ``size`` (default: newest signed)."""
+        self.integrate()
         return self._proofs.inclusion(seq, size)
 
     def inclusion_proofs(self, seqs: Sequence[int], size: int) -> dict[int, list[bytes]]:
         """Proofs of several entries in tree ``size``, the tree recomputed once for all."""
+        self.integrate()
         return self._proofs.inclusion_many(seqs, size)
 
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """RFC 9162 consistency proof between two tree sizes (default: to the newest checkpoint)."""
+        self.integrate()
         return self._proofs.consistency(size1, size2)
 
     def verify(
@@ -178,18 +220,57 @@ class AuditLog:
 
         One process by default: the service calls this from a threaded server, which
         must not fork. The command line passes ``workers=None`` (one per core).
+
+        Entries still queued (``audit.queue``) are covered by their MACs: one
+        that fails, or one waiting longer than ``audit_queue_alarm_seconds`` (the
+        sequencer has stopped), is a problem. Verification never sequences.
         """
-        return verify_database(
+        mac = self.entry_mac()
+        report = verify_database(
             self.engine,
             public_key=self.public_key,
             origin=self.origin,
             progress=progress,
-            mac=self.entry_mac(),
+            mac=mac,
             workers=workers,
         )
+        state = inspect_queue(self.engine, mac)
+        found: list[Problem] = []
+        if state.forged:
+            ids = ", ".join(str(i) for i in state.forged_ids)
+            found.append(
+                Problem(
+                    "forged",
+                    f"{state.forged} queued entries fail their MAC (queue ids {ids}): "
+                    "written or edited without the key file, never chained",
+                )
+            )
+        alarm = float(
+            getattr(self.settings, "audit_queue_alarm_seconds", DEFAULT_QUEUE_ALARM_SECONDS)
+        )
+        if state.oldest is not None:
+            age = (self._clock() - state.oldest).total_seconds()
+            if age > alarm:
+                found.append(
+                    Problem(
+                        "stalled",
+                        f"a queued entry has waited {age:.0f} s to be chained (more than "
+                        f"{alarm:.0f} s): is any service or command sequencing the log?",
+                    )
+                )
+        if state.waiting:
+            report.notes.append(
+                f"{state.waiting - state.forged} entries queued, not yet chained; their MACs hold"
+            )
+        if found:
+            report.problems = [*report.all_problems(), *found]
+            report.problem = report.problem or found[0]
+            report.ok = False
+        return report
 
     def export_bundle(self, out: TextIO, *, prove: Sequence[int] = ()) -> dict[str, int]:
         """Write an offline-verifiable bundle to a text stream (see ``audit.bundle``)."""
+        self.integrate()
         return export_bundle(
             self.engine, out, origin=self.origin, public_key=self.public_key, prove=prove
         )
@@ -200,11 +281,13 @@ class AuditLog:
         self, account: str, since: datetime, until: datetime, *, upto: int, limit: int
     ) -> list[tuple[Any, ...]]:
         """Rows of every entry ``account`` wrote in [since, until), seq <= ``upto``."""
+        self.integrate()
         with self.engine.connect() as conn:
             return evidence.by_account(conn, account, since, until, upto, limit)
 
     def entries_by_seq(self, seqs: Sequence[int]) -> list[tuple[Any, ...]]:
         """Rows of the given entries as stored (``ENTRY_COLUMNS``), in seq order."""
+        self.integrate()
         with self.engine.connect() as conn:
             return evidence.by_seqs(conn, seqs)
 
@@ -219,6 +302,7 @@ class AuditLog:
         actions: Sequence[str] = (),
     ) -> list[tuple[Any, ...]]:
         """Rows of every entry naming one of ``archives`` in [since, until), seq <= ``upto``."""
+        self.integrate()
         with self.engine.connect() as conn:
             return evidence.by_archives(conn, archives, since, until, upto, limit, actions)
 
@@ -236,6 +320,7 @@ class AuditLog:
         newest_first: bool = True,
     ) -> list[AuditRecord]:
         """Entries matching every given filter; ``since`` inclusive, ``until`` exclusive."""
+        self.integrate()
         return query(
             self.engine,
             actor=actor,

@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.hmac import HMAC
 
 MAC_SIZE = 32
 _LABEL = b"archive-vault audit-entry-mac v1\n"
+_QUEUED_LABEL = b"archive-vault audit-queued-mac v1\n"
 
 
 @dataclass(frozen=True)
@@ -53,12 +54,14 @@ class MacKey:
 class EntryMac:
     """Computes and checks entry MACs under one key (the keyed state is set up once)."""
 
-    __slots__ = ("_base", "from_seq", "key")
+    __slots__ = ("_base", "_queued_base", "from_seq", "key")
 
     def __init__(self, key: MacKey) -> None:
         self.key = key  # for the verifier's worker processes, which build their own
         self._base = HMAC(key.key, hashes.SHA256())
         self._base.update(_LABEL)
+        self._queued_base = HMAC(key.key, hashes.SHA256())
+        self._queued_base.update(_QUEUED_LABEL)
         self.from_seq = key.from_seq
 
     def compute(self, seq: int, prev_hash: bytes, leaf: bytes) -> bytes:
@@ -97,6 +100,28 @@ class EntryMac:
             if mac is None or not same(h.finalize(), bytes(mac)):
                 bad.append(seq)
         return bad
+
+    def queued(self, fields: Sequence[str | None]) -> bytes:
+        """The MAC of an entry waiting in the queue (``audit.queue``): over its column texts.
+
+        No seq or hash exists yet, so the stored texts themselves are bound, each
+        length-prefixed (a missing value distinct from an empty one) under their
+        own label, so a queued MAC can never pass for an entry's MAC or the reverse.
+        """
+        h = self._queued_base.copy()
+        for value in fields:
+            if value is None:
+                h.update(b"\x00")
+            else:
+                data = value.encode("utf-8")
+                h.update(b"\x01" + len(data).to_bytes(4, "big") + data)
+        return h.finalize()
+
+    def check_queued(self, fields: Sequence[str | None], stored: bytes | None) -> bool:
+        """True when ``stored`` is this queued entry's MAC (compared in constant time)."""
+        if stored is None:
+            return False
+        return _hmac.compare_digest(self.queued(fields), bytes(stored))
 
     def required(self, seq: int) -> bool:
         """Whether an entry at ``seq`` must carry a MAC (written after the key existed)."""

@@ -26,6 +26,8 @@ from sqlmodel import Column, Field, SQLModel
 ENTRY_TABLE = "audit_entry"
 CHECKPOINT_TABLE = "audit_checkpoint"
 ARCHIVE_REF_TABLE = "audit_archive_ref"
+QUEUE_TABLE = "audit_queue"
+# Append-only in every way; the queue (below) is guarded apart: rows leave it.
 AUDIT_TABLES = (ENTRY_TABLE, CHECKPOINT_TABLE, ARCHIVE_REF_TABLE)
 
 
@@ -96,6 +98,42 @@ class AuditArchiveRef(SQLModel, table=True):
     seq: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
 
 
+class AuditQueued(SQLModel, table=True):
+    """An entry durable at its transaction's commit, waiting for its place in the chain.
+
+    On PostgreSQL a request's transaction inserts its entry here, with no seq and
+    no lock, so concurrent requests commit (and fsync) side by side; the
+    sequencer (``audit.queue``) later gives entries their seq, hashes and chain
+    MAC in ``audit_entry`` and removes them from here in the same transaction.
+    ``id`` orders the queue; ``mac`` binds every column under the key file's
+    audit MAC key, so a row written or edited without the key file is never
+    integrated. The columns are those of ``audit_entry`` that an event sets.
+    """
+
+    __tablename__ = QUEUE_TABLE
+
+    # An INTEGER key on SQLite: its rowid, numbered there too (tests queue entries on both).
+    id: int = Field(
+        sa_column=Column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity(), primary_key=True
+        )
+    )
+    time: str = Field(sa_column=Column(sa.String(27), nullable=False))
+    actor: str = Field(sa_column=Column(sa.String(200), nullable=False))
+    actor_role: str = Field(sa_column=Column(sa.String(100), nullable=False))
+    action: str = Field(sa_column=Column(sa.String(64), nullable=False))
+    outcome: str = Field(sa_column=Column(sa.String(16), nullable=False))
+    archives: str = Field(sa_column=Column(sa.Text, nullable=False))
+    groups: str = Field(sa_column=Column(sa.Text, nullable=False))
+    grant_id: str | None = Field(default=None, sa_column=Column(sa.String(200), nullable=True))
+    purpose: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    reason: str | None = Field(default=None, sa_column=Column(sa.Text, nullable=True))
+    client: str | None = Field(default=None, sa_column=Column(sa.String(200), nullable=True))
+    detail: str = Field(sa_column=Column(sa.Text, nullable=False))
+    mac: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary(32), nullable=True))
+
+
 entry_table: sa.Table = AuditEntry.__table__  # type: ignore[attr-defined]
 checkpoint_table: sa.Table = AuditCheckpoint.__table__  # type: ignore[attr-defined]
 archive_ref_table: sa.Table = AuditArchiveRef.__table__  # type: ignore[attr-defined]
+queue_table: sa.Table = AuditQueued.__table__  # type: ignore[attr-defined]

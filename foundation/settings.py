@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     audit_checkpoint_delay_seconds: float = Field(default=1.0, gt=0, le=60)
     audit_checkpoint_every_entries: int = Field(default=1000, ge=1)
     audit_checkpoint_every_seconds: float = Field(default=300.0, gt=0)
+    # PostgreSQL's append queue: `audit verify` raises the alarm when an entry has
+    # waited this long for the sequencer (no service or command running it).
+    audit_queue_alarm_seconds: float = Field(default=60.0, gt=0)
     # The checkpoint origin line; empty means archive-vault/audit/<vault_id>.
     audit_origin: str = ""
 

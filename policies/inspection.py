@@ -171,7 +171,7 @@ class Inspections:
         digest = body_sha256(body)
         failing = sorted(content.failing)
         with transaction(self.store.engine) as session:
-            seq = self.audit.append(
+            seq = self.audit.append_sequenced(
                 session,
                 AuditEvent(
                     action=AuditAction.INSPECT,

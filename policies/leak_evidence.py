@@ -231,7 +231,7 @@ class LeakEvidenceService:
             )
             case.updated_at = now
             session.add(case)
-            ev.audit_seq = self.audit.append(
+            ev.audit_seq = self.audit.append_sequenced(
                 session,
                 AuditEvent(
                     action=AuditAction.LEAK_CHANGE,

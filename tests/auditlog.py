@@ -28,7 +28,7 @@ def entries(log: AuditLog) -> list[AuditRecord]:
 class FailingAuditLog(AuditLog):
     """An AuditLog whose ``append`` always raises AuditWriteFailed (after writing its row)."""
 
-    def append(self, session: Handle, event: AuditEvent) -> int:
+    def append(self, session: Handle, event: AuditEvent) -> None:
         super().append(session, event)
         raise AuditWriteFailed("simulated audit failure")
 

@@ -66,11 +66,13 @@ def log(vault: Vault, clock: FakeClock) -> AuditLog:
 
 
 def append_n(log: AuditLog, n: int, start: int = 0) -> list[int]:
-    seqs = []
+    """Append n entries, one transaction each, then sequence them; their seqs."""
+    first = log.head() + 1
     for i in range(start, start + n):
         with transaction(log.engine) as session:
-            seqs.append(log.append(session, make_event(i)))
-    return seqs
+            log.append(session, make_event(i))
+    log.integrate()
+    return list(range(first, first + n))
 
 
 @pytest.fixture

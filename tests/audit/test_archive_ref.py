@@ -19,6 +19,7 @@ from vault import migrate
 
 
 def _refs(log: AuditLog) -> list[tuple[str, int]]:
+    log.integrate()  # references are written when an entry is chained
     with log.engine.connect() as conn:
         rows = conn.execute(
             sa.select(archive_ref_table.c.archive_no, archive_ref_table.c.seq).order_by(
@@ -29,10 +30,22 @@ def _refs(log: AuditLog) -> list[tuple[str, int]]:
 
 
 def _append(log: AuditLog, *archives: str, actor: str = "ann") -> int:
+    """One entry, chained at once (``append_sequenced``); its seq."""
     with transaction(log.engine) as session:
-        return log.append(
+        return log.append_sequenced(
             session, AuditEvent(AuditAction.READ, Actor(actor, "salesperson"), archives=archives)
         )
+
+
+def test_queued_entries_get_their_references_when_chained(log: AuditLog) -> None:
+    """The ordinary append (queued on PostgreSQL): its references arrive with its seq."""
+    with transaction(log.engine) as session:
+        log.append(session, AuditEvent(AuditAction.READ, Actor("ann", "salesperson")))
+        log.append(
+            session,
+            AuditEvent(AuditAction.READ, Actor("ann", "salesperson"), archives=("KH-2026-000009",)),
+        )
+    assert _refs(log) == [("KH-2026-000009", 2)]
 
 
 def test_each_distinct_archive_of_an_entry_is_indexed_in_its_transaction(log: AuditLog) -> None:

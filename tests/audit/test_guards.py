@@ -11,8 +11,10 @@ from sqlmodel import Session
 
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.guards import DEFAULT_APP_ROLE, guards_installed, install_guards
+from audit.locks import lock_and_read_head
 from audit.log import AuditLog
 from audit.models import AUDIT_TABLES
+from audit.queue import integrate_all_locked
 
 from .conftest import append_n
 
@@ -95,13 +97,20 @@ def test_app_role_may_only_select_and_insert(populated: AuditLog) -> None:
             conn.exec_driver_sql(sql)
 
 
-def test_app_role_can_append(populated: AuditLog) -> None:
+def test_app_role_can_append_and_sequence(populated: AuditLog) -> None:
+    """The service's role queues an entry and, as the sequencer, chains it and removes it."""
     _pg_only(populated)
     with Session(populated.engine) as session:
         session.connection().exec_driver_sql(f"SET LOCAL ROLE {DEFAULT_APP_ROLE}")
-        seq = populated.append(session, AuditEvent(AuditAction.LOGIN, Actor("dora", "officer")))
+        populated.append(session, AuditEvent(AuditAction.LOGIN, Actor("dora", "officer")))
         session.commit()
-    assert seq == 4 and populated.verify().ok
+    with Session(populated.engine) as session:
+        session.connection().exec_driver_sql(f"SET LOCAL ROLE {DEFAULT_APP_ROLE}")
+        head = lock_and_read_head(session)
+        done = integrate_all_locked(session, head, populated.entry_mac())
+        session.commit()
+    assert done.count == 1 and done.head is not None and done.head[0] == 4
+    assert populated.verify().ok and populated.head() == 4
 
 
 def test_custom_role_names_are_validated(populated: AuditLog) -> None:
@@ -117,7 +126,7 @@ def test_custom_role_names_are_validated(populated: AuditLog) -> None:
             ).scalar_one()
             is False
         )
-        conn.exec_driver_sql(f"REVOKE ALL ON {', '.join(AUDIT_TABLES)} FROM {name}")
+        conn.exec_driver_sql(f"REVOKE ALL ON {', '.join(AUDIT_TABLES)}, audit_queue FROM {name}")
         conn.exec_driver_sql(
             f"REVOKE ALL ON SCHEMA {conn.exec_driver_sql('SELECT current_schema()').scalar_one()} FROM {name}"
         )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from audit import appender, locks
+from audit import appender, locks, queue
 from audit.errors import AuditWriteFailed
 
 from .conftest import FakeClock, make_event
@@ -112,6 +112,7 @@ class Failing:
         raise self.exc
 
 
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 @pytest.mark.parametrize(
     ("exc", "named"),
     [
@@ -121,10 +122,13 @@ class Failing:
     ],
 )
 def test_a_failed_append_names_the_drivers_error_class_and_no_content(
-    monkeypatch: pytest.MonkeyPatch, exc: Exception, named: str
+    monkeypatch: pytest.MonkeyPatch, exc: Exception, named: str, dialect: str
 ) -> None:
+    """Whichever table the append writes (the chain on SQLite, the queue on PostgreSQL)."""
+    monkeypatch.setattr(appender, "dbapi_of", lambda handle: (None, SimpleNamespace(name=dialect)))
     monkeypatch.setattr(appender, "lock_and_read_head", lambda handle: None)
-    monkeypatch.setattr(appender, "_INSERT", Failing(exc))
+    monkeypatch.setattr(queue, "_CHAIN", Failing(exc))
+    monkeypatch.setattr(queue, "_ENQUEUE", Failing(exc))
     keys = SimpleNamespace(entry_mac=lambda: None)
     writer = appender.Appender(keys, FakeClock(), None)  # type: ignore[arg-type]
     with pytest.raises(AuditWriteFailed) as caught:

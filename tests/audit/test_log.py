@@ -56,6 +56,11 @@ def _refuse_inserts_at(engine: sa.Engine, seq: int) -> None:
                 "CREATE TRIGGER refuse_append BEFORE INSERT ON audit_entry FOR EACH ROW "
                 f"WHEN (NEW.seq = {seq}) EXECUTE FUNCTION refuse_append()"
             )
+            # PostgreSQL admits entries through the queue: refuse event ``seq``'s there too.
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_queued BEFORE INSERT ON audit_queue FOR EACH ROW "
+                f"""WHEN (NEW.archives = '["KH-{seq:05d}"]') EXECUTE FUNCTION refuse_append()"""
+            )
 
 
 def test_fail_closed_when_append_raises(log: AuditLog) -> None:
@@ -68,7 +73,7 @@ def test_fail_closed_when_append_raises(log: AuditLog) -> None:
     _refuse_inserts_at(log.engine, 2)
     released: list[str] = []
     with pytest.raises(AuditWriteFailed) as info, transaction(log.engine) as session:
-        assert log.append(session, make_event(1)) == 1
+        log.append(session, make_event(1))
         log.append(session, make_event(2))
         released.append("plaintext")  # never reached: the caller releases after append
     assert released == []

@@ -1,0 +1,254 @@
+"""The append queue and its sequencer: durable at the request's commit, chained later.
+
+On PostgreSQL a request no longer takes the chain's lock. Its transaction
+inserts the entry into ``audit_queue`` with a MAC over every column
+(``EntryMac.queued``) and commits: the entry is durable before any plaintext
+leaves, and concurrent requests commit side by side, their fsyncs grouped by
+the database. One sequencer at a time, holding the append lock only inside its
+own short transaction, takes the queued entries in queue order, gives each its
+``seq``, ``prev_hash``, leaf hash and chain MAC in ``audit_entry``, indexes
+its archives, and deletes the queued rows, all in one transaction: an entry is
+always in exactly one of the two tables. This is how Trillian and Tessera
+separate durable admission from sequencing.
+
+Who sequences: every worker's signer tick (``AuditLog.sign_pending``), the
+minute's sweep, and every reader of the log (queries, proofs, bundles, the
+head), which integrate first so that what they read includes every committed
+entry. An entry that must know its seq at once (``append_sequenced``) is
+chained directly after integrating the queue, in its caller's transaction.
+
+What write access to the database alone cannot do: a queued row without a
+valid MAC is never integrated and is reported by ``audit verify``; a queued
+row can be deleted only together with the chain entry that replaces it (a
+statement-level trigger checks every deleted row against ``audit_entry``,
+``audit.guards``), and an entry inserted there without the chain MAC is named
+as forged. A queued entry waiting longer than ``audit_queue_alarm_seconds``
+(the sequencer stopped) is reported by ``audit verify`` as well.
+
+SQLite has one writer at a time anyway: there the append chains directly and
+the queue stays empty.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from audit.codec import MAX_ENTRY_BYTES, canonical_for_columns, parse_time
+from audit.errors import AuditWriteFailed
+from audit.locks import Handle, lock_and_read_head
+from audit.mac import EntryMac
+from audit.merkle import ZERO_HASH, leaf_hash
+from audit.models import archive_ref_table, entry_table, queue_table
+from foundation.rawsql import Raw, raw_begin
+
+# The columns an event sets, in the order the queued MAC binds them.
+FIELDS = (
+    "time",
+    "actor",
+    "actor_role",
+    "action",
+    "outcome",
+    "archives",
+    "groups",
+    "grant_id",
+    "purpose",
+    "reason",
+    "client",
+    "detail",
+)
+BATCH = 2000  # entries per sequencing transaction: short lock hold, few round trips
+_SLACK = 1024  # the canonical form's keys and punctuation around the column texts
+
+_ENQUEUE = Raw(queue_table.insert(), column_keys=[*FIELDS, "mac"])
+_TAKE = Raw(
+    sa.select(queue_table.c.id, *(queue_table.c[f] for f in FIELDS), queue_table.c.mac)
+    .where(queue_table.c.id > sa.bindparam("after"))
+    .order_by(queue_table.c.id)
+    .limit(sa.bindparam("n"))
+)
+_CHAIN = Raw(entry_table.insert(), column_keys=[c.key for c in entry_table.columns])
+_REFS = Raw(archive_ref_table.insert(), column_keys=["archive_no", "seq"])
+_DONE = Raw(sa.text("DELETE FROM audit_queue WHERE id = ANY(:ids)"))
+_DONE_ONE = Raw(queue_table.delete().where(queue_table.c.id == sa.bindparam("id")))
+
+
+def uses_queue(dialect_name: str) -> bool:
+    """Whether appends on this database go through the queue (PostgreSQL) or chain directly."""
+    return dialect_name == "postgresql"
+
+
+def enqueue(handle: Handle, columns: dict[str, Any], mac: EntryMac | None) -> None:
+    """Insert a validated entry (``event_fields`` plus ``time``) into the queue. No lock."""
+    size = sum(len(v) for v in (columns[f] for f in FIELDS) if v is not None)
+    if size > MAX_ENTRY_BYTES - _SLACK:
+        raise AuditWriteFailed(f"audit entry is larger than {MAX_ENTRY_BYTES} bytes")
+    columns["mac"] = None if mac is None else mac.queued([columns[f] for f in FIELDS])
+    _ENQUEUE.execute(handle, columns)
+
+
+@dataclass
+class Integrated:
+    """What one sequencing pass did: entries chained, the new head, rows it refused."""
+
+    count: int = 0
+    head: tuple[int, bytes] | None = None
+    refused: list[int] = field(default_factory=list)  # queue ids whose MAC does not hold
+
+
+def chain_entry(
+    handle: Handle, columns: dict[str, Any], head: tuple[int, bytes] | None, mac: EntryMac | None
+) -> tuple[int, bytes]:
+    """Give one entry its place after ``head`` and insert it; the new head. Lock held."""
+    seq, prev = (1, ZERO_HASH) if head is None else (head[0] + 1, head[1])
+    columns["seq"] = seq
+    columns["prev_hash"] = prev
+    columns["entry_hash"] = leaf = leaf_hash(canonical_for_columns(columns))
+    columns["mac"] = None if mac is None else mac.compute(seq, prev, leaf)
+    _CHAIN.execute(handle, columns)
+    refs = [{"archive_no": no, "seq": seq} for no in dict.fromkeys(_archives(columns))]
+    if len(refs) == 1:
+        _REFS.execute(handle, refs[0])
+    elif refs:
+        _REFS.execute_many(handle, refs)
+    return seq, leaf
+
+
+def _archives(columns: dict[str, Any]) -> list[str]:
+    value = json.loads(columns["archives"])
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def integrate_locked(
+    handle: Handle,
+    head: tuple[int, bytes] | None,
+    mac: EntryMac | None,
+    *,
+    limit: int = BATCH,
+    after: int = 0,
+) -> tuple[Integrated, int]:
+    """Chain up to ``limit`` queued entries after ``head``; the caller holds the append lock.
+
+    Returns what was done and the last queue id looked at (where the next batch
+    starts). A row whose queued MAC fails is left where it is and named.
+    """
+    done = Integrated(head=head)
+    rows = _TAKE.all(handle, {"after": after, "n": limit})
+    entries: list[dict[str, Any]] = []
+    refs: list[dict[str, Any]] = []
+    ids: list[int] = []
+    seq, prev = (0, ZERO_HASH) if head is None else head
+    for row in rows:
+        values = list(row[1:-1])
+        if mac is not None and not mac.check_queued(values, row[-1]):
+            done.refused.append(int(row[0]))
+            continue
+        columns = dict(zip(FIELDS, values, strict=True))
+        try:
+            seq += 1
+            columns["seq"] = seq
+            columns["prev_hash"] = prev
+            columns["entry_hash"] = leaf = leaf_hash(canonical_for_columns(columns))
+        except (AuditWriteFailed, ValueError, TypeError):
+            seq -= 1
+            done.refused.append(int(row[0]))
+            continue
+        columns["mac"] = None if mac is None else mac.compute(seq, prev, leaf)
+        prev = leaf
+        entries.append(columns)
+        refs.extend({"archive_no": no, "seq": seq} for no in dict.fromkeys(_archives(columns)))
+        ids.append(int(row[0]))
+    if entries:
+        _CHAIN.execute_many(handle, entries)
+        _REFS.execute_many(handle, refs)
+        if len(ids) == 1:
+            _DONE_ONE.execute(handle, {"id": ids[0]})
+        else:
+            _DONE.execute(handle, {"ids": ids})
+        done.count = len(entries)
+        done.head = (seq, prev)
+    last = int(rows[-1][0]) if rows else after
+    return done, last
+
+
+def integrate_all_locked(
+    handle: Handle, head: tuple[int, bytes] | None, mac: EntryMac | None
+) -> Integrated:
+    """Every queued entry, in the caller's transaction (``append_sequenced``)."""
+    total = Integrated(head=head)
+    after = 0
+    while True:
+        done, after = integrate_locked(handle, total.head, mac, after=after)
+        total.count += done.count
+        total.head = done.head
+        total.refused += done.refused
+        if done.count + len(done.refused) < BATCH:
+            return total
+
+
+def integrate(engine: Engine, mac_of: Any) -> Integrated:
+    """Sequence every committed queued entry, a batch per short transaction.
+
+    ``mac_of`` gives the MAC key under the lock (the key file may have just
+    gained one). Waits for another sequencer rather than skipping: a caller
+    that integrates before reading must see every entry committed before it.
+    """
+    total = Integrated()
+    if not uses_queue(engine.dialect.name):
+        return total
+    after = 0
+    while True:
+        with raw_begin(engine) as tx:
+            head = lock_and_read_head(tx)
+            done, after = integrate_locked(tx, head, mac_of(), after=after)
+        total.count += done.count
+        total.head = done.head or total.head
+        total.refused += done.refused
+        if done.count + len(done.refused) < BATCH:
+            return total
+
+
+@dataclass(frozen=True)
+class QueueState:
+    """The queue as ``audit verify`` finds it."""
+
+    waiting: int
+    oldest: datetime | None  # the oldest entry whose MAC holds
+    forged: int  # rows whose MAC does not hold
+    forged_ids: tuple[int, ...]  # the first few of them
+
+
+_FORGED_LISTED = 20
+
+
+def inspect_queue(engine: Engine, mac: EntryMac | None) -> QueueState:
+    """Check every queued entry's MAC and find the oldest; reads, never sequences."""
+    stmt = sa.select(queue_table.c.id, *(queue_table.c[f] for f in FIELDS), queue_table.c.mac)
+    waiting = 0
+    oldest: str | None = None
+    forged: list[int] = []
+    bad = 0
+    with engine.connect() as conn:
+        for row in conn.execute(stmt.order_by(queue_table.c.id).execution_options(yield_per=5000)):
+            waiting += 1
+            values: Sequence[Any] = list(row[1:-1])
+            if mac is not None and not mac.check_queued(values, row[-1]):
+                bad += 1
+                if len(forged) < _FORGED_LISTED:
+                    forged.append(int(row[0]))
+                continue
+            if isinstance(values[0], str) and (oldest is None or values[0] < oldest):
+                oldest = values[0]
+    when = None
+    if oldest is not None:
+        try:
+            when = parse_time(oldest)
+        except ValueError:
+            when = None
+    return QueueState(waiting, when, bad, tuple(forged))
