@@ -182,6 +182,8 @@ def _failing_commit(engine: sa.Engine) -> Iterator[None]:
     everything after it succeed and the commit is refused.
     """
     sqlite = engine.dialect.name == "sqlite"
+    # The table each new entry is first written to: the chain on SQLite, the queue on PostgreSQL.
+    table = "audit_entry" if sqlite else "audit_queue"
     with engine.begin() as conn:
         conn.exec_driver_sql("CREATE TABLE commit_target (id INTEGER PRIMARY KEY)")
         conn.exec_driver_sql(
@@ -199,7 +201,7 @@ def _failing_commit(engine: sa.Engine) -> Iterator[None]:
                 "BEGIN INSERT INTO commit_breaker VALUES (1); RETURN NULL; END $$"
             )
             conn.exec_driver_sql(
-                "CREATE TRIGGER break_commit AFTER INSERT ON audit_entry "
+                f"CREATE TRIGGER break_commit AFTER INSERT ON {table} "
                 "FOR EACH ROW EXECUTE FUNCTION break_commit()"
             )
     try:
@@ -207,7 +209,7 @@ def _failing_commit(engine: sa.Engine) -> Iterator[None]:
     finally:
         with engine.begin() as conn:
             conn.exec_driver_sql(
-                "DROP TRIGGER break_commit" + ("" if sqlite else " ON audit_entry")
+                "DROP TRIGGER break_commit" + ("" if sqlite else f" ON {table}")
             )
             if not sqlite:
                 conn.exec_driver_sql("DROP FUNCTION break_commit()")
