@@ -52,10 +52,19 @@ sys.path[0] = str(ROOT)  # the project, not bench/ (whose audit.py would shadow 
 
 from audit.errors import AuditWriteFailed  # noqa: E402
 from audit.events import Actor, AuditAction, AuditEvent  # noqa: E402
-from bench._pgbench import PgbenchError, Target, create_sql, run_pgbench, write_script  # noqa: E402
+from audit.log import AuditLog  # noqa: E402
+from bench._pgbench import (  # noqa: E402
+    PgbenchError,
+    PgbenchResult,
+    Target,
+    create_sql,
+    run_pgbench,
+    write_script,
+)
+from foundation.db import make_engine  # noqa: E402
 from foundation.rawsql import raw_begin  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
-from vault.vault import init_vault, open_vault  # noqa: E402
+from vault.keys import load_key_file  # noqa: E402
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 WRITERS = 8
@@ -71,13 +80,30 @@ class BenchError(RuntimeError):
 # -- the writers (each in its own spawned process) -------------------------------------
 
 
-def _writer(index: int, url: str, data_dir: str, tasks: Any, results: Any) -> None:
-    """Open the vault, append once to warm up, then run each timed round it is sent."""
+def _open_log(url: str, data_dir: str) -> AuditLog:
+    """The vault's audit log, built as ``Vault.audit_log`` builds it (engine, key file, settings).
+
+    Not through ``open_vault``: the writers would import the migrations (Alembic)
+    for nothing, and eight processes importing start slowly on two cores.
+    """
+    settings = Settings(data_dir=Path(data_dir), database_url=url)
+    keys = load_key_file(settings.resolved_key_file)
+    return AuditLog(engine=make_engine(url), keys=keys, settings=settings)
+
+
+def _writer(index: int, tasks: Any, results: Any) -> None:
+    """Open the vault it is sent, append once to warm up, then run each timed round.
+
+    Started before the vault exists, so that its imports (seconds of CPU per
+    process on this machine) overlap the parent's setup instead of adding to it.
+    """
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    opening = tasks.get()
+    if opening is None:
+        return
     try:
-        vault = open_vault(Settings(data_dir=Path(data_dir), database_url=url))
-        log = vault.audit_log()
-        engine = vault.engine
+        log = _open_log(*opening)
+        engine = log.engine
         event = AuditEvent(
             action=AuditAction.READ,
             actor=Actor(f"bench{index}", "salesperson", "127.0.0.1"),
@@ -95,6 +121,7 @@ def _writer(index: int, url: str, data_dir: str, tasks: Any, results: Any) -> No
         start_at, end_at = task
         time.sleep(max(0.0, start_at - time.time()))
         latencies: list[float] = []
+        late = 0  # committed after the deadline: in the log and the latencies, not the rate
         errors: dict[str, int] = {}
         while time.time() < end_at:
             t0 = time.perf_counter()
@@ -105,23 +132,26 @@ def _writer(index: int, url: str, data_dir: str, tasks: Any, results: Any) -> No
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                 continue
             latencies.append(time.perf_counter() - t0)
+            late += time.time() > end_at
             log.committed()
-        results.put(("round", index, latencies, errors, time.time()))
+        results.put(("round", index, latencies, late, errors))
     engine.dispose()
 
 
 class Writers:
-    """The 8 writer processes, started once and sent one timed round at a time."""
+    """The writer processes: spawned at once, then sent the vault, then one round at a time."""
 
-    def __init__(self, url: str, data_dir: str, count: int = WRITERS) -> None:
+    def __init__(self, count: int = WRITERS) -> None:
         ctx = mp.get_context("spawn")
         self.results: Any = ctx.Queue()
         self.tasks = [ctx.Queue() for _ in range(count)]
         self.procs = [
-            ctx.Process(target=_writer, args=(i, url, data_dir, q, self.results), daemon=True)
+            ctx.Process(target=_writer, args=(i, q, self.results), daemon=True)
             for i, q in enumerate(self.tasks)
         ]
         self.warmups = 0
+        for p in self.procs:
+            p.start()
 
     def _get(self, timeout: float) -> tuple[Any, ...]:
         deadline = time.monotonic() + timeout
@@ -133,9 +163,10 @@ class Writers:
                 if dead or time.monotonic() > deadline:
                     raise BenchError(f"a writer stopped or hung (exit codes {dead})") from None
 
-    def start(self) -> None:
-        for p in self.procs:
-            p.start()
+    def open(self, url: str, data_dir: str) -> None:
+        """Send every writer the vault and wait until each has appended once."""
+        for q in self.tasks:
+            q.put((url, data_dir))
         for _ in self.procs:
             msg = self._get(READY_TIMEOUT_S)
             if msg[0] != "ready":
@@ -147,31 +178,38 @@ class Writers:
         for q in self.tasks:
             q.put((start_at, start_at + seconds))
         latencies: list[float] = []
+        late = 0
         errors: dict[str, int] = {}
-        finished = start_at
         for _ in self.procs:
             msg = self._get(seconds + 120)
             latencies.extend(msg[2])
-            for name, n in msg[3].items():
+            late += msg[3]
+            for name, n in msg[4].items():
                 errors[name] = errors.get(name, 0) + n
-            finished = max(finished, msg[4])
-        window = finished - start_at
+        # As pgbench -T counts: what committed within the duration, over the duration.
         return {
-            "appends": len(latencies),
-            "window_s": window,
-            "per_s": len(latencies) / window,
+            "appends": len(latencies) - late,
+            "late": late,
+            "window_s": seconds,
+            "per_s": (len(latencies) - late) / seconds,
             "latencies": latencies,
             "errors": errors,
         }
 
-    def stop(self) -> None:
-        for q in self.tasks:
-            q.put(None)
+    def stop(self, *, now: bool = False) -> None:
+        """Let each writer finish and close its connections; ``now``: terminate them at once."""
+        if not now:
+            for q in self.tasks:
+                q.put(None)
+            # Every entry is committed and counted by now: a writer slow to exit is ended.
+            deadline = time.monotonic() + 3
+            for p in self.procs:
+                p.join(timeout=max(0.0, deadline - time.monotonic()))
         for p in self.procs:
-            p.join(timeout=10)
             if p.is_alive():
                 p.terminate()
-                p.join(timeout=5)
+        for p in self.procs:
+            p.join(timeout=5)
 
 
 # -- the database ----------------------------------------------------------------------
@@ -180,7 +218,12 @@ class Writers:
 @contextmanager
 def bench_database(admin_url: str) -> Iterator[sa.URL]:
     """A fresh database for this run, dropped afterwards whatever happened."""
-    admin_at = sa.make_url(admin_url)
+    try:
+        admin_at = sa.make_url(admin_url)
+    except sa.exc.ArgumentError:
+        raise BenchError("--database-url is not a database URL") from None
+    if admin_at.get_backend_name() != "postgresql":
+        raise BenchError("--database-url must name a PostgreSQL server (postgresql+psycopg://…)")
     admin = sa.create_engine(admin_at, isolation_level="AUTOCOMMIT")
     name = f"bench_appends_{secrets.token_hex(4)}"
     try:
@@ -189,8 +232,11 @@ def bench_database(admin_url: str) -> Iterator[sa.URL]:
     except sa.exc.OperationalError as exc:
         admin.dispose()
         where = f"{admin_at.host or 'local socket'}:{admin_at.port or 5432}"
-        cause = type(getattr(exc, "orig", exc)).__name__
-        raise BenchError(f"PostgreSQL is unreachable at {where} ({cause})") from None
+        orig = getattr(exc, "orig", None) or exc
+        said = (str(orig).strip().splitlines() or [""])[0][:200]
+        raise BenchError(
+            f"PostgreSQL is unreachable at {where}: {type(orig).__name__}: {said}"
+        ) from None
     try:
         yield admin_at.set(database=name)
     finally:
@@ -230,24 +276,22 @@ def _integrate(log: Any) -> tuple[int | None, float] | None:
 
 def _entries_before(url: str, data_dir: str) -> int:
     """Entries the log holds before the writers start (none from ``init_vault`` today)."""
-    vault = open_vault(Settings(data_dir=Path(data_dir), database_url=url))
+    log = _open_log(url, data_dir)
     try:
-        log = vault.audit_log()
         _integrate(log)
         report = log.verify()
         if not report.ok:
             raise BenchError(f"the new vault's log does not verify: {report.summary()}")
         return int(report.entries)
     finally:
-        vault.engine.dispose()
+        log.engine.dispose()
 
 
 def _sequencer_and_verify(url: str, data_dir: str, expected: int, appended: int) -> dict[str, Any]:
     """Integrate queued entries if the log has a sequencer, then verify the whole log."""
-    vault = open_vault(Settings(data_dir=Path(data_dir), database_url=url))
+    log = _open_log(url, data_dir)
     out: dict[str, Any] = {"sequencer": None}
     try:
-        log = vault.audit_log()
         ran = _integrate(log)
         if ran is not None:
             said, took = ran
@@ -268,86 +312,124 @@ def _sequencer_and_verify(url: str, data_dir: str, expected: int, appended: int)
         out["verify_summary"] = report.summary().split(";")[0]
         out["verify_matches_count"] = bool(report.ok and covered == expected)
     finally:
-        vault.engine.dispose()
+        log.engine.dispose()
     return out
 
 
-def run(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
-    seconds = 5 if args.quick else args.seconds
-    rounds = 1 if args.quick else 2
-    load = [_load()]
-    started = time.perf_counter()
-    result: dict[str, Any] = {"quick": args.quick, "seconds_per_round": seconds}
-    result |= {"rounds_per_side": rounds, "writers": WRITERS, "pgbench_clients": 8}
-    step = progress.add_task("setting up", total=2 * rounds + 3)
-    with (
-        bench_database(args.database_url) as url,
-        tempfile.TemporaryDirectory(prefix="bench-appends-") as tmp,
-    ):
-        plain = url.render_as_string(hide_password=False)
-        data_dir = str(Path(tmp) / "var")
-        vault = init_vault(Settings(data_dir=Path(data_dir), database_url=plain))
-        result["server"] = server_settings(vault.engine)
-        with vault.engine.begin() as conn:
-            conn.exec_driver_sql(create_sql())
-        vault.engine.dispose()
-        before = _entries_before(plain, data_dir)
-        script = write_script(Path(tmp))
-        target = Target(url.database or "", url.host, url.port, url.username, url.password)
-        writers = Writers(plain, data_dir)
-        try:
-            progress.update(step, description=f"starting {WRITERS} writer processes")
-            writers.start()
-            progress.advance(step)
-            pg_rounds, vault_rounds = [], []
-            for r in range(rounds):
-                progress.update(step, description=f"pgbench, round {r + 1} of {rounds}")
-                load.append(_load())
-                pg = run_pgbench(target, script, seconds)
-                pg_rounds.append(pg)
-                progress.advance(step)
-                progress.update(step, description=f"vault appends, round {r + 1} of {rounds}")
-                load.append(_load())
-                vault_rounds.append(writers.round(seconds))
-                progress.advance(step)
-        finally:
-            writers.stop()
-        load.append(_load())
-        counted = writers.warmups + sum(v["appends"] for v in vault_rounds)
-        progress.update(step, description="sequencer and verification")
-        result |= _sequencer_and_verify(plain, data_dir, before + counted, counted)
-        progress.advance(step)
+class Phases:
+    """The run's steps on a progress bar (stderr), and the load average before each."""
+
+    def __init__(self, progress: Any, total: int) -> None:
+        self.progress = progress
+        self.name = "setup (writer processes, database, vault)"
+        self.step = progress.add_task(self.name, total=total)
+        self.load = [_load()]
+        self.took: dict[str, float] = {}
+        self._since = time.perf_counter()
+
+    def next(self, description: str) -> None:
+        now = time.perf_counter()
+        self.took[self.name] = round(now - self._since, 2)
+        self.name, self._since = description, now
+        self.progress.advance(self.step)
+        self.progress.update(self.step, description=description)
+        self.load.append(_load())
+
+
+def _measure(
+    url: sa.URL, tmp: Path, writers: Writers, seconds: int, rounds: int, phases: Phases
+) -> dict[str, Any]:
+    """Set up the vault and the baseline's table, run the alternating rounds, then verify."""
+    from vault.vault import init_vault  # here, not at the top: the writers do not need it
+
+    plain = url.render_as_string(hide_password=False)  # handed to the writers, never printed
+    data_dir = str(tmp / "var")
+    vault = init_vault(Settings(data_dir=Path(data_dir), database_url=plain))
+    server = server_settings(vault.engine)
+    with vault.engine.begin() as conn:
+        conn.exec_driver_sql(create_sql())
+    vault.engine.dispose()
+    before = _entries_before(plain, data_dir)
+    script = write_script(tmp)
+    target = Target(url.database or "", url.host, url.port, url.username, url.password)
+    writers.open(plain, data_dir)
+    pg_rounds: list[PgbenchResult] = []
+    vault_rounds: list[dict[str, Any]] = []
+    for r in range(rounds):
+        phases.next(f"pgbench, round {r + 1} of {rounds}")
+        pg_rounds.append(run_pgbench(target, script, seconds))
+        phases.next(f"vault appends, round {r + 1} of {rounds}")
+        vault_rounds.append(writers.round(seconds))
+    phases.next("stopping the writers")
+    writers.stop()
+    phases.next("sequencer and verification")
+    counted = writers.warmups + sum(v["appends"] + v["late"] for v in vault_rounds)
+    checked = _sequencer_and_verify(plain, data_dir, before + counted, counted)
+    return (
+        {"server": server, "entries_before": before, "appends_counted": counted}
+        | checked
+        | {
+            "pg_rounds": pg_rounds,
+            "vault_rounds": vault_rounds,
+        }
+    )
+
+
+def _summary(pg_rounds: list[PgbenchResult], vault_rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """The figures of both sides over all rounds: rates, ratio, latencies, failures."""
     lat = sorted(x for v in vault_rounds for x in v["latencies"])
     appends = sum(v["appends"] for v in vault_rounds)
     appends_per_s = appends / sum(v["window_s"] for v in vault_rounds)
     pg_tps = statistics.fmean(p.tps for p in pg_rounds)
+    pg_lat = [p.latency_avg_ms for p in pg_rounds if p.latency_avg_ms is not None]
     errors: dict[str, int] = {}
     for v in vault_rounds:
         for name, n in v["errors"].items():
             errors[name] = errors.get(name, 0) + n
-    result |= {
+    return {
         "appends_per_s": appends_per_s,
         "appends_per_s_rounds": [v["per_s"] for v in vault_rounds],
         "pgbench_tps": pg_tps,
         "pgbench_tps_rounds": [p.tps for p in pg_rounds],
         "pgbench_failed": sum(p.failed or 0 for p in pg_rounds),
-        "pgbench_latency_avg_ms": statistics.fmean(
-            p.latency_avg_ms for p in pg_rounds if p.latency_avg_ms is not None
-        )
-        if any(p.latency_avg_ms is not None for p in pg_rounds)
-        else None,
+        "pgbench_latency_avg_ms": statistics.fmean(pg_lat) if pg_lat else None,
         "ratio": appends_per_s / pg_tps,
         "target_ratio": TARGET_RATIO,
+        "target_met": appends_per_s / pg_tps >= TARGET_RATIO,
         "latency_p50_ms": _percentile(lat, 50) * 1000,
         "latency_p99_ms": _percentile(lat, 99) * 1000,
         "appends_timed": appends,
-        "appends_counted": counted,  # the timed ones and one warm-up per writer
-        "entries_before": before,
+        "appends_late": sum(v["late"] for v in vault_rounds),
         "append_errors": errors,
-        "load_average": {"min": min(load), "max": max(load), "samples": load},
-        "cores": os.cpu_count(),
     }
-    result["target_met"] = result["ratio"] >= TARGET_RATIO
+
+
+def run(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
+    seconds = 5 if args.quick else args.seconds
+    rounds = 1 if args.quick else 2
+    started = time.perf_counter()
+    phases = Phases(progress, total=2 * rounds + 3)
+    writers = Writers()  # their imports overlap the database's and the vault's setup
+    try:
+        with (
+            bench_database(args.database_url) as url,
+            tempfile.TemporaryDirectory(prefix="bench-appends-") as tmp,
+        ):
+            try:
+                measured = _measure(url, Path(tmp), writers, seconds, rounds, phases)
+            except BaseException:
+                writers.stop(now=True)  # before the database is dropped under them
+                raise
+    finally:
+        writers.stop(now=True)  # a no-op once they have stopped
+    result: dict[str, Any] = {"quick": args.quick, "seconds_per_round": seconds}
+    result |= {"rounds_per_side": rounds, "writers": WRITERS, "pgbench_clients": 8}
+    result |= _summary(measured.pop("pg_rounds"), measured.pop("vault_rounds")) | measured
+    phases.next("done")
+    load = phases.load
+    result["load_average"] = {"min": min(load), "max": max(load), "samples": load}
+    result["cores"] = os.cpu_count()
+    result["phase_s"] = phases.took
     result["elapsed_s"] = time.perf_counter() - started
     return result
 
