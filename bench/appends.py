@@ -365,6 +365,7 @@ def _measure(
     phases.next("sequencer and verification")
     counted = writers.warmups + sum(v["appends"] + v["late"] for v in vault_rounds)
     checked = _sequencer_and_verify(plain, data_dir, before + counted, counted)
+    phases.next("dropping the run's database")
     return (
         {"server": server, "entries_before": before, "appends_counted": counted}
         | checked
@@ -408,7 +409,7 @@ def run(args: argparse.Namespace, progress: Any) -> dict[str, Any]:
     seconds = 5 if args.quick else args.seconds
     rounds = 1 if args.quick else 2
     started = time.perf_counter()
-    phases = Phases(progress, total=2 * rounds + 3)
+    phases = Phases(progress, total=2 * rounds + 4)
     writers = Writers()  # their imports overlap the database's and the vault's setup
     try:
         with (
