@@ -20,6 +20,11 @@ disk and the machine's load:
   event, the commit, then ``AuditLog.committed`` so the log signs its
   checkpoints as the service would. Latency is append + commit.
 
+The rate is the appends committed within each round's duration, divided by it
+(pgbench reports its ``-T`` run over the same duration). An append committed
+after the deadline is in the log, and in the count the verification must match,
+but not in the rate.
+
 The figure held to a target is appends/s over pgbench's inserts/s (≥ 0.5×). The
 bench uses only the log's public calls, ``append`` (whatever it returns) and
 ``committed``; if the log has a sequencer (``AuditLog.integrate``) it is run and
@@ -186,7 +191,7 @@ class Writers:
             late += msg[3]
             for name, n in msg[4].items():
                 errors[name] = errors.get(name, 0) + n
-        # As pgbench -T counts: what committed within the duration, over the duration.
+        # What committed within the duration, over the duration (see the module docstring).
         return {
             "appends": len(latencies) - late,
             "late": late,
@@ -240,9 +245,13 @@ def bench_database(admin_url: str) -> Iterator[sa.URL]:
     try:
         yield admin_at.set(database=name)
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.dispose()
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except sa.exc.SQLAlchemyError as exc:
+            raise BenchError(f"could not drop the run's database {name}; drop it by hand") from exc
+        finally:
+            admin.dispose()
 
 
 def server_settings(engine: sa.Engine) -> dict[str, str]:
@@ -263,15 +272,22 @@ def _percentile(sorted_values: list[float], q: float) -> float:
     return statistics.quantiles(sorted_values, n=100, method="inclusive")[int(q) - 1]
 
 
-def _integrate(log: Any) -> tuple[int | None, float] | None:
-    """Run the log's sequencer if it has one: (entries it says it integrated, seconds)."""
+def _integrate(log: Any) -> tuple[int | None, float, str | None] | None:
+    """Run the log's sequencer if it has one: (entries it says it integrated, seconds, error).
+
+    A failing sequencer is reported by its exception's class and the run goes on
+    to the verification, which then names what is missing from the chain.
+    """
     integrate = getattr(log, "integrate", None)
     if not callable(integrate):
         return None
     t0 = time.perf_counter()
-    returned = integrate()
+    try:
+        returned = integrate()
+    except Exception as exc:  # noqa: BLE001 - reported in the table and the JSON
+        return None, time.perf_counter() - t0, type(exc).__name__
     took = time.perf_counter() - t0
-    return (returned if type(returned) is int else None), took
+    return (returned if type(returned) is int else None), took, None
 
 
 def _entries_before(url: str, data_dir: str) -> int:
@@ -294,13 +310,14 @@ def _sequencer_and_verify(url: str, data_dir: str, expected: int, appended: int)
     try:
         ran = _integrate(log)
         if ran is not None:
-            said, took = ran
+            said, took, error = ran
             n = appended if said is None else said
             out["sequencer"] = {
                 "entries": n,
                 "entries_from": "appends counted" if said is None else "integrate()'s return",
                 "seconds": took,
                 "per_s": n / took if took > 0 else None,
+                "error": error,
             }
         t0 = time.perf_counter()
         report = log.verify()
@@ -485,7 +502,9 @@ def print_table(r: dict[str, Any]) -> None:
     if r["pgbench_latency_avg_ms"] is not None:
         t.add_row("pgbench latency avg", f"{r['pgbench_latency_avg_ms']:.2f} ms", "", "")
     seq = r["sequencer"]
-    if seq is not None:
+    if seq is not None and seq["error"] is not None:
+        t.add_row("sequencer", f"FAILED ({seq['error']}) after {seq['seconds']:.2f} s", "", "")
+    elif seq is not None:
         t.add_row(
             "sequencer",
             f"{seq['entries']:,} entries integrated in {seq['seconds']:.2f} s "
