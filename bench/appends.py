@@ -287,7 +287,8 @@ def _integrate(log: Any) -> tuple[int | None, float, str | None] | None:
     except Exception as exc:  # noqa: BLE001 - reported in the table and the JSON
         return None, time.perf_counter() - t0, type(exc).__name__
     took = time.perf_counter() - t0
-    return (returned if type(returned) is int else None), took, None
+    count = getattr(returned, "count", returned)  # ``Integrated`` names its count
+    return (count if type(count) is int else None), took, None
 
 
 def _entries_before(url: str, data_dir: str) -> int:
