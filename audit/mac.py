@@ -108,13 +108,15 @@ class EntryMac:
         length-prefixed (a missing value distinct from an empty one) under their
         own label, so a queued MAC can never pass for an entry's MAC or the reverse.
         """
-        h = self._queued_base.copy()
+        parts = []
         for value in fields:
             if value is None:
-                h.update(b"\x00")
+                parts.append(b"\x00")
             else:
                 data = value.encode("utf-8")
-                h.update(b"\x01" + len(data).to_bytes(4, "big") + data)
+                parts.append(b"\x01" + len(data).to_bytes(4, "big") + data)
+        h = self._queued_base.copy()
+        h.update(b"".join(parts))
         return h.finalize()
 
     def check_queued(self, fields: Sequence[str | None], stored: bytes | None) -> bool:

@@ -213,3 +213,15 @@ def test_a_stalled_queue_is_an_alarm(vault, clock: FakeClock) -> None:
     assert not report.ok and report.problem is not None and report.problem.kind == "stalled"
     log.integrate()
     assert log.verify().ok
+
+
+def test_the_queued_mac_binds_each_column_and_its_boundaries() -> None:
+    from audit.mac import EntryMac, MacKey
+
+    mac = EntryMac(MacKey(b"k" * 32, 1))
+    base = mac.queued(["ab", "c", None])
+    assert mac.check_queued(["ab", "c", None], base)
+    for other in (["a", "bc", None], ["ab", "c", ""], ["ab", "c"], ["ab", "C", None]):
+        assert mac.queued(other) != base and not mac.check_queued(other, base)
+    assert not mac.check_queued(["ab", "c", None], None)
+    assert EntryMac(MacKey(b"j" * 32, 1)).queued(["ab", "c", None]) != base
