@@ -17,6 +17,11 @@ from contextlib import suppress
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HTTP_PROTOCOL = "api.serving:NoDelayH11"  # for uvicorn.run(http=...)
+# uvicorn's master kills a worker that has not answered its health ping within this many
+# seconds (5 by default). A worker still importing the vault on a busy two-core machine
+# took longer than that, so it was killed and respawned every few seconds and the
+# service ran on fewer workers than asked for. A hung worker is still replaced.
+WORKER_HEALTHCHECK_SECONDS = 60
 
 
 class NoDelayH11(H11Protocol):

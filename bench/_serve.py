@@ -15,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import uvicorn
 
-from api.serving import HTTP_PROTOCOL
+from api.serving import HTTP_PROTOCOL, WORKER_HEALTHCHECK_SECONDS
 
 
 def main() -> None:
@@ -38,6 +38,7 @@ def main() -> None:
         access_log=False,
         proxy_headers=False,
         http=HTTP_PROTOCOL,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from sqlmodel import Session, select
 
 from api.security import hash_password
-from api.serving import HTTP_PROTOCOL
+from api.serving import HTTP_PROTOCOL, WORKER_HEALTHCHECK_SECONDS
 from audit.verify import verify_bundle
 from cli.archives import init, seed
 from cli.common import (
@@ -334,6 +334,7 @@ def serve(
         log_level="warning",
         proxy_headers=False,
         http=HTTP_PROTOCOL,
+        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
 
 

@@ -28,6 +28,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from audit.events import Actor
 from foundation.clock import utcnow
 from foundation.rawsql import raw_begin
@@ -35,7 +37,7 @@ from policies.decision import Decision
 from policies.decoys import Decoys
 from policies.directory import load_principal
 from policies.engine import PolicyEngine
-from policies.errors import AccessDenied
+from policies.errors import AccessDenied, PolicyError
 from policies.roles import Action
 from vault.reading import ArchiveView, Opened, ReadPermit
 from vault.rows import check_number
@@ -116,9 +118,20 @@ class ArchiveReads:
                 )
                 if not decision.allowed:
                     raise AccessDenied(decision)
+            except SQLAlchemyError:
+                # The database failed, not the decision: nothing was decided, so nothing
+                # is recorded as refused; the transaction rolls back and nothing is shown.
+                raise
             except Exception as exc:  # noqa: BLE001 - audited, committed, re-raised below
                 refusal = exc
-                reader.deny(tx, actor, archive_no, asked, str(exc))
+                # A refusal's own words; any other failure by its kind only (its text
+                # may hold anything, control characters included).
+                why = (
+                    str(exc)
+                    if isinstance(exc, PolicyError)
+                    else f"the decision failed ({type(exc).__name__})"
+                )
+                reader.deny(tx, actor, archive_no, asked, why)
             else:
                 opened = reader.open_permitted(tx, actor, stored, permit_of(decision))
         reader.committed()

@@ -208,9 +208,7 @@ def _failing_commit(engine: sa.Engine) -> Iterator[None]:
         yield
     finally:
         with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "DROP TRIGGER break_commit" + ("" if sqlite else f" ON {table}")
-            )
+            conn.exec_driver_sql("DROP TRIGGER break_commit" + ("" if sqlite else f" ON {table}"))
             if not sqlite:
                 conn.exec_driver_sql("DROP FUNCTION break_commit()")
             conn.exec_driver_sql("DROP TABLE commit_breaker")
@@ -252,3 +250,25 @@ def test_a_commit_that_fails_after_the_append_releases_no_content(
     again = operation(vaulted)
     assert again.error is None and plaintext in again.content
     assert vaulted.services.audit.head() == head + 1
+
+
+def test_a_database_failure_during_the_decision_is_not_recorded_as_a_refusal(
+    vaulted: Vaulted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database failing under the decision (a lost connection) decided nothing: the
+    read answers 503 with no content, and the log gains no entry calling it a refusal."""
+    audit = vaulted.services.audit
+    before = audit.query(limit=1)[0].seq
+
+    def lost(*_a: Any, **_k: Any) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(vaulted.services.reads.policy, "sync", lost)
+    got = _read(vaulted)
+    monkeypatch.undo()
+    # Named for what failed (it used to be taken for a refusal, whose entry then failed).
+    assert (got.status, got.problem) == (503, "database-unavailable")
+    _assert_no_plaintext(got)
+    assert [r for r in audit.query(limit=5) if r.seq > before] == []
+    again = _read(vaulted)
+    assert again.status == 200 and NAME.encode() in again.content

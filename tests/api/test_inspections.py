@@ -113,6 +113,7 @@ def test_a_flipped_byte_names_its_archive_and_nothing_leaks(client, login, api_v
 
 def test_a_tampered_audit_entry_is_reported(client, login, api_vault) -> None:
     _new(client, login("zhang.wei"))
+    assert api_vault.audit_log().head() >= 3  # sequenced: entry 3 stands in the chain
     tamper(api_vault.engine, sa.text("UPDATE audit_entry SET actor = 'mallory' WHERE seq = 3"))
     body = _inspect(client, login)["report"]["body"]
     assert not body["audit_log"]["ok"] and not body["integrity_ok"]

@@ -61,3 +61,18 @@ def test_plain_h11_leaves_nagle_on_for_such_a_socket() -> None:
 
 def test_the_served_protocol_turns_nagle_off() -> None:
     assert _nodelay_of_accepted(NoDelayH11) != 0
+
+
+def test_serve_gives_slow_starting_workers_time_before_replacing_them(
+    monkeypatch, tmp_path
+) -> None:
+    """uvicorn's 5 s default killed workers still importing on a busy machine, over and over."""
+    import uvicorn
+
+    from cli import service
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(service, "open_vault", lambda settings: None)
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **kw: seen.update(kw))
+    service.serve(host="127.0.0.1", port=8765, workers=1, data_dir=tmp_path)
+    assert seen["timeout_worker_healthcheck"] == 60 and seen["http"] == service.HTTP_PROTOCOL
