@@ -1,15 +1,18 @@
-"""The baseline for bench/api.py: a bare FastAPI endpoint returning a same-sized JSON body."""
+"""The baseline for bench/api.py: a bare FastAPI endpoint returning the vault's JSON body.
+
+The body arrives in the environment (``BENCH_BODY``) rather than in a file, so the
+decrypted sample never lands on disk.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 
-BODY: Any = json.loads(Path(os.environ["BENCH_BODY_FILE"]).read_text(encoding="utf-8"))
+BODY: Any = json.loads(os.environ["BENCH_BODY"])
 app = FastAPI()
 
 
