@@ -18,8 +18,20 @@ import httpx
 from bench._wrk import Round
 
 
-def run(base: str, seconds: float, *, paths: Sequence[str], token: str, connections: int) -> Round:
-    """One round of ``seconds`` from ``connections`` threads, one keep-alive client each."""
+def run(
+    base: str,
+    seconds: float,
+    start: int = 0,
+    *,
+    paths: Sequence[str],
+    token: str,
+    connections: int,
+) -> Round:
+    """One round of ``seconds`` from ``connections`` threads, one keep-alive client each.
+
+    As in the wrk script, each thread starts at its own share of ``paths``,
+    shifted by ``start``.
+    """
     if not base.startswith("http://127.0.0.1:"):
         raise ValueError(f"load goes to 127.0.0.1 only, not {base}")
     latencies: list[float] = []
@@ -31,7 +43,7 @@ def run(base: str, seconds: float, *, paths: Sequence[str], token: str, connecti
     def worker(index: int) -> None:
         mine: list[float] = []
         bad = broken = 0
-        at = index * len(paths) // connections
+        at = start + index * len(paths) // connections - 1
         with httpx.Client(base_url=base, headers=headers, timeout=5) as client:
             while time.perf_counter() < deadline:
                 at = (at + 1) % len(paths)

@@ -80,8 +80,10 @@ def lua_script(paths: Sequence[str], threads: int = THREADS) -> str:
     """The wrk script: round-robin over ``paths`` with the bearer token from the environment.
 
     Each thread starts at its own share of the list, so the threads do not read
-    the same archive at the same moment. The token is read from ``BENCH_TOKEN``
-    rather than written into the script or wrk's command line.
+    the same archive at the same moment, shifted by the number given after
+    wrk's ``--``, so that a round goes on where the previous one stopped rather
+    than reading the first archives again. The token is read from
+    ``BENCH_TOKEN`` rather than written into the script or wrk's command line.
     """
     if not paths:
         raise ValueError("no paths to request")
@@ -109,7 +111,7 @@ function init(args)
   for i, path in ipairs(paths) do
     prepared[i] = wrk.format("GET", path, headers)
   end
-  at = start or 0
+  at = (tonumber(args[1] or "0") + (start or 0)) % #prepared
   non_2xx = 0
 end
 
@@ -177,13 +179,17 @@ def run(
     wrk: str,
     base: str,
     seconds: float,
+    start: int = 0,
     *,
     script: Path,
     connections: int,
     env: dict[str, str],
     threads: int = THREADS,
 ) -> Round:
-    """One bounded round against ``base`` (127.0.0.1 only): ``seconds`` long, then wrk exits."""
+    """One bounded round against ``base`` (127.0.0.1 only): ``seconds`` long, then wrk exits.
+
+    ``start`` shifts where in the script's list of paths the round begins.
+    """
     if not base.startswith("http://127.0.0.1:"):
         raise ValueError(f"load goes to 127.0.0.1 only, not {base}")
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -197,6 +203,8 @@ def run(
             "--timeout=5s",
             f"--script={script}",
             base + "/",
+            "--",
+            str(start),
         ],
         env=env,
         capture_output=True,

@@ -218,13 +218,16 @@ def measure(
     seconds: float,
     db_cpu: _DatabaseCpu,
 ) -> None:
-    """Alternating rounds, the order swapped each round; CPU read around each one."""
+    """Alternating rounds, the order swapped each round; CPU read around each one.
+
+    Each round goes on through the paths where the side's previous one stopped.
+    """
     for side in sides:  # warm-up, not counted
-        load(side.base, min(2.0, seconds / 2))
+        load(side.base, min(2.0, seconds / 2), 0)
     for r in range(rounds):
         for side in sides if r % 2 == 0 else sides[::-1]:
             cpu0, db0 = tree_cpu(side.proc.pid), db_cpu()
-            side.rounds.append(load(side.base, seconds))
+            side.rounds.append(load(side.base, seconds, sum(x.requests for x in side.rounds)))
             side.server_cpu_s += tree_cpu(side.proc.pid) - cpu0
             db1 = db_cpu()
             if db0 is not None and db1 is not None:
@@ -253,7 +256,7 @@ def _summary(side: Side) -> dict[str, Any]:
     }
 
 
-Load = Callable[[str, float], _wrk.Round]
+Load = Callable[[str, float, int], _wrk.Round]  # base URL, seconds, first path
 
 
 def make_load(

@@ -125,8 +125,10 @@ def test_load_goes_to_loopback_only(tmp_path: Path) -> None:
 
 
 class _Recorder(BaseHTTPRequestHandler):
+    """Records each request's path and Authorization header, in order of arrival."""
+
     protocol_version = "HTTP/1.1"
-    seen: ClassVar[Counter[tuple[str, str]]] = Counter()
+    seen: ClassVar[list[tuple[str, str]]] = []
     lock = threading.Lock()
 
     def setup(self) -> None:
@@ -135,7 +137,7 @@ class _Recorder(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         with self.lock:
-            self.seen[(self.path, self.headers.get("Authorization", ""))] += 1
+            self.seen.append((self.path, self.headers.get("Authorization", "")))
         body = b"{}"
         # A redirect: wrk itself counts only status >= 400, the script counts every non-2xx.
         self.send_response(302 if self.path == "/moved" else 200)
@@ -147,31 +149,53 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-def test_wrk_runs_the_script_round_robin_and_counts_what_was_not_2xx(tmp_path: Path) -> None:
+def _wrk_against_recorder(
+    tmp_path: Path, paths: list[str], start: int, threads: int
+) -> tuple[_wrk.Round, list[tuple[str, str]]]:
     _Recorder.seen.clear()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        paths = ["/a", "/b", "/moved"]
         script = tmp_path / "read.lua"
-        script.write_text(_wrk.lua_script(paths), encoding="utf-8")
+        script.write_text(_wrk.lua_script(paths, threads), encoding="utf-8")
         r = _wrk.run(
             str(shutil.which("wrk")),
             f"http://127.0.0.1:{server.server_address[1]}",
             1,
+            start,
             script=script,
-            connections=2,
+            connections=threads,
             env={_wrk.TOKEN_ENV: "tok-123"},
+            threads=threads,
         )
     finally:
         server.shutdown()
         server.server_close()
-    seen = _Recorder.seen
-    assert {p for p, _ in seen} == set(paths)
+    return r, list(_Recorder.seen)
+
+
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
+
+
+@needs_wrk
+def test_wrk_runs_the_script_round_robin_and_counts_what_was_not_2xx(tmp_path: Path) -> None:
+    paths = ["/a", "/b", "/moved"]
+    r, seen = _wrk_against_recorder(tmp_path, paths, start=0, threads=2)
+    counts = Counter(path for path, _ in seen)
+    assert set(counts) == set(paths)
     assert {auth for _, auth in seen} == {"Bearer tok-123"}
     assert r.requests > 0
     assert 0 < r.non_2xx < r.requests
     # Round-robin: no path is served much more often than another.
-    assert max(seen.values()) - min(seen.values()) <= 4
+    assert max(counts.values()) - min(counts.values()) <= 4
+
+
+@needs_wrk
+def test_a_round_goes_on_where_the_start_number_says(tmp_path: Path) -> None:
+    paths = ["/a", "/b", "/c", "/d"]
+    _, seen = _wrk_against_recorder(tmp_path, paths, start=6, threads=1)
+    first = paths.index(seen[0][0])
+    # wrk may draw one request before the first it sends: the round starts at 6 or 7.
+    assert first in (6 % 4, 7 % 4)
+    assert [path for path, _ in seen[:6]] == [paths[(first + i) % 4] for i in range(6)]
