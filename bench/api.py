@@ -32,6 +32,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -66,11 +67,10 @@ from vault.vault import init_vault  # noqa: E402
 PASSWORD = "bench-password-123"
 THREADS, CONNECTIONS = _wrk.THREADS, 8
 PYTHON_CLIENT = "Python client (caps the baseline on 2 cores)"
+Load = Callable[[str, float, int], _wrk.Round]  # base URL, seconds, first path's index
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -254,9 +254,6 @@ def _summary(side: Side) -> dict[str, Any]:
         "socket_errors": sum(r.socket_errors for r in rr),
         "body_bytes": side.body_bytes,
     }
-
-
-Load = Callable[[str, float, int], _wrk.Round]  # base URL, seconds, first path
 
 
 def make_load(
