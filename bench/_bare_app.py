@@ -1,18 +1,31 @@
 """The baseline for bench/api.py: a bare FastAPI endpoint returning the vault's JSON body.
 
-The body arrives in the environment (``BENCH_BODY``) rather than in a file, so the
-decrypted sample never lands on disk.
+The server starts while the vault is still being filled, so its start-up
+overlaps the vault's; the body, known only once the vault serves, then comes
+over the Unix socket named in ``BENCH_BODY_SOCKET``, and never lands on disk.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 from typing import Any
 
 from fastapi import FastAPI
 
-BODY: Any = json.loads(os.environ["BENCH_BODY"])
+
+def _body() -> Any:
+    with socket.socket(socket.AF_UNIX) as conn:
+        conn.settimeout(600)
+        conn.connect(os.environ["BENCH_BODY_SOCKET"])
+        chunks = []
+        while chunk := conn.recv(65536):
+            chunks.append(chunk)
+    return json.loads(b"".join(chunks))
+
+
+BODY: Any = _body()
 app = FastAPI()
 
 

@@ -281,47 +281,53 @@ def run(
 ) -> dict[str, Any]:
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-api-"))
-    sides: list[Side] = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        with database(database_url) as url:
+        with database(database_url) as url, socket.socket(socket.AF_UNIX) as feed:
             try:
-                prepare(workdir, archives, url)
                 env = {k: v for k, v in os.environ.items() if k != "VAULT_DATABASE_URL"}
                 env |= {"VAULT_DATA_DIR": str(workdir / "var"), "PYTHONPATH": str(ROOT)}
                 if url:
                     env["VAULT_DATABASE_URL"] = url
-                port = _free_port()
-                vproc = _start(port, workers, ["api.app:app_factory", "--factory"], env)
-                sides.append(Side("vault", f"http://127.0.0.1:{port}", vproc))
-                _wait(sides[0].base + "/healthz", vproc)
+                # The baseline starts first and waits for its body (see bench/_bare_app.py).
+                feed.bind(str(workdir / "body.sock"))
+                feed.listen(workers)
+                feed.settimeout(120)
+                bare_env = {**env, "BENCH_BODY_SOCKET": str(workdir / "body.sock")}
+                bare_app = ["_bare_app:app", "--app-dir", str(ROOT / "bench")]
+                bport, vport = _free_port(), _free_port()
+                procs.append(_start(bport, workers, bare_app, bare_env))
+                prepare(workdir, archives, url)
+                procs.append(_start(vport, workers, ["api.app:app_factory", "--factory"], env))
+                bare = Side("bare", f"http://127.0.0.1:{bport}", procs[0])
+                vault = Side("vault", f"http://127.0.0.1:{vport}", procs[1])
+                _wait(vault.base + "/healthz", vault.proc)
                 token = httpx.post(
-                    sides[0].base + "/auth/token",
+                    vault.base + "/auth/token",
                     data={"username": "zhang.wei", "password": PASSWORD},
                 ).json()["access_token"]
                 headers = {"Authorization": f"Bearer {token}"}
-                paths = _paths(sides[0].base, headers)
-                sample = httpx.get(sides[0].base + paths[0], headers=headers)
+                paths = _paths(vault.base, headers)
+                sample = httpx.get(vault.base + paths[0], headers=headers)
                 sample.raise_for_status()
-                sides[0].body_bytes = len(sample.content)
-                # The body goes to the baseline in its environment, not in a file on disk.
-                bare_env = {**env, "BENCH_BODY": sample.text}
-                port = _free_port()
-                bare_app = ["_bare_app:app", "--app-dir", str(ROOT / "bench")]
-                bproc = _start(port, workers, bare_app, bare_env)
-                sides.append(Side("bare", f"http://127.0.0.1:{port}", bproc))
-                _wait(sides[1].base + "/customers/x", bproc)
-                same = httpx.get(sides[1].base + paths[0])
+                vault.body_bytes = len(sample.content)
+                for _ in range(workers):  # each worker of the baseline asks once
+                    conn, _addr = feed.accept()
+                    with conn:
+                        conn.sendall(sample.content)
+                _wait(bare.base + "/customers/x", bare.proc)
+                same = httpx.get(bare.base + paths[0])
                 if same.json() != sample.json():
                     raise RuntimeError("the baseline's body differs from the vault's")
-                sides[1].body_bytes = len(same.content)
+                bare.body_bytes = len(same.content)
                 client, load = make_load(wrk, workdir, paths, token, connections)
-                measure(sides, load, rounds, seconds, _DatabaseCpu(url))
+                measure([vault, bare], load, rounds, seconds, _DatabaseCpu(url))
             finally:
-                _stop([s.proc for s in sides])
+                _stop(procs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    vault, bare = (_summary(s) for s in sides)
-    ratios = [v.rps / b.rps for v, b in zip(sides[0].rounds, sides[1].rounds, strict=True)]
+    v, b = _summary(vault), _summary(bare)
+    ratios = [x.rps / y.rps for x, y in zip(vault.rounds, bare.rounds, strict=True)]
     return {
         "client": client,
         "database": "postgresql" if database_url else "sqlite",
@@ -332,14 +338,13 @@ def run(
         "round_seconds": seconds,
         "archives": archives,
         "paths": len(paths),
-        "vault": vault,
-        "bare": bare,
-        "ratio": vault["rps"] / bare["rps"],
+        "vault": v,
+        "bare": b,
+        "ratio": v["rps"] / b["rps"],
         "ratio_range": [min(ratios), max(ratios)],
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "ok": vault["non_2xx"] + vault["socket_errors"] + bare["non_2xx"] + bare["socket_errors"]
-        == 0,
+        "ok": v["non_2xx"] + v["socket_errors"] + b["non_2xx"] + b["socket_errors"] == 0,
     }
 
 
