@@ -21,6 +21,7 @@ it); the variable only says that this run is one of the PostgreSQL runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -235,11 +236,35 @@ def _until(check: Any, timeout: float, step: float = 0.05) -> bool:
 
 
 def _workers(pid: int) -> set[int]:
-    """The serving processes' pids: a worker that died and was replaced shows as a new pid."""
+    """The pids of the service's processes: a worker that died and was replaced has a new pid."""
     try:
         return {int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()}
     except OSError:
         return set()
+
+
+def _serving(pid: int, port: int) -> set[int]:
+    """The service's workers that hold an open connection on ``port``: those that serve.
+
+    A worker that uvicorn starts, and kills again when it misses its 5 s health ping
+    while still importing (what a CPU-starved machine does to it), never accepts one.
+    """
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                cols = line.split()
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] == "01":  # ESTABLISHED
+                    inodes.add(cols[9])
+    serving = set()
+    for worker in _workers(pid):
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{worker}/fd").iterdir():
+                link = os.readlink(fd)
+                if link.startswith("socket:[") and link[8:-1] in inodes:
+                    serving.add(worker)
+                    break
+    return serving
 
 
 def test_every_plaintext_answer_has_a_durable_entry_across_a_database_crash(
@@ -295,14 +320,10 @@ def test_every_plaintext_answer_has_a_durable_entry_across_a_database_crash(
             return sum(t.ok for t in tallies.values())
 
         try:
-            assert _until(lambda: all(t.ok for t in tallies.values()), DEADLINE), {
-                u: t.statuses for u, t in tallies.items()
-            }
-            workers_serving = _workers(proc.pid)
             assert _until(lambda: total_ok() >= BEFORE_KILL, DEADLINE), {
                 u: t.statuses for u, t in tallies.items()
             }
-            workers = _workers(proc.pid)
+            serving = _serving(proc.pid, port)
             ok_at_kill = total_ok()
             cluster.kill()
             mark("killed")
@@ -321,18 +342,9 @@ def test_every_plaintext_answer_has_a_durable_entry_across_a_database_crash(
             stop.set()
             for t in threads:
                 t.join(timeout=30)
-        # The same worker processes served on after the crash: none died and was replaced.
-        # Unless one was replaced before it (uvicorn kills a worker that misses its 5 s health
-        # ping, which a CPU-starved machine causes while the worker starts): then the crash
-        # cannot be told apart from the machine's load, and the check is left out, saying so.
-        workers_after = _workers(proc.pid)
-        stable = workers_serving == workers
-        if stable:
-            assert workers_after == workers, "a worker was replaced across the database crash"
-        else:
-            print(
-                f"workers replaced before the crash ({workers_serving} -> {workers}): not checked"
-            )
+        # The workers that served when the database crashed served on: none died of it.
+        assert serving, "no worker held a reader's connection"
+        assert serving <= _workers(proc.pid), (serving, _workers(proc.pid))
         # The service's signer came back too: it signs what was read after the crash.
         vault = open_vault(Settings(data_dir=seeded.data_dir, database_url=seeded.url))
         log = vault.audit_log()
@@ -350,7 +362,8 @@ def test_every_plaintext_answer_has_a_durable_entry_across_a_database_crash(
     print(
         f"statuses {dict(statuses)}; plaintext answers {total_ok()}, {ok_at_kill} before the "
         f"crash, {ok_while_down} while down; after recovery "
-        f"{ {u: t.after_recovery for u, t in tallies.items()} }; phases {phases}"
+        f"{ {u: t.after_recovery for u, t in tallies.items()} }; phases {phases}; "
+        f"{len(serving)} worker(s) serving at the crash"
     )
     # The crash was felt (otherwise this proved nothing), and the service came back by itself.
     assert any(s != "200" for s in statuses), statuses
