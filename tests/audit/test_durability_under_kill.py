@@ -15,6 +15,9 @@ for. Every answer without a 200, and every connection failure, carried no
 plaintext, nor did the service's or the database's log. The log verifies.
 
 A test of crash durability, not of timing: it asserts counts, never durations.
+It can fail: on a cluster started with ``synchronous_commit=off``
+(``running_cluster(extra=...)``) the database acknowledges commits that the
+crash then loses, and the test names the answers left without their entry.
 The shared server of ``VAULT_TEST_DATABASE_URL`` is never touched (others use
 it); the variable only says that this run is one of the PostgreSQL runs.
 """
