@@ -1,17 +1,26 @@
 """Benchmark of the HTTP read path against a bare FastAPI endpoint, measured in one run.
 
-    python bench/api.py            # 4,000 requests per side
-    python bench/api.py --quick    # within a minute
-    python bench/api.py --json     # one JSON object
+    python bench/api.py                        # SQLite, 3 rounds of 8 s per side
+    python bench/api.py --quick                # within a minute
+    python bench/api.py --json                 # one JSON object
+    python bench/api.py --workers 2 --database-url postgresql+psycopg://postgres@127.0.0.1/test
 
 Both servers are uvicorn processes started as `archive-vault serve` starts them
-(bench/_serve.py; one worker each unless `--workers`) on 127.0.0.1. The vault side
-serves `GET /customers/{archive_no}?groups=contact` for a salesperson's own
-clients: token check, principal from the database, policy decision, one
-transaction that appends the audit entry and decrypts, then JSON. The baseline
-returns a body of the same size from a bare FastAPI route. The load generator is
-bounded (a fixed number of requests from a fixed number of keep-alive clients),
-and the two sides run in alternating rounds so machine noise hits both alike.
+(bench/_serve.py; the same number of workers on each side) on 127.0.0.1. The
+vault side serves `GET /customers/{archive_no}?groups=contact` for a
+salesperson's own clients: token check, principal from the database, policy
+decision, one transaction that appends the audit entry and decrypts, then
+JSON. The baseline returns the same body from a bare FastAPI route.
+
+The load comes from wrk (2 threads, 8 keep-alive connections, a fixed time per
+round), round-robin over the salesperson's archives with the bearer token set;
+the two sides run in alternating rounds so machine noise hits both alike.
+Without wrk the Python client takes over, which on two cores caps the baseline:
+its figures are marked. Any response that is not 2xx, or any socket error, fails
+the run (exit status 1) instead of being averaged in.
+
+With a PostgreSQL URL (``--database-url`` or VAULT_DATABASE_URL) the run creates
+a database of its own next to the URL's and drops it at the end.
 Target: the vault's throughput ≥ 0.5× the baseline's.
 """
 
@@ -20,27 +29,33 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
+import secrets
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # the project ahead of bench/ (whose audit.py would shadow it)
 
 import httpx  # noqa: E402
+import sqlalchemy as sa  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from api.security import hash_password  # noqa: E402
 from audit.events import Actor  # noqa: E402
+from bench import _pyload, _wrk  # noqa: E402
 from foundation.db import transaction  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
 from policies.directory import add_user  # noqa: E402
@@ -50,17 +65,22 @@ from vault.store import ArchiveStore  # noqa: E402
 from vault.vault import init_vault  # noqa: E402
 
 PASSWORD = "bench-password-123"
+THREADS, CONNECTIONS = _wrk.THREADS, 8
+PYTHON_CLIENT = "Python client (caps the baseline on 2 cores)"
+Load = Callable[[str, float, int], _wrk.Round]  # base URL, seconds, first path's index
 
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def _wait(url: str, timeout: float = 60) -> None:
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server for {url} exited with {proc.returncode}")
         try:
             if httpx.get(url, timeout=1).status_code < 500:
                 return
@@ -70,10 +90,12 @@ def _wait(url: str, timeout: float = 60) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-def prepare(workdir: Path, archives: int) -> None:
+def prepare(workdir: Path, archives: int, database_url: str = "") -> None:
     """A vault with one salesperson and their clients."""
-    vault = init_vault(Settings(data_dir=workdir / "var"))
-    store = ArchiveStore(vault)
+    settings = Settings(data_dir=workdir / "var", database_url=database_url)
+    vault = init_vault(settings)
+    log = vault.audit_log()
+    store = ArchiveStore(vault, audit=log)
     with transaction(vault.engine) as session:
         user = add_user(
             session,
@@ -89,193 +111,337 @@ def prepare(workdir: Path, archives: int) -> None:
         for r in gen.many(archives)
     )
     bulk_insert(store, rows, actor=store_actor(), total=archives, source="bench")
-    store.audit.checkpoint_if_new()
+    log.checkpoint_if_new()
+    vault.engine.dispose()
 
 
 def store_actor() -> Any:
     return Actor("bench", "system")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """CPU time of a server process and its workers, from /proc (0 where it is unreadable)."""
+@contextmanager
+def database(url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database beside ``url``'s for this run, dropped at the end; SQLite: ''."""
+    if not url:
+        yield ""
+        return
+    if not url.startswith("postgresql"):
+        raise ValueError("--database-url must be a postgresql+psycopg:// URL")
+    name = f"bench_api_{secrets.token_hex(4)}"
+    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        try:
+            yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        admin.dispose()
+
+
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads), from /proc; 0 if gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, IndexError, ValueError):
         return 0.0
-    return own + sum(_cpu_seconds(int(c)) for c in children)
 
 
-def load(
-    base: str, paths: list[str], headers: dict[str, str], requests: int, clients: int
-) -> tuple[float, list[float]]:
-    """Send ``requests`` GETs from ``clients`` keep-alive connections; returns req/s, latencies."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    per = requests // clients
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a server process and every process under it (uvicorn's workers)."""
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children += [int(c) for c in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return _proc_cpu(pid) + sum(tree_cpu(c) for c in children)
 
-    def worker(seed: int) -> None:
-        rng = random.Random(seed)
-        mine = []
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
-            for _ in range(per):
-                t0 = time.perf_counter()
-                r = c.get(rng.choice(paths))
-                mine.append(time.perf_counter() - t0)
-                if r.status_code != 200:
-                    raise RuntimeError(f"{r.status_code}: {r.text[:200]}")
-        with lock:
-            latencies.extend(mine)
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
-    t0 = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - t0
-    return per * clients / elapsed, latencies
+class _DatabaseCpu:
+    """CPU seconds of the PostgreSQL backends serving the run's database (same machine)."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = sa.create_engine(url, poolclass=sa.pool.NullPool) if url else None
+
+    def __call__(self) -> float | None:
+        if self.engine is None:
+            return None
+        with self.engine.connect() as conn:
+            pids = conn.exec_driver_sql(
+                "SELECT pid FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ).scalars()
+            return sum(_proc_cpu(int(p)) for p in pids)
+
+
+@dataclass
+class Side:
+    name: str
+    base: str
+    proc: subprocess.Popen[bytes]
+    rounds: list[_wrk.Round] = field(default_factory=list)
+    server_cpu_s: float = 0.0
+    db_cpu_s: float | None = None
+    body_bytes: int = 0
+
+
+def _start(port: int, workers: int, app: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    serve = [sys.executable, str(ROOT / "bench" / "_serve.py"), str(port), str(workers)]
+    return subprocess.Popen([*serve, *app], env=env, cwd=ROOT)
+
+
+def _paths(base: str, headers: dict[str, str]) -> list[str]:
+    """Every archive the salesperson may read, as the benchmark's request paths."""
+    numbers: list[str] = []
+    while True:
+        page = httpx.get(
+            f"{base}/customers",
+            params={"limit": 500, "offset": len(numbers)},
+            headers=headers,
+            timeout=60,
+        )
+        page.raise_for_status()
+        items = page.json()["items"]
+        numbers += [a["archive_no"] for a in items]
+        if len(items) < 500:
+            return [f"/customers/{n}?groups=contact" for n in numbers]
+
+
+def measure(
+    sides: list[Side],
+    load: Load,
+    rounds: int,
+    seconds: float,
+    db_cpu: _DatabaseCpu,
+) -> None:
+    """Alternating rounds, the order swapped each round; CPU read around each one.
+
+    Each round goes on through the paths where the side's previous one stopped.
+    """
+    for side in sides:  # warm-up, not counted
+        load(side.base, min(2.0, seconds / 2), 0)
+    for r in range(rounds):
+        for side in sides if r % 2 == 0 else sides[::-1]:
+            cpu0, db0 = tree_cpu(side.proc.pid), db_cpu()
+            side.rounds.append(load(side.base, seconds, sum(x.requests for x in side.rounds)))
+            side.server_cpu_s += tree_cpu(side.proc.pid) - cpu0
+            db1 = db_cpu()
+            if db0 is not None and db1 is not None:
+                side.db_cpu_s = (side.db_cpu_s or 0.0) + max(0.0, db1 - db0)
+
+
+def _summary(side: Side) -> dict[str, Any]:
+    rr = side.rounds
+    served = sum(r.requests for r in rr)
+    per_request = 1e3 / served if served else float("nan")
+    return {
+        "rps": statistics.median(r.rps for r in rr),
+        "rps_range": [min(r.rps for r in rr), max(r.rps for r in rr)],
+        "rps_rounds": [round(r.rps, 1) for r in rr],
+        "p50_ms": statistics.median(r.p50_ms for r in rr),
+        "p50_ms_range": [min(r.p50_ms for r in rr), max(r.p50_ms for r in rr)],
+        "p99_ms": statistics.median(r.p99_ms for r in rr),
+        "p99_ms_range": [min(r.p99_ms for r in rr), max(r.p99_ms for r in rr)],
+        "requests": served,
+        "server_cpu_ms_per_request": side.server_cpu_s * per_request,
+        "db_cpu_ms_per_request": None if side.db_cpu_s is None else side.db_cpu_s * per_request,
+        "client_cpu_ms_per_request": sum(r.client_cpu_s for r in rr) * per_request,
+        "non_2xx": sum(r.non_2xx for r in rr),
+        "socket_errors": sum(r.socket_errors for r in rr),
+        "body_bytes": side.body_bytes,
+    }
+
+
+def make_load(
+    wrk: str | None, workdir: Path, paths: list[str], token: str, connections: int
+) -> tuple[str, Load]:
+    """wrk with its script in ``workdir`` if there is a wrk, else the Python client, marked."""
+    if wrk is None:
+        return PYTHON_CLIENT, partial(
+            _pyload.run, paths=paths, token=token, connections=connections
+        )
+    script = workdir / "read.lua"
+    script.write_text(_wrk.lua_script(paths, THREADS), encoding="utf-8")
+    env = {**os.environ, _wrk.TOKEN_ENV: token}
+    return "wrk", partial(_wrk.run, wrk, script=script, connections=connections, env=env)
 
 
 def run(
-    requests: int, rounds: int, clients: int, archives: int, workers: int = 1
+    rounds: int,
+    seconds: float,
+    connections: int,
+    archives: int,
+    workers: int = 1,
+    database_url: str = "",
+    wrk: str | None = None,
 ) -> dict[str, Any]:
+    load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-api-"))
-    procs: list[subprocess.Popen] = []
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        prepare(workdir, archives)
-        env = {**os.environ, "VAULT_DATA_DIR": str(workdir / "var"), "PYTHONPATH": str(ROOT)}
-        vport, bport = _free_port(), _free_port()
-        serve = [sys.executable, str(ROOT / "bench" / "_serve.py")]
-        procs.append(
-            subprocess.Popen(
-                [*serve, str(vport), str(workers), "api.app:app_factory", "--factory"],
-                env=env,
-                cwd=ROOT,
-            )
-        )
-        vbase = f"http://127.0.0.1:{vport}"
-        _wait(vbase + "/healthz")
-        token = httpx.post(
-            vbase + "/auth/token", data={"username": "zhang.wei", "password": PASSWORD}
-        ).json()
-        headers = {"Authorization": f"Bearer {token['access_token']}"}
-        listing = httpx.get(vbase + "/customers?limit=500", headers=headers).json()
-        paths = [f"/customers/{a['archive_no']}?groups=contact" for a in listing["items"]]
-        sample = httpx.get(vbase + paths[0], headers=headers)
-        body_file = workdir / "body.json"
-        body_file.write_text(sample.text, encoding="utf-8")
-        procs.append(
-            subprocess.Popen(
-                [
-                    *serve,
-                    str(bport),
-                    str(workers),
-                    "_bare_app:app",
-                    "--app-dir",
-                    str(ROOT / "bench"),
-                ],
-                env={**env, "BENCH_BODY_FILE": str(body_file)},
-                cwd=ROOT,
-            )
-        )
-        bbase = f"http://127.0.0.1:{bport}"
-        _wait(bbase + "/customers/x")
-        load(vbase, paths[:20], headers, 200, clients)  # warm-up
-        load(bbase, paths[:20], headers, 200, clients)
-        vault_rps, bare_rps, vault_lat, bare_lat = [], [], [], []
-        vault_cpu = bare_cpu = 0.0
-        for _ in range(rounds):
-            c0 = _cpu_seconds(procs[0].pid)
-            rps, lat = load(vbase, paths, headers, requests // rounds, clients)
-            vault_cpu += _cpu_seconds(procs[0].pid) - c0
-            vault_rps.append(rps)
-            vault_lat.extend(lat)
-            c0 = _cpu_seconds(procs[1].pid)
-            rps, lat = load(bbase, paths, headers, requests // rounds, clients)
-            bare_cpu += _cpu_seconds(procs[1].pid) - c0
-            bare_rps.append(rps)
-            bare_lat.extend(lat)
-        served = (requests // rounds // clients) * clients * rounds
-        v, b = statistics.median(vault_rps), statistics.median(bare_rps)
-        q = statistics.quantiles
-        return {
-            "database": "postgresql"
-            if env.get("VAULT_DATABASE_URL", "").startswith("postgres")
-            else "sqlite",
-            "workers": workers,
-            "vault_cpu_ms_per_request": vault_cpu / served * 1e3,
-            "bare_cpu_ms_per_request": bare_cpu / served * 1e3,
-            "requests_per_side": requests,
-            "clients": clients,
-            "archives": archives,
-            "body_bytes": len(sample.content),
-            "vault_rps": v,
-            "bare_rps": b,
-            "ratio": v / b,
-            "vault_p50_ms": statistics.median(vault_lat) * 1e3,
-            "vault_p99_ms": q(vault_lat, n=100)[98] * 1e3,
-            "bare_p50_ms": statistics.median(bare_lat) * 1e3,
-            "bare_p99_ms": q(bare_lat, n=100)[98] * 1e3,
-        }
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
+        with database(database_url) as url, socket.socket(socket.AF_UNIX) as feed:
             try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+                env = {k: v for k, v in os.environ.items() if k != "VAULT_DATABASE_URL"}
+                env |= {"VAULT_DATA_DIR": str(workdir / "var"), "PYTHONPATH": str(ROOT)}
+                if url:
+                    env["VAULT_DATABASE_URL"] = url
+                # The baseline starts first and waits for its body (see bench/_bare_app.py).
+                feed.bind(str(workdir / "body.sock"))
+                feed.listen(workers)
+                feed.settimeout(120)
+                bare_env = {**env, "BENCH_BODY_SOCKET": str(workdir / "body.sock")}
+                bare_app = ["_bare_app:app", "--app-dir", str(ROOT / "bench")]
+                bport, vport = _free_port(), _free_port()
+                procs.append(_start(bport, workers, bare_app, bare_env))
+                prepare(workdir, archives, url)
+                procs.append(_start(vport, workers, ["api.app:app_factory", "--factory"], env))
+                bare = Side("bare", f"http://127.0.0.1:{bport}", procs[0])
+                vault = Side("vault", f"http://127.0.0.1:{vport}", procs[1])
+                _wait(vault.base + "/healthz", vault.proc)
+                token = httpx.post(
+                    vault.base + "/auth/token",
+                    data={"username": "zhang.wei", "password": PASSWORD},
+                ).json()["access_token"]
+                headers = {"Authorization": f"Bearer {token}"}
+                paths = _paths(vault.base, headers)
+                sample = httpx.get(vault.base + paths[0], headers=headers)
+                sample.raise_for_status()
+                vault.body_bytes = len(sample.content)
+                for _ in range(workers):  # each worker of the baseline asks once
+                    conn, _addr = feed.accept()
+                    with conn:
+                        conn.sendall(sample.content)
+                _wait(bare.base + "/customers/x", bare.proc)
+                same = httpx.get(bare.base + paths[0])
+                if same.json() != sample.json():
+                    raise RuntimeError("the baseline's body differs from the vault's")
+                bare.body_bytes = len(same.content)
+                client, load = make_load(wrk, workdir, paths, token, connections)
+                measure([vault, bare], load, rounds, seconds, _DatabaseCpu(url))
+            finally:
+                _stop(procs)
+    finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    v, b = _summary(vault), _summary(bare)
+    ratios = [x.rps / y.rps for x, y in zip(vault.rounds, bare.rounds, strict=True)]
+    return {
+        "client": client,
+        "database": "postgresql" if database_url else "sqlite",
+        "workers": workers,
+        "threads": THREADS if wrk else connections,
+        "connections": connections,
+        "rounds": rounds,
+        "round_seconds": seconds,
+        "archives": archives,
+        "paths": len(paths),
+        "vault": v,
+        "bare": b,
+        "ratio": v["rps"] / b["rps"],
+        "ratio_range": [min(ratios), max(ratios)],
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "ok": v["non_2xx"] + v["socket_errors"] + b["non_2xx"] + b["socket_errors"] == 0,
+    }
+
+
+def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def _range(values: list[float], fmt: str) -> str:
+    return f"{values[0]:{fmt}}–{values[1]:{fmt}}"
+
+
+def print_table(f: dict[str, Any]) -> None:
+    t = Table(
+        title=f"bench/api.py: GET /customers/{{no}}?groups=contact, {f['database']}, "
+        f"{f['workers']} worker(s) per side, {f['client']}, {f['connections']} connections, "
+        f"{f['rounds']} rounds × {f['round_seconds']:g} s per side"
+    )
+    for column in ("side", "req/s", "range", "p50 ms", "p99 ms", "CPU ms/req", "failed"):
+        t.add_column(column, justify="right")
+    for key, label in (("vault", "vault"), ("bare", "bare FastAPI")):
+        s = f[key]
+        cpu = f"{s['server_cpu_ms_per_request']:.2f}"
+        if s["db_cpu_ms_per_request"] is not None:
+            cpu += f" +{s['db_cpu_ms_per_request']:.2f} db"
+        failed = s["non_2xx"] + s["socket_errors"]
+        t.add_row(
+            label,
+            f"{s['rps']:,.0f}",
+            _range(s["rps_range"], ",.0f"),
+            f"{s['p50_ms']:.1f}",
+            f"{s['p99_ms']:.1f}",
+            cpu,
+            f"[bold red]{failed:,}[/]" if failed else "0",
+        )
+    t.add_row("ratio (≥ 0.5×)", f"{f['ratio']:.2f}×", _range(f["ratio_range"], ".2f"))
+    t.caption = (
+        "vault: token + principal + decision + audited decrypt; bare: a FastAPI route "
+        f"returning the same {f['bare']['body_bytes']} B body. Medians of the rounds; CPU is "
+        "the server processes' (+ PostgreSQL backends'). Client CPU/req: vault "
+        f"{f['vault']['client_cpu_ms_per_request']:.3f} ms, bare "
+        f"{f['bare']['client_cpu_ms_per_request']:.3f} ms. Load average "
+        f"{f['load_average_before'][0]:.2f} before, {f['load_average_after'][0]:.2f} after."
+    )
+    Console().print(t)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--quick", action="store_true", help="shorter rounds, fewer archives")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument(
         "--workers",
         type=int,
         default=1,
-        help="uvicorn workers per side (> 1 needs VAULT_DATABASE_URL: PostgreSQL)",
+        help="uvicorn workers per side (> 1 needs PostgreSQL)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("VAULT_DATABASE_URL", ""),
+        help="PostgreSQL server to create the run's database on "
+        "(default: VAULT_DATABASE_URL, else SQLite)",
     )
     args = parser.parse_args()
-    requests, rounds = (1200, 4) if args.quick else (4000, 8)
-    if args.workers > 1 and not os.environ.get("VAULT_DATABASE_URL", "").startswith("postgres"):
-        parser.error("--workers > 1 needs PostgreSQL: set VAULT_DATABASE_URL")
-    figures = run(requests, rounds, args.clients, 300 if args.quick else 2000, args.workers)
+    if args.database_url and not args.database_url.startswith("postgresql"):
+        parser.error("--database-url must be a postgresql+psycopg:// URL")
+    if args.workers > 1 and not args.database_url:
+        parser.error("--workers > 1 needs PostgreSQL: --database-url or VAULT_DATABASE_URL")
+    if not 1 <= args.connections <= 64:
+        parser.error("--connections must be between 1 and 64")
+    # SIGTERM unwinds like Ctrl-C, so the servers stop and the run's database is dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    wrk = _wrk.find_wrk()
+    rounds, seconds, archives = (3, 2.0, 300) if args.quick else (3, 8.0, 2000)
+    figures = run(rounds, seconds, args.connections, archives, args.workers, args.database_url, wrk)
     if args.json:
         print(json.dumps(figures))
-        return
-    t = Table(
-        title=f"bench/api.py — GET /customers/{{archive_no}}?groups=contact, "
-        f"{figures['clients']} clients, {figures['body_bytes']} B body"
-    )
-    for column in ("side", "req/s (median of rounds)", "p50 ms", "p99 ms"):
-        t.add_column(column, justify="right")
-    t.add_row(
-        "vault: auth + decision + audit + decrypt",
-        f"{figures['vault_rps']:.0f}",
-        f"{figures['vault_p50_ms']:.1f}",
-        f"{figures['vault_p99_ms']:.1f}",
-    )
-    t.add_row(
-        "bare FastAPI, same body",
-        f"{figures['bare_rps']:.0f}",
-        f"{figures['bare_p50_ms']:.1f}",
-        f"{figures['bare_p99_ms']:.1f}",
-    )
-    t.add_row("ratio (target ≥ 0.5×)", f"{figures['ratio']:.2f}×", "", "")
-    t.caption = (
-        f"{figures['database']}, {figures['workers']} worker(s) per side; server CPU per "
-        f"request: vault {figures['vault_cpu_ms_per_request']:.2f} ms, "
-        f"bare {figures['bare_cpu_ms_per_request']:.2f} ms"
-    )
-    Console().print(t)
+    else:
+        print_table(figures)
+    if not figures["ok"]:
+        Console(stderr=True).print(
+            "[bold red]FAILED: some responses were not 2xx or hit socket errors "
+            f"(vault: {figures['vault']['non_2xx']} non-2xx, "
+            f"{figures['vault']['socket_errors']} socket errors; bare: "
+            f"{figures['bare']['non_2xx']} non-2xx, {figures['bare']['socket_errors']} "
+            "socket errors); these figures do not measure the read path.[/]"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":
