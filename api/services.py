@@ -239,7 +239,12 @@ class Services:
         return self.in_transaction(lambda s: self.workflow.sweeper.sweep(s, now=self.clock()))
 
     def detect(self) -> SweepResult:
-        """One detection sweep (``policies.detection``): safe in every worker at once."""
+        """One detection sweep (``policies.detection``): safe in every worker at once.
+
+        The sweep reads the chain; entries still queued (PostgreSQL) are chained first,
+        so it sees every committed one.
+        """
+        self.audit.integrate()
         return self.detector.sweep()
 
     def in_transaction(self, fn: Callable[[Session], T]) -> T:
