@@ -155,7 +155,12 @@ class Services:
             inspections=Inspections(store=store, audit=audit, clock=clock, policy=policy),
             decoys=decoys,
             detector=Detector(
-                engine=vault.engine, alerts=alerts, decoys=decoys, rules=rules, clock=clock
+                engine=vault.engine,
+                alerts=alerts,
+                decoys=decoys,
+                rules=rules,
+                clock=clock,
+                sequence=audit.integrate,
             ),
             evidence=LeakEvidenceService(leaks, audit, vault.engine, clock),
             access_reports=AccessReports(
@@ -239,12 +244,7 @@ class Services:
         return self.in_transaction(lambda s: self.workflow.sweeper.sweep(s, now=self.clock()))
 
     def detect(self) -> SweepResult:
-        """One detection sweep (``policies.detection``): safe in every worker at once.
-
-        The sweep reads the chain; entries still queued (PostgreSQL) are chained first,
-        so it sees every committed one.
-        """
-        self.audit.integrate()
+        """One detection sweep (``policies.detection``): safe in every worker at once."""
         return self.detector.sweep()
 
     def in_transaction(self, fn: Callable[[Session], T]) -> T:

@@ -51,9 +51,14 @@ def detect(
     workflow.notifier = Notifier(MailOptions.from_settings(store.settings))
     alerts = Alerts(LeakCases(workflow, store.vault.keys))
     decoys = Decoys(engine=store.engine, desk=workflow, alerts=alerts, rules=rules)
-    detector = Detector(engine=store.engine, alerts=alerts, decoys=decoys, rules=rules)
+    detector = Detector(
+        engine=store.engine,
+        alerts=alerts,
+        decoys=decoys,
+        rules=rules,
+        sequence=store.audit.integrate,
+    )
     total = SweepResult()
-    store.audit.integrate()  # the sweep reads the chain: entries still queued join it first
     with progress_bar() as bar:
         task = bar.add_task("sweeping the audit log", total=_behind(store.engine) or 1)
         while True:

@@ -53,6 +53,10 @@ def is_sqlite_busy(exc: BaseException | None) -> bool:
     return False
 
 
+PG_POOL_SIZE = 16
+PG_POOL_OVERFLOW = 16
+
+
 def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
     if url.startswith("sqlite"):
         engine = sa.create_engine(
@@ -87,6 +91,11 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
     connect_args: dict[str, Any] = {}
     if pg_schema:
         connect_args["options"] = f"-c search_path={pg_schema}"
+    # A worker serves up to PG_POOL_SIZE requests' statements at once from kept
+    # connections. With SQLAlchemy's default of 5, eight concurrent reads opened and
+    # closed an overflow connection (a new PostgreSQL backend) on most requests.
+    kw.setdefault("pool_size", PG_POOL_SIZE)
+    kw.setdefault("max_overflow", PG_POOL_OVERFLOW)
     return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kw)
 
 

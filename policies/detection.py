@@ -117,8 +117,12 @@ class Detector:
         decoys: Decoys,
         rules: DetectionRules,
         clock: Callable[[], datetime] = utcnow,
+        sequence: Callable[[], object] | None = None,
     ) -> None:
         self.engine = engine
+        # The log's sequencer (``AuditLog.integrate``): the sweep reads the chain, and
+        # on PostgreSQL committed entries wait in the append queue until sequenced.
+        self.sequence = sequence
         self.alerts = alerts
         self.decoys = decoys
         self.rules = rules
@@ -126,6 +130,8 @@ class Detector:
 
     def sweep(self, *, batch: int = BATCH, max_batches: int = 50) -> SweepResult:
         """Sweep what the log gained since the last sweep (at most ``max_batches``)."""
+        if self.sequence is not None:
+            self.sequence()
         total = SweepResult()
         for _ in range(max_batches):
             done, decoy_cases, last = self._batch(batch)

@@ -65,7 +65,12 @@ class Rig:
             engine=vault.engine, desk=desk, alerts=alerts, rules=checked, clock=self.clock
         )
         self.detector = Detector(
-            engine=vault.engine, alerts=alerts, decoys=decoys, rules=checked, clock=self.clock
+            engine=vault.engine,
+            alerts=alerts,
+            decoys=decoys,
+            rules=checked,
+            clock=self.clock,
+            sequence=self.log.integrate,
         )
 
     def reads(self, actor: str, numbers: range, at: datetime) -> None:
