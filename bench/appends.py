@@ -16,7 +16,7 @@ disk and the machine's load:
   durably as the server is configured (``bench/_pgbench.py``);
 * vault: a vault initialised on that database, and 8 writer processes (spawned,
   so no GIL is shared) each in a loop of the hot read path's append: a raw DBAPI
-  transaction (``foundation.rawsql.raw_begin``), ``AuditLog.append`` of one read
+  transaction (``foundation.rawsql.raw_autocommit``), ``AuditLog.append`` of one read
   event, the commit, then ``AuditLog.committed`` so the log signs its
   checkpoints as the service would. Latency is append + commit.
 
@@ -67,7 +67,7 @@ from bench._pgbench import (  # noqa: E402
     write_script,
 )
 from foundation.db import make_engine  # noqa: E402
-from foundation.rawsql import raw_begin  # noqa: E402
+from foundation.rawsql import raw_autocommit  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
 from vault.keys import load_key_file  # noqa: E402
 
@@ -115,7 +115,7 @@ def _writer(index: int, tasks: Any, results: Any) -> None:
             archives=("KH-2026-000001",),
             groups=("contact",),
         )
-        with raw_begin(engine) as tx:
+        with raw_autocommit(engine) as tx:
             log.append(tx, event)
         log.committed()
     except Exception as exc:  # noqa: BLE001 - the parent is told its class, never its text
@@ -131,7 +131,7 @@ def _writer(index: int, tasks: Any, results: Any) -> None:
         while time.time() < end_at:
             t0 = time.perf_counter()
             try:
-                with raw_begin(engine) as tx:
+                with raw_autocommit(engine) as tx:
                     log.append(tx, event)  # its return value (a seq today) is not needed
             except (AuditWriteFailed, sa.exc.SQLAlchemyError) as exc:  # rolled back; counted
                 errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1

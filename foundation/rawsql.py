@@ -94,6 +94,44 @@ def raw_begin(engine: Engine) -> Iterator[RawTx]:
 
 
 @contextmanager
+def raw_autocommit(engine: Engine) -> Iterator[RawTx]:
+    """The hot read path's handle: on PostgreSQL each statement is its own transaction.
+
+    A read's statements are reads and then one write, its audit entry: a single
+    INSERT into the append queue (``audit.queue``), durable when the statement
+    returns. Under PostgreSQL's READ COMMITTED every statement of a transaction
+    takes its own snapshot anyway, so the reads see what they saw before; what
+    goes is two round trips (BEGIN, COMMIT) per read. Something failing after the
+    entry leaves the entry standing: the record of an attempt that released
+    nothing. SQLite appends to the chain under its write lock, which needs the
+    transaction: there this is ``raw_begin``.
+    """
+    dialect = engine.dialect
+    if dialect.name != "postgresql":
+        with raw_begin(engine) as tx:
+            yield tx
+        return
+    try:
+        fairy = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as exc:
+        raise _wrap(exc, "connect", dialect) from exc
+    try:
+        dbapi = fairy.dbapi_connection
+        if dbapi is None:  # a pooled connection that was invalidated meanwhile
+            raise sa.exc.DisconnectionError("the pooled connection is gone")
+        dbapi.autocommit = True
+        try:
+            yield RawTx(dbapi, dialect)
+        finally:
+            try:
+                dbapi.autocommit = False
+            except Exception:  # noqa: BLE001 - a broken connection: never pooled again
+                fairy.invalidate()
+    finally:
+        fairy.close()
+
+
+@contextmanager
 def raw_connect(engine: Engine) -> Iterator[RawTx]:
     """A pooled DBAPI connection for reads only: whatever it did is rolled back.
 

@@ -32,7 +32,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from audit.events import Actor
 from foundation.clock import utcnow
-from foundation.rawsql import raw_begin
+from foundation.rawsql import raw_autocommit
 from policies.decision import Decision
 from policies.decoys import Decoys
 from policies.directory import load_principal
@@ -103,7 +103,7 @@ class ArchiveReads:
         decision: Decision | None = None
         opened: Opened | None = None
         decoy = False
-        with raw_begin(self.store.engine) as tx:
+        with raw_autocommit(self.store.engine) as tx:
             principal = load_principal(
                 tx, who.username, token_issued_at=who.issued_at, token_generation=who.generation
             )

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditSink, Outcome
-from foundation.rawsql import Raw, RawTx, raw_begin
+from foundation.rawsql import Raw, RawTx, raw_autocommit
 from vault import manifest as mf
 from vault.envelope import Envelope
 from vault.errors import (
@@ -248,7 +248,7 @@ class Reader:
             grant_id=grant_id,
             reason=reason,
         )
-        with raw_begin(self.engine) as tx:
+        with raw_autocommit(self.engine) as tx:
             opened = self.open_permitted(tx, actor, self.load(tx, archive_no), permit)
         self.committed()
         return self.view(opened)

@@ -215,6 +215,12 @@ def _failing_commit(engine: sa.Engine) -> Iterator[None]:
             conn.exec_driver_sql("DROP TABLE commit_target")
 
 
+def _entry_is_its_own_statement(v: Vaulted, name: str) -> bool:
+    """On PostgreSQL the read path writes its entry as a statement of its own, durable when
+    it returns (``foundation.rawsql.raw_autocommit``): no transaction to take it back."""
+    return name == "read" and v.services.engine.dialect.name == "postgresql"
+
+
 @pytest.mark.parametrize("name", list(OPERATIONS))
 def test_a_failing_audit_append_releases_no_content(vaulted: Vaulted, name: str) -> None:
     operation, plaintext = OPERATIONS[name]
@@ -226,10 +232,13 @@ def test_a_failing_audit_append_releases_no_content(vaulted: Vaulted, name: str)
     else:
         assert (got.status, got.problem) == (503, "audit-write-failed")
     _assert_no_plaintext(got)
-    assert vaulted.services.audit.head() == head  # the failing log's row rolled back
+    # The failing log's row rolled back; or, written by a statement of its own, it stands
+    # as the record of an attempt that released nothing.
+    stood = 1 if _entry_is_its_own_statement(vaulted, name) else 0
+    assert vaulted.services.audit.head() == head + stood
     again = operation(vaulted)  # the same operation, audited: it does release content
     assert again.error is None and plaintext in again.content
-    assert vaulted.services.audit.head() == head + 1
+    assert vaulted.services.audit.head() == head + stood + 1
 
 
 @pytest.mark.parametrize("name", list(OPERATIONS))
@@ -243,6 +252,8 @@ def test_a_commit_that_fails_after_the_append_releases_no_content(
         got = operation(vaulted)
     if got.error is not None:
         assert isinstance(got.error, sa.exc.IntegrityError)
+    elif _entry_is_its_own_statement(vaulted, name):  # the entry's own commit is what failed
+        assert (got.status, got.problem) == (503, "audit-write-failed")
     else:
         assert (got.status, got.problem) == (500, "database-error")
     _assert_no_plaintext(got)
