@@ -19,8 +19,9 @@ The rebuilt tables get their append-only guards back in this same
 transaction. The renames run with SQLite's legacy ALTER TABLE behaviour, so a
 trigger of another table that names ``audit_entry`` (which does not exist for
 the moment between the copy and the rename) is left as written instead of
-failing the rename; it names the rebuilt table afterwards. A SQLite log holding a seq that is not an integer (possible only
-by editing the file) is refused: copying it into a rowid would renumber it.
+failing the rename; it names the rebuilt table afterwards. A SQLite log
+holding a seq that is not an integer (possible only by editing the file) is
+refused: copying it into a rowid would renumber it.
 """
 
 from __future__ import annotations
