@@ -23,6 +23,16 @@ pass: the join stops at the first finding in seq order, and counts only the
 MAC failures of entries before it.
 
 A worker imports nothing beyond this module's imports and the database driver.
+
+A SQLite worker process reads its rows through APSW, not the standard
+``sqlite3`` module: fetching the sixteen columns of an entry costs about half
+as much there (1.7 µs instead of 3.5 µs per entry on the benchmark's machine),
+which is a quarter of the whole check. Only a worker process does: APSW
+carries its own copy of SQLite, and two copies in one process that both hold
+the file open can drop each other's POSIX locks when one closes it. A forked
+worker holds no lock of the parent's copy (locks are not inherited), and
+touches the file through APSW alone. A range checked in this process keeps to
+``sqlite3``.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from audit.checkpoint import SignedCheckpoint
@@ -135,9 +146,27 @@ def _range_sql(dialect: str, lo: int | None, hi: int | None) -> tuple[str, tuple
     return sql, tuple(params)
 
 
+def _apsw_batches(path: str, sql: str, params: tuple[int, ...]) -> Any:
+    """The rows of ``sql`` in batches, read through APSW (see the module docstring)."""
+    import apsw  # only a SQLite worker process reads through it
+
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOMUTEX)
+    try:
+        conn.set_busy_timeout(30_000)
+        conn.execute("PRAGMA query_only=ON")
+        rows = conn.execute(sql, params)
+        while chunk := list(islice(rows, BATCH)):
+            yield chunk
+    finally:
+        conn.close()
+
+
 def _batches(source: Source, lo: int | None, hi: int | None) -> Any:
     """Yield batches of rows of the range, from a connection of this process's own."""
     sql, params = _range_sql(source.dialect, lo, hi)
+    if source.dialect == "sqlite" and _WORKER.get("own_process"):
+        yield from _apsw_batches(source.path, sql, params)
+        return
     if source.dialect == "sqlite":
         conn = sqlite3.connect(source.path, timeout=30)
         try:
@@ -459,6 +488,7 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(source: Source, counters: Any) -> None:
     _WORKER["source"], _WORKER["counters"] = source, counters
+    _WORKER["own_process"] = True  # a process of the pool: SQLite is read through APSW
 
 
 def _run_in_worker(
