@@ -146,10 +146,17 @@ def _range_sql(dialect: str, lo: int | None, hi: int | None) -> tuple[str, tuple
     return sql, tuple(params)
 
 
-def _apsw_batches(path: str, sql: str, params: tuple[int, ...]) -> Any:
-    """The rows of ``sql`` in batches, read through APSW (see the module docstring)."""
-    import apsw  # only a SQLite worker process reads through it
+def _apsw() -> Any:
+    """APSW when installed (a dependency; an environment not reinstalled since keeps sqlite3)."""
+    try:
+        import apsw  # only a SQLite worker process reads through it
+    except ImportError:  # pragma: no cover - installed with the project
+        return None
+    return apsw
 
+
+def _apsw_batches(apsw: Any, path: str, sql: str, params: tuple[int, ...]) -> Any:
+    """The rows of ``sql`` in batches, read through APSW (see the module docstring)."""
     conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_NOMUTEX)
     try:
         conn.set_busy_timeout(30_000)
@@ -164,8 +171,9 @@ def _apsw_batches(path: str, sql: str, params: tuple[int, ...]) -> Any:
 def _batches(source: Source, lo: int | None, hi: int | None) -> Any:
     """Yield batches of rows of the range, from a connection of this process's own."""
     sql, params = _range_sql(source.dialect, lo, hi)
-    if source.dialect == "sqlite" and _WORKER.get("own_process"):
-        yield from _apsw_batches(source.path, sql, params)
+    apsw = _apsw() if source.dialect == "sqlite" and _WORKER.get("own_process") else None
+    if apsw is not None:
+        yield from _apsw_batches(apsw, source.path, sql, params)
         return
     if source.dialect == "sqlite":
         conn = sqlite3.connect(source.path, timeout=30)
