@@ -16,6 +16,17 @@ Design choices that serve verification speed and exactness:
   text; ``seq`` is the primary key, so a forked or gapped append fails on the
   key as a last line of defence behind the append lock.
 * hashes are raw 32-byte values (BLOB / bytea): half the size of hex.
+* on SQLite ``seq`` is declared ``INTEGER`` so it *is* the table's rowid: the
+  entries are stored in seq order in the table's own B-tree, with no second
+  index on seq, and a verifier's read of a seq range is a plain table scan.
+
+What each index costs and serves (bytes per entry of the audit benchmark,
+SQLite, ``bench/audit.py``): ``ix_audit_entry_actor_time`` (an account's
+entries in a window: leak evidence, the trail's actor filter, whose equality on
+the actor alone is its prefix), ``ix_audit_entry_time`` (a window for every
+account) and ``ix_audit_entry_action`` (the newest verification, the action
+filter). No single-column actor index: the planner already preferred the
+composite for every query on the actor.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ ARCHIVE_REF_TABLE = "audit_archive_ref"
 QUEUE_TABLE = "audit_queue"
 # Append-only in every way; the queue (below) is guarded apart: rows leave it.
 AUDIT_TABLES = (ENTRY_TABLE, CHECKPOINT_TABLE, ARCHIVE_REF_TABLE)
+# BIGINT everywhere, but exactly INTEGER on SQLite: only that makes a primary key the rowid.
+_SEQ = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 class AuditEntry(SQLModel, table=True):
@@ -37,9 +50,9 @@ class AuditEntry(SQLModel, table=True):
     # every entry of the account: one range scan.
     __table_args__ = (sa.Index("ix_audit_entry_actor_time", "actor", "time"),)
 
-    seq: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
+    seq: int = Field(sa_column=Column(_SEQ, primary_key=True, autoincrement=False))
     time: str = Field(sa_column=Column(sa.String(27), nullable=False, index=True))
-    actor: str = Field(sa_column=Column(sa.String(200), nullable=False, index=True))
+    actor: str = Field(sa_column=Column(sa.String(200), nullable=False))
     actor_role: str = Field(sa_column=Column(sa.String(100), nullable=False))
     action: str = Field(sa_column=Column(sa.String(64), nullable=False, index=True))
     outcome: str = Field(sa_column=Column(sa.String(16), nullable=False))
@@ -90,9 +103,13 @@ class AuditArchiveRef(SQLModel, table=True):
     instead of a scan of every entry's JSON text. Not hashed and not signed: a
     query that matters (leak evidence) is re-checked against the entries
     themselves, which are. Append-only like the log (``audit.guards``).
+
+    On SQLite the table is ``WITHOUT ROWID``: its primary key is its only
+    B-tree, instead of a rowid table plus an index holding the same two columns.
     """
 
     __tablename__ = ARCHIVE_REF_TABLE
+    __table_args__ = {"sqlite_with_rowid": False}
 
     archive_no: str = Field(sa_column=Column(sa.String(200), primary_key=True))
     seq: int = Field(sa_column=Column(sa.BigInteger, primary_key=True, autoincrement=False))
