@@ -1,4 +1,4 @@
-"""Migration 0020: the log's storage shrinks, and every entry, proof and guard stays as it was."""
+"""Migration 0021: the log's storage shrinks, and every entry, proof and guard stays as it was."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from audit.log import AuditLog
 from foundation.db import transaction
 from vault import migrate
 
-STORAGE = "0020"
+STORAGE = "0021"
 
 
 def _append(log: AuditLog, n: int) -> None:

@@ -1,7 +1,7 @@
 """audit storage: seq is SQLite's rowid, the archive index has no rowid, one actor index
 
-Revision ID: 0020
-Revises: 0019
+Revision ID: 0021
+Revises: 0020
 
 Less stored per audit entry, and nothing the entries say changes:
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0020"
-down_revision = "0019"
+revision = "0021"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
