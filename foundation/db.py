@@ -20,6 +20,8 @@ from sqlmodel import Session
 
 BUSY_TIMEOUT_MS = 30_000
 _NO_WAIT = threading.local()
+# The busy timeout a pooled connection was last set to (absent: BUSY_TIMEOUT_MS, from connect).
+_BUSY_KEY = "sqlite_busy_timeout_ms"
 
 
 @contextmanager
@@ -64,15 +66,14 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
         )
 
         @sa.event.listens_for(engine, "checkout")
-        def _no_wait(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
-            if getattr(_NO_WAIT, "on", False):
-                dbapi_conn.execute("PRAGMA busy_timeout=0")
-                record.info["no_wait"] = True
-
-        @sa.event.listens_for(engine, "checkin")
-        def _wait_again(dbapi_conn: Any, record: Any) -> None:
-            if record.info.pop("no_wait", False) and dbapi_conn is not None:
-                dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        def _busy_timeout(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+            # Every checkout gets the wait its thread asks for. The setting stays on
+            # the connection until a checkout wants the other one, so the event
+            # loop's reads, which all want no wait, run no PRAGMA per request.
+            wanted = 0 if getattr(_NO_WAIT, "on", False) else BUSY_TIMEOUT_MS
+            if record.info.get(_BUSY_KEY, BUSY_TIMEOUT_MS) != wanted:
+                dbapi_conn.execute(f"PRAGMA busy_timeout={wanted}")
+                record.info[_BUSY_KEY] = wanted
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:

@@ -7,6 +7,7 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from foundation.db import BUSY_TIMEOUT_MS, sqlite_no_wait
 from foundation.rawsql import Raw, raw_begin, raw_connect
 from tests.factories import SALES, archive
 from vault.models import Archive, VaultMeta
@@ -91,3 +92,26 @@ def test_any_text_round_trips_as_a_bound_value(store: ArchiveStore, value: str) 
         assert VALUE_OF.scalar(tx, {"k": key}) == value
         DELETE_META.execute(tx, {"k": key})
     assert _meta_value(store.engine, key) is None
+
+
+def _busy_timeout(tx: object) -> int:
+    return int(Raw(sa.text("PRAGMA busy_timeout")).scalar(tx))
+
+
+def test_each_checkout_waits_as_its_thread_asks(store: ArchiveStore, backend: str) -> None:
+    """The event loop's connections never wait for another process's lock; every other
+    checkout of the same pooled connection waits again, though no check-in resets it."""
+    if backend != "sqlite":
+        pytest.skip("SQLite's busy timeout")
+    engine = store.engine
+    with raw_connect(engine) as tx:
+        assert _busy_timeout(tx) == BUSY_TIMEOUT_MS
+    for _ in range(2):
+        with sqlite_no_wait(), raw_connect(engine) as tx:
+            assert _busy_timeout(tx) == 0
+    with raw_connect(engine) as tx:
+        assert _busy_timeout(tx) == BUSY_TIMEOUT_MS
+    with sqlite_no_wait(), raw_begin(engine) as tx:
+        assert _busy_timeout(tx) == 0
+    with raw_begin(engine) as tx:
+        assert _busy_timeout(tx) == BUSY_TIMEOUT_MS
