@@ -211,7 +211,7 @@ class Raw:
                 proc = c.type.dialect_impl(dialect).result_processor(dialect, None)
                 if proc is not None:
                     results.append((i, proc))
-            row = _row_type([c.key for c in columns])
+            row = row_type([c.key for c in columns])
         return _Plan(compiled.string, positional, defaults, tuple(binds), tuple(results), row)
 
     def _execute(self, handle: Any, params: Mapping[str, Any] | None) -> tuple[Any, _Plan]:
@@ -303,6 +303,6 @@ def raw_sql(handle: Any, sql: str) -> None:
         cursor.close()
 
 
-def _row_type(names: list[str]) -> Any:
+def row_type(names: list[str]) -> Any:
     """A named-tuple class for a statement's columns (their names known only at run time)."""
     return namedtuple("Row", names, rename=True)

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from audit.events import Actor, AuditAction, AuditSink, Outcome
-from foundation.rawsql import Raw, RawTx, raw_autocommit
+from foundation.rawsql import Raw, RawTx, raw_autocommit, row_type
 from vault import manifest as mf
 from vault.envelope import Envelope
 from vault.errors import (
@@ -128,12 +128,14 @@ class Reader:
     def load(self, handle: Handle, archive_no: str) -> StoredArchive:
         """The archive's row and metadata (``ArchiveNotFound``, ``ArchiveDestroyed``)."""
         check_number(archive_no)
-        row = _ARCHIVE_BY_NO.first(handle, {"no": archive_no})
-        if row is None:
+        # One statement: the archive's row once per contact (once with NULL if none).
+        rows = _ARCHIVE_WITH_CONTACTS.all(handle, {"no": archive_no})
+        if not rows:
             raise ArchiveNotFound(f"archive {archive_no} does not exist")
+        row = _ArchiveRow._make(rows[0][:-1])
         if row.status == ArchiveStatus.DESTROYED:
             raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
-        contacts = [c for (c,) in _CONTACTS_OF.all(handle, {"id": row.id})]
+        contacts = [r[-1] for r in rows if r[-1] is not None]
         return StoredArchive(row=row, meta=ArchiveMeta.of(row, contacts))
 
     def decrypt(
@@ -364,10 +366,14 @@ class Reader:
 _A = table_of(Archive)
 _AC = table_of(ArchiveContact)
 _C = table_of(SealedGroup)
-_ARCHIVE_BY_NO = Raw(sa.select(_A).where(_A.c.archive_no == sa.bindparam("no")))
-_CONTACTS_OF = Raw(
-    sa.select(_AC.c.username).where(_AC.c.archive_id == sa.bindparam("id")).order_by(_AC.c.username)
+_ARCHIVE_WITH_CONTACTS = Raw(
+    sa.select(_A, _AC.c.username.label("contact"))
+    .select_from(_A.outerjoin(_AC, _AC.c.archive_id == _A.c.id))
+    .where(_A.c.archive_no == sa.bindparam("no"))
+    .order_by(_AC.c.username)
 )
+# The archive's own columns of a row above, under their names (as a Core row has them).
+_ArchiveRow = row_type([c.key for c in _A.columns])
 
 
 @functools.cache

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 
 from audit.events import AuditAction
+from foundation.rawsql import raw_connect
 from tests.factories import SALES, archive
 from vault.errors import (
     ArchiveNotFound,
     ValidationFailed,
 )
+from vault.models import Archive
 from vault.store import ArchiveStore
 
 
@@ -29,6 +32,27 @@ def test_masked_view(store: ArchiveStore) -> None:
         "identity": {"name": "欧***"},
         "contact": {"mobile_phone": "138****5678"},
     }
+
+
+def test_load_gives_the_row_and_every_contact_once(store: ArchiveStore) -> None:
+    """One statement joins the contacts: the row is the archive's own, contacts sorted."""
+    alone = store.filing.create(archive(), actor=SALES).archive_no
+    shared = store.filing.create(
+        archive(contacts=["zhou.min", "li.na", "wang.fang"]), actor=SALES
+    ).archive_no
+    table = Archive.__table__  # type: ignore[attr-defined]
+    with raw_connect(store.engine) as tx:
+        one, many = store.reader.load(tx, alone), store.reader.load(tx, shared)
+    assert one.meta.contacts == ()
+    assert many.meta.contacts == ("li.na", "wang.fang", "zhou.min")
+    assert many.row._fields == tuple(c.key for c in table.columns)
+    assert (one.meta.archive_no, many.meta.archive_no) == (alone, shared)
+    with store.engine.connect() as conn:
+        for stored in (one, many):
+            row = conn.execute(
+                sa.select(table).where(table.c.archive_no == stored.meta.archive_no)
+            ).one()
+            assert tuple(stored.row) == tuple(row)
 
 
 def test_unknown_and_malformed_archive_numbers(store: ArchiveStore) -> None:
