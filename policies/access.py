@@ -17,7 +17,8 @@ be written or committed, the caller gets the error and no content (fail-closed).
 A denial is audited and committed too, then raised.
 
 Decoys (``policies.decoys``) are checked in the same transaction, against an
-in-memory set caught up by one counter read: a read of one, allowed or denied,
+in-memory set caught up by its counter, read in one statement with the grants'
+counter that step 3 catches up by: a read of one, allowed or denied,
 raises its case (committed) before the answer or the refusal leaves, and the
 audit entry of the read itself is that of any read.
 """
@@ -34,10 +35,12 @@ from audit.events import Actor
 from foundation.clock import utcnow
 from foundation.rawsql import raw_autocommit
 from policies.decision import Decision
+from policies.decoys import COUNTER as DECOYS
 from policies.decoys import Decoys
 from policies.directory import load_principal
 from policies.engine import PolicyEngine
 from policies.errors import AccessDenied, PolicyError
+from policies.loading import GRANTS, counters
 from policies.roles import Action
 from vault.reading import ArchiveView, Opened, ReadPermit
 from vault.rows import check_number
@@ -109,10 +112,11 @@ class ArchiveReads:
             )
             actor = Actor(principal.username, principal.role_label, who.client)
             stored = reader.load(tx, archive_no)
+            revision = counters(tx, GRANTS, DECOYS)
             if self.decoys is not None:
-                decoy = bool(self.decoys.among(tx, (archive_no,)))
+                decoy = bool(self.decoys.among(tx, (archive_no,), latest=revision[DECOYS]))
             try:
-                self.policy.sync(tx)
+                self.policy.sync(tx, latest=revision[GRANTS])
                 decision = self.policy.decide(
                     principal, Action.READ, stored.meta, requested, now=self.clock()
                 )

@@ -93,9 +93,13 @@ class Decoys:
         self._numbers: frozenset[str] = frozenset()
 
     # --- the inline check ---------------------------------------------------------
-    def current(self, tx: Any) -> frozenset[str]:
-        """Every decoy's number, caught up on the caller's transaction."""
-        latest = int(_REVISION.scalar(tx) or 0)
+    def current(self, tx: Any, *, latest: int | None = None) -> frozenset[str]:
+        """Every decoy's number, caught up on the caller's transaction.
+
+        ``latest`` is the ``decoys`` counter when the caller has just read it there.
+        """
+        if latest is None:
+            latest = int(_REVISION.scalar(tx) or 0)
         if latest != self._rev:
             numbers = frozenset(n for (n,) in _NUMBERS.all(tx))
             with self._lock:
@@ -104,9 +108,9 @@ class Decoys:
             return numbers
         return self._numbers
 
-    def among(self, tx: Any, numbers: Iterable[str]) -> list[str]:
+    def among(self, tx: Any, numbers: Iterable[str], *, latest: int | None = None) -> list[str]:
         """Which of ``numbers`` are decoys (the caller's transaction sees the marks)."""
-        decoys = self.current(tx)
+        decoys = self.current(tx, latest=latest)
         return [n for n in dict.fromkeys(numbers) if n in decoys] if decoys else []
 
     def touched(self, account: str, decoys: Iterable[str], *, how: str, outcome: str) -> list[str]:

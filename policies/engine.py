@@ -154,14 +154,17 @@ class PolicyEngine:
     def revision(self) -> int:
         return self._rev
 
-    def sync(self, tx: Session | Connection | RawTx) -> int:
+    def sync(self, tx: Session | Connection | RawTx, *, latest: int | None = None) -> int:
         """Apply grant changes committed since the last sync; returns how many.
 
         The one way a grant reaches the engine. Runs before every decision (a
         revocation made by another process must count at once), so the common case
-        is one precompiled query on the caller's own transaction.
+        is one precompiled query on the caller's own transaction. A caller that
+        has just read the ``grants`` counter on that transaction (the audited read,
+        with other counters) passes it as ``latest`` instead.
         """
-        latest = GrantFeed.latest(tx)
+        if latest is None:
+            latest = GrantFeed.latest(tx)
         if latest == self._rev:
             return 0
         rows = GrantFeed.after(tx, self._rev)
