@@ -7,6 +7,7 @@ a user fixes a file in one pass. Messages name fields, never values.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -125,8 +126,13 @@ def parse_username(value: Any, what: str) -> str:
     return value
 
 
+@functools.cache
+def _values(enum: type[Enum]) -> tuple[str, ...]:
+    return tuple(e.value for e in enum)
+
+
 def _choice(value: Any, enum: type[Enum], what: str) -> str:
-    allowed = [e.value for e in enum]
+    allowed = _values(enum)
     if value not in allowed:
         raise ValidationFailed(f"{what} must be one of {', '.join(allowed)}")
     return str(value)
