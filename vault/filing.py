@@ -53,12 +53,8 @@ _ARCHIVES = BulkInsert(
         "owner",
         "custodian",
         "department",
-        "status",
-        "created_at",
-        "updated_at",
         "retention_until",
         "kek_version",
-        "dek_version",
         "wrapped_dek",
         "consent_notice",
         "consent_at",
@@ -68,9 +64,12 @@ _ARCHIVES = BulkInsert(
         "manifest",
         "masked_name_ct",
     ),
+    constant=("status", "created_at", "updated_at", "dek_version"),
 )
 _CONTENT = BulkInsert(
-    table_of(SealedGroup), ("archive_id", "group_name", "revision", "ciphertext", "updated_at")
+    table_of(SealedGroup),
+    ("archive_id", "group_name", "ciphertext"),
+    constant=("revision", "updated_at"),
 )
 _INDEX = BulkInsert(table_of(BlindIndex), ("archive_id", "field", "value"))
 _CONTACTS = BulkInsert(table_of(ArchiveContact), ("archive_id", "username"))
@@ -193,11 +192,21 @@ class Filing:
         return wrapped
 
     def _insert_archives(
-        self, session: Session, rows: list[tuple[Any, ...]], numbers: Sequence[str]
+        self,
+        session: Session,
+        rows: list[tuple[Any, ...]],
+        numbers: Sequence[str],
+        now: datetime,
     ) -> list[int]:
         """Insert the archive rows; their ids, in the order of ``numbers``."""
+        constants = {
+            "status": ArchiveStatus.ACTIVE.value,
+            "created_at": now,
+            "updated_at": now,
+            "dek_version": 1,
+        }
         try:
-            _ARCHIVES.run(session, rows)
+            _ARCHIVES.run(session, rows, constants)
         except IntegrityError:
             raise Conflict("an archive number in this batch already exists") from None
         table = table_of(Archive)
@@ -237,19 +246,17 @@ class Filing:
         named = [(no, r.groups) for no, r in zip(numbers, records, strict=True)]
         masked = self.masked_names.of_many(named)
         archive_rows: list[tuple[Any, ...]] = []
-        content: list[tuple[Any, ...]] = []
-        for i, (no, r, dek) in enumerate(zip(numbers, records, deks, strict=True)):
+        sealed_groups: list[dict[str, bytes]] = []
+        for no, r, dek, wrapped_dek, masked_name in zip(
+            numbers, records, deks, wrapped, masked, strict=True
+        ):
             sealer = Sealer(dek, 1)
             groups = [g for g, fields in r.groups.items() if fields]
             aads = content_aads(no, groups, r.classification, 1, 1)
-            sealed = dict(
-                zip(
-                    groups,
-                    sealer.seal_many([(encode(r.groups[g]), aads[g]) for g in groups]),
-                    strict=True,
-                )
-            )
-            content.extend((i, g, 1, blob, now) for g, blob in sealed.items())
+            blobs = sealer.seal_many([(encode(r.groups[g]), aads[g]) for g in groups])
+            sealed = dict(zip(groups, blobs, strict=True))
+            sealed_groups.append(sealed)
+            consent = r.consent
             archive_rows.append(
                 (
                     no,
@@ -259,24 +266,28 @@ class Filing:
                     r.owner,
                     r.custodian,
                     r.department,
-                    ArchiveStatus.ACTIVE.value,
-                    now,
-                    now,
                     r.retention_until,
                     active[r.classification],
-                    1,
-                    wrapped[i],
-                    r.consent.notice,
-                    r.consent.at,
-                    r.consent.channel,
-                    list(r.consent.groups),
-                    list(r.consent.sensitive_groups),
+                    wrapped_dek,
+                    consent.notice,
+                    consent.at,
+                    consent.channel,
+                    list(consent.groups),
+                    list(consent.sensitive_groups),
                     sealer.seal(mf.encode_new(sealed), mf.manifest_aad(no, r.classification, 1)),
-                    masked[i],
+                    masked_name,
                 )
             )
-        ids = self._insert_archives(session, archive_rows, numbers)
-        _CONTENT.run(session, [(ids[i], *rest) for i, *rest in content])
+        ids = self._insert_archives(session, archive_rows, numbers, now)
+        _CONTENT.run(
+            session,
+            [
+                (archive_id, group, blob)
+                for archive_id, sealed in zip(ids, sealed_groups, strict=True)
+                for group, blob in sealed.items()
+            ],
+            {"revision": 1, "updated_at": now},
+        )
         _INDEX.run(
             session,
             [

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from vault.errors import ConsentMissing, ValidationFailed
@@ -298,9 +298,8 @@ def parse_archive(
         parsed = attempt(
             lambda p: schema.validate_profile(p, limit=field_limit), data.get("profile")
         )
-        groups = {
-            g: {k: v for k, v in f.items() if v is not None} for g, f in (parsed or {}).items()
-        }
+        # Without allow_null, validate_profile leaves empty values out: no None to drop.
+        groups = cast(dict[str, dict[str, str]], parsed or {})
     if groups and not problems:
         # Raised on its own (ConsentMissing) so callers can tell it from bad input.
         check_consent(groups, consent, schema)

@@ -240,10 +240,16 @@ def test_bulk_insert_stores_what_a_core_insert_stores(store: ArchiveStore) -> No
         }
 
     columns = list(row("x"))
-    bulk = BulkInsert(table, columns)
+    constant = ("status", "created_at", "dek_version")
+    bulk = BulkInsert(table, [c for c in columns if c not in constant], constant)
+
+    def values(no: str) -> tuple[Any, ...]:
+        return tuple(v for c, v in row(no).items() if c not in constant)
+
+    fixed = {c: row("x")[c] for c in constant}
     with store.engine.begin() as conn:
         conn.execute(sa.insert(table), [row("KH-2026-000001")])
-        bulk.run(conn, [tuple(row(n).values()) for n in ("KH-2026-000002", "KH-2026-000003")])
+        bulk.run(conn, [values(n) for n in ("KH-2026-000002", "KH-2026-000003")], fixed)
         raw = [
             tuple(r)[1:]  # id differs; every other column compared as the database holds it
             for r in conn.exec_driver_sql(
@@ -252,4 +258,6 @@ def test_bulk_insert_stores_what_a_core_insert_stores(store: ArchiveStore) -> No
         ]
     assert len(raw) == 3 and raw[0] == raw[1] == raw[2]
     with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
-        bulk.run(conn, [tuple(row("KH-2026-000001").values())])
+        bulk.run(conn, [values("KH-2026-000001")], fixed)
+    with pytest.raises(ValueError, match="constant columns"), store.engine.begin() as conn:
+        bulk.run(conn, [values("KH-2026-000004")])
