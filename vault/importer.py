@@ -26,6 +26,7 @@ from vault.records import NewArchive, RecordCheck
 from vault.store import ArchiveStore
 
 FORMATS = ("jsonl", "csv")
+_VALIDATING_EVERY = 500  # rows between two "validating" progress reports
 _CONSENT_COLUMNS = ("notice", "at", "channel", "groups", "sensitive_groups")
 
 
@@ -92,6 +93,21 @@ def _csv_row(row: dict[str, str | None], fields: set[str]) -> dict[str, Any]:
     if consent:
         out["consent"] = consent
     return out
+
+
+def count_rows(path: Path, fmt: str) -> int:
+    """How many rows the file holds, for a progress bar: its non-blank lines (JSON
+    Lines) or its lines after the header (CSV, where a quoted cell may hold a line
+    break, so this is an upper bound). Reads bytes only; nothing is kept."""
+    count = 0
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    count += 1
+    except OSError:
+        return 0
+    return max(count - 1, 0) if fmt == "csv" else count
 
 
 def iter_rows(path: Path, fmt: str, fields: set[str]) -> Iterator[tuple[int, Any]]:
@@ -189,7 +205,7 @@ class _Batcher:
         self.pending.clear()
         self.lines.clear()
         if self.progress:
-            self.progress("importing", self.done, self.total)
+            self.progress("importing", self.done, max(self.total, self.done))
 
     def report(self) -> ImportReport:
         return ImportReport(
@@ -221,6 +237,10 @@ def import_file(
     One streaming pass: rows are validated and sealed as they come; after the
     first bad row nothing more is sealed but every later row is still checked,
     so the error list is complete, and the transaction is rolled back at the end.
+
+    ``progress(phase, done, total)`` hears ``"validating"`` with the rows read and
+    checked so far and ``"importing"`` with the rows written (after each batch);
+    ``total`` is the file's count of rows, counted before the pass (0 if unknown).
     """
     fmt = detect_format(path, fmt)
     try:
@@ -237,12 +257,15 @@ def import_file(
     bad: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     total = 0
+    expected = count_rows(path, fmt) if progress else 0
     with transaction(store.engine) as session:
         batcher = _Batcher(
-            store, session, actor=actor, source=path.name, total=0, progress=progress
+            store, session, actor=actor, source=path.name, total=expected, progress=progress
         )
         for number, row in iter_rows(path, fmt, fields):
             total += 1
+            if progress and total % _VALIDATING_EVERY == 0:
+                progress("validating", total, max(expected, total))
             if isinstance(row, ValidationFailed):
                 bad.append((number, row.message))
                 continue
@@ -270,8 +293,9 @@ def import_file(
                 short.append((number, record))
             if not bad and not batcher.clashes:
                 batcher.add(record, number)
-            elif progress and total % 1000 == 0:
-                progress("checking", total, 0)
+        if progress:
+            progress("validating", total, total)
+        batcher.total = total
         batcher.flush()
         bad.extend(batcher.clashes)
         if batcher.clashes or bad:
