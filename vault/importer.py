@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from sqlmodel import Session, col
 from audit.events import Actor, AuditAction, AuditEvent
 from foundation.db import transaction
 from vault.errors import ValidationFailed, VaultError
+from vault.import_workers import Outcome, validate_in_worker
 from vault.models import Archive
 from vault.records import NewArchive, RecordCheck
 from vault.store import ArchiveStore
@@ -110,8 +112,11 @@ def count_rows(path: Path, fmt: str) -> int:
     return max(count - 1, 0) if fmt == "csv" else count
 
 
-def iter_rows(path: Path, fmt: str, fields: set[str]) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object or ValidationFailed) for each non-blank row."""
+def iter_rows(
+    path: Path, fmt: str, fields: set[str], *, parse: bool = True
+) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed object or ValidationFailed) for each non-blank row;
+    with ``parse=False`` a JSON line is yielded as its text, for a worker to parse."""
     try:
         handle = path.open("r", encoding="utf-8-sig", newline="")
     except OSError as exc:
@@ -121,6 +126,9 @@ def iter_rows(path: Path, fmt: str, fields: set[str]) -> Iterator[tuple[int, Any
             if fmt == "jsonl":
                 for number, line in enumerate(handle, 1):
                     if not line.strip():
+                        continue
+                    if not parse:
+                        yield number, line
                         continue
                     try:
                         yield number, json.loads(line)
@@ -258,19 +266,22 @@ def import_file(
     seen: dict[str, int] = {}
     total = 0
     expected = count_rows(path, fmt) if progress else 0
-    with transaction(store.engine) as session:
+    with (
+        transaction(store.engine) as session,
+        closing(_outcomes(store, path, fmt, fields, owner, size)) as outcomes,
+    ):
         batcher = _Batcher(
             store, session, actor=actor, source=path.name, total=expected, progress=progress
         )
-        for number, row in iter_rows(path, fmt, fields):
+        for number, outcome in outcomes:
             total += 1
             if progress and total % _VALIDATING_EVERY == 0:
                 progress("validating", total, max(expected, total))
-            if isinstance(row, ValidationFailed):
-                bad.append((number, row.message))
+            if isinstance(outcome, str):
+                bad.append((number, outcome))
                 continue
+            record = outcome
             try:
-                record = store.filing.prepare(row, default_owner=owner)
                 if known_users is not None:
                     check_people(record, known_users)
                 if check is not None:
@@ -323,6 +334,32 @@ def import_file(
         for line, r in short
     )
     return report
+
+
+def _outcomes(
+    store: ArchiveStore, path: Path, fmt: str, fields: set[str], owner: str | None, size: int
+) -> Generator[tuple[int, Outcome]]:
+    """Each row's record or problem, in file order: validated in a worker process for a
+    file of ``import_parallel_bytes`` or more (``vault.import_workers``), else here."""
+    settings = store.settings
+    if settings.import_workers and size >= settings.import_parallel_bytes:
+        yield from validate_in_worker(
+            iter_rows(path, fmt, fields, parse=False),
+            store.schema,
+            clock=store.clock,
+            field_limit=settings.max_field_chars,
+            retention_years=settings.default_retention_years,
+            owner=owner,
+        )
+        return
+    for number, row in iter_rows(path, fmt, fields):
+        if isinstance(row, ValidationFailed):
+            yield number, row.message
+            continue
+        try:
+            yield number, store.filing.prepare(row, default_owner=owner)
+        except ValidationFailed as exc:
+            yield number, "; ".join(exc.problems)
 
 
 def contacts_besides_owner(record: NewArchive) -> list[str]:

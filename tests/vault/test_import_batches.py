@@ -42,8 +42,16 @@ def _counts(store: ArchiveStore) -> dict[str, int]:
         }
 
 
+@pytest.fixture(params=["in-process", "worker"])
+def validation(request: pytest.FixtureRequest, store: ArchiveStore) -> str:
+    """Rows validated in the importer's process, or in a worker process (any file size)."""
+    store.settings.import_workers = 1 if request.param == "worker" else 0
+    store.settings.import_parallel_bytes = 0
+    return str(request.param)
+
+
 def test_a_bad_row_after_several_batches_leaves_nothing(
-    store: ArchiveStore, sink: AuditLog, tmp_path: Path
+    store: ArchiveStore, sink: AuditLog, tmp_path: Path, validation: str
 ) -> None:
     store.settings.import_batch = 400  # rows 1-1,200 are sealed and written before line 1,500
     rows: list[Any] = list(SyntheticArchives(seed=11).many(2000))
@@ -75,7 +83,7 @@ def test_a_bad_row_after_several_batches_leaves_nothing(
 
 
 def test_every_field_group_reads_back_as_validated(
-    store: ArchiveStore, sink: AuditLog, tmp_path: Path
+    store: ArchiveStore, sink: AuditLog, tmp_path: Path, validation: str
 ) -> None:
     store.settings.import_batch = 128
     gen = SyntheticArchives(seed=12)
@@ -138,3 +146,24 @@ def test_every_field_group_reads_back_as_validated(
     imports = [e for e in entries(sink) if e.action == AuditAction.IMPORT]
     assert [e.detail["rows"] for e in imports] == [128, 128, 44]
     assert [no for e in imports for no in e.archives] == [r.archive_no for r in expected]
+
+
+def test_the_worker_names_the_same_problems(store: ArchiveStore, tmp_path: Path) -> None:
+    rows: list[Any] = list(SyntheticArchives(seed=13).many(1200))
+    rows[3] = "{not json"
+    rows[700]["grade"] = "Z"
+    rows[701]["profile"]["office_phone"] = "12"
+    rows[702]["profile"]["shoe_size"] = "42"
+    rows[1100]["consent"]["sensitive_groups"] = []
+    rows[1199]["archive_no"] = rows[1198]["archive_no"] = "KH-2024-000009"
+    path = _write(tmp_path / "bad.jsonl", rows)
+    store.settings.import_parallel_bytes = 0
+    answers = []
+    for workers in (0, 1):
+        store.settings.import_workers = workers
+        with pytest.raises(ImportFailed) as exc:
+            import_file(store, path, owner=None, actor=SALES)
+        answers.append(exc.value.rows)
+    assert answers[0] == answers[1]
+    assert [line for line, _ in answers[0]] == [4, 701, 702, 703, 1101, 1200]
+    assert _counts(store) == dict.fromkeys(_counts(store), 0)
