@@ -30,6 +30,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import secrets
 import shutil
 import statistics
@@ -238,13 +239,21 @@ def bench_reads(
     }
 
 
-def plain_insert(engine: sa.Engine, rows: list[dict[str, Any]]) -> float:
-    """The baseline: the same rows, unencrypted, one row each, 1,000 per statement; seconds."""
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (the import's worker)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def plain_insert(engine: sa.Engine, rows: list[dict[str, Any]]) -> tuple[float, float]:
+    """The baseline: the same rows, unencrypted, one row each, 1,000 per statement;
+    (seconds, CPU seconds)."""
     table = PlainArchive.__table__
     with Session(engine) as s:
         s.execute(sa.delete(table))
         s.commit()
     t0 = time.perf_counter()
+    c0 = cpu_seconds()
     with Session(engine) as s:
         for i in range(0, len(rows), 1000):
             s.execute(
@@ -259,7 +268,7 @@ def plain_insert(engine: sa.Engine, rows: list[dict[str, Any]]) -> float:
                 ],
             )
         s.commit()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, cpu_seconds() - c0
 
 
 def bench_import(store: ArchiveStore, workdir: Path, n: int) -> dict[str, Any]:
@@ -276,20 +285,23 @@ def bench_import(store: ArchiveStore, workdir: Path, n: int) -> dict[str, Any]:
 
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
-    c0 = time.process_time()
+    c0 = cpu_seconds()
     report = import_file(store, source, owner=None, actor=ACTOR, progress=progress)
-    import_cpu_s = time.process_time() - c0
+    import_cpu_s = cpu_seconds() - c0
     import_s = time.perf_counter() - t0
     assert report.imported == n == phases["importing"]
     plain_after = plain_insert(store.engine, rows)
-    plain = (plain_before + plain_after) / 2
+    plain = (plain_before[0] + plain_after[0]) / 2
+    plain_cpu = (plain_before[1] + plain_after[1]) / 2
     return {
         "import_s": import_s,
         "import_cpu_s": import_cpu_s,
         "import_plain_s": plain,
-        "import_plain_before_s": plain_before,
-        "import_plain_after_s": plain_after,
+        "import_plain_cpu_s": plain_cpu,
+        "import_plain_before_s": plain_before[0],
+        "import_plain_after_s": plain_after[0],
         "import_ratio": import_s / plain,
+        "import_cpu_ratio": import_cpu_s / plain_cpu,
         "import_100k_s_est": import_s * 100_000 / n,
         "import_per_s": n / import_s,
         "import_load_before": load,
@@ -417,12 +429,19 @@ def main() -> None:
 def _import_rows(t: Table, figures: dict[str, Any], n: int) -> None:
     t.add_row(
         f"import {n:,} (s)",
-        f"{figures['import_s']:.1f} ({figures['import_cpu_s']:.1f} CPU)",
+        f"{figures['import_s']:.1f}",
         f"{figures['import_plain_s']:.2f} plain bulk insert "
         f"({figures['import_plain_before_s']:.2f} before, "
         f"{figures['import_plain_after_s']:.2f} after)",
         f"{figures['import_ratio']:.1f}×",
         "≤ 4×",
+    )
+    t.add_row(
+        "  same, CPU seconds (client side: with the worker, without the database server)",
+        f"{figures['import_cpu_s']:.1f}",
+        f"{figures['import_plain_cpu_s']:.2f}",
+        f"{figures['import_cpu_ratio']:.1f}×",
+        "",
     )
     t.add_row(
         "import 100,000 (s, est.)" if n != 100_000 else "import 100,000 (s)",
