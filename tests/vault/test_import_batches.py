@@ -10,6 +10,7 @@ names and audit entries (one per batch) in place.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from audit.events import AuditAction
 from audit.log import AuditLog
 from tests.auditlog import entries
 from tests.factories import SALES
+from vault import import_workers
+from vault.errors import ValidationFailed
 from vault.importer import ImportFailed, import_file
 from vault.models import Archive, ArchiveContact, BlindIndex, SealedGroup, table_of
 from vault.seed import SyntheticArchives
@@ -166,4 +169,39 @@ def test_the_worker_names_the_same_problems(store: ArchiveStore, tmp_path: Path)
         answers.append(exc.value.rows)
     assert answers[0] == answers[1]
     assert [line for line, _ in answers[0]] == [4, 701, 702, 703, 1101, 1200]
+    assert _counts(store) == dict.fromkeys(_counts(store), 0)
+
+
+def test_a_worker_killed_midway_fails_the_import_and_leaves_nothing(
+    store: ArchiveStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.settings.import_workers, store.settings.import_parallel_bytes = 1, 0
+    store.settings.import_batch = 200
+    path = _write(tmp_path / "rows.jsonl", list(SyntheticArchives(seed=14).many(6000)))
+    started: list[subprocess.Popen[bytes]] = []
+    real_popen = import_workers.subprocess.Popen
+
+    def popen(*args: Any, **kw: Any) -> subprocess.Popen[bytes]:
+        started.append(real_popen(*args, **kw))
+        return started[-1]
+
+    def kill_the_worker(phase: str, done: int, _total: int) -> None:
+        if phase == "importing" and started[0].poll() is None:
+            started[0].kill()
+
+    monkeypatch.setattr(import_workers.subprocess, "Popen", popen)
+    with pytest.raises(import_workers.WorkerFailed):
+        import_file(store, path, owner=None, actor=SALES, progress=kill_the_worker)
+    assert started[0].poll() is not None
+    assert _counts(store) == dict.fromkeys(_counts(store), 0)
+
+
+def test_a_file_that_is_not_utf8_is_refused_with_or_without_the_worker(
+    store: ArchiveStore, tmp_path: Path, validation: str
+) -> None:
+    path = _write(tmp_path / "rows.jsonl", list(SyntheticArchives(seed=15).many(1500)))
+    with path.open("ab") as fh:
+        fh.write(b'{"owner": "\xff\xfe"}\n')
+    with pytest.raises(ValidationFailed, match="not UTF-8"):
+        import_file(store, path, owner=None, actor=SALES)
     assert _counts(store) == dict.fromkeys(_counts(store), 0)
