@@ -253,7 +253,8 @@ class Filing:
             sealer = Sealer(dek, 1)
             groups = [g for g, fields in r.groups.items() if fields]
             aads = content_aads(no, groups, r.classification, 1, 1)
-            blobs = sealer.seal_many([(encode(r.groups[g]), aads[g]) for g in groups])
+            encoded = r.encoded or {g: encode(r.groups[g]) for g in groups}
+            blobs = sealer.seal_many([(encoded[g], aads[g]) for g in groups])
             sealed = dict(zip(groups, blobs, strict=True))
             sealed_groups.append(sealed)
             consent = r.consent

@@ -81,6 +81,9 @@ class NewArchive:
     contacts: tuple[str, ...] = ()
     consent: Consent = field(default_factory=Consent)
     groups: dict[str, dict[str, str]] = field(default_factory=dict)
+    # ``vault.rows.encode`` of each non-empty group, when computed ahead (an import's
+    # worker process does it beside validation); None: filing encodes ``groups``.
+    encoded: dict[str, bytes] | None = None
 
 
 # (Session, record) -> None, or raises: a rule from above ``vault`` (who may be named on
