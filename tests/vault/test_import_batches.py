@@ -205,3 +205,32 @@ def test_a_file_that_is_not_utf8_is_refused_with_or_without_the_worker(
     with pytest.raises(ValidationFailed, match="not UTF-8"):
         import_file(store, path, owner=None, actor=SALES)
     assert _counts(store) == dict.fromkeys(_counts(store), 0)
+
+
+def test_csv_rows_are_validated_alike_in_the_worker(store: ArchiveStore, tmp_path: Path) -> None:
+    path = tmp_path / "clients.csv"
+    path.write_text(
+        "grade,classification,custodian,name,mobile_phone,consent.notice,consent.at,"
+        "consent.channel,consent.groups\n"
+        "B,internal,,关羽,13922223333,v3,2025-05-01T10:00:00,书面,identity;contact\n"
+        "B,internal,,张飞,139,v3,2025-05-01T10:00:00,书面,identity;contact\n"
+        "B,internal,,刘备,13922224444,v3,2025-05-01T10:00:00,书面,identity;contact,extra\n",
+        encoding="utf-8",
+    )
+    store.settings.import_parallel_bytes = 0
+    answers = []
+    for workers in (0, 1):
+        store.settings.import_workers = workers
+        with pytest.raises(ImportFailed) as exc:
+            import_file(store, path, owner="zhang.wei", actor=SALES)
+        answers.append(exc.value.rows)
+    assert answers[0] == answers[1]
+    assert [line for line, _ in answers[0]] == [3, 4]
+    assert "more cells" in answers[0][1][1]
+    path.write_text("\n".join(path.read_text(encoding="utf-8").splitlines()[:2]) + "\n", "utf-8")
+    report = import_file(store, path, owner="zhang.wei", actor=SALES)
+    view = store.reader.read(str(report.first), ["identity", "contact"], actor=SALES)
+    assert view.content == {
+        "identity": {"name": "关羽"},
+        "contact": {"mobile_phone": "13922223333"},
+    }
