@@ -3,8 +3,11 @@
 Each new archive gets a fresh DEK wrapped under its level's active KEK, its
 groups sealed under the DEK, its blind-index rows, a sealed manifest of its
 groups and the customer list's sealed masked name (``vault.masked_names``), all
-inserted Core-level in the caller's transaction so an import of a hundred
-thousand archives is a few statements per batch.
+inserted in the caller's transaction with one driver call per table
+(``foundation.bulk``), so an import of a hundred thousand archives is a few
+statements per batch. A batch draws its DEKs, each archive's nonces and each
+KEK's wraps in one call each; the per-call setup of the general recipes
+(associated data, canonical JSON, the manifest) is built once and joined.
 """
 
 from __future__ import annotations
