@@ -204,6 +204,9 @@ def schema(
     console.print(table)
 
 
+_PHASES = {"validating": "validating", "importing": "writing"}
+
+
 @customer_app.command("import")
 def customer_import(
     file: Annotated[Path, typer.Argument(help="JSON Lines (.jsonl) or CSV (.csv) file.")],
@@ -214,11 +217,14 @@ def customer_import(
     """Import archives, all or nothing: a bad file imports nothing and lists every bad row."""
 
     store = open_store(data_dir)
-    with progress_bar() as bar:
-        task = bar.add_task("checking", total=None)
+    with progress_bar(unit="rows") as bar:
+        tasks: dict[str, Any] = {}
 
         def step(phase: str, done: int, total: int) -> None:
-            bar.update(task, description=phase, completed=done, total=total or None)
+            # Two bars: rows read and validated, rows sealed and written (one transaction).
+            if phase not in tasks:
+                tasks[phase] = bar.add_task(_PHASES.get(phase, phase), total=total or None)
+            bar.update(tasks[phase], completed=done, total=total or None)
 
         try:
             report = import_file(
@@ -264,7 +270,7 @@ def seed(
     store = open_store(data_dir)
     require_demo(store.vault, "seed")
     gen = SyntheticArchives(seed=rng_seed, schema=store.schema)
-    with progress_bar() as bar:
+    with progress_bar(unit="archives") as bar:
         task = bar.add_task("seeding", total=customers)
         report = bulk_insert(
             store,

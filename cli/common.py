@@ -12,7 +12,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
 from rich.text import Text
 
 from audit.errors import AuditIntegrityError
@@ -81,13 +89,37 @@ def finish(store: Any) -> None:
         )
 
 
+class RateColumn(ProgressColumn):
+    """Items per second of a task ("12,345 rows/s"): Rich's estimate over its recent
+    updates, else the average since the task started."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed if task.finished else task.speed
+        if speed is None and task.elapsed:
+            speed = task.completed / task.elapsed
+        if speed is None:
+            return Text(f"– {self.unit}/s", style="progress.data.speed")
+        return Text(f"{speed:,.0f} {self.unit}/s", style="progress.data.speed")
+
+
 @contextmanager
-def progress_bar() -> Iterator[Progress]:
-    with Progress(
+def progress_bar(unit: str | None = None) -> Iterator[Progress]:
+    """A progress display on stderr, only when stderr is a terminal (or VAULT_PROGRESS=1),
+    so redirected output and JSON on stdout never carry it; ``unit`` adds a rate column."""
+    columns: list[ProgressColumn] = [
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TimeRemainingColumn(),
+    ]
+    if unit is not None:
+        columns.append(RateColumn(unit))
+    columns.append(TimeRemainingColumn())
+    with Progress(
+        *columns,
         console=err,
         transient=False,
         disable=not err.is_terminal and os.environ.get("VAULT_PROGRESS") != "1",

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     leak_notice_contact: str = Field(default="", max_length=300)
 
     import_batch: int = Field(default=1000, ge=1)
+    # With 1, rows of an import file this large or larger are validated in a worker
+    # process (vault.import_workers) while the importer seals and writes. Off by
+    # default: on a busy 2-core machine the second process cost more than it saved.
+    import_workers: int = Field(default=0, ge=0, le=1)
+    import_parallel_bytes: int = Field(default=8 * 1024**2, ge=0)
     rotate_batch: int = Field(default=2000, ge=1)
     # The inspection (Art 14): archives checked per batch, and how many days may pass
     # before the next one is due (half a year; the sweep and `inspect --due` warn).

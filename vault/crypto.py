@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import struct
+from collections.abc import Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -37,9 +38,28 @@ def new_key() -> bytes:
     return os.urandom(KEY_LEN)
 
 
+def new_keys(count: int) -> list[bytes]:
+    """``count`` fresh keys from one draw of the OS's randomness (a bulk import's DEKs)."""
+    raw = os.urandom(KEY_LEN * count)
+    return [raw[i : i + KEY_LEN] for i in range(0, KEY_LEN * count, KEY_LEN)]
+
+
+AAD_LABEL = b"archive-vault/aad/1"
+
+
 def aad(*parts: str | int | bytes) -> bytes:
     """Length-prefixed encoding so no two different part lists give the same bytes."""
-    out = [b"archive-vault/aad/1"]
+    return AAD_LABEL + aad_tail(*parts)
+
+
+def aad_tail(*parts: str | int | bytes) -> bytes:
+    """The parts' length-prefixed encoding alone: ``aad(*a, *b) == aad(*a) + aad_tail(*b)``.
+
+    A bulk writer builds the parts shared by many ciphertexts once (the archive
+    number; the group, level and revision) and joins them, with the same bytes
+    ``aad`` gives.
+    """
+    out = []
     for part in parts:
         raw = (
             part.encode()
@@ -68,18 +88,38 @@ def _parse_header(blob: bytes) -> tuple[int, int, int, int]:
 class Sealer:
     """AES-256-GCM under one key, with that key's version written into each header."""
 
-    __slots__ = ("_aead", "version")
+    __slots__ = ("_aead", "_header", "version")
 
     def __init__(self, key: bytes, version: int) -> None:
         if len(key) != KEY_LEN:
             raise ValueError("keys are 256 bits")
         self._aead = AESGCM(key)
+        self._header = _HEADER.pack(MAGIC, FORMAT_V1, ALG_AES_256_GCM, version)
         self.version = version
 
     def seal(self, plaintext: bytes, associated: bytes) -> bytes:
-        header = _HEADER.pack(MAGIC, FORMAT_V1, ALG_AES_256_GCM, self.version)
+        header = self._header
         nonce = os.urandom(NONCE_LEN)
         return header + nonce + self._aead.encrypt(nonce, plaintext, header + associated)
+
+    def seal_many(self, items: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
+        """``seal`` of each (plaintext, associated data), the nonces drawn in one call.
+
+        The same recipe and format as ``seal``, each nonce a fresh random 96 bits:
+        a bulk import seals a dozen ciphertexts per archive under its DEK and
+        wraps a whole batch of DEKs under one KEK, where a system call per nonce
+        showed. The randomness is drawn here and used at once, never kept.
+        """
+        header = self._header
+        encrypt = self._aead.encrypt
+        nonces = os.urandom(NONCE_LEN * len(items))
+        out = []
+        at = 0
+        for plaintext, associated in items:
+            nonce = nonces[at : at + NONCE_LEN]
+            at += NONCE_LEN
+            out.append(header + nonce + encrypt(nonce, plaintext, header + associated))
+        return out
 
     def open(self, blob: bytes, associated: bytes) -> bytes:
         _, _, _, version = _parse_header(blob)

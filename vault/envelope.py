@@ -10,7 +10,9 @@ classification level, itself versioned (see ``vault.rotation``).
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from sqlmodel import Session, select
@@ -25,6 +27,19 @@ from vault.models import VaultMeta
 
 def content_aad(archive_no: str, group: str, level: str, dek_version: int, revision: int) -> bytes:
     return crypto.aad("content", archive_no, group, level, dek_version, revision)
+
+
+def content_aads(
+    archive_no: str, groups: Iterable[str], level: str, dek_version: int, revision: int
+) -> dict[str, bytes]:
+    """``content_aad`` of several groups of one archive (the same bytes, built once per part)."""
+    head = crypto.aad("content", archive_no)
+    return {g: head + _content_tail(g, level, dek_version, revision) for g in groups}
+
+
+@functools.lru_cache(maxsize=1024)
+def _content_tail(group: str, level: str, dek_version: int, revision: int) -> bytes:
+    return crypto.aad_tail(group, level, dek_version, revision)
 
 
 def interaction_aad(no: str, level: str, dek_version: int, uid: str) -> bytes:
@@ -63,6 +78,14 @@ class Envelope:
 
     def wrap(self, dek: bytes, archive_no: str, level: str, version: int) -> bytes:
         return self.kek(level, version).seal(dek, self.dek_aad(archive_no, level))
+
+    def wrap_many(self, deks: Sequence[tuple[bytes, str]], level: str, version: int) -> list[bytes]:
+        """``wrap`` of (DEK, archive number) pairs of one level under one KEK version."""
+        head = crypto.aad("dek", self.keys.vault_id)
+        tail = crypto.aad_tail(level)
+        return self.kek(level, version).seal_many(
+            [(dek, head + crypto.aad_tail(no) + tail) for dek, no in deks]
+        )
 
     def dek(
         self, archive_no: str, level: str, kek_version: int, dek_version: int, wrapped: bytes | None

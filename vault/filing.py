@@ -3,8 +3,11 @@
 Each new archive gets a fresh DEK wrapped under its level's active KEK, its
 groups sealed under the DEK, its blind-index rows, a sealed manifest of its
 groups and the customer list's sealed masked name (``vault.masked_names``), all
-inserted Core-level in the caller's transaction so an import of a hundred
-thousand archives is a few statements per batch.
+inserted in the caller's transaction with one driver call per table
+(``foundation.bulk``), so an import of a hundred thousand archives is a few
+statements per batch. A batch draws its DEKs, each archive's nonces and each
+KEK's wraps in one call each; the per-call setup of the general recipes
+(associated data, canonical JSON, the manifest) is built once and joined.
 """
 
 from __future__ import annotations
@@ -19,12 +22,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from audit.events import Actor, AuditAction, AuditSink
+from foundation.bulk import BulkInsert
 from foundation.clock import utcnow
 from foundation.settings import Settings
 from vault import crypto
 from vault import manifest as mf
 from vault.crypto import Sealer
-from vault.envelope import Envelope, content_aad
+from vault.envelope import Envelope, content_aads
 from vault.errors import Conflict
 from vault.index import BlindIndexes
 from vault.masked_names import MaskedNames
@@ -41,6 +45,37 @@ from vault.models import (
 from vault.records import ARCHIVE_NO, NewArchive, parse_archive
 from vault.rows import append_event, encode, unit
 from vault.schema import ProfileSchema
+
+_ARCHIVES = BulkInsert(
+    table_of(Archive),
+    (
+        "archive_no",
+        "category",
+        "grade",
+        "classification",
+        "owner",
+        "custodian",
+        "department",
+        "retention_until",
+        "kek_version",
+        "wrapped_dek",
+        "consent_notice",
+        "consent_at",
+        "consent_channel",
+        "consent_groups",
+        "consent_sensitive_groups",
+        "manifest",
+        "masked_name_ct",
+    ),
+    constant=("status", "created_at", "updated_at", "dek_version"),
+)
+_CONTENT = BulkInsert(
+    table_of(SealedGroup),
+    ("archive_id", "group_name", "ciphertext"),
+    constant=("revision", "updated_at"),
+)
+_INDEX = BulkInsert(table_of(BlindIndex), ("archive_id", "field", "value"))
+_CONTACTS = BulkInsert(table_of(ArchiveContact), ("archive_id", "username"))
 
 
 class Filing:
@@ -143,6 +178,49 @@ class Filing:
                 counter.last = seq
                 session.add(counter)
 
+    def _wrap(
+        self,
+        deks: Sequence[bytes],
+        numbers: Sequence[str],
+        records: Sequence[NewArchive],
+        active: dict[str, int],
+    ) -> list[bytes]:
+        """Each DEK wrapped under its archive's level's active KEK, one pass per level."""
+        wrapped: list[bytes] = [b""] * len(records)
+        for level, version in active.items():
+            at = [i for i, r in enumerate(records) if r.classification == level]
+            pairs = [(deks[i], numbers[i]) for i in at]
+            for i, blob in zip(at, self.envelope.wrap_many(pairs, level, version), strict=True):
+                wrapped[i] = blob
+        return wrapped
+
+    def _insert_archives(
+        self,
+        session: Session,
+        rows: list[tuple[Any, ...]],
+        numbers: Sequence[str],
+        now: datetime,
+    ) -> list[int]:
+        """Insert the archive rows; their ids, in the order of ``numbers``."""
+        constants = {
+            "status": ArchiveStatus.ACTIVE.value,
+            "created_at": now,
+            "updated_at": now,
+            "dek_version": 1,
+        }
+        try:
+            _ARCHIVES.run(session, rows, constants)
+        except IntegrityError:
+            raise Conflict("an archive number in this batch already exists") from None
+        table = table_of(Archive)
+        found: dict[str, int] = {}
+        for i in range(0, len(numbers), 500):
+            stmt = sa.select(table.c.archive_no, table.c.id).where(
+                table.c.archive_no.in_(numbers[i : i + 500])
+            )
+            found.update((no, id_) for no, id_ in session.execute(stmt))
+        return [found[no] for no in numbers]
+
     def insert_many(self, session: Session, records: Sequence[NewArchive]) -> list[ArchiveMeta]:
         """Seal and insert validated archives in the caller's transaction (bulk, Core-level)."""
         if not records:
@@ -166,79 +244,66 @@ class Filing:
             lvl: self.envelope.active_kek(session, lvl)
             for lvl in {r.classification for r in records}
         }
-        archive_rows: list[dict[str, Any]] = []
+        deks = crypto.new_keys(len(records))
+        wrapped = self._wrap(deks, numbers, records, active)
+        named = [(no, r.groups) for no, r in zip(numbers, records, strict=True)]
+        masked = self.masked_names.of_many(named)
+        archive_rows: list[tuple[Any, ...]] = []
         sealed_groups: list[dict[str, bytes]] = []
-        for no, r in zip(numbers, records, strict=True):
-            dek = crypto.new_key()
-            sealer = Sealer(dek, 1)
-            sealed = {
-                group: sealer.seal(encode(fields), content_aad(no, group, r.classification, 1, 1))
-                for group, fields in r.groups.items()
-                if fields
-            }
-            sealed_groups.append(sealed)
-            archive_rows.append(
-                {
-                    "archive_no": no,
-                    "category": r.category,
-                    "grade": r.grade,
-                    "classification": r.classification,
-                    "owner": r.owner,
-                    "custodian": r.custodian,
-                    "department": r.department,
-                    "status": ArchiveStatus.ACTIVE.value,
-                    "created_at": now,
-                    "updated_at": now,
-                    "retention_until": r.retention_until,
-                    "kek_version": active[r.classification],
-                    "dek_version": 1,
-                    "wrapped_dek": self.envelope.wrap(
-                        dek, no, r.classification, active[r.classification]
-                    ),
-                    "consent_notice": r.consent.notice,
-                    "consent_at": r.consent.at,
-                    "consent_channel": r.consent.channel,
-                    "consent_groups": list(r.consent.groups),
-                    "consent_sensitive_groups": list(r.consent.sensitive_groups),
-                    "manifest": mf.seal(sealer, no, r.classification, mf.of_new_archive(sealed)),
-                    "masked_name_ct": self.masked_names.of_groups(no, r.groups),
-                }
-            )
-        table = table_of(Archive)
-        try:
-            ids = (
-                session.execute(
-                    sa.insert(table).returning(table.c.id, sort_by_parameter_order=True),
-                    archive_rows,
-                )
-                .scalars()
-                .all()
-            )
-        except IntegrityError:
-            raise Conflict("an archive number in this batch already exists") from None
-        content: list[dict[str, Any]] = []
-        index: list[dict[str, Any]] = []
-        contacts: list[dict[str, Any]] = []
-        for archive_id, r, sealed in zip(ids, records, sealed_groups, strict=True):
-            content.extend(
-                {
-                    "archive_id": archive_id,
-                    "group_name": group,
-                    "revision": 1,
-                    "ciphertext": blob,
-                    "updated_at": now,
-                }
-                for group, blob in sealed.items()
-            )
-            index.extend(self.index.rows(archive_id, r.groups))
-            contacts.extend({"archive_id": archive_id, "username": c} for c in r.contacts)
-        for table_rows, rows in (
-            (table_of(SealedGroup), content),
-            (table_of(BlindIndex), index),
-            (table_of(ArchiveContact), contacts),
+        for no, r, dek, wrapped_dek, masked_name in zip(
+            numbers, records, deks, wrapped, masked, strict=True
         ):
-            if rows:
-                session.execute(sa.insert(table_rows), rows)
+            sealer = Sealer(dek, 1)
+            groups = [g for g, fields in r.groups.items() if fields]
+            aads = content_aads(no, groups, r.classification, 1, 1)
+            encoded = r.encoded or {g: encode(r.groups[g]) for g in groups}
+            blobs = sealer.seal_many([(encoded[g], aads[g]) for g in groups])
+            sealed = dict(zip(groups, blobs, strict=True))
+            sealed_groups.append(sealed)
+            consent = r.consent
+            archive_rows.append(
+                (
+                    no,
+                    r.category,
+                    r.grade,
+                    r.classification,
+                    r.owner,
+                    r.custodian,
+                    r.department,
+                    r.retention_until,
+                    active[r.classification],
+                    wrapped_dek,
+                    consent.notice,
+                    consent.at,
+                    consent.channel,
+                    list(consent.groups),
+                    list(consent.sensitive_groups),
+                    sealer.seal(mf.encode_new(sealed), mf.manifest_aad(no, r.classification, 1)),
+                    masked_name,
+                )
+            )
+        ids = self._insert_archives(session, archive_rows, numbers, now)
+        _CONTENT.run(
+            session,
+            [
+                (archive_id, group, blob)
+                for archive_id, sealed in zip(ids, sealed_groups, strict=True)
+                for group, blob in sealed.items()
+            ],
+            {"revision": 1, "updated_at": now},
+        )
+        _INDEX.run(
+            session,
+            [
+                (archive_id, name, value)
+                for archive_id, r in zip(ids, records, strict=True)
+                for name, value in self.index.buckets(r.groups)
+            ],
+        )
+        _CONTACTS.run(
+            session,
+            [(id_, c) for id_, r in zip(ids, records, strict=True) for c in r.contacts],
+        )
         return [
             ArchiveMeta(
                 archive_no=no,

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Container, Iterable, Iterator
+from collections.abc import Callable, Container, Generator, Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,11 +22,13 @@ from sqlmodel import Session, col
 from audit.events import Actor, AuditAction, AuditEvent
 from foundation.db import transaction
 from vault.errors import ValidationFailed, VaultError
+from vault.import_workers import Outcome, validate_in_worker
 from vault.models import Archive
 from vault.records import NewArchive, RecordCheck
 from vault.store import ArchiveStore
 
 FORMATS = ("jsonl", "csv")
+_VALIDATING_EVERY = 500  # rows between two "validating" progress reports
 _CONSENT_COLUMNS = ("notice", "at", "channel", "groups", "sensitive_groups")
 
 
@@ -94,8 +97,26 @@ def _csv_row(row: dict[str, str | None], fields: set[str]) -> dict[str, Any]:
     return out
 
 
-def iter_rows(path: Path, fmt: str, fields: set[str]) -> Iterator[tuple[int, Any]]:
-    """Yield (line number, parsed object or ValidationFailed) for each non-blank row."""
+def count_rows(path: Path, fmt: str) -> int:
+    """How many rows the file holds, for a progress bar: its non-blank lines (JSON
+    Lines) or its lines after the header (CSV, where a quoted cell may hold a line
+    break, so this is an upper bound). Reads bytes only; nothing is kept."""
+    count = 0
+    try:
+        with path.open("rb") as handle:
+            for line in handle:
+                if line.strip():
+                    count += 1
+    except OSError:
+        return 0
+    return max(count - 1, 0) if fmt == "csv" else count
+
+
+def iter_rows(
+    path: Path, fmt: str, fields: set[str], *, parse: bool = True
+) -> Iterator[tuple[int, Any]]:
+    """Yield (line number, parsed object or ValidationFailed) for each non-blank row;
+    with ``parse=False`` a JSON line is yielded as its text, for a worker to parse."""
     try:
         handle = path.open("r", encoding="utf-8-sig", newline="")
     except OSError as exc:
@@ -105,6 +126,9 @@ def iter_rows(path: Path, fmt: str, fields: set[str]) -> Iterator[tuple[int, Any
             if fmt == "jsonl":
                 for number, line in enumerate(handle, 1):
                     if not line.strip():
+                        continue
+                    if not parse:
+                        yield number, line
                         continue
                     try:
                         yield number, json.loads(line)
@@ -189,7 +213,7 @@ class _Batcher:
         self.pending.clear()
         self.lines.clear()
         if self.progress:
-            self.progress("importing", self.done, self.total)
+            self.progress("importing", self.done, max(self.total, self.done))
 
     def report(self) -> ImportReport:
         return ImportReport(
@@ -221,6 +245,10 @@ def import_file(
     One streaming pass: rows are validated and sealed as they come; after the
     first bad row nothing more is sealed but every later row is still checked,
     so the error list is complete, and the transaction is rolled back at the end.
+
+    ``progress(phase, done, total)`` hears ``"validating"`` with the rows read and
+    checked so far and ``"importing"`` with the rows written (after each batch);
+    ``total`` is the file's count of rows, counted before the pass (0 if unknown).
     """
     fmt = detect_format(path, fmt)
     try:
@@ -237,17 +265,23 @@ def import_file(
     bad: list[tuple[int, str]] = []
     seen: dict[str, int] = {}
     total = 0
-    with transaction(store.engine) as session:
+    expected = count_rows(path, fmt) if progress else 0
+    with (
+        transaction(store.engine) as session,
+        closing(_outcomes(store, path, fmt, fields, owner, size)) as outcomes,
+    ):
         batcher = _Batcher(
-            store, session, actor=actor, source=path.name, total=0, progress=progress
+            store, session, actor=actor, source=path.name, total=expected, progress=progress
         )
-        for number, row in iter_rows(path, fmt, fields):
+        for number, outcome in outcomes:
             total += 1
-            if isinstance(row, ValidationFailed):
-                bad.append((number, row.message))
+            if progress and total % _VALIDATING_EVERY == 0:
+                progress("validating", total, max(expected, total))
+            if isinstance(outcome, str):
+                bad.append((number, outcome))
                 continue
+            record = outcome
             try:
-                record = store.filing.prepare(row, default_owner=owner)
                 if known_users is not None:
                     check_people(record, known_users)
                 if check is not None:
@@ -270,8 +304,9 @@ def import_file(
                 short.append((number, record))
             if not bad and not batcher.clashes:
                 batcher.add(record, number)
-            elif progress and total % 1000 == 0:
-                progress("checking", total, 0)
+        if progress:
+            progress("validating", total, total)
+        batcher.total = total
         batcher.flush()
         bad.extend(batcher.clashes)
         if batcher.clashes or bad:
@@ -299,6 +334,32 @@ def import_file(
         for line, r in short
     )
     return report
+
+
+def _outcomes(
+    store: ArchiveStore, path: Path, fmt: str, fields: set[str], owner: str | None, size: int
+) -> Generator[tuple[int, Outcome]]:
+    """Each row's record or problem, in file order: validated in a worker process for a
+    file of ``import_parallel_bytes`` or more (``vault.import_workers``), else here."""
+    settings = store.settings
+    if settings.import_workers and size >= settings.import_parallel_bytes:
+        yield from validate_in_worker(
+            iter_rows(path, fmt, fields, parse=False),
+            store.schema,
+            clock=store.clock,
+            field_limit=settings.max_field_chars,
+            retention_years=settings.default_retention_years,
+            owner=owner,
+        )
+        return
+    for number, row in iter_rows(path, fmt, fields):
+        if isinstance(row, ValidationFailed):
+            yield number, row.message
+            continue
+        try:
+            yield number, store.filing.prepare(row, default_owner=owner)
+        except ValidationFailed as exc:
+            yield number, "; ".join(exc.problems)
 
 
 def contacts_besides_owner(record: NewArchive) -> list[str]:

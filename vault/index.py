@@ -29,9 +29,17 @@ class BlindIndexes:
         self.keys = keys
         self.schema = schema
         self.mask = (1 << bits) - 1
+        # One keyed HMAC state per field, copied per value: the key is not re-processed
+        # for each of the hundreds of thousands of values an import indexes.
+        self._macs: dict[str, hmac.HMAC] = {}
 
     def bucket(self, field_name: str, normalised: str) -> int:
-        mac = hmac.new(self.keys.index_key(field_name), normalised.encode(), hashlib.sha256)
+        base = self._macs.get(field_name)
+        if base is None:
+            base = hmac.new(self.keys.index_key(field_name), digestmod=hashlib.sha256)
+            self._macs[field_name] = base
+        mac = base.copy()
+        mac.update(normalised.encode())
         return int.from_bytes(mac.digest()[:4], "big") & self.mask
 
     def query_hmac(self, field_name: str, normalised: str) -> str:
@@ -43,15 +51,20 @@ class BlindIndexes:
         self, archive_id: int, groups: Mapping[str, Mapping[str, str]]
     ) -> list[dict[str, Any]]:
         """The index rows of a new archive's groups, for a bulk insert."""
-        rows: list[dict[str, Any]] = []
+        return [
+            {"archive_id": archive_id, "field": name, "value": value}
+            for name, value in self.buckets(groups)
+        ]
+
+    def buckets(self, groups: Mapping[str, Mapping[str, str]]) -> list[tuple[str, int]]:
+        """(field, bucket) of each searchable field a new archive's groups hold."""
+        out: list[tuple[str, int]] = []
+        fields = self.schema.fields
         for name in self.schema.searchable:
-            spec = self.schema.fields[name]
-            value = groups.get(spec.group, {}).get(name)
+            value = groups.get(fields[name].group, {}).get(name)
             if value is not None:
-                rows.append(
-                    {"archive_id": archive_id, "field": name, "value": self.bucket(name, value)}
-                )
-        return rows
+                out.append((name, self.bucket(name, value)))
+        return out
 
     def reindex(
         self, session: Session, archive_id: int, group: str, fields: Mapping[str, str]

@@ -117,6 +117,20 @@ def of_new_archive(sealed: Mapping[str, bytes]) -> Manifest:
     return Manifest({g: (1, digest(ct)) for g, ct in sealed.items()})
 
 
+def encode_new(sealed: Mapping[str, bytes]) -> bytes:
+    """``of_new_archive(sealed).encode()``, the same bytes, without building the document.
+
+    A bulk import encodes one per archive; the general encoder's cost per call
+    showed there. The layout is ``Manifest.encode``'s for a document whose groups
+    are all at revision 1 and that has no history.
+    """
+    groups = ",".join(f'{_json_key(g)}:[1,"{digest(sealed[g])}"]' for g in sorted(sealed))
+    return f'{{"g":{{{groups}}},"h":{{}},"v":{FORMAT}}}'.encode()
+
+
+_json_key = json.encoder.encode_basestring_ascii  # what json.dumps does to a key by default
+
+
 def seal(dek: Sealer, archive_no: str, level: str, manifest: Manifest) -> bytes:
     return dek.seal(manifest.encode(), manifest_aad(archive_no, level, dek.version))
 

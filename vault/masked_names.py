@@ -18,7 +18,7 @@ filed before this existed has none until ``archive-vault upgrade`` fills it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -69,6 +69,26 @@ class MaskedNames:
     def of_groups(self, archive_no: str, groups: Mapping[str, Mapping[str, str]]) -> bytes | None:
         """The sealed masked name of a whole archive's groups (filing)."""
         return self.seal(archive_no, groups.get(self.group, {}) if self.group else None)
+
+    def of_many(
+        self, archives: Sequence[tuple[str, Mapping[str, Mapping[str, str]]]]
+    ) -> list[bytes | None]:
+        """``of_groups`` of (archive number, groups) pairs, sealed in one pass (an import)."""
+        group, spec = self.group, self._spec
+        masked = [
+            (no, groups.get(group, {}).get(NAME_FIELD) if group else None)
+            for no, groups in archives
+        ]
+        todo = [
+            (spec.masked(value).encode(), aad(_AAD_LABEL, no))
+            for no, value in masked
+            if value is not None and spec is not None
+        ]
+        sealed = iter(self._key().seal_many(todo) if todo else [])
+        return [
+            next(sealed) if value is not None and spec is not None else None
+            for _no, value in masked
+        ]
 
     def open_many(self, rows: Iterable[tuple[str, bytes | None]]) -> dict[str, str | None]:
         """The masked names of a page of archives, by number, in one pass.

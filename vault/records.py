@@ -7,12 +7,13 @@ a user fixes a file in one pass. Messages name fields, never values.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from vault.errors import ConsentMissing, ValidationFailed
@@ -80,6 +81,9 @@ class NewArchive:
     contacts: tuple[str, ...] = ()
     consent: Consent = field(default_factory=Consent)
     groups: dict[str, dict[str, str]] = field(default_factory=dict)
+    # ``vault.rows.encode`` of each non-empty group, when computed ahead (an import's
+    # worker process does it beside validation); None: filing encodes ``groups``.
+    encoded: dict[str, bytes] | None = None
 
 
 # (Session, record) -> None, or raises: a rule from above ``vault`` (who may be named on
@@ -125,8 +129,13 @@ def parse_username(value: Any, what: str) -> str:
     return value
 
 
+@functools.cache
+def _values(enum: type[Enum]) -> tuple[str, ...]:
+    return tuple(e.value for e in enum)
+
+
 def _choice(value: Any, enum: type[Enum], what: str) -> str:
-    allowed = [e.value for e in enum]
+    allowed = _values(enum)
     if value not in allowed:
         raise ValidationFailed(f"{what} must be one of {', '.join(allowed)}")
     return str(value)
@@ -292,9 +301,8 @@ def parse_archive(
         parsed = attempt(
             lambda p: schema.validate_profile(p, limit=field_limit), data.get("profile")
         )
-        groups = {
-            g: {k: v for k, v in f.items() if v is not None} for g, f in (parsed or {}).items()
-        }
+        # Without allow_null, validate_profile leaves empty values out: no None to drop.
+        groups = cast(dict[str, dict[str, str]], parsed or {})
     if groups and not problems:
         # Raised on its own (ConsentMissing) so callers can tell it from bad input.
         check_consent(groups, consent, schema)

