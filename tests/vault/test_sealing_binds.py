@@ -43,7 +43,11 @@ def shared_dek(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         draws.append(1)
         return SHARED_DEK
 
+    def pinned_batch(count: int) -> list[bytes]:  # filing draws a batch's DEKs at once
+        return [pinned() for _ in range(count)]
+
     monkeypatch.setattr(crypto, "new_key", pinned)
+    monkeypatch.setattr(crypto, "new_keys", pinned_batch)
     return draws
 
 
