@@ -119,6 +119,9 @@ class AccessReports:
                 Attachment.archive_id == archive.id, col(Attachment.complete).is_(True)
             )
         ).one()
+        sequence = getattr(self.audit, "integrate", None)
+        if sequence is not None:  # entries still queued (PostgreSQL) join the chain first
+            sequence()
         records = query(self.engine, archive=archive_no, limit=MAX_QUERY_LIMIT, newest_first=False)
         withdrawals = [
             {"at": r.time.isoformat(), "groups": list(r.groups), "by": r.actor}
