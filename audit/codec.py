@@ -21,6 +21,14 @@ from audit.errors import AuditWriteFailed
 from audit.events import AuditAction, AuditEvent, Outcome
 from audit.merkle import ENTRY_FORMAT_VERSION, TIME_FORMAT, canonical_entry_bytes
 from audit.models import entry_table
+from audit.stored import (
+    ACTION_JSON,
+    OUTCOME_JSON,
+    SECOND_QUOTED,
+    second_quoted,
+    time_text,
+    written,
+)
 
 MAX_ID_CHARS = 200
 MAX_TEXT_CHARS = 2000
@@ -147,9 +155,13 @@ def event_fields(event: AuditEvent) -> dict[str, Any]:
 
 
 def canonical_for_columns(columns: Mapping[str, Any]) -> bytes:
-    """Canonical bytes for a new row (the definitive, key-checked path)."""
+    """Canonical bytes for a new row (the definitive, key-checked path).
+
+    The time, action and outcome may also come as stored (``audit.stored``).
+    """
+    time, action, outcome = written(columns["time"], columns["action"], columns["outcome"])
     entry = {
-        "action": columns["action"],
+        "action": action,
         "actor": columns["actor"],
         "actor_role": columns["actor_role"],
         "archives": json.loads(columns["archives"]),
@@ -157,12 +169,12 @@ def canonical_for_columns(columns: Mapping[str, Any]) -> bytes:
         "detail": json.loads(columns["detail"]),
         "grant_id": columns["grant_id"],
         "groups": json.loads(columns["groups"]),
-        "outcome": columns["outcome"],
+        "outcome": outcome,
         "prev_hash": columns["prev_hash"].hex(),
         "purpose": columns["purpose"],
         "reason": columns["reason"],
         "seq": columns["seq"],
-        "time": columns["time"],
+        "time": time,
         "v": ENTRY_FORMAT_VERSION,
     }
     try:
@@ -270,8 +282,30 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
         prev_hash,
     ) = row[:14]  # the stored hash and the MAC that may follow are outside the canonical bytes
     lists, objects, escape = _VALID_LISTS, _VALID_OBJECTS, _escape
+    # Rows straight from the driver carry the stored integers (``audit.stored``):
+    # their JSON text comes from tables of names known to need no escaping, and
+    # the time's second from a cache, so the common row costs no escaping here.
+    if type(time) is int and time >= 1_000_000:
+        # Its last six decimal digits are the microseconds: no division, no padding.
+        prefix = SECOND_QUOTED.get(time // 1_000_000) or second_quoted(time // 1_000_000)
+        time_json = prefix + str(time)[-6:] + 'Z"' if prefix else escape(f"?{time}")
+    elif type(time) is int:
+        time_json = escape(time_text(time))
+    else:
+        time_json = escape(time) if type(time) is str else ""
+    action_json = ACTION_JSON.get(action) if type(action) is int else None
+    if action_json is None:
+        action = written(None, action, None)[1]
+        action_json = escape(action) if type(action) is str else None
+    outcome_json = OUTCOME_JSON.get(outcome) if type(outcome) is int else None
+    if outcome_json is None:
+        outcome = written(None, None, outcome)[2]
+        outcome_json = escape(outcome) if type(outcome) is str else None
     if (
-        type(seq) is int
+        time_json
+        and action_json is not None
+        and outcome_json is not None
+        and type(seq) is int
         # A log repeats its groups and details: a set lookup settles most rows.
         and (_one_plain_string(archives) or _is_canonical(archives, list))
         and (groups in lists or _is_canonical(groups, list))
@@ -280,18 +314,19 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
         try:
             # Two f-strings: past 30 parts CPython builds one through a list and str.join.
             return (
-                f'{{"action":{escape(action)},"actor":{escape(actor)},'
+                f'{{"action":{action_json},"actor":{escape(actor)},'
                 f'"actor_role":{escape(role)},"archives":{archives},'
                 f'"client":{"null" if client is None else escape(client)},"detail":{detail},'
                 f'"grant_id":{"null" if grant_id is None else escape(grant_id)},'
-                f'"groups":{groups},"outcome":{escape(outcome)},'
+                f'"groups":{groups},"outcome":{outcome_json},'
                 + f'"prev_hash":"{bytes(prev_hash).hex()}",'
                 f'"purpose":{"null" if purpose is None else escape(purpose)},'
                 f'"reason":{"null" if reason is None else escape(reason)},'
-                f'"seq":{seq},"time":{escape(time)},"v":{ENTRY_FORMAT_VERSION}}}'
+                f'"seq":{seq},"time":{time_json},"v":{ENTRY_FORMAT_VERSION}}}'
             ).encode()
         except (TypeError, UnicodeEncodeError):
             pass  # a NULL or non-text value where text belongs: fall through
+    time, action, outcome = written(time, action, outcome)
     return _COMPACT.encode(
         {
             "action": action,
@@ -332,6 +367,7 @@ def entry_dict_from_row(row: Sequence[Any]) -> dict[str, Any]:
         prev_hash,
         stored,
     ) = row
+    time, action, outcome = written(time, action, outcome)  # as stored, from the driver
 
     def parsed(text: str) -> Any:
         try:

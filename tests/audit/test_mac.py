@@ -25,6 +25,7 @@ from audit.guards import DEFAULT_APP_ROLE
 from audit.locks import locked_head
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
+from audit.stored import as_stored
 from audit.verify import verify_bundle
 from vault.keys import load_key_file, write_key_file
 from vault.vault import Vault, open_vault
@@ -112,6 +113,9 @@ def forge_next_entry(engine: sa.Engine, **changes: Any) -> int:
         row["time"] = format_time(datetime.now(UTC))
         row.update(changes)
         row["entry_hash"] = leaf_hash(canonical_for_columns(row))
+        row["time"], row["action"], row["outcome"] = as_stored(
+            row["time"], row["action"], row["outcome"]
+        )
         conn.execute(sa.text(_INSERT_ENTRY), row)
     return int(row["seq"])
 

@@ -9,6 +9,7 @@ from alembic import command
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.guards import guards_installed
 from audit.log import AuditLog
+from audit.models import entry_table
 from foundation.db import transaction
 from vault import migrate
 
@@ -31,7 +32,8 @@ def _append(log: AuditLog, n: int) -> None:
 
 def _snapshot(engine: sa.Engine) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     with engine.connect() as conn:
-        entries = conn.execute(sa.text("SELECT * FROM audit_entry ORDER BY seq")).all()
+        # Through the table's types: the same values whichever way a revision stores them.
+        entries = conn.execute(sa.select(entry_table).order_by(entry_table.c.seq)).all()
         refs = conn.execute(
             sa.text("SELECT archive_no, seq FROM audit_archive_ref ORDER BY archive_no, seq")
         ).all()

@@ -11,6 +11,7 @@ import pytest
 from audit.codec import canonical_for_columns
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
+from audit.stored import OUTCOME_CODES, time_micros
 
 
 def _problem(log: AuditLog) -> tuple[str, int | None]:
@@ -152,10 +153,10 @@ def test_forged_checkpoint_is_rejected(filled: AuditLog, tamper) -> None:
 @pytest.mark.parametrize("column", ["time", "purpose", "client", "outcome", "prev_hash"])
 def test_every_hashed_column_is_covered(filled: AuditLog, tamper, column: str) -> None:
     value = {
-        "time": "'2020-01-01T00:00:00.000000Z'",
+        "time": str(time_micros("2020-01-01T00:00:00.000000Z")),  # as stored (audit.stored)
         "purpose": "'other'",
         "client": "'10.9.9.9'",
-        "outcome": "'denied'",
+        "outcome": str(OUTCOME_CODES["denied"]),
         "prev_hash": "entry_hash",
     }[column]
     tamper(filled.engine, f"UPDATE audit_entry SET {column} = {value} WHERE seq = 7")
