@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from audit.models import entry_table
 from tests.factories import archive
 from vault.schema import SHIPPED_SCHEMA_FILE
 
@@ -319,7 +320,7 @@ def test_upgrade_fills_the_masked_names_of_archives_from_before_them(data: Path)
     with engine.connect() as conn:
         sealed = conn.execute(sa.text("SELECT masked_name_ct FROM archive")).scalars().all()
         audited = conn.execute(
-            sa.text("SELECT count(*) FROM audit_entry WHERE action = 'vault:mask-names'")
+            sa.select(sa.func.count()).where(entry_table.c.action == "vault:mask-names")
         ).scalar_one()
     assert len(sealed) == 3 and all(ct is not None and ct[0] == 0xA5 for ct in sealed)
     assert audited == 1
@@ -354,9 +355,9 @@ def test_a_manifest_removed_in_the_database_is_reported_never_sealed(data: Path)
         )
         refusals = (
             conn.execute(
-                sa.text(
-                    "SELECT archives FROM audit_entry WHERE action = 'vault:seal-manifests' "
-                    "AND outcome = 'error'"
+                sa.select(entry_table.c.archives).where(
+                    entry_table.c.action == "vault:seal-manifests",
+                    entry_table.c.outcome == "error",
                 )
             )
             .scalars()

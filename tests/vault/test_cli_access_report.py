@@ -7,6 +7,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from audit.models import entry_table
 from tests.vault.test_cli import data, run
 
 __all__ = ["data"]
@@ -52,8 +53,9 @@ def test_access_report_for_compliance_and_refused_to_a_salesperson(data: Path) -
         outcomes = sorted(
             tuple(r)
             for r in conn.execute(
-                sa.text("SELECT actor, outcome FROM audit_entry WHERE action = :a"),
-                {"a": "archive:access-report"},
+                sa.select(entry_table.c.actor, entry_table.c.outcome).where(
+                    entry_table.c.action == "archive:access-report"
+                )
             )
         )
     db.dispose()
