@@ -164,9 +164,11 @@ def _create(
         os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         footprint.database_file = db_file
     connect(engine).close()
-    footprint.take_snapshot()
     keys = create_key_file(settings.resolved_key_file)
     footprint.key_file = settings.resolved_key_file
+    # Only from here on are the schema's new tables this creation's: a creation refused
+    # above (another one's key file appeared meanwhile) drops nothing.
+    footprint.take_snapshot()
     migrate.upgrade(engine)
     migrate.grant_app_role(engine)  # first: install_guards then narrows the audit tables
     install_guards(engine)
