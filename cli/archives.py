@@ -42,7 +42,7 @@ from vault.rotation import kek_counts, rotate
 from vault.schema import load_schema
 from vault.seed import SyntheticArchives
 from vault.store import ArchiveStore
-from vault.vault import init_vault, open_vault
+from vault.vault import connect, creating_vault, open_vault
 
 customer_app = typer.Typer(help="Customer archives: import.", no_args_is_help=True)
 keys_app = typer.Typer(help="Key-encryption keys: rotate, status.", no_args_is_help=True)
@@ -59,25 +59,28 @@ def init(
         ),
     ] = False,
 ) -> None:
-    """Create a new vault: key file (mode 0600, outside the database) and tables."""
+    """Create a new vault: key file (mode 0600, outside the database) and tables.
+
+    All or nothing: when any step fails, the key file, the SQLite file or the tables it
+    made are removed again, so running it again after fixing the cause succeeds.
+    """
 
     settings = settings_for(data_dir)
-    vault = init_vault(settings)
-    store = ArchiveStore(vault)
-
-    with transaction(vault.engine) as session:
-        if demo:
-            mark_demo(session, vault.keys)
-        store.audit.append(
-            session,
-            AuditEvent(
-                action=AuditAction.VAULT_INIT,
-                actor=cli_actor(),
-                detail={"vault_id": vault.keys.vault_id, "demo": demo},
-            ),
-        )
-    record_policy(store)
-    finish(store)
+    with creating_vault(settings) as vault:
+        store = ArchiveStore(vault)
+        with transaction(vault.engine) as session:
+            if demo:
+                mark_demo(session, vault.keys)
+            store.audit.append(
+                session,
+                AuditEvent(
+                    action=AuditAction.VAULT_INIT,
+                    actor=cli_actor(),
+                    detail={"vault_id": vault.keys.vault_id, "demo": demo},
+                ),
+            )
+        record_policy(store)
+        finish(store)
     kind = "demo vault" if demo else "vault"
     console.print(f"Initialised {kind} [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
     console.print(f"  database : {settings.resolved_database_url.split('@')[-1]}")
@@ -91,6 +94,7 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
     settings = settings_for(data_dir)
     engine = make_engine(settings.resolved_database_url)
+    connect(engine).close()  # an unreachable database is named as such, up front
     before = migrate.current(engine)
     migrate.upgrade(engine)
 

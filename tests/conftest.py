@@ -53,6 +53,27 @@ def engine(backend: str, tmp_path: Path) -> Iterator[sa.Engine]:
 
 
 @pytest.fixture
+def cli_env(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """Environment for the CLI: SQLite in the data dir, or a fresh PostgreSQL schema."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    if backend == "sqlite":
+        yield env
+        return
+    schema = "t_" + secrets.token_hex(6)
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_URL else "?"
+    env["VAULT_DATABASE_URL"] = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    try:
+        yield env
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
+
+
+@pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "var", expected_archives=1000)
 

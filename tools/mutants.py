@@ -58,7 +58,9 @@ class Group:
 
 def load_groups() -> tuple[list[str], list[Group]]:
     doc = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))
-    packages = list(doc["tool"]["setuptools"]["packages"])
+    # The top-level packages: the names the package finder includes without a wildcard.
+    found = doc["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = [name for name in found if "." not in name and "*" not in name]
     table = doc["tool"]["mutants"]
     groups = [
         Group(name, tuple(spec["paths"]), tuple(spec["tests"]), tuple(spec.get("functions", ())))

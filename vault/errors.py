@@ -63,6 +63,14 @@ class NotInitialised(VaultError):
     code = "not-initialised"
 
 
+class DatabaseUnreachable(VaultError):
+    """The configured database cannot be connected to (wrong host or port, server down,
+    login refused): not the same as a database that holds no vault, so never a
+    ``NotInitialised`` (``demo`` would answer that one by creating a vault)."""
+
+    code = "database-unreachable"
+
+
 class DecryptionFailed(VaultError):
     """A ciphertext failed authentication: tampered, moved, or under the wrong key.
 

@@ -3,19 +3,25 @@
 ``init_vault`` creates the key file (0600, outside the database) and the tables
 and records the vault's identity in both, so that ``open_vault`` can refuse a
 key file from another vault with a clear message instead of failing later with
-a decryption error on the first read. Opening also gives a key file from before
-audit MACs its audit MAC key (``ensure_audit_mac_key``).
+a decryption error on the first read. Creating is all or nothing
+(``creating_vault``, ``vault.creation``): a failure leaves no key file and no
+half-made database, so a retry is not refused. Opening also gives a key file
+from before audit MACs its audit MAC key (``ensure_audit_mac_key``). A database
+that cannot be reached is said to be unreachable (``DatabaseUnreachable``),
+never "no vault": the operator is sent to the database URL, not to ``init``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlmodel import Session, select
 
 from audit.guards import install_guards
@@ -24,7 +30,8 @@ from audit.log import AuditLog
 from foundation.db import make_engine, transaction
 from foundation.settings import Settings
 from vault import migrate
-from vault.errors import KeyFileError, NotInitialised
+from vault.creation import Footprint, missing_dirs, sqlite_file
+from vault.errors import DatabaseUnreachable, KeyFileError, NotInitialised
 from vault.keys import KeyProvider, create_key_file, load_key_file
 from vault.models import VaultMeta
 from vault.schema import ProfileSchema, load_schema
@@ -74,27 +81,94 @@ def index_bits_for(expected: int, min_candidates: int) -> int:
     return max(8, min(32, math.floor(math.log2(max(expected // min_candidates, 2)))))
 
 
-def _read_meta(engine: Engine) -> dict[str, str]:
+def describe(engine: Engine) -> str:
+    """The database as the operator configured it, without its password."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def connect(engine: Engine) -> Connection:
+    """A connection, or ``DatabaseUnreachable`` naming the database and the driver's reason.
+
+    The reason is the first line of the driver's connect error (refused, unknown host,
+    authentication failed): it carries no SQL and no values, only where and why.
+    """
     try:
-        with Session(engine) as s:
-            return {m.key: m.value for m in s.exec(select(VaultMeta))}
-    except (OperationalError, ProgrammingError):
-        return {}
+        return engine.connect()
+    except DBAPIError as exc:
+        lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
+        reason = " ".join(lines[0].split())[:200]
+        raise DatabaseUnreachable(
+            f"cannot reach the database {describe(engine)}: {reason}. Check "
+            "VAULT_DATABASE_URL (host, port, database, user) and that the server is running"
+        ) from None
+
+
+def _read_meta(engine: Engine) -> dict[str, str]:
+    db_file = sqlite_file(engine)
+    if db_file is not None and not db_file.exists():
+        return {}  # nothing there: and opening it would create an empty file
+    with connect(engine) as conn:
+        try:
+            return {m.key: m.value for m in Session(bind=conn).exec(select(VaultMeta))}
+        except (OperationalError, ProgrammingError):  # no vault tables in this database
+            return {}
 
 
 def init_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
     """Create keys and tables for a new vault; refuses to touch an existing one."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with creating_vault(settings, engine=engine) as vault:
+        return vault
+
+
+@contextmanager
+def creating_vault(settings: Settings, *, engine: Engine | None = None) -> Iterator[Vault]:
+    """Create a vault and run the caller's first steps in it (``init``'s audit entry), all or
+    nothing: if anything fails, here or in the caller's block, what the creation made is
+    removed again (``vault.creation.Footprint``) and the error propagates.
+
+    Everything that can be refused without writing is checked first: the schema file, the
+    database (reachable, holding no vault) and the key file (absent).
+    """
     engine = engine or make_engine(settings.resolved_database_url)
+    schema = load_schema(settings.schema_file)
     if _read_meta(engine).get("vault_id"):
         raise NotInitialised(
-            f"a vault already exists at {settings.resolved_database_url}; refusing to re-initialise"
+            f"a vault already exists at {describe(engine)}; refusing to re-initialise"
         )
-    schema = load_schema(settings.schema_file)
-    if engine.dialect.name == "sqlite" and engine.url.database:
+    key_file = settings.resolved_key_file
+    if key_file.exists():
+        raise KeyFileError(
+            f"key file {key_file} already exists; refusing to overwrite it (a vault's keys "
+            "are never replaced: use another VAULT_KEY_FILE or move it away)"
+        )
+    footprint = Footprint(engine=engine)
+    try:
+        vault = _create(settings, engine, schema, footprint)
+        yield vault
+    except BaseException:
+        footprint.undo()
+        raise
+
+
+def _create(
+    settings: Settings, engine: Engine, schema: ProfileSchema, footprint: Footprint
+) -> Vault:
+    made = set(missing_dirs(settings.data_dir)) | set(
+        missing_dirs(settings.resolved_key_file.parent)
+    )
+    footprint.dirs = sorted(made, key=lambda d: len(d.parts), reverse=True)  # deepest first
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    db_file = sqlite_file(engine)
+    if db_file is not None and not db_file.exists():
         # Created 0600 before SQLite opens it; SQLite gives the WAL the same mode.
-        os.close(os.open(engine.url.database, os.O_WRONLY | os.O_CREAT, 0o600))
+        os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        footprint.database_file = db_file
+    connect(engine).close()
     keys = create_key_file(settings.resolved_key_file)
+    footprint.key_file = settings.resolved_key_file
+    # Only from here on are the schema's new tables this creation's: a creation refused
+    # above (another one's key file appeared meanwhile) drops nothing.
+    footprint.take_snapshot()
     migrate.upgrade(engine)
     migrate.grant_app_role(engine)  # first: install_guards then narrows the audit tables
     install_guards(engine)
@@ -114,9 +188,7 @@ def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
     engine = engine or make_engine(settings.resolved_database_url)
     meta = _read_meta(engine)
     if not meta.get("vault_id"):
-        raise NotInitialised(
-            f"no vault at {settings.resolved_database_url}; run `archive-vault init` first"
-        )
+        raise NotInitialised(f"no vault at {describe(engine)}; run `archive-vault init` first")
     migrate.check(engine)
     keys = load_key_file(settings.resolved_key_file)
     if keys.vault_id != meta["vault_id"]:

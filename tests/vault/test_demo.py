@@ -8,20 +8,14 @@ on SQLite and on PostgreSQL, and check that it is refused and adds no user.
 
 from __future__ import annotations
 
-import os
-import secrets
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import sqlalchemy as sa
 from sqlmodel import Session, select
 
 from foundation.db import make_engine, transaction
 from foundation.settings import Settings
-from tests.conftest import PG_URL
 from vault.demo import META_KEY, is_demo, mark_demo
 from vault.models import User, VaultMeta
 from vault.vault import Vault, init_vault
@@ -51,27 +45,6 @@ def test_a_forged_or_copied_marker_is_not_accepted(vault: Vault, tmp_path: Path)
         row.value = copied
         session.add(row)
     assert not is_demo(vault.engine, vault.keys)
-
-
-@pytest.fixture
-def cli_env(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
-    """Environment for the CLI: SQLite in the data dir, or a fresh PostgreSQL schema."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
-    if backend == "sqlite":
-        yield env
-        return
-    schema = "t_" + secrets.token_hex(6)
-    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_URL else "?"
-    env["VAULT_DATABASE_URL"] = f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    try:
-        yield env
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def _cli(env: dict[str, str], data: Path, *args: str) -> subprocess.CompletedProcess:
