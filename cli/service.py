@@ -6,6 +6,7 @@ like ``vault/cli.py`` this is a composition root, not library code.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import sys
@@ -308,10 +309,18 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Needs PostgreSQL if > 1.")] = 1,
+    forwarded_allow_ips: Annotated[
+        str,
+        typer.Option(
+            help="Addresses of the reverse proxy in front (comma-separated IPs or networks): "
+            "only connections from them may set the client address with X-Forwarded-For.",
+        ),
+    ] = "",
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
 
+    proxies = _proxy_addresses(forwarded_allow_ips)
     settings = settings_for(data_dir)
     open_vault(settings)  # fail here, clearly, rather than in every worker
     if workers > 1 and settings.is_sqlite:
@@ -332,10 +341,34 @@ def serve(
         port=port,
         workers=workers,
         log_level="warning",
-        proxy_headers=False,
+        # The client address is what the audit records and what the login guard counts
+        # failures by: it comes from the headers only when a named proxy sent them.
+        proxy_headers=bool(proxies),
+        forwarded_allow_ips=",".join(proxies) if proxies else None,
         http=HTTP_PROTOCOL,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
     )
+
+
+def _proxy_addresses(text: str) -> list[str]:
+    """The proxies ``--forwarded-allow-ips`` names, each an IP address or network.
+
+    ``*`` (trust every peer) is refused: anyone could then choose the address the
+    audit records for them and spread password guesses over made-up addresses.
+    """
+    out: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            out.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            err.print(
+                f"[red]error:[/] --forwarded-allow-ips: {part!r} is not an IP address or "
+                "network (name the reverse proxy's own addresses; '*' is not accepted)"
+            )
+            raise typer.Exit(2) from None
+    return out
 
 
 def demo(
