@@ -114,9 +114,7 @@ def test_the_wheel_holds_every_file_of_the_packages(wheel: Path, sources: list[s
 
 
 def _outside_env() -> dict[str, str]:
-    return {
-        k: v for k, v in os.environ.items() if not k.startswith("VAULT_") and k != "PYTHONPATH"
-    }
+    return {k: v for k, v in os.environ.items() if not k.startswith("VAULT_") and k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="session")
