@@ -37,6 +37,7 @@ from api.routers import (
     users,
 )
 from api.services import Services
+from api.serving import exit_with_master
 from audit.errors import AuditError
 from foundation.clock import utcnow
 from foundation.settings import Settings
@@ -278,4 +279,5 @@ def create_app(
 
 def app_factory() -> Any:
     """For ``uvicorn --factory api.app:app_factory`` (settings from the environment)."""
+    exit_with_master()
     return create_app(Settings())

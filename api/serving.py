@@ -1,4 +1,4 @@
-"""uvicorn's h11 protocol with TCP_NODELAY on every connection, for ``serve --workers N``.
+"""How ``serve --workers N`` runs: TCP_NODELAY on every connection, workers tied to their master.
 
 With more than one worker, uvicorn binds the listening socket itself
 (``socket.socket(family)``, whose ``proto`` is 0), and asyncio only sets
@@ -6,12 +6,21 @@ TCP_NODELAY on accepted sockets whose ``proto`` is IPPROTO_TCP. Responses go
 out as two writes (head, then body), so with Nagle's algorithm on, every
 keep-alive response waited for the client's delayed ACK: 44 ms per request
 with two workers against under 1 ms with one (measured with bench/api.py).
+
+A worker also exits when its master dies. uvicorn's master stops its workers
+when it is asked to, but one killed with SIGKILL (or by the kernel's OOM killer)
+left them serving on, orphaned: still answering, but no longer replaced when
+they hang and never stopped by the service manager's next stop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import os
+import signal
 import socket
+import threading
 from contextlib import suppress
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -31,3 +40,30 @@ class NoDelayH11(H11Protocol):
             with suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         super().connection_made(transport)
+
+
+PARENT_POLL_SECONDS = 1.0
+
+
+def exit_with_master(poll: float = PARENT_POLL_SECONDS) -> bool:
+    """In a worker process of uvicorn's master: stop gracefully once the master is gone.
+
+    A daemon thread watches the parent's pid; when the process is re-parented
+    (the master died), it sends this worker SIGTERM, which uvicorn handles as a
+    normal shutdown: requests in flight finish, nothing new is accepted. A
+    single-process ``serve`` has no master and is not watched (its parent is
+    whatever started it). Returns whether a watch was started.
+    """
+    if multiprocessing.parent_process() is None:
+        return False
+    master = os.getppid()
+
+    def watch() -> None:
+        stop = threading.Event()
+        while not stop.wait(poll):
+            if os.getppid() != master:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    threading.Thread(target=watch, name="exit-with-master", daemon=True).start()
+    return True
