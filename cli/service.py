@@ -316,6 +316,14 @@ def serve(
             "only connections from them may set the client address with X-Forwarded-For.",
         ),
     ] = "",
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=3600,
+            help="On SIGTERM, seconds to let requests in flight finish before they are cut.",
+        ),
+    ] = 30,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Run the HTTP service (uvicorn)."""
@@ -347,6 +355,10 @@ def serve(
         forwarded_allow_ips=",".join(proxies) if proxies else None,
         http=HTTP_PROTOCOL,
         timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        # Bounded: a client sending its upload slowly no longer holds a stop (or a
+        # deploy) for as long as it likes; what it had not finished is cut, and a
+        # request is only ever answered after its audit entry committed.
+        timeout_graceful_shutdown=graceful_timeout,
     )
 
 
