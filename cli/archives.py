@@ -330,11 +330,33 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     table = Table(title="Key-encryption keys")
     for column in ("level", "version", "state", "archives"):
         table.add_column(column)
+    unreadable = 0
     for lvl in LEVELS:
-        for version, meta in sorted(store.keys.versions(lvl).items()):
-            state = "retired" if meta["retired_at"] else "active" if meta["active"] else "old"
-            table.add_row(lvl, f"v{version}", state, str(counts.get(lvl, {}).get(version, 0)))
+        known = store.keys.versions(lvl)
+        held = counts.get(lvl, {})
+        for version in sorted(set(known) | set(held)):
+            meta = known.get(version)
+            n = held.get(version, 0)
+            if meta is None:
+                state = "[red]not in the key file[/]" if n else "not in the key file"
+            elif meta["retired_at"]:
+                state = "[red]retired[/]" if n else "retired"
+            else:
+                state = "active" if meta["active"] else "old"
+            # Archives under a version the key file no longer holds cannot be opened.
+            if n and (meta is None or meta["retired_at"]):
+                unreadable += n
+            table.add_row(lvl, f"v{version}", state, str(n))
     console.print(table)
+    if unreadable:
+        # A database restored from before a rotation, served with the key file of after it.
+        err.print(
+            f"[red]error:[/] {unreadable} archive(s) are wrapped by a key version the key file "
+            "no longer holds (retired or missing), so they cannot be read: this key file "
+            "does not match this database. Restore the key file backed up with this "
+            "database's backup (keep one with every rotation); nothing was changed"
+        )
+        raise typer.Exit(1)
 
 
 @app.command("custodians")

@@ -154,6 +154,29 @@ def test_seed_rotate_status(data: Path) -> None:
     assert "retired" in status and "active" in status
 
 
+def test_status_flags_archives_the_key_file_cannot_open(data: Path) -> None:
+    """A database from before a rotation served with the key file of after it: every read
+    would fail, so `keys status` says so and exits 1 instead of a table that looks fine."""
+    run("seed", "--customers", "5", data=data)
+    run("keys", "rotate", "--level", "internal", data=data)
+    engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
+    with engine.begin() as conn:  # as the pre-rotation backup had them
+        n = conn.execute(
+            sa.text("UPDATE archive SET kek_version = 1 WHERE classification = 'internal'")
+        ).rowcount
+        conn.execute(
+            sa.text("UPDATE archive SET kek_version = 7 WHERE archive_no = :no"),
+            {"no": conn.execute(sa.text("SELECT archive_no FROM archive LIMIT 1")).scalar_one()},
+        )
+    engine.dispose()
+    proc = run("keys", "status", data=data, check=False)
+    assert proc.returncode == 1, proc.stdout
+    line = " ".join(proc.stderr.split())
+    assert f"{n} archive(s) are wrapped by a key version the key file no longer holds" in line
+    assert "does not match this database" in line and "Traceback" not in proc.stderr
+    assert "not in the key file" in proc.stdout and "v7" in proc.stdout
+
+
 def test_missing_wrong_and_open_key_files_are_refused(data: Path, tmp_path: Path) -> None:
     key = data / "keys" / "keyring.json"
     key.chmod(0o644)
