@@ -324,7 +324,7 @@ def keys_rotate(
 def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     """KEK versions per level and how many archives each still wraps."""
 
-    store = open_store(data_dir)
+    store = open_store(data_dir, changes=False)
     with Session(store.engine) as session:
         counts = kek_counts(session)
     table = Table(title="Key-encryption keys")
@@ -371,7 +371,7 @@ def custodians(
     useful after upgrading an older vault. Metadata only; changes nothing. Exits 1
     when any breaks the rule."""
 
-    store = open_store(data_dir)
+    store = open_store(data_dir, changes=False)
     with Session(store.engine) as session:
         rows = [
             (a.archive_no, a.classification, a.owner, a.custodian or "", problem)

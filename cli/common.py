@@ -3,7 +3,6 @@ the operator as an audit actor, progress bars and the closing checkpoint."""
 
 from __future__ import annotations
 
-import getpass
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +24,7 @@ from rich.text import Text
 
 from audit.errors import AuditIntegrityError
 from audit.events import Actor
+from cli.operator import current_actor, establish
 from foundation.settings import Settings
 from policies.version import policy_files, record_policy_version
 from vault.store import ArchiveStore
@@ -47,15 +47,16 @@ def settings_for(data_dir: Path) -> Settings:
 
 
 def cli_actor() -> Actor:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return Actor(username=f"cli:{user}", role="system", client="cli")
+    """Who this command's entries name: the operator established by ``open_store``
+    (``--as NAME``), else the operating-system account (``cli.operator``)."""
+    return current_actor()
 
 
-def open_store(data_dir: Path) -> Any:
+def open_store(data_dir: Path, *, changes: bool = True) -> Any:
+    """Open the vault for a command; one that ``changes`` it first establishes its operator."""
     store = ArchiveStore(open_vault(settings_for(data_dir)))
+    if changes:
+        establish(store)
     record_policy(store)
     return store
 

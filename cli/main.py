@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Annotated
 
 import typer
 from sqlalchemy.exc import DBAPIError
@@ -19,6 +20,7 @@ from cli import access_report, archives, detection, leaks, notifications, servic
 from cli.audit import audit_app
 from cli.common import err
 from cli.inspect import inspect_app
+from cli.operator import name_operator
 from cli.policy import policy_app
 from policies.errors import PolicyError
 from vault.errors import VaultError
@@ -29,6 +31,24 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
+@app.callback()
+def _operator(
+    operator: Annotated[
+        str | None,
+        typer.Option(
+            "--as",
+            metavar="NAME",
+            envvar="VAULT_OPERATOR",
+            help="Run as this vault administrator (password asked, or "
+            "VAULT_OPERATOR_PASSWORD_FILE); required for changes once the vault has one.",
+        ),
+    ] = None,
+) -> None:
+    name_operator(operator)
+
+
 app.add_typer(archives.app)
 app.add_typer(archives.customer_app, name="customer")
 app.add_typer(archives.keys_app, name="keys")
@@ -42,10 +62,33 @@ detection.register(app)
 access_report.register(app)
 
 
+def _hoist_operator(argv: list[str]) -> list[str]:
+    """``--as NAME`` is the root's option, but people type it after the command too
+    (``archive-vault user add li.na --role salesperson --as wang.admin``): move it first."""
+    rest: list[str] = []
+    front: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            rest.extend(argv[i:])
+            break
+        if arg == "--as" and i + 1 < len(argv):
+            front += argv[i : i + 2]
+            i += 2
+            continue
+        if arg.startswith("--as="):
+            front.append(arg)
+        else:
+            rest.append(arg)
+        i += 1
+    return front + rest
+
+
 def main() -> None:
     os.umask(0o077)  # nothing the vault writes (database, WAL, exports) is for other users
     try:
-        app()
+        app(args=_hoist_operator(sys.argv[1:]))
     except VaultError as exc:
         err.print(f"[red]error:[/] {exc.message}", highlight=False)
         sys.exit(1)

@@ -1,0 +1,189 @@
+"""Who runs a command: a named vault administrator, not only an operating-system account.
+
+Every command used to be audited as ``cli:<os user>``. On a machine where several
+administrators share that account (root, a service account), the log could not
+tell them apart. A command therefore runs as a named vault user (``--as NAME``,
+or ``VAULT_OPERATOR``) whose password is checked exactly like a sign-in: the
+same Argon2 check, failure counters, locks and ``login`` / ``login:failed``
+entries. The user must be enabled and hold ``admin``. Its entries then carry
+the vault user as the actor and ``cli:<os user>`` as the client, so both are on
+record.
+
+Once a vault has an enabled administrator, a command that changes anything
+refuses to run without ``--as``. Before that (a new vault being set up by
+``init`` and its first ``user add``), and on demo vaults, it runs as
+``cli:<os user>`` as before. Commands that only read (``keys status``,
+``custodians``, ``audit verify``) never ask.
+
+The password is read from ``VAULT_OPERATOR_PASSWORD_FILE`` (a file only its owner
+can read, for scheduled jobs), else from ``VAULT_OPERATOR_PASSWORD``, else
+asked for on the terminal; it is never echoed, logged or put in an error.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import stat
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from api.accounts import Accounts
+from api.security import TokenService
+from audit.events import Actor
+from foundation.clock import utcnow
+from policies.roles import Role
+from vault.demo import is_demo
+from vault.errors import VaultError
+from vault.models import User, UserRole, table_of
+
+_U = table_of(User)
+_R = table_of(UserRole)
+
+
+class OperatorError(VaultError):
+    """The named operator could not be established; the message names why, never a secret."""
+
+
+@dataclass
+class _State:
+    name: str | None = None
+    actor: Actor | None = None
+
+
+_state = _State()
+
+
+def name_operator(name: str | None) -> None:
+    """Record ``--as NAME`` for this process (the command line's callback calls it)."""
+    _state.name = name.strip() if name and name.strip() else None
+    _state.actor = None
+
+
+def os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def anonymous_actor() -> Actor:
+    """The operating-system account alone: before a vault has administrators, and for reads."""
+    return Actor(username=f"cli:{os_user()}", role="system", client="cli")
+
+
+def current_actor() -> Actor:
+    """The established operator, else the operating-system account."""
+    return _state.actor or anonymous_actor()
+
+
+def establish(store: Any) -> Actor:
+    """Authenticate the named operator against this vault, or refuse a command that needs one.
+
+    Called once a command has opened the vault for a change. Raises
+    ``OperatorError`` (one line, exit 1) when no name was given but the vault
+    has administrators, when the password is wrong or the account locked, or
+    when the user is not an enabled administrator.
+    """
+    if _state.actor is not None:
+        return _state.actor
+    if _state.name is None:
+        if _administrators(store.engine) and not is_demo(store.engine, store.vault.keys):
+            raise OperatorError(
+                "this vault has administrators, so a command that changes it runs as one of "
+                "them: add --as NAME (or set VAULT_OPERATOR), with the password on the "
+                "terminal or in VAULT_OPERATOR_PASSWORD_FILE"
+            )
+        return anonymous_actor()
+    _state.actor = _authenticate(store, _state.name, _password(_state.name))
+    return _state.actor
+
+
+def _administrators(engine: sa.Engine) -> bool:
+    query = (
+        sa.select(_U.c.id)
+        .join(_R, _R.c.user_id == _U.c.id)
+        .where(_R.c.role == Role.ADMIN.value, _U.c.disabled == sa.false())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def _authenticate(store: Any, name: str, password: str) -> Actor:
+    vault = store.vault
+    client = f"cli:{os_user()}"
+    accounts = Accounts(
+        vault=vault,
+        index=store.index,
+        audit=store.audit,
+        tokens=TokenService(
+            secret=vault.keys.secret("token_signing"),
+            issuer=f"archive-vault:{vault.keys.vault_id}",
+            ttl=timedelta(minutes=1),
+        ),
+        clock=utcnow,
+    )
+    # A success issues nothing: the command itself is the session.
+    attempt = accounts.login(name, password, client, utcnow(), issue=lambda *_: ("cli", 0))
+    if attempt.retry_after:
+        raise OperatorError(
+            f"too many failed sign-ins; try again in {int(attempt.retry_after) + 1} s"
+        )
+    if attempt.token is None:
+        raise OperatorError(f"--as {name}: wrong user name or password, or the user is disabled")
+    if not _is_admin(store.engine, name):
+        raise OperatorError(f"--as {name}: only an enabled administrator (admin) runs commands")
+    return Actor(username=name, role="system", client=client)
+
+
+def _is_admin(engine: sa.Engine, name: str) -> bool:
+    query = (
+        sa.select(_U.c.id)
+        .join(_R, _R.c.user_id == _U.c.id)
+        .where(
+            _U.c.username == name,
+            _R.c.role == Role.ADMIN.value,
+            _U.c.disabled == sa.false(),
+        )
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
+def _password(name: str) -> str:
+    path = os.environ.get("VAULT_OPERATOR_PASSWORD_FILE")
+    if path:
+        return _password_file(Path(path))
+    given = os.environ.get("VAULT_OPERATOR_PASSWORD")
+    if given:
+        return given
+    try:
+        with open("/dev/tty"):
+            pass
+    except OSError:
+        raise OperatorError(
+            f"--as {name}: no terminal to ask the password on; set VAULT_OPERATOR_PASSWORD_FILE"
+        ) from None
+    return getpass.getpass(f"password of {name}: ")
+
+
+def _password_file(path: Path) -> str:
+    try:
+        st = path.stat()
+    except OSError:
+        raise OperatorError(f"VAULT_OPERATOR_PASSWORD_FILE {path} cannot be read") from None
+    if st.st_mode & 0o077 or not stat.S_ISREG(st.st_mode):
+        raise OperatorError(
+            f"VAULT_OPERATOR_PASSWORD_FILE {path} must be a file only its owner can read "
+            f"(chmod 600 {path})"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise OperatorError(f"VAULT_OPERATOR_PASSWORD_FILE {path} cannot be read") from None
+    return text.rstrip("\r\n")
