@@ -13,7 +13,6 @@ from rich.table import Table
 from sqlmodel import Session, select
 
 from audit.events import AuditAction, AuditEvent
-from audit.guards import install_guards
 from cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
@@ -98,8 +97,7 @@ def upgrade(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     before = migrate.current(engine)
     migrate.upgrade(engine)
 
-    migrate.grant_app_role(engine)
-    install_guards(engine)
+    migrate.secure(engine, settings.app_role)
     console.print(f"Database schema: {before or 'empty'} → {migrate.head()}")
     _finish_upgrade(settings, engine)
 

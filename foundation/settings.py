@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     # The key file lives outside the database (Art 22 "stored separately").
     key_file: Path | None = None
     schema_file: Path = DEFAULT_SCHEMA_FILE
+    # PostgreSQL: the NOLOGIN role the service's login is made a member of. Empty means
+    # "<database>_app", one per vault database, so a shared cluster's vaults never
+    # share a role (a member of one vault's role gets no rights in another's).
+    app_role: str = Field(default="", pattern=r"^([a-z_][a-z0-9_]{0,62})?$")
     # Leak detection's rules and thresholds; checked at start-up (a bad file stops it).
     detection_file: Path = DEFAULT_DETECTION_FILE
 

@@ -6,6 +6,7 @@ installed vault can upgrade itself; every package's tables are in one history.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
@@ -14,6 +15,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
+from audit.guards import DEFAULT_APP_ROLE, install_guards
 from audit.models import AUDIT_TABLES
 from vault.errors import NotInitialised
 
@@ -55,10 +57,38 @@ def check(engine: Engine) -> None:
         )
 
 
-APP_ROLE = "archive_vault_app"
+def app_role(engine: Engine, configured: str = "") -> str:
+    """The vault's application role: ``VAULT_APP_ROLE``, else ``<database>_app``.
+
+    Named after the database, not one cluster-wide name: on a cluster that holds
+    several vaults, the login made a member of one vault's role must get no rights
+    in another vault's database. Non-identifier characters of the database name
+    become ``_`` and the name is cut to PostgreSQL's 63 bytes.
+    """
+    if configured:
+        return configured
+    with engine.connect() as conn:
+        database = str(conn.exec_driver_sql("SELECT current_database()").scalar_one())
+    base = re.sub(r"[^a-z0-9_]", "_", database.lower())
+    if not base or not (base[0].isalpha() or base[0] == "_"):
+        base = f"v_{base}"
+    return f"{base[:59]}_app"
 
 
-def grant_app_role(engine: Engine, role: str = APP_ROLE) -> None:
+def secure(engine: Engine, configured_role: str = "") -> None:
+    """Grant the application role its rights, then make the audit tables append-only.
+
+    Run after every ``init`` and ``upgrade``: new tables need their grants, and
+    ``install_guards`` narrows the audit tables afterwards.
+    """
+    role = DEFAULT_APP_ROLE
+    if engine.dialect.name == "postgresql":
+        role = app_role(engine, configured_role)
+        grant_app_role(engine, role)
+    install_guards(engine, app_role=role)
+
+
+def grant_app_role(engine: Engine, role: str) -> None:
     """PostgreSQL: give the service's role what it needs on the vault's own tables.
 
     The service should log in as a member of this role and never as the

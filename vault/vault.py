@@ -24,7 +24,6 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 from sqlmodel import Session, select
 
-from audit.guards import install_guards
 from audit.locks import locked_head
 from audit.log import AuditLog
 from foundation.db import make_engine, transaction
@@ -170,8 +169,7 @@ def _create(
     # above (another one's key file appeared meanwhile) drops nothing.
     footprint.take_snapshot()
     migrate.upgrade(engine)
-    migrate.grant_app_role(engine)  # first: install_guards then narrows the audit tables
-    install_guards(engine)
+    migrate.secure(engine, settings.app_role)
     bits = index_bits_for(settings.expected_archives, settings.index_min_candidates)
     with Session(engine) as s:
         for key, value in {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,9 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
-from foundation.db import transaction
+from foundation.db import make_engine, transaction
 from policies.directory import add_user
 from policies.models import AccessGrant, AccessRequest, LoanEntry
+from tests.conftest import PG_URL
 from tests.tables import import_models
 from vault import migrate
 from vault.vault import init_vault, open_vault
@@ -53,16 +55,14 @@ def test_a_database_at_the_first_revision_upgrades_to_head(engine, settings) -> 
 def test_the_app_role_may_change_the_store_but_only_append_to_the_audit(vault) -> None:
     if vault.engine.dialect.name != "postgresql":
         pytest.skip("roles and grants are PostgreSQL's")
+    role = migrate.app_role(vault.engine)
     with vault.engine.connect() as conn:
 
         def can(table: str, right: str) -> bool:
             return bool(
                 conn.execute(
-                    sa.text(
-                        "SELECT has_table_privilege('archive_vault_app', "
-                        "current_schema() || '.' || :t, :r)"
-                    ),
-                    {"t": table, "r": right},
+                    sa.text("SELECT has_table_privilege(:role, current_schema() || '.' || :t, :r)"),
+                    {"role": role, "t": table, "r": right},
                 ).scalar()
             )
 
@@ -148,3 +148,45 @@ def test_upgrading_marks_todays_administrators_as_ever_admin(engine, settings) -
             sa.text("SELECT value FROM vault_meta WHERE key = 'roles_need_approval'")
         ).scalar()
     assert marked == {"root": True, "boss": False, "sales": False} and flag == "1"
+
+
+def test_each_vault_database_has_its_own_app_role() -> None:
+    """On a shared cluster, the service login of one vault gets no rights in another's."""
+    if not PG_URL.startswith("postgresql"):
+        pytest.skip("roles and grants are PostgreSQL's")
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    names = [f"av_role_{secrets.token_hex(4)}_{side}" for side in "ab"]
+    engines: list[sa.Engine] = []
+    try:
+        for name in names:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"CREATE DATABASE {name}")
+            engine = make_engine(sa.make_url(PG_URL).set(database=name).render_as_string(False))
+            engines.append(engine)
+            migrate.upgrade(engine)
+            migrate.secure(engine)
+        roles = [migrate.app_role(e) for e in engines]
+        assert roles == [f"{n}_app" for n in names]
+
+        def can(engine: sa.Engine, role: str) -> bool:
+            with engine.connect() as conn:
+                return bool(
+                    conn.execute(
+                        sa.text("SELECT has_table_privilege(:r, 'public.archive', 'SELECT')"),
+                        {"r": role},
+                    ).scalar()
+                )
+
+        assert can(engines[0], roles[0]) and can(engines[1], roles[1])
+        assert not can(engines[0], roles[1]) and not can(engines[1], roles[0])
+        migrate.secure(engines[0], "custom_vault_role")  # VAULT_APP_ROLE names it instead
+        assert can(engines[0], "custom_vault_role")
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with admin.connect() as conn:
+            for name in names:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            for role in [f"{n}_app" for n in names]:
+                conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()
