@@ -31,11 +31,13 @@ from audit.verify import (
     verify_bundle_file,
 )
 from cli.common import DEFAULT_DATA_DIR, DataDir
+from cli.verifier import verifier
 from foundation.settings import Settings
 from vault.errors import VaultError
 from vault.vault import open_vault
 
 audit_app = typer.Typer(help="The tamper-evident audit log.", no_args_is_help=True)
+audit_app.command()(verifier)
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")

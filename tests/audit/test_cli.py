@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
+from audit.checkpoint import public_key_pem
 from audit.guards import remove_guards
 from audit.log import AuditLog
 from cli import audit as cli_audit
+from cli import verifier as cli_verifier
 from cli.audit import audit_app
 from foundation.db import make_engine
 from foundation.settings import Settings
@@ -134,3 +139,47 @@ def test_verify_in_worker_processes_keeps_the_state_check(
     result = _run("verify", "--data-dir", str(data_dir))
     assert result.exit_code == 0 and "OK: 6 entries" in result.output
     assert len(ranged) == 3
+
+
+def test_the_auditors_verifier_runs_alone_and_pins_the_key(data_dir: Path, tmp_path: Path) -> None:
+    """What ``audit verifier`` writes checks a bundle with nothing of the vault installed
+    beside it, and refuses a bundle signed by another key than the pinned one."""
+    out = tmp_path / "for-the-auditor"
+    result = _run("verifier", "--out", str(out), "--data-dir", str(data_dir))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (out / "audit").iterdir()) == [
+        "__init__.py",
+        "checkpoint.py",
+        "merkle.py",
+        "verify.py",
+    ]
+    pem = (out / "audit.pem").read_text()
+    assert cli_verifier.fingerprint(pem) in (out / "README.txt").read_text()
+    assert "PRIVATE" not in "".join(p.read_text() for p in out.rglob("*") if p.is_file())
+    bundle = tmp_path / "bundle.json"
+    assert _run("export", "--out", str(bundle), "--data-dir", str(data_dir)).exit_code == 0
+
+    def verify(pubkey: Path) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "audit.verify", "--pubkey", str(pubkey), str(bundle)],
+            cwd=out,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import audit.verify as v, sys; print(v.__file__)"],
+        cwd=out,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert where.stdout.strip() == str(out / "audit" / "verify.py")  # its own copy is used
+    good = verify(out / "audit.pem")
+    assert good.returncode == 0 and "OK: 12 entries" in good.stdout, good.stdout + good.stderr
+    other = tmp_path / "other.pem"
+    other.write_text(public_key_pem(Ed25519PrivateKey.generate().public_key()))
+    assert verify(other).returncode != 0
+    again = _run("verifier", "--out", str(out), "--data-dir", str(data_dir))
+    assert again.exit_code == 2 and "already exists" in again.output
