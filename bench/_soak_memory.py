@@ -5,12 +5,14 @@ The workers are the serve process's children that uvicorn spawned
 uvicorn serves from the serve process itself. RSS is ``VmRSS`` from
 ``/proc/<pid>/status``. Growth is measured from the first sample after the
 warm-up (caches, pools and the interpreter's arenas fill in the first minutes)
-to the last: flat within the threshold is a pass. A worker that was replaced
+to the end, each as the median of a window of samples: flat within the
+threshold is a pass. A worker that was replaced
 during the run (its pid changed) is a failure in itself: a crash or a kill.
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
 from dataclasses import dataclass, field
@@ -80,38 +82,50 @@ class Sampler:
 def summary(
     samples: list[tuple[float, dict[int, int]]], seconds: float, warm_up: float, limit: float
 ) -> dict[str, Any]:
-    """RSS per worker after ``warm_up`` (a fraction of ``seconds``) and at the end, growth,
-    and whether every worker stayed within ``limit`` (a fraction) and was never replaced."""
-    warm_at = warm_up * seconds
-    after = [(t, s) for t, s in samples if t >= warm_at and s]
+    """RSS per worker after the warm-up and at the end, growth, and whether every worker
+    stayed within ``limit`` (a fraction) and was never replaced.
+
+    Each figure is the median of a window of samples, not one sample: a worker's RSS
+    rises and falls by tens of MiB around a large answer, and one sample would catch
+    that as growth or hide it. The warm-up window is the tenth of the run after the
+    first ``warm_up`` (a fraction), the end window the run's last tenth.
+    """
+    warm_from, warm_to, end_from = warm_up * seconds, (warm_up + 0.1) * seconds, 0.9 * seconds
+    warm_rows = [s for t, s in samples if warm_from <= t < warm_to and s]
+    end_rows = [s for t, s in samples if t >= end_from and s]
     pids = sorted({p for _, s in samples for p in s})
-    if len(after) < 2:
-        return {"ok": False, "problem": "fewer than two samples after the warm-up", "workers": []}
-    (t_warm, warm), (t_end, end) = after[0], after[-1]
+    if not warm_rows or not end_rows:
+        return {
+            "ok": False,
+            "replaced": False,
+            "problem": "no samples after the warm-up or at the end",
+            "workers": [],
+        }
+    warm, end = set(warm_rows[0]), set(end_rows[-1])
     workers = []
-    for pid in sorted(warm):
-        if pid not in end:
-            continue
-        growth = (end[pid] - warm[pid]) / warm[pid]
+    for pid in sorted(warm & end):
+        at_warm = statistics.median(s[pid] for s in warm_rows if pid in s)
+        at_end = statistics.median(s[pid] for s in end_rows if pid in s)
         workers.append(
             {
                 "pid": pid,
-                "rss_warm_kib": warm[pid],
-                "rss_end_kib": end[pid],
+                "rss_warm_kib": round(at_warm),
+                "rss_end_kib": round(at_end),
                 "rss_peak_kib": max(s.get(pid, 0) for _, s in samples),
-                "growth": growth,
+                "growth": (at_end - at_warm) / at_warm,
             }
         )
-    replaced = set(pids) != set(warm) or set(warm) != set(end)
+    replaced = set(pids) != warm or warm != end
     worst = max((w["growth"] for w in workers), default=0.0)
     problem = "a worker was replaced during the run" if replaced else ""
     if not problem and worst >= limit:
         problem = f"RSS grew {worst:.1%} (limit {limit:.0%})"
     return {
         "ok": not problem,
+        "replaced": replaced,
         "problem": problem,
-        "warm_at_s": round(t_warm, 1),
-        "end_at_s": round(t_end, 1),
+        "warm_at_s": round(warm_from, 1),
+        "end_at_s": round(end_from, 1),
         "samples": len(samples),
         "limit": limit,
         "max_growth": worst,

@@ -115,10 +115,17 @@ def test_memory_summary_passes_flat_workers_and_fails_growth_or_a_replaced_worke
     grown = [(t, {10: 100_000 + 1000 * t}) for t in range(0, 60, 5)]
     out = _soak_memory.summary(grown, 60, 0.2, 0.10)
     assert not out["ok"] and "grew" in out["problem"]
-    assert out["workers"][0]["rss_warm_kib"] == 115_000  # the first sample at >= 12 s
+    # medians of the samples in [12 s, 18 s) and in [54 s, 60 s)
+    assert (out["workers"][0]["rss_warm_kib"], out["workers"][0]["rss_end_kib"]) == (
+        115_000,
+        155_000,
+    )
+    spike = [(t, {10: 100_000 + (50_000 if t == 55 else 0)}) for t in range(60)]
+    assert _soak_memory.summary(spike, 60, 0.2, 0.10)["ok"]  # one sample is not growth
     replaced = [(t, {10 if t < 30 else 12: 100_000}) for t in range(0, 60, 5)]
     assert "replaced" in _soak_memory.summary(replaced, 60, 0.2, 0.10)["problem"]
     assert not _soak_memory.summary([(0, {10: 1})], 60, 0.2, 0.10)["ok"]
+    assert not _soak_memory.summary([(t, {10: 1}) for t in range(0, 50, 5)], 60, 0.2, 0.1)["ok"]
 
 
 def test_rss_is_read_from_proc() -> None:
