@@ -64,7 +64,7 @@ def find_wrk(stderr: TextIO | None = None) -> str | None:
     return path
 
 
-def _lua_string(text: str) -> str:
+def lua_string(text: str) -> str:
     """A Lua string literal: printable ASCII as is, every other byte as a decimal escape."""
     out = []
     for byte in text.encode("utf-8"):
@@ -87,7 +87,7 @@ def lua_script(paths: Sequence[str], threads: int = THREADS) -> str:
     """
     if not paths:
         raise ValueError("no paths to request")
-    listed = ",\n".join(f"  {_lua_string(p)}" for p in paths)
+    listed = ",\n".join(f"  {lua_string(p)}" for p in paths)
     return f"""-- bench/api.py's load: written by bench/_wrk.py for one run, then deleted.
 local paths = {{
 {listed}
@@ -175,6 +175,37 @@ def parse(stdout: str) -> Round:
     )
 
 
+def command(
+    wrk: str,
+    base: str,
+    seconds: float,
+    start: int = 0,
+    *,
+    script: Path,
+    connections: int,
+    threads: int = THREADS,
+    timeout_s: float = 5,
+) -> list[str]:
+    """wrk's command line for one bounded run against ``base`` (127.0.0.1 only).
+
+    ``start`` is handed to the script after ``--`` (where in its list to begin).
+    """
+    if not base.startswith("http://127.0.0.1:"):
+        raise ValueError(f"load goes to 127.0.0.1 only, not {base}")
+    return [
+        wrk,
+        "--latency",
+        f"--threads={threads}",
+        f"--connections={connections}",
+        f"--duration={max(1, round(seconds))}s",
+        f"--timeout={max(1, round(timeout_s))}s",
+        f"--script={script}",
+        base + "/",
+        "--",
+        str(start),
+    ]
+
+
 def run(
     wrk: str,
     base: str,
@@ -190,22 +221,12 @@ def run(
 
     ``start`` shifts where in the script's list of paths the round begins.
     """
-    if not base.startswith("http://127.0.0.1:"):
-        raise ValueError(f"load goes to 127.0.0.1 only, not {base}")
+    argv = command(
+        wrk, base, seconds, start, script=script, connections=connections, threads=threads
+    )
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     done = subprocess.run(
-        [
-            wrk,
-            "--latency",
-            f"--threads={threads}",
-            f"--connections={connections}",
-            f"--duration={max(1, round(seconds))}s",
-            "--timeout=5s",
-            f"--script={script}",
-            base + "/",
-            "--",
-            str(start),
-        ],
+        argv,
         env=env,
         capture_output=True,
         text=True,

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -37,9 +36,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -56,6 +53,7 @@ from rich.table import Table  # noqa: E402
 from api.security import hash_password  # noqa: E402
 from audit.events import Actor  # noqa: E402
 from bench import _pyload, _wrk  # noqa: E402
+from bench._common import database, free_port, proc_cpu, stop, tree_cpu, wait_up  # noqa: E402
 from foundation.db import transaction  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
 from policies.directory import add_user  # noqa: E402
@@ -68,26 +66,6 @@ PASSWORD = "bench-password-123"
 THREADS, CONNECTIONS = _wrk.THREADS, 8
 PYTHON_CLIENT = "Python client (caps the baseline on 2 cores)"
 Load = Callable[[str, float, int], _wrk.Round]  # base URL, seconds, first path's index
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server for {url} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 def prepare(workdir: Path, archives: int, database_url: str = "") -> None:
@@ -119,48 +97,6 @@ def store_actor() -> Any:
     return Actor("bench", "system")
 
 
-@contextmanager
-def database(url: str) -> Iterator[str]:
-    """A fresh PostgreSQL database beside ``url``'s for this run, dropped at the end; SQLite: ''."""
-    if not url:
-        yield ""
-        return
-    if not url.startswith("postgresql"):
-        raise ValueError("--database-url must be a postgresql+psycopg:// URL")
-    name = f"bench_api_{secrets.token_hex(4)}"
-    admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        try:
-            yield sa.make_url(url).set(database=name).render_as_string(hide_password=False)
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        admin.dispose()
-
-
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads), from /proc; 0 if gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
-def tree_cpu(pid: int) -> float:
-    """CPU seconds of a server process and every process under it (uvicorn's workers)."""
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
-        try:
-            children += [int(c) for c in (task / "children").read_text().split()]
-        except (OSError, ValueError):
-            continue
-    return _proc_cpu(pid) + sum(tree_cpu(c) for c in children)
-
-
 class _DatabaseCpu:
     """CPU seconds of the PostgreSQL backends serving the run's database (same machine)."""
 
@@ -175,7 +111,7 @@ class _DatabaseCpu:
                 "SELECT pid FROM pg_stat_activity "
                 "WHERE datname = current_database() AND pid <> pg_backend_pid()"
             ).scalars()
-            return sum(_proc_cpu(int(p)) for p in pids)
+            return sum(proc_cpu(int(p)) for p in pids)
 
 
 @dataclass
@@ -295,13 +231,13 @@ def run(
                 feed.settimeout(120)
                 bare_env = {**env, "BENCH_BODY_SOCKET": str(workdir / "body.sock")}
                 bare_app = ["_bare_app:app", "--app-dir", str(ROOT / "bench")]
-                bport, vport = _free_port(), _free_port()
+                bport, vport = free_port(), free_port()
                 procs.append(_start(bport, workers, bare_app, bare_env))
                 prepare(workdir, archives, url)
                 procs.append(_start(vport, workers, ["api.app:app_factory", "--factory"], env))
                 bare = Side("bare", f"http://127.0.0.1:{bport}", procs[0])
                 vault = Side("vault", f"http://127.0.0.1:{vport}", procs[1])
-                _wait(vault.base + "/healthz", vault.proc)
+                wait_up(vault.base + "/healthz", vault.proc)
                 token = httpx.post(
                     vault.base + "/auth/token",
                     data={"username": "zhang.wei", "password": PASSWORD},
@@ -315,7 +251,7 @@ def run(
                     conn, _addr = feed.accept()
                     with conn:
                         conn.sendall(sample.content)
-                _wait(bare.base + "/customers/x", bare.proc)
+                wait_up(bare.base + "/customers/x", bare.proc)
                 same = httpx.get(bare.base + paths[0])
                 if same.json() != sample.json():
                     raise RuntimeError("the baseline's body differs from the vault's")
@@ -323,7 +259,7 @@ def run(
                 client, load = make_load(wrk, workdir, paths, token, connections)
                 measure([vault, bare], load, rounds, seconds, _DatabaseCpu(url))
             finally:
-                _stop(procs)
+                stop(procs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     v, b = _summary(vault), _summary(bare)
@@ -346,17 +282,6 @@ def run(
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "ok": v["non_2xx"] + v["socket_errors"] + b["non_2xx"] + b["socket_errors"] == 0,
     }
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in procs:
-        p.terminate()
-    for p in procs:
-        try:
-            p.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def _range(values: list[float], fmt: str) -> str:

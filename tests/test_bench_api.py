@@ -90,9 +90,9 @@ def test_lua_script_lists_each_path_once_and_takes_the_token_from_the_environmen
 
 
 def test_lua_strings_escape_quotes_backslashes_and_non_ascii_bytes() -> None:
-    assert _wrk._lua_string('/a"b\\c') == '"/a\\034b\\092c"'
-    assert _wrk._lua_string("/ü") == '"/\\195\\188"'
-    assert _wrk._lua_string("/a\nb") == '"/a\\010b"'
+    assert _wrk.lua_string('/a"b\\c') == '"/a\\034b\\092c"'
+    assert _wrk.lua_string("/ü") == '"/\\195\\188"'
+    assert _wrk.lua_string("/a\nb") == '"/a\\010b"'
 
 
 def test_without_wrk_the_python_client_is_used_and_said_so(
