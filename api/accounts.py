@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 
 from api import login_guard
+from api.metrics import LOGIN_FAILURES
 from api.security import TokenService, verify_password
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from audit.log import AuditLog
@@ -186,6 +187,7 @@ class Accounts:
                     },
                 ),
             )
+        LOGIN_FAILURES.inc()  # counted once its audit entry committed
         if address.count == 1:  # a new window: forget addresses whose window is over
             try:
                 with transaction(self.engine) as session:

@@ -17,6 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api import errors, web
 from api.fastpath import FastRead
 from api.internal_errors import InternalErrors, log_server_error
+from api.observe import ObserveRequests
+from api.readiness import Readiness
 from api.routers import (
     access_report,
     audit,
@@ -32,6 +34,7 @@ from api.routers import (
     leak_traces,
     leaks,
     notifications,
+    observability,
     password_reset,
     requests,
     users,
@@ -255,6 +258,8 @@ def create_app(
     for module in (auth, customers, exports, requests, users, password_reset, audit, health):
         app.include_router(module.router)
     app.include_router(notifications.router)
+    app.include_router(observability.router)
+    app.state.readiness = Readiness()
     app.include_router(handovers.router)
     app.include_router(leaks.router)
     app.include_router(leak_traces.router)
@@ -272,8 +277,10 @@ def create_app(
         limit=limits.max_body_bytes,
         upload_limit=limits.max_attachment_bytes,
     )
-    # Outermost: no exception reaches the server's log.
+    # No exception reaches the server's log.
     app.add_middleware(InternalErrors, page_path=web.is_web_path)
+    # Outermost: a request id for every line logged, the access line, the metrics.
+    app.add_middleware(ObserveRequests)
     return app
 
 

@@ -28,12 +28,14 @@ from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.deps import run_blocking
+from api.observe import ROUTE_KEY
 from api.security import InvalidToken
 from api.services import GROUPS_MAX_CHARS, Services
 from vault.errors import VaultError
 from vault.records import ARCHIVE_NO
 
 PREFIX = "/customers/"
+TEMPLATE = "/customers/{archive_no}"  # the route's template, for the access log and metrics
 # The read the route runs too, named here so a test can see the fast path take a request.
 read_content = Services.read_archive
 
@@ -48,6 +50,7 @@ class FastRead:
             await self.app(scope, receive, send)
             return
         services, claims, archive_no, wanted = request
+        scope[ROUTE_KEY] = TEMPLATE
         client = scope.get("client")
         try:
             body = await run_blocking(

@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from api.accounts import Accounts
 from api.audit_trail import AuditTrail
+from api.metrics import CountingPolicyEngine
 from api.security import InvalidToken, TokenClaims, TokenService
 from audit.events import Actor, AuditAction, AuditEvent, Outcome
 from audit.log import AuditLog
@@ -104,7 +105,7 @@ class Services:
         audit = vault.audit_log()
         store = ArchiveStore(vault, audit, clock)
         with Session(vault.engine) as session:
-            policy = PolicyEngine.from_db(session, known_groups=list(vault.schema.groups))
+            policy = CountingPolicyEngine.from_db(session, known_groups=list(vault.schema.groups))
         tokens = TokenService(
             secret=vault.keys.secret("token_signing"),
             issuer=f"archive-vault:{vault.keys.vault_id}",

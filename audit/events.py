@@ -66,6 +66,8 @@ class AuditAction(StrEnum):
     DECOY_MARK = "detection:decoy-mark"
     DECOY_LIST = "detection:decoy-list"
     ACCESS_REPORT = "archive:access-report"
+    # The service's readiness probe proved it can append (at most once a minute a worker).
+    READY = "health:ready"
 
 
 class Outcome(StrEnum):

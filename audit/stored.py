@@ -79,6 +79,7 @@ ACTION_CODES: dict[str, int] = {
     "detection:decoy-mark": 45,
     "detection:decoy-list": 46,
     "archive:access-report": 47,
+    "health:ready": 48,
 }
 OUTCOME_CODES: dict[str, int] = {
     "allowed": 1,

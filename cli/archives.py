@@ -33,6 +33,7 @@ from vault import migrate
 from vault.demo import mark_demo, require_demo
 from vault.errors import NotInitialised, VaultError
 from vault.importer import ImportFailed, bulk_insert, import_file
+from vault.key_health import unopenable
 from vault.keys import LEVELS
 from vault.manifest import seal_missing
 from vault.masked_names import backfill as backfill_masked_names
@@ -328,7 +329,6 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     table = Table(title="Key-encryption keys")
     for column in ("level", "version", "state", "archives"):
         table.add_column(column)
-    unreadable = 0
     for lvl in LEVELS:
         known = store.keys.versions(lvl)
         held = counts.get(lvl, {})
@@ -341,11 +341,10 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
                 state = "[red]retired[/]" if n else "retired"
             else:
                 state = "active" if meta["active"] else "old"
-            # Archives under a version the key file no longer holds cannot be opened.
-            if n and (meta is None or meta["retired_at"]):
-                unreadable += n
             table.add_row(lvl, f"v{version}", state, str(n))
     console.print(table)
+    # Archives under a version the key file no longer holds cannot be opened.
+    unreadable = unopenable(counts, store.keys)
     if unreadable:
         # A database restored from before a rotation, served with the key file of after it.
         err.print(

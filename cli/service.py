@@ -9,17 +9,21 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
 from rich.table import Table
 from sqlmodel import Session, select
 
+from api.logging_setup import log_config
+from api.metrics import MULTIPROC_ENV
 from api.security import hash_password
 from api.serving import HTTP_PROTOCOL, WORKER_HEALTHCHECK_SECONDS
+from api.supervisor import metrics_dir, run_workers
 from audit.verify import verify_bundle
 from cli.archives import init, seed
 from cli.common import (
@@ -50,6 +54,7 @@ from vault.records import parse_username, plain_text
 from vault.store import ArchiveStore
 from vault.vault import open_vault
 
+APP = "api.app:app_factory"
 user_app = typer.Typer(
     help="Users: add, disable, set roles, issue a password reset.", no_args_is_help=True
 )
@@ -342,24 +347,40 @@ def serve(
         f"Serving on http://{host}:{port}. Sign in at http://{host}:{port}/login "
         "(API docs at /docs); Ctrl-C to stop"
     )
-    uvicorn.run(
-        "api.app:app_factory",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
+    options: dict[str, Any] = {
+        "factory": True,
+        "host": host,
+        "port": port,
+        "workers": workers,
+        # JSON lines on stderr (api.logging_setup); uvicorn's access log is off: it
+        # prints paths with their query strings, api.observe logs route templates.
+        "log_config": log_config(settings.log_level),
+        "log_level": settings.log_level,
+        "access_log": False,
         # The client address is what the audit records and what the login guard counts
         # failures by: it comes from the headers only when a named proxy sent them.
-        proxy_headers=bool(proxies),
-        forwarded_allow_ips=",".join(proxies) if proxies else None,
-        http=HTTP_PROTOCOL,
-        timeout_worker_healthcheck=WORKER_HEALTHCHECK_SECONDS,
+        "proxy_headers": bool(proxies),
+        "forwarded_allow_ips": ",".join(proxies) if proxies else None,
+        "http": HTTP_PROTOCOL,
+        "timeout_worker_healthcheck": WORKER_HEALTHCHECK_SECONDS,
         # Bounded: a client sending its upload slowly no longer holds a stop (or a
         # deploy) for as long as it likes; what it had not finished is cut, and a
         # request is only ever answered after its audit entry committed.
-        timeout_graceful_shutdown=graceful_timeout,
-    )
+        "timeout_graceful_shutdown": graceful_timeout,
+    }
+    if workers == 1:  # one process: its metrics live in its memory
+        uvicorn.run(APP, **options)
+        return
+    # Every worker counts into files of one private directory, so a scrape of
+    # /metrics answered by any worker sums them all (prometheus-client multiprocess;
+    # set before the workers start, as it must be before their first metric).
+    metrics = metrics_dir(settings.data_dir)
+    os.environ[MULTIPROC_ENV] = str(metrics)
+    try:
+        run_workers(uvicorn.Config(APP, **options))  # logs a worker's death
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(metrics, ignore_errors=True)
 
 
 def _proxy_addresses(text: str) -> list[str]:

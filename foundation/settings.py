@@ -6,6 +6,7 @@ and operators never have to patch module globals.
 
 from __future__ import annotations
 
+import ipaddress
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, Self
@@ -99,6 +100,12 @@ class Settings(BaseSettings):
     # number, an address: the company's, never a customer's).
     leak_notice_contact: str = Field(default="", max_length=300)
 
+    # Watching the service: the level of its JSON log lines on stderr, and the client
+    # addresses (IPs or networks, comma-separated) that may read GET /metrics; empty
+    # means nobody. Loopback only by default: the numbers show how busy the vault is.
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    metrics_allow: str = "127.0.0.1,::1"
+
     import_batch: int = Field(default=1000, ge=1)
     # With 1, rows of an import file this large or larger are validated in a worker
     # process (vault.import_workers) while the importer seals and writes. Off by
@@ -132,6 +139,31 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"important_grades are among A, B, C, D, not {', '.join(unknown)}")
         return list(dict.fromkeys(value))
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _level(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("metrics_allow", mode="after")
+    @classmethod
+    def _metrics_allow(cls, value: str) -> str:
+        """Each part an IP address or network; ``*`` or a name is refused, not guessed."""
+        parts = [p.strip() for p in value.split(",") if p.strip()]
+        for part in parts:
+            try:
+                ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"metrics_allow: {part[:60]!r} is not an IP address or network"
+                ) from None
+        return ",".join(parts)
+
+    @property
+    def metrics_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(
+            ipaddress.ip_network(p, strict=False) for p in self.metrics_allow.split(",") if p
+        )
 
     @field_validator("data_dir", mode="after")
     @classmethod

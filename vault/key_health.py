@@ -1,0 +1,57 @@
+"""Whether this key file can open what this database holds: ``keys status`` and ``/readyz``.
+
+A database restored from before a rotation, served with the key file of after
+it (or the other way round), looks fine until an archive wrapped by a version
+the key file lacks is read. Both the operator's ``keys status`` and the
+service's readiness probe ask the same question here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from vault.crypto import InvalidCiphertext, Sealer, aad
+from vault.errors import KeyFileError
+from vault.keys import LEVELS, KeyProvider
+
+# Sealed and opened under every active KEK by the readiness probe: not customer data.
+PROBE = b"archive-vault key probe"
+
+
+def unopenable(counts: dict[str, dict[int, int]], keys: KeyProvider) -> int:
+    """Archives (of ``rotation.kek_counts``) wrapped by a KEK version the key file lacks.
+
+    A version retired in the key file, or missing from it, cannot unwrap a DEK.
+    A version missing only from memory is looked up again (``keys.kek`` rereads
+    the file: a rotation by another process may have added it).
+    """
+    unreadable = 0
+    for level in LEVELS:
+        known = keys.versions(level)
+        for version, n in counts.get(level, {}).items():
+            meta = known.get(version)
+            if not n or (meta is not None and not meta["retired_at"]):
+                continue
+            if meta is None:
+                try:
+                    keys.kek(level, version)
+                    continue
+                except KeyFileError:
+                    pass
+            unreadable += n
+    return unreadable
+
+
+def active_keks_work(keys: KeyProvider) -> bool:
+    """Whether the active KEK of every classification seals and opens a probe value."""
+    for level in LEVELS:
+        try:
+            version = keys.active_version(level)
+            sealer = Sealer(keys.kek(level, version), version)
+        except (KeyFileError, KeyError, ValueError):
+            return False
+        associated = aad("readiness-probe", level, version)
+        try:
+            if sealer.open(sealer.seal(PROBE, associated), associated) != PROBE:
+                return False
+        except InvalidCiphertext:
+            return False
+    return True
