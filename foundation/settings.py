@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     database_url: str = ""
     # The key file lives outside the database (Art 22 "stored separately").
     key_file: Path | None = None
+    # Where the KEKs, the audit MAC key and the checkpoint signing key live: the key file,
+    # or a PKCS#11 token (an HSM) that uses them without ever giving them out (vault.hsm).
+    key_provider: Literal["file", "pkcs11"] = "file"
+    pkcs11_library: Path | None = None  # the HSM vendor's PKCS#11 module (.so)
+    pkcs11_token_label: str = Field(default="", max_length=32)
+    # The user PIN, or a file holding it (mode 0600): never logged, never in a message.
+    pkcs11_pin: SecretStr = SecretStr("")
+    pkcs11_pin_file: Path | None = None
     schema_file: Path = DEFAULT_SCHEMA_FILE
     # Leak detection's rules and thresholds; checked at start-up (a bad file stops it).
     detection_file: Path = DEFAULT_DETECTION_FILE
