@@ -337,6 +337,7 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     for column in ("level", "version", "state", "archives"):
         table.add_column(column)
     unreadable = 0
+    holder = "token" if store.settings.key_provider == "pkcs11" else "key file"
     for lvl in LEVELS:
         known = store.keys.versions(lvl)
         held = counts.get(lvl, {})
@@ -344,7 +345,7 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
             meta = known.get(version)
             n = held.get(version, 0)
             if meta is None:
-                state = "[red]not in the key file[/]" if n else "not in the key file"
+                state = f"[red]not in the {holder}[/]" if n else f"not in the {holder}"
             elif meta["retired_at"]:
                 state = "[red]retired[/]" if n else "retired"
             else:

@@ -171,6 +171,7 @@ class HsmKeys:
         body = crypto.kwp_body(wrapped, version)
         kek = self._kek(level, version)
         with self.token.lock:
+            self.token.check_process()
             try:
                 transit = kek.unwrap_key(
                     ObjectClass.SECRET_KEY,
@@ -326,6 +327,7 @@ class HsmKeys:
         left = []
         prefix = label(self.vault_id, "")
         with self.token.lock:
+            self.token.check_process()
             try:
                 objects = [
                     o

@@ -4,7 +4,9 @@ PKCS#11 logs in per token and per process, not per session: a second login
 fails, so each process keeps one session per (library, token) and shares it,
 serialised by a lock (a session is not safe to use from two threads at once).
 A later open in the same process must give the same PIN (compared in constant
-time as a digest): the login already made cannot check it again.
+time as a digest): the login already made cannot check it again. A forked child
+cannot use its parent's session (PKCS#11 forbids it): it re-initialises the
+library and logs in anew.
 
 Every failure becomes one ``HsmError`` line naming what to fix (library, token
 label, PIN, missing object) and never the PIN.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import stat
 import threading
 from collections.abc import Iterator
@@ -41,12 +44,22 @@ class Token:
     label: str
     session: Any = field(repr=False)
     pin_digest: bytes = field(repr=False)
+    pid: int = field(default_factory=os.getpid)
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
+
+    def check_process(self) -> None:
+        """Refuse to use, in a forked child, the session its parent opened."""
+        if self.pid != os.getpid():
+            raise HsmError(
+                f"PKCS#11 token {self.label!r}: a session opened by another process "
+                "cannot be used (open the vault again in this one)"
+            )
 
     @contextmanager
     def use(self, what: str) -> Iterator[Any]:
         """The session, under the lock; a PKCS#11 failure becomes an ``HsmError`` on ``what``."""
         with self.lock:
+            self.check_process()
             try:
                 yield self.session
             except px.PKCS11Error as exc:
@@ -112,6 +125,15 @@ def open_token(settings: Settings) -> Token:
     key = (str(settings.pkcs11_library), label)
     with _OPEN_LOCK:
         token = _OPEN.get(key)
+        if token is not None and token.pid != os.getpid():  # forked: start afresh
+            _OPEN.clear()
+            token = None
+            try:
+                library.reinitialize()
+            except px.PKCS11Error:
+                raise HsmError(
+                    f"PKCS#11 library {settings.pkcs11_library} could not be loaded"
+                ) from None
         if token is not None:
             if not hmac.compare_digest(token.pin_digest, digest):
                 raise HsmError(f"wrong PIN for PKCS#11 token {label!r}")

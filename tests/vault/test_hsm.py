@@ -224,6 +224,33 @@ def test_rotation_makes_a_new_kek_object_and_destroys_the_old(hsm_store: Archive
         keys.check_kek("internal", 1)
 
 
+def test_a_forked_child_logs_in_afresh_and_never_uses_its_parents_session(
+    hsm_store: ArchiveStore,
+) -> None:
+    no = hsm_store.filing.create(archive(profile={"name": "客户乙"}), actor=SALES).archive_no
+    keys = _keys(hsm_store)
+    pid = os.fork()
+    if pid == 0:  # the child: exit status 0 only when both rules hold
+        code = 1
+        try:
+            try:
+                keys.check_kek("secret", 1)
+                keys.forget_keks()
+                keys.check_kek("secret", 1)  # the parent's session: refused
+            except HsmError as exc:
+                if "opened by another process" in str(exc):
+                    hsm_store.engine.dispose(close=False)  # no pooled parent connection
+                    fresh = ArchiveStore(
+                        vault=open_vault(hsm_store.settings, engine=hsm_store.engine)
+                    )
+                    code = 0 if _read(fresh, no) == "客户乙" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _read(hsm_store, no) == "客户乙"  # the parent's session still works
+
+
 def test_a_failed_init_removes_the_keys_it_made_in_the_token(
     softhsm: dict[str, str],
     tmp_path: Path,
