@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     database_url: str = ""
     # The key file lives outside the database (Art 22 "stored separately").
     key_file: Path | None = None
+    # A passphrase sealing the key file (scrypt + AES-GCM), or a file holding it; without
+    # either, an interactive command asks for it. Never logged, never in a message.
+    key_passphrase: SecretStr = SecretStr("")
+    key_passphrase_file: Path | None = None
     # Where the KEKs, the audit MAC key and the checkpoint signing key live: the key file,
     # or a PKCS#11 token (an HSM) that uses them without ever giving them out (vault.hsm).
     key_provider: Literal["file", "pkcs11"] = "file"

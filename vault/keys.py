@@ -39,6 +39,7 @@ from audit.checkpoint import Ed25519Signer
 from audit.mac import MacKey
 from vault.crypto import KEY_LEN, Sealer, new_key
 from vault.errors import KeyFileError
+from vault.keyfile_seal import KeyFileSeal, is_sealed
 from vault.models import Classification
 
 LEVELS = tuple(c.value for c in Classification)  # lowest to highest
@@ -413,8 +414,11 @@ def write_key_file(path: Path, data: dict[str, Any], *, create: bool = False) ->
         os.close(dir_fd)
 
 
-def load_key_file(path: Path) -> Keyring:
-    """Open the local key file, refusing one that others can read or that is malformed."""
+def load_key_file(path: Path, passphrase: str | None = None) -> Keyring:
+    """Open the local key file, refusing one that others can read or that is malformed.
+
+    A passphrase-protected file (``vault.keyfile_seal``) needs ``passphrase``.
+    """
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -428,14 +432,38 @@ def load_key_file(path: Path) -> Keyring:
             f"key file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run `chmod 600 {path}`"
         )
-    return _file_keyring(path, _read(path))
+    raw = _read(path)
+    if not is_sealed(raw):
+        return _file_keyring(path, raw)
+    if not passphrase:
+        raise KeyFileError(
+            f"key file {path} is protected by a passphrase: type it when asked, or set "
+            "VAULT_KEY_PASSPHRASE_FILE"
+        )
+    seal = KeyFileSeal.for_file(raw, passphrase)
+    return _file_keyring(path, seal.open(raw, path), seal)
 
 
-def _file_keyring(path: Path, data: dict[str, Any]) -> Keyring:
+def key_file_is_sealed(path: Path) -> bool:
+    """Whether the key file at ``path`` is passphrase-protected (False when unreadable)."""
+    try:
+        return is_sealed(_read(path))
+    except KeyFileError:
+        return False
+
+
+def _file_keyring(path: Path, data: dict[str, Any], seal: KeyFileSeal | None = None) -> Keyring:
+    if seal is None:
+        return Keyring(
+            data,
+            persist=lambda d: write_key_file(path, d),
+            reload=lambda: _read(path),
+            lock=lambda: _file_lock(path),
+        )
     return Keyring(
         data,
-        persist=lambda d: write_key_file(path, d),
-        reload=lambda: _read(path),
+        persist=lambda d: write_key_file(path, seal.seal(d)),
+        reload=lambda: seal.open(_read(path), path),
         lock=lambda: _file_lock(path),
     )
 
@@ -450,7 +478,9 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def create_key_file(path: Path) -> Keyring:
+def create_key_file(path: Path, passphrase: str | None = None) -> Keyring:
+    """A new vault's key file; sealed under ``passphrase`` when one is given."""
     data = new_keyring_data()
-    write_key_file(path, data, create=True)
-    return _file_keyring(path, data)
+    seal = KeyFileSeal.derive(passphrase) if passphrase else None
+    write_key_file(path, seal.seal(data) if seal else data, create=True)
+    return _file_keyring(path, data, seal)

@@ -304,7 +304,7 @@ def _cli(env: dict[str, str], data: Path, *args: str, check: bool = True):
         [sys.executable, "-m", "cli.main", *args, "--data-dir", str(data)],
         capture_output=True,
         text=True,
-        env=env,
+        env={**env, "COLUMNS": "400"},  # one line stays one line, however long
         timeout=180,
     )
     assert "Traceback" not in proc.stderr, proc.stderr
