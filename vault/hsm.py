@@ -64,6 +64,17 @@ _NO_USE = {
     Attribute.VERIFY: False,
     Attribute.DERIVE: False,
 }
+# What a token answers to a wrapped key that fails its integrity check (SoftHSM2 says
+# CKR_GENERAL_ERROR); any other failure is the token's, reported as such, never "tampered".
+_REFUSED_WRAP = (
+    px.WrappedKeyInvalid,
+    px.WrappedKeyLenRange,
+    px.EncryptedDataInvalid,
+    px.EncryptedDataLenRange,
+    px.DataInvalid,
+    px.DataLenRange,
+    px.GeneralError,
+)
 # A DEK in transit through the token: a session object, removed right after use.
 _TRANSIT = {Attribute.TOKEN: False, Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True}
 
@@ -109,6 +120,7 @@ class HsmKeys:
         self.vault_id = vault_id
         self._objects: dict[str, Any] = {}
         self._derived: dict[str, bytes] = {}
+        self._index: dict[str, bytes] = {}
         self._signer: TokenSigner | None = None
 
     # -- objects ---------------------------------------------------------------------
@@ -181,8 +193,12 @@ class HsmKeys:
                     store=False,
                     template={Attribute.SENSITIVE: False, Attribute.EXTRACTABLE: True},
                 )
-            except px.PKCS11Error:
+            except _REFUSED_WRAP:
                 raise InvalidCiphertext from None  # tampered: the wrap's integrity check failed
+            except px.PKCS11Error as exc:
+                raise HsmError(
+                    f"PKCS#11 token {self.token.label!r}: unwrapping failed ({type(exc).__name__})"
+                ) from None
             try:
                 value = bytes(transit[Attribute.VALUE])
             except px.PKCS11Error:
@@ -273,7 +289,11 @@ class HsmKeys:
         return value
 
     def index_key(self, index_name: str) -> bytes:
-        return derive_index_key(self._derive("index-root"), self.vault_id, index_name)
+        key = self._index.get(index_name)
+        if key is None:
+            key = derive_index_key(self._derive("index-root"), self.vault_id, index_name)
+            self._index[index_name] = key
+        return key
 
     def secret(self, name: str) -> bytes:
         return self._derive("secret:" + name)

@@ -140,6 +140,11 @@ def test_archives_round_trip_through_wrapping_in_the_token(hsm_store: ArchiveSto
     # A fresh process opening the vault (a new provider object) reads it too.
     again = ArchiveStore(vault=open_vault(hsm_store.settings, engine=hsm_store.engine))
     assert _read(again, no) == "客户甲"
+    # Derived keys (blind indexes, secrets) are the same in every process, one per name.
+    first, second = _keys(hsm_store), _keys(again)
+    assert second.index_key("name") == first.index_key("name") != first.index_key("mobile")
+    assert second.secret("token_signing") == first.secret("token_signing")
+    assert len({first.secret("token_signing"), first.secret("web_csrf")}) == 2
 
 
 def test_a_wrapped_dek_opens_only_for_its_archive_level_and_version(
