@@ -24,15 +24,25 @@ import hashlib
 import hmac
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 ALG_ED25519 = 0x01
 ALG_COSIGNATURE_V1 = 0x04
 SIG_PREFIX = "— "  # U+2014 EM DASH then a space, as the signed-note format requires
 MAX_NOTE_BYTES = 16 * 1024
+
+
+class Ed25519Signer(Protocol):
+    """What signs for the log: an ``Ed25519PrivateKey`` from the key file fits, and so does
+    a key pair held in an HSM that signs inside the token and only hands out its public half.
+    The signatures are plain Ed25519 either way, so verifiers cannot tell them apart."""
+
+    def sign(self, data: bytes) -> bytes: ...
+    def public_key(self) -> Ed25519PublicKey: ...
 
 
 class CheckpointError(ValueError):
@@ -108,7 +118,7 @@ def _cosigned_message(body: str, timestamp: int) -> bytes:
 
 
 def sign_checkpoint(
-    private_key: Ed25519PrivateKey, origin: str, size: int, root: bytes, timestamp: int
+    private_key: Ed25519Signer, origin: str, size: int, root: bytes, timestamp: int
 ) -> SignedCheckpoint:
     body = checkpoint_body(origin, size, root)
     public = private_key.public_key()

@@ -1,7 +1,8 @@
 """The log's keys: who signs its checkpoints and who MACs its entries.
 
-Both come from the key provider (the vault's key file), never from the
-database: the Ed25519 signing key, whose public half auditors pin, and the
+Both come from the key provider (the vault's key file, or an HSM that signs
+and MACs inside the token), never from the database: the Ed25519 signing key
+(or signer), whose public half auditors pin, and the
 audit MAC key that makes an entry written without the key file detectable
 (``audit.mac``). They are asked for lazily and once, except the MAC key of a
 key file that has none yet: it is looked up again until one appears, because
@@ -12,9 +13,9 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.checkpoint import public_key_pem, verifier_key
+from audit.checkpoint import Ed25519Signer, public_key_pem, verifier_key
 from audit.mac import EntryMac, MacKey
 
 
@@ -24,7 +25,7 @@ class AuditKeyProvider(Protocol):
     @property
     def vault_id(self) -> str: ...
 
-    def audit_signing_key(self) -> Ed25519PrivateKey: ...
+    def audit_signing_key(self) -> Ed25519Signer: ...
 
 
 class LogKeys:
@@ -33,17 +34,20 @@ class LogKeys:
     def __init__(self, keys: AuditKeyProvider, origin: str) -> None:
         self.provider = keys
         self.origin = origin
-        self._signing_key: Ed25519PrivateKey | None = None
+        self._signing_key: Ed25519Signer | None = None
+        self._public_key: Ed25519PublicKey | None = None
         self._entry_mac: EntryMac | None = None
 
-    def signing_key(self) -> Ed25519PrivateKey:
+    def signing_key(self) -> Ed25519Signer:
         if self._signing_key is None:
             self._signing_key = self.provider.audit_signing_key()
         return self._signing_key
 
     @property
     def public_key(self) -> Ed25519PublicKey:
-        return self.signing_key().public_key()
+        if self._public_key is None:  # asked for every checkpoint row: an HSM is asked once
+            self._public_key = self.signing_key().public_key()
+        return self._public_key
 
     def public_key_pem(self) -> str:
         """The PEM public key auditors pin (``python -m audit.verify --pubkey``)."""

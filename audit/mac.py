@@ -16,6 +16,10 @@ The MAC lives in its own column and stays out of the Merkle leaf: leaves,
 checkpoints, inclusion proofs and bundles stay exactly what auditors already
 hold and verify without the key (see the README's audit section).
 
+The key may also live in an HSM that computes the HMAC inside the token
+(``MacKey.external``): the MACs are the same HMAC-SHA256 over the same bytes, one
+token call per entry instead of a copied keyed state.
+
 A key file created before MACs existed gains a key when the vault is upgraded
 or first opened; ``from_seq`` records the first entry written under it, so
 older entries are reported as written before MACs began, never as forged.
@@ -26,7 +30,7 @@ Imports only the standard library and ``cryptography``.
 from __future__ import annotations
 
 import hmac as _hmac
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import hashes
@@ -39,13 +43,21 @@ _QUEUED_LABEL = b"archive-vault audit-queued-mac v1\n"
 
 @dataclass(frozen=True)
 class MacKey:
-    """The audit MAC key and the first seq written under it."""
+    """The audit MAC key (raw, or held by an HSM as ``external``) and the first seq under it.
 
-    key: bytes = field(repr=False)
+    ``external`` computes HMAC-SHA256 of a message under a key that never leaves its
+    token; such a key cannot be handed to the verifier's worker processes, so a log
+    under it is verified in one process (``audit.verify_db``).
+    """
+
+    key: bytes | None = field(repr=False)
     from_seq: int
+    external: Callable[[bytes], bytes] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if len(self.key) != 32:
+        if (self.key is None) == (self.external is None):
+            raise ValueError("the audit MAC key is either raw bytes or held in a token")
+        if self.key is not None and len(self.key) != 32:
             raise ValueError("the audit MAC key must be 256 bits")
         if self.from_seq < 1:
             raise ValueError("the audit MAC key must start at a seq >= 1")
@@ -54,19 +66,24 @@ class MacKey:
 class EntryMac:
     """Computes and checks entry MACs under one key (the keyed state is set up once)."""
 
-    __slots__ = ("_base", "_queued_base", "from_seq", "key")
+    __slots__ = ("_base", "_external", "_queued_base", "from_seq", "key")
 
     def __init__(self, key: MacKey) -> None:
         self.key = key  # for the verifier's worker processes, which build their own
-        self._base = HMAC(key.key, hashes.SHA256())
+        self._external = key.external
+        raw = key.key if key.key is not None else bytes(32)  # unused when external
+        self._base = HMAC(raw, hashes.SHA256())
         self._base.update(_LABEL)
-        self._queued_base = HMAC(key.key, hashes.SHA256())
+        self._queued_base = HMAC(raw, hashes.SHA256())
         self._queued_base.update(_QUEUED_LABEL)
         self.from_seq = key.from_seq
 
     def compute(self, seq: int, prev_hash: bytes, leaf: bytes) -> bytes:
+        message = seq.to_bytes(8, "big") + prev_hash + leaf
+        if self._external is not None:
+            return self._external(_LABEL + message)
         h = self._base.copy()
-        h.update(seq.to_bytes(8, "big") + prev_hash + leaf)
+        h.update(message)
         return h.finalize()
 
     def check(self, seq: int, prev_hash: bytes, leaf: bytes, stored: bytes | None) -> bool:
@@ -87,6 +104,14 @@ class EntryMac:
         ``check`` for a run of consecutive entries (the verifier's batches), in
         one loop without a call per entry; entries before ``from_seq`` are skipped.
         """
+        if self._external is not None:
+            return [
+                seq
+                for seq, (prev, leaf, mac) in enumerate(
+                    zip(prev_hashes, leaves, stored, strict=True), first
+                )
+                if seq >= self.from_seq and not self.check(seq, prev, leaf, mac)
+            ]
         copy = self._base.copy
         same = _hmac.compare_digest
         bad: list[int] = []
@@ -115,6 +140,8 @@ class EntryMac:
             else:
                 data = value.encode("utf-8")
                 parts.append(b"\x01" + len(data).to_bytes(4, "big") + data)
+        if self._external is not None:
+            return self._external(_QUEUED_LABEL + b"".join(parts))
         h = self._queued_base.copy()
         h.update(b"".join(parts))
         return h.finalize()

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from audit.checkpoint import key_id, raw_public_key
+from audit.checkpoint import Ed25519Signer, key_id, raw_public_key
 
 FORMAT = "archive-vault-signed-report/1"
 CONTEXT = b"archive-vault/signed-report/v1\n"
@@ -50,9 +50,7 @@ def fingerprint(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw_public_key(public_key)).hexdigest()
 
 
-def sign_report(
-    body: dict[str, Any], private_key: Ed25519PrivateKey, origin: str
-) -> dict[str, Any]:
+def sign_report(body: dict[str, Any], private_key: Ed25519Signer, origin: str) -> dict[str, Any]:
     """The signed document: format, body and a signature block naming the key."""
     public = private_key.public_key()
     signature = private_key.sign(CONTEXT + canonical(body))

@@ -280,6 +280,8 @@ def _source(engine: Engine, mac: EntryMac | None) -> Source | None:
     where the primary key allows it) is left to the single-process path.
     """
     key = mac.key if mac is not None else None
+    if key is not None and key.key is None:
+        return None  # an HSM-held MAC key cannot be handed to worker processes
     url = engine.url
     if engine.dialect.name == "sqlite":
         path = url.database or ""

@@ -38,6 +38,7 @@ from vault.keys import LEVELS
 from vault.manifest import seal_missing
 from vault.masked_names import backfill as backfill_masked_names
 from vault.models import User
+from vault.providers import where
 from vault.rotation import kek_counts, rotate
 from vault.schema import load_schema
 from vault.seed import SyntheticArchives
@@ -84,7 +85,12 @@ def init(
     kind = "demo vault" if demo else "vault"
     console.print(f"Initialised {kind} [bold]{vault.keys.vault_id[:12]}[/] in {settings.data_dir}")
     console.print(f"  database : {settings.resolved_database_url.split('@')[-1]}")
-    console.print(f"  key file : {settings.resolved_key_file} (mode 0600; back it up separately)")
+    if settings.key_provider == "pkcs11":
+        console.print(f"  keys     : in {where(settings)} (never leave it)")
+    else:
+        console.print(
+            f"  key file : {settings.resolved_key_file} (mode 0600; back it up separately)"
+        )
     console.print(f"  blind-index size : {vault.index_bits} bits")
 
 
@@ -329,6 +335,7 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     table = Table(title="Key-encryption keys")
     for column in ("level", "version", "state", "archives"):
         table.add_column(column)
+    holder = "token" if store.settings.key_provider == "pkcs11" else "key file"
     for lvl in LEVELS:
         known = store.keys.versions(lvl)
         held = counts.get(lvl, {})
@@ -336,7 +343,7 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
             meta = known.get(version)
             n = held.get(version, 0)
             if meta is None:
-                state = "[red]not in the key file[/]" if n else "not in the key file"
+                state = f"[red]not in the {holder}[/]" if n else f"not in the {holder}"
             elif meta["retired_at"]:
                 state = "[red]retired[/]" if n else "retired"
             else:

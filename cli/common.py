@@ -4,12 +4,14 @@ the operator as an audit actor, progress bars and the closing checkpoint."""
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from pydantic import SecretStr
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -27,6 +29,7 @@ from audit.events import Actor
 from cli.operator import current_actor, establish
 from foundation.settings import Settings
 from policies.version import policy_files, record_policy_version
+from vault.keys import key_file_is_sealed
 from vault.store import ArchiveStore
 from vault.vault import open_vault
 
@@ -43,7 +46,19 @@ DEFAULT_DATA_DIR = Path("./var")
 
 
 def settings_for(data_dir: Path) -> Settings:
-    return Settings(data_dir=data_dir)
+    """The settings; a passphrase-protected key file's passphrase is asked for at a terminal
+    when the environment gives none (it then stays in this process only)."""
+    settings = Settings(data_dir=data_dir)
+    if (
+        settings.key_provider == "file"
+        and not settings.key_passphrase.get_secret_value()
+        and settings.key_passphrase_file is None
+        and sys.stdin.isatty()
+        and key_file_is_sealed(settings.resolved_key_file)
+    ):
+        typed = getpass.getpass(f"Passphrase for key file {settings.resolved_key_file}: ")
+        settings = Settings(data_dir=data_dir, key_passphrase=SecretStr(typed))
+    return settings
 
 
 def cli_actor() -> Actor:

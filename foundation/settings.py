@@ -37,6 +37,18 @@ class Settings(BaseSettings):
     database_url: str = ""
     # The key file lives outside the database (Art 22 "stored separately").
     key_file: Path | None = None
+    # A passphrase sealing the key file (scrypt + AES-GCM), or a file holding it; without
+    # either, an interactive command asks for it. Never logged, never in a message.
+    key_passphrase: SecretStr = SecretStr("")
+    key_passphrase_file: Path | None = None
+    # Where the KEKs, the audit MAC key and the checkpoint signing key live: the key file,
+    # or a PKCS#11 token (an HSM) that uses them without ever giving them out (vault.hsm).
+    key_provider: Literal["file", "pkcs11"] = "file"
+    pkcs11_library: Path | None = None  # the HSM vendor's PKCS#11 module (.so)
+    pkcs11_token_label: str = Field(default="", max_length=32)
+    # The user PIN, or a file holding it (mode 0600): never logged, never in a message.
+    pkcs11_pin: SecretStr = SecretStr("")
+    pkcs11_pin_file: Path | None = None
     schema_file: Path = DEFAULT_SCHEMA_FILE
     # PostgreSQL: the NOLOGIN role the service's login is made a member of. Empty means
     # "<database>_app", one per vault database, so a shared cluster's vaults never

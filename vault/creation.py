@@ -1,6 +1,7 @@
 """What creating a vault leaves behind, and taking it back when the creation fails.
 
-``init`` writes in three places: directories, the key file and the database. A
+``init`` writes in three places: directories, the keys (the key file, or the
+objects it creates in a PKCS#11 token) and the database. A
 failure part-way (a migration that fails, a database that goes away, an
 interrupt) must leave none of them, or the next ``init`` is refused because a
 key file "already exists" while the database holds no vault. So the creation
@@ -15,6 +16,7 @@ vaults in other schemas; it is ``NOLOGIN`` and the next ``init`` reuses it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +62,8 @@ class Footprint:
     engine: Engine
     dirs: list[Path] = field(default_factory=list)  # created by this creation, deepest first
     key_file: Path | None = None  # set once this creation wrote it
+    # Removes the key objects this creation made in a PKCS#11 token; the names of any left.
+    token_keys: Callable[[], list[str]] | None = None
     database_file: Path | None = None  # a SQLite file this creation created
     tables: set[str] | None = None  # the schema's tables before (None: not looked at yet)
     functions: set[str] = field(default_factory=set)
@@ -84,6 +88,8 @@ class Footprint:
             except SQLAlchemyError:
                 left.append(f"tables in {self.engine.url.render_as_string(hide_password=True)}")
         self.engine.dispose()  # no pooled connection keeps a removed SQLite file open
+        if self.token_keys is not None:
+            left += self.token_keys()
         files = [self.key_file] if self.key_file is not None else []
         if self.database_file is not None:
             db = self.database_file

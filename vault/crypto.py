@@ -6,10 +6,18 @@ algorithm id, key version) that is itself authenticated, so old and new formats
 can coexist and a flipped header byte fails like any other tampering.
 
 Layout: ``0xA5 | format(1) | alg(1) | key_version(4, big-endian) | nonce(12) | ct+tag``.
+
+A DEK wrapped inside an HSM (``vault.hsm``) carries the same header with its own
+algorithm id, ``ALG_AES_256_KWP``, followed by the RFC 5649 wrap of the DEK joined
+with a digest of its associated data (``bind_key``): key wrap has no associated
+data of its own, and the binding to vault, archive and level must not be lost.
+Such a blob never opens as AES-GCM, nor the reverse.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import struct
 from collections.abc import Sequence
@@ -22,6 +30,10 @@ FORMAT_V1 = 1
 ALG_AES_256_GCM = 1
 # Explicit allow-list: a ciphertext naming any other algorithm is refused.
 ALGORITHMS = {ALG_AES_256_GCM: "AES-256-GCM"}
+# DEKs wrapped in a token: AES-256 key wrap with padding (RFC 5649), not a sealing algorithm.
+ALG_AES_256_KWP = 2
+_BINDING_LABEL = b"archive-vault/dek-binding/1"
+BINDING_LEN = 32
 _HEADER = struct.Struct(">BBBI")
 HEADER_LEN = _HEADER.size
 NONCE_LEN = 12
@@ -131,3 +143,45 @@ class Sealer:
             return self._aead.decrypt(nonce, blob[HEADER_LEN + NONCE_LEN :], header + associated)
         except InvalidTag:
             raise InvalidCiphertext from None
+
+
+def kwp_blob(version: int, wrapped: bytes) -> bytes:
+    """A token-wrapped DEK as stored: the header naming key wrap and the KEK version."""
+    return _HEADER.pack(MAGIC, FORMAT_V1, ALG_AES_256_KWP, version) + wrapped
+
+
+def kwp_body(blob: bytes, version: int) -> bytes:
+    """The wrapped bytes of a token-wrapped DEK under KEK ``version``; anything else refused."""
+    if len(blob) < HEADER_LEN + 16:
+        raise InvalidCiphertext
+    magic, fmt, alg, found = _HEADER.unpack_from(blob)
+    if magic != MAGIC or fmt != FORMAT_V1 or alg != ALG_AES_256_KWP or found != version:
+        raise InvalidCiphertext
+    return blob[HEADER_LEN:]
+
+
+def _binding(header: bytes, associated: bytes) -> bytes:
+    return hashlib.sha256(_BINDING_LABEL + header + associated).digest()
+
+
+def bind_key(key: bytes, version: int, associated: bytes) -> bytes:
+    """What a token wraps: the key, then a digest of its header and associated data.
+
+    Key wrap is deterministic authenticated encryption of the whole value, so a
+    wrapped DEK moved to another archive or level (other associated data) or
+    relabelled to another version fails ``unbind_key`` like a tampered one.
+    """
+    if len(key) != KEY_LEN:
+        raise ValueError("keys are 256 bits")
+    header = _HEADER.pack(MAGIC, FORMAT_V1, ALG_AES_256_KWP, version)
+    return key + _binding(header, associated)
+
+
+def unbind_key(value: bytes, version: int, associated: bytes) -> bytes:
+    """The key out of ``bind_key``'s value, when its binding matches (in constant time)."""
+    if len(value) != KEY_LEN + BINDING_LEN:
+        raise InvalidCiphertext
+    header = _HEADER.pack(MAGIC, FORMAT_V1, ALG_AES_256_KWP, version)
+    if not hmac.compare_digest(value[KEY_LEN:], _binding(header, associated)):
+        raise InvalidCiphertext
+    return value[:KEY_LEN]

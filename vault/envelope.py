@@ -56,50 +56,50 @@ def chunk_aad(no: str, level: str, dek_version: int, uid: str, seq: int, final: 
 
 
 class Envelope:
-    """KEKs per level and version (cached), DEK wrapping and the opening of sealed groups."""
+    """DEK wrapping under the level's KEK (done by the key provider) and opening sealed groups.
+
+    The KEKs themselves stay with the provider: in an HSM they never leave the token.
+    """
 
     def __init__(self, keys: KeyProvider) -> None:
         self.keys = keys
-        self._kek_cache: dict[tuple[str, int], Sealer] = {}
-
-    def kek(self, level: str, version: int) -> Sealer:
-        sealer = self._kek_cache.get((level, version))
-        if sealer is None:
-            sealer = Sealer(self.keys.kek(level, version), version)
-            self._kek_cache[(level, version)] = sealer
-        return sealer
 
     def forget_keks(self) -> None:
-        """Drop cached KEKs (after a rotation retired some versions)."""
-        self._kek_cache.clear()
+        """Drop the provider's cached KEKs (after a rotation retired some versions)."""
+        self.keys.forget_keks()
 
     def dek_aad(self, archive_no: str, level: str) -> bytes:
         return crypto.aad("dek", self.keys.vault_id, archive_no, level)
 
     def wrap(self, dek: bytes, archive_no: str, level: str, version: int) -> bytes:
-        return self.kek(level, version).seal(dek, self.dek_aad(archive_no, level))
+        return self.keys.wrap_dek(level, version, dek, self.dek_aad(archive_no, level))
 
     def wrap_many(self, deks: Sequence[tuple[bytes, str]], level: str, version: int) -> list[bytes]:
         """``wrap`` of (DEK, archive number) pairs of one level under one KEK version."""
         head = crypto.aad("dek", self.keys.vault_id)
         tail = crypto.aad_tail(level)
-        return self.kek(level, version).seal_many(
-            [(dek, head + crypto.aad_tail(no) + tail) for dek, no in deks]
+        return self.keys.wrap_deks(
+            level, version, [(dek, head + crypto.aad_tail(no) + tail) for dek, no in deks]
         )
+
+    def unwrap(self, archive_no: str, level: str, kek_version: int, wrapped: bytes) -> bytes:
+        """The raw DEK, or ``DecryptionFailed`` naming the archive and the KEK version."""
+        try:
+            return self.keys.unwrap_dek(
+                level, kek_version, wrapped, self.dek_aad(archive_no, level)
+            )
+        except InvalidCiphertext:
+            raise DecryptionFailed(
+                f"archive {archive_no}: its data key does not open under KEK {level} "
+                f"v{kek_version} (tampered, moved from another archive, or the wrong keys)"
+            ) from None
 
     def dek(
         self, archive_no: str, level: str, kek_version: int, dek_version: int, wrapped: bytes | None
     ) -> Sealer:
         if wrapped is None:
             raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
-        try:
-            dek = self.kek(level, kek_version).open(wrapped, self.dek_aad(archive_no, level))
-        except InvalidCiphertext:
-            raise DecryptionFailed(
-                f"archive {archive_no}: its data key does not open under KEK {level} "
-                f"v{kek_version} (tampered, moved from another archive, or the wrong key file)"
-            ) from None
-        return Sealer(dek, dek_version)
+        return Sealer(self.unwrap(archive_no, level, kek_version, wrapped), dek_version)
 
     def dek_of(self, archive: Any) -> Sealer:
         """The DEK of an archive row (ORM object or Core row), unwrapped."""
@@ -123,7 +123,7 @@ class Envelope:
             stmt = stmt.with_for_update(read=True)
         row = session.exec(stmt).first()
         version = int(row.value) if row else 1
-        self.keys.kek(level, version)  # fail early and clearly if the key file lacks it
+        self.keys.check_kek(level, version)  # fail early and clearly if the keys lack it
         return version
 
     def open_group(

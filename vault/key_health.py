@@ -8,20 +8,21 @@ service's readiness probe ask the same question here, so they cannot disagree.
 
 from __future__ import annotations
 
-from vault.crypto import InvalidCiphertext, Sealer, aad
+from vault.crypto import InvalidCiphertext, aad
 from vault.errors import KeyFileError
 from vault.keys import LEVELS, KeyProvider
 
-# Sealed and opened under every active KEK by the readiness probe: not customer data.
-PROBE = b"archive-vault key probe"
+# Wrapped and unwrapped under every active KEK by the readiness probe: a fixed
+# 256-bit value that is no one's key (key wrap takes whole keys, not text).
+PROBE = bytes(range(32))
 
 
 def unopenable(counts: dict[str, dict[int, int]], keys: KeyProvider) -> int:
     """Archives (of ``rotation.kek_counts``) wrapped by a KEK version the key file lacks.
 
     A version retired in the key file, or missing from it, cannot unwrap a DEK.
-    A version missing only from memory is looked up again (``keys.kek`` rereads
-    the file: a rotation by another process may have added it).
+    A version missing only from memory is looked up again (``check_kek`` rereads
+    the key file, or asks the token: a rotation by another process may have added it).
     """
     unreadable = 0
     for level in LEVELS:
@@ -32,7 +33,7 @@ def unopenable(counts: dict[str, dict[int, int]], keys: KeyProvider) -> int:
                 continue
             if meta is None:
                 try:
-                    keys.kek(level, version)
+                    keys.check_kek(level, version)
                     continue
                 except KeyFileError:
                     pass
@@ -41,17 +42,15 @@ def unopenable(counts: dict[str, dict[int, int]], keys: KeyProvider) -> int:
 
 
 def active_keks_work(keys: KeyProvider) -> bool:
-    """Whether the active KEK of every classification seals and opens a probe value."""
+    """Whether the active KEK of every classification wraps and unwraps a probe key,
+    the same operations a read and a write use (in the key file's memory or in the token)."""
     for level in LEVELS:
         try:
             version = keys.active_version(level)
-            sealer = Sealer(keys.kek(level, version), version)
-        except (KeyFileError, KeyError, ValueError):
-            return False
-        associated = aad("readiness-probe", level, version)
-        try:
-            if sealer.open(sealer.seal(PROBE, associated), associated) != PROBE:
+            associated = aad("readiness-probe", level, version)
+            wrapped = keys.wrap_dek(level, version, PROBE, associated)
+            if keys.unwrap_dek(level, version, wrapped, associated) != PROBE:
                 return False
-        except InvalidCiphertext:
+        except (KeyFileError, KeyError, ValueError, InvalidCiphertext):
             return False
     return True

@@ -7,9 +7,14 @@ root of the blind-index keys, the audit log's Ed25519 signing key and its
 audit MAC key (with the first seq it covers, ``audit.mac``), and the record
 that every archive of this vault carries a sealed manifest (``manifests``:
 kept here because whoever can write the database must not be able to unset
-it, see ``vault.manifest.seal_missing``). The
-``KeyProvider`` protocol leaves room for an HSM (PKCS#11) without touching the
-store.
+it, see ``vault.manifest.seal_missing``).
+
+``KeyProvider`` is what the store asks of a key custodian: operations, not key
+bytes, for what an HSM keeps inside its token (wrapping and unwrapping DEKs
+under a level's KEK version, the audit MAC, checkpoint signatures). The file
+provider here does them with ``cryptography``; ``vault.hsm`` does them in a
+PKCS#11 token. Both hand out derived keys where speed needs them in memory
+(blind indexes, token signing).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import json
 import os
 import secrets
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,9 +35,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from audit.checkpoint import Ed25519Signer
 from audit.mac import MacKey
-from vault.crypto import KEY_LEN, new_key
+from vault.crypto import KEY_LEN, Sealer, new_key
 from vault.errors import KeyFileError
+from vault.keyfile_seal import KeyFileSeal, is_sealed
 from vault.models import Classification
 
 LEVELS = tuple(c.value for c in Classification)  # lowest to highest
@@ -40,22 +47,43 @@ KEYRING_FORMAT = "archive-vault-keyring/1"
 
 
 class KeyProvider(Protocol):
-    """What the store needs from a key custodian; an HSM-backed one fits here too."""
+    """What the store needs from a key custodian: a key file, or an HSM (``vault.hsm``).
+
+    ``unwrap_dek`` raises ``vault.crypto.InvalidCiphertext`` when the wrapped DEK
+    does not open under that KEK with that associated data; a KEK version the
+    provider does not hold is a ``KeyFileError`` (from ``check_kek`` too).
+    """
 
     vault_id: str
 
-    def kek(self, level: str, version: int) -> bytes: ...
+    def wrap_dek(self, level: str, version: int, dek: bytes, associated: bytes) -> bytes: ...
+    def wrap_deks(
+        self, level: str, version: int, items: Sequence[tuple[bytes, bytes]]
+    ) -> list[bytes]: ...
+    def unwrap_dek(self, level: str, version: int, wrapped: bytes, associated: bytes) -> bytes: ...
+    def check_kek(self, level: str, version: int) -> None: ...
+    def forget_keks(self) -> None: ...
     def active_version(self, level: str) -> int: ...
     def versions(self, level: str) -> dict[int, dict[str, Any]]: ...
     def add_version(self, level: str) -> int: ...
     def retire(self, level: str, version: int) -> None: ...
     def index_key(self, index_name: str) -> bytes: ...
-    def audit_signing_key(self) -> Ed25519PrivateKey: ...
+    def audit_signing_key(self) -> Ed25519Signer: ...
     def audit_mac_key(self) -> MacKey | None: ...
     def add_audit_mac_key(self, from_seq: int) -> MacKey: ...
     def manifests_complete(self) -> bool: ...
     def mark_manifests_complete(self) -> None: ...
     def secret(self, name: str) -> bytes: ...
+
+
+def derive_index_key(root: bytes, vault_id: str, index_name: str) -> bytes:
+    """A key per blind index from the index root, so that indexes cannot be cross-matched."""
+    return HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=vault_id.encode(),
+        info=b"archive-vault blind-index v1 " + index_name.encode(),
+    ).derive(root)
 
 
 def _b64(raw: bytes) -> str:
@@ -125,6 +153,7 @@ class Keyring:
         self._reload = reload
         self._lock = lock or nullcontext
         self._index_cache: dict[str, bytes] = {}
+        self._sealers: dict[tuple[str, int], Sealer] = {}
         self.vault_id: str = str(data.get("vault_id", ""))
         for level in LEVELS:
             if level not in data.get("kek", {}):
@@ -155,6 +184,32 @@ class Keyring:
         if len(key) != KEY_LEN:
             raise KeyFileError(f"key file: KEK {level} v{version} is not 256 bits")
         return key
+
+    def _sealer(self, level: str, version: int) -> Sealer:
+        sealer = self._sealers.get((level, version))
+        if sealer is None:
+            sealer = Sealer(self.kek(level, version), version)
+            self._sealers[(level, version)] = sealer
+        return sealer
+
+    def wrap_dek(self, level: str, version: int, dek: bytes, associated: bytes) -> bytes:
+        """AES-256-GCM under the KEK (the format every file-keyed vault has on disk)."""
+        return self._sealer(level, version).seal(dek, associated)
+
+    def wrap_deks(
+        self, level: str, version: int, items: Sequence[tuple[bytes, bytes]]
+    ) -> list[bytes]:
+        return self._sealer(level, version).seal_many(items)
+
+    def unwrap_dek(self, level: str, version: int, wrapped: bytes, associated: bytes) -> bytes:
+        return self._sealer(level, version).open(wrapped, associated)
+
+    def check_kek(self, level: str, version: int) -> None:
+        self._sealer(level, version)
+
+    def forget_keks(self) -> None:
+        """Drop cached KEKs (after a rotation retired some versions)."""
+        self._sealers.clear()
 
     def active_version(self, level: str) -> int:
         return int(self._level(level)["active"])
@@ -187,6 +242,7 @@ class Keyring:
             return
         slot.pop("key")
         slot["retired_at"] = _now()
+        self._sealers.pop((level, version), None)
         self._save()
 
     def index_key(self, index_name: str) -> bytes:
@@ -194,12 +250,7 @@ class Keyring:
         key = self._index_cache.get(index_name)
         if key is None:
             root = _unb64(self._data.get("index_root"), "index_root")
-            key = HKDF(
-                algorithm=hashes.SHA256(),
-                length=32,
-                salt=self.vault_id.encode(),
-                info=b"archive-vault blind-index v1 " + index_name.encode(),
-            ).derive(root)
+            key = derive_index_key(root, self.vault_id, index_name)
             self._index_cache[index_name] = key
         return key
 
@@ -363,8 +414,11 @@ def write_key_file(path: Path, data: dict[str, Any], *, create: bool = False) ->
         os.close(dir_fd)
 
 
-def load_key_file(path: Path) -> Keyring:
-    """Open the local key file, refusing one that others can read or that is malformed."""
+def load_key_file(path: Path, passphrase: str | None = None) -> Keyring:
+    """Open the local key file, refusing one that others can read or that is malformed.
+
+    A passphrase-protected file (``vault.keyfile_seal``) needs ``passphrase``.
+    """
     try:
         st = path.stat()
     except FileNotFoundError:
@@ -378,14 +432,38 @@ def load_key_file(path: Path) -> Keyring:
             f"key file {path} is readable by others (mode {stat.S_IMODE(st.st_mode):o}); "
             f"run `chmod 600 {path}`"
         )
-    return _file_keyring(path, _read(path))
+    raw = _read(path)
+    if not is_sealed(raw):
+        return _file_keyring(path, raw)
+    if not passphrase:
+        raise KeyFileError(
+            f"key file {path} is protected by a passphrase: type it when asked, or set "
+            "VAULT_KEY_PASSPHRASE_FILE"
+        )
+    seal = KeyFileSeal.for_file(raw, passphrase)
+    return _file_keyring(path, seal.open(raw, path), seal)
 
 
-def _file_keyring(path: Path, data: dict[str, Any]) -> Keyring:
+def key_file_is_sealed(path: Path) -> bool:
+    """Whether the key file at ``path`` is passphrase-protected (False when unreadable)."""
+    try:
+        return is_sealed(_read(path))
+    except KeyFileError:
+        return False
+
+
+def _file_keyring(path: Path, data: dict[str, Any], seal: KeyFileSeal | None = None) -> Keyring:
+    if seal is None:
+        return Keyring(
+            data,
+            persist=lambda d: write_key_file(path, d),
+            reload=lambda: _read(path),
+            lock=lambda: _file_lock(path),
+        )
     return Keyring(
         data,
-        persist=lambda d: write_key_file(path, d),
-        reload=lambda: _read(path),
+        persist=lambda d: write_key_file(path, seal.seal(d)),
+        reload=lambda: seal.open(_read(path), path),
         lock=lambda: _file_lock(path),
     )
 
@@ -400,7 +478,9 @@ def _read(path: Path) -> dict[str, Any]:
     return data
 
 
-def create_key_file(path: Path) -> Keyring:
+def create_key_file(path: Path, passphrase: str | None = None) -> Keyring:
+    """A new vault's key file; sealed under ``passphrase`` when one is given."""
     data = new_keyring_data()
-    write_key_file(path, data, create=True)
-    return _file_keyring(path, data)
+    seal = KeyFileSeal.derive(passphrase) if passphrase else None
+    write_key_file(path, seal.seal(data) if seal else data, create=True)
+    return _file_keyring(path, data, seal)

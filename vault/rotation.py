@@ -5,7 +5,8 @@ any DEK moves, and each batch commits on its own, so a crash at any point
 leaves every archive readable (each DEK is wrapped under the old or the new
 version, and the key file holds both) and a rerun resumes at the target
 instead of starting another rotation. A version is retired (its key material
-erased from the key file) only when no DEK is wrapped under it any more.
+erased from the key file, or its object destroyed in the HSM) only when no DEK
+is wrapped under it any more.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from sqlmodel import Session, col
 
 from audit.events import Actor, AuditAction, AuditEvent
 from foundation.db import transaction
-from vault.crypto import Sealer
 from vault.errors import ValidationFailed
 from vault.keys import LEVELS
 from vault.models import Archive, RotationState, VaultMeta, table_of
@@ -101,7 +101,7 @@ def rotate(
         with transaction(engine) as session:
             _set_active(session, level, target)
         report = RotationReport(level=level, target_version=target, resumed=resumed)
-        new = Sealer(keys.kek(level, target), target)
+        keys.check_kek(level, target)
         with Session(engine) as session:
             total = session.execute(
                 sa.select(sa.func.count())
@@ -134,11 +134,15 @@ def rotate(
                 if not rows:
                     break
                 updates = []
+                envelope = store.envelope
                 for archive_id, no, version, wrapped in rows:
-                    aad = store.envelope.dek_aad(no, level)
-                    dek = store.envelope.kek(level, version).open(wrapped, aad)
+                    dek = envelope.unwrap(no, level, version, wrapped)
                     updates.append(
-                        {"b_id": archive_id, "b_old": version, "b_ct": new.seal(dek, aad)}
+                        {
+                            "b_id": archive_id,
+                            "b_old": version,
+                            "b_ct": envelope.wrap(dek, no, level, target),
+                        }
                     )
                 table = table_of(Archive)
                 # Guarded by the old version: a concurrent reclassify or destroy wins.

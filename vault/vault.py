@@ -1,6 +1,7 @@
 """Opening a vault: settings + database + key file + schema, checked against each other.
 
-``init_vault`` creates the key file (0600, outside the database) and the tables
+``init_vault`` creates the keys (a key file, 0600, outside the database, or key
+objects in a PKCS#11 token: ``vault.providers``) and the tables
 and records the vault's identity in both, so that ``open_vault`` can refuse a
 key file from another vault with a clear message instead of failing later with
 a decryption error on the first read. Creating is all or nothing
@@ -15,10 +16,11 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
@@ -31,8 +33,9 @@ from foundation.settings import Settings
 from vault import migrate
 from vault.creation import Footprint, missing_dirs, sqlite_file
 from vault.errors import DatabaseUnreachable, KeyFileError, NotInitialised
-from vault.keys import KeyProvider, create_key_file, load_key_file
+from vault.keys import KeyProvider
 from vault.models import VaultMeta
+from vault.providers import check_can_create, create_keys, load_keys
 from vault.schema import ProfileSchema, load_schema
 
 
@@ -134,12 +137,7 @@ def creating_vault(settings: Settings, *, engine: Engine | None = None) -> Itera
         raise NotInitialised(
             f"a vault already exists at {describe(engine)}; refusing to re-initialise"
         )
-    key_file = settings.resolved_key_file
-    if key_file.exists():
-        raise KeyFileError(
-            f"key file {key_file} already exists; refusing to overwrite it (a vault's keys "
-            "are never replaced: use another VAULT_KEY_FILE or move it away)"
-        )
+    check_can_create(settings)
     footprint = Footprint(engine=engine)
     try:
         vault = _create(settings, engine, schema, footprint)
@@ -152,9 +150,9 @@ def creating_vault(settings: Settings, *, engine: Engine | None = None) -> Itera
 def _create(
     settings: Settings, engine: Engine, schema: ProfileSchema, footprint: Footprint
 ) -> Vault:
-    made = set(missing_dirs(settings.data_dir)) | set(
-        missing_dirs(settings.resolved_key_file.parent)
-    )
+    made = set(missing_dirs(settings.data_dir))
+    if settings.key_provider == "file":
+        made |= set(missing_dirs(settings.resolved_key_file.parent))
     footprint.dirs = sorted(made, key=lambda d: len(d.parts), reverse=True)  # deepest first
     settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db_file = sqlite_file(engine)
@@ -163,8 +161,14 @@ def _create(
         os.close(os.open(db_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         footprint.database_file = db_file
     connect(engine).close()
-    keys = create_key_file(settings.resolved_key_file)
-    footprint.key_file = settings.resolved_key_file
+
+    def made_file(path: Path) -> None:
+        footprint.key_file = path
+
+    def made_token_keys(remove: Callable[[], list[str]]) -> None:
+        footprint.token_keys = remove
+
+    keys = create_keys(settings, made_file=made_file, made_token_keys=made_token_keys)
     # Only from here on are the schema's new tables this creation's: a creation refused
     # above (another one's key file appeared meanwhile) drops nothing.
     footprint.take_snapshot()
@@ -188,12 +192,7 @@ def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
     if not meta.get("vault_id"):
         raise NotInitialised(f"no vault at {describe(engine)}; run `archive-vault init` first")
     migrate.check(engine)
-    keys = load_key_file(settings.resolved_key_file)
-    if keys.vault_id != meta["vault_id"]:
-        raise KeyFileError(
-            f"key file {settings.resolved_key_file} belongs to another vault "
-            f"({keys.vault_id[:8]}…, this database is {meta['vault_id'][:8]}…)"
-        )
+    keys = load_keys(settings, meta["vault_id"])
     schema = load_schema(settings.schema_file)
     added = ensure_audit_mac_key(engine, keys)
     return Vault(

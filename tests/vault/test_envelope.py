@@ -16,14 +16,15 @@ from sqlmodel import Session, SQLModel
 from vault import crypto
 from vault.crypto import InvalidCiphertext, Sealer
 from vault.envelope import Envelope, attachment_aad, chunk_aad, content_aad, interaction_aad
-from vault.errors import ArchiveDestroyed, DecryptionFailed
+from vault.errors import ArchiveDestroyed, DecryptionFailed, KeyFileError
+from vault.keys import Keyring
 from vault.models import VaultMeta
 
 DEK = bytes(range(32))
 
 
 class Keys:
-    """A key provider with one KEK per (level, version); counts what is asked of it."""
+    """A key provider with one KEK per (level, version), wrapping as the key file does."""
 
     vault_id = "vault-1"
 
@@ -31,9 +32,21 @@ class Keys:
         self.known = {v: bytes([i + 1]) * 32 for i, v in enumerate(versions)}
         self.asked: list[tuple[str, int]] = []
 
-    def kek(self, level: str, version: int) -> bytes:
+    def _sealer(self, level: str, version: int) -> Sealer:
         self.asked.append((level, version))
-        return self.known[(level, version)]
+        return Sealer(self.known[(level, version)], version)
+
+    def wrap_dek(self, level: str, version: int, dek: bytes, associated: bytes) -> bytes:
+        return self._sealer(level, version).seal(dek, associated)
+
+    def wrap_deks(self, level, version, items):
+        return self._sealer(level, version).seal_many(items)
+
+    def unwrap_dek(self, level: str, version: int, wrapped: bytes, associated: bytes) -> bytes:
+        return self._sealer(level, version).open(wrapped, associated)
+
+    def check_kek(self, level: str, version: int) -> None:
+        self._sealer(level, version)
 
 
 def test_each_kind_of_ciphertext_is_bound_to_its_own_associated_data() -> None:
@@ -63,18 +76,20 @@ def test_a_wrapped_dek_names_the_vault_the_archive_and_the_level() -> None:
     assert crypto.key_version_of(wrapped) == 1
 
 
-def test_keks_are_cached_per_level_and_version_until_forgotten() -> None:
-    keys = Keys(("secret", 1), ("secret", 2), ("internal", 1))
-    env = Envelope(keys)
-    first = env.kek("secret", 1)
+def test_the_key_file_caches_its_keks_per_level_and_version_until_forgotten() -> None:
+    keys = Keyring.generate()
+    first = keys._sealer("secret", 1)
     assert first.version == 1
-    assert env.kek("secret", 1) is first
-    assert env.kek("secret", 2) is not first and env.kek("secret", 2).version == 2
-    assert env.kek("internal", 1) is not first
-    assert keys.asked == [("secret", 1), ("secret", 2), ("internal", 1)]
-    env.forget_keks()
-    assert env.kek("secret", 1) is not first
-    assert keys.asked[-1] == ("secret", 1)
+    assert keys._sealer("secret", 1) is first
+    assert keys._sealer("internal", 1) is not first
+    v2 = keys.add_version("secret")
+    assert keys._sealer("secret", v2) is not first and keys._sealer("secret", v2).version == 2
+    keys.forget_keks()
+    assert keys._sealer("secret", 1) is not first
+    wrapped = keys.wrap_dek("secret", 1, DEK, b"ad")
+    keys.retire("secret", 1)  # the retired KEK is neither cached nor found again
+    with pytest.raises(KeyFileError, match="retired"):
+        keys.unwrap_dek("secret", 1, wrapped, b"ad")
 
 
 def test_an_unwrapped_dek_seals_with_its_own_version() -> None:
@@ -104,7 +119,7 @@ def test_a_dek_moved_to_another_archive_or_level_does_not_unwrap() -> None:
         env.dek("A-2", "secret", 1, 1, wrapped)
     assert str(caught.value) == (
         "archive A-2: its data key does not open under KEK secret v1 (tampered, moved "
-        "from another archive, or the wrong key file)"
+        "from another archive, or the wrong keys)"
     )
     assert caught.value.__cause__ is None and caught.value.__suppress_context__
     with pytest.raises(DecryptionFailed):
