@@ -3,6 +3,7 @@ the operator as an audit actor, progress bars and the closing checkpoint."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 from collections.abc import Iterator
