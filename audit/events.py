@@ -66,6 +66,10 @@ class AuditAction(StrEnum):
     DECOY_MARK = "detection:decoy-mark"
     DECOY_LIST = "detection:decoy-list"
     ACCESS_REPORT = "archive:access-report"
+    # A backup written (``archive-vault backup``) and a backup restored, with the
+    # audit entries and destructions a newer bundle brought back.
+    BACKUP = "vault:backup"
+    RESTORE = "vault:restore"
 
 
 class Outcome(StrEnum):

@@ -79,6 +79,8 @@ ACTION_CODES: dict[str, int] = {
     "detection:decoy-mark": 45,
     "detection:decoy-list": 46,
     "archive:access-report": 47,
+    "vault:backup": 48,
+    "vault:restore": 49,
 }
 OUTCOME_CODES: dict[str, int] = {
     "allowed": 1,
