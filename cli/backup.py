@@ -1,0 +1,261 @@
+"""``archive-vault backup`` and ``archive-vault restore``.
+
+A backup is a directory (``vault.backup``): the database copied online, the
+audit log's verified bundle and a manifest; never the key file. A restore puts
+the database back marked "restore in progress" (``vault.restore``), checks it
+against the key file and its own log, brings back from a newer bundle the audit
+entries the backup lacks (without a fork: ``audit.restore``), destroys again
+what that newer log destroyed, and only then, in the transaction of its own
+audit entry, removes the mark that keeps the vault from starting.
+
+Everything that can be refused is refused before the target database is
+touched: a damaged backup, another vault's key file, a bundle that does not
+verify or forks, a newer published log not given, retired keys, a non-empty
+target without ``--force``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from sqlmodel import Session
+
+from audit.events import AuditAction, AuditEvent
+from audit.log import AuditLog
+from audit.restore import BundleRefused, VerifiedBundle, bring_back, check_extends
+from cli.common import (
+    DEFAULT_DATA_DIR,
+    DataDir,
+    cli_actor,
+    console,
+    err,
+    finish,
+    open_store,
+    progress_bar,
+    settings_for,
+)
+from foundation.db import make_engine, transaction
+from foundation.dbcopy import DatabaseCopyError
+from foundation.settings import Settings
+from vault.backup import (
+    BUNDLE,
+    in_use,
+    key_mismatch_message,
+    last_export,
+    load_bundle,
+    read_manifest,
+    record_export,
+    write_backup,
+)
+from vault.keys import KeyProvider, load_key_file
+from vault.restore import check_target, clear_marker, reapply_destructions, restore_database
+from vault.rotation import kek_counts
+from vault.store import ArchiveStore
+from vault.vault import open_vault
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]error:[/] {message}", highlight=False)
+    return typer.Exit(1)
+
+
+class _Bars:
+    """One Rich task per named step, created when the step first reports."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if what not in self.tasks:
+            self.tasks[what] = self.bar.add_task(what, total=total)
+        self.bar.update(self.tasks[what], completed=done, total=total)
+
+
+def backup(
+    out: Annotated[
+        Path, typer.Option("--out", help="Backup directory to create (must not exist).")
+    ],
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Back up the database (online) with a verified audit bundle; never the key file."""
+
+    store = open_store(data_dir)
+    log = store.audit
+    if not isinstance(log, AuditLog):  # pragma: no cover - the vault always builds one
+        raise _fail("this vault has no audit log")
+    try:
+        with progress_bar() as bar:
+            written = write_backup(store.vault, log, out, _Bars(bar))
+    except DatabaseCopyError as exc:
+        raise _fail(str(exc)) from None
+    audit = written.manifest["audit"]
+    record_export(store.settings, out / BUNDLE, log.latest_checkpoint())
+    with transaction(store.engine) as session:
+        store.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.BACKUP,
+                actor=cli_actor(),
+                detail={
+                    "backup": out.name,
+                    "database": written.manifest["database"]["kind"],
+                    "audit_size": audit["size"],
+                    "database_sha256": written.manifest["database"]["sha256"],
+                },
+            ),
+        )
+    finish(store)
+    console.print(
+        f"wrote backup {out} (mode 0700): database, audit bundle of {audit['size']} entries, "
+        "manifest. The key file is not in it: copy it apart after every `keys rotate`",
+        highlight=False,
+    )
+
+
+def restore(
+    backup_dir: Annotated[Path, typer.Argument(help="A directory written by `backup`.")],
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            "--bundle",
+            help="A newer audit bundle (`audit export` after the backup): its entries and "
+            "destructions are brought back.",
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Delete what the target database holds first.")
+    ] = False,
+    data_dir: DataDir = DEFAULT_DATA_DIR,
+) -> None:
+    """Restore a backup into the configured (empty) database, with the current key file."""
+
+    settings = settings_for(data_dir)
+    try:
+        _restore(settings, backup_dir, bundle, force)
+    except DatabaseCopyError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: bool) -> None:
+    manifest = read_manifest(backup_dir)
+    keys = load_key_file(settings.resolved_key_file)
+    if keys.vault_id != manifest.get("vault_id"):
+        raise _fail(
+            f"the key file {settings.resolved_key_file} belongs to another vault than this "
+            "backup; set VAULT_KEY_FILE to this vault's key file"
+        )
+    engine = make_engine(settings.resolved_database_url)
+    log = AuditLog(engine=engine, keys=keys, settings=settings)
+    base = load_bundle(backup_dir / BUNDLE, log, "the backup's audit bundle")
+    size, root = int(manifest["audit"]["size"]), str(manifest["audit"]["root"])
+    if base.signed is None or base.size != size or base.signed.root_b64 != root:
+        raise _fail("the backup's audit bundle does not match its manifest")
+    newer = _newer(log, bundle, base)
+    _require_newest(settings, log, newer.size if newer else size)
+    problems = _unreadable(keys, manifest["kek_versions"])
+    if problems:
+        raise _fail(key_mismatch_message(problems) + "; nothing was changed")
+    check_target(engine, manifest, force=force)
+
+    # From here on the target changes; it stays marked until the last step.
+    with progress_bar() as bar:
+        bars = _Bars(bar)
+        restore_database(
+            engine, manifest, backup_dir, settings.data_dir, force=force, progress=bars
+        )
+        vault = open_vault(settings, engine=engine, restoring=True)
+        log = vault.audit_log()
+        store = ArchiveStore(vault, audit=log)
+        with Session(vault.engine) as session:
+            problems = _unreadable(keys, kek_counts(session))
+        if problems:
+            raise _fail(key_mismatch_message(problems) + _STILL_MARKED)
+        report = log.verify()
+        if not report.ok:
+            raise _fail(f"the restored audit log does not verify: {report.problem}{_STILL_MARKED}")
+        brought, reapplied = None, None
+        if newer is not None and newer.size > size:
+            brought = bring_back(
+                vault.engine, newer, log.entry_mac(), lambda d, t: bars("audit entries", d, t)
+            )
+        log.integrate()
+        if newer is not None:
+            reapplied = reapply_destructions(store, newer.entries[: newer.size], cli_actor())
+    with transaction(vault.engine) as session:
+        store.audit.append(
+            session,
+            AuditEvent(
+                action=AuditAction.RESTORE,
+                actor=cli_actor(),
+                detail={
+                    "backup_created_at": str(manifest.get("created_at")),
+                    "backup_audit_size": size,
+                    "bundle_size": newer.size if newer else None,
+                    "entries_brought_back": brought.added if brought else 0,
+                    "destructions_reapplied": len(reapplied.done) if reapplied else 0,
+                },
+            ),
+        )
+        clear_marker(session.connection())
+    finish(store)
+    console.print(f"restored {backup_dir} ({manifest.get('created_at')})", highlight=False)
+    if brought is not None:
+        console.print(
+            f"  audit: {brought.before} entries from the backup, {brought.added} brought back "
+            f"from the bundle, {brought.checkpoints} signed checkpoints",
+            highlight=False,
+        )
+    if reapplied is not None:
+        console.print(
+            f"  re-destroyed {len(reapplied.done)} archive(s); {reapplied.already} already "
+            f"destroyed; {reapplied.missing} not in this database",
+            highlight=False,
+        )
+
+
+_STILL_MARKED = (
+    ". The database stays marked as a restore in progress and the vault does not start; "
+    "fix the cause and run the restore again with --force"
+)
+
+
+def _newer(log: AuditLog, bundle: Path | None, base: VerifiedBundle) -> VerifiedBundle | None:
+    """The given bundle, verified with the key file's key and proven to extend the backup."""
+    if bundle is None:
+        return None
+    newer = load_bundle(bundle, log, "the bundle")
+    if newer.size < base.size:
+        raise BundleRefused(
+            f"the bundle signs {newer.size} entries, fewer than the backup's {base.size}: "
+            "give a bundle exported after the backup"
+        )
+    assert base.signed is not None
+    check_extends(base.size, base.signed.root, newer, what="the backup's audit log")
+    return newer
+
+
+def _require_newest(settings: Settings, log: AuditLog, have: int) -> None:
+    """Refuse to restore a log older than the newest one this data directory exported."""
+    last = last_export(settings, log)
+    if last is not None and last.size > have:
+        raise _fail(
+            f"a newer audit log was exported ({last.size} entries, {last.path}) than this "
+            f"restore would bring back ({have}): the restored vault would fork the published "
+            f"log. Pass it: --bundle {last.path}; nothing was changed"
+        )
+
+
+def _unreadable(keys: KeyProvider, counts: Mapping[str, Mapping[Any, Any]]) -> list[str]:
+    """KEK versions wrapping archives that the key file no longer (or never) held."""
+    return in_use(
+        keys, {lvl: {int(v): int(n) for v, n in per.items()} for lvl, per in counts.items()}
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(backup)
+    app.command()(restore)
