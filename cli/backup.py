@@ -21,11 +21,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from audit.errors import AuditError
 from audit.events import AuditAction, AuditEvent
 from audit.log import AuditLog
-from audit.restore import BundleRefused, VerifiedBundle, bring_back, check_extends
+from audit.restore import BroughtBack, BundleRefused, VerifiedBundle, bring_back, check_extends
 from cli.common import (
     DEFAULT_DATA_DIR,
     DataDir,
@@ -42,6 +44,7 @@ from foundation.dbcopy import DatabaseCopyError
 from foundation.settings import Settings
 from vault.backup import (
     BUNDLE,
+    BackupError,
     in_use,
     key_mismatch_message,
     last_export,
@@ -50,15 +53,22 @@ from vault.backup import (
     record_export,
     write_backup,
 )
+from vault.errors import VaultError
 from vault.keys import KeyProvider, load_key_file
-from vault.restore import check_target, clear_marker, reapply_destructions, restore_database
+from vault.restore import (
+    Reapplied,
+    check_target,
+    clear_marker,
+    reapply_destructions,
+    restore_database,
+)
 from vault.rotation import kek_counts
 from vault.store import ArchiveStore
 from vault.vault import open_vault
 
 
 def _fail(message: str) -> typer.Exit:
-    err.print(f"[red]error:[/] {message}", highlight=False)
+    err.print(f"[red]error:[/] {message}", highlight=False, soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -162,30 +172,14 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
     check_target(engine, manifest, force=force)
 
     # From here on the target changes; it stays marked until the last step.
-    with progress_bar() as bar:
-        bars = _Bars(bar)
-        restore_database(
-            engine, manifest, backup_dir, settings.data_dir, force=force, progress=bars
-        )
-        vault = open_vault(settings, engine=engine, restoring=True)
-        log = vault.audit_log()
-        store = ArchiveStore(vault, audit=log)
-        with Session(vault.engine) as session:
-            problems = _unreadable(keys, kek_counts(session))
-        if problems:
-            raise _fail(key_mismatch_message(problems) + _STILL_MARKED)
-        report = log.verify()
-        if not report.ok:
-            raise _fail(f"the restored audit log does not verify: {report.problem}{_STILL_MARKED}")
-        brought, reapplied = None, None
-        if newer is not None and newer.size > size:
-            brought = bring_back(
-                vault.engine, newer, log.entry_mac(), lambda d, t: bars("audit entries", d, t)
+    try:
+        with progress_bar() as bar:
+            store, brought, reapplied = _bring_up_to_date(
+                settings, engine, manifest, backup_dir, newer, force, keys, _Bars(bar)
             )
-        log.integrate()
-        if newer is not None:
-            reapplied = reapply_destructions(store, newer.entries[: newer.size], cli_actor())
-    with transaction(vault.engine) as session:
+    except (VaultError, AuditError, DatabaseCopyError) as exc:
+        raise _fail(f"{exc}{_STILL_MARKED}") from None
+    with transaction(store.engine) as session:
         store.audit.append(
             session,
             AuditEvent(
@@ -215,6 +209,43 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
             f"destroyed; {reapplied.missing} not in this database",
             highlight=False,
         )
+
+
+def _bring_up_to_date(
+    settings: Settings,
+    engine: Engine,
+    manifest: dict[str, Any],
+    backup_dir: Path,
+    newer: VerifiedBundle | None,
+    force: bool,
+    keys: KeyProvider,
+    bars: _Bars,
+) -> tuple[ArchiveStore, BroughtBack | None, Reapplied | None]:
+    """Database back, checked against the key file and its own log, the newer log put back,
+    its destructions applied again: everything but the closing entry, under the mark."""
+    restore_database(engine, manifest, backup_dir, settings.data_dir, force=force, progress=bars)
+    vault = open_vault(settings, engine=engine, restoring=True)
+    log = vault.audit_log()
+    store = ArchiveStore(vault, audit=log)
+    with Session(vault.engine) as session:
+        problems = _unreadable(keys, kek_counts(session))
+    if problems:
+        raise BackupError(key_mismatch_message(problems))
+    report = log.verify()
+    # Entries a PostgreSQL backup caught queued have waited since: that alone is no fault.
+    found = [p for p in report.all_problems() if p.kind != "stalled"]
+    if found:
+        raise BackupError(f"the restored audit log does not verify: {found[0]}")
+    size = int(manifest["audit"]["size"])
+    brought, reapplied = None, None
+    if newer is not None and newer.size > size:
+        brought = bring_back(
+            vault.engine, newer, log.entry_mac(), lambda d, t: bars("audit entries", d, t)
+        )
+    log.integrate()
+    if newer is not None:
+        reapplied = reapply_destructions(store, newer.entries[: newer.size], cli_actor())
+    return store, brought, reapplied
 
 
 _STILL_MARKED = (

@@ -141,9 +141,11 @@ def _run(argv: list[str], env: dict[str, str], what: str) -> str:
     except OSError as exc:
         raise DatabaseCopyError(f"{what}: {exc.strerror or exc}") from None
     if done.returncode != 0:
-        # The tools' messages name objects and connection problems, never row values.
-        lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
-        reason = lines[-1][:300] if lines else f"exit status {done.returncode}"
+        # Only the tools' own "error:" lines: they name objects and connection problems.
+        # The server's DETAIL and CONTEXT lines that may follow can quote row values.
+        lines = [ln for ln in done.stderr.splitlines() if ": error: " in ln]
+        reason = lines[-1].split(": error: ", 1)[1][:300] if lines else ""
+        reason = reason or f"exit status {done.returncode}"
         raise DatabaseCopyError(f"{what} failed: {reason}")
     return done.stdout
 

@@ -28,7 +28,7 @@ from sqlalchemy.engine import Engine
 
 from audit.events import Actor
 from audit.guards import install_guards
-from foundation.dbcopy import pg_restore, sqlite_restore
+from foundation.dbcopy import pg_restore, pg_tool, sqlite_restore
 from vault import migrate
 from vault.backup import BackupError
 from vault.creation import sqlite_file
@@ -53,6 +53,8 @@ def check_target(engine: Engine, manifest: Mapping[str, Any], *, force: bool) ->
             f"this version of archive-vault is at {migrate.head()}: restore it with the version "
             "that wrote it, then run `archive-vault upgrade`"
         )
+    if kind == "postgresql":
+        pg_tool("pg_restore")  # missing: said now, before anything is deleted or created
     held = _objects(engine, manifest)
     if held and not force:
         raise BackupError(
