@@ -31,6 +31,7 @@ from foundation.settings import Settings
 from policies.archive_creation import import_check
 from policies.custodians import review as custodian_review
 from vault import migrate
+from vault.backup import unreadable_versions
 from vault.demo import mark_demo, require_demo
 from vault.errors import NotInitialised, VaultError
 from vault.importer import ImportFailed, bulk_insert, import_file
@@ -330,7 +331,6 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     table = Table(title="Key-encryption keys")
     for column in ("level", "version", "state", "archives"):
         table.add_column(column)
-    unreadable = 0
     for lvl in LEVELS:
         known = store.keys.versions(lvl)
         held = counts.get(lvl, {})
@@ -343,11 +343,11 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
                 state = "[red]retired[/]" if n else "retired"
             else:
                 state = "active" if meta["active"] else "old"
-            # Archives under a version the key file no longer holds cannot be opened.
-            if n and (meta is None or meta["retired_at"]):
-                unreadable += n
             table.add_row(lvl, f"v{version}", state, str(n))
     console.print(table)
+    # Archives under a version the key file no longer holds cannot be opened (the same
+    # rule `restore` applies before it restores anything).
+    unreadable = sum(u.archives for u in unreadable_versions(store.keys, counts))
     if unreadable:
         # A database restored from before a rotation, served with the key file of after it.
         err.print(

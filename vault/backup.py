@@ -93,8 +93,24 @@ def load_bundle(path: Path, log: AuditLog, what: str) -> VerifiedBundle:
     return verified_bundle(data, public_key=log.public_key, origin=log.origin, what=what)
 
 
-def in_use(keys: KeyProvider, counts: Mapping[str, Mapping[int, int]]) -> list[str]:
-    """KEK versions that wrap archives but are retired or missing in the key file."""
+@dataclass(frozen=True)
+class Unreadable:
+    """Archives wrapped under a KEK version the key file cannot give (retired or missing)."""
+
+    level: str
+    version: int
+    archives: int
+    state: str  # "retired in" or "missing from"
+
+    def __str__(self) -> str:
+        where = f"{self.state} the key file"
+        return f"{self.level} v{self.version} ({self.archives} archive(s), {where})"
+
+
+def unreadable_versions(
+    keys: KeyProvider, counts: Mapping[str, Mapping[int, int]]
+) -> list[Unreadable]:
+    """What ``keys status`` and ``restore`` refuse: versions wrapping archives, not held."""
     out = []
     for level in LEVELS:
         known = keys.versions(level)
@@ -102,8 +118,12 @@ def in_use(keys: KeyProvider, counts: Mapping[str, Mapping[int, int]]) -> list[s
             meta = known.get(int(version))
             if n and (meta is None or meta["retired_at"]):
                 state = "missing from" if meta is None else "retired in"
-                out.append(f"{level} v{version} ({n} archive(s), {state} the key file)")
+                out.append(Unreadable(level, int(version), n, state))
     return out
+
+
+def in_use(keys: KeyProvider, counts: Mapping[str, Mapping[int, int]]) -> list[str]:
+    return [str(u) for u in unreadable_versions(keys, counts)]
 
 
 def key_mismatch_message(problems: list[str]) -> str:
