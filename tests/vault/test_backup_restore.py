@@ -190,6 +190,7 @@ def test_a_restore_extends_the_published_log_and_keeps_destructions(
     restored.engine.dispose()
 
 
+@pytest.mark.slow
 def test_a_restore_that_stops_half_way_leaves_a_vault_that_does_not_start(
     cli_env: dict[str, str], fresh_url: str, tmp_path: Path
 ) -> None:
