@@ -146,20 +146,20 @@ def bring_back(
         head = lock_and_read_head(session)
         before = 0 if head is None else head[0]
         conn = session.connection()
-        if before > signed.size:
-            raise BundleRefused(
-                f"the restored log holds {before} entries, more than the bundle signs "
-                f"({signed.size}): the bundle is older than the backup"
-            )
+        # The restored log and the bundle must agree on every entry both hold: the same
+        # leaves, and a consistency proof from the shared prefix to the signed root.
+        shared = min(before, signed.size)
         restored = CompactRange()
         for seq, leaf in rehash(conn, 1, before, ZERO_HASH, mac=mac):
+            if seq > shared:
+                continue  # entries after the bundle's signed tree (checked by their MACs)
             if not hmac.compare_digest(leaf, bundle.leaves[seq - 1]):
                 raise BundleRefused(
                     f"entry {seq} of the restored log differs from the bundle's: the two are "
                     "different histories"
                 )
             restored.append(leaf)
-        check_extends(before, restored.root(), bundle, what="the restored log")
+        check_extends(shared, restored.root(), bundle, what="the restored log")
         for i in range(before, signed.size):
             got_seq, got_leaf = chain_entry(session, _columns(bundle.entries[i]), head, mac)
             if got_seq != i + 1 or not hmac.compare_digest(got_leaf, bundle.leaves[i]):
@@ -169,6 +169,8 @@ def bring_back(
             head = (got_seq, got_leaf)
             if progress is not None and (got_seq % 1000 == 0 or got_seq == signed.size):
                 progress(got_seq - before, signed.size - before)
+        if before >= signed.size:
+            return BroughtBack(before, 0, 0, 0)  # the restored log already extends the bundle
         stored = _store_checkpoints(conn, bundle)
         dequeued = _drop_requeued(conn, before)
     return BroughtBack(before, signed.size - before, stored, dequeued)

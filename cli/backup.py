@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
 from audit.errors import AuditError
@@ -165,7 +166,7 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
     if base.signed is None or base.size != size or base.signed.root_b64 != root:
         raise _fail("the backup's audit bundle does not match its manifest")
     newer = _newer(log, bundle, base)
-    _require_newest(settings, log, newer.size if newer else size)
+    _require_newest(settings, log, base, newer)
     problems = _unreadable(keys, manifest["kek_versions"])
     if problems:
         raise _fail(key_mismatch_message(problems) + "; nothing was changed")
@@ -179,6 +180,10 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
             )
     except (VaultError, AuditError, DatabaseCopyError) as exc:
         raise _fail(f"{exc}{_STILL_MARKED}") from None
+    except DBAPIError as exc:
+        raise _fail(
+            f"the database refused the operation ({type(exc.orig).__name__}){_STILL_MARKED}"
+        ) from None
     with transaction(store.engine) as session:
         store.audit.append(
             session,
@@ -231,7 +236,7 @@ def _bring_up_to_date(
         problems = _unreadable(keys, kek_counts(session))
     if problems:
         raise BackupError(key_mismatch_message(problems))
-    report = log.verify()
+    report = log.verify(lambda d, t: bars("verifying the restored audit log", d, t))
     # Entries a PostgreSQL backup caught queued have waited since: that alone is no fault.
     found = [p for p in report.all_problems() if p.kind != "stalled"]
     if found:
@@ -269,15 +274,22 @@ def _newer(log: AuditLog, bundle: Path | None, base: VerifiedBundle) -> Verified
     return newer
 
 
-def _require_newest(settings: Settings, log: AuditLog, have: int) -> None:
-    """Refuse to restore a log older than the newest one this data directory exported."""
+def _require_newest(
+    settings: Settings, log: AuditLog, base: VerifiedBundle, newer: VerifiedBundle | None
+) -> None:
+    """Refuse to restore a log older than, or forked from, the newest one exported here."""
     last = last_export(settings, log)
-    if last is not None and last.size > have:
+    if last is None or last.checkpoint is None:
+        return
+    have = newer or base
+    if last.size > have.size:
         raise _fail(
             f"a newer audit log was exported ({last.size} entries, {last.path}) than this "
-            f"restore would bring back ({have}): the restored vault would fork the published "
-            f"log. Pass it: --bundle {last.path}; nothing was changed"
+            f"restore would bring back ({have.size}): the restored vault would fork the "
+            f"published log. Pass it: --bundle {last.path}; nothing was changed"
         )
+    what = f"the vault's last exported log ({last.path})"
+    check_extends(last.size, last.checkpoint.root, have, what=what)
 
 
 def _unreadable(keys: KeyProvider, counts: Mapping[str, Mapping[Any, Any]]) -> list[str]:
