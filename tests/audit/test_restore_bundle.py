@@ -6,6 +6,7 @@ import io
 import json
 import secrets
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,15 +14,19 @@ import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from audit.codec import event_fields, format_time
 from audit.guards import install_guards
+from audit.locks import lock_and_read_head
 from audit.log import AuditLog
 from audit.merkle import verify_consistency
+from audit.models import queue_table
+from audit.queue import chain_entry, enqueue
 from audit.restore import BundleRefused, VerifiedBundle, bring_back, verified_bundle
-from foundation.db import make_engine
+from foundation.db import make_engine, transaction
 from vault.vault import Vault
 
 from ..conftest import PG_URL
-from .conftest import FakeClock, append_n
+from .conftest import FakeClock, append_n, make_event
 
 
 @pytest.fixture
@@ -125,3 +130,23 @@ def test_only_a_bundle_signed_with_the_vaults_key_is_taken(filled: AuditLog) -> 
         verified_bundle(data, public_key=stranger, origin=filled.origin)
     with pytest.raises(BundleRefused, match="another vault"):
         verified_bundle(data, public_key=filled.public_key, origin="archive-vault/audit/x")
+
+
+def test_an_entry_the_backup_caught_queued_is_chained_once(
+    filled: AuditLog, other: AuditLog
+) -> None:
+    """A PostgreSQL backup may hold an entry still queued; the bundle chains it, once."""
+    bring_back(other.engine, _bundle(filled), other.entry_mac())
+    columns = event_fields(make_event(77))
+    columns["time"] = format_time(datetime(2025, 3, 2, tzinfo=UTC))
+    with transaction(other.engine) as session:  # in the backup: waiting in the queue
+        enqueue(session, dict(columns), other.entry_mac())
+    with transaction(filled.engine) as session:  # in the live vault: chained as entry 21
+        chain_entry(session, dict(columns), lock_and_read_head(session), filled.entry_mac())
+    assert filled.checkpoint() is not None
+    done = bring_back(other.engine, _bundle(filled), other.entry_mac())
+    assert (done.added, done.dequeued) == (1, 1)
+    with other.engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(queue_table)).scalar_one() == 0
+    assert other.head() == 21 and other.verify().ok
+    assert _hashes(other) == _hashes(filled)
