@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.engine import Engine
 
 from audit.chain import rehash
-from audit.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
+from audit.checkpoint import SignedCheckpoint, open_checkpoint
 from audit.codec import dump_json, format_time
 from audit.errors import AuditError, AuditIntegrityError
 from audit.locks import lock_and_read_head
@@ -231,15 +231,3 @@ def _drop_requeued(conn: sa.Connection, before: int) -> int:
         .exists()
     )
     return int(conn.execute(q.delete().where(chained)).rowcount or 0)
-
-
-def latest_note(data: Mapping[str, Any], public_key: Ed25519PublicKey, origin: str) -> str | None:
-    """The newest checkpoint note of a bundle that opens with the key (for a short record)."""
-    notes = [item.get("note") for item in data.get("checkpoints") or [] if isinstance(item, dict)]
-    for note in reversed(notes):
-        try:
-            open_checkpoint(str(note), public_key, origin)
-        except CheckpointError:
-            continue
-        return str(note)
-    return None

@@ -112,7 +112,7 @@ def backup(
                 action=AuditAction.BACKUP,
                 actor=cli_actor(),
                 detail={
-                    "backup": out.name,
+                    "backup": out.name[:200],
                     "database": written.manifest["database"]["kind"],
                     "audit_size": audit["size"],
                     "database_sha256": written.manifest["database"]["sha256"],
