@@ -68,6 +68,10 @@ class AuditAction(StrEnum):
     ACCESS_REPORT = "archive:access-report"
     # The service's readiness probe proved it can append (at most once a minute a worker).
     READY = "health:ready"
+    # A backup written (``archive-vault backup``) and a backup restored, with the
+    # audit entries and destructions a newer bundle brought back.
+    BACKUP = "vault:backup"
+    RESTORE = "vault:restore"
 
 
 class Outcome(StrEnum):

@@ -80,6 +80,8 @@ ACTION_CODES: dict[str, int] = {
     "detection:decoy-list": 46,
     "archive:access-report": 47,
     "health:ready": 48,
+    "vault:backup": 49,
+    "vault:restore": 50,
 }
 OUTCOME_CODES: dict[str, int] = {
     "allowed": 1,

@@ -33,7 +33,7 @@ from vault import migrate
 from vault.demo import mark_demo, require_demo
 from vault.errors import NotInitialised, VaultError
 from vault.importer import ImportFailed, bulk_insert, import_file
-from vault.key_health import unopenable
+from vault.key_health import unreadable_versions
 from vault.keys import LEVELS
 from vault.manifest import seal_missing
 from vault.masked_names import backfill as backfill_masked_names
@@ -350,8 +350,9 @@ def keys_status(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
                 state = "active" if meta["active"] else "old"
             table.add_row(lvl, f"v{version}", state, str(n))
     console.print(table)
-    # Archives under a version the key file no longer holds cannot be opened.
-    unreadable = unopenable(counts, store.keys)
+    # Archives under a version the key file no longer holds cannot be opened (the same
+    # rule `restore` applies before it restores anything).
+    unreadable = sum(u.archives for u in unreadable_versions(store.keys, counts))
     if unreadable:
         # A database restored from before a rotation, served with the key file of after it.
         err.print(

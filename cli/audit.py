@@ -33,6 +33,7 @@ from audit.verify import (
 from cli.common import DEFAULT_DATA_DIR, DataDir
 from cli.verifier import verifier
 from foundation.settings import Settings
+from vault.backup import record_export
 from vault.errors import VaultError
 from vault.vault import open_vault
 
@@ -148,6 +149,7 @@ def export(
     """Write an offline-verifiable bundle: entries, checkpoints, public key, proofs."""
     log = _run(lambda: _open_log(data_dir))
     _run(log.checkpoint_if_new)  # so the bundle's tail is covered by a signature
+    signed = _run(log.latest_checkpoint)
 
     def write() -> dict[str, int]:
         tmp = out.with_name(out.name + ".partial")
@@ -157,6 +159,8 @@ def export(
         return counts
 
     counts = _run(write)
+    # What `restore` compares a backup with: a newer log was published than it holds.
+    _run(lambda: record_export(Settings(data_dir=data_dir), out, signed))
     console.print(
         f"wrote {out}: {counts['entries']} entries, {counts['checkpoints']} checkpoints, "
         f"{counts['consistency_proofs']} consistency and {counts['inclusion_proofs']} "

@@ -16,7 +16,7 @@ import typer
 from sqlalchemy.exc import DBAPIError
 
 from audit.errors import AuditError
-from cli import access_report, archives, detection, leaks, notifications, service
+from cli import access_report, archives, backup, detection, leaks, notifications, service
 from cli.audit import audit_app
 from cli.common import err
 from cli.inspect import inspect_app
@@ -60,6 +60,7 @@ notifications.register(app, service.user_app)
 leaks.register(app)
 detection.register(app)
 access_report.register(app)
+backup.register(app)
 
 
 def _hoist_operator(argv: list[str]) -> list[str]:

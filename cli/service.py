@@ -48,9 +48,10 @@ from policies.password_reset import ResetKeys, issue
 from policies.rolegrants import RoleOutcome, change_roles, create_user
 from policies.workflow import Workflow
 from vault.demo import require_demo
-from vault.errors import ArchiveDestroyed, ArchiveNotFound, NotInitialised
+from vault.errors import NotInitialised
 from vault.models import User
 from vault.records import parse_username, plain_text
+from vault.restore import reapply_destructions as reapply
 from vault.store import ArchiveStore
 from vault.vault import open_vault
 
@@ -497,30 +498,11 @@ def reapply_destructions(
         problem = report.problem if report else "not an audit bundle"
         err.print(f"[red]error:[/] the bundle does not verify with this vault's key: {problem}")
         raise typer.Exit(1)
-    entries = data["entries"]
-    done, already, missing = [], 0, 0
-    for entry in entries:
-        if entry.get("action") != "archive:destroy" or entry.get("outcome") != "allowed":
-            continue
-        certificate = (entry.get("detail") or {}).get("certificate") or {}
-        for archive_no in entry.get("archives") or []:
-            try:
-                store.lifecycle.destroy(
-                    archive_no,
-                    actor=cli_actor(),
-                    reason=f"re-applied after restore: certificate "
-                    f"{certificate.get('certificate_id', '?')} (audit entry {entry['seq']})",
-                    approval=entry.get("grant_id"),
-                )
-                done.append(archive_no)
-            except ArchiveDestroyed:
-                already += 1
-            except ArchiveNotFound:
-                missing += 1
+    result = reapply(store, data["entries"], cli_actor())
     finish(store)
     console.print(
-        f"re-destroyed {len(done)} archive(s); {already} already destroyed; "
-        f"{missing} not in this database"
+        f"re-destroyed {len(result.done)} archive(s); {result.already} already destroyed; "
+        f"{result.missing} not in this database"
     )
-    for archive_no in done:
+    for archive_no in result.done:
         console.print(f"  {archive_no}")

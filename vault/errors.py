@@ -63,6 +63,13 @@ class NotInitialised(VaultError):
     code = "not-initialised"
 
 
+class RestoreIncomplete(NotInitialised):
+    """The database is marked by ``archive-vault restore`` as not yet brought up to date
+    (its audit log may be older than one already published): nothing may serve it."""
+
+    code = "restore-incomplete"
+
+
 class DatabaseUnreachable(VaultError):
     """The configured database cannot be connected to (wrong host or port, server down,
     login refused): not the same as a database that holds no vault, so never a

@@ -8,6 +8,9 @@ service's readiness probe ask the same question here, so they cannot disagree.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 from vault.crypto import InvalidCiphertext, aad
 from vault.errors import KeyFileError
 from vault.keys import LEVELS, KeyProvider
@@ -17,28 +20,50 @@ from vault.keys import LEVELS, KeyProvider
 PROBE = bytes(range(32))
 
 
-def unopenable(counts: dict[str, dict[int, int]], keys: KeyProvider) -> int:
-    """Archives (of ``rotation.kek_counts``) wrapped by a KEK version the key file lacks.
+@dataclass(frozen=True)
+class Unreadable:
+    """Archives wrapped under a KEK version the keys cannot give (retired or missing)."""
 
-    A version retired in the key file, or missing from it, cannot unwrap a DEK.
-    A version missing only from memory is looked up again (``check_kek`` rereads
-    the key file, or asks the token: a rotation by another process may have added it).
+    level: str
+    version: int
+    archives: int
+    state: str  # "retired in" or "missing from"
+
+    def __str__(self) -> str:
+        where = f"{self.state} the key file"
+        return f"{self.level} v{self.version} ({self.archives} archive(s), {where})"
+
+
+def unreadable_versions(
+    keys: KeyProvider, counts: Mapping[str, Mapping[int, int]]
+) -> list[Unreadable]:
+    """Versions that wrap archives (``rotation.kek_counts``) but that the keys cannot give.
+
+    What ``keys status``, ``restore`` and ``/readyz`` refuse. A version missing
+    only from memory is looked up again (``check_kek`` rereads the key file, or
+    asks the token: a rotation by another process may have added it).
     """
-    unreadable = 0
+    out = []
     for level in LEVELS:
         known = keys.versions(level)
-        for version, n in counts.get(level, {}).items():
-            meta = known.get(version)
+        for version, n in sorted(counts.get(level, {}).items()):
+            meta = known.get(int(version))
             if not n or (meta is not None and not meta["retired_at"]):
                 continue
             if meta is None:
                 try:
-                    keys.check_kek(level, version)
+                    keys.check_kek(level, int(version))
                     continue
                 except KeyFileError:
                     pass
-            unreadable += n
-    return unreadable
+            state = "missing from" if meta is None else "retired in"
+            out.append(Unreadable(level, int(version), n, state))
+    return out
+
+
+def unopenable(counts: Mapping[str, Mapping[int, int]], keys: KeyProvider) -> int:
+    """How many archives ``unreadable_versions`` leaves unreadable."""
+    return sum(u.archives for u in unreadable_versions(keys, counts))
 
 
 def active_keks_work(keys: KeyProvider) -> bool:

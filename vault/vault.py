@@ -32,11 +32,17 @@ from foundation.db import make_engine, transaction
 from foundation.settings import Settings
 from vault import migrate
 from vault.creation import Footprint, missing_dirs, sqlite_file
-from vault.errors import DatabaseUnreachable, KeyFileError, NotInitialised
+from vault.errors import DatabaseUnreachable, KeyFileError, NotInitialised, RestoreIncomplete
 from vault.keys import KeyProvider
 from vault.models import VaultMeta
 from vault.providers import check_can_create, create_keys, load_keys
 from vault.schema import ProfileSchema, load_schema
+
+# A ``vault_meta`` row set by ``archive-vault restore`` before the restored rows become
+# visible and removed in the transaction of its closing audit entry: while it is there,
+# the restored audit log may be older than a log already published, and no command or
+# service opens the vault (``open_vault``), only the restore that finishes it.
+RESTORE_MARKER = "restore_in_progress"
 
 
 @dataclass
@@ -186,11 +192,21 @@ def _create(
     return Vault(settings=settings, engine=engine, keys=keys, schema=schema, index_bits=bits)
 
 
-def open_vault(settings: Settings, *, engine: Engine | None = None) -> Vault:
+def open_vault(
+    settings: Settings, *, engine: Engine | None = None, restoring: bool = False
+) -> Vault:
+    """The configured vault, checked; ``restoring`` only for the restore that finishes one."""
     engine = engine or make_engine(settings.resolved_database_url)
     meta = _read_meta(engine)
     if not meta.get("vault_id"):
         raise NotInitialised(f"no vault at {describe(engine)}; run `archive-vault init` first")
+    if meta.get(RESTORE_MARKER) and not restoring:
+        raise RestoreIncomplete(
+            f"the database {describe(engine)} is a restore that did not finish (started "
+            f"{meta[RESTORE_MARKER]}): its audit log may be older than the one already "
+            "published. Run `archive-vault restore BACKUP --bundle NEWEST_BUNDLE --force` "
+            "again; until then the vault does not start"
+        )
     migrate.check(engine)
     keys = load_keys(settings, meta["vault_id"])
     schema = load_schema(settings.schema_file)
