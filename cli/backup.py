@@ -40,6 +40,7 @@ from cli.common import (
     progress_bar,
     settings_for,
 )
+from cli.operator import establish_if_named
 from foundation.db import make_engine, transaction
 from foundation.dbcopy import DatabaseCopyError
 from foundation.settings import Settings
@@ -255,8 +256,11 @@ def _bring_up_to_date(
             vault.engine, newer, log.entry_mac(), lambda d, t: bars("audit entries", d, t)
         )
     log.integrate()
+    # Only now may anything be appended (a sign-in is an entry): the published entries
+    # are back in their places. The administrators are the restored database's.
+    actor = establish_if_named(store)
     if newer is not None:
-        reapplied = reapply_destructions(store, newer.entries[: newer.size], cli_actor())
+        reapplied = reapply_destructions(store, newer.entries[: newer.size], actor)
     return store, brought, reapplied
 
 

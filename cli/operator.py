@@ -103,6 +103,12 @@ def establish(store: Any) -> Actor:
     return _state.actor
 
 
+def establish_if_named(store: Any) -> Actor:
+    """``restore``: a named operator is checked against the restored users; without a
+    name the restore runs as the operating-system account (the database was empty)."""
+    return establish(store) if _state.name is not None else anonymous_actor()
+
+
 def _administrators(engine: sa.Engine) -> bool:
     query = (
         sa.select(_U.c.id)
