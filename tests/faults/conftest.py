@@ -7,14 +7,22 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from audit.log import AuditLog
 from audit.models import entry_table
 from tests.served import vault_env
+from vault.store import ArchiveStore
+from vault.vault import Vault
 
 
 @pytest.fixture
 def env(vault) -> dict[str, str]:
     """The environment in which ``archive-vault`` opens the test's vault."""
     return vault_env(vault, VAULT_LOGIN_DELAY_SECONDS="0")
+
+
+@pytest.fixture
+def store(vault: Vault, sink: AuditLog) -> ArchiveStore:
+    return ArchiveStore(vault=vault, audit=sink)
 
 
 @pytest.fixture
