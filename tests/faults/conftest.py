@@ -45,3 +45,7 @@ def count(vault, table: str, where: str = "") -> int:
     with vault.engine.connect() as conn:
         sql = f"SELECT count(*) FROM {table}" + (f" WHERE {where}" if where else "")
         return int(conn.exec_driver_sql(sql).scalar_one())
+
+
+# The API's vault with one user per role, its in-process client and sign-in (tests.api).
+from tests.api.conftest import api_vault, client, clock, login  # noqa: E402, F401
