@@ -7,6 +7,12 @@ process writes the file ``FAULT_HOLD_FILE`` and sleeps until it is killed. With
 ``FAULT_HOLD_WHEN=before`` it stops before the call instead. The test waits for the
 file and sends SIGKILL: the kill lands at a known point (inside a transaction, between
 two commits), never wherever a timer happened to fall.
+
+With ``FAULT_SQLITE_PAGES`` (a file's path), every SQLite connection the program takes
+from its pool is first limited to as many pages as the file says (``PRAGMA
+max_page_count``; an empty file: no limit): a write that needs the database to grow
+past it fails with SQLITE_FULL, as on a full disk, and the test frees "space" again
+by emptying the file.
 """
 
 from __future__ import annotations
@@ -60,7 +66,30 @@ def _wrap(target: str) -> None:
     setattr(owner, name, held)
 
 
+def _limit_sqlite_pages(path: Path) -> None:
+    import sqlalchemy as sa
+
+    import foundation.db
+
+    real = foundation.db.make_engine
+
+    def make_engine(url: str, **kw: Any) -> sa.Engine:
+        engine = real(url, **kw)
+        if engine.dialect.name == "sqlite":
+
+            @sa.event.listens_for(engine, "checkout")
+            def _pages(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+                text = path.read_text().strip()
+                dbapi_conn.execute(f"PRAGMA max_page_count={int(text) if text else 2**31 - 2}")
+
+        return engine
+
+    foundation.db.make_engine = make_engine
+
+
 def main() -> None:
+    if os.environ.get("FAULT_SQLITE_PAGES"):
+        _limit_sqlite_pages(Path(os.environ["FAULT_SQLITE_PAGES"]))
     for target in filter(None, os.environ.get("FAULT_HOLD", "").split(",")):
         _wrap(target.strip())
     sys.argv = ["archive-vault", *sys.argv[1:]]
