@@ -4,13 +4,16 @@
 after the request's audit entry was appended and before the commit, and killed there.
 Afterwards the change did not happen and has no entry, the log verifies, and the same
 request on a restarted service completes with its entry (a destruction with its
-certificate, an approval with its signature).
+certificate, an approval with its signature). A destruction killed after its commit,
+before SQLite's WAL was folded into the file, is complete, and the restarted service
+folds the WAL before it serves: the erased key is in no byte of the files.
 """
 
 from __future__ import annotations
 
 import threading
 from datetime import date, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -41,9 +44,13 @@ def _token(base: str, user: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {r.json()['access_token']}"}
 
 
-def _killed_during(vault, env, marker, action: str, user: str, path: str, body: dict) -> None:
-    """POST ``path`` as ``user`` to a service held after appending ``action``; kill it there."""
-    held = held_env(env, marker, APPENDS, FAULT_HOLD_MATCH=f"'{action}'")
+def _killed_during(
+    vault, env, marker, action: str, user: str, path: str, body: dict, **hold: str
+) -> None:
+    """POST ``path`` as ``user`` to a service held after appending ``action`` (or at
+    ``hold``); kill it there."""
+    hold = hold or {"FAULT_HOLD": APPENDS, "FAULT_HOLD_MATCH": f"'{action}'"}
+    held = held_env(env, marker, "", **hold)
     with served_cli(vault.settings.data_dir, env=held, command=HELD_CLI) as served:
         headers = _token(served.base, user)
         answers: list[object] = []
@@ -68,9 +75,8 @@ def _again(vault, env, user: str, path: str, body: dict) -> httpx.Response:
                           timeout=120)  # fmt: skip
 
 
-def test_a_destruction_killed_before_its_commit_did_not_happen_and_completes_later(
-    api_vault, client, login, env, marker
-) -> None:
+def _approved_destruction(api_vault, client, login) -> tuple[str, str]:
+    """An archive past its retention and an approved request to destroy it."""
     no = _new(client, login("zhang.wei"))
     with api_vault.engine.begin() as conn:  # its retention ran out (filing refuses a past date)
         conn.execute(
@@ -85,6 +91,13 @@ def test_a_destruction_killed_before_its_commit_did_not_happen_and_completes_lat
     uid = r.json()["id"]
     r = client.post(f"/requests/{uid}/approve", json={}, headers=login("sun.li"))
     assert r.status_code == 200 and r.json()["state"] == "approved", r.text
+    return no, uid
+
+
+def test_a_destruction_killed_before_its_commit_did_not_happen_and_completes_later(
+    api_vault, client, login, env, marker
+) -> None:
+    no, uid = _approved_destruction(api_vault, client, login)
     path, body = f"/customers/{no}/destroy", {"request": uid}
 
     _killed_during(api_vault, env, marker, "archive:destroy", "chen.jing", path, body)
@@ -127,4 +140,30 @@ def test_an_approval_killed_before_its_commit_is_not_signed_and_signs_later(
     assert signed.status_code == 200, signed.text
     assert signed.json()["next_signer"] != r.json()["next_signer"]
     assert entries(api_vault, "request:approve") == 1
+    audit_verifies(env)
+
+
+def test_a_destruction_killed_after_its_commit_is_complete_and_gone_from_the_file_at_restart(
+    api_vault, client, login, env, marker
+) -> None:
+    """Killed between the commit and the folding of SQLite's WAL into the file: the
+    destruction is done (its entry holds the certificate), and the next start of the
+    service folds the WAL, so the wrapped key is in no byte of the database files."""
+    no, uid = _approved_destruction(api_vault, client, login)
+    with api_vault.engine.connect() as conn:
+        wrapped = conn.execute(
+            sa.text("SELECT wrapped_dek FROM archive WHERE archive_no = :no"), {"no": no}
+        ).scalar_one()
+    path, body = f"/customers/{no}/destroy", {"request": uid}
+    hold = {"FAULT_HOLD": "vault.lifecycle:Lifecycle.checkpoint", "FAULT_HOLD_WHEN": "before"}
+    _killed_during(api_vault, env, marker, "", "chen.jing", path, body, **hold)
+    sqlite = api_vault.engine.dialect.name == "sqlite"
+    db = Path(api_vault.engine.url.database or "")
+    with served_cli(api_vault.settings.data_dir, env=env):  # restarted at once, serving
+        raw = b"".join(p.read_bytes() for p in db.parent.glob(db.name + "*")) if sqlite else b""
+    assert wrapped not in raw, "the destroyed archive's wrapped key is still in the files"
+    assert count(api_vault, "archive", "status = 'destroyed'") == 1
+    log = client.get(f"/audit?archive={no}&action=archive:destroy", headers=login("qian.audit"))
+    (entry,) = log.json()["items"]
+    assert entry["detail"]["certificate"]["archive_no"] == no
     audit_verifies(env)
