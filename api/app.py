@@ -43,6 +43,7 @@ from api.services import Services
 from api.serving import exit_with_master
 from audit.errors import AuditError
 from foundation.clock import utcnow
+from foundation.db import checkpoint_sqlite
 from foundation.settings import Settings
 from policies.mail_delivery import deliver_due
 from vault.uploads import purge_abandoned
@@ -228,6 +229,10 @@ def create_app(
                 vault or open_vault(settings or Settings()), clock=clock
             )
         services = app.state.services
+        # A destruction commits, then folds SQLite's WAL into the file so its erased key and
+        # ciphertext leave the bytes; a process killed in between left them there. Fold at
+        # every start, before serving (a no-op on PostgreSQL, and quick when nothing waits).
+        await run_in_threadpool(checkpoint_sqlite, services.vault.engine)
         stop = asyncio.Event()
         ticker = asyncio.create_task(_checkpoints(services, stop))
         signer = asyncio.create_task(_signer(services, stop))

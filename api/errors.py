@@ -3,7 +3,7 @@
 Services raise their own exceptions (``vault.errors``, ``policies.errors``)
 and know nothing of HTTP. Each gets a stable ``type`` (``urn:archive-vault:<code>``)
 and a status: 4xx for the caller's mistakes, 403 with what to do next for a
-denial, 503 when the database is unavailable, and a content-free 500 for
+denial, 503 when the database is unavailable, 507 when its disk is full, and a content-free 500 for
 anything unexpected. Validation errors never echo the submitted values, which
 may be customer content.
 """
@@ -23,6 +23,7 @@ from api.internal_errors import log_server_error
 from api.problems import TITLES, problem
 from api.security import InvalidToken
 from audit.errors import AuditError, AuditQueryError, AuditWriteFailed
+from foundation.db import is_storage_full
 from policies import errors as perr
 from policies.archive_acts import NotCovered
 from vault import errors as verr
@@ -100,6 +101,17 @@ def _clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _storage_full(request: Request, exc: Exception) -> JSONResponse:
+    """A write the database had no space for: rolled back, and the operator must free space."""
+    log.error("database storage full on %s: %s", request.url.path, type(exc).__name__)
+    return problem(
+        507,
+        "storage-full",
+        "the database's storage is full; nothing was changed. Try again once space is freed",
+        instance=request.url.path,
+    )
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiProblem)
     async def _api(request: Request, exc: ApiProblem) -> JSONResponse:
@@ -154,6 +166,8 @@ def install(app: FastAPI) -> None:
     async def _audit(request: Request, exc: AuditError) -> JSONResponse:
         if isinstance(exc, AuditQueryError):
             return problem(422, exc.code, str(exc), instance=request.url.path)
+        if is_storage_full(exc):
+            return _storage_full(request, exc)
         # Fail closed: whatever the request was, nothing was returned or changed.
         error_id = log_server_error(exc, request.url.path)
         status = 503 if isinstance(exc, AuditWriteFailed) else 500
@@ -200,6 +214,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        if is_storage_full(exc):
+            return _storage_full(request, exc)
         log.error("database unavailable on %s: %s", request.url.path, type(exc.orig).__name__)
         return problem(
             503,
@@ -211,6 +227,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _db(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_storage_full(exc):
+            return _storage_full(request, exc)
         # The driver's message quotes the statement and its parameters: class name only.
         error_id = log_server_error(exc, request.url.path, kind=type(exc.orig).__name__)
         return problem(

@@ -22,6 +22,7 @@ from cli.common import err
 from cli.inspect import inspect_app
 from cli.operator import name_operator
 from cli.policy import policy_app
+from foundation.db import is_storage_full
 from policies.errors import PolicyError
 from vault.errors import VaultError
 
@@ -94,6 +95,7 @@ def main() -> None:
         err.print(f"[red]error:[/] {exc.message}", highlight=False)
         sys.exit(1)
     except (PolicyError, AuditError) as exc:  # their messages are content-free by contract
+        _if_storage_full(exc)
         err.print(f"[red]error:[/] {exc}", highlight=False)
         sys.exit(1)
     except OSError as exc:  # a path that is not what the command needs
@@ -101,6 +103,7 @@ def main() -> None:
         err.print(f"[red]error:[/] {exc.strerror or type(exc).__name__}{where}", highlight=False)
         sys.exit(1)
     except DBAPIError as exc:
+        _if_storage_full(exc)
         if os.environ.get("VAULT_DEBUG") == "1":
             raise
         err.print(
@@ -118,6 +121,15 @@ def main() -> None:
             highlight=False,
         )
         sys.exit(70)
+
+
+def _if_storage_full(exc: Exception) -> None:
+    """A full disk is named as such (one line), not as a refusal or an audit failure."""
+    if is_storage_full(exc):
+        err.print(
+            "[red]error:[/] the database's disk is full; nothing was changed", highlight=False
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,32 @@ def is_sqlite_busy(exc: BaseException | None) -> bool:
     return False
 
 
+# PostgreSQL's SQLSTATE for "disk full" (class 53, insufficient resources).
+_PG_DISK_FULL = "53100"
+
+
+def is_storage_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, says the database's disk is full.
+
+    SQLite raises SQLITE_FULL ("database or disk is full") and PostgreSQL
+    ``disk_full`` when a write needs space there is none of. The transaction is
+    rolled back either way; this tells a full disk from a database that is down,
+    so the operator is told to free space rather than look for an outage.
+    """
+    seen = 0
+    while exc is not None and seen < 8:
+        for candidate in (exc, getattr(exc, "orig", None)):
+            if isinstance(candidate, sqlite3.OperationalError) and (
+                getattr(candidate, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+                or "database or disk is full" in str(candidate)
+            ):
+                return True
+            if getattr(candidate, "sqlstate", None) == _PG_DISK_FULL:
+                return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 PG_POOL_SIZE = 16
 PG_POOL_OVERFLOW = 16
 

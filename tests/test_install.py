@@ -22,11 +22,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import sysconfig
-import time
 import zipfile
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import httpx
 import pytest
 
 from tests.factories import archive
-from tests.smtp_sink import free_port
+from tests.served import served_cli
 
 pytestmark = pytest.mark.install
 
@@ -161,28 +159,6 @@ def _run(bin_dir: Path, env: dict[str, str], cwd: Path, *args: str, stdin: str |
     return proc
 
 
-def _until_up(base: str, server: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert server.poll() is None, f"serve exited: {log.read_text(errors='replace')}"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    pytest.fail(f"serve did not answer: {log.read_text(errors='replace')}")
-
-
-def _stop(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGINT)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
-
-
 def test_the_installed_wheel_inits_serves_and_verifies(
     installed: Path, cli_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -201,16 +177,10 @@ def test_the_installed_wheel_inits_serves_and_verifies(
     one.write_text(json.dumps(archive()) + "\n", encoding="utf-8")
     _run(installed, env, work, "customer", "import", str(one), "--data-dir", data)
 
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = work / "serve.log"
-    with log.open("wb") as out:
-        server = subprocess.Popen(
-            [str(installed / "archive-vault"), "serve", "--port", str(port), "--data-dir", data],
-            env=env, cwd=work, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        _until_up(base, server, log)
+    with served_cli(
+        data, env=env, command=[str(installed / "archive-vault")], cwd=work, log=work / "serve.log"
+    ) as served:
+        base = served.base
         token = httpx.post(
             f"{base}/auth/token", data={"username": "zhang.wei", "password": PASSWORD}, timeout=30
         )
@@ -227,7 +197,5 @@ def test_the_installed_wheel_inits_serves_and_verifies(
         page = httpx.get(f"{base}/login", timeout=30)  # a template, in its Chinese catalog
         assert page.status_code == 200 and "登录" in page.text
         assert httpx.get(f"{base}/static/vault.css", timeout=30).status_code == 200
-    finally:
-        _stop(server)
     verified = _run(installed, env, work, "audit", "verify", "--data-dir", data)
     assert "OK:" in verified.stdout

@@ -9,14 +9,9 @@ would lose updates.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 import threading
-import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -27,11 +22,10 @@ from api.security import _hasher
 from audit.models import AuditEntry
 from foundation.db import transaction
 from policies.directory import add_user
-from tests.conftest import PG_URL
+from tests.served import served_cli, vault_env
 from vault.models import User
 
 LIMIT, LOCK = 5, timedelta(minutes=15)
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
 
 
@@ -154,53 +148,15 @@ def test_the_address_window_counts_every_attempt_and_starts_again(vault) -> None
 # -- real parallel clients against a served vault with two workers (PostgreSQL) --------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def served(vault, tmp_path):
+def served(vault) -> Iterator[str]:
     """``archive-vault serve --workers 2`` over the test's PostgreSQL schema."""
     if vault.engine.dialect.name != "postgresql":
         pytest.skip("several workers need PostgreSQL")
-    with vault.engine.connect() as conn:
-        schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
     _user(vault)
-    port = _free_port()
-    env = {
-        **os.environ,
-        "VAULT_DATA_DIR": str(vault.settings.data_dir),
-        "VAULT_DATABASE_URL": f"{PG_URL}?options=-csearch_path%3D{schema}",
-        "VAULT_LOGIN_DELAY_SECONDS": "0",
-        "VAULT_LOGIN_ADDRESS_MAX_FAILURES": "20",
-        "PYTHONPATH": str(ROOT),
-    }
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--workers", "2", "--port", str(port)]
-    proc = subprocess.Popen(
-        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):  # wait until both workers could have come up
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the served vault did not come up")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    env = vault_env(vault, VAULT_LOGIN_DELAY_SECONDS="0", VAULT_LOGIN_ADDRESS_MAX_FAILURES="20")
+    with served_cli(vault.settings.data_dir, "--workers", "2", env=env) as served:
+        yield served.base
 
 
 def _parallel(base: str, forms: list[dict[str, str]]) -> list[int]:

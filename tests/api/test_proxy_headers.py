@@ -3,13 +3,10 @@ named with ``serve --forwarded-allow-ips``, so nobody else can choose what the a
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -19,61 +16,20 @@ from api.security import _hasher
 from audit.models import entry_table
 from foundation.db import transaction
 from policies.directory import add_user
-from tests.conftest import PG_URL
+from tests.served import ROOT, served_cli, vault_env
 
-ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "correct horse battery staple"
 SPOOFED = "203.0.113.7"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(vault) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "VAULT_DATA_DIR": str(vault.settings.data_dir),
-        "VAULT_LOGIN_DELAY_SECONDS": "0",
-        "PYTHONPATH": str(ROOT),
-    }
-    if vault.engine.dialect.name == "postgresql":
-        with vault.engine.connect() as conn:
-            schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
-        env["VAULT_DATABASE_URL"] = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    else:
-        env["VAULT_DATABASE_URL"] = vault.engine.url.render_as_string(hide_password=False)
-    return env
+    return vault_env(vault, VAULT_LOGIN_DELAY_SECONDS="0")
 
 
+@contextmanager
 def _serve(vault, *options: str) -> Iterator[str]:
-    port = _free_port()
-    cmd = [sys.executable, "-m", "cli.main", "serve", "--port", str(port), *options]
-    proc = subprocess.Popen(
-        cmd, env=_env(vault), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            if proc.poll() is not None:
-                pytest.fail(f"serve exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                if httpx.get(base + "/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        else:
-            pytest.fail("the served vault did not come up")
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with served_cli(vault.settings.data_dir, *options, env=_env(vault)) as served:
+        yield served.base
 
 
 @pytest.fixture
@@ -109,21 +65,21 @@ def _sign_in(base: str, username: str, password: str) -> int:
 
 
 def test_without_a_named_proxy_the_header_is_ignored(vault, user) -> None:
-    for base in _serve(vault):
+    with _serve(vault) as base:
         assert _sign_in(base, user, "wrong password") == 401
         assert _sign_in(base, user, PASSWORD) == 200
     assert _clients_of_logins(vault, user) == ["127.0.0.1", "127.0.0.1"]
 
 
 def test_the_named_proxy_sets_the_client_address(vault, user) -> None:
-    for base in _serve(vault, "--forwarded-allow-ips", "127.0.0.1"):
+    with _serve(vault, "--forwarded-allow-ips", "127.0.0.1") as base:
         assert _sign_in(base, user, "wrong password") == 401
         assert _sign_in(base, user, PASSWORD) == 200
     assert _clients_of_logins(vault, user) == [SPOOFED, SPOOFED]
 
 
 def test_a_proxy_that_is_not_the_peer_is_not_believed(vault, user) -> None:
-    for base in _serve(vault, "--forwarded-allow-ips", "10.1.2.0/24"):
+    with _serve(vault, "--forwarded-allow-ips", "10.1.2.0/24") as base:
         assert _sign_in(base, user, PASSWORD) == 200
     assert _clients_of_logins(vault, user) == ["127.0.0.1"]
 

@@ -27,10 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -44,6 +40,7 @@ import pytest
 
 from tests.conftest import PG_URL
 from tests.pgcluster import REQUIRE_ENV, PgCluster, running_cluster, unavailable_reason
+from tests.served import served_cli
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -63,12 +60,6 @@ def _skip_reason() -> str | None:
     if not PG_URL:
         return "PostgreSQL run: set VAULT_TEST_DATABASE_URL to enable"
     return unavailable_reason()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -208,27 +199,6 @@ def _read_loop(
                 tally.after_recovery += 1
 
 
-def _serve(seeded: Seeded, port: int, log_path: Path) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
-    env["VAULT_DATABASE_URL"] = seeded.url
-    env["VAULT_LOGIN_DELAY_SECONDS"] = "0"
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "serve", "--workers", "2", "--port", str(port),
-             "--data-dir", str(seeded.data_dir)],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-
-
 def _until(check: Any, timeout: float, step: float = 0.05) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -286,81 +256,70 @@ def test_every_plaintext_answer_has_a_durable_entry_across_a_database_crash(
 
     seeded = _seed(cluster, tmp_path / "var")
     mark("seeded")
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    env["VAULT_DATABASE_URL"] = seeded.url
+    env["VAULT_LOGIN_DELAY_SECONDS"] = "0"
     serve_log = tmp_path / "serve.log"
-    proc = _serve(seeded, port, serve_log)
     tallies = {u: Tally() for u in seeded.users}
     stop, recovered = threading.Event(), threading.Event()
-    threads = [
-        threading.Thread(
-            target=_read_loop,
-            args=(base, user, seeded, tallies[user], stop, recovered),
-            daemon=True,
-        )
-        for user in seeded.users
-    ]
     vault = None
-    try:
-        last: list[object] = []
-
-        def up() -> bool:
-            try:
-                status = httpx.get(f"{base}/healthz", timeout=5).status_code
-            except httpx.HTTPError as exc:
-                last[:] = [repr(exc)]
-                return False
-            last[:] = [status]
-            return status == 200
-
-        assert _until(up, 120, 0.2), (last, proc.poll(), serve_log.read_text())
-        mark("served")
-        started = time.monotonic()
-        for t in threads:
-            t.start()
-
-        def total_ok() -> int:
-            return sum(t.ok for t in tallies.values())
-
-        try:
-            assert _until(lambda: total_ok() >= BEFORE_KILL, DEADLINE), {
-                u: t.statuses for u, t in tallies.items()
-            }
-            serving = _serving(proc.pid, port)
-            ok_at_kill = total_ok()
-            cluster.kill()
-            mark("killed")
-            time.sleep(DOWN_SECONDS)
-            ok_while_down = total_ok() - ok_at_kill
-            cluster.restart()
-            recovered.set()
-            mark("restarted")
-            left = DEADLINE - (time.monotonic() - started)
-            came_back = _until(
-                lambda: all(t.after_recovery >= AFTER_RECOVERY for t in tallies.values()),
-                max(left, 1.0),
+    with served_cli(seeded.data_dir, "--workers", "2", env=env, log=serve_log) as served:
+        base, port, proc = served.base, served.port, served.proc
+        threads = [
+            threading.Thread(
+                target=_read_loop,
+                args=(base, user, seeded, tallies[user], stop, recovered),
+                daemon=True,
             )
-            mark("recovered" if came_back else "gave up")
-        finally:
-            stop.set()
+            for user in seeded.users
+        ]
+        try:
+            mark("served")
+            started = time.monotonic()
             for t in threads:
-                t.join(timeout=30)
-        # For the record, not asserted: whether the workers serving at the crash served on.
-        # uvicorn replaces a worker that misses its 5 s health ping, which a CPU-starved
-        # machine makes happen with or without a crash; recovery is what ``came_back`` asserts.
-        survivors = serving & _workers(proc.pid)
-        # The service's signer came back too: it signs what was read after the crash.
-        vault = open_vault(Settings(data_dir=seeded.data_dir, database_url=seeded.url))
-        log = vault.audit_log()
-        head = log.head()
-        signed = _until(
-            lambda: (cp := log.latest_checkpoint()) is not None and cp.size >= head, 30, 0.2
-        )
-        mark("signed")
-    finally:
-        _stop(proc)
-        if vault is not None:
-            vault.engine.dispose()
+                t.start()
+
+            def total_ok() -> int:
+                return sum(t.ok for t in tallies.values())
+
+            try:
+                assert _until(lambda: total_ok() >= BEFORE_KILL, DEADLINE), {
+                    u: t.statuses for u, t in tallies.items()
+                }
+                serving = _serving(proc.pid, port)
+                ok_at_kill = total_ok()
+                cluster.kill()
+                mark("killed")
+                time.sleep(DOWN_SECONDS)
+                ok_while_down = total_ok() - ok_at_kill
+                cluster.restart()
+                recovered.set()
+                mark("restarted")
+                left = DEADLINE - (time.monotonic() - started)
+                came_back = _until(
+                    lambda: all(t.after_recovery >= AFTER_RECOVERY for t in tallies.values()),
+                    max(left, 1.0),
+                )
+                mark("recovered" if came_back else "gave up")
+            finally:
+                stop.set()
+                for t in threads:
+                    t.join(timeout=30)
+            # For the record, not asserted: whether the workers serving at the crash served on.
+            # uvicorn replaces a worker that misses its 5 s health ping, which a CPU-starved
+            # machine makes happen with or without a crash; recovery is what ``came_back`` asserts.
+            survivors = serving & _workers(proc.pid)
+            # The service's signer came back too: it signs what was read after the crash.
+            vault = open_vault(Settings(data_dir=seeded.data_dir, database_url=seeded.url))
+            log = vault.audit_log()
+            head = log.head()
+            signed = _until(
+                lambda: (cp := log.latest_checkpoint()) is not None and cp.size >= head, 30, 0.2
+            )
+            mark("signed")
+        finally:
+            if vault is not None:
+                vault.engine.dispose()
 
     statuses = sum((t.statuses for t in tallies.values()), Counter())
     print(
