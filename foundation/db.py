@@ -81,6 +81,7 @@ def is_storage_full(exc: BaseException | None) -> bool:
     return False
 
 
+PG_CONNECT_TIMEOUT = 10
 PG_POOL_SIZE = 16
 PG_POOL_OVERFLOW = 16
 
@@ -115,7 +116,23 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
             cur.close()
 
         return engine
-    connect_args: dict[str, Any] = {}
+    # Bounded waits on the network: a database that does not answer a connection within
+    # PG_CONNECT_TIMEOUT seconds, or a peer that vanished without closing the connection
+    # (a crashed host, a cut link), is an error the caller turns into a 503, never a
+    # request that waits forever holding a worker's thread.
+    # A value the URL sets itself (``?connect_timeout=3``) is the operator's and wins.
+    given = sa.make_url(url).query
+    connect_args: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "connect_timeout": PG_CONNECT_TIMEOUT,
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
+        }.items()
+        if k not in given
+    }
     if pg_schema:
         connect_args["options"] = f"-c search_path={pg_schema}"
     # A worker serves up to PG_POOL_SIZE requests' statements at once from kept
