@@ -124,6 +124,8 @@ def restore_database(
         target = sqlite_file(engine)
         assert target is not None  # checked by check_target
         engine.dispose()
+        # A restore onto a new machine: the data directory may not exist yet.
+        target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         if force:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{target}{suffix}").unlink(missing_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import secrets
 import shutil
 import stat
@@ -254,3 +255,17 @@ def test_backup_writes_an_audit_entry(cli_env: dict[str, str], tmp_path: Path) -
     assert entry.detail["audit_size"] == manifest["audit"]["size"]
     assert base64.b64decode(manifest["audit"]["root"])
     assert "keyring" not in json.dumps(entry.detail)
+
+
+def test_a_restore_onto_a_new_machine_makes_its_data_directory(tmp_path: Path) -> None:
+    """A new machine has the backup and the key file, and no data directory yet."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
+    data = tmp_path / "var"
+    _ok("init", data=data, env=env)
+    out = tmp_path / "b"
+    _ok("backup", "--out", str(out), data=data, env=env)
+    elsewhere = tmp_path / "new-machine" / "var"
+    moved = {**env, "VAULT_KEY_FILE": str(data / "keys" / "keyring.json")}
+    _ok("restore", str(out), data=elsewhere, env=moved)
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o700
+    assert "OK" in _ok("audit", "verify", data=elsewhere, env=moved)
