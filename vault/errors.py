@@ -63,6 +63,12 @@ class NotInitialised(VaultError):
     code = "not-initialised"
 
 
+class AppRoleMissing(VaultError):
+    """PostgreSQL: the vault's application role is missing and the owner may not create it."""
+
+    code = "app-role-missing"
+
+
 class RestoreIncomplete(NotInitialised):
     """The database is marked by ``archive-vault restore`` as not yet brought up to date
     (its audit log may be older than one already published): nothing may serve it."""

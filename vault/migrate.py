@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -17,7 +18,7 @@ from sqlalchemy.engine import Engine
 
 from audit.guards import DEFAULT_APP_ROLE, install_guards
 from audit.models import AUDIT_TABLES
-from vault.errors import NotInitialised
+from vault.errors import AppRoleMissing, NotInitialised
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
@@ -84,8 +85,31 @@ def secure(engine: Engine, configured_role: str = "") -> None:
     role = DEFAULT_APP_ROLE
     if engine.dialect.name == "postgresql":
         role = app_role(engine, configured_role)
+        _require_role(engine, role)
         grant_app_role(engine, role)
     install_guards(engine, app_role=role)
+
+
+def _require_role(engine: Engine, role: str) -> None:
+    """The application role exists, or the database owner may create it.
+
+    A database owner without CREATEROLE (as it should be: that right reaches every
+    role of the cluster) cannot make the role itself; say which statement a
+    superuser runs, instead of a bare "permission denied".
+    """
+    with engine.connect() as conn:
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_roles WHERE rolname = :r"), {"r": role}
+        ).first()
+        may_create = conn.execute(
+            sa.text("SELECT rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user")
+        ).scalar()
+    if exists is None and not may_create:
+        raise AppRoleMissing(
+            f"the vault's application role {role} does not exist and this database login may "
+            f"not create roles: as a PostgreSQL superuser run `CREATE ROLE {role} NOLOGIN;`, "
+            "then run this command again"
+        )
 
 
 def grant_app_role(engine: Engine, role: str) -> None:

@@ -18,6 +18,7 @@ from policies.models import AccessGrant, AccessRequest, LoanEntry
 from tests.conftest import PG_URL
 from tests.tables import import_models
 from vault import migrate
+from vault.errors import AppRoleMissing
 from vault.vault import init_vault, open_vault
 
 
@@ -189,4 +190,36 @@ def test_each_vault_database_has_its_own_app_role() -> None:
                 conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
             for role in [f"{n}_app" for n in names]:
                 conn.exec_driver_sql(f"DROP ROLE IF EXISTS {role}")
+        admin.dispose()
+
+
+def test_an_owner_who_may_not_create_roles_is_told_which_to_create() -> None:
+    if not PG_URL.startswith("postgresql"):
+        pytest.skip("roles and grants are PostgreSQL's")
+    admin = sa.create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    tag = secrets.token_hex(4)
+    owner, name = f"av_owner_{tag}", f"av_norole_{tag}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE ROLE {owner} LOGIN")
+        conn.exec_driver_sql(f"CREATE DATABASE {name} OWNER {owner}")
+    url = sa.make_url(PG_URL).set(database=name, username=owner)
+    engine = make_engine(url.render_as_string(False))
+    try:
+        migrate.upgrade(engine)
+        with pytest.raises(AppRoleMissing, match=f"CREATE ROLE {name}_app NOLOGIN"):
+            migrate.secure(engine)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE ROLE {name}_app NOLOGIN")
+        migrate.secure(engine)  # created by a superuser: the owner grants it its rights
+        with engine.connect() as conn:
+            granted = conn.exec_driver_sql(
+                f"SELECT has_table_privilege('{name}_app', 'public.archive', 'UPDATE')"
+            ).scalar()
+        assert granted
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}_app")
+            conn.exec_driver_sql(f"DROP ROLE IF EXISTS {owner}")
         admin.dispose()
