@@ -8,6 +8,7 @@ not a stack. Exit codes: 0 fine, 1 verification failed, 2 could not run.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,14 +154,17 @@ def export(
 
     def write() -> dict[str, int]:
         tmp = out.with_name(out.name + ".partial")
-        with tmp.open("w", encoding="utf-8") as fh:
+        tmp.unlink(missing_ok=True)  # a leftover, or a link planted to redirect the write
+        # O_EXCL|O_NOFOLLOW: never written through a link someone placed there meanwhile.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             counts = log.export_bundle(fh, prove=prove or [])
         tmp.replace(out)
         return counts
 
     counts = _run(write)
     # What `restore` compares a backup with: a newer log was published than it holds.
-    _run(lambda: record_export(Settings(data_dir=data_dir), out, signed))
+    _run(lambda: record_export(Settings(data_dir=data_dir), out, signed, log))
     console.print(
         f"wrote {out}: {counts['entries']} entries, {counts['checkpoints']} checkpoints, "
         f"{counts['consistency_proofs']} consistency and {counts['inclusion_proofs']} "

@@ -40,13 +40,14 @@ from cli.common import (
     progress_bar,
     settings_for,
 )
-from cli.operator import establish_if_named
+from cli.operator import establish, establish_if_named
 from foundation.db import make_engine, transaction
 from foundation.dbcopy import DatabaseCopyError
 from foundation.settings import Settings
 from vault.backup import (
     BUNDLE,
     BackupError,
+    check_manifest_mac,
     in_use,
     key_mismatch_message,
     last_export,
@@ -55,7 +56,7 @@ from vault.backup import (
     record_export,
     write_backup,
 )
-from vault.errors import KeyFileError, VaultError
+from vault.errors import KeyFileError, NotInitialised, VaultError
 from vault.keys import KeyProvider
 from vault.providers import load_keys
 from vault.restore import (
@@ -106,7 +107,7 @@ def backup(
     except DatabaseCopyError as exc:
         raise _fail(str(exc)) from None
     audit = written.manifest["audit"]
-    record_export(store.settings, out / BUNDLE, log.latest_checkpoint())
+    record_export(store.settings, out / BUNDLE, log.latest_checkpoint(), log)
     with transaction(store.engine) as session:
         store.audit.append(
             session,
@@ -159,6 +160,7 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
         keys = load_keys(settings, str(manifest.get("vault_id")))
     except KeyFileError as exc:
         raise _fail(f"{exc}; set VAULT_KEY_FILE to this vault's key file") from None
+    check_manifest_mac(keys, manifest)
     engine = make_engine(settings.resolved_database_url)
     log = AuditLog(engine=engine, keys=keys, settings=settings)
     base = load_bundle(backup_dir / BUNDLE, log, "the backup's audit bundle")
@@ -170,6 +172,7 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
     problems = _unreadable(keys, manifest["kek_versions"])
     if problems:
         raise _fail(key_mismatch_message(problems) + "; nothing was changed")
+    _operator_of_target(settings, engine)
     check_target(engine, manifest, force=force)
 
     # From here on the target changes; it stays marked until the last step.
@@ -283,6 +286,26 @@ def _newer(log: AuditLog, bundle: Path | None, base: VerifiedBundle) -> Verified
     assert base.signed is not None
     check_extends(base.size, base.signed.root, newer, what="the backup's audit log")
     return newer
+
+
+def _operator_of_target(settings: Settings, engine: Engine) -> None:
+    """A restore over a vault that exists runs as one of its administrators (``--as``).
+
+    Restoring an older backup puts back users, roles and grants the vault has since
+    disabled or revoked: one person alone must not do that as a bare operating-system
+    account. Checked against the database being replaced, before anything changes.
+    An empty target (a new machine) has no administrators to ask for.
+    """
+    try:
+        vault = open_vault(settings, engine=engine, restoring=True)
+    except NotInitialised:
+        return
+    except KeyFileError:
+        raise _fail(
+            "the target database holds a vault the key file does not open (another vault?); "
+            "nothing was changed"
+        ) from None
+    establish(ArchiveStore(vault))
 
 
 def _require_newest(

@@ -27,6 +27,7 @@ published than the backup holds and can refuse to start the vault without it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import shutil
 from collections.abc import Callable, Mapping
@@ -172,6 +173,7 @@ def write_backup(vault: Vault, log: AuditLog, out: Path, progress: Progress) -> 
                 level: {str(v): n for v, n in sorted(per.items())} for level, per in counts.items()
             },
         }
+        manifest["mac"] = manifest_mac(vault.keys, manifest)
         create_private(work / MANIFEST)
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", "utf-8")
         work.rename(out)
@@ -179,6 +181,32 @@ def write_backup(vault: Vault, log: AuditLog, out: Path, progress: Progress) -> 
         shutil.rmtree(work, ignore_errors=True)
         raise
     return Written(out, manifest)
+
+
+def manifest_mac(keys: KeyProvider, manifest: Mapping[str, Any]) -> str:
+    """HMAC-SHA256 of the manifest (every field but ``mac``) under a key of this vault's.
+
+    The digests in the manifest catch damage; this catches forgery: a backup
+    directory made or edited by someone without the vault's keys (an extra
+    administrator row, a revoked grant put back, a dump carrying its own SQL, a
+    trigger that erases the restore mark) is refused before anything is
+    restored.
+    """
+    body = {k: v for k, v in manifest.items() if k != "mac"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    key = keys.index_key(_MANIFEST_KEY)
+    return hmac.new(key, canonical.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def check_manifest_mac(keys: KeyProvider, manifest: Mapping[str, Any]) -> None:
+    given = manifest.get("mac")
+    if not isinstance(given, str) or not hmac.compare_digest(
+        given.encode(), manifest_mac(keys, manifest).encode()
+    ):
+        raise BackupError(
+            "the backup's manifest does not carry this vault's seal: it was made without this "
+            "vault's keys, or altered since; nothing was changed"
+        )
 
 
 def read_manifest(backup: Path) -> dict[str, Any]:
@@ -207,8 +235,17 @@ def read_manifest(backup: Path) -> dict[str, Any]:
     return manifest
 
 
-def record_export(settings: Settings, bundle_path: Path, signed: SignedCheckpoint | None) -> None:
-    """Note the newest checkpoint exported (``restore`` compares a backup with it)."""
+_MANIFEST_KEY = "backup-manifest"
+
+
+def record_export(
+    settings: Settings, bundle_path: Path, signed: SignedCheckpoint | None, log: AuditLog
+) -> None:
+    """Note the newest checkpoint exported (``restore`` compares a backup with it).
+
+    A record already there is kept only when its note opens with the log's key and
+    is newer: an edited record (a size made up to stop later records) is replaced.
+    """
     if signed is None:
         return
     record = {
@@ -219,7 +256,10 @@ def record_export(settings: Settings, bundle_path: Path, signed: SignedCheckpoin
         "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     path = settings.data_dir / LAST_EXPORT
-    old = last_export(settings, None)
+    try:
+        old = last_export(settings, log)
+    except BackupError:
+        old = None  # not a record this log signed: replaced by a true one
     if old is not None and old.size > signed.size:
         return  # an older log exported (a bundle of a restored backup): keep the newest
     tmp = path.with_name(path.name + ".tmp")
@@ -236,18 +276,25 @@ class LastExport:
     checkpoint: SignedCheckpoint | None  # None when no key was given to open it
 
 
-def last_export(settings: Settings, log: AuditLog | None) -> LastExport | None:
-    """The newest exported checkpoint this data directory knows of; its note checked with
-    the log's key when one is given (a record whose note does not open is ignored)."""
+def last_export(settings: Settings, log: AuditLog) -> LastExport | None:
+    """The newest exported checkpoint this data directory knows of, its note checked with
+    the log's key; None only when there is no record. A record that is there but does
+    not open is refused (``BackupError``), never taken as "nothing exported": deleting
+    or editing it must not be a way to restore an older log than the published one."""
+    where = settings.data_dir / LAST_EXPORT
     try:
-        record = json.loads((settings.data_dir / LAST_EXPORT).read_bytes())
-        path, size, note = str(record["path"]), int(record["size"]), str(record["note"])
-    except (OSError, ValueError, KeyError, TypeError):
+        raw = where.read_bytes()
+    except FileNotFoundError:
         return None
-    if log is None:
-        return LastExport(path, size, None)
+    except OSError as exc:
+        raise BackupError(f"{where} cannot be read ({exc.strerror or exc})") from None
     try:
+        record = json.loads(raw)
+        path, note = str(record["path"]), str(record["note"])
         cp = open_checkpoint(note, log.public_key, log.origin)
-    except CheckpointError:
-        return None
+    except (ValueError, KeyError, TypeError, CheckpointError):
+        raise BackupError(
+            f"{where} is not a record this vault's log signed (edited?): find the newest "
+            "exported audit bundle and pass it with --bundle"
+        ) from None
     return LastExport(path, cp.size, cp)

@@ -11,6 +11,7 @@ nothing. Runs on SQLite and on PostgreSQL (a fresh database per test).
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from audit.events import Actor
 from audit.merkle import verify_consistency
 from audit.models import entry_table
 from foundation.settings import Settings
+from vault.backup import manifest_mac
 from vault.errors import ArchiveDestroyed, RestoreIncomplete
 from vault.store import ArchiveStore
 from vault.vault import open_vault
@@ -207,6 +209,14 @@ def test_a_restore_that_stops_half_way_leaves_a_vault_that_does_not_start(
     manifest["kek_versions"] = {}
     (out / "manifest.json").write_text(json.dumps(manifest))
     target = {**cli_env, "VAULT_DATABASE_URL": fresh_url}
+    unsealed = _cli("restore", str(out), data=data, env=target)
+    assert unsealed.returncode == 1 and "seal" in unsealed.stderr
+    assert _target_is_untouched(fresh_url)
+    # Re-sealed with the vault's own keys (only the key holder can), it goes ahead.
+    vault = open_vault(_settings(data, cli_env))
+    manifest["mac"] = manifest_mac(vault.keys, manifest)
+    vault.engine.dispose()
+    (out / "manifest.json").write_text(json.dumps(manifest))
     stopped = _cli("restore", str(out), data=data, env=target)
     assert stopped.returncode == 1
     assert "retired in the key file" in stopped.stderr and "stays marked" in stopped.stderr
@@ -269,3 +279,62 @@ def test_a_restore_onto_a_new_machine_makes_its_data_directory(tmp_path: Path) -
     _ok("restore", str(out), data=elsewhere, env=moved)
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o700
     assert "OK" in _ok("audit", "verify", data=elsewhere, env=moved)
+
+
+def test_a_backup_altered_without_the_keys_is_refused(
+    cli_env: dict[str, str], fresh_url: str, tmp_path: Path
+) -> None:
+    """Digests catch damage; the manifest's seal catches forgery: an administrator row
+    added to the copied database, with the digests recomputed, is not restored."""
+    data = tmp_path / "var"
+    _ok("init", data=data, env=cli_env)
+    out = tmp_path / "b"
+    _ok("backup", "--out", str(out), data=data, env=cli_env)
+    manifest = json.loads((out / "manifest.json").read_text())
+    db = out / manifest["database"]["file"]
+    db.write_bytes(db.read_bytes() + b"-- forged\n")
+    manifest["database"]["sha256"] = hashlib.sha256(db.read_bytes()).hexdigest()
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    target = {**cli_env, "VAULT_DATABASE_URL": fresh_url}
+    refused = _cli("restore", str(out), data=data, env=target)
+    assert refused.returncode == 1 and "seal" in refused.stderr
+    assert _target_is_untouched(fresh_url)
+
+
+def test_restoring_over_a_vault_with_administrators_needs_one_of_them(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """An older backup brings back disabled users and revoked grants: not for a bare
+    operating-system account on a vault that has administrators."""
+    data = tmp_path / "var"
+    _ok("init", data=data, env=cli_env)
+    out = tmp_path / "b"
+    _ok("backup", "--out", str(out), data=data, env=cli_env)
+    add = subprocess.run(
+        [sys.executable, "-m", "cli.main", "user", "add", "wang.admin", "--role", "admin",
+         "--password-stdin", "--data-dir", str(data)],
+        input="admin-pass-2026x", capture_output=True, text=True, env=cli_env, timeout=120,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    refused = _cli("restore", str(out), "--force", data=data, env=cli_env)
+    assert refused.returncode == 1 and "--as NAME" in refused.stderr
+    operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
+    _ok("--as", "wang.admin", "restore", str(out), "--force", data=data, env=operator)
+
+
+def test_an_edited_export_record_is_refused_not_ignored(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The record of the newest exported log is what stops a restore of an older one;
+    an edited record must stop the restore, and the next export replaces it."""
+    data = tmp_path / "var"
+    _ok("init", data=data, env=cli_env)
+    out = tmp_path / "b"
+    _ok("backup", "--out", str(out), data=data, env=cli_env)
+    record = data / "audit-last-export.json"
+    record.write_text(json.dumps({"path": "x", "size": 10**9, "note": "junk"}))
+    refused = _cli("restore", str(out), "--force", data=data, env=cli_env)
+    assert refused.returncode == 1 and "not a record this vault's log signed" in refused.stderr
+    bundle = tmp_path / "newest.json"
+    _ok("audit", "export", "--out", str(bundle), data=data, env=cli_env)
+    assert json.loads(record.read_text())["path"] == str(bundle.resolve())
