@@ -68,11 +68,12 @@ def cli_actor() -> Actor:
     return current_actor()
 
 
-def open_store(data_dir: Path, *, changes: bool = True) -> Any:
-    """Open the vault for a command; one that ``changes`` it first establishes its operator."""
+def open_store(data_dir: Path, *, changes: bool = True, adds_admin: bool = False) -> Any:
+    """Open the vault for a command; one that ``changes`` it first establishes its operator
+    (``adds_admin``: ``user add --role admin``, see ``cli.operator.establish``)."""
     store = ArchiveStore(open_vault(settings_for(data_dir)))
     if changes:
-        establish(store)
+        establish(store, adds_admin=adds_admin)
     record_policy(store)
     return store
 

@@ -9,10 +9,12 @@ entries. The user must be enabled and hold ``admin``. Its entries then carry
 the vault user as the actor and ``cli:<os user>`` as the client, so both are on
 record.
 
-Once a vault has an enabled administrator, a command that changes anything
-refuses to run without ``--as``. Before that (a new vault being set up by
-``init`` and its first ``user add``), and on demo vaults, it runs as
-``cli:<os user>`` as before. Commands that only read (``keys status``,
+Once a vault has had an administrator, a command that changes anything refuses
+to run without ``--as``; disabling or demoting every administrator does not
+switch that off. Before that (a new vault being set up by ``init`` and its first
+``user add``), and on demo vaults, it runs as ``cli:<os user>`` as before. When
+no enabled administrator is left, the one command that runs without a name is
+``user add NAME --role admin``, the way back in. Commands that only read (``keys status``,
 ``custodians``, ``audit verify``) never ask.
 
 The password is read from ``VAULT_OPERATOR_PASSWORD_FILE`` (a file only its owner
@@ -81,7 +83,7 @@ def current_actor() -> Actor:
     return _state.actor or anonymous_actor()
 
 
-def establish(store: Any) -> Actor:
+def establish(store: Any, *, adds_admin: bool = False) -> Actor:
     """Authenticate the named operator against this vault, or refuse a command that needs one.
 
     Called once a command has opened the vault for a change. Raises
@@ -92,13 +94,17 @@ def establish(store: Any) -> Actor:
     if _state.actor is not None:
         return _state.actor
     if _state.name is None:
-        if _administrators(store.engine) and not is_demo(store.engine, store.vault.keys):
-            raise OperatorError(
-                "this vault has administrators, so a command that changes it runs as one of "
-                "them: add --as NAME (or set VAULT_OPERATOR), with the password on the "
-                "terminal or in VAULT_OPERATOR_PASSWORD_FILE"
-            )
-        return anonymous_actor()
+        if not _administrators(store.engine, ever=True) or is_demo(store.engine, store.vault.keys):
+            return anonymous_actor()
+        if adds_admin and not _administrators(store.engine, ever=False):
+            # Every administrator was disabled or demoted: the one way back is a new one,
+            # added as the operating-system account (on record) and used by name after.
+            return anonymous_actor()
+        raise OperatorError(
+            "this vault has administrators, so a command that changes it runs as one of "
+            "them: add --as NAME (or set VAULT_OPERATOR), with the password on the "
+            "terminal or in VAULT_OPERATOR_PASSWORD_FILE"
+        )
     _state.actor = _authenticate(store, _state.name, _password(_state.name))
     return _state.actor
 
@@ -109,13 +115,18 @@ def establish_if_named(store: Any) -> Actor:
     return establish(store) if _state.name is not None else anonymous_actor()
 
 
-def _administrators(engine: sa.Engine) -> bool:
-    query = (
-        sa.select(_U.c.id)
-        .join(_R, _R.c.user_id == _U.c.id)
-        .where(_R.c.role == Role.ADMIN.value, _U.c.disabled == sa.false())
-        .limit(1)
-    )
+def _administrators(engine: sa.Engine, *, ever: bool) -> bool:
+    """Whether an enabled administrator exists, or (``ever``) any account was ever one:
+    disabling or demoting the last administrator does not switch names off again."""
+    if ever:
+        query = sa.select(_U.c.id).where(_U.c.ever_admin == sa.true()).limit(1)
+    else:
+        query = (
+            sa.select(_U.c.id)
+            .join(_R, _R.c.user_id == _U.c.id)
+            .where(_R.c.role == Role.ADMIN.value, _U.c.disabled == sa.false())
+            .limit(1)
+        )
     with engine.connect() as conn:
         return conn.execute(query).first() is not None
 

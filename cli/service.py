@@ -168,7 +168,7 @@ def user_add(
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    store = open_store(data_dir)
+    store = open_store(data_dir, adds_admin=set(role) == {"admin"})
     workflow, filer = _role_desk(store)
     with transaction(store.engine) as session:
         bootstrap = not roles_need_approval(session)

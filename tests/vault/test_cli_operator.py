@@ -248,3 +248,49 @@ def test_no_password_and_no_terminal_is_a_clear_error(data: Path) -> None:
 def test_reading_commands_need_no_operator(data: Path) -> None:
     ok(run("keys", "status", data=data))
     ok(run("custodians", data=data))
+
+
+def test_demoting_every_administrator_does_not_switch_names_off(data: Path) -> None:
+    """The last administrator disables himself: commands still need a name, and the one
+    way back is a new administrator, added as the operating-system account."""
+    admin = {"VAULT_OPERATOR_PASSWORD": ADMIN_PW}
+    ok(run("--as", "wang.admin", "user", "disable", "wang.admin", data=data, env=admin))
+    proc = run(
+        "user",
+        "add",
+        "li.na",
+        "--role",
+        "salesperson",
+        "--password-stdin",
+        data=data,
+        stdin=SALES_PW,
+    )
+    assert proc.returncode == 1 and "--as NAME" in proc.stderr
+    assert "li.na" not in usernames(data)
+    ok(
+        run(
+            "user",
+            "add",
+            "zhou.admin",
+            "--role",
+            "admin",
+            "--password-stdin",
+            data=data,
+            stdin=ADMIN_PW,
+        )
+    )
+    ok(
+        run(
+            "--as",
+            "zhou.admin",
+            "user",
+            "add",
+            "li.na",
+            "--role",
+            "salesperson",
+            "--password-stdin",
+            data=data,
+            stdin=SALES_PW,
+            env=admin,
+        )
+    )
