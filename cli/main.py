@@ -75,7 +75,7 @@ def _hoist_operator(argv: list[str]) -> list[str]:
         if arg == "--":
             rest.extend(argv[i:])
             break
-        if arg == "--as" and i + 1 < len(argv):
+        if arg == "--as" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
             front += argv[i : i + 2]
             i += 2
             continue

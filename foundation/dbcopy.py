@@ -127,7 +127,9 @@ def _libpq(url: sa.URL) -> tuple[str, dict[str, str]]:
     }
     for key, value in url.query.items():
         params[key] = value if isinstance(value, str) else value[-1]
-    env = dict(os.environ)
+    # pg_dump and pg_restore need PATH, locale and PG* settings, never the vault's own
+    # secrets (an operator's password, a PIN, a key-file passphrase).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VAULT_")}
     if url.password:
         env["PGPASSWORD"] = str(url.password)
     return make_conninfo("", **{k: v for k, v in params.items() if v is not None}), env

@@ -294,3 +294,28 @@ def test_demoting_every_administrator_does_not_switch_names_off(data: Path) -> N
             env=admin,
         )
     )
+
+
+def test_as_is_moved_before_the_command_only_with_a_name() -> None:
+    from cli.main import _hoist_operator
+
+    assert _hoist_operator(["user", "add", "x", "--as", "wang.admin"]) == [
+        "--as", "wang.admin", "user", "add", "x"
+    ]  # fmt: skip
+    assert _hoist_operator(["user", "add", "x", "--as=wang.admin"])[0] == "--as=wang.admin"
+    # `--as` followed by an option is no name: left where it is, for the parser to refuse
+    assert _hoist_operator(["restore", "B", "--as", "--force"]) == [
+        "restore", "B", "--as", "--force"
+    ]  # fmt: skip
+
+
+def test_database_tools_never_see_the_vaults_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from foundation.dbcopy import _libpq
+
+    monkeypatch.setenv("VAULT_OPERATOR_PASSWORD", "admin-pass-2026x")
+    monkeypatch.setenv("VAULT_PKCS11_PIN", "123456")
+    _, env = _libpq(sa.make_url("postgresql+psycopg://u:pw@127.0.0.1/db"))
+    assert env["PGPASSWORD"] == "pw" and "PATH" in env
+    assert not any(k.startswith("VAULT_") for k in env)
