@@ -137,8 +137,33 @@ class HsmKeys:
             raise HsmError(f"PKCS#11 token {self.token.label!r} holds {len(hits)} keys {full}")
         if not hits:
             return None
+        if cls in (ObjectClass.SECRET_KEY, ObjectClass.PRIVATE_KEY):
+            self._check_kept(hits[0], full)
         self._objects[cache_key] = hits[0]
         return hits[0]
+
+    def _check_kept(self, obj: Any, full: str) -> None:
+        """A key the vault uses was made in this token and can never leave it.
+
+        Anyone with the PIN can import a key they know under the label of the next
+        KEK version; new archives would then be wrapped under it and readable
+        outside the token. Such an object lacks CKA_LOCAL (generated on the
+        token) or is extractable, and is refused.
+        """
+        with self.token.use(f"checking {full}"):  # the object's session, under its lock
+            try:
+                kept = (
+                    bool(obj[Attribute.LOCAL])
+                    and bool(obj[Attribute.SENSITIVE])
+                    and not bool(obj[Attribute.EXTRACTABLE])
+                )
+            except px.PKCS11Error:
+                kept = False
+        if not kept:
+            raise HsmError(
+                f"key object {full} in PKCS#11 token {self.token.label!r} was not generated "
+                "there or can leave it (imported or extractable): refused"
+            )
 
     def _need(self, name: str, cls: ObjectClass = ObjectClass.SECRET_KEY) -> Any:
         found = self._find(name, cls)

@@ -32,7 +32,7 @@ from vault.crypto import InvalidCiphertext
 from vault.errors import DecryptionFailed, KeyFileError
 from vault.hsm import HsmKeys, kek_name, label
 from vault.keys import LEVELS, Keyring
-from vault.models import Archive
+from vault.models import Archive, VaultMeta
 from vault.rotation import rotate
 from vault.store import ArchiveStore
 from vault.token_session import HsmError
@@ -351,3 +351,40 @@ def test_the_cli_on_the_token_verifies_independently_and_refuses_a_wrong_pin(
     assert refused.returncode != 0
     assert f"wrong PIN for PKCS#11 token '{TOKEN}'" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1 and "1234-wrong" not in refused.stderr
+
+
+def test_a_kek_imported_under_the_next_label_is_refused(hsm_store: ArchiveStore) -> None:
+    """Someone with the PIN imports an AES key they know as the next KEK version: new
+    archives must not be wrapped under it (they would be readable outside the token)."""
+    from pkcs11 import KeyType
+
+    keys = _keys(hsm_store)
+    with keys.token.use("planting a known key") as session:
+        session.create_object(
+            {
+                Attribute.CLASS: ObjectClass.SECRET_KEY,
+                Attribute.KEY_TYPE: KeyType.AES,
+                Attribute.VALUE: bytes(32),
+                Attribute.LABEL: label(keys.vault_id, kek_name("internal", 2)),
+                Attribute.TOKEN: True,
+                Attribute.PRIVATE: True,
+                Attribute.SENSITIVE: True,
+                Attribute.EXTRACTABLE: False,
+                Attribute.WRAP: True,
+                Attribute.UNWRAP: True,
+            }
+        )
+    keys.forget_keks()
+    assert keys.active_version("internal") == 2
+    with pytest.raises(HsmError, match="not generated there"):
+        keys.wrap_dek("internal", 2, bytes(32), b"aad")
+    # The database names the active version, so the planted label alone is not used...
+    made = hsm_store.filing.create(archive(profile={"name": "客户丙"}), actor=SALES)
+    with Session(hsm_store.engine) as session:
+        row = session.exec(select(Archive).where(Archive.archive_no == made.archive_no)).one()
+        assert row.kek_version == 1
+        # ...and with the database pointed at it as well, it is refused, not used.
+        session.add(VaultMeta(key="kek_active:internal", value="2"))
+        session.commit()
+    with pytest.raises(HsmError, match="not generated there"):
+        hsm_store.filing.create(archive(profile={"name": "客户丁"}), actor=SALES)
