@@ -33,6 +33,7 @@ from vault.key_health import active_keks_work, unopenable
 from vault.rotation import kek_counts
 
 DEEP_EVERY = 60.0  # seconds between a worker's key-version checks and probe audit entries
+KEYS_EVERY = 5.0  # seconds a worker reuses a successful round trip through every active KEK
 PROBE_ACTOR = Actor("system", "readiness")
 
 
@@ -44,20 +45,38 @@ class Readiness:
     monotonic: Callable[[], float] = time.monotonic
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _deep_ok_at: float | None = None
+    _keys_ok_at: float | None = None
+    _last: str | None = "starting"  # what a probe answers while another one checks
 
     def check(self, services: Services) -> str | None:
-        """None when ready, else a short reason that names no value, version or entry."""
+        """None when ready, else a short reason that names no value, version or entry.
+
+        Probes never queue: while one probe checks the keys (a round trip through an
+        HSM, with one) or runs the deep checks, the others get its predecessor's
+        answer at once, so a flood of unauthenticated probes cannot hold the
+        worker's threads or the token. A success of the key round trip is reused
+        for ``KEYS_EVERY`` seconds; a failure never is.
+        """
         if not health(services.engine):
             return "database unavailable"
-        if not active_keks_work(services.vault.keys):
-            return "keys unavailable"
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return self._last
+        try:
             now = self.monotonic()
-            if self._deep_ok_at is not None and now - self._deep_ok_at < self.every:
-                return None
-            reason = self._deep(services)
-            self._deep_ok_at = now if reason is None else None
+            if self._keys_ok_at is None or now - self._keys_ok_at >= KEYS_EVERY:
+                if not active_keks_work(services.vault.keys):
+                    self._keys_ok_at, self._last = None, "keys unavailable"
+                    return self._last
+                self._keys_ok_at = now
+            if self._deep_ok_at is None or now - self._deep_ok_at >= self.every:
+                reason = self._deep(services)
+                self._deep_ok_at = now if reason is None else None
+            else:
+                reason = None
+            self._last = reason
             return reason
+        finally:
+            self._lock.release()
 
     @staticmethod
     def _deep(services: Services) -> str | None:

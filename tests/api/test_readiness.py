@@ -111,3 +111,25 @@ def test_not_ready_when_the_audit_log_refuses_the_append(client, monkeypatch) ->
 def test_healthz_stays_minimal(client) -> None:
     r = client.get("/healthz")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
+
+
+def test_probes_never_queue_behind_a_check_in_progress(client) -> None:
+    """While one probe holds the check (an HSM round trip, an audit append), another
+    gets the previous answer at once instead of waiting for a thread and the lock."""
+    readiness = Readiness()
+    client.app.state.readiness = readiness
+    assert client.get("/readyz").status_code == 200
+    readiness._lock.acquire()
+    try:
+        r = client.get("/readyz")
+    finally:
+        readiness._lock.release()
+    assert r.status_code == 200 and r.json() == {"status": "ready"}
+    fresh = Readiness()
+    client.app.state.readiness = fresh
+    fresh._lock.acquire()
+    try:
+        r = client.get("/readyz")  # nothing checked yet: not ready, not waiting
+    finally:
+        fresh._lock.release()
+    assert r.status_code == 503 and r.json()["reason"] == "starting"
