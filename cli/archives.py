@@ -25,6 +25,7 @@ from cli.common import (
     record_policy,
     settings_for,
 )
+from cli.operator import establish
 from foundation.db import make_engine, transaction
 from foundation.settings import Settings
 from policies.archive_creation import import_check
@@ -169,7 +170,10 @@ def seal_manifests(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     manifests), it seals nothing: archives found without one are named as tampered."""
 
     settings = settings_for(data_dir)
-    _seal(open_vault(settings, engine=make_engine(settings.resolved_database_url)))
+    vault = open_vault(settings, engine=make_engine(settings.resolved_database_url))
+    # Sealing vouches for the archives as they stand: an administrator's act, by name.
+    establish(ArchiveStore(vault))
+    _seal(vault)
 
 
 @app.command()

@@ -319,3 +319,10 @@ def test_database_tools_never_see_the_vaults_secrets(monkeypatch: pytest.MonkeyP
     _, env = _libpq(sa.make_url("postgresql+psycopg://u:pw@127.0.0.1/db"))
     assert env["PGPASSWORD"] == "pw" and "PATH" in env
     assert not any(k.startswith("VAULT_") for k in env)
+
+
+def test_sealing_manifests_is_an_administrators_act(data: Path) -> None:
+    proc = run("seal-manifests", data=data)
+    assert proc.returncode == 1 and "--as NAME" in proc.stderr
+    ok(run("--as", "wang.admin", "seal-manifests", data=data,
+           env={"VAULT_OPERATOR_PASSWORD": ADMIN_PW}))  # fmt: skip
