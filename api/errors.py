@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.internal_errors import log_server_error
+from api.observe import route_template
 from api.problems import TITLES, problem
 from api.security import InvalidToken
 from audit.errors import AuditError, AuditQueryError, AuditWriteFailed
@@ -103,7 +104,7 @@ def _clean_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def _storage_full(request: Request, exc: Exception) -> JSONResponse:
     """A write the database had no space for: rolled back, and the operator must free space."""
-    log.error("database storage full on %s: %s", request.url.path, type(exc).__name__)
+    log.error("database storage full on %s: %s", route_template(request.scope), type(exc).__name__)
     return problem(
         507,
         "storage-full",
@@ -141,7 +142,7 @@ def install(app: FastAPI) -> None:
         if isinstance(exc, verr.ValidationFailed) and len(exc.problems) > 1:
             extra["errors"] = exc.problems
         if status >= 500:
-            extra["error_id"] = log_server_error(exc, request.url.path)
+            extra["error_id"] = log_server_error(exc, route_template(request.scope))
         return problem(status, exc.code, exc.message, instance=request.url.path, **extra)
 
     @app.exception_handler(perr.PolicyError)
@@ -169,7 +170,7 @@ def install(app: FastAPI) -> None:
         if is_storage_full(exc):
             return _storage_full(request, exc)
         # Fail closed: whatever the request was, nothing was returned or changed.
-        error_id = log_server_error(exc, request.url.path)
+        error_id = log_server_error(exc, route_template(request.scope))
         status = 503 if isinstance(exc, AuditWriteFailed) else 500
         return problem(
             status,
@@ -216,7 +217,9 @@ def install(app: FastAPI) -> None:
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
         if is_storage_full(exc):
             return _storage_full(request, exc)
-        log.error("database unavailable on %s: %s", request.url.path, type(exc.orig).__name__)
+        log.error(
+            "database unavailable on %s: %s", route_template(request.scope), type(exc.orig).__name__
+        )
         return problem(
             503,
             "database-unavailable",
@@ -230,7 +233,9 @@ def install(app: FastAPI) -> None:
         if is_storage_full(exc):
             return _storage_full(request, exc)
         # The driver's message quotes the statement and its parameters: class name only.
-        error_id = log_server_error(exc, request.url.path, kind=type(exc.orig).__name__)
+        error_id = log_server_error(
+            exc, route_template(request.scope), kind=type(exc.orig).__name__
+        )
         return problem(
             500,
             "database-error",

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.observe import route_template
 from api.problems import internal_error
 
 log = logging.getLogger("archive_vault.api")
@@ -91,7 +92,7 @@ class InternalErrors:
         try:
             await self.app(scope, receive, watched)
         except Exception as exc:  # noqa: BLE001 - the last place an error can be mapped
-            error_id = log_server_error(exc, scope.get("path", ""))
+            error_id = log_server_error(exc, route_template(scope))
             if started:
                 return  # a stream cut short: the client sees an incomplete response
             path = scope.get("path", "")
