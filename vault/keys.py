@@ -434,6 +434,14 @@ def load_key_file(path: Path, passphrase: str | None = None) -> Keyring:
         )
     raw = _read(path)
     if not is_sealed(raw):
+        if passphrase:
+            # Configured for a protected file, given a clear one: a copy swapped in (or a
+            # protection lost) must be noticed, not used and written back unprotected.
+            raise KeyFileError(
+                f"key file {path} is not protected by a passphrase, but one is configured "
+                "(VAULT_KEY_PASSPHRASE or VAULT_KEY_PASSPHRASE_FILE): was it replaced? Unset "
+                "the passphrase only if this file is meant to be unprotected"
+            )
         return _file_keyring(path, raw)
     if not passphrase:
         raise KeyFileError(

@@ -112,3 +112,13 @@ def test_the_cli_reads_the_passphrase_from_a_file_and_names_a_wrong_one(
     secret.chmod(0o644)
     opened = _cli(env, data, "keys", "status", check=False)
     assert opened.returncode != 0 and "passphrase file" in opened.stderr
+
+
+def test_a_clear_key_file_where_a_protected_one_is_configured_is_refused(tmp_path: Path) -> None:
+    """An unprotected copy swapped in for the protected file is noticed, not used (and
+    never written back unprotected by the next rotation)."""
+    path = tmp_path / "keyring.json"
+    create_key_file(path)
+    with pytest.raises(KeyFileError, match="not protected by a passphrase"):
+        load_key_file(path, "a configured passphrase")
+    assert load_key_file(path).vault_id  # without one configured it opens as before
