@@ -16,8 +16,10 @@ import httpx
 import pytest
 
 from api.supervisor import how_it_ended, metrics_dir
-from tests.api.test_workers_exit import ROOT, _children, _free_port, _running
+from tests.api.test_workers_exit import _children, _running
 from tests.conftest import PG_URL
+from tests.served import ROOT
+from tests.served import free_port as _free_port
 
 
 def _workers(master: int) -> list[int]:

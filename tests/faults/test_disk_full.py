@@ -96,6 +96,8 @@ def test_an_import_on_a_full_disk_is_one_line_and_imports_nothing(
         {**_body(n), "owner": "zhang.wei"} for n in range(40)
     ]))  # fmt: skip
     _fill_up(db, pages)
+    # The vault has an administrator: an import runs as one (``--as``).
+    env = {**env, "VAULT_OPERATOR": "admin", "VAULT_OPERATOR_PASSWORD": PASSWORD}
     limited = {**env, "FAULT_SQLITE_PAGES": str(pages)}
     proc = subprocess.run([*HELD_CLI, "customer", "import", source], env=limited, cwd=ROOT,
                           capture_output=True, text=True, timeout=300)  # fmt: skip
