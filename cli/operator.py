@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import stat
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +37,7 @@ from api.accounts import Accounts
 from api.security import TokenService
 from audit.events import Actor
 from foundation.clock import utcnow
+from foundation.secret_file import SecretFileError, read_secret_file
 from policies.roles import Role
 from vault.demo import is_demo
 from vault.errors import VaultError
@@ -191,16 +191,6 @@ def _password(name: str) -> str:
 
 def _password_file(path: Path) -> str:
     try:
-        st = path.stat()
-    except OSError:
-        raise OperatorError(f"VAULT_OPERATOR_PASSWORD_FILE {path} cannot be read") from None
-    if st.st_mode & 0o077 or not stat.S_ISREG(st.st_mode):
-        raise OperatorError(
-            f"VAULT_OPERATOR_PASSWORD_FILE {path} must be a file only its owner can read "
-            f"(chmod 600 {path})"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise OperatorError(f"VAULT_OPERATOR_PASSWORD_FILE {path} cannot be read") from None
-    return text.rstrip("\r\n")
+        return read_secret_file(path, "VAULT_OPERATOR_PASSWORD_FILE")
+    except SecretFileError as exc:
+        raise OperatorError(str(exc)) from None

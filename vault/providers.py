@@ -9,10 +9,10 @@ wrapped DEKs name their algorithm, and the other provider does not hold its keys
 
 from __future__ import annotations
 
-import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from foundation.secret_file import SecretFileError, read_secret_file
 from foundation.settings import Settings
 from vault.errors import KeyFileError
 from vault.hsm import HsmKeys, create_hsm_keys
@@ -29,19 +29,9 @@ def read_passphrase(settings: Settings) -> str | None:
     if path is None:
         return given or None
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise KeyFileError(f"passphrase file {path} is missing or unreadable") from None
-    if mode & 0o077:
-        raise KeyFileError(
-            f"passphrase file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
-            f"run `chmod 600 {path}`"
-        )
-    passphrase = text.strip("\r\n")
-    if not passphrase:
-        raise KeyFileError(f"passphrase file {path} is empty")
-    return passphrase
+        return read_secret_file(path, "passphrase file")
+    except SecretFileError as exc:
+        raise KeyFileError(str(exc)) from None
 
 
 def where(settings: Settings) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import stat
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +26,7 @@ from typing import Any
 import pkcs11
 from pkcs11 import exceptions as px
 
+from foundation.secret_file import SecretFileError, read_secret_file
 from foundation.settings import Settings
 from vault.errors import KeyFileError
 
@@ -85,19 +85,9 @@ def read_pin(settings: Settings) -> str:
             )
         return given
     try:
-        mode = path.stat().st_mode
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        raise HsmError(f"PIN file {path} is missing or unreadable") from None
-    if mode & 0o077:
-        raise HsmError(
-            f"PIN file {path} is readable by others (mode {stat.S_IMODE(mode):o}); "
-            f"run `chmod 600 {path}`"
-        )
-    pin = text.strip("\r\n")
-    if not pin:
-        raise HsmError(f"PIN file {path} is empty")
-    return pin
+        return read_secret_file(path, "PIN file")
+    except SecretFileError as exc:
+        raise HsmError(str(exc)) from None
 
 
 def _library(settings: Settings) -> Any:
