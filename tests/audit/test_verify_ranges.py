@@ -10,6 +10,7 @@ first entry of the next).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from io import StringIO
@@ -18,7 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from audit import verify_db, verify_ranges
@@ -272,6 +273,11 @@ _DAMAGE = st.lists(
 )
 
 
+def _stored_rows(path: Path) -> list[tuple[object, ...]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return conn.execute("SELECT * FROM audit_entry ORDER BY seq").fetchall()
+
+
 def _damage(path: Path, ops: list[tuple[str, int]]) -> None:
     conn = sqlite3.connect(path)
     for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
@@ -304,6 +310,7 @@ def _damage(path: Path, ops: list[tuple[str, int]]) -> None:
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(ops=_DAMAGE, ranges=st.integers(1, 12))
+@example(ops=[("swap", N), ("edit", N), ("swap", N)], ranges=1)  # damage that cancels out
 def test_random_damage_same_report(
     built: AuditLog, tmp_path: Path, ops: list[tuple[str, int]], ranges: int
 ) -> None:
@@ -312,13 +319,19 @@ def test_random_damage_same_report(
     with sqlite3.connect(source) as src, sqlite3.connect(copy) as dst:
         src.backup(dst)
     try:
+        before = _stored_rows(copy)
         _damage(copy, ops)
         engine = make_engine(f"sqlite:///{copy}")
         try:
             serial = _verify(built, engine, workers=1)
             assert _verify(built, engine, workers=1, ranges=ranges) == serial
-            if {op for op, _seq in ops} & {"edit", "delete", "json", "mac", "truncate"}:
+            # Damage that cancels out (the last entry moved past the end, "edited" where no
+            # row stands, and moved back) leaves the log as it was: nothing to report.
+            changed = _stored_rows(copy) != before
+            if changed and {op for op, _seq in ops} & {"edit", "delete", "json", "mac", "truncate"}:
                 assert not serial.ok
+            if not changed:
+                assert serial.ok
         finally:
             engine.dispose()
     finally:
