@@ -140,7 +140,11 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
     # closed an overflow connection (a new PostgreSQL backend) on most requests.
     kw.setdefault("pool_size", PG_POOL_SIZE)
     kw.setdefault("max_overflow", PG_POOL_OVERFLOW)
-    return sa.create_engine(url, connect_args=connect_args, pool_pre_ping=True, **kw)
+    # No pre-ping: a round trip on every checkout, for a database that restarts rarely.
+    # The hot path's raw connections replace a connection found dropped before their
+    # first statement (``foundation.rawsql.RawTx``); a Core or ORM statement on one
+    # fails once, as a 503, and SQLAlchemy then discards every pooled connection.
+    return sa.create_engine(url, connect_args=connect_args, **kw)
 
 
 _SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()

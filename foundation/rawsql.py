@@ -34,12 +34,81 @@ from foundation.db import sqlite_lock
 
 
 class RawTx:
-    """One open transaction on a pooled DBAPI connection (see ``raw_begin``)."""
+    """One open transaction on a pooled DBAPI connection (see ``raw_begin``).
 
-    __slots__ = ("dbapi", "dialect")
+    The pool does not ping a connection when it hands it out (a round trip per
+    request, a quarter of an audit append's CPU). Instead a connection that the
+    database dropped while it sat in the pool (a restart, a failover, an
+    administrator's ``pg_terminate_backend``) is noticed by the first statement
+    run on it: nothing has happened on it yet, so that statement runs again on
+    another connection (``replace_if_dropped``). Once a statement has run, a
+    dropped connection is an error for the caller, as it must be: the
+    transaction it belonged to is gone.
+    """
 
-    def __init__(self, dbapi: Any, dialect: Dialect) -> None:
+    __slots__ = ("_autocommit", "_engine", "_fairy", "_fresh", "dbapi", "dialect")
+
+    def __init__(
+        self,
+        dbapi: Any,
+        dialect: Dialect,
+        *,
+        fairy: Any = None,
+        engine: Engine | None = None,
+        autocommit: bool = False,
+    ) -> None:
         self.dbapi, self.dialect = dbapi, dialect
+        self._fairy, self._engine, self._autocommit = fairy, engine, autocommit
+        self._fresh = fairy is not None and engine is not None
+
+    def used(self) -> None:
+        """A statement ran: from now on the connection is the transaction's own."""
+        self._fresh = False
+
+    def replace_if_dropped(self, exc: Any) -> bool:
+        """Swap in another pooled connection if ``exc`` says this one was dropped before
+        any statement ran on it; whether the statement may be tried again."""
+        if not self._fresh or self._engine is None:
+            return False
+        if not self.dialect.is_disconnect(exc, self.dbapi, None):
+            return False
+        for _ in range(_REPLACEMENTS):
+            self._fairy.invalidate(exc)  # closed, never pooled again
+            self._fairy.close()
+            self._fairy = None
+            try:
+                self._fairy = self._engine.raw_connection()
+            except self.dialect.loaded_dbapi.Error as again:
+                raise _wrap(again, "connect", self.dialect) from again
+            dbapi = self._fairy.dbapi_connection
+            if dbapi is None:  # invalidated meanwhile by another thread: take another
+                continue
+            self.dbapi = dbapi
+            if self._autocommit:
+                dbapi.autocommit = True
+            return True
+        return False
+
+    def release(self) -> None:
+        """Back to the pool (the pool rolls back whatever is still open)."""
+        if self._fairy is not None:
+            if self._autocommit:
+                try:
+                    self.dbapi.autocommit = False
+                except Exception:  # noqa: BLE001 - a broken connection: never pooled again
+                    self._fairy.invalidate()
+            self._fairy.close()
+            self._fairy = None
+
+    def rollback_quietly(self) -> None:
+        # A failed rollback means a broken connection: the pool invalidates it on return.
+        with suppress(Exception):
+            self.dbapi.rollback()
+
+
+# How many dropped connections one checkout replaces: after a database restart
+# every idle pooled connection is dead, and each is found by trying it.
+_REPLACEMENTS = 40
 
 
 def dbapi_of(handle: RawTx | Connection | Session) -> tuple[Any, Dialect]:
@@ -68,29 +137,42 @@ def raw_begin(engine: Engine) -> Iterator[RawTx]:
     if lock is not None:
         lock.acquire()
     try:
+        tx = _checkout(engine)
         try:
-            fairy = engine.raw_connection()
-        except dialect.loaded_dbapi.Error as exc:
-            raise _wrap(exc, "connect", dialect) from exc
-        try:
-            dbapi = fairy.dbapi_connection
-            if dbapi is None:  # a pooled connection that was invalidated meanwhile
-                raise sa.exc.DisconnectionError("the pooled connection is gone")
-            tx = RawTx(dbapi, dialect)
             try:
                 yield tx
-                dbapi.commit()
+                tx.dbapi.commit()
             except dialect.loaded_dbapi.Error as exc:
-                _quiet_rollback(fairy)
+                tx.rollback_quietly()
                 raise _wrap(exc, "commit", dialect) from exc
             except BaseException:
-                _quiet_rollback(fairy)
+                tx.rollback_quietly()
                 raise
         finally:
-            fairy.close()
+            tx.release()
     finally:
         if lock is not None:
             lock.release()
+
+
+def _checkout(engine: Engine, *, autocommit: bool = False) -> RawTx:
+    dialect = engine.dialect
+    try:
+        fairy = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as exc:
+        raise _wrap(exc, "connect", dialect) from exc
+    dbapi = fairy.dbapi_connection
+    if dbapi is None:  # a pooled connection that was invalidated meanwhile
+        fairy.close()
+        raise sa.exc.DisconnectionError("the pooled connection is gone")
+    if autocommit:
+        try:
+            dbapi.autocommit = True
+        except Exception:
+            fairy.invalidate()
+            fairy.close()
+            raise
+    return RawTx(dbapi, dialect, fairy=fairy, engine=engine, autocommit=autocommit)
 
 
 @contextmanager
@@ -106,29 +188,15 @@ def raw_autocommit(engine: Engine) -> Iterator[RawTx]:
     nothing. SQLite appends to the chain under its write lock, which needs the
     transaction: there this is ``raw_begin``.
     """
-    dialect = engine.dialect
-    if dialect.name != "postgresql":
+    if engine.dialect.name != "postgresql":
         with raw_begin(engine) as tx:
             yield tx
         return
+    tx = _checkout(engine, autocommit=True)
     try:
-        fairy = engine.raw_connection()
-    except dialect.loaded_dbapi.Error as exc:
-        raise _wrap(exc, "connect", dialect) from exc
-    try:
-        dbapi = fairy.dbapi_connection
-        if dbapi is None:  # a pooled connection that was invalidated meanwhile
-            raise sa.exc.DisconnectionError("the pooled connection is gone")
-        dbapi.autocommit = True
-        try:
-            yield RawTx(dbapi, dialect)
-        finally:
-            try:
-                dbapi.autocommit = False
-            except Exception:  # noqa: BLE001 - a broken connection: never pooled again
-                fairy.invalidate()
+        yield tx
     finally:
-        fairy.close()
+        tx.release()
 
 
 @contextmanager
@@ -138,21 +206,11 @@ def raw_connect(engine: Engine) -> Iterator[RawTx]:
     No SQLite turn is taken: in WAL mode readers never wait for the writer. The
     pool rolls the connection back when it is returned.
     """
-    dialect = engine.dialect
+    tx = _checkout(engine)
     try:
-        fairy = engine.raw_connection()
-    except dialect.loaded_dbapi.Error as exc:
-        raise _wrap(exc, "connect", dialect) from exc
-    try:
-        yield RawTx(fairy.dbapi_connection, dialect)
+        yield tx
     finally:
-        fairy.close()
-
-
-def _quiet_rollback(fairy: Any) -> None:
-    # A failed rollback means a broken connection: the pool invalidates it on return.
-    with suppress(Exception):
-        fairy.dbapi_connection.rollback()
+        tx.release()
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,20 +273,13 @@ class Raw:
         return _Plan(compiled.string, positional, defaults, tuple(binds), tuple(results), row)
 
     def _execute(self, handle: Any, params: Mapping[str, Any] | None) -> tuple[Any, _Plan]:
-        dbapi, dialect = dbapi_of(handle)
-        plan = self._plan(dialect)
+        plan = self._plan(dbapi_of(handle)[1])
         values = {**plan.defaults, **params} if params else dict(plan.defaults)
         for name, proc in plan.binds:
             if name in values:
                 values[name] = proc(values[name])
         args: Any = values if plan.positional is None else [values[n] for n in plan.positional]
-        cursor = dbapi.cursor()
-        try:
-            cursor.execute(plan.sql, args)
-        except dialect.loaded_dbapi.Error as exc:
-            cursor.close()
-            raise _wrap(exc, plan.sql, dialect) from exc
-        return cursor, plan
+        return _run(handle, plan.sql, lambda cursor: cursor.execute(plan.sql, args)), plan
 
     def _rows(self, cursor: Any, plan: _Plan, limit: int | None) -> list[Any]:
         try:
@@ -271,8 +322,7 @@ class Raw:
         """Run a statement without results once per parameter set, in one driver call."""
         if not rows:
             return
-        dbapi, dialect = dbapi_of(handle)
-        plan = self._plan(dialect)
+        plan = self._plan(dbapi_of(handle)[1])
         batch = []
         for params in rows:
             values = {**plan.defaults, **params}
@@ -282,25 +332,38 @@ class Raw:
             batch.append(
                 values if plan.positional is None else [values[n] for n in plan.positional]
             )
-        cursor = dbapi.cursor()
-        try:
-            cursor.executemany(plan.sql, batch)
-        except dialect.loaded_dbapi.Error as exc:
-            raise _wrap(exc, plan.sql, dialect) from exc
-        finally:
-            cursor.close()
+        _run(handle, plan.sql, lambda cursor: cursor.executemany(plan.sql, batch)).close()
 
 
 def raw_sql(handle: Any, sql: str) -> None:
     """A fixed driver statement (``BEGIN IMMEDIATE``) on a handle's DBAPI connection."""
+    _run(handle, sql, lambda cursor: cursor.execute(sql)).close()
+
+
+def _run(handle: Any, sql: str, statement: Callable[[Any], Any]) -> Any:
+    """``statement(cursor)`` on the handle's connection; the cursor, to read and close.
+
+    A connection found dropped before its first statement is replaced and the
+    statement run again (``RawTx.replace_if_dropped``); any other failure is
+    re-raised as SQLAlchemy's exception class.
+    """
     dbapi, dialect = dbapi_of(handle)
-    cursor = dbapi.cursor()
-    try:
-        cursor.execute(sql)
-    except dialect.loaded_dbapi.Error as exc:
-        raise _wrap(exc, sql, dialect) from exc
-    finally:
-        cursor.close()
+    while True:
+        cursor = None
+        try:
+            cursor = dbapi.cursor()
+            statement(cursor)
+        except dialect.loaded_dbapi.Error as exc:
+            if cursor is not None:
+                with suppress(Exception):
+                    cursor.close()
+            if isinstance(handle, RawTx) and handle.replace_if_dropped(exc):
+                dbapi = handle.dbapi
+                continue
+            raise _wrap(exc, sql, dialect) from exc
+        if isinstance(handle, RawTx):
+            handle.used()
+        return cursor
 
 
 def row_type(names: list[str]) -> Any:

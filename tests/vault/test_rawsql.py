@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from foundation.db import BUSY_TIMEOUT_MS, sqlite_no_wait
-from foundation.rawsql import Raw, raw_begin, raw_connect
+from foundation.rawsql import Raw, raw_autocommit, raw_begin, raw_connect
 from tests.factories import SALES, archive
 from vault.models import Archive, VaultMeta
 from vault.store import ArchiveStore
@@ -115,3 +115,57 @@ def test_each_checkout_waits_as_its_thread_asks(store: ArchiveStore, backend: st
         assert _busy_timeout(tx) == 0
     with raw_begin(engine) as tx:
         assert _busy_timeout(tx) == BUSY_TIMEOUT_MS
+
+
+BACKEND_PID = Raw(sa.select(sa.func.pg_backend_pid()))
+
+
+def _terminate(engine: sa.Engine, *pids: int) -> None:
+    """As a restart or an administrator would: the server closes those sessions."""
+    admin = sa.create_engine(engine.url, poolclass=sa.pool.NullPool)
+    with admin.connect() as conn:
+        for pid in pids:
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+    admin.dispose()
+
+
+def _pooled_pids(engine: sa.Engine, count: int) -> list[int]:
+    """Check out ``count`` connections at once, so the pool holds that many, idle."""
+    handles = [raw_connect(engine) for _ in range(count)]
+    try:
+        return [BACKEND_PID.scalar(h.__enter__()) for h in handles]
+    finally:
+        for h in handles:
+            h.__exit__(None, None, None)
+
+
+def test_connections_dropped_in_the_pool_are_replaced_before_the_first_statement(
+    store: ArchiveStore,
+) -> None:
+    """No ping on checkout: every idle connection the server dropped is found by the
+    first statement and replaced, and that statement runs on a live one."""
+    engine = store.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    pids = _pooled_pids(engine, 3)
+    _terminate(engine, *pids)
+    with raw_autocommit(engine) as tx:
+        pid = BACKEND_PID.scalar(tx)
+    assert pid not in pids
+    with raw_begin(engine) as tx:
+        INSERT_META.execute(tx, {"key": "after-drop", "value": "1"})
+    assert _meta_value(engine, "after-drop") == "1"
+
+
+def test_a_connection_dropped_inside_a_transaction_fails_it(store: ArchiveStore) -> None:
+    """Once a statement ran, the transaction was on that connection: never redone."""
+    engine = store.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    with pytest.raises(sa.exc.DBAPIError), raw_begin(engine) as tx:
+        INSERT_META.execute(tx, {"key": "lost", "value": "1"})
+        _terminate(engine, BACKEND_PID.scalar(tx))
+        INSERT_META.execute(tx, {"key": "lost-too", "value": "1"})
+    assert _meta_value(engine, "lost") is None and _meta_value(engine, "lost-too") is None
+    with raw_connect(engine) as tx:  # the broken one was not pooled again
+        assert BACKEND_PID.scalar(tx) > 0
