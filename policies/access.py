@@ -5,8 +5,11 @@ the same way, with who is asking (``Credentials``, from a verified token), the
 archive number and the groups asked for. Inside one transaction:
 
 1. the principal, fresh from the database (roles, clearance, department; a
-   disabled user or a revoked token stops here, before anything is read);
-2. the archive's clear metadata (its sealed manifest is checked on decrypt);
+   disabled user or a revoked token stops here, before anything is read), with
+   the counters of step 3 in the same statement;
+2. the archive's clear metadata (its sealed manifest is checked on decrypt),
+   with the ciphertext of the groups asked for in the same statement: still
+   sealed, and only what the decision shows is ever opened;
 3. the decision (``PolicyEngine.decide``, with grants synced in the same
    transaction);
 4. the vault decrypts only the groups the decision shows, clear or masked;
@@ -17,7 +20,7 @@ be written or committed, the caller gets the error and no content (fail-closed).
 A denial is audited and committed too, then raised.
 
 Decoys (``policies.decoys``) are checked in the same transaction, against an
-in-memory set caught up by its counter, read in one statement with the grants'
+in-memory set caught up by its counter, read with the principal like the grants'
 counter that step 3 catches up by: a read of one, allowed or denied,
 raises its case (committed) before the answer or the refusal leaves, and the
 audit entry of the read itself is that of any read.
@@ -37,10 +40,10 @@ from foundation.rawsql import raw_autocommit
 from policies.decision import Decision
 from policies.decoys import COUNTER as DECOYS
 from policies.decoys import Decoys
-from policies.directory import load_principal
+from policies.directory import load_principal_counted
 from policies.engine import PolicyEngine
 from policies.errors import AccessDenied, PolicyError
-from policies.loading import GRANTS, counters
+from policies.loading import GRANTS
 from policies.roles import Action
 from vault.reading import ArchiveView, Opened, ReadPermit
 from vault.rows import check_number
@@ -107,12 +110,17 @@ class ArchiveReads:
         opened: Opened | None = None
         decoy = False
         with raw_autocommit(self.store.engine) as tx:
-            principal = load_principal(
-                tx, who.username, token_issued_at=who.issued_at, token_generation=who.generation
+            # The counters ride on the principal's statement, the asked groups'
+            # ciphertext on the archive's: two round trips before the decision.
+            principal, revision = load_principal_counted(
+                tx,
+                who.username,
+                (GRANTS, DECOYS),
+                token_issued_at=who.issued_at,
+                token_generation=who.generation,
             )
             actor = Actor(principal.username, principal.role_label, who.client)
-            stored = reader.load(tx, archive_no)
-            revision = counters(tx, GRANTS, DECOYS)
+            stored = reader.load(tx, archive_no, asked)
             if self.decoys is not None:
                 decoy = bool(self.decoys.among(tx, (archive_no,), latest=revision[DECOYS]))
             try:

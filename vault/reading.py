@@ -88,10 +88,17 @@ class ReadPermit:
 
 @dataclass(frozen=True, slots=True)
 class StoredArchive:
-    """An archive's row as one read loaded it, with its clear metadata."""
+    """An archive's row as one read loaded it, with its clear metadata.
+
+    ``sealed`` holds the ciphertext rows ``(group, revision, blob)`` of the
+    groups ``load`` was asked to fetch with the row (``fetched``), still sealed:
+    what is opened is decided later, and only that is.
+    """
 
     row: Any  # a Core row of the archive table
     meta: ArchiveMeta
+    fetched: frozenset[str] = frozenset()
+    sealed: tuple[tuple[str, int, bytes], ...] = ()
 
     @property
     def consent(self) -> Consent:
@@ -125,32 +132,67 @@ class Reader:
         """The requested groups checked against the schema; all of them when none are named."""
         return self.schema.check_groups(list(self.schema.groups) if groups is None else groups)
 
-    def load(self, handle: Handle, archive_no: str) -> StoredArchive:
-        """The archive's row and metadata (``ArchiveNotFound``, ``ArchiveDestroyed``)."""
+    def load(self, handle: Handle, archive_no: str, groups: Sequence[str] = ()) -> StoredArchive:
+        """The archive's row and metadata (``ArchiveNotFound``, ``ArchiveDestroyed``).
+
+        Given ``groups`` (those a read may show, before its decision), their
+        ciphertext comes in the same statement, so that a read makes one round
+        trip for the archive instead of two; nothing is opened here.
+        """
         check_number(archive_no)
-        # One statement: the archive's row once per contact (once with NULL if none).
-        rows = _ARCHIVE_WITH_CONTACTS.all(handle, {"no": archive_no})
-        if not rows:
-            raise ArchiveNotFound(f"archive {archive_no} does not exist")
-        row = _ArchiveRow._make(rows[0][:-1])
+        wanted = tuple(dict.fromkeys(groups))
+        if not wanted:
+            # One statement: the archive's row once per contact (once with NULL if none).
+            rows = _ARCHIVE_WITH_CONTACTS.all(handle, {"no": archive_no})
+            if not rows:
+                raise ArchiveNotFound(f"archive {archive_no} does not exist")
+            row = _ArchiveRow._make(rows[0][:-1])
+            contacts = [r[-1] for r in rows if r[-1] is not None]
+            sealed: tuple[tuple[str, int, bytes], ...] = ()
+        else:
+            # One statement: the archive's row once per contact and once per sealed
+            # group found (once with NULLs if neither), never their product.
+            params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(wanted)}
+            params["no"] = archive_no
+            rows = _archive_with_content(len(wanted)).all(handle, params)
+            if not rows:
+                raise ArchiveNotFound(f"archive {archive_no} does not exist")
+            row = _ArchiveRow._make(rows[0][:_ARCHIVE_WIDTH])
+            contacts = [r[-4] for r in rows if r[-4] is not None]
+            sealed = tuple((r[-3], r[-2], r[-1]) for r in rows if r[-3] is not None)
         if row.status == ArchiveStatus.DESTROYED:
             raise ArchiveDestroyed(f"archive {archive_no} has been destroyed")
-        contacts = [r[-1] for r in rows if r[-1] is not None]
-        return StoredArchive(row=row, meta=ArchiveMeta.of(row, contacts))
+        return StoredArchive(
+            row=row,
+            meta=ArchiveMeta.of(row, contacts),
+            fetched=frozenset(wanted),
+            sealed=sealed,
+        )
 
     def decrypt(
-        self, handle: Handle, archive: Any, groups: Sequence[str]
+        self,
+        handle: Handle,
+        archive: Any,
+        groups: Sequence[str],
+        fetched: StoredArchive | None = None,
     ) -> dict[str, dict[str, str]]:
         """The named groups of a row (ORM object or Core row), opened and manifest-checked.
 
         It appends no audit entry: it is the primitive under ``open_permitted``, the
         export, history and search, each of which appends its entry in the same
-        transaction before anything it opened leaves the process.
+        transaction before anything it opened leaves the process. When ``fetched``
+        (the archive as ``load`` read it) carries every named group's ciphertext,
+        those rows are used, exactly as the query would have returned them.
         """
         groups = list(dict.fromkeys(groups))  # one compiled statement per distinct count
-        params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(groups)}
-        params["id"] = archive.id
-        rows = _content_of(len(groups)).all(handle, params)
+        rows: Sequence[tuple[str, int, bytes]]
+        if fetched is not None and fetched.fetched.issuperset(groups):
+            named = set(groups)
+            rows = [r for r in fetched.sealed if r[0] in named]
+        else:
+            params: dict[str, Any] = {f"g{i}": g for i, g in enumerate(groups)}
+            params["id"] = archive.id
+            rows = _content_of(len(groups)).all(handle, params)
         dek = self.envelope.dek_of(archive)
         mf.check_rows(self.envelope.manifest(dek, archive), archive.archive_no, groups, rows)
         out = {}
@@ -173,7 +215,7 @@ class Reader:
         content: dict[str, dict[str, str]] = {}
         failure: Exception | None = None
         try:
-            content = self.decrypt(handle, stored.row, shown) if shown else {}
+            content = self.decrypt(handle, stored.row, shown, stored) if shown else {}
             outcome = Outcome.ALLOWED
         except (DecryptionFailed, KeyFileError) as exc:
             failure, outcome = exc, Outcome.ERROR
@@ -251,7 +293,8 @@ class Reader:
             reason=reason,
         )
         with raw_autocommit(self.engine) as tx:
-            opened = self.open_permitted(tx, actor, self.load(tx, archive_no), permit)
+            stored = self.load(tx, archive_no, permit.shown)
+            opened = self.open_permitted(tx, actor, stored, permit)
         self.committed()
         return self.view(opened)
 
@@ -374,6 +417,48 @@ _ARCHIVE_WITH_CONTACTS = Raw(
 )
 # The archive's own columns of a row above, under their names (as a Core row has them).
 _ArchiveRow = row_type([c.key for c in _A.columns])
+_ARCHIVE_WIDTH = len(_A.columns)
+
+
+@functools.cache
+def _archive_with_content(count: int) -> Raw:
+    """The archive's row with its contacts and the ciphertext of ``count`` named groups.
+
+    The contacts and the sealed groups come from one ``UNION ALL`` joined to the
+    archive, so each contact and each group is one row (not one per pair). Both
+    halves look the archive up by number themselves, so neither database has to
+    push the join's condition into the union to use its indexes.
+    """
+    archive_id = sa.select(_A.c.id).where(_A.c.archive_no == sa.bindparam("no")).scalar_subquery()
+    sealed = sa.select(
+        _C.c.archive_id,
+        sa.cast(sa.null(), _AC.c.username.type).label("contact"),
+        _C.c.group_name,
+        _C.c.revision,
+        _C.c.ciphertext,
+    ).where(
+        _C.c.archive_id == archive_id,
+        _C.c.group_name.in_([sa.bindparam(f"g{i}") for i in range(count)]),
+    )
+    contacts = sa.select(
+        _AC.c.archive_id,
+        _AC.c.username.label("contact"),
+        sa.cast(sa.null(), _C.c.group_name.type),
+        sa.cast(sa.null(), _C.c.revision.type),
+        sa.cast(sa.null(), _C.c.ciphertext.type),
+    ).where(_AC.c.archive_id == archive_id)
+    extra = sa.union_all(sealed, contacts).subquery("extra")
+    return Raw(
+        sa.select(
+            _A,
+            extra.c.contact,
+            extra.c.group_name,
+            extra.c.revision,
+            extra.c.ciphertext,
+        )
+        .select_from(_A.outerjoin(extra, extra.c.archive_id == _A.c.id))
+        .where(_A.c.archive_no == sa.bindparam("no"))
+    )
 
 
 @functools.cache

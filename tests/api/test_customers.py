@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import threading
 
 import pytest
 import sqlalchemy as sa
 
+from foundation import rawsql
 from tests.auditlog import failing_log
 from tests.factories import archive, consent
 
@@ -205,6 +207,41 @@ def test_database_unavailable_gives_503_and_no_content(client, login) -> None:
     finally:
         services.vault.engine = services.store.engine = real
         dead.dispose()
+
+
+def test_a_read_on_postgresql_is_three_statements(client, login, backend, monkeypatch) -> None:
+    """Principal with the counters, archive with its contacts and the asked groups'
+    ciphertext, the queued audit entry: the read sends nothing else to the server."""
+    if backend != "postgres":
+        pytest.skip("the statement count of the PostgreSQL read")
+    h = login("zhang.wei")
+    no = _new(client, h)
+    assert client.get(f"/customers/{no}?groups=contact", headers=h).status_code == 200
+    engine = client.app.state.services.store.engine
+    sent: list[tuple[int, str]] = []  # (thread, statement): the signer may run meanwhile
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append((threading.get_ident(), statement))
+
+    run = rawsql.Raw._execute
+
+    def counted(self, handle, params):
+        sent.append((threading.get_ident(), self._plan(rawsql.dbapi_of(handle)[1]).sql))
+        return run(self, handle, params)
+
+    sa.event.listen(engine, "before_cursor_execute", count)
+    monkeypatch.setattr(rawsql.Raw, "_execute", counted)
+    try:
+        r = client.get(f"/customers/{no}?groups=contact", headers=h)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", count)
+    assert r.status_code == 200 and "13800138000" in r.text
+    (reader,) = {t for t, sql in sent if sql.startswith("INSERT INTO audit_queue")}
+    mine = [sql for t, sql in sent if t == reader]
+    first = next(i for i, sql in enumerate(mine) if "app_user" in sql)
+    last = next(i for i, sql in enumerate(mine) if sql.startswith("INSERT INTO audit_queue"))
+    assert last - first + 1 == 3, mine[first : last + 1]
+    assert "policy_counter" in mine[first] and "archive_content" in mine[first + 1]
 
 
 def test_search_opens_only_candidates_the_caller_may_read_in_clear(

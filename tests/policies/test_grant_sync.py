@@ -14,7 +14,9 @@ import pytest
 from sqlmodel import Session, select
 
 from foundation.db import transaction
+from policies.directory import disable_user, load_principal, load_principal_counted
 from policies.engine import PolicyEngine
+from policies.errors import UnknownUser, UserDisabled
 from policies.loading import GRANTS, GrantFeed, counters, load_archive_meta
 from policies.models import AccessGrant, LoanEntry
 from policies.roles import Action
@@ -151,6 +153,29 @@ def test_a_rolled_back_approval_never_grants(db, wf, pe, who):
 def _latest_revision(db) -> int:
     with Session(db) as s:
         return max([0, *(g.rev for g in s.exec(select(AccessGrant)).all())])
+
+
+def test_principal_with_counters_is_the_principal_and_the_counters(db, wf, who):
+    """The audited read's first statement: the same principal and the same counter values
+    as the two reads it replaces, and the same refusals."""
+    req = _file_loan(db, wf, who)
+    with transaction(db) as s:
+        wf.signing.approve(s, req.uid, who("io"), now=T0 + 2 * M)
+    names = (GRANTS, "decoys", "never-made")
+    for name in ("carol", "io", "ext"):
+        with Session(db) as s:
+            principal, seen = load_principal_counted(s, name, names)
+            assert principal == load_principal(s, name)
+            assert seen == counters(s, *names)
+    assert seen[GRANTS] == _latest_revision(db) > 0
+    with Session(db) as s, pytest.raises(UnknownUser):
+        load_principal_counted(s, "nobody", names)
+    with transaction(db) as s:
+        disable_user(s, "carol")
+    with Session(db) as s, pytest.raises(UserDisabled):
+        load_principal_counted(s, "carol", names)
+    with Session(db) as s, pytest.raises(UserDisabled):
+        load_principal_counted(s, "io", names, token_generation=99)
 
 
 def test_counters_reads_several_rows_at_once_and_zero_for_a_missing_one(db, wf, who):

@@ -12,7 +12,7 @@ from vault.errors import (
     ArchiveNotFound,
     ValidationFailed,
 )
-from vault.models import Archive
+from vault.models import Archive, SealedGroup
 from vault.store import ArchiveStore
 
 
@@ -53,6 +53,36 @@ def test_load_gives_the_row_and_every_contact_once(store: ArchiveStore) -> None:
                 sa.select(table).where(table.c.archive_no == stored.meta.archive_no)
             ).one()
             assert tuple(stored.row) == tuple(row)
+
+
+@pytest.mark.parametrize("contacts", [[], ["li.na"], ["zhou.min", "li.na", "wang.fang"]])
+def test_load_with_groups_brings_each_sealed_group_once(
+    store: ArchiveStore, contacts: list[str]
+) -> None:
+    """The ciphertext fetched with the row is the content table's, one row per group found,
+    whatever the number of contacts; groups the archive lacks bring nothing."""
+    no = store.filing.create(archive(contacts=contacts), actor=SALES).archive_no
+    content = SealedGroup.__table__  # type: ignore[attr-defined]
+    table = Archive.__table__  # type: ignore[attr-defined]
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(table).where(table.c.archive_no == no)).one()
+        stored_groups = {
+            r.group_name: (r.group_name, r.revision, bytes(r.ciphertext))
+            for r in conn.execute(sa.select(content).where(content.c.archive_id == row.id))
+        }
+    for wanted in (["contact"], ["identity", "contact", "health"], list(store.schema.groups)):
+        with raw_connect(store.engine) as tx:
+            plain, fetched = store.reader.load(tx, no), store.reader.load(tx, no, wanted)
+        assert tuple(fetched.row) == tuple(plain.row) == tuple(row)
+        assert fetched.meta == plain.meta
+        assert fetched.meta.contacts == tuple(sorted(contacts))
+        assert fetched.fetched == frozenset(wanted)
+        expected = [stored_groups[g] for g in wanted if g in stored_groups]
+        assert sorted((g, r, bytes(b)) for g, r, b in fetched.sealed) == sorted(expected)
+        assert plain.sealed == () and plain.fetched == frozenset()
+        with raw_connect(store.engine) as tx:
+            opened = store.reader.decrypt(tx, fetched.row, wanted, fetched)
+            assert opened == store.reader.decrypt(tx, plain.row, wanted)
 
 
 def test_unknown_and_malformed_archive_numbers(store: ArchiveStore) -> None:
