@@ -12,6 +12,12 @@ salesperson's own clients: token check, principal from the database, policy
 decision, one transaction that appends the audit entry and decrypts, then
 JSON. The baseline returns the same body from a bare FastAPI route.
 
+A third side, the floor (bench/_floor_app.py), serves the same body as the least
+an audited, decrypted read can do: credential check, one SELECT of the sealed
+row, AES-GCM, one durable INSERT of a MACed record, no framework. Its ratio to
+the baseline is the most any implementation of the vault's guarantees reaches
+here; ``--no-floor`` leaves it out.
+
 The load comes from wrk (2 threads, 8 keep-alive connections, a fixed time per
 round), round-robin over the salesperson's archives with the bearer token set;
 the two sides run in alternating rounds so machine noise hits both alike.
@@ -52,7 +58,7 @@ from rich.table import Table  # noqa: E402
 
 from api.security import hash_password  # noqa: E402
 from audit.events import Actor  # noqa: E402
-from bench import _pyload, _wrk  # noqa: E402
+from bench import _floor_app, _pyload, _wrk  # noqa: E402
 from bench._common import database, free_port, proc_cpu, stop, tree_cpu, wait_up  # noqa: E402
 from foundation.db import transaction  # noqa: E402
 from foundation.settings import Settings  # noqa: E402
@@ -91,6 +97,32 @@ def prepare(workdir: Path, archives: int, database_url: str = "") -> None:
     bulk_insert(store, rows, actor=store_actor(), total=archives, source="bench")
     log.checkpoint_if_new()
     vault.engine.dispose()
+
+
+def prepare_floor(workdir: Path, url: str, paths: list[str], body: bytes) -> dict[str, str]:
+    """The floor's sealed rows and empty record table (SQLite: its own file); its env."""
+    keys = os.urandom(64)
+    numbers = [p.removeprefix(_floor_app.PREFIX).split("?")[0] for p in paths]
+    rows = [(no, *_floor_app.seal(keys[:32], no, body)) for no in numbers]
+    if url:
+        import psycopg
+
+        db = sa.make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(db, autocommit=True) as conn, conn.transaction():
+            for ddl in _floor_app.SCHEMA:
+                conn.execute(ddl.format(serial="bigserial"))
+            with conn.cursor() as cur:
+                cur.executemany(f"INSERT INTO {_floor_app.ARCHIVE_TABLE} VALUES (%s, %s, %s)", rows)
+    else:
+        db = str(workdir / "floor.db")
+        conn = _floor_app.connect_sqlite(db)
+        try:
+            for ddl in _floor_app.SCHEMA:
+                conn.execute(ddl.format(serial="integer"))
+            conn.executemany(f"INSERT INTO {_floor_app.ARCHIVE_TABLE} VALUES (?, ?, ?)", rows)
+        finally:
+            conn.close()
+    return {"BENCH_FLOOR_DB": db, "BENCH_FLOOR_KEYS": keys.hex()}
 
 
 def store_actor() -> Any:
@@ -214,10 +246,12 @@ def run(
     workers: int = 1,
     database_url: str = "",
     wrk: str | None = None,
+    floor: bool = True,
 ) -> dict[str, Any]:
     load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="vault-bench-api-"))
     procs: list[subprocess.Popen[bytes]] = []
+    least: Side | None = None
     try:
         with database(database_url) as url, socket.socket(socket.AF_UNIX) as feed:
             try:
@@ -256,14 +290,37 @@ def run(
                 if same.json() != sample.json():
                     raise RuntimeError("the baseline's body differs from the vault's")
                 bare.body_bytes = len(same.content)
+                sides = [vault, bare]
+                if floor:
+                    floor_env = env | prepare_floor(workdir, url, paths, sample.content)
+                    floor_env["BENCH_FLOOR_TOKEN"] = token
+                    fport = free_port()
+                    app = ["_floor_app:from_env", "--factory", "--app-dir", str(ROOT / "bench")]
+                    procs.append(_start(fport, workers, app, floor_env))
+                    least = Side("floor", f"http://127.0.0.1:{fport}", procs[-1])
+                    sides.insert(1, least)
+                    wait_up(least.base + "/healthz", least.proc)
+                    same = httpx.get(least.base + paths[0], headers=headers)
+                    if same.status_code != 200 or same.content != sample.content:
+                        raise RuntimeError("the floor's body differs from the vault's")
+                    least.body_bytes = len(same.content)
                 client, load = make_load(wrk, workdir, paths, token, connections)
-                measure([vault, bare], load, rounds, seconds, _DatabaseCpu(url))
+                measure(sides, load, rounds, seconds, _DatabaseCpu(url))
             finally:
                 stop(procs)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     v, b = _summary(vault), _summary(bare)
     ratios = [x.rps / y.rps for x, y in zip(vault.rounds, bare.rounds, strict=True)]
+    least_figures: dict[str, Any] = {}
+    if least is not None:
+        least_figures["floor"] = f = _summary(least)
+        least_figures["floor_ratio"] = f["rps"] / b["rps"]
+        least_figures["floor_ratio_range"] = _extremes(
+            [x.rps / y.rps for x, y in zip(least.rounds, bare.rounds, strict=True)]
+        )
+        least_figures["vault_to_floor"] = v["rps"] / f["rps"]
+    failed = sum(s["non_2xx"] + s["socket_errors"] for s in (v, b, least_figures.get("floor", v)))
     return {
         "client": client,
         "database": "postgresql" if database_url else "sqlite",
@@ -277,11 +334,16 @@ def run(
         "vault": v,
         "bare": b,
         "ratio": v["rps"] / b["rps"],
-        "ratio_range": [min(ratios), max(ratios)],
+        "ratio_range": _extremes(ratios),
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "ok": v["non_2xx"] + v["socket_errors"] + b["non_2xx"] + b["socket_errors"] == 0,
+        **least_figures,
+        "ok": failed == 0,
     }
+
+
+def _extremes(values: list[float]) -> list[float]:
+    return [min(values), max(values)]
 
 
 def _range(values: list[float], fmt: str) -> str:
@@ -296,7 +358,10 @@ def print_table(f: dict[str, Any]) -> None:
     )
     for column in ("side", "req/s", "range", "p50 ms", "p99 ms", "CPU ms/req", "failed"):
         t.add_column(column, justify="right")
-    for key, label in (("vault", "vault"), ("bare", "bare FastAPI")):
+    labels = [("vault", "vault"), ("floor", "least audited read"), ("bare", "bare FastAPI")]
+    for key, label in labels:
+        if key not in f:
+            continue
         s = f[key]
         cpu = f"{s['server_cpu_ms_per_request']:.2f}"
         if s["db_cpu_ms_per_request"] is not None:
@@ -311,9 +376,14 @@ def print_table(f: dict[str, Any]) -> None:
             cpu,
             f"[bold red]{failed:,}[/]" if failed else "0",
         )
-    t.add_row("ratio (≥ 0.5×)", f"{f['ratio']:.2f}×", _range(f["ratio_range"], ".2f"))
+    t.add_row("vault / bare (≥ 0.5×)", f"{f['ratio']:.2f}×", _range(f["ratio_range"], ".2f"))
+    if "floor" in f:
+        t.add_row("least / bare", f"{f['floor_ratio']:.2f}×", _range(f["floor_ratio_range"], ".2f"))
+        t.add_row("vault / least", f"{f['vault_to_floor']:.2f}×")
     t.caption = (
-        "vault: token + principal + decision + audited decrypt; bare: a FastAPI route "
+        "vault: token + principal + decision + audited decrypt; least: credential, one "
+        "SELECT, AES-GCM, one durable INSERT, no framework (the ceiling for any audited "
+        "read here); bare: a FastAPI route "
         f"returning the same {f['bare']['body_bytes']} B body. Medians of the rounds; CPU is "
         "the server processes' (+ PostgreSQL backends'). Client CPU/req: vault "
         f"{f['vault']['client_cpu_ms_per_request']:.3f} ms, bare "
@@ -330,6 +400,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="shorter rounds, fewer archives")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
+    parser.add_argument(
+        "--no-floor", action="store_true", help="leave out the least-audited-read side"
+    )
     parser.add_argument(
         "--workers",
         type=int,
@@ -353,18 +426,30 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     wrk = _wrk.find_wrk()
     rounds, seconds, archives = (3, 2.0, 300) if args.quick else (3, 8.0, 2000)
-    figures = run(rounds, seconds, args.connections, archives, args.workers, args.database_url, wrk)
+    figures = run(
+        rounds,
+        seconds,
+        args.connections,
+        archives,
+        args.workers,
+        args.database_url,
+        wrk,
+        floor=not args.no_floor,
+    )
     if args.json:
         print(json.dumps(figures))
     else:
         print_table(figures)
     if not figures["ok"]:
         Console(stderr=True).print(
-            "[bold red]FAILED: some responses were not 2xx or hit socket errors "
-            f"(vault: {figures['vault']['non_2xx']} non-2xx, "
-            f"{figures['vault']['socket_errors']} socket errors; bare: "
-            f"{figures['bare']['non_2xx']} non-2xx, {figures['bare']['socket_errors']} "
-            "socket errors); these figures do not measure the read path.[/]"
+            "[bold red]FAILED: some responses were not 2xx or hit socket errors ("
+            + "; ".join(
+                f"{side}: {figures[side]['non_2xx']} non-2xx, "
+                f"{figures[side]['socket_errors']} socket errors"
+                for side in ("vault", "floor", "bare")
+                if side in figures
+            )
+            + "); these figures do not measure the read path.[/]"
         )
         sys.exit(1)
 

@@ -7,17 +7,20 @@ small local server for a second), and the fall-back to the Python client.
 
 from __future__ import annotations
 
+import hmac
 import shutil
 import socket
+import sqlite3
 import threading
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
+from starlette.testclient import TestClient
 
-from bench import _wrk
+from bench import _floor_app, _wrk
 from bench import api as bench_api
 
 CANNED = """\
@@ -199,3 +202,37 @@ def test_a_round_goes_on_where_the_start_number_says(tmp_path: Path) -> None:
     # wrk may draw one request before the first it sends: the round starts at 6 or 7.
     assert first in (6 % 4, 7 % 4)
     assert [path for path, _ in seen[:6]] == [paths[(first + i) % 4] for i in range(6)]
+
+
+def _records(db: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT time, actor, archives, client, mac FROM bench_floor_audit"
+        ).fetchall()
+
+
+def test_the_floor_releases_the_body_only_with_a_durable_record(tmp_path: Path) -> None:
+    """The floor side does the least an audited read must, and never less: no record,
+    no body; a wrong credential or an unknown archive gets nothing and leaves none."""
+    body = '{"content":{"contact":{"name":"张伟"}}}'.encode()
+    paths = ["/customers/KH-2026-000001?groups=contact", "/customers/KH-2026-000002"]
+    env = bench_api.prepare_floor(tmp_path, "", paths, body)
+    keys, db = bytes.fromhex(env["BENCH_FLOOR_KEYS"]), env["BENCH_FLOOR_DB"]
+    with TestClient(_floor_app.FloorRead(db, keys, "t0k")) as client:
+        ok = client.get("/customers/KH-2026-000002", headers={"Authorization": "Bearer t0k"})
+        assert ok.status_code == 200 and ok.content == body
+        assert ok.headers["cache-control"] == "no-store"
+        for headers, path, status in (
+            ({"Authorization": "Bearer t0K"}, "/customers/KH-2026-000002", 401),
+            ({}, "/customers/KH-2026-000002", 401),
+            ({"Authorization": "Bearer t0k"}, "/customers/KH-2026-999999", 404),
+        ):
+            r = client.get(path, headers=headers)
+            assert r.status_code == status and r.content == b""
+    (record,) = _records(db)
+    micros, actor, archives, peer, mac = record
+    assert (actor, archives) == ("zhang.wei", "KH-2026-000002")
+    expected = _floor_app.record_mac(keys[32:], micros, archives, peer)
+    assert hmac.compare_digest(mac, expected)
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("floor.db*"))
+    assert "张伟".encode() not in stored  # sealed at rest, like the vault's own rows
