@@ -66,7 +66,7 @@ FIELDS = (
 BATCH = 2000  # entries per sequencing transaction: short lock hold, few round trips
 _SLACK = 1024  # the canonical form's keys and punctuation around the column texts
 
-_ENQUEUE = Raw(queue_table.insert(), column_keys=[*FIELDS, "mac"])
+_ENQUEUE = Raw(queue_table.insert().inline(), column_keys=[*FIELDS, "mac"])  # no RETURNING
 _TAKE = Raw(
     sa.select(queue_table.c.id, *(queue_table.c[f] for f in FIELDS), queue_table.c.mac)
     .where(queue_table.c.id > sa.bindparam("after"))
