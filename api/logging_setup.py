@@ -14,10 +14,8 @@ appears only as the message its logger chose (tracebacks only with
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import os
 import re
 import secrets
 from contextvars import ContextVar
@@ -35,23 +33,10 @@ QUIET = ("sqlalchemy", "multipart", "python_multipart", "httpx", "httpcore")
 
 
 def request_id(incoming: str | None) -> str:
-    """The caller's ``X-Request-ID`` if it is sane, else a new one.
-
-    A new id is this process's random prefix and a counter: unique across
-    workers and restarts, which is all an id is for (it carries no authority),
-    without asking the kernel for random bytes on every request.
-    """
+    """The caller's ``X-Request-ID`` if it is sane, else a new random one."""
     if incoming is not None and _SANE_ID.fullmatch(incoming):
         return incoming
-    prefix = _ID_PREFIX.get(os.getpid())
-    if prefix is None:  # first request in this process (or a forked child)
-        _ID_PREFIX.clear()
-        prefix = _ID_PREFIX.setdefault(os.getpid(), secrets.token_hex(4))
-    return f"{prefix}{next(_ID_COUNTER) & 0xFFFFFFFF:08x}"
-
-
-_ID_PREFIX: dict[int, str] = {}
-_ID_COUNTER = itertools.count()
+    return secrets.token_hex(8)
 
 
 class JsonFormatter(logging.Formatter):
