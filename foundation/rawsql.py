@@ -40,13 +40,16 @@ class RawTx:
     request, a quarter of an audit append's CPU). Instead a connection that the
     database dropped while it sat in the pool (a restart, a failover, an
     administrator's ``pg_terminate_backend``) is noticed by the first statement
-    run on it: nothing has happened on it yet, so that statement runs again on
-    another connection (``replace_if_dropped``). Once a statement has run, a
-    dropped connection is an error for the caller, as it must be: the
-    transaction it belonged to is gone.
+    sent on it, which is then sent again on another connection
+    (``replace_if_dropped``) when that cannot do anything twice: a read, or any
+    statement inside a transaction (the server rolls back the transaction of a
+    connection that went away). A write in autocommit may have committed before
+    the link broke, so it is never repeated. Once anything was sent, or the
+    DBAPI connection was handed out (``dbapi``), a dropped connection is an error
+    for the caller, as it must be: whatever it carried is gone.
     """
 
-    __slots__ = ("_autocommit", "_engine", "_fairy", "_fresh", "dbapi", "dialect")
+    __slots__ = ("_autocommit", "_budget", "_conn", "_engine", "_fairy", "_fresh", "dialect")
 
     def __init__(
         self,
@@ -57,22 +60,36 @@ class RawTx:
         engine: Engine | None = None,
         autocommit: bool = False,
     ) -> None:
-        self.dbapi, self.dialect = dbapi, dialect
+        self._conn, self.dialect = dbapi, dialect
         self._fairy, self._engine, self._autocommit = fairy, engine, autocommit
         self._fresh = fairy is not None and engine is not None
+        self._budget = _REPLACEMENTS
 
-    def used(self) -> None:
-        """A statement ran: from now on the connection is the transaction's own."""
+    @property
+    def dbapi(self) -> Any:
+        """The DBAPI connection. Whoever takes it may send anything on it, so from
+        then on a dropped connection is never replaced."""
         self._fresh = False
+        return self._conn
 
-    def replace_if_dropped(self, exc: Any) -> bool:
-        """Swap in another pooled connection if ``exc`` says this one was dropped before
-        any statement ran on it; whether the statement may be tried again."""
-        if not self._fresh or self._engine is None:
+    def statement_connection(self) -> tuple[Any, bool]:
+        """The connection for the next statement (``_run``), and whether that
+        statement is the first sent on it; from now on something has been."""
+        fresh, self._fresh = self._fresh, False
+        return self._conn, fresh
+
+    def replace_if_dropped(self, exc: Any, *, read: bool) -> bool:
+        """Swap in another pooled connection if ``exc`` says this one was dropped
+        before the failed statement, its first, was sent; whether to send it again.
+
+        ``read``: the statement only reads, so sending it twice changes nothing.
+        """
+        if self._engine is None or not (read or not self._autocommit):
             return False
-        if not self.dialect.is_disconnect(exc, self.dbapi, None):
+        if not self.dialect.is_disconnect(exc, self._conn, None):
             return False
-        for _ in range(_REPLACEMENTS):
+        while self._budget > 0:  # one budget per checkout: a restart's pool drains
+            self._budget -= 1
             self._fairy.invalidate(exc)  # closed, never pooled again
             self._fairy.close()
             self._fairy = None
@@ -83,18 +100,21 @@ class RawTx:
             dbapi = self._fairy.dbapi_connection
             if dbapi is None:  # invalidated meanwhile by another thread: take another
                 continue
-            self.dbapi = dbapi
+            self._conn, self._fresh = dbapi, True
             if self._autocommit:
                 dbapi.autocommit = True
             return True
         return False
+
+    def commit(self) -> None:
+        self._conn.commit()
 
     def release(self) -> None:
         """Back to the pool (the pool rolls back whatever is still open)."""
         if self._fairy is not None:
             if self._autocommit:
                 try:
-                    self.dbapi.autocommit = False
+                    self._conn.autocommit = False
                 except Exception:  # noqa: BLE001 - a broken connection: never pooled again
                     self._fairy.invalidate()
             self._fairy.close()
@@ -103,7 +123,7 @@ class RawTx:
     def rollback_quietly(self) -> None:
         # A failed rollback means a broken connection: the pool invalidates it on return.
         with suppress(Exception):
-            self.dbapi.rollback()
+            self._conn.rollback()
 
 
 # How many dropped connections one checkout replaces: after a database restart
@@ -119,6 +139,15 @@ def dbapi_of(handle: RawTx | Connection | Session) -> tuple[Any, Dialect]:
         handle = handle.connection()
     if isinstance(handle, Connection):
         return handle.connection.dbapi_connection, handle.dialect
+    raise TypeError("expected a RawTx, an SQLAlchemy Connection or a Session")
+
+
+def dialect_of(handle: RawTx | Connection | Session) -> Dialect:
+    """The handle's dialect, without taking its connection."""
+    if isinstance(handle, RawTx | Connection):
+        return handle.dialect
+    if isinstance(handle, Session):
+        return handle.connection().dialect
     raise TypeError("expected a RawTx, an SQLAlchemy Connection or a Session")
 
 
@@ -141,7 +170,7 @@ def raw_begin(engine: Engine) -> Iterator[RawTx]:
         try:
             try:
                 yield tx
-                tx.dbapi.commit()
+                tx.commit()
             except dialect.loaded_dbapi.Error as exc:
                 tx.rollback_quietly()
                 raise _wrap(exc, "commit", dialect) from exc
@@ -273,13 +302,15 @@ class Raw:
         return _Plan(compiled.string, positional, defaults, tuple(binds), tuple(results), row)
 
     def _execute(self, handle: Any, params: Mapping[str, Any] | None) -> tuple[Any, _Plan]:
-        plan = self._plan(dbapi_of(handle)[1])
+        plan = self._plan(dialect_of(handle))
         values = {**plan.defaults, **params} if params else dict(plan.defaults)
         for name, proc in plan.binds:
             if name in values:
                 values[name] = proc(values[name])
         args: Any = values if plan.positional is None else [values[n] for n in plan.positional]
-        return _run(handle, plan.sql, lambda cursor: cursor.execute(plan.sql, args)), plan
+        read = plan.row is not None  # a SELECT
+        run = _run(handle, plan.sql, lambda cursor: cursor.execute(plan.sql, args), read=read)
+        return run, plan
 
     def _rows(self, cursor: Any, plan: _Plan, limit: int | None) -> list[Any]:
         try:
@@ -322,7 +353,7 @@ class Raw:
         """Run a statement without results once per parameter set, in one driver call."""
         if not rows:
             return
-        plan = self._plan(dbapi_of(handle)[1])
+        plan = self._plan(dialect_of(handle))
         batch = []
         for params in rows:
             values = {**plan.defaults, **params}
@@ -340,29 +371,30 @@ def raw_sql(handle: Any, sql: str) -> None:
     _run(handle, sql, lambda cursor: cursor.execute(sql)).close()
 
 
-def _run(handle: Any, sql: str, statement: Callable[[Any], Any]) -> Any:
+def _run(handle: Any, sql: str, statement: Callable[[Any], Any], *, read: bool = False) -> Any:
     """``statement(cursor)`` on the handle's connection; the cursor, to read and close.
 
-    A connection found dropped before its first statement is replaced and the
-    statement run again (``RawTx.replace_if_dropped``); any other failure is
-    re-raised as SQLAlchemy's exception class.
+    A connection found dropped by its first statement is replaced and the
+    statement sent again when that is safe (``RawTx.replace_if_dropped``); any
+    other failure is re-raised as SQLAlchemy's exception class.
     """
-    dbapi, dialect = dbapi_of(handle)
     while True:
+        if isinstance(handle, RawTx):
+            conn, first = handle.statement_connection()
+            dialect = handle.dialect
+        else:
+            (conn, dialect), first = dbapi_of(handle), False
         cursor = None
         try:
-            cursor = dbapi.cursor()
+            cursor = conn.cursor()
             statement(cursor)
         except dialect.loaded_dbapi.Error as exc:
             if cursor is not None:
                 with suppress(Exception):
                     cursor.close()
-            if isinstance(handle, RawTx) and handle.replace_if_dropped(exc):
-                dbapi = handle.dbapi
+            if first and handle.replace_if_dropped(exc, read=read):
                 continue
             raise _wrap(exc, sql, dialect) from exc
-        if isinstance(handle, RawTx):
-            handle.used()
         return cursor
 
 

@@ -169,3 +169,33 @@ def test_a_connection_dropped_inside_a_transaction_fails_it(store: ArchiveStore)
     assert _meta_value(engine, "lost") is None and _meta_value(engine, "lost-too") is None
     with raw_connect(engine) as tx:  # the broken one was not pooled again
         assert BACKEND_PID.scalar(tx) > 0
+
+
+def test_a_write_in_autocommit_is_never_sent_twice(store: ArchiveStore) -> None:
+    """A write that fails on a dropped connection may have committed before the link
+    broke: outside a transaction it is an error, never repeated on another connection."""
+    engine = store.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    _terminate(engine, *_pooled_pids(engine, 3))
+    with pytest.raises(sa.exc.DBAPIError), raw_autocommit(engine) as tx:
+        INSERT_META.execute(tx, {"key": "once", "value": "1"})
+    with raw_autocommit(engine) as tx:  # a read first: replaced as often as needed
+        assert BACKEND_PID.scalar(tx) > 0
+        INSERT_META.execute(tx, {"key": "once", "value": "2"})
+    assert _meta_value(engine, "once") == "2"
+
+
+def test_a_connection_handed_out_is_never_replaced_behind_its_taker(store: ArchiveStore) -> None:
+    """Whatever was sent on ``tx.dbapi`` belongs to the transaction: if the connection
+    then drops, the next statement fails instead of going on without it."""
+    engine = store.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    with pytest.raises(sa.exc.DBAPIError), raw_begin(engine) as tx:
+        cursor = tx.dbapi.cursor()
+        cursor.execute("INSERT INTO vault_meta (key, value) VALUES ('sent-raw', '1')")
+        cursor.execute("SELECT pg_backend_pid()")
+        _terminate(engine, cursor.fetchone()[0])
+        INSERT_META.execute(tx, {"key": "after-raw", "value": "1"})
+    assert _meta_value(engine, "sent-raw") is None and _meta_value(engine, "after-raw") is None
