@@ -170,6 +170,7 @@ def _install_postgres_queue(conn: Connection, app_role: str) -> None:
         $$
         """  # noqa: S608 - names are module constants
     )
+    _pin_search_path(conn, f"{_PG_QUEUE_FUNCTION}()")
     row, stmt, delete = _QUEUE_TRIGGERS["postgresql"]
     for name, timing, function in (
         (row, f"BEFORE UPDATE ON {QUEUE_TABLE} FOR EACH ROW", _PG_FUNCTION),
@@ -218,6 +219,8 @@ def _install_postgres(conn: Connection, app_role: str, tables: tuple[str, ...]) 
         $$
         """  # noqa: S608 - names are module constants
     )
+    _pin_search_path(conn, f"{_PG_FUNCTION}()")
+    _pin_search_path(conn, f"{PG_HEAD_FUNCTION}(integer)")
     for table in tables:
         # Drop + create inside this transaction: the table is never unguarded.
         for suffix, timing in (
@@ -249,6 +252,19 @@ def _install_postgres(conn: Connection, app_role: str, tables: tuple[str, ...]) 
     conn.exec_driver_sql(f"REVOKE ALL ON {names} FROM PUBLIC")
     conn.exec_driver_sql(f"REVOKE ALL ON {names} FROM {app_role}")
     conn.exec_driver_sql(f"GRANT SELECT, INSERT ON {names} TO {app_role}")
+
+
+def _pin_search_path(conn: Connection, function: str) -> None:
+    """Names in the function resolve in the audit tables' schema, never in ``pg_temp``.
+
+    PostgreSQL searches a session's temporary schema first unless told
+    otherwise, and any role may create temporary tables: a temporary
+    ``audit_entry`` holding the queued rows' actor, time and action would let the
+    queue guard pass deletions of entries never chained.
+    """
+    schema = conn.exec_driver_sql("SELECT current_schema()").scalar_one()
+    quoted = conn.dialect.identifier_preparer.quote_identifier(schema)
+    conn.exec_driver_sql(f"ALTER FUNCTION {function} SET search_path = {quoted}, pg_temp")
 
 
 def guards_installed(engine: Engine) -> bool:

@@ -1,4 +1,4 @@
-"""The least an audited, decrypted read can do: bench/api.py's third side.
+"""Benchmark only, never part of the product: the least an audited, decrypted read can do.
 
 An HTTP read that releases plaintext only once its audit record is durable has to:
 check the caller's credential, fetch the sealed row (one statement), decrypt it,

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from audit.events import Actor, AuditAction, AuditEvent
+from audit.guards import DEFAULT_APP_ROLE
 from audit.locks import lock_and_read_head
 from audit.log import AuditLog
 from audit.models import entry_table, queue_table
@@ -213,6 +214,23 @@ def test_sequencing_finds_chained_entries_without_reading_the_log_by_action(
     assert done.count == 60 and not done.refused
     assert read_by_action < 60, f"the guard read {read_by_action} entries by action"
     assert _queued(log) == 0 and log.verify().ok
+
+
+def test_a_temporary_table_cannot_stand_in_for_the_chain(log: AuditLog) -> None:
+    """The application's role may create temporary tables, which PostgreSQL searches
+    first: a temporary ``audit_entry`` with the queued rows' actor, time and action
+    must not let the guard pass their deletion."""
+    _pg_only(log)
+    with transaction(log.engine) as session:
+        log.append(session, make_event(1))
+    role = DEFAULT_APP_ROLE
+    with pytest.raises(DBAPIError, match="only once chained"), log.engine.begin() as conn:
+        conn.exec_driver_sql(f"SET LOCAL ROLE {role}")
+        conn.exec_driver_sql(
+            "CREATE TEMP TABLE audit_entry AS SELECT actor, time, action FROM audit_queue"
+        )
+        conn.exec_driver_sql("DELETE FROM audit_queue")
+    assert _queued(log) == 1 and log.integrate().count == 1 and log.verify().ok
 
 
 def test_an_unchained_row_cannot_be_deleted_on_sqlite_either(log: AuditLog) -> None:

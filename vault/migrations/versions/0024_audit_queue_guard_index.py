@@ -10,7 +10,13 @@ that through ``ix_audit_entry_action``, reading every entry with the same action
 (most of the log: reads) for each deleted row, so each sequencing batch took
 longer as the log grew. The lookup now cannot use the action index
 (``action + 0``), leaving the (actor, time) index, and the function runs without
-JIT. What the guard accepts and refuses is unchanged.
+JIT.
+
+The three audit functions also get a fixed ``search_path`` (the audit tables'
+schema, then ``pg_temp``): PostgreSQL searches a session's temporary schema
+first unless told otherwise, and any role may create a temporary table, so a
+temporary ``audit_entry`` holding the queued rows' actor, time and action let the
+guard pass the deletion of entries never chained.
 
 The SQL is written out here, not imported from ``audit.guards``: a migration
 must mean the same thing whatever a later version's code says.
@@ -46,11 +52,22 @@ _SQLITE_TRIGGER = (
 )
 
 
+_FUNCTIONS = ("audit_queue_check_delete()", "audit_refuse_change()", "audit_lock_head(integer)")
+
+
 def _install(indexed: bool) -> None:
     plus = " + 0" if indexed else ""
-    if op.get_bind().dialect.name == "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name == "postgresql":
         # CREATE OR REPLACE keeps the function's owner, grants and the triggers using it.
         op.execute(_FUNCTION.format(settings="SET jit = off " if indexed else "", plus=plus))
+        schema = bind.exec_driver_sql("SELECT current_schema()").scalar_one()
+        quoted = bind.dialect.identifier_preparer.quote_identifier(schema)
+        for function in _FUNCTIONS:
+            if indexed:
+                op.execute(f"ALTER FUNCTION {function} SET search_path = {quoted}, pg_temp")
+            else:
+                op.execute(f"ALTER FUNCTION {function} RESET search_path")
     else:
         op.execute("DROP TRIGGER IF EXISTS audit_queue_no_unchained_delete")
         op.execute(_SQLITE_TRIGGER.format(plus=plus))
