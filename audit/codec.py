@@ -256,6 +256,9 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
     encoding a dict, which is what keeps a million-entry verification within
     budget. Anything unusual takes the definitional path. Raises ValueError
     when a JSON column no longer parses: an edit, reported as such.
+
+    ``leaves_from_rows`` repeats this fast path inline for the verifier's
+    batches: a change to one is a change to both (a test holds them equal).
     """
     (
         seq,
