@@ -32,6 +32,7 @@ from __future__ import annotations
 import hmac as _hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.hmac import HMAC
@@ -114,6 +115,23 @@ class EntryMac:
             ]
         copy = self._base.copy
         same = _hmac.compare_digest
+        if first >= self.from_seq:
+            # The usual run, every entry under the key and every MAC right: compute them
+            # all, then compare each in constant time in one C loop; only a run with a
+            # failure (or a missing MAC, which the compare refuses) is gone through again.
+            computed: list[bytes] = []
+            append = computed.append
+            for seq, prev, leaf, _mac in zip(
+                range(first, first + len(leaves)), prev_hashes, leaves, stored, strict=True
+            ):
+                h = copy()
+                h.update(seq.to_bytes(8, "big") + prev + leaf)
+                append(h.finalize())
+            try:
+                if all(map(cast(Callable[[bytes, Any], bool], same), computed, stored)):
+                    return []
+            except TypeError:
+                pass
         bad: list[int] = []
         for seq, (prev, leaf, mac) in enumerate(
             zip(prev_hashes, leaves, stored, strict=True), first

@@ -7,9 +7,10 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.codec import canonical_from_row, dump_json, event_fields
+from audit.codec import canonical_from_row, dump_json, event_fields, leaves_from_rows
 from audit.events import Actor, AuditAction, AuditEvent
-from audit.merkle import canonical_entry_bytes
+from audit.merkle import canonical_entry_bytes, leaf_hash
+from audit.stored import ACTION_CODES, OUTCOME_CODES, time_micros
 
 text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
 maybe = st.none() | text
@@ -133,3 +134,120 @@ def test_empty_detail_strings_are_recorded_as_absent() -> None:
         )
     )
     assert '"department":null' in fields["detail"] and '"x":null' in fields["detail"]
+
+
+# Rows as the verifier reads them straight from the driver: integers where the log
+# stores them (``audit.stored``), then a column or two replaced by what a hand-edit in
+# SQLite could leave there instead, so the batch meets every way out of its fast path.
+_T0 = time_micros("2024-01-01T00:00:00.000000Z")
+_SURROGATE = st.just("a\udc80b")
+_ODD = st.none() | st.integers(-(2**63), 2**63 - 1) | st.binary(max_size=4) | st.floats()
+_NEAR_JSON = st.sampled_from(
+    ['["A"],"client":"x"', '["A", "B"]', '["\\u00e9"]', '["a\\"b"]', "[1]", "[", '"x"', "{}"]
+)
+_ODD_COLUMNS = [
+    _ODD | st.integers(1, 9).map(str),  # seq
+    _ODD
+    | st.integers(-(2**40), 1_999_999)
+    | st.integers(2**58, 2**62)
+    | st.just("2024-01-01T00:00:00.000000Z"),  # time
+    _ODD | _SURROGATE | st.just('q"\\\n'),  # actor
+    _ODD | _SURROGATE,  # role
+    _ODD | st.integers(-1, 60) | st.just("archive:read"),  # action
+    _ODD | st.integers(-1, 5) | st.just("allowed"),  # outcome
+    _ODD | _NEAR_JSON | st.just('["KH-1\x7f"]') | st.just('["\u00e9"]'),  # archives
+    _ODD | _NEAR_JSON,  # groups
+    _ODD | _SURROGATE,  # grant
+    _ODD,  # purpose
+    _ODD,  # reason
+    _ODD,  # client
+    _ODD | _NEAR_JSON | st.just('{"b": 2, "a": 1}') | st.just("[]"),  # detail
+    # prev_hash; no large integer: bytes(n) is n zero bytes, one by one as in a batch
+    st.none()
+    | st.integers(-1, 64)
+    | st.floats()
+    | text
+    | st.binary(max_size=33)
+    | st.binary(min_size=32, max_size=32).map(bytearray),
+]
+_ROW = st.tuples(
+    st.integers(1, 2**62),
+    st.integers(_T0, _T0 + 9_999_999),  # ten seconds: cached and uncached ones alike
+    text,
+    text,
+    st.sampled_from(sorted(ACTION_CODES.values())),
+    st.sampled_from(sorted(OUTCOME_CODES.values())),
+    st.from_regex(r'\["[A-Z0-9-]{1,12}"\]', fullmatch=True)
+    | st.lists(text, max_size=3).map(dump_json),
+    st.lists(text, max_size=3).map(dump_json),
+    maybe,
+    maybe,
+    maybe,
+    maybe,
+    detail.map(dump_json),
+    st.binary(min_size=32, max_size=32),
+    st.binary(max_size=32),  # entry_hash: not hashed
+    st.none() | st.binary(max_size=32),  # mac: not hashed
+)
+
+
+@st.composite
+def _rows(draw: st.DrawFn) -> tuple:
+    row = list(draw(_ROW))
+    for column in draw(st.lists(st.integers(0, len(_ODD_COLUMNS) - 1), max_size=2)):
+        row[column] = draw(_ODD_COLUMNS[column])
+    return tuple(row)
+
+
+def _one_by_one(row: tuple) -> bytes | type[Exception]:
+    try:
+        return leaf_hash(canonical_from_row(row))
+    except (ValueError, TypeError) as exc:
+        return type(exc)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(_rows(), min_size=1, max_size=4))
+def test_batched_leaves_are_the_leaves_of_the_rows_one_by_one(rows: list[tuple]) -> None:
+    """Whatever a row holds, the batch gives its leaf or raises as the row alone does."""
+    expected = [_one_by_one(row) for row in rows]
+    failures = [e for e in expected if isinstance(e, type)]
+    if failures:
+        try:
+            leaves_from_rows(rows)
+        except (ValueError, TypeError) as exc:
+            assert type(exc) is failures[0]
+        else:
+            raise AssertionError("a row that cannot be canonicalised was hashed in a batch")
+    else:
+        assert leaves_from_rows(rows) == expected
+
+
+def test_batched_leaves_of_ordinary_rows_take_the_inlined_path() -> None:
+    """The rows of a real log give the same leaves, a second's first row included."""
+    base = time_micros("2025-03-04T05:06:07.000000Z")
+    rows = [
+        (
+            i + 1,
+            base + i * 997_331,  # a new second every row or so: cached and uncached alike
+            "user001",
+            'sales\u00e9 "q"',  # escaped and non-ASCII text
+            ACTION_CODES["archive:read"],
+            OUTCOME_CODES["allowed"],
+            f'["KH-2024-{i:06d}"]' if i % 3 else '["KH-1","KH-2"]',
+            '["contact","identity"]',
+            None if i % 2 else f"grant-{i}",
+            "client follow-up",
+            None,
+            "10.0.0.1",
+            '{"fields":4}',
+            bytes([i]) * 32,
+            b"",
+            None,
+        )
+        for i in range(50)
+    ]
+    assert leaves_from_rows(rows) == [leaf_hash(canonical_from_row(row)) for row in rows]
+    leaf = leaves_from_rows(rows[:1])[0]
+    assert json.loads(canonical_from_row(rows[0]))["time"] == "2025-03-04T05:06:07.000000Z"
+    assert leaf == leaf_hash(canonical_from_row(rows[0]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import Any
 
 import pytest
 
@@ -107,3 +108,27 @@ def test_failures_of_a_run_are_the_entries_check_refuses() -> None:
     assert mac.failures(first, [], [], []) == []
     with pytest.raises(ValueError, match="zip"):
         mac.failures(first, prevs, leaves[:-1], stored)
+
+
+@pytest.mark.parametrize("damage", [None, "missing", "wrong", "moved", "short", "view"])
+def test_failures_of_a_run_wholly_under_the_key(damage: str | None) -> None:
+    """A run past ``from_seq`` (the verifier's usual batch): right MACs pass, any other fails."""
+    mac = EntryMac(MacKey(KEY, 3))
+    first = 5
+    prevs = [hashlib.sha256(bytes([i])).digest() for i in range(6)]
+    leaves = [hashlib.sha256(bytes([i, 2])).digest() for i in range(6)]
+    stored: list[Any] = [_reference(first + i, prevs[i], leaves[i]) for i in range(6)]
+    if damage == "missing":
+        stored[2] = None
+    elif damage == "wrong":
+        stored[2] = bytes(32)
+    elif damage == "moved":
+        stored[2], stored[3] = stored[3], stored[2]
+    elif damage == "short":
+        stored[2] = stored[2][:31]
+    elif damage == "view":
+        stored = [memoryview(m) for m in stored]  # bytes-like from a driver: still right
+    expected = {None: [], "view": [], "moved": [7, 8]}.get(damage, [7])
+    assert mac.failures(first, prevs, leaves, stored) == expected
+    with pytest.raises(ValueError, match="zip"):
+        mac.failures(first, prevs, leaves, stored[:-1])
