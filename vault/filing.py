@@ -26,9 +26,7 @@ from foundation.bulk import BulkInsert
 from foundation.clock import utcnow
 from foundation.settings import Settings
 from vault import crypto
-from vault import manifest as mf
-from vault.crypto import Sealer
-from vault.envelope import Envelope, content_aads
+from vault.envelope import Envelope, seal_new
 from vault.errors import Conflict
 from vault.index import BlindIndexes
 from vault.masked_names import MaskedNames
@@ -244,22 +242,24 @@ class Filing:
             lvl: self.envelope.active_kek(session, lvl)
             for lvl in {r.classification for r in records}
         }
-        deks = crypto.new_keys(len(records))
-        wrapped = self._wrap(deks, numbers, records, active)
+        fresh = iter(crypto.new_keys(sum(1 for r in records if r.sealed is None)))
+        seals = [
+            r.sealed
+            or seal_new(
+                next(fresh),
+                no,
+                r.classification,
+                r.encoded or {g: encode(f) for g, f in r.groups.items() if f},
+            )
+            for no, r in zip(numbers, records, strict=True)
+        ]
+        wrapped = self._wrap([s.dek for s in seals], numbers, records, active)
         named = [(no, r.groups) for no, r in zip(numbers, records, strict=True)]
         masked = self.masked_names.of_many(named)
         archive_rows: list[tuple[Any, ...]] = []
-        sealed_groups: list[dict[str, bytes]] = []
-        for no, r, dek, wrapped_dek, masked_name in zip(
-            numbers, records, deks, wrapped, masked, strict=True
+        for no, r, seal, wrapped_dek, masked_name in zip(
+            numbers, records, seals, wrapped, masked, strict=True
         ):
-            sealer = Sealer(dek, 1)
-            groups = [g for g, fields in r.groups.items() if fields]
-            aads = content_aads(no, groups, r.classification, 1, 1)
-            encoded = r.encoded or {g: encode(r.groups[g]) for g in groups}
-            blobs = sealer.seal_many([(encoded[g], aads[g]) for g in groups])
-            sealed = dict(zip(groups, blobs, strict=True))
-            sealed_groups.append(sealed)
             consent = r.consent
             archive_rows.append(
                 (
@@ -278,7 +278,7 @@ class Filing:
                     consent.channel,
                     list(consent.groups),
                     list(consent.sensitive_groups),
-                    sealer.seal(mf.encode_new(sealed), mf.manifest_aad(no, r.classification, 1)),
+                    seal.manifest,
                     masked_name,
                 )
             )
@@ -287,8 +287,8 @@ class Filing:
             session,
             [
                 (archive_id, group, blob)
-                for archive_id, sealed in zip(ids, sealed_groups, strict=True)
-                for group, blob in sealed.items()
+                for archive_id, seal in zip(ids, seals, strict=True)
+                for group, blob in seal.groups.items()
             ],
             {"revision": 1, "updated_at": now},
         )
