@@ -122,7 +122,7 @@ class Settings(BaseSettings):
     # With 1, rows of an import file this large or larger are validated in a worker
     # process (vault.import_workers) while the importer seals and writes. Off by
     # default: on a busy 2-core machine the second process cost more than it saved.
-    import_workers: int = Field(default=0, ge=0, le=1)
+    import_workers: int = Field(default=0, ge=0, le=8)
     import_parallel_bytes: int = Field(default=8 * 1024**2, ge=0)
     rotate_batch: int = Field(default=2000, ge=1)
     # The inspection (Art 14): archives checked per batch, and how many days may pass

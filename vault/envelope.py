@@ -43,9 +43,7 @@ def _content_tail(group: str, level: str, dek_version: int, revision: int) -> by
     return crypto.aad_tail(group, level, dek_version, revision)
 
 
-def seal_new(
-    dek: bytes, archive_no: str, level: str, encoded: dict[str, bytes]
-) -> NewSeal:
+def seal_new(dek: bytes, archive_no: str, level: str, encoded: dict[str, bytes]) -> NewSeal:
     """A new archive's groups (their ``vault.rows.encode`` bytes, non-empty ones only) sealed
     under its DEK at revision 1, and its manifest naming them: what filing stores.
 

@@ -28,6 +28,7 @@ from foundation.settings import Settings
 from vault import crypto
 from vault.envelope import Envelope, seal_new
 from vault.errors import Conflict
+from vault.import_workers import Numbering
 from vault.index import BlindIndexes
 from vault.masked_names import MaskedNames
 from vault.meta import ArchiveMeta
@@ -160,6 +161,13 @@ class Filing:
         session.add(counter)
         return first
 
+    def numbering(self, session: Session) -> Numbering:
+        """Where an import that numbers its rows as it reads them starts: this year's next
+        number (the counter locked on PostgreSQL until the import commits). The
+        numbers it gives move the counter as explicit ones do (``_bump_counter``)."""
+        year = self.clock().year
+        return Numbering(year, self._allocate(session, year, 0))
+
     def _bump_counter(self, session: Session, numbers: Iterable[str]) -> None:
         """Explicit archive numbers move the counter past them so allocation never collides."""
         top: dict[int, int] = {}
@@ -276,8 +284,8 @@ class Filing:
                     consent.notice,
                     consent.at,
                     consent.channel,
-                    list(consent.groups),
-                    list(consent.sensitive_groups),
+                    consent.groups,
+                    consent.sensitive_groups,
                     seal.manifest,
                     masked_name,
                 )

@@ -20,9 +20,9 @@ import sqlalchemy as sa
 from sqlmodel import Session, col
 
 from audit.events import Actor, AuditAction, AuditEvent
-from foundation.db import transaction
+from foundation.db import sqlite_bulk_cache, transaction
 from vault.errors import ValidationFailed, VaultError
-from vault.import_workers import Outcome, validate_in_worker
+from vault.import_workers import Outcome, parse_json, validate_in_worker
 from vault.models import Archive
 from vault.records import NewArchive, RecordCheck
 from vault.store import ArchiveStore
@@ -30,6 +30,7 @@ from vault.store import ArchiveStore
 FORMATS = ("jsonl", "csv")
 _VALIDATING_EVERY = 500  # rows between two "validating" progress reports
 _CONSENT_COLUMNS = ("notice", "at", "channel", "groups", "sensitive_groups")
+_CACHE_KIB = 64 * 1024  # SQLite's page cache while an import writes (foundation.db)
 
 
 class ImportFailed(VaultError):
@@ -131,7 +132,7 @@ def iter_rows(
                         yield number, line
                         continue
                     try:
-                        yield number, json.loads(line)
+                        yield number, parse_json(line)
                     except json.JSONDecodeError as exc:
                         yield number, ValidationFailed(f"not valid JSON ({exc.msg})")
             else:
@@ -187,7 +188,7 @@ class _Batcher:
         explicit = {
             r.archive_no: line
             for r, line in zip(self.pending, self.lines, strict=True)
-            if r.archive_no
+            if r.archive_no and not r.numbered
         }
         if explicit:
             self.checked.update(explicit)
@@ -268,8 +269,9 @@ def import_file(
     expected = count_rows(path, fmt) if progress else 0
     with (
         transaction(store.engine) as session,
-        closing(_outcomes(store, path, fmt, fields, owner, size)) as outcomes,
+        closing(_outcomes(store, session, path, fmt, fields, owner, size)) as outcomes,
     ):
+        sqlite_bulk_cache(session, _CACHE_KIB)
         batcher = _Batcher(
             store, session, actor=actor, source=path.name, total=expected, progress=progress
         )
@@ -289,7 +291,7 @@ def import_file(
             except ValidationFailed as exc:
                 bad.append((number, "; ".join(exc.problems)))
                 continue
-            if record.archive_no:
+            if record.archive_no and not record.numbered:
                 if record.archive_no in seen:
                     bad.append(
                         (
@@ -337,10 +339,18 @@ def import_file(
 
 
 def _outcomes(
-    store: ArchiveStore, path: Path, fmt: str, fields: set[str], owner: str | None, size: int
+    store: ArchiveStore,
+    session: Session,
+    path: Path,
+    fmt: str,
+    fields: set[str],
+    owner: str | None,
+    size: int,
 ) -> Generator[tuple[int, Outcome]]:
-    """Each row's record or problem, in file order: validated in a worker process for a
-    file of ``import_parallel_bytes`` or more (``vault.import_workers``), else here."""
+    """Each row's record or problem, in file order: validated, numbered and sealed in
+    ``import_workers`` worker processes for a file of ``import_parallel_bytes`` or more
+    (``vault.import_workers``), else validated here (and numbered and sealed in batches
+    as they are written)."""
     settings = store.settings
     if settings.import_workers and size >= settings.import_parallel_bytes:
         yield from validate_in_worker(
@@ -350,6 +360,8 @@ def _outcomes(
             field_limit=settings.max_field_chars,
             retention_years=settings.default_retention_years,
             owner=owner,
+            numbering=store.filing.numbering(session),
+            workers=settings.import_workers,
         )
         return
     for number, row in iter_rows(path, fmt, fields):

@@ -89,7 +89,9 @@ class NewArchive:
     numbered: bool = False
     # The archive's new DEK, its groups sealed under it and its sealed manifest, when
     # an import's worker process sealed them beside validation (``vault.envelope
-    # .seal_new``); None: filing draws the DEK and seals.
+    # .seal_new``); None: filing draws the DEK and seals. A record sealed so keeps in
+    # ``groups`` only the fields filing still reads in clear: the searchable ones (blind
+    # indexes) and the name (the customer list's masked name).
     sealed: NewSeal | None = None
 
 
