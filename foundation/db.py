@@ -198,8 +198,15 @@ def sqlite_bulk_cache(session: Session, kib: int) -> None:
     if session.get_bind().dialect.name != "sqlite":
         return
     proxied = session.connection().connection
+    dbapi = proxied.dbapi_connection
+    if dbapi is None:  # an invalidated connection: the statement that follows fails anyway
+        return
     proxied.info[_CACHE_KEY] = True
-    proxied.dbapi_connection.execute(f"PRAGMA cache_size=-{int(kib)}")
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"PRAGMA cache_size=-{int(kib)}")
+    finally:
+        cursor.close()
 
 
 def checkpoint_sqlite(engine: Engine) -> bool:
