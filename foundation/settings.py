@@ -119,9 +119,10 @@ class Settings(BaseSettings):
     metrics_allow: str = "127.0.0.1,::1"
 
     import_batch: int = Field(default=1000, ge=1)
-    # With 1, rows of an import file this large or larger are validated in a worker
-    # process (vault.import_workers) while the importer seals and writes. Off by
-    # default: on a busy 2-core machine the second process cost more than it saved.
+    # With N ≥ 1, rows of an import file this large or larger are validated and sealed
+    # in N worker processes (vault.import_workers) while the importer wraps the DEKs
+    # and writes. Off by default: on the busy 2-core machine it was measured on, the
+    # workers cost more CPU (pickling, a second interpreter) than they took off.
     import_workers: int = Field(default=0, ge=0, le=8)
     import_parallel_bytes: int = Field(default=8 * 1024**2, ge=0)
     rotate_batch: int = Field(default=2000, ge=1)
