@@ -28,6 +28,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 import sqlalchemy as sa
@@ -137,13 +138,32 @@ def _processed(
     tail: tuple[Any, ...],
 ) -> Sequence[Sequence[Any]]:
     """The rows with each value through its column's processor (None included: a JSON
-    column stores it as ``null``, as a Core insert does), the constants appended."""
+    column stores it as ``null``, as a Core insert does), the constants appended.
+
+    A processor is a pure conversion, and the values of a column repeat (a batch's
+    few dates; consent given for the same groups, a tuple of text): each distinct
+    such value is converted once per call. Only values whose equality is identity
+    of content are looked up so (a date, a tuple of strings): equal datetimes in
+    two zones, or 1 and True, would convert differently.
+    """
     if not processors:
         return [(*row, *tail) for row in rows] if tail else rows
+    seen: list[dict[Any, Any]] = [{} for _ in processors]
     out: list[Sequence[Any]] = []
     for row in rows:
         values = [*row, *tail]
-        for i, proc in processors:
-            values[i] = proc(values[i])
+        for (i, proc), memo in zip(processors, seen, strict=True):
+            value = values[i]
+            kind = type(value)
+            if kind is date or (kind is tuple and all(type(v) is str for v in value)):
+                done = memo.get(value, _MISSING)
+                if done is _MISSING:
+                    done = memo[value] = proc(value)
+                values[i] = done
+            else:
+                values[i] = proc(value)
         out.append(values)
     return out
+
+
+_MISSING = object()

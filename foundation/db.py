@@ -22,6 +22,8 @@ BUSY_TIMEOUT_MS = 30_000
 _NO_WAIT = threading.local()
 # The busy timeout a pooled connection was last set to (absent: BUSY_TIMEOUT_MS, from connect).
 _BUSY_KEY = "sqlite_busy_timeout_ms"
+# Set on a pooled connection whose page cache a bulk write raised (``sqlite_bulk_cache``).
+_CACHE_KEY = "sqlite_cache_raised"
 
 
 @contextmanager
@@ -102,6 +104,12 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
                 dbapi_conn.execute(f"PRAGMA busy_timeout={wanted}")
                 record.info[_BUSY_KEY] = wanted
 
+        @sa.event.listens_for(engine, "checkin")
+        def _cache_back(dbapi_conn: Any, record: Any) -> None:
+            # Back to SQLite's default page cache before the connection waits in the pool.
+            if record is not None and record.info.pop(_CACHE_KEY, False) and dbapi_conn:
+                dbapi_conn.execute("PRAGMA cache_size=-2000")
+
         @sa.event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
             cur = dbapi_conn.cursor()
@@ -180,6 +188,29 @@ def transaction(engine: Engine) -> Iterator[Session]:
     finally:
         if lock is not None:
             lock.release()
+
+
+def sqlite_bulk_cache(session: Session, kib: int) -> None:
+    """Let the session's SQLite connection cache ``kib`` KiB of pages until it goes back
+    to the pool (nothing on PostgreSQL).
+
+    A bulk import writes its whole file in one transaction into B-trees (indexes
+    on random keys, such as the blind indexes) far larger than SQLite's default
+    2 MiB cache: pages are evicted and read again, and dirty ones spilled to the
+    WAL before the commit. The pool's check-in puts the default back.
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    proxied = session.connection().connection
+    dbapi = proxied.dbapi_connection
+    if dbapi is None:  # an invalidated connection: the statement that follows fails anyway
+        return
+    proxied.info[_CACHE_KEY] = True
+    cursor = dbapi.cursor()
+    try:
+        cursor.execute(f"PRAGMA cache_size=-{int(kib)}")
+    finally:
+        cursor.close()
 
 
 def checkpoint_sqlite(engine: Engine) -> bool:

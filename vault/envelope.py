@@ -23,6 +23,7 @@ from vault.crypto import InvalidCiphertext, Sealer
 from vault.errors import ArchiveDestroyed, DecryptionFailed
 from vault.keys import KeyProvider
 from vault.models import VaultMeta
+from vault.records import NewSeal
 
 
 def content_aad(archive_no: str, group: str, level: str, dek_version: int, revision: int) -> bytes:
@@ -40,6 +41,22 @@ def content_aads(
 @functools.lru_cache(maxsize=1024)
 def _content_tail(group: str, level: str, dek_version: int, revision: int) -> bytes:
     return crypto.aad_tail(group, level, dek_version, revision)
+
+
+def seal_new(dek: bytes, archive_no: str, level: str, encoded: dict[str, bytes]) -> NewSeal:
+    """A new archive's groups (their ``vault.rows.encode`` bytes, non-empty ones only) sealed
+    under its DEK at revision 1, and its manifest naming them: what filing stores.
+
+    The one recipe for both the filer and an import's worker process, so a worker
+    cannot drift from the stored format; everything is at DEK generation 1.
+    """
+    sealer = Sealer(dek, 1)
+    groups = list(encoded)
+    aads = content_aads(archive_no, groups, level, 1, 1)
+    blobs = sealer.seal_many([(encoded[g], aads[g]) for g in groups])
+    sealed = dict(zip(groups, blobs, strict=True))
+    manifest = sealer.seal(mf.encode_new(sealed), mf.manifest_aad(archive_no, level, 1))
+    return NewSeal(dek, sealed, manifest)
 
 
 def interaction_aad(no: str, level: str, dek_version: int, uid: str) -> bytes:

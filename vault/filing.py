@@ -26,10 +26,9 @@ from foundation.bulk import BulkInsert
 from foundation.clock import utcnow
 from foundation.settings import Settings
 from vault import crypto
-from vault import manifest as mf
-from vault.crypto import Sealer
-from vault.envelope import Envelope, content_aads
+from vault.envelope import Envelope, seal_new
 from vault.errors import Conflict
+from vault.import_workers import Numbering
 from vault.index import BlindIndexes
 from vault.masked_names import MaskedNames
 from vault.meta import ArchiveMeta
@@ -162,6 +161,13 @@ class Filing:
         session.add(counter)
         return first
 
+    def numbering(self, session: Session) -> Numbering:
+        """Where an import that numbers its rows as it reads them starts: this year's next
+        number (the counter locked on PostgreSQL until the import commits). The
+        numbers it gives move the counter as explicit ones do (``_bump_counter``)."""
+        year = self.clock().year
+        return Numbering(year, self._allocate(session, year, 0))
+
     def _bump_counter(self, session: Session, numbers: Iterable[str]) -> None:
         """Explicit archive numbers move the counter past them so allocation never collides."""
         top: dict[int, int] = {}
@@ -244,22 +250,24 @@ class Filing:
             lvl: self.envelope.active_kek(session, lvl)
             for lvl in {r.classification for r in records}
         }
-        deks = crypto.new_keys(len(records))
-        wrapped = self._wrap(deks, numbers, records, active)
+        fresh = iter(crypto.new_keys(sum(1 for r in records if r.sealed is None)))
+        seals = [
+            r.sealed
+            or seal_new(
+                next(fresh),
+                no,
+                r.classification,
+                r.encoded or {g: encode(f) for g, f in r.groups.items() if f},
+            )
+            for no, r in zip(numbers, records, strict=True)
+        ]
+        wrapped = self._wrap([s.dek for s in seals], numbers, records, active)
         named = [(no, r.groups) for no, r in zip(numbers, records, strict=True)]
         masked = self.masked_names.of_many(named)
         archive_rows: list[tuple[Any, ...]] = []
-        sealed_groups: list[dict[str, bytes]] = []
-        for no, r, dek, wrapped_dek, masked_name in zip(
-            numbers, records, deks, wrapped, masked, strict=True
+        for no, r, seal, wrapped_dek, masked_name in zip(
+            numbers, records, seals, wrapped, masked, strict=True
         ):
-            sealer = Sealer(dek, 1)
-            groups = [g for g, fields in r.groups.items() if fields]
-            aads = content_aads(no, groups, r.classification, 1, 1)
-            encoded = r.encoded or {g: encode(r.groups[g]) for g in groups}
-            blobs = sealer.seal_many([(encoded[g], aads[g]) for g in groups])
-            sealed = dict(zip(groups, blobs, strict=True))
-            sealed_groups.append(sealed)
             consent = r.consent
             archive_rows.append(
                 (
@@ -276,9 +284,9 @@ class Filing:
                     consent.notice,
                     consent.at,
                     consent.channel,
-                    list(consent.groups),
-                    list(consent.sensitive_groups),
-                    sealer.seal(mf.encode_new(sealed), mf.manifest_aad(no, r.classification, 1)),
+                    consent.groups,
+                    consent.sensitive_groups,
+                    seal.manifest,
                     masked_name,
                 )
             )
@@ -287,8 +295,8 @@ class Filing:
             session,
             [
                 (archive_id, group, blob)
-                for archive_id, sealed in zip(ids, sealed_groups, strict=True)
-                for group, blob in sealed.items()
+                for archive_id, seal in zip(ids, seals, strict=True)
+                for group, blob in seal.groups.items()
             ],
             {"revision": 1, "updated_at": now},
         )

@@ -84,6 +84,25 @@ class NewArchive:
     # ``vault.rows.encode`` of each non-empty group, when computed ahead (an import's
     # worker process does it beside validation); None: filing encodes ``groups``.
     encoded: dict[str, bytes] | None = None
+    # True when ``archive_no`` was given by the import that numbered the row (the next
+    # numbers of the year's counter, in file order), not read from the row itself.
+    numbered: bool = False
+    # The archive's new DEK, its groups sealed under it and its sealed manifest, when
+    # an import's worker process sealed them beside validation (``vault.envelope
+    # .seal_new``); None: filing draws the DEK and seals. A record sealed so keeps in
+    # ``groups`` only the fields filing still reads in clear: the searchable ones (blind
+    # indexes) and the name (the customer list's masked name).
+    sealed: NewSeal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewSeal:
+    """A new archive sealed ahead of its insert: the raw DEK (wrapped by the filer, which
+    alone holds the KEKs), each non-empty group's ciphertext and the sealed manifest."""
+
+    dek: bytes
+    groups: dict[str, bytes]
+    manifest: bytes
 
 
 # (Session, record) -> None, or raises: a rule from above ``vault`` (who may be named on

@@ -261,3 +261,45 @@ def test_bulk_insert_stores_what_a_core_insert_stores(store: ArchiveStore) -> No
         bulk.run(conn, [values("KH-2026-000001")], fixed)
     with pytest.raises(ValueError, match="constant columns"), store.engine.begin() as conn:
         bulk.run(conn, [values("KH-2026-000004")])
+
+
+def test_bulk_insert_converts_repeated_values_as_each_row_alone(store: ArchiveStore) -> None:
+    """Repeated dates and tuples of text are converted once per call; equal instants in two
+    zones (which a cache keyed by equality would merge) each store as their own Core insert."""
+    from datetime import timedelta, timezone
+
+    table = table_of(Archive)
+    utc = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    beijing = utc.astimezone(timezone(timedelta(hours=8)))
+    columns = (
+        "archive_no", "category", "grade", "classification", "owner", "department",
+        "status", "created_at", "updated_at", "retention_until", "kek_version",
+        "dek_version", "consent_notice", "consent_at", "consent_channel",
+        "consent_groups", "consent_sensitive_groups",
+    )  # fmt: skip
+
+    def row(no: str, at: datetime, groups: Any) -> tuple[Any, ...]:
+        return (
+            no, "general", "B", "secret", "zhang.wei", "", "active", utc, utc,
+            date(2036, 1, 1), 1, 1, "v3", at, "书面", groups, ("identity",),
+        )  # fmt: skip
+
+    given_rows = [
+        row("KH-2026-000001", utc, ("identity", "contact")),
+        row("KH-2026-000002", beijing, ("identity", "contact")),
+        row("KH-2026-000003", beijing, [1, True]),
+        row("KH-2026-000004", utc, [True, 1]),
+    ]
+    bulk = BulkInsert(table, columns)
+    select = "SELECT " + ", ".join(columns[1:]) + " FROM archive ORDER BY archive_no"
+    with store.engine.begin() as conn:
+        bulk.run(conn, given_rows)
+        stored = [tuple(r) for r in conn.exec_driver_sql(select)]
+        conn.execute(sa.delete(table))
+        for r in given_rows:
+            conn.execute(sa.insert(table), [dict(zip(columns, r, strict=True))])
+        expected = [tuple(r) for r in conn.exec_driver_sql(select)]
+        conn.execute(sa.delete(table))
+    # Compared as text: 1 == True in Python, so [1, True] == [True, 1] would hide a merge.
+    assert repr(stored) == repr(expected)
+    assert repr(stored[2][-2]) != repr(stored[3][-2])

@@ -23,7 +23,7 @@ from audit.log import AuditLog
 from tests.auditlog import entries
 from tests.factories import SALES
 from vault import import_workers
-from vault.errors import ValidationFailed
+from vault.errors import Conflict, ValidationFailed
 from vault.importer import ImportFailed, import_file
 from vault.models import Archive, ArchiveContact, BlindIndex, SealedGroup, table_of
 from vault.seed import SyntheticArchives
@@ -45,10 +45,11 @@ def _counts(store: ArchiveStore) -> dict[str, int]:
         }
 
 
-@pytest.fixture(params=["in-process", "worker"])
+@pytest.fixture(params=["in-process", "worker", "workers"])
 def validation(request: pytest.FixtureRequest, store: ArchiveStore) -> str:
-    """Rows validated in the importer's process, or in a worker process (any file size)."""
-    store.settings.import_workers = 1 if request.param == "worker" else 0
+    """Rows validated in the importer's process, or in one or two worker processes that
+    also seal them (any file size)."""
+    store.settings.import_workers = {"in-process": 0, "worker": 1, "workers": 2}[request.param]
     store.settings.import_parallel_bytes = 0
     return str(request.param)
 
@@ -234,3 +235,45 @@ def test_csv_rows_are_validated_alike_in_the_worker(store: ArchiveStore, tmp_pat
         "identity": {"name": "关羽"},
         "contact": {"mobile_phone": "13922223333"},
     }
+
+
+def test_numbering_as_read() -> None:
+    numbering = import_workers.Numbering(2026, 7)
+    assert numbering.assign('{"owner": "zhang.wei"}\n') == "KH-2026-000007"
+    assert numbering.assign('{"archive_no": null}') == "KH-2026-000008"
+    assert numbering.assign({"archive_no": ""}) == "KH-2026-000009"  # a CSV cell left empty
+    # A row's own number of the same year moves the next ones past it; another year's not.
+    assert numbering.assign('{"archive_no": "KH-2026-000020"}') is None
+    assert numbering.assign('{"archive_no": "KH-2025-000900"}') is None
+    assert numbering.assign({"archive_no": "KH-2026-000015"}) is None
+    assert numbering.assign(ValidationFailed("not valid JSON")) is None
+    # Bad JSON is the worker's to name; a number given to it is never written.
+    assert numbering.assign('{"archive_no": "KH-2026-0') is None
+    assert numbering.assign('{"grade": "A"}') == "KH-2026-000021"
+    numbering.next = 999_999
+    assert numbering.assign("{}") == "KH-2026-999999"
+    with pytest.raises(Conflict, match="exhausted"):
+        numbering.assign("{}")
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_rows_named_with_numbers_of_this_year_are_never_given_twice(
+    store: ArchiveStore, tmp_path: Path, workers: int
+) -> None:
+    store.settings.import_workers, store.settings.import_parallel_bytes = workers, 0
+    store.settings.import_batch = 3
+    year = store.clock().year
+    rows: list[Any] = list(SyntheticArchives(seed=16).many(7))
+    rows[1]["archive_no"] = f"KH-{year}-000004"
+    rows[5]["archive_no"] = f"KH-{year}-000010"
+    report = import_file(store, _write(tmp_path / "rows.jsonl", rows), owner=None, actor=SALES)
+    assert report.imported == 7
+    numbers = {m.archive_no for m in store.archives.list(actor=SALES, limit=50).items}
+    assert len(numbers) == 7
+    assert {f"KH-{year}-000004", f"KH-{year}-000010"} <= numbers
+    for no in numbers:  # every group of every archive opens under its number
+        assert store.reader.read(no, list(store.schema.groups), actor=SALES).content
+    # The counter is past every number the import wrote.
+    assert store.filing.create(rows[0] | {"archive_no": None}, actor=SALES).archive_no > max(
+        numbers
+    )
