@@ -7,6 +7,7 @@ keys are overwritten with zeros in the file instead of lingering in free pages.
 
 from __future__ import annotations
 
+import select
 import sqlite3
 import threading
 import weakref
@@ -149,10 +150,31 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
     kw.setdefault("pool_size", PG_POOL_SIZE)
     kw.setdefault("max_overflow", PG_POOL_OVERFLOW)
     # No pre-ping: a round trip on every checkout, for a database that restarts rarely.
-    # The hot path's raw connections replace a connection found dropped before their
-    # first statement (``foundation.rawsql.RawTx``); a Core or ORM statement on one
-    # fails once, as a 503, and SQLAlchemy then discards every pooled connection.
-    return sa.create_engine(url, connect_args=connect_args, **kw)
+    # A connection the server closed while pooled is seen without one (``_closed_by_server``);
+    # one it closes after that check is replaced by the hot path's first statement
+    # (``foundation.rawsql.RawTx``), and a Core or ORM statement on it fails once, a 503.
+    engine = sa.create_engine(url, connect_args=connect_args, **kw)
+    sa.event.listen(engine, "checkout", _closed_by_server)
+    return engine
+
+
+def _closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Refuse a pooled connection that has something to read before anything was sent.
+
+    An idle, healthy connection has nothing to read. One the server closed (a
+    restart, a failover, ``pg_terminate_backend``) has its farewell or the end of
+    the stream waiting in the socket, which a poll with no wait sees without a
+    round trip. SQLAlchemy then discards every connection pooled before now, as
+    after a restart all of them are dead, and checks out a new one.
+    """
+    try:
+        ready, _, _ = select.select([dbapi_conn.fileno()], [], [], 0)
+    except Exception as exc:
+        raise sa.exc.DisconnectionError("the pooled connection is closed") from exc
+    if ready:
+        gone = sa.exc.DisconnectionError("the database closed this pooled connection")
+        gone.invalidate_pool = True  # every connection pooled before now is discarded
+        raise gone
 
 
 _SQLITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()

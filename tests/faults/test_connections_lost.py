@@ -37,8 +37,13 @@ ROUNDS = 5  # terminations, a moment apart
 
 def _reader(base, phones, tally, stop, after) -> None:
     with httpx.Client(base_url=base, timeout=30) as c:
-        r = c.post("/auth/token", data={"username": "zhang.wei", "password": PASSWORD})
-        c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+        while not stop.is_set():  # a sign-in may meet a dropped connection too: a 503, again
+            r = c.post("/auth/token", data={"username": "zhang.wei", "password": PASSWORD})
+            if r.status_code == 200:
+                c.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+                break
+            tally["bad"].append((r.status_code, r.headers.get("content-type"), r.text))
+            time.sleep(0.05)
         numbers = sorted(phones)
         i = 0
         while not stop.is_set():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from foundation.db import BUSY_TIMEOUT_MS, sqlite_no_wait
+from foundation.db import BUSY_TIMEOUT_MS, _closed_by_server, sqlite_no_wait
 from foundation.rawsql import Raw, raw_autocommit, raw_begin, raw_connect
 from tests.factories import SALES, archive
 from vault.models import Archive, VaultMeta
@@ -125,8 +127,38 @@ def _terminate(engine: sa.Engine, *pids: int) -> None:
     admin = sa.create_engine(engine.url, poolclass=sa.pool.NullPool)
     with admin.connect() as conn:
         for pid in pids:
-            conn.execute(sa.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+            conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
     admin.dispose()
+
+
+@pytest.fixture
+def unchecked(store: ArchiveStore) -> Iterator[sa.Engine]:
+    """The store's engine without its check at checkout: a dropped connection is then
+    found only by the first statement sent on it, as when the server closes it after
+    the check (the race the statement-level replacement is for)."""
+    engine = store.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    sa.event.remove(engine, "checkout", _closed_by_server)
+    try:
+        yield engine
+    finally:
+        sa.event.listen(engine, "checkout", _closed_by_server)
+
+
+def test_a_connection_the_server_closed_is_never_handed_out(store: ArchiveStore) -> None:
+    """At checkout, without a round trip: neither the hot path nor an ORM session gets
+    a connection the server closed while it was pooled, so neither fails."""
+    engine = store.engine
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no server to drop a connection")
+    pids = _pooled_pids(engine, 3)
+    _terminate(engine, *pids)
+    with sa.orm.Session(engine) as session:
+        assert session.execute(sa.select(sa.func.pg_backend_pid())).scalar() not in pids
+    with raw_autocommit(engine) as tx:
+        INSERT_META.execute(tx, {"key": "checked", "value": "1"})
+    assert _meta_value(engine, "checked") == "1"
 
 
 def _pooled_pids(engine: sa.Engine, count: int) -> list[int]:
@@ -140,13 +172,11 @@ def _pooled_pids(engine: sa.Engine, count: int) -> list[int]:
 
 
 def test_connections_dropped_in_the_pool_are_replaced_before_the_first_statement(
-    store: ArchiveStore,
+    unchecked: sa.Engine,
 ) -> None:
-    """No ping on checkout: every idle connection the server dropped is found by the
-    first statement and replaced, and that statement runs on a live one."""
-    engine = store.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no server to drop a connection")
+    """Every pooled connection the server dropped unseen is found by the first
+    statement sent on it and replaced, and that statement runs on a live one."""
+    engine = unchecked
     pids = _pooled_pids(engine, 3)
     _terminate(engine, *pids)
     with raw_autocommit(engine) as tx:
@@ -171,12 +201,10 @@ def test_a_connection_dropped_inside_a_transaction_fails_it(store: ArchiveStore)
         assert BACKEND_PID.scalar(tx) > 0
 
 
-def test_a_write_in_autocommit_is_never_sent_twice(store: ArchiveStore) -> None:
+def test_a_write_in_autocommit_is_never_sent_twice(unchecked: sa.Engine) -> None:
     """A write that fails on a dropped connection may have committed before the link
     broke: outside a transaction it is an error, never repeated on another connection."""
-    engine = store.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no server to drop a connection")
+    engine = unchecked
     _terminate(engine, *_pooled_pids(engine, 3))
     with pytest.raises(sa.exc.DBAPIError), raw_autocommit(engine) as tx:
         INSERT_META.execute(tx, {"key": "once", "value": "1"})
@@ -186,12 +214,12 @@ def test_a_write_in_autocommit_is_never_sent_twice(store: ArchiveStore) -> None:
     assert _meta_value(engine, "once") == "2"
 
 
-def test_a_connection_handed_out_is_never_replaced_behind_its_taker(store: ArchiveStore) -> None:
+def test_a_connection_handed_out_is_never_replaced_behind_its_taker(
+    unchecked: sa.Engine,
+) -> None:
     """Whatever was sent on ``tx.dbapi`` belongs to the transaction: if the connection
     then drops, the next statement fails instead of going on without it."""
-    engine = store.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no server to drop a connection")
+    engine = unchecked
     with pytest.raises(sa.exc.DBAPIError), raw_begin(engine) as tx:
         cursor = tx.dbapi.cursor()
         cursor.execute("INSERT INTO vault_meta (key, value) VALUES ('sent-raw', '1')")
