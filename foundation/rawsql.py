@@ -37,10 +37,11 @@ class RawTx:
     """One open transaction on a pooled DBAPI connection (see ``raw_begin``).
 
     The pool does not ping a connection when it hands it out (a round trip per
-    request, a quarter of an audit append's CPU). Instead a connection that the
-    database dropped while it sat in the pool (a restart, a failover, an
-    administrator's ``pg_terminate_backend``) is noticed by the first statement
-    sent on it, which is then sent again on another connection
+    request, a quarter of an audit append's CPU). A connection the database
+    closed while it sat in the pool is refused at checkout
+    (``foundation.db._closed_by_server``); one closed after that check (a restart,
+    a failover, an administrator's ``pg_terminate_backend`` a moment later) is
+    noticed by the first statement sent on it, which is then sent again on another connection
     (``replace_if_dropped``) when that cannot do anything twice: a read, or any
     statement inside a transaction (the server rolls back the transaction of a
     connection that went away). A write in autocommit may have committed before
