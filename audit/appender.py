@@ -48,7 +48,7 @@ from audit.events import AuditEvent
 from audit.locks import Handle, lock_and_read_head
 from audit.log_keys import LogKeys
 from audit.queue import chain_entry, enqueue, integrate_all_locked, uses_queue
-from foundation.rawsql import dbapi_of
+from foundation.rawsql import dialect_of
 
 _PENDING = "audit_log_pending"
 _HOOKED = "audit_log_hooked"
@@ -75,7 +75,7 @@ class Appender:
         """
         columns = event_fields(event)
         with _written():
-            if uses_queue(dbapi_of(session)[1].name):
+            if uses_queue(dialect_of(session).name):
                 columns["time"] = format_time(self._clock())
                 enqueue(session, columns, self._keys.entry_mac())
             else:
@@ -95,7 +95,7 @@ class Appender:
         with _written():
             head = lock_and_read_head(session)
             mac = self._keys.entry_mac()  # asked under the lock: see Keyring.audit_mac_key
-            if uses_queue(dbapi_of(session)[1].name):
+            if uses_queue(dialect_of(session).name):
                 head = integrate_all_locked(session, head, mac).head
             columns["time"] = format_time(self._clock())
             seq, _leaf = chain_entry(session, columns, head, mac)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from audit.guards import PG_HEAD_FUNCTION
 from audit.models import entry_table
-from foundation.rawsql import Raw, RawTx, dbapi_of, raw_sql
+from foundation.rawsql import Raw, RawTx, dbapi_of, dialect_of, raw_sql
 
 # Anything a lock or an append can run on: the hot path's raw transaction, a
 # Connection, or an ORM Session (each inside its own open transaction).
@@ -45,10 +45,10 @@ _HEAD_RAW = Raw(HEAD)
 
 def take_lock(handle: Handle, key: int) -> None:
     """Serialise writers of the chain (see the module docstring for why each form)."""
-    dbapi, dialect = dbapi_of(handle)
-    if dialect.name == "postgresql":
+    name = dialect_of(handle).name
+    if name == "postgresql":
         _PG_XACT_LOCK.first(handle, {"k": key})
-    elif dialect.name == "sqlite" and not dbapi.in_transaction:
+    elif name == "sqlite" and not dbapi_of(handle)[0].in_transaction:
         raw_sql(handle, "BEGIN IMMEDIATE")
 
 
@@ -57,7 +57,7 @@ def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
 
     Raw DBAPI statements: this runs on every audited read.
     """
-    if dbapi_of(handle)[1].name == "postgresql":
+    if dialect_of(handle).name == "postgresql":
         row = _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
     else:
         take_lock(handle, APPEND_LOCK)

@@ -42,6 +42,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         raw=[],
     )
     monkeypatch.setattr(locks, "dbapi_of", lambda handle: (handle.dbapi, handle.dialect))
+    monkeypatch.setattr(locks, "dialect_of", lambda handle: handle.dialect)
     monkeypatch.setattr(locks, "_PG_XACT_LOCK", recorders.xact)
     monkeypatch.setattr(locks, "_PG_LOCK_HEAD", recorders.lock_head)
     monkeypatch.setattr(locks, "_HEAD_RAW", recorders.head)
@@ -125,7 +126,7 @@ def test_a_failed_append_names_the_drivers_error_class_and_no_content(
     monkeypatch: pytest.MonkeyPatch, exc: Exception, named: str, dialect: str
 ) -> None:
     """Whichever table the append writes (the chain on SQLite, the queue on PostgreSQL)."""
-    monkeypatch.setattr(appender, "dbapi_of", lambda handle: (None, SimpleNamespace(name=dialect)))
+    monkeypatch.setattr(appender, "dialect_of", lambda handle: SimpleNamespace(name=dialect))
     monkeypatch.setattr(appender, "lock_and_read_head", lambda handle: None)
     monkeypatch.setattr(queue, "_CHAIN", Failing(exc))
     monkeypatch.setattr(queue, "_ENQUEUE", Failing(exc))
