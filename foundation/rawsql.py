@@ -30,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import Session
 
+from foundation import pgprepared
 from foundation.db import sqlite_lock
 
 
@@ -251,15 +252,21 @@ class _Plan:
     binds: tuple[tuple[str, Callable[[Any], Any]], ...]  # bind processors by name
     results: tuple[tuple[int, Callable[[Any], Any]], ...]  # result processors by position
     row: Any  # namedtuple class, or None for statements without typed result columns
+    prepared: pgprepared.PreparedWrite | None  # the libpq path (``foundation.pgprepared``)
 
 
 class Raw:
     """A Core statement, compiled once per dialect and run on the DBAPI cursor."""
 
-    __slots__ = ("_mutex", "_plans", "column_keys", "stmt")
+    __slots__ = ("_mutex", "_plans", "column_keys", "prepared", "stmt")
 
-    def __init__(self, stmt: Any, *, column_keys: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, stmt: Any, *, column_keys: Sequence[str] | None = None, prepared: str | None = None
+    ) -> None:
+        """``prepared``: a write run once per request, sent on PostgreSQL as a
+        statement of that name prepared once per connection (``foundation.pgprepared``)."""
         self.stmt = stmt
+        self.prepared = prepared
         self.column_keys = list(column_keys) if column_keys is not None else None
         self._plans: dict[tuple[str, str, str], _Plan] = {}
         self._mutex = threading.Lock()
@@ -300,17 +307,33 @@ class Raw:
                 if proc is not None:
                     results.append((i, proc))
             row = row_type([c.key for c in columns])
-        return _Plan(compiled.string, positional, defaults, tuple(binds), tuple(results), row)
+        prepared = None
+        if (
+            self.prepared is not None
+            and dialect.name == "postgresql"
+            and dialect.driver == "psycopg"
+            and positional is None
+            and row is None
+        ):
+            prepared = pgprepared.PreparedWrite(f"archive_vault_{self.prepared}", compiled.string)
+        return _Plan(
+            compiled.string, positional, defaults, tuple(binds), tuple(results), row, prepared
+        )
 
-    def _execute(self, handle: Any, params: Mapping[str, Any] | None) -> tuple[Any, _Plan]:
-        plan = self._plan(dialect_of(handle))
+    @staticmethod
+    def _values(plan: _Plan, params: Mapping[str, Any] | None) -> dict[str, Any]:
         values = {**plan.defaults, **params} if params else dict(plan.defaults)
         for name, proc in plan.binds:
             if name in values:
                 values[name] = proc(values[name])
+        return values
+
+    def _execute(self, handle: Any, params: Mapping[str, Any] | None) -> tuple[Any, _Plan]:
+        plan = self._plan(dialect_of(handle))
+        values = self._values(plan, params)
         args: Any = values if plan.positional is None else [values[n] for n in plan.positional]
         read = plan.row is not None  # a SELECT
-        run = _run(handle, plan.sql, lambda cursor: cursor.execute(plan.sql, args), read=read)
+        run = _run(handle, plan.sql, _on_cursor(lambda c: c.execute(plan.sql, args)), read=read)
         return run, plan
 
     def _rows(self, cursor: Any, plan: _Plan, limit: int | None) -> list[Any]:
@@ -344,6 +367,23 @@ class Raw:
 
     def execute(self, handle: Any, params: Mapping[str, Any] | None = None) -> int:
         """Run a statement without results (INSERT, UPDATE); returns the row count."""
+        plan = self._plan(dialect_of(handle))
+        if plan.prepared is not None:
+            values = self._values(plan, params)
+            encoded = plan.prepared.encode(values)
+            if encoded is not None:
+                write = plan.prepared
+
+                def statement(conn: Any) -> Any:
+                    if pgprepared.usable(conn):
+                        return pgprepared.execute(conn, write, *encoded)
+                    cursor = _on_cursor(lambda c: c.execute(plan.sql, values))(conn)
+                    try:
+                        return cursor.rowcount
+                    finally:
+                        cursor.close()
+
+                return int(_run(handle, plan.sql, statement))
         cursor, _plan = self._execute(handle, params)
         try:
             return int(cursor.rowcount)
@@ -364,16 +404,32 @@ class Raw:
             batch.append(
                 values if plan.positional is None else [values[n] for n in plan.positional]
             )
-        _run(handle, plan.sql, lambda cursor: cursor.executemany(plan.sql, batch)).close()
+        _run(handle, plan.sql, _on_cursor(lambda c: c.executemany(plan.sql, batch))).close()
 
 
 def raw_sql(handle: Any, sql: str) -> None:
     """A fixed driver statement (``BEGIN IMMEDIATE``) on a handle's DBAPI connection."""
-    _run(handle, sql, lambda cursor: cursor.execute(sql)).close()
+    _run(handle, sql, _on_cursor(lambda cursor: cursor.execute(sql))).close()
+
+
+def _on_cursor(statement: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """``statement(cursor)`` on a new cursor of a connection; the cursor, to read and close."""
+
+    def run(conn: Any) -> Any:
+        cursor = conn.cursor()
+        try:
+            statement(cursor)
+        except BaseException:
+            with suppress(Exception):
+                cursor.close()
+            raise
+        return cursor
+
+    return run
 
 
 def _run(handle: Any, sql: str, statement: Callable[[Any], Any], *, read: bool = False) -> Any:
-    """``statement(cursor)`` on the handle's connection; the cursor, to read and close.
+    """``statement(connection)`` on the handle's DBAPI connection; what it returns.
 
     A connection found dropped by its first statement is replaced and the
     statement sent again when that is safe (``RawTx.replace_if_dropped``); any
@@ -385,18 +441,12 @@ def _run(handle: Any, sql: str, statement: Callable[[Any], Any], *, read: bool =
             dialect = handle.dialect
         else:
             (conn, dialect), first = dbapi_of(handle), False
-        cursor = None
         try:
-            cursor = conn.cursor()
-            statement(cursor)
+            return statement(conn)
         except dialect.loaded_dbapi.Error as exc:
-            if cursor is not None:
-                with suppress(Exception):
-                    cursor.close()
             if first and handle.replace_if_dropped(exc, read=read):
                 continue
             raise _wrap(exc, sql, dialect) from exc
-        return cursor
 
 
 def row_type(names: list[str]) -> Any:

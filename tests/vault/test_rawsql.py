@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from foundation.db import BUSY_TIMEOUT_MS, _closed_by_server, sqlite_no_wait
+from foundation.db import BUSY_TIMEOUT_MS, sqlite_no_wait
 from foundation.rawsql import Raw, raw_autocommit, raw_begin, raw_connect
 from tests.factories import SALES, archive
 from vault.models import Archive, VaultMeta
@@ -129,21 +127,6 @@ def _terminate(engine: sa.Engine, *pids: int) -> None:
         for pid in pids:
             conn.execute(sa.text("SELECT pg_terminate_backend(:p, 5000)"), {"p": pid})
     admin.dispose()
-
-
-@pytest.fixture
-def unchecked(store: ArchiveStore) -> Iterator[sa.Engine]:
-    """The store's engine without its check at checkout: a dropped connection is then
-    found only by the first statement sent on it, as when the server closes it after
-    the check (the race the statement-level replacement is for)."""
-    engine = store.engine
-    if engine.dialect.name != "postgresql":
-        pytest.skip("SQLite has no server to drop a connection")
-    sa.event.remove(engine, "checkout", _closed_by_server)
-    try:
-        yield engine
-    finally:
-        sa.event.listen(engine, "checkout", _closed_by_server)
 
 
 def test_a_connection_the_server_closed_is_never_handed_out(store: ArchiveStore) -> None:
