@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from audit.codec import ENTRY_COLUMNS, canonical_from_row
+from audit.codec import ENTRY_COLUMNS, canonical_from_row, leaves_from_rows
 from audit.errors import AuditIntegrityError
 from audit.mac import EntryMac
 from audit.merkle import ZERO_HASH, MerkleTree, leaf_hash
@@ -26,6 +26,41 @@ from audit.models import entry_table
 ROWS_WITH_MAC = (*ENTRY_COLUMNS, entry_table.c.mac)
 # Positions in a row of ROWS_WITH_MAC (ENTRY_COLUMNS ends with prev_hash, entry_hash).
 PREV_HASH, ENTRY_HASH, MAC = 13, 14, 15
+
+
+# The columns as stored (integer time and codes), which the batched leaf path reads
+# without converting each row; ``canonical_from_row`` takes either form.
+_STORED_WITH_MAC = tuple(
+    sa.type_coerce(
+        c, c.type.impl_instance if isinstance(c.type, sa.types.TypeDecorator) else c.type
+    ).label(c.key)
+    for c in ROWS_WITH_MAC
+)
+_BATCH = 5000
+
+
+def _whole(
+    rows: Sequence[Sequence[Any]], first: int, prev_leaf: bytes, mac: EntryMac | None
+) -> list[bytes] | None:
+    """The leaves of ``rows`` when every one holds (seq, link, stored hash, MAC); else None.
+
+    What the row-by-row rules check, list-wide: the verifier's batched leaf path
+    and one MAC loop, instead of a canonical form and a MAC call per entry.
+    """
+    if [row[0] for row in rows] != list(range(first, first + len(rows))):
+        return None
+    try:
+        leaves = leaves_from_rows(rows)
+    except (ValueError, TypeError):
+        return None
+    prevs = [bytes(row[PREV_HASH]) for row in rows]
+    if prevs[0] != prev_leaf or prevs[1:] != leaves[:-1]:
+        return None
+    if [bytes(row[ENTRY_HASH]) for row in rows] != leaves:
+        return None
+    if mac is not None and mac.failures(first, prevs, leaves, [row[MAC] for row in rows]):
+        return None
+    return leaves
 
 
 def rehash(
@@ -43,34 +78,48 @@ def rehash(
     """
     expected = first
     stmt = (
-        sa.select(*ROWS_WITH_MAC)
+        sa.select(*_STORED_WITH_MAC)
         .where(entry_table.c.seq >= first, entry_table.c.seq <= last)
         .order_by(entry_table.c.seq)
     )
-    for row in conn.execute(stmt.execution_options(yield_per=5000)):
-        seq = int(row[0])
-        if seq != expected:
-            raise AuditIntegrityError(f"audit entry {expected} is missing", seq=expected)
-        try:
-            leaf = leaf_hash(canonical_from_row(tuple(row)))
-        except ValueError:
-            raise AuditIntegrityError(f"audit entry {seq} is malformed", seq=seq) from None
-        if bytes(row[PREV_HASH]) != prev_leaf:
-            raise AuditIntegrityError(
-                f"audit entry {seq} does not link to entry {seq - 1}", seq=seq
-            )
-        if bytes(row[ENTRY_HASH]) != leaf:
-            raise AuditIntegrityError(f"audit entry {seq} does not match its stored hash", seq=seq)
-        if mac is not None and mac.required(seq) and not mac.check(seq, prev_leaf, leaf, row[MAC]):
-            raise AuditIntegrityError(
-                f"audit entry {seq} carries no valid MAC: it was written or altered without "
-                "the vault's audit MAC key; refusing to sign over it "
-                "(run `archive-vault audit verify`)",
-                seq=seq,
-            )
-        prev_leaf = leaf
-        expected += 1
-        yield seq, leaf
+    for chunk in conn.execute(stmt.execution_options(yield_per=_BATCH)).partitions():
+        rows = [tuple(row) for row in chunk]
+        leaves = _whole(rows, expected, prev_leaf, mac)
+        if leaves is not None:  # every row holds: the usual case, checked list-wide
+            yield from zip(range(expected, expected + len(rows)), leaves, strict=True)
+            expected += len(rows)
+            prev_leaf = leaves[-1]
+            continue
+        for row in rows:  # one does not: find which, and why
+            seq = int(row[0])
+            if seq != expected:
+                raise AuditIntegrityError(f"audit entry {expected} is missing", seq=expected)
+            try:
+                leaf = leaf_hash(canonical_from_row(row))
+            except ValueError:
+                raise AuditIntegrityError(f"audit entry {seq} is malformed", seq=seq) from None
+            if bytes(row[PREV_HASH]) != prev_leaf:
+                raise AuditIntegrityError(
+                    f"audit entry {seq} does not link to entry {seq - 1}", seq=seq
+                )
+            if bytes(row[ENTRY_HASH]) != leaf:
+                raise AuditIntegrityError(
+                    f"audit entry {seq} does not match its stored hash", seq=seq
+                )
+            if (
+                mac is not None
+                and mac.required(seq)
+                and not mac.check(seq, prev_leaf, leaf, row[MAC])
+            ):
+                raise AuditIntegrityError(
+                    f"audit entry {seq} carries no valid MAC: it was written or altered "
+                    "without the vault's audit MAC key; refusing to sign over it "
+                    "(run `archive-vault audit verify`)",
+                    seq=seq,
+                )
+            prev_leaf = leaf
+            expected += 1
+            yield seq, leaf
     if expected != last + 1:
         raise AuditIntegrityError(f"audit entry {expected} is missing", seq=expected)
 

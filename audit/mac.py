@@ -151,17 +151,18 @@ class EntryMac:
         length-prefixed (a missing value distinct from an empty one) under their
         own label, so a queued MAC can never pass for an entry's MAC or the reverse.
         """
-        parts = []
-        for value in fields:
-            if value is None:
-                parts.append(b"\x00")
-            else:
-                data = value.encode("utf-8")
-                parts.append(b"\x01" + len(data).to_bytes(4, "big") + data)
+        message = b"".join(
+            [
+                b"\x00"
+                if value is None
+                else b"\x01" + len(data := value.encode()).to_bytes(4, "big") + data
+                for value in fields
+            ]
+        )
         if self._external is not None:
-            return self._external(_QUEUED_LABEL + b"".join(parts))
+            return self._external(_QUEUED_LABEL + message)
         h = self._queued_base.copy()
-        h.update(b"".join(parts))
+        h.update(message)
         return h.finalize()
 
     def check_queued(self, fields: Sequence[str | None], stored: bytes | None) -> bool:
