@@ -134,7 +134,16 @@ def enqueue(handle: Handle, columns: dict[str, Any], mac: EntryMac | None) -> No
     if size > MAX_ENTRY_BYTES - _SLACK:
         raise AuditWriteFailed(f"audit entry is larger than {MAX_ENTRY_BYTES} bytes")
     columns["mac"] = None if mac is None else mac.queued([columns[f] for f in FIELDS])
-    _ENQUEUE.execute(handle, columns)
+    _written(_ENQUEUE.execute(handle, columns))
+
+
+def _written(rows: int) -> None:
+    """One row, or the append fails: a rule or trigger (the table's owner's, or a SQLite
+    file writer's) can make an INSERT succeed having written nothing, and no verification
+    can see an entry that never existed. (The sequencer's batch needs no count: the queue's
+    guard refuses to let its rows go unless their entries stand in the chain.)"""
+    if rows != 1:
+        raise AuditWriteFailed("audit entry could not be written (the database stored no row)")
 
 
 @dataclass
@@ -157,7 +166,7 @@ def chain_entry(
     columns["prev_hash"] = prev
     columns["entry_hash"] = leaf = leaf_hash(canonical_for_columns(columns))
     columns["mac"] = None if mac is None else mac.compute(seq, prev, leaf)
-    _CHAIN.execute(handle, columns)
+    _written(_CHAIN.execute(handle, columns))
     refs = [{"archive_no": no, "seq": seq} for no in dict.fromkeys(_archives(columns))]
     if len(refs) == 1:
         _REFS.execute(handle, refs[0])

@@ -180,3 +180,30 @@ def test_the_sqlite_guard_also_compares_the_whole_entry(log: AuditLog) -> None:
         )
     with pytest.raises(DBAPIError), log.engine.begin() as conn:
         conn.exec_driver_sql("DELETE FROM audit_queue")
+
+
+def test_an_entry_the_database_silently_drops_is_a_failed_append(log: AuditLog) -> None:
+    """Whoever may add a trigger (the SQLite file's writer; PostgreSQL's table owner) can
+    make an INSERT succeed having written nothing. Verification cannot see an entry that
+    never existed, so the append itself must: the read is then refused, never served."""
+    from audit.errors import AuditWriteFailed
+
+    if log.engine.dialect.name == "sqlite":
+        drop = (
+            "CREATE TRIGGER drop_entries BEFORE INSERT ON audit_entry "
+            "BEGIN SELECT RAISE(IGNORE); END",
+        )
+    else:
+        drop = (
+            "CREATE RULE drop_queued AS ON INSERT TO audit_queue DO INSTEAD NOTHING",
+            "CREATE RULE drop_entries AS ON INSERT TO audit_entry DO INSTEAD NOTHING",
+        )
+    with transaction(log.engine) as session:
+        log.append(session, make_event(1))
+    with log.engine.begin() as conn:
+        for sql in drop:
+            conn.exec_driver_sql(sql)
+    with pytest.raises(AuditWriteFailed), transaction(log.engine) as session:
+        log.append(session, make_event(2))
+    with pytest.raises(AuditWriteFailed), transaction(log.engine) as session:
+        log.append_sequenced(session, make_event(3))
