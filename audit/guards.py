@@ -26,10 +26,13 @@ PostgreSQL, three layers:
 The append queue (``audit_queue``, PostgreSQL's admission table, see
 ``audit.queue``) is the one audit table rows leave: the sequencer deletes each
 row in the transaction that chains it. So it refuses UPDATE and TRUNCATE, and a
-DELETE only of rows whose entry is already in ``audit_entry`` (same actor, time
-and action; checked once per statement on PostgreSQL, per row on SQLite): a
-queued entry cannot be made to vanish without a chained entry standing in its
-place, and a chained entry written without the key file fails its MAC. The
+DELETE only of rows whose entry is already in ``audit_entry`` (equal in every
+column an event sets; checked once per statement on PostgreSQL, per row on
+SQLite): a queued entry cannot be made to vanish without its very content
+standing in the chain, and a chained entry written without the key file fails
+its MAC. Actor, time and action alone would not do: two reads by one account in
+one microsecond (two workers) share them, and the second could then be deleted
+once the first was chained. The
 application role may SELECT, INSERT and DELETE it.
 
 ``install_guards`` is idempotent: it creates the audit tables when missing and
@@ -58,15 +61,21 @@ DEFAULT_APP_ROLE = "archive_vault_app"
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _PG_FUNCTION = "audit_refuse_change"
 _PG_QUEUE_FUNCTION = "audit_queue_check_delete"
-# Only rows whose entry stands in the chain may leave the queue. The lookup must
-# go through the (actor, time) index: the action alone matches most of the log
-# (reads), and a plan probing ``ix_audit_entry_action`` reads every entry of
-# that action for each row deleted, so sequencing would slow with the log's
-# size. ``+ 0`` keeps the planner off that index whatever its statistics say.
+# Only rows whose entry stands in the chain may leave the queue: an entry equal in
+# every column an event sets. The lookup must go through the (actor, time) index:
+# the action alone matches most of the log (reads), and a plan probing
+# ``ix_audit_entry_action`` reads every entry of that action for each row deleted,
+# so sequencing would slow with the log's size. ``+ 0`` keeps the planner off that
+# index whatever its statistics say. ``{same}`` is the dialect's null-safe equality.
 _UNCHAINED = (
     "NOT EXISTS (SELECT 1 FROM audit_entry e WHERE e.actor = {q}.actor "
-    "AND e.time = {q}.time AND e.action + 0 = {q}.action)"
+    "AND e.time = {q}.time AND e.action + 0 = {q}.action "
+    "AND e.actor_role = {q}.actor_role AND e.outcome = {q}.outcome "
+    'AND e.archives = {q}.archives AND e."groups" = {q}."groups" AND e.detail = {q}.detail '
+    "AND e.grant_id {same} {q}.grant_id AND e.purpose {same} {q}.purpose "
+    "AND e.reason {same} {q}.reason AND e.client {same} {q}.client)"
 )
+_SAME = {"sqlite": "IS", "postgresql": "IS NOT DISTINCT FROM"}
 _QUEUE_TRIGGERS = {
     "sqlite": (f"{QUEUE_TABLE}_no_update", f"{QUEUE_TABLE}_no_unchained_delete"),
     "postgresql": (
@@ -143,9 +152,12 @@ def _install_sqlite_queue(conn: Connection) -> None:
         f"CREATE TRIGGER IF NOT EXISTS {no_update} BEFORE UPDATE ON {QUEUE_TABLE} "
         f"BEGIN SELECT RAISE(ABORT, '{QUEUE_TABLE} is append-only: UPDATE refused'); END"
     )
+    # Dropped and created in the caller's transaction: an older form is replaced, and
+    # the queue is never without it.
+    conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {no_delete}")
     conn.exec_driver_sql(
-        f"CREATE TRIGGER IF NOT EXISTS {no_delete} BEFORE DELETE ON {QUEUE_TABLE} "
-        f"WHEN {_UNCHAINED.format(q='OLD')} "
+        f"CREATE TRIGGER {no_delete} BEFORE DELETE ON {QUEUE_TABLE} "
+        f"WHEN {_UNCHAINED.format(q='OLD', same=_SAME['sqlite'])} "
         f"BEGIN SELECT RAISE(ABORT, '{QUEUE_TABLE}: an entry leaves only once chained'); END"
     )
 
@@ -161,7 +173,8 @@ def _install_postgres_queue(conn: Connection, app_role: str) -> None:
         CREATE OR REPLACE FUNCTION {_PG_QUEUE_FUNCTION}() RETURNS trigger
         LANGUAGE plpgsql SET jit = off AS $$
         BEGIN
-            IF EXISTS (SELECT 1 FROM gone g WHERE {_UNCHAINED.format(q="g")}) THEN
+            IF EXISTS (SELECT 1 FROM gone g
+                       WHERE {_UNCHAINED.format(q="g", same=_SAME["postgresql"])}) THEN
                 RAISE EXCEPTION '{QUEUE_TABLE}: an entry leaves the queue only once chained'
                     USING ERRCODE = 'insufficient_privilege';
             END IF;

@@ -140,6 +140,12 @@ class AuditLog:
                 "(run `archive-vault audit verify`)",
                 len(done.refused),
             )
+        if done.replayed:
+            log.error(
+                "audit queue: %d queued entries are copies of entries already chained and "
+                "were not chained again (run `archive-vault audit verify`)",
+                len(done.replayed),
+            )
         return done
 
     def committed(self, count: int = 1) -> None:
@@ -222,8 +228,9 @@ class AuditLog:
         must not fork. The command line passes ``workers=None`` (one per core).
 
         Entries still queued (``audit.queue``) are covered by their MACs: one
-        that fails, or one waiting longer than ``audit_queue_alarm_seconds`` (the
-        sequencer has stopped), is a problem. Verification never sequences.
+        that fails, a copy of an entry chained or queued before it, or one waiting
+        longer than ``audit_queue_alarm_seconds`` (the sequencer has stopped), is
+        a problem. Verification never sequences.
         """
         mac = self.entry_mac()
         report = verify_database(
@@ -245,6 +252,16 @@ class AuditLog:
                     "written or edited without the key file, never chained",
                 )
             )
+        if state.replayed:
+            ids = ", ".join(str(i) for i in state.replayed_ids)
+            found.append(
+                Problem(
+                    "replayed",
+                    f"{state.replayed} queued entries are copies of entries chained or queued "
+                    f"before them (queue ids {ids}): admitted again by someone with the "
+                    "database role, never chained twice",
+                )
+            )
         alarm = float(
             getattr(self.settings, "audit_queue_alarm_seconds", DEFAULT_QUEUE_ALARM_SECONDS)
         )
@@ -260,7 +277,8 @@ class AuditLog:
                 )
         if state.waiting:
             report.notes.append(
-                f"{state.waiting - state.forged} entries queued, not yet chained; their MACs hold"
+                f"{state.waiting - state.forged - state.replayed} entries queued, "
+                "not yet chained; their MACs hold"
             )
         if found:
             report.problems = [*report.all_problems(), *found]

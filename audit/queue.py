@@ -19,11 +19,20 @@ chained directly after integrating the queue, in its caller's transaction.
 
 What write access to the database alone cannot do: a queued row without a
 valid MAC is never integrated and is reported by ``audit verify``; a queued
-row can be deleted only together with the chain entry that replaces it (a
-statement-level trigger checks every deleted row against ``audit_entry``,
-``audit.guards``), and an entry inserted there without the chain MAC is named
-as forged. A queued entry waiting longer than ``audit_queue_alarm_seconds``
-(the sequencer stopped) is reported by ``audit verify`` as well.
+row can be deleted only once an entry with its whole content stands in the
+chain (a statement-level trigger checks every deleted row against
+``audit_entry``, ``audit.guards``), and an entry inserted there without the
+chain MAC is named as forged. A queued entry waiting longer than
+``audit_queue_alarm_seconds`` (the sequencer stopped) is reported by ``audit
+verify`` as well.
+
+The queued MAC binds a row's columns, not the row: the application's role can
+read a queued row and insert a copy of it, MAC and all, at any time and under
+any id. An entry equal in every column (its time to the microsecond) to one
+already chained, or to one chained earlier in the same pass, is therefore that
+entry admitted twice: it is never chained, it is left where it is, and ``audit
+verify`` reports it as replayed. Two honest entries never share an account,
+an action, every other column and a microsecond.
 
 SQLite has one writer at a time anyway: there the append chains directly and
 the queue stays empty.
@@ -38,6 +47,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
 from audit.codec import MAX_ENTRY_BYTES, canonical_for_columns, leaves_from_rows, parse_time
@@ -70,14 +80,48 @@ _SLACK = 1024  # the canonical form's keys and punctuation around the column tex
 _ENQUEUE = Raw(  # no RETURNING
     queue_table.insert().inline(), column_keys=[*FIELDS, "mac"], prepared="audit_enqueue"
 )
+_FIRST = -(2**63)  # below every id: a row the application's role numbered itself is seen too
+
+
+def same_entry(chained: sa.FromClause, queued: sa.FromClause) -> sa.ColumnElement[bool]:
+    """A chained entry equal to a queued one in every column an event sets.
+
+    Found through the (actor, time) index: ``action + 0`` keeps the planner off
+    the action index, which holds most of the log (see ``audit.guards``).
+    """
+    conditions: list[sa.ColumnElement[bool]] = []
+    for name in FIELDS:
+        e, q = chained.c[name], queued.c[name]
+        if name == "action":
+            conditions.append(
+                sa.type_coerce(e, sa.Integer) + sa.literal_column("0")
+                == sa.type_coerce(q, sa.Integer)
+            )
+        elif e.nullable:
+            conditions.append(e.is_not_distinct_from(q))
+        else:
+            conditions.append(e == q)
+    return sa.and_(*conditions)
+
+
+_CHAINED = entry_table.alias("chained")
+# Per queued row: whether its entry already stands in the chain (a copy admitted again).
+ALREADY_CHAINED = sa.exists().where(same_entry(_CHAINED, queue_table)).label("already_chained")
 _TAKE = Raw(
-    sa.select(queue_table.c.id, *(queue_table.c[f] for f in FIELDS), queue_table.c.mac)
+    sa.select(
+        queue_table.c.id, *(queue_table.c[f] for f in FIELDS), queue_table.c.mac, ALREADY_CHAINED
+    )
     .where(queue_table.c.id > sa.bindparam("after"))
     .order_by(queue_table.c.id)
     .limit(sa.bindparam("n"))
 )
 _CHAIN = Raw(entry_table.insert(), column_keys=[c.key for c in entry_table.columns])
-_REFS = Raw(archive_ref_table.insert(), column_keys=["archive_no", "seq"])
+# The archive index is beside the log and the application's role may insert into it:
+# a row it put there first is the very row the sequencer writes, never a reason to stop.
+_REFS = Raw(
+    postgresql.insert(archive_ref_table).on_conflict_do_nothing(),
+    column_keys=["archive_no", "seq"],
+)
 # A sequencing batch sends only what it computed: the queue ids in order, and the
 # prev hashes, leaves and MACs each as one string of 32-byte values (the n-th id's
 # at offset 32(n-1)); the columns an entry's leaf covers are copied from its queued
@@ -105,7 +149,8 @@ _CHAIN_FROM_QUEUE = Raw(
 _REFS_ARRAYS = Raw(
     sa.text(
         "INSERT INTO audit_archive_ref (archive_no, seq) "
-        "SELECT * FROM unnest(CAST(:nos AS VARCHAR[]), CAST(:seqs AS BIGINT[]))"
+        "SELECT * FROM unnest(CAST(:nos AS VARCHAR[]), CAST(:seqs AS BIGINT[])) "
+        "ON CONFLICT DO NOTHING"
     )
 )
 _DONE = Raw(sa.text("DELETE FROM audit_queue WHERE id = ANY(:ids)"))
@@ -123,7 +168,16 @@ def enqueue(handle: Handle, columns: dict[str, Any], mac: EntryMac | None) -> No
     if size > MAX_ENTRY_BYTES - _SLACK:
         raise AuditWriteFailed(f"audit entry is larger than {MAX_ENTRY_BYTES} bytes")
     columns["mac"] = None if mac is None else mac.queued([columns[f] for f in FIELDS])
-    _ENQUEUE.execute(handle, columns)
+    _written(_ENQUEUE.execute(handle, columns))
+
+
+def _written(rows: int) -> None:
+    """One row, or the append fails: a rule or trigger (the table's owner's, or a SQLite
+    file writer's) can make an INSERT succeed having written nothing, and no verification
+    can see an entry that never existed. (The sequencer's batch needs no count: the queue's
+    guard refuses to let its rows go unless their entries stand in the chain.)"""
+    if rows != 1:
+        raise AuditWriteFailed("audit entry could not be written (the database stored no row)")
 
 
 @dataclass
@@ -133,6 +187,8 @@ class Integrated:
     count: int = 0
     head: tuple[int, bytes] | None = None
     refused: list[int] = field(default_factory=list)  # queue ids whose MAC does not hold
+    replayed: list[int] = field(default_factory=list)  # queue ids of entries already chained
+    looked_at: int = 0  # rows read (a batch that read fewer than BATCH was the last)
 
 
 def chain_entry(
@@ -144,7 +200,7 @@ def chain_entry(
     columns["prev_hash"] = prev
     columns["entry_hash"] = leaf = leaf_hash(canonical_for_columns(columns))
     columns["mac"] = None if mac is None else mac.compute(seq, prev, leaf)
-    _CHAIN.execute(handle, columns)
+    _written(_CHAIN.execute(handle, columns))
     refs = [{"archive_no": no, "seq": seq} for no in dict.fromkeys(_archives(columns["archives"]))]
     if len(refs) == 1:
         _REFS.execute(handle, refs[0])
@@ -182,28 +238,34 @@ def integrate_locked(
     mac: EntryMac | None,
     *,
     limit: int = BATCH,
-    after: int = 0,
+    after: int = _FIRST,
 ) -> tuple[Integrated, int]:
     """Chain up to ``limit`` queued entries after ``head``; the caller holds the append lock.
 
     Returns what was done and the last queue id looked at (where the next batch
-    starts). A row whose queued MAC fails is left where it is and named.
+    starts). A row whose queued MAC fails is left where it is and named; so is
+    a copy of an entry already chained (see the module docstring).
     """
     done = Integrated(head=head)
     rows = _TAKE.all(handle, {"after": after, "n": limit})
+    done.looked_at = len(rows)
     ids: list[int] = []
     prevs: list[bytes] = []
     leaves: list[bytes] = []
     macs: list[bytes] = []
     ref_nos: list[str] = []
     ref_seqs: list[int] = []
+    taken: set[tuple[Any, ...]] = set()
     seq, prev = (0, ZERO_HASH) if head is None else head
     first = seq + 1
     check = None if mac is None else mac.check_queued
     for row in rows:
-        values = row[1:-1]
-        if check is not None and not check(values, row[-1]):
+        values = row[1:-2]
+        if check is not None and not check(values, row[-2]):
             done.refused.append(int(row[0]))
+            continue
+        if row[-1] or values in taken:
+            done.replayed.append(int(row[0]))
             continue
         try:
             leaf = _leaf(seq + 1, values, prev)
@@ -212,6 +274,7 @@ def integrate_locked(
             done.refused.append(int(row[0]))
             continue
         seq += 1
+        taken.add(values)
         ids.append(int(row[0]))
         ref_nos.extend(archives)
         ref_seqs.extend([seq] * len(archives))
@@ -247,13 +310,14 @@ def integrate_all_locked(
 ) -> Integrated:
     """Every queued entry, in the caller's transaction (``append_sequenced``)."""
     total = Integrated(head=head)
-    after = 0
+    after = _FIRST
     while True:
         done, after = integrate_locked(handle, total.head, mac, after=after)
         total.count += done.count
         total.head = done.head
         total.refused += done.refused
-        if done.count + len(done.refused) < BATCH:
+        total.replayed += done.replayed
+        if done.looked_at < BATCH:
             return total
 
 
@@ -267,7 +331,7 @@ def integrate(engine: Engine, mac_of: Any) -> Integrated:
     total = Integrated()
     if not uses_queue(engine.dialect.name):
         return total
-    after = 0
+    after = _FIRST
     while True:
         with raw_begin(engine) as tx:
             head = lock_and_read_head(tx)
@@ -275,7 +339,8 @@ def integrate(engine: Engine, mac_of: Any) -> Integrated:
         total.count += done.count
         total.head = done.head or total.head
         total.refused += done.refused
-        if done.count + len(done.refused) < BATCH:
+        total.replayed += done.replayed
+        if done.looked_at < BATCH:
             return total
 
 
@@ -284,30 +349,49 @@ class QueueState:
     """The queue as ``audit verify`` finds it."""
 
     waiting: int
-    oldest: datetime | None  # the oldest entry whose MAC holds
+    oldest: datetime | None  # the oldest entry whose MAC holds and that is not a copy
     forged: int  # rows whose MAC does not hold
     forged_ids: tuple[int, ...]  # the first few of them
+    replayed: int = 0  # rows whose MAC holds, copies of an entry chained or queued before
+    replayed_ids: tuple[int, ...] = ()  # the first few of them
 
 
 _FORGED_LISTED = 20
 
 
 def inspect_queue(engine: Engine, mac: EntryMac | None) -> QueueState:
-    """Check every queued entry's MAC and find the oldest; reads, never sequences."""
-    stmt = sa.select(queue_table.c.id, *(queue_table.c[f] for f in FIELDS), queue_table.c.mac)
+    """Check every queued entry's MAC and find the oldest; reads, never sequences.
+
+    A row whose entry is already chained, or that repeats an earlier queued row
+    (by MAC, which binds every column), is a copy: counted apart, and never the
+    oldest (a copy keeps its original's time, however long ago that was).
+    """
+    stmt = sa.select(
+        queue_table.c.id, *(queue_table.c[f] for f in FIELDS), queue_table.c.mac, ALREADY_CHAINED
+    )
     waiting = 0
     oldest: str | None = None
     forged: list[int] = []
     bad = 0
+    copies: list[int] = []
+    copied = 0
+    seen: set[Any] = set()
     with engine.connect() as conn:
         for row in conn.execute(stmt.order_by(queue_table.c.id).execution_options(yield_per=5000)):
             waiting += 1
-            values: Sequence[Any] = list(row[1:-1])
-            if mac is not None and not mac.check_queued(values, row[-1]):
+            values: Sequence[Any] = list(row[1:-2])
+            if mac is not None and not mac.check_queued(values, row[-2]):
                 bad += 1
                 if len(forged) < _FORGED_LISTED:
                     forged.append(int(row[0]))
                 continue
+            key = bytes(row[-2]) if row[-2] is not None else tuple(values)
+            if row[-1] or key in seen:
+                copied += 1
+                if len(copies) < _FORGED_LISTED:
+                    copies.append(int(row[0]))
+                continue
+            seen.add(key)
             if isinstance(values[0], str) and (oldest is None or values[0] < oldest):
                 oldest = values[0]
     when = None
@@ -316,4 +400,4 @@ def inspect_queue(engine: Engine, mac: EntryMac | None) -> QueueState:
             when = parse_time(oldest)
         except ValueError:
             when = None
-    return QueueState(waiting, when, bad, tuple(forged))
+    return QueueState(waiting, when, bad, tuple(forged), copied, tuple(copies))

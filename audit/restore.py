@@ -55,7 +55,7 @@ from audit.merkle import (
     verify_consistency,
 )
 from audit.models import checkpoint_table, entry_table, queue_table
-from audit.queue import chain_entry
+from audit.queue import chain_entry, same_entry
 from audit.signer import note_hash
 from audit.verify import BundleError, verify_bundle
 from foundation.db import transaction
@@ -221,13 +221,8 @@ def _store_checkpoints(conn: sa.Connection, bundle: VerifiedBundle) -> int:
 
 
 def _drop_requeued(conn: sa.Connection, before: int) -> int:
-    """Queued rows (PostgreSQL) whose entries the bundle has just chained."""
-    e, q = entry_table, queue_table
-    chained = (
-        sa.select(e.c.seq)
-        .where(
-            e.c.seq > before, e.c.time == q.c.time, e.c.actor == q.c.actor, e.c.action == q.c.action
-        )
-        .exists()
-    )
+    """Queued rows (PostgreSQL) whose entries the bundle has just chained (every column alike,
+    as the queue's guard asks)."""
+    e, q = entry_table.alias("chained"), queue_table
+    chained = sa.select(e.c.seq).where(e.c.seq > before, same_entry(e, q)).exists()
     return int(conn.execute(q.delete().where(chained)).rowcount or 0)

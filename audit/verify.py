@@ -65,7 +65,7 @@ class Problem:
     """The first thing found wrong; ``seq`` is the first entry that cannot be trusted."""
 
     # missing | inserted | edited | replaced | truncated | checkpoint | proof | malformed
-    # | forged (MAC check, with the key only)
+    # | forged (MAC check, with the key only) | replayed, stalled (the append queue)
     kind: str
     message: str
     seq: int | None = None

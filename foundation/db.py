@@ -155,7 +155,29 @@ def make_engine(url: str, *, pg_schema: str | None = None, **kw: Any) -> Engine:
     # (``foundation.rawsql.RawTx``), and a Core or ORM statement on it fails once, a 503.
     engine = sa.create_engine(url, connect_args=connect_args, **kw)
     sa.event.listen(engine, "checkout", _closed_by_server)
+    sa.event.listen(engine, "connect", _durable_commits)
     return engine
+
+
+def _durable_commits(dbapi_conn: Any, _record: Any) -> None:
+    """A new session never starts with ``synchronous_commit = off``.
+
+    Any login role may set its own session defaults (``ALTER ROLE CURRENT_USER SET``),
+    so the service's role could make every later commit return before its WAL is
+    flushed: a read's audit entry, durable when its INSERT returns, would then be lost
+    to a database crash after the plaintext left. ``off`` becomes ``on``; any stricter
+    setting (``remote_apply``, ``local``...) is the operator's and stays. One statement
+    per new connection, committed, or the pool's rollback would undo it.
+    """
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(
+            "SELECT set_config('synchronous_commit', 'on', false) "
+            "WHERE current_setting('synchronous_commit') = 'off'"
+        )
+    finally:
+        cursor.close()
+    dbapi_conn.commit()
 
 
 def _closed_by_server(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
