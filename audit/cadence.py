@@ -86,11 +86,12 @@ class SigningCadence:
         *,
         every_entries: int = DEFAULT_EVERY_ENTRIES,
         every_seconds: float = DEFAULT_EVERY_SECONDS,
-        prepare: Callable[[], object] | None = None,
+        prepare: Callable[..., object] | None = None,
     ) -> None:
         self._engine = engine
         # Run before every signing: the log's sequencer, so a checkpoint covers
-        # the entries still queued when it was due (``audit.queue``).
+        # the entries still queued when it was due (``audit.queue``). Called with
+        # ``wait=False`` after a commit: it then reports ``busy`` instead of waiting.
         self._prepare = prepare
         self._signer = signer
         self._clock = clock
@@ -106,17 +107,27 @@ class SigningCadence:
         if not self._gate.due(count, self.every_entries, self.every_seconds):
             return
         try:
-            self.checkpoint_if_due()
+            self.checkpoint_if_due(wait=False)
         except AuditIntegrityError as exc:  # content-free: names the entry, needs no traceback
             log.error("audit checkpoint refused: %s", exc)
         except Exception:  # the caller's commit already succeeded; never undo it from here
             log.exception("audit checkpoint after commit failed")
 
-    def checkpoint_if_due(self, now: datetime | None = None) -> SignedCheckpoint | None:
-        """Sign when N entries or T seconds have accumulated since the last checkpoint."""
+    def checkpoint_if_due(
+        self, now: datetime | None = None, *, wait: bool = True
+    ) -> SignedCheckpoint | None:
+        """Sign when N entries or T seconds have accumulated since the last checkpoint.
+
+        ``wait=False`` (after a commit, in a request's thread): if another process
+        is sequencing or signing, it is doing this very work; return instead of
+        holding the request up behind it. The entries stay pending for the
+        service's signer tick, which waits.
+        """
         now = now or self._clock()
         if self._prepare is not None:
-            self._prepare()
+            done = self._prepare() if wait else self._prepare(wait=False)
+            if getattr(done, "busy", False):
+                return None
         with self._engine.connect() as conn:
             newest = self._signer.newest_valid(conn)
             size = head_of(conn)
@@ -128,7 +139,7 @@ class SigningCadence:
             age = now.timestamp() - last.timestamp  # the signed time, not a row's column
             if age < self.every_seconds:
                 return None
-        return self._signer.sign(now)
+        return self._signer.sign(now, wait=wait)
 
     def sign_pending(self) -> SignedCheckpoint | None:
         """Sign if this process committed entries since the last call (the service's signer).

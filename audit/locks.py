@@ -37,6 +37,7 @@ HEAD = (
     .limit(1)
 )
 _PG_XACT_LOCK = Raw(sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"))
+_PG_TRY_XACT_LOCK = Raw(sa.text("SELECT pg_try_advisory_xact_lock(:k, hashtext(current_schema()))"))
 _PG_LOCK_HEAD = Raw(
     sa.text(f"SELECT head_seq, head_hash FROM {PG_HEAD_FUNCTION}(:k)")  # noqa: S608 - constant
 )
@@ -52,6 +53,19 @@ def take_lock(handle: Handle, key: int) -> None:
         raw_sql(handle, "BEGIN IMMEDIATE")
 
 
+def try_lock(handle: Handle, key: int) -> bool:
+    """``take_lock`` if nobody holds it; False at once otherwise (PostgreSQL).
+
+    For work another holder of the lock is doing anyway (sequencing, signing):
+    a caller that would only repeat it goes on instead of waiting. SQLite has one
+    writer at a time and waits for it as ``take_lock`` does.
+    """
+    if dialect_of(handle).name == "postgresql":
+        return bool(_PG_TRY_XACT_LOCK.scalar(handle, {"k": key}))
+    take_lock(handle, key)
+    return True
+
+
 def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
     """Take the append lock and read the head: ``(seq, entry_hash)``, None for an empty log.
 
@@ -62,6 +76,12 @@ def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
     else:
         take_lock(handle, APPEND_LOCK)
         row = _HEAD_RAW.first(handle)
+    return None if row is None else (int(row[0]), bytes(row[1]))
+
+
+def read_head(handle: Handle) -> tuple[int, bytes] | None:
+    """The head as ``lock_and_read_head`` returns it, for a caller already holding the lock."""
+    row = _HEAD_RAW.first(handle)
     return None if row is None else (int(row[0]), bytes(row[1]))
 
 

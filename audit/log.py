@@ -130,10 +130,11 @@ class AuditLog:
         """
         return self._appender.append_sequenced(session, event)
 
-    def integrate(self) -> Integrated:
+    def integrate(self, *, wait: bool = True) -> Integrated:
         """Give every committed queued entry its place in the chain (PostgreSQL; see
-        ``audit.queue``). A queued entry whose MAC fails is left queued and logged."""
-        done = integrate(self.engine, self.entry_mac)
+        ``audit.queue``). A queued entry whose MAC fails is left queued and logged.
+        ``wait=False``: return at once if another sequencer is at work."""
+        done = integrate(self.engine, self.entry_mac, wait=wait)
         if done.refused:
             log.error(
                 "audit queue: %d queued entries fail their MAC and were not chained "

@@ -52,7 +52,7 @@ from sqlalchemy.engine import Engine
 
 from audit.codec import MAX_ENTRY_BYTES, canonical_for_columns, leaves_from_rows, parse_time
 from audit.errors import AuditWriteFailed
-from audit.locks import Handle, lock_and_read_head
+from audit.locks import APPEND_LOCK, Handle, lock_and_read_head, read_head, try_lock
 from audit.mac import EntryMac
 from audit.merkle import ZERO_HASH, leaf_hash
 from audit.models import archive_ref_table, entry_table, queue_table
@@ -189,6 +189,7 @@ class Integrated:
     refused: list[int] = field(default_factory=list)  # queue ids whose MAC does not hold
     replayed: list[int] = field(default_factory=list)  # queue ids of entries already chained
     looked_at: int = 0  # rows read (a batch that read fewer than BATCH was the last)
+    busy: bool = False  # another sequencer held the lock and this one did not wait
 
 
 def chain_entry(
@@ -321,12 +322,16 @@ def integrate_all_locked(
             return total
 
 
-def integrate(engine: Engine, mac_of: Any) -> Integrated:
+def integrate(engine: Engine, mac_of: Any, *, wait: bool = True) -> Integrated:
     """Sequence every committed queued entry, a batch per short transaction.
 
     ``mac_of`` gives the MAC key under the lock (the key file may have just
     gained one). Waits for another sequencer rather than skipping: a caller
     that integrates before reading must see every entry committed before it.
+    ``wait=False`` is for a caller that only keeps the queue short (the signing
+    cadence after a commit): if another sequencer holds the lock it is doing
+    this very work, and the caller goes on (``Integrated.busy``) instead of
+    holding its request up behind it.
     """
     total = Integrated()
     if not uses_queue(engine.dialect.name):
@@ -334,7 +339,13 @@ def integrate(engine: Engine, mac_of: Any) -> Integrated:
     after = _FIRST
     while True:
         with raw_begin(engine) as tx:
-            head = lock_and_read_head(tx)
+            if wait:
+                head = lock_and_read_head(tx)
+            elif try_lock(tx, APPEND_LOCK):
+                head = read_head(tx)
+            else:
+                total.busy = True
+                return total
             done, after = integrate_locked(tx, head, mac_of(), after=after)
         total.count += done.count
         total.head = done.head or total.head

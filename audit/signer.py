@@ -30,7 +30,7 @@ from audit.chain import rehash
 from audit.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint, sign_checkpoint
 from audit.codec import ENTRY_COLUMNS, canonical_from_row, format_time
 from audit.errors import AuditIntegrityError
-from audit.locks import CHECKPOINT_LOCK, head_of, take_lock
+from audit.locks import CHECKPOINT_LOCK, head_of, take_lock, try_lock
 from audit.log_keys import LogKeys
 from audit.merkle import ZERO_HASH, CompactRange, ProofError, leaf_hash
 from audit.models import checkpoint_table, entry_table
@@ -112,15 +112,19 @@ class CheckpointSigner:
             result.close()
         return None if best is None else Newest(best, rows)
 
-    def sign(self, now: datetime) -> SignedCheckpoint | None:
+    def sign(self, now: datetime, *, wait: bool = True) -> SignedCheckpoint | None:
         """Sign a checkpoint of the current tree if it grew; None when there is nothing new.
 
         Raises AuditIntegrityError, and signs nothing, when the stored entries
         no longer extend the last signed checkpoint (edited, removed, truncated).
+        ``wait=False``: None at once if another signer holds the lock.
         """
         with Session(self._engine) as session:
             conn = session.connection()
-            take_lock(conn, CHECKPOINT_LOCK)
+            if wait:
+                take_lock(conn, CHECKPOINT_LOCK)
+            elif not try_lock(conn, CHECKPOINT_LOCK):
+                return None
             newest = self.newest_valid(conn)
             head = head_of(conn)
             rng, prev_leaf = self._extendable_range(conn, newest)

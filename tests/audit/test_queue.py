@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -18,7 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.guards import DEFAULT_APP_ROLE
-from audit.locks import lock_and_read_head
+from audit.locks import APPEND_LOCK, CHECKPOINT_LOCK, lock_and_read_head, take_lock
 from audit.log import AuditLog
 from audit.models import entry_table, queue_table
 from audit.queue import integrate_locked
@@ -269,3 +270,52 @@ def test_the_queued_mac_binds_each_column_and_its_boundaries() -> None:
         assert mac.queued(other) != base and not mac.check_queued(other, base)
     assert not mac.check_queued(["ab", "c", None], None)
     assert EntryMac(MacKey(b"j" * 32, 1)).queued(["ab", "c", None]) != base
+
+
+def _holding(log: AuditLog, key: int) -> tuple[threading.Event, threading.Event, threading.Thread]:
+    """Another process's transaction holding one of the log's locks until told to end."""
+    taken, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with raw_begin(log.engine) as tx:
+            take_lock(tx, key)
+            taken.set()
+            done.wait(30)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert taken.wait(10)
+    return taken, done, holder
+
+
+def _returns_soon(call: Any) -> Any:
+    """``call()`` in a thread: its result, or a failure if it waits on a lock."""
+    out: list[Any] = []
+    worker = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "waited behind another holder of the lock"
+    return out[0]
+
+
+@pytest.mark.parametrize("key", [APPEND_LOCK, CHECKPOINT_LOCK])
+def test_the_cadence_after_a_commit_never_waits_behind_another_sequencer(
+    log: AuditLog, key: int
+) -> None:
+    """After a commit the request's own thread may sequence and sign; if another process is
+    doing that already, the request goes on, and the waiting signer tick covers the entries."""
+    _pg_only(log)
+    with raw_begin(log.engine) as tx:
+        log.append(tx, make_event(1))
+    _taken, done, holder = _holding(log, key)
+    try:
+        assert _returns_soon(lambda: log._cadence.checkpoint_if_due(wait=False)) is None
+        if key == APPEND_LOCK:
+            assert _returns_soon(lambda: log.integrate(wait=False)).busy
+            assert _queued(log) == 1
+    finally:
+        done.set()
+        holder.join(10)
+    signed = log.checkpoint_if_due()  # the tick and the sweep wait, and sign
+    assert signed is not None and signed.size == 1 and _queued(log) == 0
+    assert log.verify().ok
