@@ -37,6 +37,13 @@ HEAD = (
     .limit(1)
 )
 _PG_XACT_LOCK = Raw(sa.text("SELECT pg_advisory_xact_lock(:k, hashtext(current_schema()))"))
+# How long a writer waits for a lock before its statement fails (PostgreSQL). A holder
+# keeps the append lock for one sequencing batch (a second or two under load) and the
+# checkpoint lock for one signing, so an honest wait is short; a transaction that sits
+# on the lock (anyone with the application's role can take an advisory lock) turns
+# every reader and signer into an error, a 503, instead of a thread waiting forever.
+LOCK_TIMEOUT_S: float = 30.0
+_PG_LOCK_TIMEOUT = Raw(sa.text("SELECT set_config('lock_timeout', :t, true)"))
 _PG_TRY_XACT_LOCK = Raw(sa.text("SELECT pg_try_advisory_xact_lock(:k, hashtext(current_schema()))"))
 _PG_LOCK_HEAD = Raw(
     sa.text(f"SELECT head_seq, head_hash FROM {PG_HEAD_FUNCTION}(:k)")  # noqa: S608 - constant
@@ -48,9 +55,15 @@ def take_lock(handle: Handle, key: int) -> None:
     """Serialise writers of the chain (see the module docstring for why each form)."""
     name = dialect_of(handle).name
     if name == "postgresql":
+        _bounded_wait(handle)
         _PG_XACT_LOCK.first(handle, {"k": key})
     elif name == "sqlite" and not dbapi_of(handle)[0].in_transaction:
         raw_sql(handle, "BEGIN IMMEDIATE")
+
+
+def _bounded_wait(handle: Handle) -> None:
+    """``LOCK_TIMEOUT_S`` for the rest of the caller's transaction."""
+    _PG_LOCK_TIMEOUT.first(handle, {"t": f"{int(LOCK_TIMEOUT_S * 1000)}ms"})
 
 
 def try_lock(handle: Handle, key: int) -> bool:
@@ -72,6 +85,7 @@ def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
     Raw DBAPI statements: this runs on every audited read.
     """
     if dialect_of(handle).name == "postgresql":
+        _bounded_wait(handle)
         row = _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
     else:
         take_lock(handle, APPEND_LOCK)

@@ -39,8 +39,10 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
         xact=Recorder(row=("",)),
         lock_head=Recorder(row=(7, memoryview(b"h" * 32))),
         head=Recorder(row=(3, memoryview(b"s" * 32))),
+        timeout=Recorder(row=("30000ms",)),
         raw=[],
     )
+    monkeypatch.setattr(locks, "_PG_LOCK_TIMEOUT", recorders.timeout)
     monkeypatch.setattr(locks, "dbapi_of", lambda handle: (handle.dbapi, handle.dialect))
     monkeypatch.setattr(locks, "dialect_of", lambda handle: handle.dialect)
     monkeypatch.setattr(locks, "_PG_XACT_LOCK", recorders.xact)
@@ -63,6 +65,7 @@ def test_postgresql_locks_and_reads_the_head_in_one_statement(fake, in_transacti
     assert locks.lock_and_read_head(handle) == (7, b"h" * 32)  # type: ignore[arg-type]
     assert fake.lock_head.calls == [(handle, {"k": locks.APPEND_LOCK})]
     assert fake.xact.calls == [] and fake.head.calls == [] and fake.raw == []
+    assert fake.timeout.calls == [(handle, {"t": "30000ms"})]  # a bounded wait, set first
 
 
 def test_postgresql_reports_an_empty_log_as_no_head(fake) -> None:
@@ -75,6 +78,7 @@ def test_postgresql_takes_a_transaction_advisory_lock_by_its_key(fake, key) -> N
     handle = _handle("postgresql")
     locks.take_lock(handle, key)  # type: ignore[arg-type]
     assert fake.xact.calls == [(handle, {"k": key})]
+    assert fake.timeout.calls == [(handle, {"t": "30000ms"})]
     assert fake.raw == []
 
 

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
+from audit import locks
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.guards import DEFAULT_APP_ROLE
 from audit.locks import APPEND_LOCK, CHECKPOINT_LOCK, lock_and_read_head, take_lock
@@ -319,3 +320,35 @@ def test_the_cadence_after_a_commit_never_waits_behind_another_sequencer(
     signed = log.checkpoint_if_due()  # the tick and the sweep wait, and sign
     assert signed is not None and signed.size == 1 and _queued(log) == 0
     assert log.verify().ok
+
+
+def test_a_lock_held_forever_turns_waiting_into_an_error(
+    log: AuditLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Anyone with the application's role can take the chain's advisory lock and sit on it:
+    sequencing and signing then fail after a bounded wait (a 503 for a reader), never hang."""
+    _pg_only(log)
+    monkeypatch.setattr(locks, "LOCK_TIMEOUT_S", 0.5)
+    with raw_begin(log.engine) as tx:
+        log.append(tx, make_event(1))
+    for key, call in ((APPEND_LOCK, log.integrate), (CHECKPOINT_LOCK, log.checkpoint)):
+        _taken, done, holder = _holding(log, key)
+        failed: list[BaseException] = []
+
+        def waiter(call: Any = call, failed: list[BaseException] = failed) -> None:
+            try:
+                call()
+            except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+                failed.append(exc)
+
+        try:
+            worker = threading.Thread(target=waiter, daemon=True)
+            worker.start()
+            worker.join(10)
+            assert not worker.is_alive(), "waited without bound"
+            assert failed and isinstance(failed[0], sa.exc.OperationalError)
+        finally:
+            done.set()
+            holder.join(10)
+    signed = log.checkpoint()  # the lock free again: everything goes on
+    assert signed is not None and signed.size == 1 and log.verify().ok
