@@ -13,11 +13,14 @@ as it wraps every DBAPI error.
 
 Only values whose text form is unambiguous are sent this way (``None``,
 ``bool``, ``int``, ``str``; ``bytes`` and the DBAPI's ``Binary`` as binary
-parameters); anything else goes through the cursor as before. And only where
-the connection's transaction is already what psycopg would make it: in
-autocommit, or inside a transaction psycopg has begun. On a connection idle
-outside autocommit psycopg would first send ``BEGIN``; a call that bypassed it
-would commit on its own, so the cursor runs it instead.
+parameters); anything else goes through the cursor as before. And only in
+autocommit, the hot path's mode: psycopg deallocates every prepared statement
+of a connection (``DEALLOCATE ALL``) when it rolls back one that holds its own,
+so a statement prepared earlier can be gone; in autocommit the failed call has
+done nothing and is simply prepared and sent again, but inside a transaction
+it would have aborted the transaction. A write inside a transaction therefore
+goes through the cursor, which also sends psycopg's ``BEGIN`` when it is the
+first.
 """
 
 from __future__ import annotations
@@ -89,16 +92,13 @@ class PreparedWrite:
 
 
 def usable(conn: Any) -> bool:
-    """Whether ``conn`` is a psycopg connection whose transaction state allows a bypass."""
+    """Whether ``conn`` is a psycopg connection in autocommit, outside any transaction."""
     pgconn = getattr(conn, "pgconn", None)
-    if pgconn is None:
+    if pgconn is None or not conn.autocommit:
         return False
     from psycopg import pq
 
-    status = pgconn.transaction_status
-    if status == pq.TransactionStatus.INTRANS:
-        return True
-    return bool(conn.autocommit and status == pq.TransactionStatus.IDLE)
+    return bool(pgconn.transaction_status == pq.TransactionStatus.IDLE)
 
 
 def execute(
@@ -122,7 +122,8 @@ def execute(
             return int(result.command_tuples or 0)
         error = psycopg.errors.error_from_result(result, encoding=conn.info.encoding)
         if attempt == 1 and error.sqlstate == _INVALID_STATEMENT_NAME:
-            # Deallocated behind our back (DISCARD ALL): not executed, so prepare again.
+            # Deallocated behind our back (psycopg's DEALLOCATE ALL on a rollback, a
+            # DISCARD ALL): in autocommit nothing was executed, so prepare and send again.
             names.discard(write.name)
             continue
         raise error

@@ -69,14 +69,26 @@ def test_a_write_opening_a_transaction_is_still_rolled_back(pg_engine: sa.Engine
     assert _meta_value(engine, "prep:session") is None
 
 
-def test_a_write_inside_a_transaction_goes_prepared_and_rolls_back(pg_engine: sa.Engine) -> None:
+def test_inside_a_transaction_a_write_never_meets_a_deallocated_statement(
+    pg_engine: sa.Engine,
+) -> None:
+    """psycopg deallocates every prepared statement of a connection when it rolls back one
+    holding its own: a prepared call that found its statement gone would abort the whole
+    transaction. Inside one, the write goes through the cursor; it commits and rolls back
+    with the transaction."""
     engine = pg_engine
-    with pytest.raises(RuntimeError), raw_begin(engine) as tx:
+    with raw_autocommit(engine) as tx:
+        PREPARED.execute(tx, {"key": "prep:before", "value": "1"})  # prepared on this connection
+    with raw_begin(engine) as tx:
         BACKEND_PID.scalar(tx)  # the transaction is open now
-        PREPARED.execute(tx, {"key": "prep:inside", "value": "1"})
-        assert NAME in _prepared_here(tx)
+        tx.dbapi.execute("DEALLOCATE ALL")
+        assert PREPARED.execute(tx, {"key": "prep:inside", "value": "1"}) == 1
+    assert _meta_value(engine, "prep:inside") == "1"
+    with pytest.raises(RuntimeError), raw_begin(engine) as tx:
+        BACKEND_PID.scalar(tx)
+        PREPARED.execute(tx, {"key": "prep:undone", "value": "1"})
         raise RuntimeError("after the write")
-    assert _meta_value(engine, "prep:inside") is None
+    assert _meta_value(engine, "prep:undone") is None
 
 
 def test_a_statement_deallocated_behind_its_back_is_prepared_again(pg_engine: sa.Engine) -> None:
