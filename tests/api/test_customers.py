@@ -223,14 +223,14 @@ def test_a_read_on_postgresql_is_three_statements(client, login, backend, monkey
     def count(conn, cursor, statement, parameters, context, executemany) -> None:
         sent.append((threading.get_ident(), statement))
 
-    run = rawsql.Raw._execute
+    run = rawsql._run  # every raw statement, the prepared INSERT included
 
-    def counted(self, handle, params):
-        sent.append((threading.get_ident(), self._plan(rawsql.dbapi_of(handle)[1]).sql))
-        return run(self, handle, params)
+    def counted(handle, sql, statement, *, read=False):
+        sent.append((threading.get_ident(), sql))
+        return run(handle, sql, statement, read=read)
 
     sa.event.listen(engine, "before_cursor_execute", count)
-    monkeypatch.setattr(rawsql.Raw, "_execute", counted)
+    monkeypatch.setattr(rawsql, "_run", counted)
     try:
         r = client.get(f"/customers/{no}?groups=contact", headers=h)
     finally:
