@@ -88,8 +88,11 @@ class EntryMac:
         return h.finalize()
 
     def check(self, seq: int, prev_hash: bytes, leaf: bytes, stored: bytes | None) -> bool:
-        """True when ``stored`` is this entry's MAC (compared in constant time)."""
-        if stored is None:
+        """True when ``stored`` is this entry's MAC (compared in constant time).
+
+        Anything but bytes (a SQLite column holds whatever was written into it) is no MAC.
+        """
+        if not isinstance(stored, bytes | bytearray | memoryview):
             return False
         return _hmac.compare_digest(self.compute(seq, prev_hash, leaf), bytes(stored))
 
@@ -140,7 +143,9 @@ class EntryMac:
                 continue
             h = copy()
             h.update(seq.to_bytes(8, "big") + prev + leaf)
-            if mac is None or not same(h.finalize(), bytes(mac)):
+            if not isinstance(mac, bytes | bytearray | memoryview) or not same(
+                h.finalize(), bytes(mac)
+            ):
                 bad.append(seq)
         return bad
 
@@ -167,7 +172,7 @@ class EntryMac:
 
     def check_queued(self, fields: Sequence[str | None], stored: bytes | None) -> bool:
         """True when ``stored`` is this queued entry's MAC (compared in constant time)."""
-        if stored is None:
+        if not isinstance(stored, bytes | bytearray | memoryview):
             return False
         return _hmac.compare_digest(self.queued(fields), bytes(stored))
 

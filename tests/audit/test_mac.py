@@ -306,3 +306,15 @@ def test_verify_without_a_mac_key_says_so(filled: AuditLog) -> None:
     log = AuditLog(engine=filled.engine, keys=NoMacKeys(), settings=filled.settings)
     report = log.verify()
     assert report.ok and any("not checked" in n for n in report.notes)
+
+
+def test_a_mac_column_holding_text_is_named_not_a_crash(log: AuditLog) -> None:
+    """Anyone who can write the SQLite file can put text where a MAC's bytes belong:
+    verification names that entry as forged instead of failing with a TypeError."""
+    if log.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's bytea column holds only bytes")
+    append_n(log, 3)
+    forged = forge_next_entry(log.engine, mac="x" * 32)
+    append_n(log, 2, start=4)
+    assert _problems(log) == [("forged", forged)]
+    assert log.verify(workers=2).problems[0].kind == "forged"
