@@ -125,7 +125,7 @@ class SigningCadence:
         """
         now = now or self._clock()
         if self._prepare is not None:
-            done = self._prepare() if wait else self._prepare(wait=False)
+            done = self._prepare(wait=wait)
             if getattr(done, "busy", False):
                 return None
         with self._engine.connect() as conn:

@@ -84,12 +84,11 @@ def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
 
     Raw DBAPI statements: this runs on every audited read.
     """
-    if dialect_of(handle).name == "postgresql":
-        _bounded_wait(handle)
-        row = _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
-    else:
+    if dialect_of(handle).name != "postgresql":
         take_lock(handle, APPEND_LOCK)
-        row = _HEAD_RAW.first(handle)
+        return read_head(handle)
+    _bounded_wait(handle)
+    row = _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
     return None if row is None else (int(row[0]), bytes(row[1]))
 
 

@@ -368,22 +368,21 @@ class Raw:
     def execute(self, handle: Any, params: Mapping[str, Any] | None = None) -> int:
         """Run a statement without results (INSERT, UPDATE); returns the row count."""
         plan = self._plan(dialect_of(handle))
-        if plan.prepared is not None:
+        write = plan.prepared
+        if write is not None:
             values = self._values(plan, params)
-            encoded = plan.prepared.encode(values)
-            if encoded is not None:
-                write = plan.prepared
 
-                def statement(conn: Any) -> Any:
-                    if pgprepared.usable(conn):
-                        return pgprepared.execute(conn, write, *encoded)
-                    cursor = _on_cursor(lambda c: c.execute(plan.sql, values))(conn)
-                    try:
-                        return cursor.rowcount
-                    finally:
-                        cursor.close()
+            def statement(conn: Any) -> Any:
+                encoded = write.encode(values) if pgprepared.usable(conn) else None
+                if encoded is not None:
+                    return pgprepared.execute(conn, write, *encoded)
+                cursor = _on_cursor(lambda c: c.execute(plan.sql, values))(conn)
+                try:
+                    return cursor.rowcount
+                finally:
+                    cursor.close()
 
-                return int(_run(handle, plan.sql, statement))
+            return int(_run(handle, plan.sql, statement))
         cursor, _plan = self._execute(handle, params)
         try:
             return int(cursor.rowcount)
