@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from audit.cadence import SigningCadence
 from audit.codec import event_fields, format_time
-from audit.errors import AuditWriteFailed
+from audit.errors import AuditIntegrityError, AuditWriteFailed
 from audit.events import AuditEvent
 from audit.locks import Handle, lock_and_read_head
 from audit.log_keys import LogKeys
@@ -125,6 +125,8 @@ def _written() -> Iterator[None]:
         yield
     except AuditWriteFailed:
         raise
+    except AuditIntegrityError as exc:  # the head it would follow is not a hash: chain nothing
+        raise AuditWriteFailed(f"audit entry could not be written: {exc}") from exc
     except SQLAlchemyError as exc:
         cause = (exc.orig if isinstance(exc, sa.exc.StatementError) else None) or exc
         raise AuditWriteFailed(

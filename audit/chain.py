@@ -22,6 +22,7 @@ from audit.errors import AuditIntegrityError
 from audit.mac import EntryMac
 from audit.merkle import ZERO_HASH, MerkleTree, leaf_hash
 from audit.models import entry_table
+from audit.stored import as_bytes
 
 ROWS_WITH_MAC = (*ENTRY_COLUMNS, entry_table.c.mac)
 # Positions in a row of ROWS_WITH_MAC (ENTRY_COLUMNS ends with prev_hash, entry_hash).
@@ -53,10 +54,10 @@ def _whole(
         leaves = leaves_from_rows(rows)
     except (ValueError, TypeError):
         return None
-    prevs = [bytes(row[PREV_HASH]) for row in rows]
+    prevs = [as_bytes(row[PREV_HASH]) for row in rows]
     if prevs[0] != prev_leaf or prevs[1:] != leaves[:-1]:
         return None
-    if [bytes(row[ENTRY_HASH]) for row in rows] != leaves:
+    if [as_bytes(row[ENTRY_HASH]) for row in rows] != leaves:
         return None
     if mac is not None and mac.failures(first, prevs, leaves, [row[MAC] for row in rows]):
         return None
@@ -98,11 +99,11 @@ def rehash(
                 leaf = leaf_hash(canonical_from_row(row))
             except ValueError:
                 raise AuditIntegrityError(f"audit entry {seq} is malformed", seq=seq) from None
-            if bytes(row[PREV_HASH]) != prev_leaf:
+            if as_bytes(row[PREV_HASH]) != prev_leaf:
                 raise AuditIntegrityError(
                     f"audit entry {seq} does not link to entry {seq - 1}", seq=seq
                 )
-            if bytes(row[ENTRY_HASH]) != leaf:
+            if as_bytes(row[ENTRY_HASH]) != leaf:
                 raise AuditIntegrityError(
                     f"audit entry {seq} does not match its stored hash", seq=seq
                 )

@@ -15,12 +15,16 @@ processes never sign the same growth twice while appends go on.
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from audit.errors import AuditIntegrityError
 from audit.guards import PG_HEAD_FUNCTION
 from audit.models import entry_table
+from audit.stored import as_bytes
 from foundation.rawsql import Raw, RawTx, dbapi_of, dialect_of, raw_sql
 
 # Anything a lock or an append can run on: the hot path's raw transaction, a
@@ -89,13 +93,26 @@ def lock_and_read_head(handle: Handle) -> tuple[int, bytes] | None:
         return read_head(handle)
     _bounded_wait(handle)
     row = _PG_LOCK_HEAD.first(handle, {"k": APPEND_LOCK})  # lock and head in one
-    return None if row is None else (int(row[0]), bytes(row[1]))
+    return _head(row)
 
 
 def read_head(handle: Handle) -> tuple[int, bytes] | None:
     """The head as ``lock_and_read_head`` returns it, for a caller already holding the lock."""
-    row = _HEAD_RAW.first(handle)
-    return None if row is None else (int(row[0]), bytes(row[1]))
+    return _head(_HEAD_RAW.first(handle))
+
+
+def _head(row: Any) -> tuple[int, bytes] | None:
+    """``(seq, entry_hash)`` of the newest entry; refused when its hash is no 32-byte string.
+
+    Whatever an edited row holds goes nowhere near ``bytes()`` (an integer there
+    would be taken as a length) and nothing is chained after a head that is not a hash.
+    """
+    if row is None:
+        return None
+    head = as_bytes(row[1])
+    if len(head) != 32:
+        raise AuditIntegrityError(f"the newest audit entry ({row[0]}) holds no valid hash")
+    return int(row[0]), head
 
 
 def locked_head(handle: Handle) -> int:

@@ -50,13 +50,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Engine
 
-from audit.codec import MAX_ENTRY_BYTES, canonical_for_columns, leaves_from_rows, parse_time
+from audit.codec import (
+    MAX_ENTRY_BYTES,
+    canonical_for_columns,
+    leaves_from_rows,
+    parse_time,
+)
 from audit.errors import AuditWriteFailed
 from audit.locks import APPEND_LOCK, Handle, lock_and_read_head, read_head, try_lock
 from audit.mac import EntryMac
 from audit.merkle import ZERO_HASH, leaf_hash
 from audit.models import archive_ref_table, entry_table, queue_table
-from audit.stored import as_stored
+from audit.stored import as_bytes, as_stored
 from foundation.rawsql import Raw, raw_begin
 
 # The columns an event sets, in the order the queued MAC binds them.
@@ -396,7 +401,7 @@ def inspect_queue(engine: Engine, mac: EntryMac | None) -> QueueState:
                 if len(forged) < _FORGED_LISTED:
                     forged.append(int(row[0]))
                 continue
-            key = bytes(row[-2]) if row[-2] is not None else tuple(values)
+            key = as_bytes(row[-2]) or tuple(values)
             if row[-1] or key in seen:
                 copied += 1
                 if len(copies) < _FORGED_LISTED:

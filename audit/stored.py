@@ -258,3 +258,16 @@ class AuditCode(sa.types.TypeDecorator[str]):
     @property
     def python_type(self) -> type[str]:
         return str
+
+
+def as_bytes(value: Any) -> bytes:
+    """A hash or MAC column as bytes; anything that is not a byte string cannot match one.
+
+    Never ``bytes(value)`` on what a row holds: of an integer that makes that many
+    zero bytes, so one edited SQLite column could exhaust the memory of whoever reads it.
+    """
+    if type(value) is bytes:
+        return value
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value)
+    return b""

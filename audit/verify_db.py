@@ -39,13 +39,13 @@ from audit.checkpoint import CheckpointError, SignedCheckpoint, open_checkpoint
 from audit.codec import canonical_from_row
 from audit.mac import EntryMac
 from audit.models import checkpoint_table, entry_table
+from audit.stored import as_bytes
 from audit.verify import ChainChecker, Problem, Report
 from audit.verify_ranges import (
     MAX_LISTED,
     UNPARSEABLE,
     Joined,
     Source,
-    as_bytes,
     default_workers,
     forged_problem,
     join,

@@ -56,6 +56,7 @@ from audit.checkpoint import SignedCheckpoint
 from audit.codec import canonical_from_row, leaves_from_rows
 from audit.mac import EntryMac, MacKey
 from audit.merkle import ZERO_HASH, CompactRange
+from audit.stored import as_bytes
 from audit.verify import (
     Problem,
     checkpoint_problem,
@@ -75,15 +76,6 @@ _COLUMNS = (
 _sha256 = hashlib.sha256
 # A row's columns by position, taken a whole batch at a time (``map`` runs in C).
 _SEQ, _PREV, _STORED, _MAC = itemgetter(0), itemgetter(13), itemgetter(14), itemgetter(15)
-
-
-def as_bytes(value: Any) -> bytes:
-    """A hash column as bytes; anything that is not a byte string cannot match a hash."""
-    if type(value) is bytes:
-        return value
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value)
-    return b""
 
 
 def seq_problem(n: int, seq: Any) -> Problem:

@@ -23,6 +23,7 @@ from audit.errors import AuditError
 from audit.events import AuditAction
 from audit.log import AuditLog
 from audit.merkle import ProofError, leaf_hash, verify_consistency
+from audit.stored import as_bytes
 from policies.leak_evidence_models import LeakEvidence
 
 
@@ -140,7 +141,7 @@ class EvidenceChecker:
         if extra:
             problems.append(f"entries {extra[:10]} are in the log's answer but not frozen")
         for seq, row in now.items():
-            if seq in frozen and (not _row_intact(row) or bytes(row[14]).hex() != frozen[seq]):
+            if seq in frozen and (not _row_intact(row) or as_bytes(row[14]).hex() != frozen[seq]):
                 problems.append(f"entry {seq} in the log no longer matches the frozen copy")
 
     def _check_extends(self, size: int, root: bytes, problems: list[str]) -> None:
@@ -158,6 +159,6 @@ class EvidenceChecker:
 
 def _row_intact(row: tuple[Any, ...]) -> bool:
     try:
-        return leaf_hash(canonical_from_row(row)) == bytes(row[14])
+        return leaf_hash(canonical_from_row(row)) == as_bytes(row[14])
     except (TypeError, ValueError):
         return False

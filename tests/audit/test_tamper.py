@@ -6,12 +6,16 @@ rows and even recompute stored hashes, but cannot sign a new checkpoint.
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from audit.codec import canonical_for_columns
+from audit.errors import AuditWriteFailed
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
 from audit.stored import OUTCOME_CODES, time_micros
+from .conftest import append_n
 
 
 def _problem(log: AuditLog) -> tuple[str, int | None]:
@@ -162,3 +166,40 @@ def test_every_hashed_column_is_covered(filled: AuditLog, tamper, column: str) -
     tamper(filled.engine, f"UPDATE audit_entry SET {column} = {value} WHERE seq = 7")
     _kind, seq = _problem(filled)
     assert seq == 7
+
+
+# An integer this large, given to bytes(), would ask for exabytes of zeros.
+_HUGE = 9_000_000_000_000_000_000
+
+
+@pytest.mark.parametrize("column", ["prev_hash", "entry_hash"])
+def test_an_integer_in_a_hash_column_is_an_edit_not_a_memory_error(
+    filled: AuditLog, tamper, column: str
+) -> None:
+    """A SQLite column holds whatever is written into it: a hash replaced by a huge
+    integer is located as an edit by both verifiers and the bundle export, never
+    turned into an allocation of that many bytes."""
+    if filled.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's bytea column holds only bytes")
+    tamper(filled.engine, f"UPDATE audit_entry SET {column} = {_HUGE} WHERE seq = 7")
+    _kind, seq = _problem(filled)
+    assert seq in (7, 8)  # a bad prev_hash is seen at 7; a bad stored hash breaks 8's link
+    ranges = filled.verify(workers=2)
+    assert not ranges.ok and ranges.problem is not None and ranges.problem.seq == seq
+    bundle = io.StringIO()
+    filled.export_bundle(bundle)  # exported as found, for the offline verifier to name
+    assert '"seq":7' in bundle.getvalue().replace(" ", "")
+
+
+def test_an_integer_for_the_newest_hash_stops_appends(
+    filled: AuditLog, tamper
+) -> None:
+    """Nothing is chained after a head whose hash is not a hash."""
+    if filled.engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's bytea column holds only bytes")
+    tamper(filled.engine, f"UPDATE audit_entry SET entry_hash = {_HUGE} WHERE seq = 20")
+    with pytest.raises(AuditWriteFailed, match="holds no valid hash"):
+        append_n(filled, 1, start=20)
+    assert filled.head() == 20
+    _kind, seq = _problem(filled)
+    assert seq == 20
