@@ -15,6 +15,7 @@ from audit.errors import AuditWriteFailed
 from audit.log import AuditLog
 from audit.merkle import leaf_hash
 from audit.stored import OUTCOME_CODES, time_micros
+
 from .conftest import append_n
 
 
@@ -191,9 +192,7 @@ def test_an_integer_in_a_hash_column_is_an_edit_not_a_memory_error(
     assert '"seq":7' in bundle.getvalue().replace(" ", "")
 
 
-def test_an_integer_for_the_newest_hash_stops_appends(
-    filled: AuditLog, tamper
-) -> None:
+def test_an_integer_for_the_newest_hash_stops_appends(filled: AuditLog, tamper) -> None:
     """Nothing is chained after a head whose hash is not a hash."""
     if filled.engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL's bytea column holds only bytes")
