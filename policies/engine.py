@@ -168,13 +168,19 @@ class PolicyEngine:
         if latest == self._rev:
             return 0
         rows = GrantFeed.after(tx, self._rev)
+        newest = max([latest, *(int(r.rev) for r in rows)])
         with self._lock:
+            # Another thread caught up as far meanwhile: these rows may be older than
+            # what it applied (a grant it dropped still active here), so they never
+            # overwrite it, nor does the revision go back.
+            if newest <= self._rev:
+                return 0
             for row in rows:
                 if row.state != GrantState.ACTIVE:
                     self.links.remove(row.uid)
                 else:
                     self.links.put(link_of(row))
-            self._rev = max([latest, *(int(r.rev) for r in rows)])
+            self._rev = newest
         return len(rows)
 
     def sweep(self, now: datetime) -> list[str]:

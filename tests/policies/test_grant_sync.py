@@ -197,3 +197,39 @@ def test_counters_reads_several_rows_at_once_and_zero_for_a_missing_one(db, wf, 
         assert here.sync(s, latest=0) == 0 and here.revision == 0
         assert here.sync(s, latest=seen[GRANTS]) == 1
         assert here.revision == seen[GRANTS]
+
+
+def test_a_slower_catch_up_never_puts_back_a_grant_a_newer_one_dropped(db, wf, who, monkeypatch):
+    """Two threads of one worker catch up at once (the read path runs in a thread pool):
+    one read the grant rows while the loan was out, the other after its return. The
+    older rows, applied last, must not bring the returned grant back for decisions
+    made by a thread that has already caught up with the return."""
+    with Session(db) as s:
+        here = PolicyEngine.from_db(s)
+    req = _file_loan(db, wf, who)
+    at = T0 + 3 * M
+    with transaction(db) as s:
+        wf.signing.approve(s, req.uid, who("io"), now=T0 + 2 * M)
+    with Session(db) as s:
+        loan = s.exec(select(LoanEntry)).one()
+    with transaction(db) as s:
+        wf.loans.confirm(s, loan.uid, who("carol"), now=at)
+    # Thread A reads the counter and the changed rows while the loan is out ...
+    with Session(db) as s:
+        seen_by_a = GrantFeed.latest(s)
+        rows_of_a = GrantFeed.after(s, here.revision)
+    assert rows_of_a
+    # ... the loan is returned, and thread B catches up and is refused ...
+    with transaction(db) as s:
+        wf.loans.close(s, loan.uid, who("carol"), now=at)
+    assert not _decide(db, here, who("carol"), at).allowed
+    # ... then thread A applies what it read earlier.
+    monkeypatch.setattr(GrantFeed, "after", staticmethod(lambda tx, rev: rows_of_a))
+    with Session(db) as s:
+        here.sync(s, latest=seen_by_a)
+    monkeypatch.undo()
+    # B, or any thread that caught up with the return, decides without syncing again.
+    with Session(db) as s:
+        meta = load_archive_meta(s, "A-INT")
+    assert not here.decide(who("carol"), Action.READ, meta, now=at).allowed
+    assert here.revision == _latest_revision(db)
