@@ -22,7 +22,7 @@ from vault.models import Category, Classification, Grade
 from vault.schema import ProfileSchema
 
 BEIJING = ZoneInfo("Asia/Shanghai")
-ARCHIVE_NO = re.compile(r"KH-(\d{4})-(\d{6})")
+ARCHIVE_NO = re.compile(r"KH-([0-9]{4})-([0-9]{6})")
 USERNAME = re.compile(r"[a-z0-9][a-z0-9_.\-]{1,63}")
 DEPARTMENT_MAX = 64
 METADATA_KEYS = frozenset(

@@ -24,7 +24,7 @@ def search_log(
         str | None,
         Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"),
     ] = None,
-    archive: Annotated[str | None, Query(pattern=r"^KH-\d{4}-\d{6}$")] = None,
+    archive: Annotated[str | None, Query(pattern=r"^KH-[0-9]{4}-[0-9]{6}$")] = None,
     action: Annotated[str | None, Query(max_length=40)] = None,
     outcome: Annotated[str | None, Query(pattern="^(allowed|denied|error)$")] = None,
     since: datetime | None = None,

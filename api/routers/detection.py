@@ -22,7 +22,7 @@ router = APIRouter(prefix="/detection", tags=["detection"])
 
 
 class DecoyIn(Strict):
-    archive_no: Annotated[str, StringConstraints(pattern=r"^KH-\d{4}-\d{6}$")]
+    archive_no: Annotated[str, StringConstraints(pattern=r"^KH-[0-9]{4}-[0-9]{6}$")]
 
 
 def _public(decoy: DecoyArchive) -> dict[str, Any]:

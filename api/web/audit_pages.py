@@ -30,7 +30,7 @@ OUTCOMES = [o.value for o in Outcome]
 Actor = Annotated[
     str, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$")
 ]
-ArchiveFilter = Annotated[str, Query(max_length=14, pattern=r"^(KH-\d{4}-\d{6})?$")]
+ArchiveFilter = Annotated[str, Query(max_length=14, pattern=r"^(KH-[0-9]{4}-[0-9]{6})?$")]
 ActionFilter = Annotated[str, Query(max_length=40)]
 OutcomeFilter = Annotated[str, Query(pattern="^(allowed|denied|error)?$")]
 When = Annotated[str, Query(max_length=32)]

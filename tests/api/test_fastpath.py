@@ -82,6 +82,7 @@ def test_answers_match_the_routed_endpoint(client, routed, login, archives) -> N
         "/customers/KH-2099-999999": 404,
         "/customers/KH-1": 422,
         "/customers/kh-2026-000001": 422,
+        "/customers/KH-\uff12\uff10\uff12\uff16-000001": 422,  # full-width digits: a look-alike
     }
     for url, status in cases.items():
         assert _same(client, routed, url, h) == status, url

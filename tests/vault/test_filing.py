@@ -48,6 +48,12 @@ def test_archive_numbers_are_sequential_and_readable(store: ArchiveStore) -> Non
         ({"owner": "Robert'); DROP TABLE"}, "owner must be a username"),
         ({"retention_until": "next year"}, "retention_until"),
         ({"archive_no": "123"}, "archive_no must look like"),
+        # Full-width or Arabic-Indic digits would file a look-alike of KH-2026-000001.
+        ({"archive_no": "KH-\uff12\uff10\uff12\uff16-000001"}, "archive_no must look like"),
+        (
+            {"archive_no": "KH-2026-\u0660\u0660\u0660\u0660\u0660\u0661"},
+            "archive_no must look like",
+        ),
         ({"colour": "red"}, "unknown key"),
         ({"profile": {"shoe_size": "42"}}, "unknown field 'shoe_size'"),
         ({"profile": {"mobile_phone": 13800138000}}, "must be a string"),
