@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -14,13 +14,18 @@ from vault.errors import ValidationFailed
 from vault.importer import ImportFailed, import_file
 from vault.store import ArchiveStore
 
-TODAY = datetime.now(UTC).astimezone(ZoneInfo("Asia/Shanghai")).date()
+
+def _today(store: ArchiveStore) -> date:
+    """The store's date in Beijing, read when the test runs: a date taken at import turns
+    into yesterday for a run that crosses Beijing's midnight (16:00 UTC)."""
+    return store.clock().astimezone(ZoneInfo("Asia/Shanghai")).date()
 
 
 def test_prepare_refuses_a_past_retention_date_naming_the_field(store: ArchiveStore) -> None:
+    today = _today(store)
     with pytest.raises(ValidationFailed, match="retention_until is in the past"):
-        store.filing.prepare(archive(retention_until=(TODAY - timedelta(days=1)).isoformat()))
-    assert store.filing.prepare(archive(retention_until=TODAY.isoformat())).retention_until == TODAY
+        store.filing.prepare(archive(retention_until=(today - timedelta(days=1)).isoformat()))
+    assert store.filing.prepare(archive(retention_until=today.isoformat())).retention_until == today
 
 
 def test_import_refuses_the_file_and_lists_the_row(store: ArchiveStore, tmp_path: Path) -> None:
