@@ -26,6 +26,7 @@ from audit.stored import (
     ACTION_JSON,
     OUTCOME_JSON,
     SECOND_QUOTED,
+    as_bytes,
     second_quoted,
     time_text,
     written,
@@ -314,7 +315,7 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
                 f'"client":{"null" if client is None else escape(client)},"detail":{detail},'
                 f'"grant_id":{"null" if grant_id is None else escape(grant_id)},'
                 f'"groups":{groups},"outcome":{outcome_json},'
-                + f'"prev_hash":"{hash_hex(prev_hash)}",'
+                + f'"prev_hash":"{as_bytes(prev_hash).hex()}",'
                 f'"purpose":{"null" if purpose is None else escape(purpose)},'
                 f'"reason":{"null" if reason is None else escape(reason)},'
                 f'"seq":{seq},"time":{time_json},"v":{ENTRY_FORMAT_VERSION}}}'
@@ -333,7 +334,7 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
             "grant_id": grant_id,
             "groups": json.loads(groups),
             "outcome": outcome,
-            "prev_hash": hash_hex(prev_hash),
+            "prev_hash": as_bytes(prev_hash).hex(),
             "purpose": purpose,
             "reason": reason,
             "seq": seq,
@@ -341,18 +342,6 @@ def canonical_from_row(row: Sequence[Any]) -> bytes:
             "v": ENTRY_FORMAT_VERSION,
         }
     ).encode("utf-8")
-
-
-def hash_hex(value: Any) -> str:
-    """A stored hash column as hex; ValueError when it holds no byte string.
-
-    A SQLite column holds whatever was written into it: an integer there must be
-    reported as an edit, never handed to ``bytes()``, which would allocate that
-    many zero bytes (a MemoryError for a large one, or gigabytes of hex).
-    """
-    if isinstance(value, bytes | bytearray | memoryview):
-        return bytes(value).hex()
-    raise ValueError("a hash column holds no byte string")
 
 
 def leaves_from_rows(rows: Sequence[Sequence[Any]]) -> list[bytes]:
@@ -465,19 +454,11 @@ def entry_dict_from_row(row: Sequence[Any]) -> dict[str, Any]:
         "grant_id": grant_id,
         "groups": parsed(groups),
         "outcome": outcome,
-        "prev_hash": _exported_hex(prev_hash),
+        "prev_hash": as_bytes(prev_hash).hex(),
         "purpose": purpose,
         "reason": reason,
         "seq": seq,
         "time": time,
         "v": ENTRY_FORMAT_VERSION,
-        "entry_hash": _exported_hex(stored),
+        "entry_hash": as_bytes(stored).hex(),
     }
-
-
-def _exported_hex(value: Any) -> str:
-    """A hash column as exported: its hex, or "" (which matches no hash) if it holds none."""
-    try:
-        return hash_hex(value)
-    except ValueError:
-        return ""

@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.audit_trail import TrailQuery
 from api.deps import CallerDep, ServicesDep
 from api.errors import ApiProblem
+from vault.records import ARCHIVE_NO
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
@@ -24,7 +25,7 @@ def search_log(
         str | None,
         Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$"),
     ] = None,
-    archive: Annotated[str | None, Query(pattern=r"^KH-[0-9]{4}-[0-9]{6}$")] = None,
+    archive: Annotated[str | None, Query(pattern=f"^{ARCHIVE_NO.pattern}$")] = None,
     action: Annotated[str | None, Query(max_length=40)] = None,
     outcome: Annotated[str | None, Query(pattern="^(allowed|denied|error)$")] = None,
     since: datetime | None = None,

@@ -17,12 +17,13 @@ from pydantic import StringConstraints
 from api.deps import CallerDep, ServicesDep
 from api.schemas import Strict
 from policies.detection_models import DecoyArchive
+from vault.records import ARCHIVE_NO
 
 router = APIRouter(prefix="/detection", tags=["detection"])
 
 
 class DecoyIn(Strict):
-    archive_no: Annotated[str, StringConstraints(pattern=r"^KH-[0-9]{4}-[0-9]{6}$")]
+    archive_no: Annotated[str, StringConstraints(pattern=f"^{ARCHIVE_NO.pattern}$")]
 
 
 def _public(decoy: DecoyArchive) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from api.audit_trail import TrailQuery
 from api.web.i18n import BEIJING
 from api.web.kit import Form, Page, PageError, SignedIn
 from audit.events import AuditAction, Outcome
+from vault.records import ARCHIVE_NO
 
 router = APIRouter()
 PAGE = 50
@@ -30,7 +31,7 @@ OUTCOMES = [o.value for o in Outcome]
 Actor = Annotated[
     str, Query(max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]*$")
 ]
-ArchiveFilter = Annotated[str, Query(max_length=14, pattern=r"^(KH-[0-9]{4}-[0-9]{6})?$")]
+ArchiveFilter = Annotated[str, Query(max_length=14, pattern=f"^({ARCHIVE_NO.pattern})?$")]
 ActionFilter = Annotated[str, Query(max_length=40)]
 OutcomeFilter = Annotated[str, Query(pattern="^(allowed|denied|error)?$")]
 When = Annotated[str, Query(max_length=32)]
