@@ -238,7 +238,7 @@ def log_cmd(
     since: Annotated[str | None, typer.Option(help="From this time (ISO, UTC if no zone).")] = None,
     until: Annotated[str | None, typer.Option(help="Before this time (ISO).")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
-    offset: Annotated[int, typer.Option(min=0)] = 0,
+    offset: Annotated[int, typer.Option(min=0, max=10_000_000)] = 0,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Search the log (newest first)."""

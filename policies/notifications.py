@@ -300,8 +300,12 @@ def mark_read(session: Session, username: str, notification_id: int, now: dateti
 
     Someone else's id is answered exactly as an unknown one, so ids cannot be
     probed. Not audited: it changes only the caller's own inbox, no record of the
-    vault, and says nothing anyone else may rely on.
+    vault, and says nothing anyone else may rely on. An id outside the column's
+    32-bit range names no row; it is answered as unknown before PostgreSQL would
+    refuse the comparison.
     """
+    if not 1 <= notification_id <= 2**31 - 1:
+        raise NotFound(f"no notification {notification_id} of yours")
     note = session.exec(
         select(Notification).where(
             Notification.id == notification_id, Notification.recipient == username

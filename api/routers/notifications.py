@@ -16,7 +16,9 @@ from policies import notifications
 from policies.models import Notification
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
-NotificationId = Annotated[int, Path(ge=1, le=2**63 - 1)]
+# The column is a 32-bit integer on PostgreSQL: a larger id names no row and
+# must be refused here, not by the database as a server error.
+NotificationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 
 def notification_public(n: Notification) -> dict[str, Any]:

@@ -126,6 +126,7 @@ def test_someone_elses_notification_is_an_unknown_id(client, login) -> None:
         ("post", "/notifications/0/read"),
         ("post", "/notifications/-3/read"),
         ("post", "/notifications/99999999999999999999/read"),
+        ("post", "/notifications/2147483648/read"),  # past PostgreSQL's integer column
     ],
 )
 def test_bad_ids_and_parameters_are_422(client, login, method, path) -> None:

@@ -96,6 +96,9 @@ def test_log_table_and_filters(data_dir: Path, monkeypatch: pytest.MonkeyPatch) 
     assert "KH-00010" in result.output and "2 entries" in result.output
     result = _run("log", "--data-dir", str(data_dir), "--since", "yesterday")
     assert result.exit_code == 2 and "not an ISO date" in result.output
+    # Past what a database's OFFSET takes: named as a bad option, not an internal error.
+    result = _run("log", "--data-dir", str(data_dir), "--offset", str(2**63))
+    assert result.exit_code == 2 and "--offset" in result.output
 
 
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:

@@ -470,3 +470,10 @@ def test_cli_sets_addresses_and_delivers(tmp_path, monkeypatch):
         assert sent.exit_code == 0 and "sent: 1" in sent.output, sent.output
     assert [str(m["To"]) for m in smtp.received] == ["carol@corp.example.com"]
     vault.engine.dispose()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2**31, 2**63])
+def test_an_id_outside_the_column_is_unknown_not_a_database_error(db, bad):
+    """PostgreSQL's integer column cannot compare 2**31: it must be a NotFound, not a DataError."""
+    with Session(db) as session, pytest.raises(NotFound):
+        notifications.mark_read(session, "li.na", bad, T0)
