@@ -168,5 +168,6 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     result = _run(go)
     console.print(
         f"expired requests: {len(result.expired_requests)}, expired grants: "
-        f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}"
+        f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}, "
+        f"ended web sessions removed: {result.purged_web_sessions}"
     )

@@ -298,7 +298,8 @@ def sweep(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
     console.print(
         f"expired requests: {len(result.expired_requests)}, expired grants: "
         f"{len(result.expired_grants)}, overdue loans: {len(result.overdue_loans)}, "
-        f"loans due within a day: {len(result.due_loans)}"
+        f"loans due within a day: {len(result.due_loans)}, ended web sessions removed: "
+        f"{result.purged_web_sessions}"
     )
     if page.total:
         table = Table(title=f"{page.total} archives past retention (propose destruction, Art 25)")

@@ -16,7 +16,7 @@ transaction and only ever removes access:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlmodel import Session, select
@@ -27,6 +27,10 @@ from policies.roles import GrantState, RequestState
 from vault.auth_models import WebSession
 
 _SESSIONS = WebSession.__table__  # type: ignore[attr-defined]
+# A web session lives at most a week (``Settings.web_absolute_hours`` ≤ 7 × 24), so
+# a row older than this is dead whatever the settings; an ended one is kept a day.
+SESSION_ROWS_KEPT = timedelta(days=8)
+ENDED_SESSION_ROWS_KEPT = timedelta(days=1)
 
 
 def revoke_grants(session: Session, username: str, now: datetime) -> list[str]:
@@ -76,5 +80,24 @@ def end_web_sessions(session: Session, username: str, now: datetime) -> int:
         sa.update(_SESSIONS)
         .where(_SESSIONS.c.username == username, _SESSIONS.c.ended_at.is_(None))
         .values(ended_at=now)
+    )
+    return int(result.rowcount or 0)
+
+
+def purge_web_sessions(session: Session, now: datetime) -> int:
+    """Delete the rows of sessions that can never be used again; returns how many.
+
+    Every sign-in adds a row and nothing else removes one, so the table would
+    grow for ever. Only dead rows go: ended a day ago, or older than any
+    session may live. The rows hold no customer content and no secret (the
+    key is a SHA-256 of the cookie's); sign-ins and sign-outs are in the log.
+    """
+    result = session.connection().execute(
+        sa.delete(_SESSIONS).where(
+            sa.or_(
+                _SESSIONS.c.ended_at < now - ENDED_SESSION_ROWS_KEPT,
+                _SESSIONS.c.created_at < now - SESSION_ROWS_KEPT,
+            )
+        )
     )
     return int(result.rowcount or 0)

@@ -5,7 +5,8 @@ and borrowers and register keepers are told of loans falling due within a day
 (once) and of overdue ones (each day they stay out; ``policies.loans``). Decisions
 never wait for this: a grant stops counting at the instant its window ends
 (``policies.grants``); the sweep records that it ended, tells its holder, and
-frees the engine's memory.
+frees the engine's memory. Web-session rows that can never be used again
+(``policies.revocation.purge_web_sessions``) are deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from policies.desk import Desk, fmt
 from policies.loading import next_revision
 from policies.loans import loan_notices
 from policies.models import AccessGrant, AccessRequest
+from policies.revocation import purge_web_sessions
 from policies.roles import GrantState, NotificationEvent, RequestState
 
 
@@ -29,10 +31,11 @@ class SweepResult:
     expired_grants: list[str] = field(default_factory=list)
     overdue_loans: list[str] = field(default_factory=list)
     due_loans: list[str] = field(default_factory=list)
+    purged_web_sessions: int = 0
 
 
 class Sweeper:
-    """Expires requests and grants, tells of loans due and overdue."""
+    """Expires requests and grants, tells of loans due and overdue, drops dead sessions."""
 
     def __init__(self, desk: Desk) -> None:
         self.desk = desk
@@ -114,6 +117,7 @@ class Sweeper:
             result.expired_grants.append(grant.uid)
         notices = loan_notices(self.desk, session, now)
         result.due_loans, result.overdue_loans = notices.due, notices.overdue
+        result.purged_web_sessions = purge_web_sessions(session, now)
         session.flush()
         if self.desk.engine is not None:
             self.desk.engine.sweep(now)
