@@ -31,6 +31,7 @@ from policies.visibility import (
     RequestQuery,
     notifications_for,
     requests_for,
+    requests_page,
     search_requests,
     signatures,
     visible_loan,
@@ -191,6 +192,13 @@ class RequestService:
                 requests_for(session, caller.username),
                 notifications_for(session, caller.username),
             )
+
+    def mine_page(
+        self, caller: Caller, *, state: str | None, offset: int, limit: int
+    ) -> tuple[list[AccessRequest], int]:
+        """One page of the caller's own requests (of one state if given) and their count."""
+        with Session(self._engine) as session:
+            return requests_page(session, caller.username, state=state, offset=offset, limit=limit)
 
     def queue(self, caller: Caller) -> list[AccessRequest]:
         """The pending requests whose next stage the caller may sign now."""

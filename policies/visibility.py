@@ -122,6 +122,26 @@ def requests_for(session: Session, username: str) -> list[AccessRequest]:
     )
 
 
+def requests_page(
+    session: Session, username: str, *, state: str | None, offset: int, limit: int
+) -> tuple[list[AccessRequest], int]:
+    """One page of the requests ``username`` filed (of one state if given), newest
+    first, and how many there are: paged by the database, however many a long-serving
+    salesperson has filed."""
+    mine = [AccessRequest.requester == username]
+    if state is not None:
+        mine.append(AccessRequest.state == state)
+    total = int(session.exec(select(func.count()).select_from(AccessRequest).where(*mine)).one())
+    items = session.exec(
+        select(AccessRequest)
+        .where(*mine)
+        .order_by(col(AccessRequest.created_at).desc(), col(AccessRequest.id).desc())
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return list(items), total
+
+
 def notifications_for(session: Session, username: str) -> list[Notification]:
     return list(
         session.exec(

@@ -122,9 +122,7 @@ def my_requests(
 ) -> Response:
     caller = page.me()
     requests = kit.service(page)
-    mine, _notes = requests.mine(caller)
-    chosen = [r for r in mine if state is None or r.state == state]
-    shown = chosen[offset : offset + PAGE]
+    shown, total = requests.mine_page(caller, state=state, offset=offset, limit=PAGE)
     facts = requests.facts(caller, shown)
     rows = [(r, facts.get(r.uid, {})) for r in shown]
     return page.render(
@@ -133,7 +131,7 @@ def my_requests(
         banner=kit.banner_of(rows),
         state=state,
         states=("pending", "approved", "denied", "withdrawn", "expired"),
-        total=len(chosen),
+        total=total,
         limit=PAGE,
         offset=offset,
     )
