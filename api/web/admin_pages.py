@@ -6,19 +6,26 @@ Every action is ``api.user_admin``, the service of the ``/users`` routes: the
 role request the information supervisor signs, never a password set by an
 administrator. A one-time code is rendered once, in the answer to the POST that
 made it (never in a redirect, a cookie or a flash message).
+
+Each form is first checked by the route's own body model (``UserIn``,
+``UserPatch``, ``HandoverIn``): the service trusts its caller with free text, and
+a name, department or reason with a control or bidirectional-override character
+would otherwise reach the signer's page and the audit log from here alone.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, TypeVar, get_args
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 
 from api import user_admin
-from api.routers.users import RoleName
-from api.web.kit import Form, Page, SignedIn, field_text
+from api.routers.users import HandoverIn, RoleName, UserIn, UserPatch
+from api.web.kit import Form, Page, PageError, SignedIn, field_text
+from api.web.labels import N_
 from policies import roster
 from vault.records import USERNAME
 
@@ -27,6 +34,35 @@ PAGE = 50
 ROLES: list[str] = list(get_args(RoleName))
 CLEARANCES = ("internal", "secret", "top_secret")
 UserPath = Annotated[str, Path(pattern=f"^{USERNAME.pattern}$")]
+M = TypeVar("M", bound=BaseModel)
+# The fields the body models check, as the forms label them.
+FIELDS = {
+    "username": N_("Username"),
+    "display_name": N_("Name"),
+    "department": N_("Department"),
+    "reason": N_("Reason"),
+    "to": N_("Successor for the clients (username)"),
+    "custodian_to": N_("Successor custodian (username)"),
+}
+
+
+def _invalid(page: Page, model: type[M], values: dict[str, Any]) -> tuple[M | None, str]:
+    """``values`` checked by the API route's body model: the model, or the message naming
+    the first bad field (never echoing it)."""
+    try:
+        return model.model_validate(values), ""
+    except ValidationError as exc:
+        loc = str((exc.errors()[0].get("loc") or ("",))[0])
+        field = page._(FIELDS.get(loc, loc))
+        return None, page._("%(field)s: this value is not valid.", field=field)
+
+
+def _checked(page: Page, model: type[M], values: dict[str, Any]) -> M:
+    """As ``_invalid``, for the forms without a page of their own: a 422 error page."""
+    body, error = _invalid(page, model, values)
+    if body is None:
+        raise PageError(422, error)
+    return body
 
 
 def _roles(form: FormData) -> list[str]:
@@ -91,17 +127,20 @@ def add_user(page: SignedIn, form: Form) -> Response:
         return _new_form(page, status=422, error=page._("Roles: choose at least one."), **values)
     if values["clearance"] not in CLEARANCES:
         return _new_form(page, status=422, error=page._("Clearance: choose one."), **values)
+    body, error = _invalid(page, UserIn, values | {"external": form.get("external") == "on"})
+    if body is None:
+        return _new_form(page, status=422, error=error, **values)
     change = user_admin.create_account(
         page.services,
         caller,
         user_admin.NewAccount(
-            username=values["username"],
-            roles=roles,
-            department=values["department"],
-            clearance=values["clearance"],
-            external=form.get("external") == "on",
-            display_name=values["display_name"],
-            reason=values["reason"],
+            username=body.username,
+            roles=body.roles,
+            department=body.department,
+            clearance=body.clearance,
+            external=body.external,
+            display_name=body.display_name,
+            reason=body.reason,
         ),
     )
     return page.render("admin_done.html", status=201, change=change, reset=change.activation)
@@ -109,9 +148,8 @@ def add_user(page: SignedIn, form: Form) -> Response:
 
 @router.post("/ui/users/{username}/disable")
 def disable_user(username: UserPath, page: SignedIn, form: Form) -> Response:
-    user_admin.change_account(
-        page.services, page.me(), username, disable=True, reason=field_text(form, "reason")
-    )
+    body = _checked(page, UserPatch, {"disabled": True, "reason": field_text(form, "reason")})
+    user_admin.change_account(page.services, page.me(), username, disable=True, reason=body.reason)
     return page.redirect("/ui/users", flash=page._("%(user)s is disabled.", user=username))
 
 
@@ -120,8 +158,9 @@ def change_roles(username: UserPath, page: SignedIn, form: Form) -> Response:
     roles = _roles(form)
     if not roles:
         return _users(page, 0, status=422, error=page._("Roles: choose at least one."))
+    body = _checked(page, UserPatch, {"roles": roles, "reason": field_text(form, "reason")})
     change = user_admin.change_account(
-        page.services, page.me(), username, roles=roles, reason=field_text(form, "reason")
+        page.services, page.me(), username, roles=body.roles, reason=body.reason
     )
     return page.render("admin_done.html", change=change, reset=None)
 
@@ -156,13 +195,24 @@ def file_handover(page: SignedIn, form: Form) -> Response:
             return _handover_form(page, status=422, error=error, **values)
     if not values["leaver"]:
         return _handover_form(page, status=422, error=page._("Leaver: give a username."), **values)
+    body, error = _invalid(
+        page,
+        HandoverIn,
+        {
+            "to": values["to"] or None,
+            "custodian_to": values["custodian_to"] or None,
+            "reason": values["reason"],
+        },
+    )
+    if body is None:
+        return _handover_form(page, status=422, error=error, **values)
     req = user_admin.file_handover(
         page.services,
         page.me(),
         values["leaver"],
-        to=values["to"] or None,
-        custodian_to=values["custodian_to"] or None,
-        reason=values["reason"],
+        to=body.to,
+        custodian_to=body.custodian_to,
+        reason=body.reason,
     )
     return page.redirect(
         "/ui/handover",

@@ -3,8 +3,10 @@
 The list is the customer list's service (``ArchiveActs.list_archives`` with
 ``retention_before`` today, as ``GET /customers`` and ``archive-vault sweep``
 list them): decided and audited there. Proposing destruction files a destroy
-request through ``RequestService.file``, as ``POST /requests`` does; the chain
-of ``chains.toml`` decides who signs, and the filing decides who may file.
+request through ``RequestService.file``, as ``POST /requests`` does, with the body
+checked by that route's ``RequestIn`` first (the service trusts its caller with the
+reason's text, which the signers read); the chain of ``chains.toml`` decides who
+signs, and the filing decides who may file.
 """
 
 from __future__ import annotations
@@ -14,9 +16,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
-from api.routers.requests import request_service
+from api.routers.requests import RequestIn, new_request, request_service
 from api.web.kit import Form, Page, SignedIn, field_text
-from policies.request_service import NewRequest
+from api.web.request_kit import check
 from vault.records import ARCHIVE_NO
 
 router = APIRouter()
@@ -66,10 +68,20 @@ def propose_destruction(archive_no: ArchiveNo, page: SignedIn, form: Form) -> Re
             error_for=archive_no,
             error=page._("Reason: say why this archive should be destroyed."),
         )
-    req = request_service(page.services).file(
-        page.me(),
-        NewRequest(kind="destroy", purpose=PURPOSE, reason=reason, archives=[archive_no]),
+    body, _errors = check(
+        page,
+        RequestIn,
+        {"kind": "destroy", "purpose": PURPOSE, "reason": reason, "archives": [archive_no]},
     )
+    if body is None:
+        return _render(
+            page,
+            0,
+            status=422,
+            error_for=archive_no,
+            error=page._("%(field)s: this value is not valid.", field=page._("Reason")),
+        )
+    req = request_service(page.services).file(page.me(), new_request(body))
     return page.redirect(
         "/ui/retention",
         flash=page._(
