@@ -113,17 +113,19 @@ async def login(page: AnyPage, form: Form) -> Response:
             next_path=next_path,
         )
     # A browser holds one session: an earlier one (another user's, say) ends here.
-    page.web.sessions.end(page.request.cookies.get(SESSION_COOKIE), services.clock())
+    page.web.sessions.end(
+        page.request.cookies.get(page.web.cookie(SESSION_COOKIE)), services.clock()
+    )
     response = page.redirect(local_path(next_path))
     page.set_cookie(response, SESSION_COOKIE, outcome.token)
-    response.delete_cookie(PRE_COOKIE, path="/")
+    page.delete_cookie(response, PRE_COOKIE)
     return response
 
 
 @router.post("/logout")
 def logout(page: AnyPage, _form: Form) -> Response:
     services = page.services
-    secret = page.request.cookies.get(SESSION_COOKIE)
+    secret = page.request.cookies.get(page.web.cookie(SESSION_COOKIE))
     who = page.web.sessions.end(secret, services.clock())
     if who is not None:
         with transaction(services.engine) as session:
@@ -132,7 +134,7 @@ def logout(page: AnyPage, _form: Form) -> Response:
                 AuditEvent(action=AuditAction.LOGOUT, actor=Actor(who, "logout", page.client)),
             )
     response = page.redirect("/login", flash=page._("You have signed out."))
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    page.delete_cookie(response, SESSION_COOKIE)
     return response
 
 

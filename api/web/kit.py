@@ -57,6 +57,15 @@ class Web:
     secure_cookies: bool = False
     demo: bool = False
 
+    def cookie(self, name: str) -> str:
+        """A cookie's name as sent: ``__Host-`` prefixed when served over TLS.
+
+        Browsers accept a ``__Host-`` cookie only from this very host, Secure, for
+        path ``/`` and without a Domain, so a sibling host of the same domain cannot
+        plant a session (signing a colleague in as someone else) or a flash message.
+        """
+        return f"__Host-{name}" if self.secure_cookies else name
+
 
 class LoginRequired(Exception):
     """No open session: the handler answers with a redirect to the sign-in page."""
@@ -103,7 +112,7 @@ class Page:
     def csrf(self) -> str:
         if self.live is not None:
             return self.web.sessions.csrf_for(self.live.key)
-        pre = self.request.cookies.get(PRE_COOKIE)
+        pre = self.request.cookies.get(self.web.cookie(PRE_COOKIE))
         if not pre or len(pre) > 64:
             pre = pre_secret()
             self.extra_cookies.append((PRE_COOKIE, pre, None))
@@ -117,7 +126,7 @@ class Page:
 
     def render(self, template: str, status: int = 200, **context: Any) -> HTMLResponse:
         env = self.web.languages.environments[self.lang]
-        flash = self.request.cookies.get(FLASH_COOKIE)
+        flash = self.request.cookies.get(self.web.cookie(FLASH_COOKIE))
         body = env.get_template(template).render(
             page=self,
             me=self.caller.principal if self.caller else None,
@@ -130,7 +139,7 @@ class Page:
         response = HTMLResponse(body, status_code=status)
         self._finish(response)
         if flash:
-            response.delete_cookie(FLASH_COOKIE, path="/")
+            self.delete_cookie(response, FLASH_COOKIE)
         return response
 
     def redirect(self, url: str, flash: str | None = None) -> RedirectResponse:
@@ -145,9 +154,18 @@ class Page:
         self, response: Response, name: str, value: str, *, max_age: int | None = None
     ) -> None:
         response.set_cookie(
-            name,
+            self.web.cookie(name),
             quote(value, safe="") if name == FLASH_COOKIE else value,
             max_age=max_age,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=self.web.secure_cookies,
+        )
+
+    def delete_cookie(self, response: Response, name: str) -> None:
+        response.delete_cookie(
+            self.web.cookie(name),
             path="/",
             httponly=True,
             samesite="strict",
@@ -197,8 +215,10 @@ def build_web(services: Services) -> Web:
 def _page(request: Request, signed_in: bool) -> Page:
     services: Services = request.app.state.services
     web = _web(request)
-    page = Page(request, services, web, web.languages.pick(request.cookies.get(LANG_COOKIE)))
-    live = web.sessions.find(request.cookies.get(SESSION_COOKIE), services.clock())
+    page = Page(
+        request, services, web, web.languages.pick(request.cookies.get(web.cookie(LANG_COOKIE)))
+    )
+    live = web.sessions.find(request.cookies.get(web.cookie(SESSION_COOKIE)), services.clock())
     if live is not None:
         claims = TokenClaims(
             username=live.username,
@@ -240,12 +260,12 @@ async def checked_form(request: Request) -> FormData:
     if hasattr(request.state, "web_live"):
         live = request.state.web_live
     else:
-        secret = request.cookies.get(SESSION_COOKIE)
+        secret = request.cookies.get(web.cookie(SESSION_COOKIE))
         live = web.sessions.find(secret, request.app.state.services.clock()) if secret else None
     # Signed in, only the session's own token counts: the pre-session token is printed
     # on the sign-in page and its cookie can be planted from a sibling host.
     bindings = [live.key] if live else []
-    pre = request.cookies.get(PRE_COOKIE)
+    pre = request.cookies.get(web.cookie(PRE_COOKIE))
     if live is None and pre and len(pre) <= 64:
         bindings.append(pre_binding(pre))
     if not isinstance(token, str) or not any(web.sessions.csrf_ok(b, token) for b in bindings):

@@ -138,6 +138,18 @@ def test_cookies_are_secure_when_served_over_tls(api_vault, clock) -> None:
     r = b.post("/login", {"username": "li.na", "password": PASSWORD})
     assert r.status_code == 303
     assert "; Secure" in r.headers["set-cookie"] or "; secure" in r.headers["set-cookie"]
+    # __Host- names: a sibling host of the domain cannot set them for this one.
+    assert r.headers["set-cookie"].startswith("__Host-av_session=")
+    assert b.get("/ui").status_code == 200
+    secret = b.http.cookies.get("__Host-av_session")
+    assert secret
+    # A session planted under the plain name (as a sibling host could) is not one.
+    planted = Browser(create_app(vault=api_vault, clock=clock), base_url="https://testserver")
+    planted.http.cookies.set("av_session", secret)
+    assert planted.get("/ui").status_code == 303
+    out = b.post("/logout")
+    assert out.status_code == 303 and "__Host-av_session=" in out.headers["set-cookie"]
+    assert b.get("/ui").status_code == 303
 
 
 def test_the_form_and_the_api_share_one_failure_count(browser, client, api_vault) -> None:
