@@ -226,7 +226,13 @@ def _when(value: str | None, what: str) -> datetime | None:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _fail(f"{what}: {value!r} is not an ISO date or date-time") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        # 0001-01-01T00:00+12:00 parses but has no UTC form: the query would raise
+        # OverflowError (an internal error) instead of naming the option.
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise _fail(f"{what}: {value!r} is outside the calendar once taken to UTC") from None
 
 
 @audit_app.command("log")

@@ -87,8 +87,28 @@ def _hoist_operator(argv: list[str]) -> list[str]:
     return front + rest
 
 
+def _undecodable(argv: list[str]) -> str | None:
+    """The first argument (or VAULT_OPERATOR) that was not UTF-8, described; None if all are.
+
+    Python hands bytes that are not UTF-8 on as lone surrogates (``\\udcff``), which
+    no database driver can encode: a name or filter typed in another encoding would
+    end as an internal error when the value reached a query. Refused before any
+    command runs, as a usage error; the value itself is not printed.
+    """
+    named = [(f"argument {i}", arg) for i, arg in enumerate(argv, 1)]
+    named.append(("VAULT_OPERATOR", os.environ.get("VAULT_OPERATOR", "")))
+    for where, value in named:
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            return where
+    return None
+
+
 def main() -> None:
     os.umask(0o077)  # nothing the vault writes (database, WAL, exports) is for other users
+    bad = _undecodable(sys.argv[1:])
+    if bad is not None:
+        err.print(f"[red]error:[/] {bad} is not valid UTF-8", highlight=False)
+        sys.exit(2)
     try:
         app(args=_hoist_operator(sys.argv[1:]))
     except VaultError as exc:

@@ -27,7 +27,7 @@ audited read of each archive).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session, col, select
@@ -74,6 +74,21 @@ class Assessment:
 
 def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
+
+
+def _utc(moment: datetime | None, what: str) -> datetime | None:
+    """A zoned moment in UTC, or InvalidInput naming it when it has no UTC form.
+
+    0001-01-01T00:00+12:00 is a valid ISO time whose UTC form falls before year 1:
+    comparing it with ``now`` (or storing it) would raise OverflowError, a server
+    error, instead of saying which input is wrong.
+    """
+    if moment is None:
+        return None
+    try:
+        return moment.astimezone(UTC)
+    except (OverflowError, ValueError):
+        raise InvalidInput(f"{what} is outside the calendar once taken to UTC") from None
 
 
 def _earliest(a: datetime | None, b: datetime) -> datetime:
@@ -159,7 +174,8 @@ class LeakDuties:
     def _checked(self, a: Assessment, now: datetime) -> Assessment:
         if a.cause not in CAUSES:
             raise InvalidInput(f"unknown cause {a.cause[:32]!r} ({', '.join(CAUSES)})")
-        if a.aware_at is not None and a.aware_at > now:
+        aware_at = _utc(a.aware_at, "aware_at")
+        if aware_at is not None and aware_at > now:
             raise InvalidInput("aware_at is in the future")
         unknown = [g for g in a.groups if g not in self.schema.groups]
         if unknown:
@@ -260,6 +276,7 @@ class LeakDuties:
         """Record that the regulator or the individuals were notified; the first stops the clock."""
         if whom not in WHOM:
             raise InvalidInput(f"notified whom? ({', '.join(WHOM)})")
+        _utc(at, "at")  # refused before the comparison below could overflow
         case, duty = self._locked(session, uid, principal, actor, now)
         if duty is None or not duty.pi_affected:
             raise InvalidInput(

@@ -280,7 +280,10 @@ def field_text(form: FormData, name: str, *, limit: int = 2000) -> str:
     """A text field of a form, stripped; files and missing fields are ''.
 
     A value longer than ``limit`` is refused (422 naming the field), never cut:
-    cutting would store less than the person typed without telling them.
+    cutting would store less than the person typed without telling them. So is a
+    NUL character: PostgreSQL cannot store one in text (SQLite can), and no form
+    field has a use for it, so it is refused here rather than by the database as
+    a server error halfway through the request.
     """
     value = form.get(name)
     if not isinstance(value, str):
@@ -288,6 +291,8 @@ def field_text(form: FormData, name: str, *, limit: int = 2000) -> str:
     value = value.strip()
     if len(value) > limit:
         raise PageError(422, f"{name}: longer than {limit} characters; nothing was saved")
+    if "\x00" in value:
+        raise PageError(422, f"{name}: contains a NUL character; nothing was saved")
     return value
 
 

@@ -188,6 +188,13 @@ def test_bad_duties_and_notices_are_422_and_change_nothing(client, login, clock)
         {"pi_affected": True, "customers": 1, "groups": ["contact"], "cause": "gremlins"},
         {"pi_affected": True, "customers": 1, "groups": ["contact"], "aware_at": future},
         {"pi_affected": True, "customers": 1, "groups": ["contact"], "aware_at": "2026-01-01"},
+        # Valid ISO, but before year 1 once taken to UTC: a 422, not an OverflowError.
+        {
+            "pi_affected": True,
+            "customers": 1,
+            "groups": ["contact"],
+            "aware_at": "0001-01-01T00:00:00+12:00",
+        },
         {"pi_affected": False, "customers": 3},
         {"pi_affected": True, "customers": -1, "groups": ["contact"]},
         {"customers": 1},
@@ -203,6 +210,7 @@ def test_bad_duties_and_notices_are_422_and_change_nothing(client, login, clock)
     for bad in (
         {"whom": "press"},
         {"whom": "regulator", "at": future},
+        {"whom": "regulator", "at": "0001-01-01T00:00:00+12:00"},  # no UTC form
         {"whom": "regulator", "reference": "<script>"},
         {"whom": "regulator", "customers": 1},
         {"whom": "individuals", "customers": 99},

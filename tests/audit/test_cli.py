@@ -186,3 +186,39 @@ def test_the_auditors_verifier_runs_alone_and_pins_the_key(data_dir: Path, tmp_p
     assert verify(other).returncode != 0
     again = _run("verifier", "--out", str(out), "--data-dir", str(data_dir))
     assert again.exit_code == 2 and "already exists" in again.output
+
+
+def test_undecodable_arguments_and_times_without_utc_form_are_usage_errors(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Bytes that are not UTF-8 reach Python as lone surrogates, which neither database's
+    driver encodes; a time such as 0001-01-01T00:00+12:00 has no UTC form. Both were
+    internal errors (exit 70) once the value reached a query; now a usage error (2)."""
+    data = tmp_path / "var"
+
+    def cli(*args: str | bytes) -> subprocess.CompletedProcess[bytes]:
+        argv = [a if isinstance(a, bytes) else a.encode() for a in args]
+        return subprocess.run(
+            [sys.executable.encode(), b"-m", b"cli.main", *argv, b"--data-dir", bytes(data)],
+            capture_output=True,
+            env=cli_env,
+            timeout=300,
+        )
+
+    assert cli("init").returncode == 0
+    for args in (
+        ("audit", "log", "--actor", b"li\xffna"),
+        ("audit", "log", "--archive", b"KH-\xff"),
+        ("policy", "explain", "--user", b"\xff", "--action", "read"),
+        ("user", "disable", b"\xe6\x9d"),
+    ):
+        proc = cli(*args)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert b"is not valid UTF-8" in proc.stderr and b"Traceback" not in proc.stderr
+    for option, value in (
+        ("--since", "0001-01-01T00:00:00+12:00"),
+        ("--until", "9999-12-31T23:59:59-12:00"),
+    ):
+        proc = cli("audit", "log", option, value)
+        assert proc.returncode == 2, (option, proc.stderr)
+        assert b"outside the calendar" in proc.stderr and option.encode() in proc.stderr

@@ -173,3 +173,23 @@ def test_the_administrator_reads_no_archive_and_no_audit(browser, client, login)
         r = b.get(url)
         assert r.status_code == 403, (url, r.status_code)
         assert "王小明" not in r.text and "13800138000" not in r.text
+
+
+def test_a_nul_in_a_form_field_is_a_422_naming_it_and_nothing_is_filed(
+    browser, client, login
+) -> None:
+    """PostgreSQL cannot store NUL in text (SQLite can): the form refuses it, not the database."""
+    b = browser("admin")
+    for field in ("display_name", "department", "reason"):
+        form = {"username": "xu.nul", "roles": ["salesperson"], field: "a\x00b"}
+        r = b.post("/ui/users/new", form)
+        assert r.status_code == 422 and f"{field}: contains a NUL" in r.text, (field, r.status_code)
+    assert all(
+        u["username"] != "xu.nul"
+        for u in client.get("/users?limit=200", headers=login("admin")).json()["items"]
+    )
+    new_archive(client, login("zhang.wei"))
+    r = b.post("/ui/handover", {"leaver": "zhang.wei", "to": "li.na", "reason": "离\x00职"})
+    assert r.status_code == 422 and "reason: contains a NUL" in r.text
+    mine = client.get("/requests?role=all&kind=handover", headers=login("zhao.lei")).json()
+    assert mine["total"] == 0

@@ -78,6 +78,9 @@ def test_retention_lists_and_proposes_destruction(browser, client, login, clock)
     assert 'data-marking="internal"' in page.text
     empty = b.post(f"/ui/retention/{no}/destroy", {"reason": "  "})
     assert empty.status_code == 422 and 'aria-invalid="true"' in empty.text
+    # NUL: PostgreSQL cannot store it in text (SQLite can); refused by the form, not the database.
+    nul = b.post(f"/ui/retention/{no}/destroy", {"reason": "保管\x00期满"})
+    assert nul.status_code == 422 and "reason: contains a NUL" in nul.text
     r = b.post(f"/ui/retention/{no}/destroy", {"reason": "保管期满"})
     assert r.status_code == 303, r.text
     mine = client.get("/requests?role=mine", headers=login("chen.jing")).json()["items"]
