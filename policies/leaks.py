@@ -10,7 +10,9 @@ when and why, is an event row and an audit entry; cases are never deleted.
 Who sees what: the handlers (``handle_leaks``) see and move every case;
 compliance (``read_leaks``) sees every case and changes none; the person who
 filed a report sees only its state. Anyone else gets "no such case", so case
-numbers reveal nothing. The text people type is sealed (``leak_models``).
+numbers reveal nothing; so does the account a case is about (``LeakCase.account``),
+even a handler: the other handler investigates them, and they are not told.
+The text people type is sealed (``leak_models``).
 """
 
 from __future__ import annotations
@@ -145,6 +147,15 @@ class LeakCases:
 
     # --- who may -----------------------------------------------------------------
     def access(self, principal: Principal, case: LeakCase, now: datetime) -> Access | None:
+        """How much of ``case`` the caller sees. The account a case is about never
+        handles or reviews it, whatever their roles: a handler who touched a decoy
+        would otherwise see which archive it was, contain the other handler from
+        their own case and close it as dismissed, alone (one person never clears
+        themselves). They keep only a reporter's view of a report they filed."""
+        if case.account is not None and case.account == principal.username:
+            if case.source == "report" and case.reporter == principal.username:
+                return Access.REPORTER
+            return None
         if self.desk.may(
             principal, Action.HANDLE_LEAKS, {Role.INFO_SUPERVISOR, Role.CS_MANAGER}, now
         ):
@@ -280,7 +291,12 @@ class LeakCases:
             else f"Leak case {case.uid} is now {case.state}."
         )
         return self.desk.notify_role(
-            session, LEAK_HANDLERS, Notice(event.value, case_uid=case.uid), message, now
+            session,
+            LEAK_HANDLERS,
+            Notice(event.value, case_uid=case.uid),
+            message,
+            now,
+            exclude=[case.account] if case.account else (),  # no tip-off to the suspect
         )
 
     # --- reading -----------------------------------------------------------------
@@ -324,6 +340,10 @@ class LeakCases:
         if not self.may_list_all(principal, now):
             query = query.where(
                 LeakCase.source == "report", LeakCase.reporter == principal.username
+            )
+        else:  # never the cases about the caller (``access``)
+            query = query.where(
+                col(LeakCase.account).is_(None) | (LeakCase.account != principal.username)
             )
         if state:
             query = query.where(LeakCase.state == state)
