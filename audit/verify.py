@@ -25,6 +25,7 @@ import argparse
 import base64
 import hmac
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -298,6 +299,24 @@ def state_for(checkpoint: SignedCheckpoint, key: Ed25519PublicKey) -> dict[str, 
     }
 
 
+def save_state(path: Path, checkpoint: SignedCheckpoint, key: Ed25519PublicKey) -> None:
+    """Replace the state file whole (a temporary file beside it, then renamed).
+
+    The temporary name is predictable: it is created afresh and never through a
+    link someone planted there (``O_EXCL|O_NOFOLLOW``), which would otherwise have
+    the verifying account write over any file it may write.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.unlink(missing_ok=True)  # a leftover, or a planted link
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(json.dumps(state_for(checkpoint, key), indent=2))
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def verify_bundle(
     bundle: Mapping[str, Any],
     *,
@@ -546,9 +565,7 @@ def verify_bundle_file(
             if state
             else load_public_key_pem(bundle["public_key_pem"])
         )
-        tmp = state_file.with_name(state_file.name + ".tmp")
-        tmp.write_text(json.dumps(state_for(report.latest_checkpoint, key), indent=2), "utf-8")
-        tmp.replace(state_file)
+        save_state(state_file, report.latest_checkpoint, key)
     return report
 
 

@@ -3,14 +3,16 @@
 Produced exactly as ``GET /customers/{no}/access-report`` produces it
 (``policies.access_report``): decided by the policy for the vault user named
 with ``--user`` (compliance, the information supervisor or the customer-service
-manager), audited as ``archive:access-report`` under that user from the
-client ``cli``; a refusal is audited and exits 1. Names, states and counts,
-never content.
+manager), who signs in with their own password; audited as
+``archive:access-report`` under that user from the client ``cli``; a refusal is
+audited and exits 1. Names, states and counts, never content.
 """
 
 from __future__ import annotations
 
+import getpass
 import json
+import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -19,7 +21,8 @@ from rich.table import Table
 from sqlmodel import Session
 
 from audit.events import Actor
-from cli.common import DEFAULT_DATA_DIR, DataDir, console, finish, open_store
+from cli.common import DEFAULT_DATA_DIR, DataDir, console, err, finish, open_store
+from cli.operator import sign_in_user
 from policies.access_report import AccessReports
 from policies.directory import load_principal
 from policies.engine import PolicyEngine
@@ -31,10 +34,19 @@ def access_report(
         str, typer.Option("--user", help="The vault user asking (compliance or a leak handler).")
     ],
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read --user's password from stdin.")
+    ] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """What the vault holds about one customer and who accessed it, when, why."""
+    """What the vault holds about one customer and who accessed it, when, why.
+
+    ``--user`` signs in with their own password (asked, or ``--password-stdin``), as
+    the route needs their token: the report is theirs to see, not the operator's.
+    """
+    password = _password(user, password_stdin)
     store = open_store(data_dir)
+    sign_in_user(store, user, password)
     with Session(store.engine) as session:
         policy = PolicyEngine.from_db(session, known_groups=list(store.schema.groups))
         principal = load_principal(session, user)
@@ -50,6 +62,15 @@ def access_report(
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     _print(report)
+
+
+def _password(user: str, from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        err.print("[red]error:[/] no terminal to ask --user's password on; use --password-stdin")
+        raise typer.Exit(2)
+    return getpass.getpass(f"password of {user}: ")
 
 
 def _print(report: dict[str, Any]) -> None:

@@ -7,7 +7,6 @@ not a stack. Exit codes: 0 fine, 1 verification failed, 2 could not run.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -28,7 +27,7 @@ from audit.verify import (
     Report,
     check_against_state,
     load_state,
-    state_for,
+    save_state,
     verify_bundle_file,
 )
 from cli.common import DEFAULT_DATA_DIR, DataDir
@@ -133,9 +132,7 @@ def _advance_state(log: AuditLog, report: Report, path: Path) -> Problem | str |
         )
         if problem is not None:
             return problem
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(state_for(latest, log.public_key), indent=2), "utf-8")
-    tmp.replace(path)
+    save_state(path, latest, log.public_key)
     return None
 
 

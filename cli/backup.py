@@ -25,6 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
+from audit.checkpoint import SignedCheckpoint
 from audit.errors import AuditError
 from audit.events import AuditAction, AuditEvent
 from audit.log import AuditLog
@@ -172,8 +173,10 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
     problems = _unreadable(keys, manifest["kek_versions"])
     if problems:
         raise _fail(key_mismatch_message(problems) + "; nothing was changed")
-    _operator_of_target(settings, engine)
+    replaced = _operator_of_target(settings, engine)
     check_target(engine, manifest, force=force)
+    if replaced is not None:
+        _require_covers(replaced, newer or base)
 
     # From here on the target changes; it stays marked until the last step.
     try:
@@ -288,8 +291,10 @@ def _newer(log: AuditLog, bundle: Path | None, base: VerifiedBundle) -> Verified
     return newer
 
 
-def _operator_of_target(settings: Settings, engine: Engine) -> None:
-    """A restore over a vault that exists runs as one of its administrators (``--as``).
+def _operator_of_target(settings: Settings, engine: Engine) -> SignedCheckpoint | None:
+    """A restore over a vault that exists runs as one of its administrators (``--as``);
+    returns the newest checkpoint that vault's own log signed (None: no vault, or a log
+    too damaged to read one from, which is what restores are for).
 
     Restoring an older backup puts back users, roles and grants the vault has since
     disabled or revoked: one person alone must not do that as a bare operating-system
@@ -299,13 +304,39 @@ def _operator_of_target(settings: Settings, engine: Engine) -> None:
     try:
         vault = open_vault(settings, engine=engine, restoring=True)
     except NotInitialised:
-        return
+        return None
     except KeyFileError:
         raise _fail(
             "the target database holds a vault the key file does not open (another vault?); "
             "nothing was changed"
         ) from None
+    try:  # read before the operator's sign-in appends to it
+        signed = vault.audit_log().latest_checkpoint()
+    except (AuditError, DBAPIError):
+        signed = None
     establish(ArchiveStore(vault))
+    return signed
+
+
+def _require_covers(replaced: SignedCheckpoint, have: VerifiedBundle) -> None:
+    """Refuse a restore that would drop history the replaced vault's own log signed.
+
+    The last-export record only knows what was exported: an administrator who
+    backed up, then disabled a user, revoked a grant or destroyed an archive, and
+    restored that backup with ``--force`` over the live vault, would undo those acts
+    and erase their entries, alone. The replaced vault's newest signed checkpoint
+    must therefore be a prefix of what the restore brings back (``audit export``
+    it first and pass it with ``--bundle``): its entries stay and its destructions
+    are applied again.
+    """
+    if replaced.size > have.size:
+        raise _fail(
+            f"the vault being replaced has signed {replaced.size} audit entries, more than "
+            f"this restore would bring back ({have.size}): restoring would erase them and "
+            "undo what they record. Export its log first (`archive-vault audit export`) and "
+            "pass it with --bundle; nothing was changed"
+        )
+    check_extends(replaced.size, replaced.root, have, what="the replaced vault's audit log")
 
 
 def _require_newest(

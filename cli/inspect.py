@@ -43,10 +43,19 @@ def _service(data_dir: Path) -> tuple[Any, Inspections]:
 
 
 def _write(path: Path, text: str) -> None:
-    """Written whole or not at all (a temporary file beside it, then renamed)."""
+    """Written whole or not at all (a temporary file beside it, then renamed).
+
+    The temporary name is predictable (the process id): in a directory others can
+    write to, a link planted there would have made the vault's account write the
+    report through it, over any file it may write. It is created afresh, never
+    through a link (``O_EXCL|O_NOFOLLOW``), readable by its owner only.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)  # a leftover, or a link planted to redirect the write
     try:
-        tmp.write_text(text, "utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
         tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)

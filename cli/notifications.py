@@ -1,4 +1,4 @@
-"""Operator commands for notifications: deliver queued mail, set a user's address."""
+"""Operator commands for notifications: deliver queued mail, clear a user's address."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from cli.common import DEFAULT_DATA_DIR, DataDir, cli_actor, console, finish, open_store
+from audit.events import AuditAction, AuditEvent, Outcome
+from cli.common import DEFAULT_DATA_DIR, DataDir, cli_actor, console, err, finish, open_store
 from foundation.clock import utcnow
 from foundation.db import transaction
 from policies.mail_delivery import deliver_due
@@ -33,30 +34,45 @@ def deliver(data_dir: DataDir = DEFAULT_DATA_DIR) -> None:
 
 def user_set_email(
     username: str,
-    email: Annotated[str | None, typer.Argument(help="The address; omit with --clear.")] = None,
+    email: Annotated[str | None, typer.Argument(help="Refused: people set their own.")] = None,
     clear: Annotated[bool, typer.Option("--clear", help="Remove the address.")] = False,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Set where a user's notifications are mailed (audited as a change of the user).
+    """Clear where a user's notifications are mailed (audited as a change of the user).
 
-    People set their own at PUT /me/email; this is for the operator, who holds the
-    key file and the database anyway. The user is told in the vault that it changed.
+    Whoever sets an address reads that person's notices, and a loan notice names
+    archives and borrowers: people set their own at PUT /me/email, and an
+    administrator may only clear one, as ``PATCH /users/{name}`` allows. Setting
+    one here is refused and the refusal audited, like the route's. The user is
+    told in the vault that it changed.
     """
     if (email is None) == (not clear):
-        console.print("give an address, or --clear")
+        console.print("give --clear (each person sets their own address at PUT /me/email)")
         raise typer.Exit(2)
     store = open_store(data_dir)
-    with transaction(store.engine) as session:
-        set_email(
-            session,
-            username,
-            None if clear else email,
-            audit=store.audit,
-            actor=cli_actor(),
-            now=utcnow(),
+    if email is not None:
+        with transaction(store.engine) as session:
+            store.audit.append(
+                session,
+                AuditEvent(
+                    action=AuditAction.USER_CHANGE,
+                    actor=cli_actor(),
+                    outcome=Outcome.DENIED,
+                    reason="administrators do not set addresses",
+                    detail={"op": "set_email", "user": username[:64]},
+                ),
+            )
+        finish(store)
+        err.print(
+            "[red]error:[/] administrators may only clear an address (--clear); "
+            "each person sets their own at PUT /me/email",
+            highlight=False,
         )
+        raise typer.Exit(1)
+    with transaction(store.engine) as session:
+        set_email(session, username, None, audit=store.audit, actor=cli_actor(), now=utcnow())
     finish(store)
-    console.print(f"{username}: {'no address' if clear else 'address set'} (told in the vault)")
+    console.print(f"{username}: no address (told in the vault)")
 
 
 def register(app: typer.Typer, user_app: typer.Typer) -> None:

@@ -132,6 +132,23 @@ def _administrators(engine: sa.Engine, *, ever: bool) -> bool:
 
 
 def _authenticate(store: Any, name: str, password: str) -> Actor:
+    _sign_in(store, name, password)
+    if not _is_admin(store.engine, name):
+        raise OperatorError(f"--as {name}: only an enabled administrator (admin) runs commands")
+    return Actor(username=name, role="system", client=f"cli:{os_user()}")
+
+
+def sign_in_user(store: Any, name: str, password: str) -> None:
+    """Check a vault user's own password, exactly as a sign-in (``login`` entries, counters).
+
+    For commands decided for a user other than the operator (``access-report
+    --user``): naming someone is not being them. Without this an administrator
+    could obtain what only that user may see, recorded in the log as that user's act.
+    """
+    _sign_in(store, name, password, option="--user")
+
+
+def _sign_in(store: Any, name: str, password: str, option: str = "--as") -> None:
     vault = store.vault
     client = f"cli:{os_user()}"
     accounts = Accounts(
@@ -152,10 +169,9 @@ def _authenticate(store: Any, name: str, password: str) -> Actor:
             f"too many failed sign-ins; try again in {int(attempt.retry_after) + 1} s"
         )
     if attempt.token is None:
-        raise OperatorError(f"--as {name}: wrong user name or password, or the user is disabled")
-    if not _is_admin(store.engine, name):
-        raise OperatorError(f"--as {name}: only an enabled administrator (admin) runs commands")
-    return Actor(username=name, role="system", client=client)
+        raise OperatorError(
+            f"{option} {name}: wrong user name or password, or the user is disabled"
+        )
 
 
 def _is_admin(engine: sa.Engine, name: str) -> bool:

@@ -43,7 +43,7 @@ from policies.decision import Principal
 from policies.directory import add_user, disable_user, roles_need_approval
 from policies.errors import PolicyError
 from policies.inspection import Inspections
-from policies.notifications import MailOptions, Notifier, set_email
+from policies.notifications import MailOptions, Notifier
 from policies.password_reset import ResetKeys, issue
 from policies.rolegrants import RoleOutcome, change_roles, create_user
 from policies.workflow import Workflow
@@ -151,7 +151,9 @@ def user_add(
     external: Annotated[bool, typer.Option(help="A registered visitor (Art 18.4).")] = False,
     credential: Annotated[str | None, typer.Option(help="Introduction letter or work-ID.")] = None,
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
-    email: Annotated[str | None, typer.Option(help="Where notifications are mailed.")] = None,
+    email: Annotated[
+        str | None, typer.Option(help="Refused: each person sets their own at PUT /me/email.")
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
     """Add a user with a password (Argon2id). Roles that read content (salesperson,
@@ -160,6 +162,13 @@ def user_add(
     supervisor)."""
 
     parse_username(username, "username")
+    if email is not None:
+        # As POST /users: whoever sets an address reads that person's notices.
+        err.print(
+            "[red]error:[/] --email: administrators do not set addresses; "
+            "each person sets their own at PUT /me/email"
+        )
+        raise typer.Exit(2)
     department = plain_text(department, "department", 64)
     credential = plain_text(credential, "credential", 128) if credential is not None else None
     password = _read_password(password_stdin)
@@ -188,9 +197,6 @@ def user_add(
         )
         outcome.user.password_hash = hashed
         session.add(outcome.user)
-        if email is not None:
-            # the new account is told in the vault that the operator set it
-            set_email(session, username, email, audit=store.audit, actor=cli_actor(), now=utcnow())
     finish(store)
     console.print(f"Added {username}")
     _report_roles(username, outcome, bootstrap)

@@ -222,3 +222,19 @@ def test_undecodable_arguments_and_times_without_utc_form_are_usage_errors(
         proc = cli("audit", "log", option, value)
         assert proc.returncode == 2, (option, proc.stderr)
         assert b"outside the calendar" in proc.stderr and option.encode() in proc.stderr
+
+
+def test_the_state_file_is_never_written_through_a_planted_link(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """``STATE.tmp`` is a predictable name: a link planted there must not make the
+    verifying account write the state over another file."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    state = tmp_path / "state.json"
+    (tmp_path / "state.json.tmp").symlink_to(victim)
+    assert "checkpoint" in _run("checkpoint", "--data-dir", str(data_dir)).output
+    result = _run("verify", "--data-dir", str(data_dir), "--state", str(state))
+    assert result.exit_code == 0, result.output
+    assert victim.read_text() == "keep me"
+    assert json.loads(state.read_text())["size"] == 12 and not state.is_symlink()

@@ -21,12 +21,14 @@ from foundation.settings import Settings
 from policies import mail_delivery, notifications
 from policies.errors import InvalidInput, NotFound
 from policies.models import LoanEntry, Notification
-from policies.notifications import MailOptions, Notice, Notifier
+from policies.notifications import MailOptions, Notice, Notifier, set_email
 from policies.roles import NotificationEvent, Role
 from tests.auditlog import entries
 from tests.policies.conftest import T0
 from tests.smtp_sink import Sink, StartTLSSink, free_port, self_signed
 from vault.models import User
+
+CAROL = Actor("carol", "salesperson")
 
 M = timedelta(minutes=1)
 H = timedelta(hours=1)
@@ -444,13 +446,8 @@ def test_cli_sets_addresses_and_delivers(tmp_path, monkeypatch):
         add_user(s, username="carol", roles=["salesperson"], department="east")
     run = CliRunner().invoke
     d = ["--data-dir", str(data)]
-    ok = run(app, ["user", "set-email", "carol", "carol@corp.example.com", *d])
-    assert ok.exit_code == 0 and "told in the vault" in ok.output, ok.output
-    with Session(vault.engine) as s:
-        told = s.exec(select(Notification).where(Notification.recipient == "carol")).all()
-    assert [n.event for n in told] == [NotificationEvent.EMAIL_CHANGED]
-    bad = run(app, ["user", "set-email", "carol", "carol@", *d])
-    assert bad.exit_code != 0
+    with transaction(vault.engine) as s:  # as carol does at PUT /me/email
+        set_email(s, "carol", "carol@corp.example.com", audit=vault.audit_log(), actor=CAROL)
     off = run(app, ["notifications", "deliver", *d])
     assert off.exit_code == 0 and "mail is off" in off.output
     with Sink() as smtp:
@@ -477,3 +474,40 @@ def test_an_id_outside_the_column_is_unknown_not_a_database_error(db, bad):
     """PostgreSQL's integer column cannot compare 2**31: it must be a NotFound, not a DataError."""
     with Session(db) as session, pytest.raises(NotFound):
         notifications.mark_read(session, "li.na", bad, T0)
+
+
+def test_the_operator_only_clears_an_address_never_sets_one(tmp_path):
+    """Whoever sets an address reads that person's notices (loans name archives and
+    borrowers): the routes refuse an administrator setting one, and so does the command
+    line; the refusal is audited, and clearing one tells the holder in the vault."""
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from policies.directory import add_user
+    from vault.vault import init_vault
+
+    data = tmp_path / "cli"
+    vault = init_vault(Settings(data_dir=data, expected_archives=1000))
+    with transaction(vault.engine) as s:
+        add_user(s, username="carol", roles=["salesperson"], department="east")
+        set_email(s, "carol", "carol@corp.example.com", audit=vault.audit_log(), actor=CAROL)
+    run = CliRunner().invoke
+    d = ["--data-dir", str(data)]
+    taken = run(app, ["user", "set-email", "carol", "mallory@evil.example.com", *d])
+    assert taken.exit_code == 1, taken.output
+    added = run(app, ["user", "add", "dave", "--role", "salesperson", "--email",
+                      "mallory@evil.example.com", "--password-stdin", *d],
+                input="long enough password 1\n")  # fmt: skip
+    assert added.exit_code == 2, added.output
+    with Session(vault.engine) as s:
+        emails = {u.username: u.email for u in s.exec(select(User)).all()}
+    assert emails == {"carol": "carol@corp.example.com"}
+    [denied] = vault.audit_log().query(action="user:change", outcome="denied", limit=5)
+    assert denied.detail == {"op": "set_email", "user": "carol"}
+    cleared = run(app, ["user", "set-email", "carol", "--clear", *d])
+    assert cleared.exit_code == 0 and "told in the vault" in cleared.output, cleared.output
+    with Session(vault.engine) as s:
+        assert s.exec(select(User).where(User.username == "carol")).one().email is None
+        told = s.exec(select(Notification).where(Notification.recipient == "carol")).all()
+    assert NotificationEvent.EMAIL_CHANGED in [n.event for n in told]
+    vault.engine.dispose()

@@ -319,7 +319,43 @@ def test_restoring_over_a_vault_with_administrators_needs_one_of_them(
     refused = _cli("restore", str(out), "--force", data=data, env=cli_env)
     assert refused.returncode == 1 and "--as NAME" in refused.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
-    _ok("--as", "wang.admin", "restore", str(out), "--force", data=data, env=operator)
+    bundle = tmp_path / "newest.json"
+    _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
+    _ok("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle),
+        data=data, env=operator)  # fmt: skip
+
+
+def test_a_restore_over_a_vault_never_erases_what_its_log_signed(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """One administrator backs up, disables a user, and restores the backup over the live
+    vault: the disable and its entries would be gone, with no one else involved. The
+    replaced vault's own signed log must be carried forward (a bundle that extends it)."""
+    data = tmp_path / "var"
+    _ok("init", data=data, env=cli_env)
+    for name, role, pw in (("s.one", "salesperson", "sales-pass-2026x"),
+                           ("wang.admin", "admin", "admin-pass-2026x")):  # fmt: skip
+        add = subprocess.run(
+            [sys.executable, "-m", "cli.main", "user", "add", name, "--role", role,
+             "--department", "销售一部", "--password-stdin", "--data-dir", str(data)],
+            input=pw, capture_output=True, text=True, env=cli_env, timeout=120,
+        )  # fmt: skip
+        assert add.returncode == 0, add.stderr
+    operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
+    out = tmp_path / "b"
+    _ok("--as", "wang.admin", "backup", "--out", str(out), data=data, env=operator)
+    _ok("--as", "wang.admin", "user", "disable", "s.one", data=data, env=operator)
+    log = open_vault(_settings(data, cli_env)).audit_log()
+    changes = len(log.query(action="user:change", limit=50))
+    refused = _cli("--as", "wang.admin", "restore", str(out), "--force", data=data, env=operator)
+    assert refused.returncode == 1 and "erase them" in refused.stderr, refused.stderr
+    assert len(log.query(action="user:change", limit=50)) == changes  # nothing was changed
+    # With the replaced vault's log exported and given, its entries stay on record.
+    bundle = tmp_path / "newest.json"
+    _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
+    _ok("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle),
+        data=data, env=operator)  # fmt: skip
+    assert len(log.query(action="user:change", limit=50)) == changes
 
 
 def test_an_edited_export_record_is_refused_not_ignored(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,18 @@ def test_inspect_writes_a_signed_report_that_verifies(data: Path, tmp_path: Path
     assert "IN-" in listed and body["inspection"] in listed
     log = run("audit", "log", "--action", "vault:inspect", data=data)
     assert "1 entries" in log.stdout
+
+
+def test_a_report_is_never_written_through_a_planted_link(tmp_path: Path) -> None:
+    """The temporary file's name is predictable: a link planted under it in a shared
+    directory must not redirect the write onto another file."""
+    from cli.inspect import _write
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    out = tmp_path / "report.json"
+    (tmp_path / f".{out.name}.{os.getpid()}.tmp").symlink_to(victim)
+    _write(out, "the report\n")
+    assert victim.read_text() == "keep me"
+    assert out.read_text() == "the report\n" and not out.is_symlink()
+    assert stat.S_IMODE(out.stat().st_mode) & 0o077 == 0
