@@ -10,9 +10,7 @@ audited and exits 1. Names, states and counts, never content.
 
 from __future__ import annotations
 
-import getpass
 import json
-import sys
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -21,7 +19,7 @@ from rich.table import Table
 from sqlmodel import Session
 
 from audit.events import Actor
-from cli.common import DEFAULT_DATA_DIR, DataDir, console, err, finish, open_store
+from cli.common import DEFAULT_DATA_DIR, DataDir, console, finish, open_store, read_password
 from cli.operator import sign_in_user
 from policies.access_report import AccessReports
 from policies.directory import load_principal
@@ -44,7 +42,7 @@ def access_report(
     ``--user`` signs in with their own password (asked, or ``--password-stdin``), as
     the route needs their token: the report is theirs to see, not the operator's.
     """
-    password = _password(user, password_stdin)
+    password = read_password(password_stdin, prompt=f"Password of {user}")
     store = open_store(data_dir)
     sign_in_user(store, user, password)
     with Session(store.engine) as session:
@@ -62,15 +60,6 @@ def access_report(
         typer.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     _print(report)
-
-
-def _password(user: str, from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    if not sys.stdin.isatty():
-        err.print("[red]error:[/] no terminal to ask --user's password on; use --password-stdin")
-        raise typer.Exit(2)
-    return getpass.getpass(f"password of {user}: ")
 
 
 def _print(report: dict[str, Any]) -> None:

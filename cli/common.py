@@ -143,3 +143,23 @@ def progress_bar(unit: str | None = None) -> Iterator[Progress]:
         disable=not err.is_terminal and os.environ.get("VAULT_PROGRESS") != "1",
     ) as bar:
         yield bar
+
+
+def read_password(from_stdin: bool, *, prompt: str = "Password", confirm: bool = False) -> str:
+    """A password from one line of stdin, or asked at the terminal (never echoed).
+
+    Without a terminal and without ``--password-stdin`` it stops with a usage
+    error rather than read a password from a pipe someone else may be feeding.
+    """
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    if not sys.stdin.isatty():
+        err.print(
+            f"[red]error:[/] no terminal to ask for the {prompt.lower()}; use --password-stdin"
+        )
+        raise typer.Exit(2)
+    first = typer.prompt(prompt, hide_input=True)
+    if confirm and typer.prompt("Again", hide_input=True) != first:
+        err.print("[red]error:[/] the passwords differ")
+        raise typer.Exit(2)
+    return str(first)

@@ -10,7 +10,6 @@ import ipaddress
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +33,7 @@ from cli.common import (
     err,
     finish,
     open_store,
+    read_password,
     settings_for,
 )
 from foundation.clock import utcnow
@@ -100,19 +100,6 @@ DEMO_NAMES = {
 }
 
 
-def _read_password(from_stdin: bool) -> str:
-    if from_stdin:
-        return sys.stdin.readline().rstrip("\n")
-    if not sys.stdin.isatty():
-        err.print("[red]error:[/] no terminal to ask for the password; use --password-stdin")
-        raise typer.Exit(2)
-    first = typer.prompt("Password", hide_input=True)
-    if typer.prompt("Again", hide_input=True) != first:
-        err.print("[red]error:[/] the passwords differ")
-        raise typer.Exit(2)
-    return first
-
-
 def _role_desk(store: ArchiveStore) -> tuple[Workflow, Principal]:
     """The workflow that files role requests and the CLI operator as their filer.
 
@@ -171,7 +158,7 @@ def user_add(
         raise typer.Exit(2)
     department = plain_text(department, "department", 64)
     credential = plain_text(credential, "credential", 128) if credential is not None else None
-    password = _read_password(password_stdin)
+    password = read_password(password_stdin, confirm=True)
     try:
         hashed = hash_password(password)
     except ValueError as exc:

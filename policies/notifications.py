@@ -38,6 +38,8 @@ from vault.models import User, UserRole
 REGISTER_KEEPERS = (Role.INFORMATION_OFFICER,)
 LEAK_HANDLERS = (Role.INFO_SUPERVISOR, Role.CS_MANAGER)
 MAX_MESSAGE = 1000
+# Ids are a 32-bit integer column on PostgreSQL: a larger one names no row.
+MAX_ID = 2**31 - 1
 MAX_PAGE = 200
 MAX_OFFSET = 1_000_000
 
@@ -304,7 +306,7 @@ def mark_read(session: Session, username: str, notification_id: int, now: dateti
     32-bit range names no row; it is answered as unknown before PostgreSQL would
     refuse the comparison.
     """
-    if not 1 <= notification_id <= 2**31 - 1:
+    if not 1 <= notification_id <= MAX_ID:
         raise NotFound(f"no notification {notification_id} of yours")
     note = session.exec(
         select(Notification).where(

@@ -16,9 +16,8 @@ from policies import notifications
 from policies.models import Notification
 
 router = APIRouter(prefix="/notifications", tags=["notifications"])
-# The column is a 32-bit integer on PostgreSQL: a larger id names no row and
-# must be refused here, not by the database as a server error.
-NotificationId = Annotated[int, Path(ge=1, le=2**31 - 1)]
+# Past the column's range an id is refused here, not by the database as a server error.
+NotificationId = Annotated[int, Path(ge=1, le=notifications.MAX_ID)]
 
 
 def notification_public(n: Notification) -> dict[str, Any]:

@@ -19,13 +19,14 @@ from typing import Annotated, Any, TypeVar, get_args
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.datastructures import FormData
 
 from api import user_admin
 from api.routers.users import HandoverIn, RoleName, UserIn, UserPatch
 from api.web.kit import Form, Page, PageError, SignedIn, field_text
 from api.web.labels import N_
+from api.web.request_kit import check
 from policies import roster
 from vault.records import USERNAME
 
@@ -47,14 +48,13 @@ FIELDS = {
 
 
 def _invalid(page: Page, model: type[M], values: dict[str, Any]) -> tuple[M | None, str]:
-    """``values`` checked by the API route's body model: the model, or the message naming
-    the first bad field (never echoing it)."""
-    try:
-        return model.model_validate(values), ""
-    except ValidationError as exc:
-        loc = str((exc.errors()[0].get("loc") or ("",))[0])
-        field = page._(FIELDS.get(loc, loc))
-        return None, page._("%(field)s: this value is not valid.", field=field)
+    """``values`` checked by the API route's body model (``request_kit.check``): the
+    model, or the message naming the first bad field (never echoing it)."""
+    body, errors = check(page, model, values)
+    if body is not None:
+        return body, ""
+    name = next(iter(errors), "")
+    return None, page._("%(field)s: this value is not valid.", field=page._(FIELDS.get(name, name)))
 
 
 def _checked(page: Page, model: type[M], values: dict[str, Any]) -> M:
