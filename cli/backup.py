@@ -17,6 +17,7 @@ target without ``--force``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,7 +28,7 @@ from sqlmodel import Session
 
 from audit.checkpoint import SignedCheckpoint
 from audit.errors import AuditError
-from audit.events import AuditAction, AuditEvent
+from audit.events import Actor, AuditAction, AuditEvent
 from audit.log import AuditLog
 from audit.restore import BroughtBack, BundleRefused, VerifiedBundle, bring_back, check_extends
 from cli.common import (
@@ -41,7 +42,7 @@ from cli.common import (
     progress_bar,
     settings_for,
 )
-from cli.operator import establish, establish_if_named
+from cli.operator import confirm_by_second, establish, establish_if_named
 from foundation.db import make_engine, transaction
 from foundation.dbcopy import DatabaseCopyError
 from foundation.settings import Settings
@@ -66,6 +67,8 @@ from vault.restore import (
     clear_marker,
     reapply_destructions,
     restore_database,
+    revoke_every_session,
+    token_generations,
 )
 from vault.rotation import kek_counts
 from vault.store import ArchiveStore
@@ -144,18 +147,33 @@ def restore(
     force: Annotated[
         bool, typer.Option("--force", help="Delete what the target database holds first.")
     ] = False,
+    confirm_by: Annotated[
+        str | None,
+        typer.Option(
+            "--confirm-by",
+            help="A second administrator of the vault being replaced, who confirms at this "
+            "terminal (VAULT_CONFIRMER_PASSWORD_FILE for a script); needed to restore over a "
+            "vault that has administrators.",
+        ),
+    ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Restore a backup into the configured (empty) database, with the current key file."""
+    """Restore a backup into the configured (empty) database, with the current key file.
+
+    Everyone signs in again afterwards: no token or web session issued before the
+    restore is accepted.
+    """
 
     settings = settings_for(data_dir)
     try:
-        _restore(settings, backup_dir, bundle, force)
+        _restore(settings, backup_dir, bundle, force, confirm_by)
     except DatabaseCopyError as exc:
         raise _fail(str(exc)) from None
 
 
-def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: bool) -> None:
+def _restore(
+    settings: Settings, backup_dir: Path, bundle: Path | None, force: bool, confirm_by: str | None
+) -> None:
     manifest = read_manifest(backup_dir)
     try:
         keys = load_keys(settings, str(manifest.get("vault_id")))
@@ -173,10 +191,10 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
     problems = _unreadable(keys, manifest["kek_versions"])
     if problems:
         raise _fail(key_mismatch_message(problems) + "; nothing was changed")
-    replaced = _operator_of_target(settings, engine)
+    replaced = _replaced_vault(settings, engine, confirm_by)
     check_target(engine, manifest, force=force)
-    if replaced is not None:
-        _require_covers(replaced, newer or base)
+    if replaced.signed is not None:
+        _require_covers(replaced.signed, newer or base)
 
     # From here on the target changes; it stays marked until the last step.
     try:
@@ -202,12 +220,15 @@ def _restore(settings: Settings, backup_dir: Path, bundle: Path | None, force: b
                     "bundle_size": newer.size if newer else None,
                     "entries_brought_back": brought.added if brought else 0,
                     "destructions_reapplied": len(reapplied.done) if reapplied else 0,
+                    "confirmed_by": replaced.confirmer.username if replaced.confirmer else None,
                 },
             ),
         )
+        revoke_every_session(session.connection(), replaced.generations)
         clear_marker(session.connection())
     finish(store)
     console.print(f"restored {backup_dir} ({manifest.get('created_at')})", highlight=False)
+    console.print("  every user signs in again: earlier tokens and sessions are void")
     if brought is not None:
         console.print(
             f"  audit: {brought.before} entries from the backup, {brought.added} brought back "
@@ -291,20 +312,30 @@ def _newer(log: AuditLog, bundle: Path | None, base: VerifiedBundle) -> Verified
     return newer
 
 
-def _operator_of_target(settings: Settings, engine: Engine) -> SignedCheckpoint | None:
-    """A restore over a vault that exists runs as one of its administrators (``--as``);
-    returns the newest checkpoint that vault's own log signed (None: no vault, or a log
-    too damaged to read one from, which is what restores are for).
+@dataclass
+class _Replaced:
+    """What a restore must know of the vault it replaces, read before anything changes."""
+
+    signed: SignedCheckpoint | None = None  # its log's newest signed checkpoint
+    confirmer: Actor | None = None  # the second administrator who confirmed
+    generations: dict[str, int] = field(default_factory=dict)  # token generation per user
+
+
+def _replaced_vault(settings: Settings, engine: Engine, confirm_by: str | None) -> _Replaced:
+    """A restore over a vault that exists runs as one of its administrators (``--as``),
+    confirmed by a second one (``--confirm-by``).
 
     Restoring an older backup puts back users, roles and grants the vault has since
-    disabled or revoked: one person alone must not do that as a bare operating-system
-    account. Checked against the database being replaced, before anything changes.
-    An empty target (a new machine) has no administrators to ask for.
+    disabled or revoked: one person alone must not do that, neither as a bare
+    operating-system account nor as one administrator. Checked against the database
+    being replaced, before anything changes. An empty target (a new machine) has no
+    administrators to ask for; nor has a vault too damaged to open, which is what
+    restores are for (its database access alone already lets one change any row).
     """
     try:
         vault = open_vault(settings, engine=engine, restoring=True)
     except NotInitialised:
-        return None
+        return _Replaced()
     except KeyFileError:
         raise _fail(
             "the target database holds a vault the key file does not open (another vault?); "
@@ -314,8 +345,14 @@ def _operator_of_target(settings: Settings, engine: Engine) -> SignedCheckpoint 
         signed = vault.audit_log().latest_checkpoint()
     except (AuditError, DBAPIError):
         signed = None
-    establish(ArchiveStore(vault))
-    return signed
+    store = ArchiveStore(vault)
+    first = establish(store)
+    confirmer = confirm_by_second(store, first, confirm_by)
+    try:
+        generations = token_generations(engine)
+    except DBAPIError:
+        generations = {}
+    return _Replaced(signed=signed, confirmer=confirmer, generations=generations)
 
 
 def _require_covers(replaced: SignedCheckpoint, have: VerifiedBundle) -> None:

@@ -115,6 +115,39 @@ def establish_if_named(store: Any) -> Actor:
     return establish(store) if _state.name is not None else anonymous_actor()
 
 
+def confirm_by_second(store: Any, first: Actor, name: str | None) -> Actor | None:
+    """A second administrator, at this terminal, for what one administrator must not do alone.
+
+    Restoring an older backup over a live vault puts back every account, role and
+    grant the vault has since disabled, removed or revoked: a widening no single
+    person may make. ``first`` is the established operator; when it is the
+    operating-system account (no administrators yet, a demo vault) there is no one
+    to ask and None is returned. Otherwise ``name`` must be another enabled
+    administrator of the same vault, whose password is checked exactly like a
+    sign-in (``VAULT_CONFIRMER_PASSWORD_FILE``, ``VAULT_CONFIRMER_PASSWORD``, or
+    asked on the terminal).
+    """
+    if _state.name is None:
+        return None
+    if name is None or not name.strip():
+        raise OperatorError(
+            "restoring over a vault that has administrators needs a second one to confirm: "
+            "add --confirm-by NAME (another administrator, password on the terminal or in "
+            "VAULT_CONFIRMER_PASSWORD_FILE); nothing was changed"
+        )
+    name = name.strip()
+    if name == first.username:
+        raise OperatorError(
+            "--confirm-by names the operator (--as): a second, different administrator "
+            "confirms; nothing was changed"
+        )
+    password = _password(name, option="--confirm-by", env="VAULT_CONFIRMER_PASSWORD")
+    _sign_in(store, name, password, option="--confirm-by")
+    if not _is_admin(store.engine, name):
+        raise OperatorError(f"--confirm-by {name}: only an enabled administrator confirms")
+    return Actor(username=name, role="system", client=f"cli:{os_user()}")
+
+
 def _administrators(engine: sa.Engine, *, ever: bool) -> bool:
     """Whether an enabled administrator exists, or (``ever``) any account was ever one:
     disabling or demoting the last administrator does not switch names off again."""
@@ -188,11 +221,11 @@ def _is_admin(engine: sa.Engine, name: str) -> bool:
         return conn.execute(query).first() is not None
 
 
-def _password(name: str) -> str:
-    path = os.environ.get("VAULT_OPERATOR_PASSWORD_FILE")
+def _password(name: str, option: str = "--as", env: str = "VAULT_OPERATOR_PASSWORD") -> str:
+    path = os.environ.get(f"{env}_FILE")
     if path:
-        return _password_file(Path(path))
-    given = os.environ.get("VAULT_OPERATOR_PASSWORD")
+        return _password_file(Path(path), f"{env}_FILE")
+    given = os.environ.get(env)
     if given:
         return given
     try:
@@ -200,13 +233,13 @@ def _password(name: str) -> str:
             pass
     except OSError:
         raise OperatorError(
-            f"--as {name}: no terminal to ask the password on; set VAULT_OPERATOR_PASSWORD_FILE"
+            f"{option} {name}: no terminal to ask the password on; set {env}_FILE"
         ) from None
     return getpass.getpass(f"password of {name}: ")
 
 
-def _password_file(path: Path) -> str:
+def _password_file(path: Path, variable: str) -> str:
     try:
-        return read_secret_file(path, "VAULT_OPERATOR_PASSWORD_FILE")
+        return read_secret_file(path, variable)
     except SecretFileError as exc:
         raise OperatorError(str(exc)) from None

@@ -32,6 +32,7 @@ from vault import migrate
 from vault.backup import BackupError
 from vault.creation import sqlite_file
 from vault.errors import ArchiveDestroyed, ArchiveNotFound
+from vault.models import User, table_of
 from vault.store import ArchiveStore
 from vault.vault import RESTORE_MARKER, describe
 
@@ -155,6 +156,33 @@ def restore_database(
     engine.dispose()  # connections from before the tables existed cached nothing stale
     migrate.secure(engine, app_role)
     progress("database (pg_restore)", 1, 1)
+
+
+def token_generations(engine: Engine) -> dict[str, int]:
+    """Every account's token generation in a vault about to be replaced."""
+    users = table_of(User)
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(users.c.username, users.c.token_generation))
+        return {str(name): int(gen) for name, gen in rows}
+
+
+def revoke_every_session(conn: sa.Connection, before: Mapping[str, int]) -> int:
+    """Void every API token and web session issued before the restore; returns how many
+    accounts.
+
+    The restored rows carry the generations of the backup's day. A token or
+    session revoked since (a disable, a password change, a containment) carries a
+    generation the restored row may hold again, and would open once more. Each
+    account's generation moves past both its restored value and the one it had in
+    the vault being replaced (``before``, from :func:`token_generations`), so
+    everyone signs in again and nothing issued before the restore is accepted.
+    """
+    users = table_of(User)
+    rows = conn.execute(sa.select(users.c.id, users.c.username, users.c.token_generation)).all()
+    for user_id, name, gen in rows:
+        newest = max(int(gen), before.get(str(name), 0)) + 1
+        conn.execute(sa.update(users).where(users.c.id == user_id).values(token_generation=newest))
+    return len(rows)
 
 
 def clear_marker(conn: sa.Connection) -> None:

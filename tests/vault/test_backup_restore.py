@@ -20,11 +20,14 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from sqlmodel import Session, select
 
+from api.security import TokenService
 from audit.checkpoint import open_checkpoint
 from audit.events import Actor
 from audit.merkle import verify_consistency
@@ -32,6 +35,7 @@ from audit.models import entry_table
 from foundation.settings import Settings
 from vault.backup import manifest_mac
 from vault.errors import ArchiveDestroyed, RestoreIncomplete
+from vault.models import User
 from vault.store import ArchiveStore
 from vault.vault import open_vault
 
@@ -319,10 +323,88 @@ def test_restoring_over_a_vault_with_administrators_needs_one_of_them(
     refused = _cli("restore", str(out), "--force", data=data, env=cli_env)
     assert refused.returncode == 1 and "--as NAME" in refused.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
+    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
     bundle = tmp_path / "newest.json"
     _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
     _ok("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle),
-        data=data, env=operator)  # fmt: skip
+        "--confirm-by", "li.admin", data=data,
+        env={**operator, "VAULT_CONFIRMER_PASSWORD": "other-pass-2026y"})  # fmt: skip
+
+
+def _add_user(data: Path, operator: dict[str, str], name: str, role: str, password: str) -> None:
+    """A user added by the administrator wang.admin (its password in ``operator``)."""
+    add = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--as", "wang.admin", "user", "add", name,
+         "--role", role, "--department", "销售一部", "--password-stdin",
+         "--data-dir", str(data)],
+        input=password, capture_output=True, text=True, env=operator, timeout=120,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+
+
+def test_one_administrator_alone_never_restores_over_a_live_vault(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Back up, disable a salesperson, export the log, restore the backup over the live
+    vault: the disabled account would be back. One administrator alone is refused in
+    every way (no second, himself as second, a non-administrator, a wrong password) and
+    nothing changes; a second administrator confirming is named in the restore's entry,
+    and no token or session issued before the restore opens afterwards."""
+    data = tmp_path / "var"
+    _ok("init", data=data, env=cli_env)
+    add = subprocess.run(
+        [sys.executable, "-m", "cli.main", "user", "add", "wang.admin", "--role", "admin",
+         "--password-stdin", "--data-dir", str(data)],
+        input="admin-pass-2026x", capture_output=True, text=True, env=cli_env, timeout=120,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
+    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
+    _add_user(data, operator, "s.one", "salesperson", "sales-pass-2026x")
+    _add_user(data, operator, "s.two", "salesperson", "sales-pass-2026z")
+    out = tmp_path / "b"
+    _ok("--as", "wang.admin", "backup", "--out", str(out), data=data, env=operator)
+    _ok("--as", "wang.admin", "user", "disable", "s.one", data=data, env=operator)
+    bundle = tmp_path / "newest.json"
+    _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
+    settings = _settings(data, cli_env)
+    vault = open_vault(settings)
+    tokens = TokenService(
+        secret=vault.keys.secret("token_signing"),
+        issuer=f"archive-vault:{vault.keys.vault_id}",
+        ttl=timedelta(minutes=15),
+    )
+    with Session(vault.engine) as session:
+        gen = session.exec(select(User).where(User.username == "s.two")).one().token_generation
+    token, _ = tokens.issue("s.two", generation=gen)
+    log = vault.audit_log()
+    size = log.head()
+    vault.engine.dispose()
+    restore = ("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle))
+    confirmer = {**operator, "VAULT_CONFIRMER_PASSWORD": "other-pass-2026y"}
+    for extra, env, words in (
+        ((), operator, "--confirm-by NAME"),
+        (("--confirm-by", "wang.admin"), operator, "a second, different administrator"),
+        (("--confirm-by", "s.two"), {**operator, "VAULT_CONFIRMER_PASSWORD": "sales-pass-2026z"},
+         "only an enabled administrator confirms"),
+        (("--confirm-by", "li.admin"), {**operator, "VAULT_CONFIRMER_PASSWORD": "wrong-2026"},
+         "wrong user name or password"),
+    ):  # fmt: skip
+        refused = _cli(*restore, *extra, data=data, env=env)
+        assert refused.returncode == 1 and words in refused.stderr, refused.stderr
+        assert "password" not in refused.stdout
+        with Session(open_vault(settings).engine) as session:
+            one = session.exec(select(User).where(User.username == "s.one")).one()
+            assert one.disabled  # nothing was restored
+    assert log.head() > size  # the refusals are on record (sign-ins, denials)
+    _ok(*restore, "--confirm-by", "li.admin", data=data, env=confirmer)
+    restored = open_vault(settings)
+    [entry] = restored.audit_log().query(action="vault:restore", limit=5)
+    assert entry.actor == "wang.admin" and entry.detail["confirmed_by"] == "li.admin"
+    with Session(restored.engine) as session:
+        two = session.exec(select(User).where(User.username == "s.two")).one()
+        assert two.token_generation > gen  # the token issued before the restore is void
+    assert tokens.verify(token).generation != two.token_generation
 
 
 def test_a_restore_over_a_vault_never_erases_what_its_log_signed(
@@ -342,19 +424,22 @@ def test_a_restore_over_a_vault_never_erases_what_its_log_signed(
         )  # fmt: skip
         assert add.returncode == 0, add.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
+    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
+    operator["VAULT_CONFIRMER_PASSWORD"] = "other-pass-2026y"
     out = tmp_path / "b"
     _ok("--as", "wang.admin", "backup", "--out", str(out), data=data, env=operator)
     _ok("--as", "wang.admin", "user", "disable", "s.one", data=data, env=operator)
     log = open_vault(_settings(data, cli_env)).audit_log()
     changes = len(log.query(action="user:change", limit=50))
-    refused = _cli("--as", "wang.admin", "restore", str(out), "--force", data=data, env=operator)
+    refused = _cli("--as", "wang.admin", "restore", str(out), "--force",
+                   "--confirm-by", "li.admin", data=data, env=operator)  # fmt: skip
     assert refused.returncode == 1 and "erase them" in refused.stderr, refused.stderr
     assert len(log.query(action="user:change", limit=50)) == changes  # nothing was changed
     # With the replaced vault's log exported and given, its entries stay on record.
     bundle = tmp_path / "newest.json"
     _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
     _ok("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle),
-        data=data, env=operator)  # fmt: skip
+        "--confirm-by", "li.admin", data=data, env=operator)  # fmt: skip
     assert len(log.query(action="user:change", limit=50)) == changes
 
 
