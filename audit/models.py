@@ -132,6 +132,10 @@ class AuditQueued(SQLModel, table=True):
     """
 
     __tablename__ = QUEUE_TABLE
+    # One entry per account and microsecond while it waits: two honest entries equal in
+    # every column would be one entry and its replayed copy to the sequencer, so the
+    # append stamps the second a microsecond later (``audit.queue.enqueue``).
+    __table_args__ = (sa.Index("ux_audit_queue_actor_time", "actor", "time", unique=True),)
 
     # An INTEGER key on SQLite: its rowid, numbered there too (tests queue entries on both).
     id: int = Field(

@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -53,6 +53,7 @@ from sqlalchemy.engine import Engine
 from audit.codec import (
     MAX_ENTRY_BYTES,
     canonical_for_columns,
+    format_time,
     leaves_from_rows,
     parse_time,
 )
@@ -82,9 +83,15 @@ FIELDS = (
 BATCH = 2000  # entries per sequencing transaction: short lock hold, few round trips
 _SLACK = 1024  # the canonical form's keys and punctuation around the column texts
 
-_ENQUEUE = Raw(  # no RETURNING
-    queue_table.insert().inline(), column_keys=[*FIELDS, "mac"], prepared="audit_enqueue"
+# No RETURNING; nothing inserted when the account already has an entry queued at this
+# microsecond (the unique index on actor and time): the append stamps it again.
+_ENQUEUE = Raw(
+    postgresql.insert(queue_table).inline().on_conflict_do_nothing(),
+    column_keys=[*FIELDS, "mac"],
+    prepared="audit_enqueue",
 )
+_RESTAMPS = 64  # a microsecond each: more would mean rows planted ahead, not a collision
+_MICROSECOND = timedelta(microseconds=1)
 _FIRST = -(2**63)  # below every id: a row the application's role numbered itself is seen too
 
 
@@ -168,12 +175,23 @@ def uses_queue(dialect_name: str) -> bool:
 
 
 def enqueue(handle: Handle, columns: dict[str, Any], mac: EntryMac | None) -> None:
-    """Insert a validated entry (``event_fields`` plus ``time``) into the queue. No lock."""
+    """Insert a validated entry (``event_fields`` plus ``time``) into the queue. No lock.
+
+    Two honest entries equal in every column (one account's identical requests
+    stamped in the same microsecond by two workers) would be one entry and a
+    replayed copy to the sequencer, which chains only the first. The queue holds
+    one entry per account and microsecond, so the second is refused by the
+    database and stamped a microsecond later here, with its MAC computed again.
+    """
     size = sum(len(v) for v in (columns[f] for f in FIELDS) if v is not None)
     if size > MAX_ENTRY_BYTES - _SLACK:
         raise AuditWriteFailed(f"audit entry is larger than {MAX_ENTRY_BYTES} bytes")
-    columns["mac"] = None if mac is None else mac.queued([columns[f] for f in FIELDS])
-    _written(_ENQUEUE.execute(handle, columns))
+    for _ in range(_RESTAMPS):
+        columns["mac"] = None if mac is None else mac.queued([columns[f] for f in FIELDS])
+        if _ENQUEUE.execute(handle, columns) == 1:
+            return
+        columns["time"] = format_time(parse_time(columns["time"]) + _MICROSECOND)
+    _written(0)
 
 
 def _written(rows: int) -> None:

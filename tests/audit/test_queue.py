@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
 from audit import locks
+from audit.codec import format_time, parse_time
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.guards import DEFAULT_APP_ROLE
 from audit.locks import APPEND_LOCK, CHECKPOINT_LOCK, lock_and_read_head, take_lock
@@ -172,7 +173,9 @@ def test_an_edited_queued_row_is_never_chained(log: AuditLog) -> None:
         (row,) = conn.execute(sa.select(queue_table)).mappings().all()
         values = dict(row)
         values.pop("id")
-        values["archives"] = '["KH-99999"]'  # an edited copy with the original MAC
+        values["archives"] = '["KH-99999"]'  # an edited copy with the original MAC,
+        # a microsecond apart: the queue holds one entry per account and microsecond
+        values["time"] = format_time(parse_time(values["time"]) + timedelta(microseconds=1))
     _insert_queued(log, **values)
     log.integrate()
     assert [r.archives for r in log.query(limit=10)] == [("KH-00001",)]

@@ -16,18 +16,19 @@ and fails while the hole it names is open:
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.guards import DEFAULT_APP_ROLE
 from audit.log import AuditLog
 from audit.models import archive_ref_table, entry_table, queue_table
 from foundation.db import transaction
+from foundation.rawsql import raw_autocommit
 
 from .conftest import make_event
 
@@ -69,10 +70,12 @@ def test_a_copied_queued_row_is_never_chained_twice(log: AuditLog) -> None:
     with transaction(log.engine) as session:
         log.append(session, make_event(1))
     (row,) = _queued_rows(log)
-    _replay(log, row)  # while the original still waits
+    with pytest.raises(IntegrityError):
+        _replay(log, row)  # while the original still waits: one per account and microsecond
     log.integrate()
-    _replay(log, row)  # after the original was chained and left the queue
-    _replay(log, row, id=-5)  # below every id the sequencer starts from
+    _replay(log, row, id=-5)  # after the original was chained and left the queue, lowest id
+    with pytest.raises(IntegrityError):
+        _replay(log, row)  # a second copy waits beside the first
     log.integrate()
     assert _chained(log) == [("user1", '["KH-00001"]')]
     report = log.verify()
@@ -80,22 +83,47 @@ def test_a_copied_queued_row_is_never_chained_twice(log: AuditLog) -> None:
     assert any(p.kind == "replayed" for p in report.all_problems()), report.summary()
 
 
-def test_a_copy_with_a_lower_id_than_its_original_leaves_one_entry(log: AuditLog) -> None:
-    """Which of the two is chained does not matter (they are the same entry); one is."""
+def test_a_copy_of_a_waiting_entry_is_refused_whatever_id_it_claims(log: AuditLog) -> None:
+    """A copy numbered before its original would be chained in its place; the database
+    refuses any copy while the original waits, so each entry is chained once, as itself."""
     _pg_only(log)
     for i in range(3):
         with transaction(log.engine) as session:
             log.append(session, make_event(i))
     rows = _queued_rows(log)
-    _replay(log, rows[2], id=1_000_000)
-    _replay(log, rows[1], id=rows[-1]["id"] + 1)  # between its original and the copy above
+    for row, claimed in ((rows[2], 1_000_000), (rows[1], -(2**62)), (rows[0], rows[0]["id"])):
+        with pytest.raises(IntegrityError):
+            _replay(log, row, id=claimed)
     done = log.integrate()
-    assert done.count == 3 and len(done.replayed) == 2 and not done.refused
+    assert done.count == 3 and not done.replayed and not done.refused
     assert sorted(a for _actor, a in _chained(log)) == [
         '["KH-00000"]',
         '["KH-00001"]',
         '["KH-00002"]',
     ]
+    assert log.verify().ok
+
+
+def test_identical_honest_entries_in_one_microsecond_are_all_chained(log: AuditLog) -> None:
+    """One account's identical reads stamped in the same microsecond (two workers, a
+    double click) are distinct entries, on the session path and on the read path's bare
+    autocommit connection: each is chained, none is taken for a replayed copy."""
+    _pg_only(log)
+    same = _fixed_clock_log(log)
+    actor = Actor("zhang.wei", "salesperson", "10.0.0.7")
+    event = AuditEvent(AuditAction.READ, actor, archives=("KH-00001",), groups=("contact",))
+    for _ in range(3):
+        with transaction(same.engine) as session:
+            same.append(session, event)
+    for _ in range(3):
+        with raw_autocommit(same.engine) as tx:
+            same.append(tx, event)
+    done = same.integrate()
+    assert done.count == 6 and not done.replayed and not done.refused
+    times = [r.time for r in same.query(limit=10)]
+    assert len(set(times)) == 6  # each a microsecond after the one before
+    assert max(times) - min(times) == timedelta(microseconds=5)
+    assert same.verify().ok
 
 
 def test_an_honest_log_with_nothing_replayed_still_verifies(log: AuditLog) -> None:

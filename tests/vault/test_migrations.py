@@ -223,3 +223,24 @@ def test_an_owner_who_may_not_create_roles_is_told_which_to_create() -> None:
             conn.exec_driver_sql(f"DROP ROLE IF EXISTS {name}_app")
             conn.exec_driver_sql(f"DROP ROLE IF EXISTS {owner}")
         admin.dispose()
+
+
+def test_the_queue_index_upgrade_keeps_entries_already_queued_twice(engine, settings) -> None:
+    """Rows queued under one account and microsecond before the unique index (honest
+    collisions) stay where they are; every row queued afterwards is unique."""
+    init_vault(settings, engine=engine)
+    command.downgrade(migrate.config(engine), "0025")
+    row = (
+        "INSERT INTO audit_queue (time, actor, actor_role, action, outcome, archives, "
+        "\"groups\", detail, mac) VALUES (1, 'a', 'salesperson', 1, 1, '[]', '[]', '{}', NULL)"
+    )
+    with engine.begin() as conn:
+        conn.exec_driver_sql(row)
+        conn.exec_driver_sql(row)
+    migrate.upgrade(engine)
+    assert migrate.current(engine) == migrate.head()
+    with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+        conn.exec_driver_sql(row.replace("(1,", "(2,"))
+        conn.exec_driver_sql(row.replace("(1,", "(2,"))
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM audit_queue").scalar_one() == 2
