@@ -31,8 +31,10 @@ read a queued row and insert a copy of it, MAC and all, at any time and under
 any id. An entry equal in every column (its time to the microsecond) to one
 already chained, or to one chained earlier in the same pass, is therefore that
 entry admitted twice: it is never chained, it is left where it is, and ``audit
-verify`` reports it as replayed. Two honest entries never share an account,
-an action, every other column and a microsecond.
+verify`` reports it as replayed. Two honest entries are never equal in every
+column: the queue holds one entry per account and microsecond (a unique index),
+and an append the database refuses for that is stamped a microsecond later
+(``enqueue``); a copy of a row still waiting is refused the same way.
 
 SQLite has one writer at a time anyway: there the append chains directly and
 the queue stays empty.
