@@ -281,10 +281,15 @@ class Loans:
         *,
         now: datetime,
         open_only: bool = False,
+        borrower: str | None = None,
     ) -> list[LoanView]:
+        """The register's lines, newest first; only ``borrower``'s when named (in SQL:
+        a borrower's page never loads the whole register)."""
         query = select(LoanEntry).order_by(col(LoanEntry.start_at).desc())
         if open_only:
             query = query.where(LoanEntry.state == LoanState.OUT)
+        if borrower is not None:
+            query = query.where(LoanEntry.borrower == borrower)
         return [LoanView(e, loan_status(e, now)) for e in session.exec(query).all()]
 
 

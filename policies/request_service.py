@@ -29,8 +29,8 @@ from policies.visibility import (
     LOAN_REGISTER_READERS,
     REQUEST_READERS,
     RequestQuery,
-    notifications_for,
-    requests_for,
+    newest_notifications,
+    request_levels,
     requests_page,
     search_requests,
     signatures,
@@ -185,20 +185,17 @@ class RequestService:
 
         return self._run(run)
 
-    def mine(self, caller: Caller) -> tuple[list[AccessRequest], list[Notification]]:
-        """The caller's requests with their notifications."""
-        with Session(self._engine) as session:
-            return (
-                requests_for(session, caller.username),
-                notifications_for(session, caller.username),
-            )
-
     def mine_page(
         self, caller: Caller, *, state: str | None, offset: int, limit: int
     ) -> tuple[list[AccessRequest], int]:
         """One page of the caller's own requests (of one state if given) and their count."""
         with Session(self._engine) as session:
             return requests_page(session, caller.username, state=state, offset=offset, limit=limit)
+
+    def my_notifications(self, caller: Caller, *, newest: int) -> list[Notification]:
+        """The caller's ``newest`` notifications, oldest of them first."""
+        with Session(self._engine) as session:
+            return newest_notifications(session, caller.username, newest)
 
     def queue(self, caller: Caller) -> list[AccessRequest]:
         """The pending requests whose next stage the caller may sign now."""
@@ -298,15 +295,29 @@ class RequestService:
     # -- the loan register --------------------------------------------------------------
     def loans(self, caller: Caller, *, overdue: bool, open_only: bool) -> list[LoanView]:
         """The register; keepers see every line, borrowers their own."""
-        with Session(self._engine) as session:
-            views = self._workflow.loans.register(session, now=self._clock(), open_only=open_only)
         keeper = bool(LOAN_REGISTER_READERS & caller.principal.roles)
-        return [
-            v
-            for v in views
-            if (keeper or v.entry.borrower == caller.username)
-            and (not overdue or v.status is LoanState.OVERDUE)
-        ]
+        return self._loan_lines(caller, overdue=overdue, open_only=open_only, own=not keeper)
+
+    def own_loans(self, caller: Caller) -> list[tuple[LoanView, str | None]]:
+        """The caller's own register lines, each with its request's marking (the highest
+        classification among its archives), whatever else the caller keeps."""
+        views = self._loan_lines(caller, overdue=False, open_only=False, own=True)
+        ids = {v.entry.request_id for v in views}
+        with Session(self._engine) as session:
+            levels = request_levels(session, caller.username, ids)
+        return [(v, levels.get(v.entry.request_id)) for v in views]
+
+    def _loan_lines(
+        self, caller: Caller, *, overdue: bool, open_only: bool, own: bool
+    ) -> list[LoanView]:
+        with Session(self._engine) as session:
+            views = self._workflow.loans.register(
+                session,
+                now=self._clock(),
+                open_only=open_only,
+                borrower=caller.username if own else None,
+            )
+        return [v for v in views if not overdue or v.status is LoanState.OVERDUE]
 
     def confirm_loan(self, caller: Caller, uid: str) -> LoanView:
         """The borrower confirms the register line (Art 19.5)."""

@@ -16,6 +16,7 @@ sees a loan line: its borrower and the keepers of the loan register.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -140,6 +141,32 @@ def requests_page(
         .limit(limit)
     ).all()
     return list(items), total
+
+
+def newest_notifications(session: Session, username: str, count: int) -> list[Notification]:
+    """The ``count`` newest notifications of ``username``, oldest of them first."""
+    rows = session.exec(
+        select(Notification)
+        .where(Notification.recipient == username)
+        .order_by(col(Notification.id).desc())
+        .limit(count)
+    ).all()
+    return list(reversed(rows))
+
+
+def request_levels(
+    session: Session, username: str, request_ids: Iterable[int | None]
+) -> dict[int, str]:
+    """The classification of each of ``username``'s own requests among ``request_ids``."""
+    ids = sorted({i for i in request_ids if i is not None})
+    if not ids:
+        return {}
+    rows = session.exec(
+        select(AccessRequest.id, AccessRequest.classification).where(
+            AccessRequest.requester == username, col(AccessRequest.id).in_(ids)
+        )
+    ).all()
+    return {int(i): str(level) for i, level in rows if i is not None and level is not None}
 
 
 def notifications_for(session: Session, username: str) -> list[Notification]:

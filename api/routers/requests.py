@@ -226,8 +226,9 @@ def list_requests(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> dict[str, Any]:
-    """Your requests with their notifications, the queue you may sign now, or (role=all,
-    compliance and the information supervisor) every request, filtered and paged."""
+    """Your requests (paged, newest first) with your newest notifications, the queue you
+    may sign now, or (role=all, compliance and the information supervisor) every request,
+    filtered and paged."""
     if role == "all":
         query = RequestQuery(
             state=state,
@@ -262,9 +263,13 @@ def list_requests(
         raise ApiProblem(422, "validation-failed", f"{given[0]}: filters apply to role=all only")
     if role == "to_approve":
         return {"items": with_facts(requests, caller, requests.queue(caller)), "notifications": []}
-    mine, notes = requests.mine(caller)
+    mine, total = requests.mine_page(caller, state=None, offset=offset, limit=limit)
+    notes = requests.my_notifications(caller, newest=limit)
     return {
         "items": with_facts(requests, caller, mine),
+        "total": total,
+        "offset": offset,
+        "limit": limit,
         "notifications": [
             {
                 "request": n.request_uid,

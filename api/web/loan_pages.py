@@ -23,16 +23,8 @@ router = APIRouter()
 @router.get("/ui/loans")
 def my_loans(page: SignedIn) -> Response:
     caller = page.me()
-    requests = kit.service(page)
-    views = [
-        v
-        for v in requests.loans(caller, overdue=False, open_only=False)
-        if v.entry.borrower == caller.username
-    ]
     # Each line's marking is its request's level (the highest among its archives).
-    mine, _notes = requests.mine(caller)
-    levels = {r.id: r.classification for r in mine}
-    rows = [(v, levels.get(v.entry.request_id)) for v in views]
+    rows = kit.service(page).own_loans(caller)
     return page.render(
         "loans_list.html",
         rows=rows,

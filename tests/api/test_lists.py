@@ -215,3 +215,30 @@ def test_bad_lookups_are_refused(client, login, query) -> None:
     r = client.get(f"/users/lookup?{query}", headers=login("chen.jing"))
     assert r.status_code == 422, r.text
     assert "q" in r.text
+
+
+def test_ones_own_requests_are_paged_by_the_database(client, login, clock) -> None:
+    """role=mine pages like role=all (newest first, a total), whatever the count, and
+    never lists another account's requests; its notifications are the newest only."""
+    one = _new(client, login("zhang.wei"))
+    two = _new(client, login("wang.fang"), department="销售二部")
+    li = login("li.na")
+    filed = []
+    for _ in range(5):
+        filed.append(_file(client, li, archives=[one], **VIEW)["id"])
+        clock.advance(minutes=1)
+    other = _file(client, login("wang.fang"), archives=[two], **VIEW)["id"]
+    pages = [
+        client.get("/requests", params={"role": "mine", "offset": o, "limit": 2}, headers=li)
+        for o in (0, 2, 4)
+    ]
+    assert all(p.status_code == 200 for p in pages)
+    seen = [i["id"] for p in pages for i in p.json()["items"]]
+    assert sorted(seen) == sorted(filed) and other not in seen
+    assert {p.json()["total"] for p in pages} == {5}
+    assert [len(p.json()["items"]) for p in pages] == [2, 2, 1]
+    assert all(len(p.json()["notifications"]) <= 2 for p in pages)
+    whole = client.get("/requests", headers=li).json()
+    assert whole["limit"] == 50 and [i["id"] for i in whole["items"]] == seen
+    too_many = client.get("/requests", params={"role": "mine", "limit": 201}, headers=li)
+    assert too_many.status_code == 422 and "limit" in too_many.text

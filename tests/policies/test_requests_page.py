@@ -8,9 +8,15 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from foundation.db import transaction
-from policies.models import AccessRequest
+from policies.models import AccessRequest, Notification
 from policies.roles import RequestState
-from policies.visibility import requests_for, requests_page
+from policies.visibility import (
+    newest_notifications,
+    notifications_for,
+    request_levels,
+    requests_for,
+    requests_page,
+)
 from tests.policies.conftest import T0
 
 
@@ -47,3 +53,31 @@ def test_pages_follow_the_full_list_and_count_only_ones_own(db, wf, who) -> None
     assert {total for _, total in pages} == {6}
     assert pending[1] == 5 and withdrawn not in {r.uid for r in pending[0]}
     assert none == ([], 0)
+
+
+def test_markings_come_only_from_ones_own_requests(db, wf, who) -> None:
+    """The loans page asks for the levels of the requests its lines name; another
+    account's request id among them gives nothing."""
+    mine = _file(db, wf, who, "carol", T0)
+    theirs = _file(db, wf, who, "bob", T0)
+    with Session(db) as s:
+        ids = {
+            r.uid: r.id
+            for r in s.exec(sa.select(AccessRequest).where(AccessRequest.uid.in_([mine, theirs])))
+            .scalars()
+            .all()
+        }
+        levels = request_levels(s, "carol", [ids[mine], ids[theirs], None])
+    assert levels == {ids[mine]: "internal"}
+
+
+def test_only_the_newest_notifications_oldest_first(db, wf, who) -> None:
+    for i in range(4):
+        _file(db, wf, who, "carol", T0 + timedelta(minutes=i))
+    with Session(db) as s:
+        told = s.exec(sa.select(Notification.recipient)).scalars().all()
+        recipient = max(set(told), key=told.count)  # an approver told of every request
+        every = notifications_for(s, recipient)
+        newest = newest_notifications(s, recipient, 2)
+    assert len(every) >= 4
+    assert [n.id for n in newest] == [n.id for n in every][-2:]
