@@ -43,6 +43,7 @@ from cli.common import (
     settings_for,
 )
 from cli.operator import confirm_by_second, establish, establish_if_named
+from foundation.clock import utcnow
 from foundation.db import make_engine, transaction
 from foundation.dbcopy import DatabaseCopyError
 from foundation.settings import Settings
@@ -224,7 +225,7 @@ def _restore(
                 },
             ),
         )
-        revoke_every_session(session.connection(), replaced.generations)
+        revoke_every_session(session.connection(), replaced.generations, utcnow())
         clear_marker(session.connection())
     finish(store)
     console.print(f"restored {backup_dir} ({manifest.get('created_at')})", highlight=False)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -166,7 +166,7 @@ def token_generations(engine: Engine) -> dict[str, int]:
         return {str(name): int(gen) for name, gen in rows}
 
 
-def revoke_every_session(conn: sa.Connection, before: Mapping[str, int]) -> int:
+def revoke_every_session(conn: sa.Connection, before: Mapping[str, int], now: datetime) -> int:
     """Void every API token and web session issued before the restore; returns how many
     accounts.
 
@@ -176,12 +176,23 @@ def revoke_every_session(conn: sa.Connection, before: Mapping[str, int]) -> int:
     account's generation moves past both its restored value and the one it had in
     the vault being replaced (``before``, from :func:`token_generations`), so
     everyone signs in again and nothing issued before the restore is accepted.
+
+    ``before`` is lost when a restore is run again over the marked database an
+    earlier run left (its users are the backup's by then): every account's
+    ``tokens_valid_after`` therefore becomes ``now`` (rounded up to the second a
+    token's ``iat`` counts in) as well, which voids what was issued before whatever
+    the generations say.
     """
     users = table_of(User)
+    after = now.replace(microsecond=0) + timedelta(seconds=1)
     rows = conn.execute(sa.select(users.c.id, users.c.username, users.c.token_generation)).all()
     for user_id, name, gen in rows:
         newest = max(int(gen), before.get(str(name), 0)) + 1
-        conn.execute(sa.update(users).where(users.c.id == user_id).values(token_generation=newest))
+        conn.execute(
+            sa.update(users)
+            .where(users.c.id == user_id)
+            .values(token_generation=newest, tokens_valid_after=after)
+        )
     return len(rows)
 
 
