@@ -152,9 +152,9 @@ def restore(
         str | None,
         typer.Option(
             "--confirm-by",
-            help="A second administrator of the vault being replaced, who confirms at this "
-            "terminal (VAULT_CONFIRMER_PASSWORD_FILE for a script); needed to restore over a "
-            "vault that has administrators.",
+            help="The information supervisor of the vault being replaced, who confirms at "
+            "this terminal (VAULT_CONFIRMER_PASSWORD_FILE for a script); needed to restore "
+            "over a vault that has administrators.",
         ),
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
@@ -318,13 +318,13 @@ class _Replaced:
     """What a restore must know of the vault it replaces, read before anything changes."""
 
     signed: SignedCheckpoint | None = None  # its log's newest signed checkpoint
-    confirmer: Actor | None = None  # the second administrator who confirmed
+    confirmer: Actor | None = None  # the information supervisor who confirmed
     generations: dict[str, int] = field(default_factory=dict)  # token generation per user
 
 
 def _replaced_vault(settings: Settings, engine: Engine, confirm_by: str | None) -> _Replaced:
     """A restore over a vault that exists runs as one of its administrators (``--as``),
-    confirmed by a second one (``--confirm-by``).
+    confirmed by its information supervisor (``--confirm-by``, ``confirm_by_second``).
 
     Restoring an older backup puts back users, roles and grants the vault has since
     disabled or revoked: one person alone must not do that, neither as a bare

@@ -116,36 +116,44 @@ def establish_if_named(store: Any) -> Actor:
 
 
 def confirm_by_second(store: Any, first: Actor, name: str | None) -> Actor | None:
-    """A second administrator, at this terminal, for what one administrator must not do alone.
+    """The information supervisor, at this terminal, for what an administrator must not do
+    alone.
 
     Restoring an older backup over a live vault puts back every account, role and
     grant the vault has since disabled, removed or revoked: a widening no single
-    person may make. ``first`` is the established operator; when it is the
-    operating-system account (no administrators yet, a demo vault) there is no one
-    to ask and None is returned. Otherwise ``name`` must be another enabled
-    administrator of the same vault, whose password is checked exactly like a
-    sign-in (``VAULT_CONFIRMER_PASSWORD_FILE``, ``VAULT_CONFIRMER_PASSWORD``, or
-    asked on the terminal).
+    person may make. A second administrator would not do: one administrator makes
+    another alone, with a password of his choosing. An information supervisor is
+    made only with another supervisor's signature (``policies.rolegrants``), and
+    no account that ever was an administrator may be one. ``first`` is the
+    established operator; when it is the operating-system account (no
+    administrators yet, a demo vault) there is no one to ask and None is
+    returned. Otherwise ``name`` must be an enabled information supervisor of the
+    same vault, whose password is checked exactly like a sign-in
+    (``VAULT_CONFIRMER_PASSWORD_FILE``, ``VAULT_CONFIRMER_PASSWORD``, or asked on
+    the terminal).
     """
     if _state.name is None:
         return None
     if name is None or not name.strip():
         raise OperatorError(
-            "restoring over a vault that has administrators needs a second one to confirm: "
-            "add --confirm-by NAME (another administrator, password on the terminal or in "
+            "restoring over a vault that has administrators needs its information "
+            "supervisor to confirm: add --confirm-by NAME (password on the terminal or in "
             "VAULT_CONFIRMER_PASSWORD_FILE); nothing was changed"
         )
     name = name.strip()
     if name == first.username:
         raise OperatorError(
-            "--confirm-by names the operator (--as): a second, different administrator "
-            "confirms; nothing was changed"
+            "--confirm-by names the operator (--as): the information supervisor, another "
+            "person, confirms; nothing was changed"
         )
     password = _password(name, option="--confirm-by", env="VAULT_CONFIRMER_PASSWORD")
     _sign_in(store, name, password, option="--confirm-by")
-    if not _is_admin(store.engine, name):
-        raise OperatorError(f"--confirm-by {name}: only an enabled administrator confirms")
-    return Actor(username=name, role="system", client=f"cli:{os_user()}")
+    if not _holds(store.engine, name, Role.INFO_SUPERVISOR):
+        raise OperatorError(
+            f"--confirm-by {name}: only an enabled information supervisor confirms a "
+            "restore; nothing was changed"
+        )
+    return Actor(username=name, role=Role.INFO_SUPERVISOR.value, client=f"cli:{os_user()}")
 
 
 def _administrators(engine: sa.Engine, *, ever: bool) -> bool:
@@ -208,12 +216,17 @@ def _sign_in(store: Any, name: str, password: str, option: str = "--as") -> None
 
 
 def _is_admin(engine: sa.Engine, name: str) -> bool:
+    return _holds(engine, name, Role.ADMIN)
+
+
+def _holds(engine: sa.Engine, name: str, role: Role) -> bool:
+    """Whether ``name`` is an enabled account holding ``role`` now."""
     query = (
         sa.select(_U.c.id)
         .join(_R, _R.c.user_id == _U.c.id)
         .where(
             _U.c.username == name,
-            _R.c.role == Role.ADMIN.value,
+            _R.c.role == role.value,
             _U.c.disabled == sa.false(),
         )
     )

@@ -1,5 +1,6 @@
-"""A restore over a live vault needs a second administrator (``--confirm-by``): one
-administrator alone must not be able to supply that second one."""
+"""A restore over a live vault needs the information supervisor (``--confirm-by``): one
+administrator alone must not be able to supply that second person, neither as an
+administrator he made himself nor as a supervisor he files for."""
 
 from __future__ import annotations
 
@@ -27,17 +28,13 @@ def _still_disabled(data: Path, env: dict[str, str]) -> bool:
         return session.exec(select(User).where(User.username == "s.one")).one().disabled
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="open: one administrator makes a second one (`user add --role admin "
-    "--password-stdin`, or `user set-role --role admin` on an account whose password they "
-    "set) and confirms with it; closing it needs admin grants under two-person control",
-)
 def test_an_administrator_made_by_the_operator_never_confirms_their_restore(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
     """wang.admin backs up, disables s.one, then adds sock.admin with a password of his
-    own choosing and names it as the second administrator: one person, two names."""
+    own choosing, makes an account of his an administrator, files a supervisor of his
+    own, and names each as the one who confirms: one person, several names. Only an
+    information supervisor confirms, and no administrator makes one alone."""
     data = tmp_path / "var"
     _ok("init", data=data, env=cli_env)
     add = subprocess.run(
@@ -47,7 +44,7 @@ def test_an_administrator_made_by_the_operator_never_confirms_their_restore(
     )  # fmt: skip
     assert add.returncode == 0, add.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
-    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
+    _add_user(data, operator, "li.sup", "info_supervisor", "other-pass-2026y")
     _add_user(data, operator, "s.one", "salesperson", "sales-pass-2026x")
     out = tmp_path / "b"
     _ok("--as", "wang.admin", "backup", "--out", str(out), data=data, env=operator)
@@ -58,13 +55,20 @@ def test_an_administrator_made_by_the_operator_never_confirms_their_restore(
     _add_user(data, operator, "sock.two", "salesperson", "sock-pass-2026r")
     _ok("--as", "wang.admin", "user", "set-role", "sock.two", "--role", "admin",
         data=data, env=operator)  # fmt: skip
+    # A supervisor of his own: filed for li.sup to sign, never given.
+    _add_user(data, operator, "sock.sup", "info_supervisor", "sock-pass-2026s")
     bundle = tmp_path / "newest.json"
     _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
     restore = ("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle))
-    for sock, password in (("sock.admin", "sock-pass-2026q"), ("sock.two", "sock-pass-2026r")):
+    for sock, password in (
+        ("sock.admin", "sock-pass-2026q"),
+        ("sock.two", "sock-pass-2026r"),
+        ("sock.sup", "sock-pass-2026s"),
+    ):
         env = {**operator, "VAULT_CONFIRMER_PASSWORD": password}
         refused = _cli(*restore, "--confirm-by", sock, data=data, env=env)
         assert refused.returncode == 1, refused.stdout
+        assert "only an enabled information supervisor confirms" in refused.stderr
         assert _still_disabled(data, cli_env)  # nothing was restored
 
 
@@ -84,8 +88,8 @@ def test_a_restore_run_again_after_a_failure_still_voids_earlier_tokens(
     assert add.returncode == 0, add.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x",
                 "VAULT_CONFIRMER_PASSWORD": "other-pass-2026y"}  # fmt: skip
-    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
     _add_user(data, operator, "s.two", "salesperson", "sales-pass-2026z")
+    _add_user(data, operator, "li.sup", "info_supervisor", "other-pass-2026y")
     out = tmp_path / "b"
     _ok("--as", "wang.admin", "backup", "--out", str(out), data=data, env=operator)
     settings = _settings(data, cli_env)
@@ -108,7 +112,7 @@ def test_a_restore_run_again_after_a_failure_still_voids_earlier_tokens(
                      progress=lambda *_: None, app_role=settings.app_role)  # fmt: skip
     engine.dispose()
     _ok("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle),
-        "--confirm-by", "li.admin", data=data, env=operator)  # fmt: skip
+        "--confirm-by", "li.sup", data=data, env=operator)  # fmt: skip
     claims = tokens.verify(token)
     restored = open_vault(settings)
     with restored.engine.connect() as conn, pytest.raises(UserDisabled):

@@ -323,11 +323,11 @@ def test_restoring_over_a_vault_with_administrators_needs_one_of_them(
     refused = _cli("restore", str(out), "--force", data=data, env=cli_env)
     assert refused.returncode == 1 and "--as NAME" in refused.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
-    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
+    _add_user(data, operator, "li.sup", "info_supervisor", "other-pass-2026y")
     bundle = tmp_path / "newest.json"
     _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
     _ok("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle),
-        "--confirm-by", "li.admin", data=data,
+        "--confirm-by", "li.sup", data=data,
         env={**operator, "VAULT_CONFIRMER_PASSWORD": "other-pass-2026y"})  # fmt: skip
 
 
@@ -359,9 +359,9 @@ def test_one_administrator_alone_never_restores_over_a_live_vault(
     )  # fmt: skip
     assert add.returncode == 0, add.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
-    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
     _add_user(data, operator, "s.one", "salesperson", "sales-pass-2026x")
     _add_user(data, operator, "s.two", "salesperson", "sales-pass-2026z")
+    _add_user(data, operator, "li.sup", "info_supervisor", "other-pass-2026y")
     out = tmp_path / "b"
     _ok("--as", "wang.admin", "backup", "--out", str(out), data=data, env=operator)
     _ok("--as", "wang.admin", "user", "disable", "s.one", data=data, env=operator)
@@ -384,10 +384,10 @@ def test_one_administrator_alone_never_restores_over_a_live_vault(
     confirmer = {**operator, "VAULT_CONFIRMER_PASSWORD": "other-pass-2026y"}
     for extra, env, words in (
         ((), operator, "--confirm-by NAME"),
-        (("--confirm-by", "wang.admin"), operator, "a second, different administrator"),
+        (("--confirm-by", "wang.admin"), operator, "the information supervisor, another person"),
         (("--confirm-by", "s.two"), {**operator, "VAULT_CONFIRMER_PASSWORD": "sales-pass-2026z"},
-         "only an enabled administrator confirms"),
-        (("--confirm-by", "li.admin"), {**operator, "VAULT_CONFIRMER_PASSWORD": "wrong-2026"},
+         "only an enabled information supervisor confirms"),
+        (("--confirm-by", "li.sup"), {**operator, "VAULT_CONFIRMER_PASSWORD": "wrong-2026"},
          "wrong user name or password"),
     ):  # fmt: skip
         refused = _cli(*restore, *extra, data=data, env=env)
@@ -397,10 +397,10 @@ def test_one_administrator_alone_never_restores_over_a_live_vault(
             one = session.exec(select(User).where(User.username == "s.one")).one()
             assert one.disabled  # nothing was restored
     assert log.head() > size  # the refusals are on record (sign-ins, denials)
-    _ok(*restore, "--confirm-by", "li.admin", data=data, env=confirmer)
+    _ok(*restore, "--confirm-by", "li.sup", data=data, env=confirmer)
     restored = open_vault(settings)
     [entry] = restored.audit_log().query(action="vault:restore", limit=5)
-    assert entry.actor == "wang.admin" and entry.detail["confirmed_by"] == "li.admin"
+    assert entry.actor == "wang.admin" and entry.detail["confirmed_by"] == "li.sup"
     with Session(restored.engine) as session:
         two = session.exec(select(User).where(User.username == "s.two")).one()
         assert two.token_generation > gen  # the token issued before the restore is void
@@ -424,7 +424,7 @@ def test_a_restore_over_a_vault_never_erases_what_its_log_signed(
         )  # fmt: skip
         assert add.returncode == 0, add.stderr
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
-    _add_user(data, operator, "li.admin", "admin", "other-pass-2026y")
+    _add_user(data, operator, "li.sup", "info_supervisor", "other-pass-2026y")
     operator["VAULT_CONFIRMER_PASSWORD"] = "other-pass-2026y"
     out = tmp_path / "b"
     _ok("--as", "wang.admin", "backup", "--out", str(out), data=data, env=operator)
@@ -432,14 +432,14 @@ def test_a_restore_over_a_vault_never_erases_what_its_log_signed(
     log = open_vault(_settings(data, cli_env)).audit_log()
     changes = len(log.query(action="user:change", limit=50))
     refused = _cli("--as", "wang.admin", "restore", str(out), "--force",
-                   "--confirm-by", "li.admin", data=data, env=operator)  # fmt: skip
+                   "--confirm-by", "li.sup", data=data, env=operator)  # fmt: skip
     assert refused.returncode == 1 and "erase them" in refused.stderr, refused.stderr
     assert len(log.query(action="user:change", limit=50)) == changes  # nothing was changed
     # With the replaced vault's log exported and given, its entries stay on record.
     bundle = tmp_path / "newest.json"
     _ok("--as", "wang.admin", "audit", "export", "--out", str(bundle), data=data, env=operator)
     _ok("--as", "wang.admin", "restore", str(out), "--force", "--bundle", str(bundle),
-        "--confirm-by", "li.admin", data=data, env=operator)  # fmt: skip
+        "--confirm-by", "li.sup", data=data, env=operator)  # fmt: skip
     assert len(log.query(action="user:change", limit=50)) == changes
 
 
