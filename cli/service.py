@@ -44,8 +44,9 @@ from policies.directory import add_user, disable_user, roles_need_approval
 from policies.errors import PolicyError
 from policies.inspection import Inspections
 from policies.notifications import MailOptions, Notifier
-from policies.password_reset import ResetKeys, issue
+from policies.password_reset import IssuedReset, ResetKeys, issue
 from policies.rolegrants import RoleOutcome, change_roles, create_user
+from policies.roles import Role
 from policies.workflow import Workflow
 from vault.demo import require_demo
 from vault.errors import NotInitialised
@@ -143,10 +144,17 @@ def user_add(
     ] = None,
     data_dir: DataDir = DEFAULT_DATA_DIR,
 ) -> None:
-    """Add a user with a password (Argon2id). Roles that read content (salesperson,
-    approver roles, external) and compliance are filed as a role request the information
-    supervisor signs, except during a vault's first bootstrap (before anyone was
-    supervisor)."""
+    """Add a user. Roles that read content (salesperson, approver roles, external) and
+    compliance are filed as a role request the information supervisor signs, except
+    during a vault's first bootstrap (before anyone was supervisor).
+
+    From the first supervisor on, an administrator sets a password only for an
+    administrator's account: any other account is activated by a one-time reset, its
+    first code printed here and the second handed over by the user's department head
+    or the information supervisor, as ``POST /users`` does. An administrator who chose
+    the password of an account the supervisor then gives a content role could sign in
+    as it and read what administrators never see.
+    """
 
     parse_username(username, "username")
     if email is not None:
@@ -158,35 +166,97 @@ def user_add(
         raise typer.Exit(2)
     department = plain_text(department, "department", 64)
     credential = plain_text(credential, "credential", 128) if credential is not None else None
-    password = read_password(password_stdin, confirm=True)
+    store = open_store(data_dir, adds_admin=set(role) == {"admin"})
     try:
-        hashed = hash_password(password)
+        with Session(store.engine) as session:
+            # admin with any other role is refused by create_user (ever-admin separation)
+            activated = roles_need_approval(session) and Role.ADMIN.value not in role
+        hashed = None if activated else _new_password(password_stdin)
+        if activated and password_stdin:
+            err.print(
+                "[red]error:[/] --password-stdin: an administrator sets no password for an "
+                "account that is not an administrator's; it is activated by a one-time reset "
+                "(drop --password-stdin: the first code is printed, the second goes to the "
+                "user's department head or the information supervisor)"
+            )
+            raise typer.Exit(2)
+        outcome, bootstrap, issued = _create(store, username, role, hashed, department=department,
+                                             clearance=clearance, external=external,
+                                             credential=credential)  # fmt: skip
+    finally:
+        finish(store)
+    console.print(f"Added {username}")
+    _report_roles(username, outcome, bootstrap)
+    if issued is not None:
+        console.print(
+            f"Activation {issued.uid} for {username}: give the user this code: "
+            f"{issued.admin_code}\n{issued.holder} received the second code and hands it over "
+            f"in person; the user sets a password at POST /auth/password-reset (or the sign-in "
+            f"page) with both before {issued.expires_at.isoformat()}. This code is not shown "
+            "again."
+        )
+
+
+def _new_password(from_stdin: bool) -> str:
+    password = read_password(from_stdin, confirm=True)
+    try:
+        return hash_password(password)
     except ValueError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
-    store = open_store(data_dir, adds_admin=set(role) == {"admin"})
+
+
+def _create(
+    store: ArchiveStore,
+    username: str,
+    role: list[str],
+    hashed: str | None,
+    *,
+    department: str,
+    clearance: str,
+    external: bool,
+    credential: str | None,
+) -> tuple[RoleOutcome, bool, IssuedReset | None]:
+    """The account, its roles or role request, and (without a password) its activation, in
+    one transaction; a refused activation is audited, then reported by main()."""
     workflow, filer = _role_desk(store)
-    with transaction(store.engine) as session:
-        bootstrap = not roles_need_approval(session)
-        outcome = create_user(
-            workflow,
-            session,
-            filer,
-            username=username,
-            roles=role,
-            department=department,
-            clearance=clearance,
-            external=external,
-            credential_ref=credential,
-            now=utcnow(),
-            actor=cli_actor(),
-            bootstrap=bootstrap,
-        )
-        outcome.user.password_hash = hashed
-        session.add(outcome.user)
-    finish(store)
-    console.print(f"Added {username}")
-    _report_roles(username, outcome, bootstrap)
+    try:
+        with transaction(store.engine) as session:
+            bootstrap = not roles_need_approval(session)
+            outcome = create_user(
+                workflow,
+                session,
+                filer,
+                username=username,
+                roles=role,
+                department=department,
+                clearance=clearance,
+                external=external,
+                credential_ref=credential,
+                now=utcnow(),
+                actor=cli_actor(),
+                bootstrap=bootstrap,
+            )
+            issued = None
+            if hashed is None:
+                session.flush()
+                issued = issue(
+                    session,
+                    username=username,
+                    issuer=cli_actor(),
+                    keys=ResetKeys(store.keys),
+                    audit=store.audit,
+                    now=utcnow(),
+                )
+            else:
+                outcome.user.password_hash = hashed
+                session.add(outcome.user)
+    except PolicyError as exc:
+        if exc.event is not None:
+            with transaction(store.engine) as session:
+                store.audit.append(session, exc.event)
+        raise
+    return outcome, bootstrap, issued
 
 
 @user_app.command("disable")

@@ -399,10 +399,23 @@ def test_cli_gives_content_roles_directly_only_at_first_bootstrap(data: Path) ->
 
     first = add("zhao.lei", "info_supervisor")
     assert "first bootstrap" in first.stdout and "zhao.lei: info_supervisor" in first.stdout
-    # From the first supervisor on, a content role is a request the supervisor signs.
-    second = add("ma.chao", "salesperson")
+    # From the first supervisor on, a content role is a request the supervisor signs, and
+    # the account is activated by a one-time reset: the administrator sets no password.
+    chosen = add("ma.chao", "salesperson", check=False)
+    assert chosen.returncode == 2 and "--password-stdin" in chosen.stderr
+    assert "Added" not in chosen.stdout
+    second = run("user", "add", "ma.chao", "--role", "salesperson", "--department", "销售一部",
+                 data=data)  # fmt: skip
     assert "ma.chao: none yet" in second.stdout and "Role request R-" in second.stdout
     assert "first bootstrap" not in second.stdout
+    assert "Activation " in second.stdout and "zhao.lei received the second code" in second.stdout
+    engine = sa.create_engine(f"sqlite:///{data / 'vault.db'}")
+    with engine.connect() as conn:
+        hashed = conn.execute(
+            sa.text("SELECT password_hash FROM app_user WHERE username = 'ma.chao'")
+        ).scalar_one()
+    engine.dispose()
+    assert hashed is None  # nobody but the user will know it
     # compliance reads every request and the whole log: a request too
     promote = run("user", "set-role", "ma.chao", "--role", "compliance", data=data)
     assert "ma.chao: none yet" in promote.stdout and "Role request R-" in promote.stdout
