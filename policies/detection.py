@@ -185,21 +185,27 @@ class Detector:
     def _touches(self, rows: Iterable[Any]) -> tuple[set[_Touch], set[_Touch]]:
         touches: set[_Touch] = set()
         off: set[_Touch] = set()
+        # Local hour, local day and working or not are the same for a whole minute (zone
+        # offsets and working hours are whole minutes): worked out once per minute of the
+        # batch, not once per entry.
+        minutes: dict[str, tuple[str, str, bool]] = {}
         for row in rows:
             if row.action not in _COUNTED or row.outcome != Outcome.ALLOWED.value:
                 continue
             if row.actor == "system":
                 continue
-            at = parse_time(row.time)
-            local = at.astimezone(self.rules.zone)
-            working = self.rules.working(at)
-            for number in json.loads(row.archives):
-                touch = _Touch(
-                    row.actor,
+            minute = minutes.get(row.time[:16])
+            if minute is None:
+                at = parse_time(row.time)
+                local = at.astimezone(self.rules.zone)
+                minute = minutes[row.time[:16]] = (
                     local.strftime("%Y-%m-%dT%H"),
                     local.strftime("%Y-%m-%d"),
-                    str(number),
+                    self.rules.working(at),
                 )
+            hour, day, working = minute
+            for number in json.loads(row.archives):
+                touch = _Touch(row.actor, hour, day, str(number))
                 touches.add(touch)
                 if not working:
                     off.add(touch)

@@ -4,18 +4,24 @@ allow-listed account; the rules file checked at start-up."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import threading
+from dataclasses import astuple
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from api.services import Services
+from audit.codec import format_time, parse_time
 from audit.events import Actor, AuditAction, AuditEvent
 from audit.log import AuditLog
 from foundation.db import transaction
@@ -263,3 +269,45 @@ def test_detect_command_checks_the_file_and_sweeps(tmp_path: Path) -> None:
     refused = run("detect", "--check", VAULT_DETECTION_FILE=str(bad))
     assert refused.returncode == 1 and "Traceback" not in refused.stderr
     assert "decoys.notify_every_minutes" in refused.stderr
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    zone=st.sampled_from(["Asia/Shanghai", "Asia/Kolkata", "Asia/Kathmandu", "America/St_Johns"]),
+    base=st.datetimes(
+        min_value=datetime(2026, 1, 1), max_value=datetime(2027, 12, 31), timezones=st.just(UTC)
+    ),
+    seconds=st.lists(st.integers(0, 3 * 3600), min_size=1, max_size=40),
+    start=st.sampled_from(["08:30", "09:00", "09:15"]),
+    end=st.sampled_from(["17:45", "18:00"]),
+)
+def test_touches_are_those_worked_out_entry_by_entry(
+    zone: str, base: datetime, seconds: list[int], start: str, end: str
+) -> None:
+    """The sweep works out local hour, day and working time once per minute of a batch:
+    the same touches as working them out for each entry, at any offset (half and
+    quarter hours included) and at every working-hours boundary."""
+    rules = parse_rules({**RULES, "time": {"zone": zone, "work_start": start, "work_end": end}})
+    detector = Detector(engine=None, alerts=None, decoys=None, rules=rules, clock=None)  # type: ignore[arg-type]
+    rows = [
+        SimpleNamespace(
+            time=format_time(m),
+            actor=f"u{i % 3}",
+            action=AuditAction.READ.value,
+            outcome="allowed",
+            archives=f'["KH-{i % 5}"]',
+        )
+        for i, m in enumerate(base + timedelta(seconds=n) for n in sorted(seconds))
+    ]
+    touches, off = detector._touches(rows)
+    expected: set[tuple[str, ...]] = set()
+    expected_off: set[tuple[str, ...]] = set()
+    for row in rows:
+        at = parse_time(row.time)
+        local = at.astimezone(rules.zone)
+        key = (row.actor, local.strftime("%Y-%m-%dT%H"), local.strftime("%Y-%m-%d"))
+        expected.add((*key, json.loads(row.archives)[0]))
+        if not rules.working(at):
+            expected_off.add((*key, json.loads(row.archives)[0]))
+    assert {astuple(t) for t in touches} == expected
+    assert {astuple(t) for t in off} == expected_off
