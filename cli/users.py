@@ -182,14 +182,7 @@ def _create(
             issued = None
             if hashed is None:
                 session.flush()
-                issued = issue(
-                    session,
-                    username=username,
-                    issuer=cli_actor(),
-                    keys=ResetKeys(store.keys),
-                    audit=store.audit,
-                    now=utcnow(),
-                )
+                issued = _reset(store, session, username)
             else:
                 outcome.user.password_hash = hashed
                 session.add(outcome.user)
@@ -199,6 +192,18 @@ def _create(
                 store.audit.append(session, exc.event)
         raise
     return outcome, bootstrap, issued
+
+
+def _reset(store: ArchiveStore, session: Session, username: str) -> IssuedReset:
+    """A one-time two-code reset of ``username`` issued by the operator (or its refusal)."""
+    return issue(
+        session,
+        username=username,
+        issuer=cli_actor(),
+        keys=ResetKeys(store.keys),
+        audit=store.audit,
+        now=utcnow(),
+    )
 
 
 @user_app.command("disable")
@@ -231,14 +236,7 @@ def user_reset_password(username: str, data_dir: DataDir = DEFAULT_DATA_DIR) -> 
     store = open_store(data_dir)
     try:
         with transaction(store.engine) as session:
-            issued = issue(
-                session,
-                username=username,
-                issuer=cli_actor(),
-                keys=ResetKeys(store.keys),
-                audit=store.audit,
-                now=utcnow(),
-            )
+            issued = _reset(store, session, username)
     except PolicyError as exc:  # a refusal is audited too, then reported by main()
         if exc.event is not None:
             with transaction(store.engine) as session:

@@ -16,7 +16,13 @@ from api.security import TokenService
 from foundation.db import make_engine
 from policies.directory import load_principal, revoke_tokens
 from policies.errors import UserDisabled
-from tests.vault.test_backup_restore import _add_user, _cli, _ok, _settings
+from tests.vault.test_backup_restore import (
+    _add_user,
+    _cli,
+    _ok,
+    _settings,
+    _vault_with_admin,
+)
 from vault.backup import read_manifest
 from vault.models import User
 from vault.restore import restore_database
@@ -36,14 +42,7 @@ def test_an_administrator_made_by_the_operator_never_confirms_their_restore(
     he may no longer choose), and names each as the one who confirms: one person, several
     names. Only an information supervisor confirms, and no administrator makes one
     alone."""
-    data = tmp_path / "var"
-    _ok("init", data=data, env=cli_env)
-    add = subprocess.run(
-        [sys.executable, "-m", "cli.main", "user", "add", "wang.admin", "--role", "admin",
-         "--password-stdin", "--data-dir", str(data)],
-        input="admin-pass-2026x", capture_output=True, text=True, env=cli_env, timeout=120,
-    )  # fmt: skip
-    assert add.returncode == 0, add.stderr
+    data = _vault_with_admin(tmp_path, cli_env)
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
     _add_user(data, operator, "s.one", "salesperson", "sales-pass-2026x")
     _add_user(data, operator, "li.sup", "info_supervisor", "other-pass-2026y")
@@ -86,14 +85,7 @@ def test_a_restore_run_again_after_a_failure_still_voids_earlier_tokens(
     """A restore that stopped after writing the database (an error, or its operator's
     Ctrl-C) is run again over the marked, half-restored database: the replaced vault's
     token generations are gone by then, yet a token it issued must not open."""
-    data = tmp_path / "var"
-    _ok("init", data=data, env=cli_env)
-    add = subprocess.run(
-        [sys.executable, "-m", "cli.main", "user", "add", "wang.admin", "--role", "admin",
-         "--password-stdin", "--data-dir", str(data)],
-        input="admin-pass-2026x", capture_output=True, text=True, env=cli_env, timeout=120,
-    )  # fmt: skip
-    assert add.returncode == 0, add.stderr
+    data = _vault_with_admin(tmp_path, cli_env)
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x",
                 "VAULT_CONFIRMER_PASSWORD": "other-pass-2026y"}  # fmt: skip
     _add_user(data, operator, "s.two", "salesperson", "sales-pass-2026z")

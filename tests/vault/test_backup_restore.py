@@ -331,6 +331,19 @@ def test_restoring_over_a_vault_with_administrators_needs_one_of_them(
         env={**operator, "VAULT_CONFIRMER_PASSWORD": "other-pass-2026y"})  # fmt: skip
 
 
+def _vault_with_admin(tmp_path: Path, env: dict[str, str]) -> Path:
+    """A new vault whose first administrator, wang.admin, was added at bootstrap."""
+    data = tmp_path / "var"
+    _ok("init", data=data, env=env)
+    add = subprocess.run(
+        [sys.executable, "-m", "cli.main", "user", "add", "wang.admin", "--role", "admin",
+         "--password-stdin", "--data-dir", str(data)],
+        input="admin-pass-2026x", capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    return data
+
+
 def _add_user(data: Path, operator: dict[str, str], name: str, role: str, password: str) -> None:
     """A user added by the administrator wang.admin (its password in ``operator``)."""
     add = subprocess.run(
@@ -350,14 +363,7 @@ def test_one_administrator_alone_never_restores_over_a_live_vault(
     every way (no second, himself as second, a non-administrator, a wrong password) and
     nothing changes; a second administrator confirming is named in the restore's entry,
     and no token or session issued before the restore opens afterwards."""
-    data = tmp_path / "var"
-    _ok("init", data=data, env=cli_env)
-    add = subprocess.run(
-        [sys.executable, "-m", "cli.main", "user", "add", "wang.admin", "--role", "admin",
-         "--password-stdin", "--data-dir", str(data)],
-        input="admin-pass-2026x", capture_output=True, text=True, env=cli_env, timeout=120,
-    )  # fmt: skip
-    assert add.returncode == 0, add.stderr
+    data = _vault_with_admin(tmp_path, cli_env)
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
     _add_user(data, operator, "s.one", "salesperson", "sales-pass-2026x")
     _add_user(data, operator, "s.two", "salesperson", "sales-pass-2026z")
