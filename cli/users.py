@@ -30,7 +30,7 @@ from foundation.db import transaction
 from policies.custodians import check_may_disable, drops_keeper_role
 from policies.decision import Principal
 from policies.directory import disable_user, roles_need_approval
-from policies.errors import PolicyError
+from policies.errors import PolicyError, Refused
 from policies.password_reset import IssuedReset, ResetKeys, issue
 from policies.rolegrants import RoleOutcome, change_roles, create_user
 from policies.roles import Role
@@ -165,6 +165,15 @@ def _create(
     try:
         with transaction(store.engine) as session:
             bootstrap = not roles_need_approval(session)
+            if hashed is not None and not bootstrap and Role.ADMIN.value not in role:
+                # user_add read the password while the bootstrap lasted; it has ended since
+                # (the first supervisor was made meanwhile): no password of his choosing.
+                raise Refused(
+                    "the vault's first bootstrap ended while the password was being read: an "
+                    "administrator sets no password for an account that is not an "
+                    "administrator's; run user add again without --password-stdin",
+                    rule="activated-by-reset",
+                )
             outcome = create_user(
                 workflow,
                 session,
