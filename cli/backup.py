@@ -42,7 +42,7 @@ from cli.common import (
     progress_bar,
     settings_for,
 )
-from cli.operator import confirm_by_second, establish, establish_if_named
+from cli.operator import confirm_by_supervisor, establish, establish_if_named
 from foundation.clock import utcnow
 from foundation.db import make_engine, transaction
 from foundation.dbcopy import DatabaseCopyError
@@ -324,7 +324,7 @@ class _Replaced:
 
 def _replaced_vault(settings: Settings, engine: Engine, confirm_by: str | None) -> _Replaced:
     """A restore over a vault that exists runs as one of its administrators (``--as``),
-    confirmed by its information supervisor (``--confirm-by``, ``confirm_by_second``).
+    confirmed by its information supervisor (``--confirm-by``, ``confirm_by_supervisor``).
 
     Restoring an older backup puts back users, roles and grants the vault has since
     disabled or revoked: one person alone must not do that, neither as a bare
@@ -348,7 +348,7 @@ def _replaced_vault(settings: Settings, engine: Engine, confirm_by: str | None) 
         signed = None
     store = ArchiveStore(vault)
     first = establish(store)
-    confirmer = confirm_by_second(store, first, confirm_by)
+    confirmer = confirm_by_supervisor(store, first, confirm_by)
     try:
         generations = token_generations(engine)
     except DBAPIError:

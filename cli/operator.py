@@ -115,7 +115,7 @@ def establish_if_named(store: Any) -> Actor:
     return establish(store) if _state.name is not None else anonymous_actor()
 
 
-def confirm_by_second(store: Any, first: Actor, name: str | None) -> Actor | None:
+def confirm_by_supervisor(store: Any, first: Actor, name: str | None) -> Actor | None:
     """The information supervisor, at this terminal, for what an administrator must not do
     alone.
 
