@@ -11,15 +11,13 @@ password of an account that reads content", which does not hold for these accoun
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
 
 from api.security import verify_password
-from tests.vault.test_backup_restore import _add_user, _ok, _settings
+from tests.vault.test_backup_restore import _add_user, _settings, _vault_with_admin
 from vault.models import User
 from vault.vault import open_vault
 
@@ -33,14 +31,7 @@ from vault.vault import open_vault
 def test_bootstrap_passwords_an_administrator_chose_do_not_outlive_the_bootstrap(
     cli_env: dict[str, str], tmp_path: Path
 ) -> None:
-    data = tmp_path / "var"
-    _ok("init", data=data, env=cli_env)
-    add = subprocess.run(
-        [sys.executable, "-m", "cli.main", "user", "add", "wang.admin", "--role", "admin",
-         "--password-stdin", "--data-dir", str(data)],
-        input="admin-pass-2026x", capture_output=True, text=True, env=cli_env, timeout=120,
-    )  # fmt: skip
-    assert add.returncode == 0, add.stderr
+    data = _vault_with_admin(tmp_path, cli_env)
     operator = {**cli_env, "VAULT_OPERATOR_PASSWORD": "admin-pass-2026x"}
     # Bootstrap: a salesperson, then the first supervisor, each with a password he chose.
     _add_user(data, operator, "s.boot", "salesperson", "chosen-by-admin-1")
