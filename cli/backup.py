@@ -17,7 +17,7 @@ target without ``--force``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,7 +69,6 @@ from vault.restore import (
     reapply_destructions,
     restore_database,
     revoke_every_session,
-    token_generations,
 )
 from vault.rotation import kek_counts
 from vault.store import ArchiveStore
@@ -225,7 +224,7 @@ def _restore(
                 },
             ),
         )
-        revoke_every_session(session.connection(), replaced.generations, utcnow())
+        revoke_every_session(session.connection(), utcnow())
         clear_marker(session.connection())
     finish(store)
     console.print(f"restored {backup_dir} ({manifest.get('created_at')})", highlight=False)
@@ -319,7 +318,6 @@ class _Replaced:
 
     signed: SignedCheckpoint | None = None  # its log's newest signed checkpoint
     confirmer: Actor | None = None  # the information supervisor who confirmed
-    generations: dict[str, int] = field(default_factory=dict)  # token generation per user
 
 
 def _replaced_vault(settings: Settings, engine: Engine, confirm_by: str | None) -> _Replaced:
@@ -349,11 +347,7 @@ def _replaced_vault(settings: Settings, engine: Engine, confirm_by: str | None) 
     store = ArchiveStore(vault)
     first = establish(store)
     confirmer = confirm_by_supervisor(store, first, confirm_by)
-    try:
-        generations = token_generations(engine)
-    except DBAPIError:
-        generations = {}
-    return _Replaced(signed=signed, confirmer=confirmer, generations=generations)
+    return _Replaced(signed=signed, confirmer=confirmer)
 
 
 def _require_covers(replaced: SignedCheckpoint, have: VerifiedBundle) -> None:

@@ -158,42 +158,27 @@ def restore_database(
     progress("database (pg_restore)", 1, 1)
 
 
-def token_generations(engine: Engine) -> dict[str, int]:
-    """Every account's token generation in a vault about to be replaced."""
-    users = table_of(User)
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(users.c.username, users.c.token_generation))
-        return {str(name): int(gen) for name, gen in rows}
-
-
-def revoke_every_session(conn: sa.Connection, before: Mapping[str, int], now: datetime) -> int:
+def revoke_every_session(conn: sa.Connection, now: datetime) -> int:
     """Void every API token and web session issued before the restore; returns how many
     accounts.
 
     The restored rows carry the generations of the backup's day. A token or
     session revoked since (a disable, a password change, a containment) carries a
-    generation the restored row may hold again, and would open once more. Each
-    account's generation moves past both its restored value and the one it had in
-    the vault being replaced (``before``, from :func:`token_generations`), so
-    everyone signs in again and nothing issued before the restore is accepted.
-
-    ``before`` is lost when a restore is run again over the marked database an
-    earlier run left (its users are the backup's by then): every account's
-    ``tokens_valid_after`` therefore becomes ``now`` (rounded up to the second a
-    token's ``iat`` counts in) as well, which voids what was issued before whatever
-    the generations say.
+    generation a restored row may hold again, and would open once more. Every
+    account's ``tokens_valid_after`` becomes ``now`` (rounded up to the second a
+    token's ``iat`` counts in), which the principal check compares with a token's
+    issue time and a web session's start, whatever the generations say (a restore
+    run again over the database an earlier run left included); the generation moves
+    on as well, as every revocation moves it. Everyone signs in again.
     """
     users = table_of(User)
     after = now.replace(microsecond=0) + timedelta(seconds=1)
-    rows = conn.execute(sa.select(users.c.id, users.c.username, users.c.token_generation)).all()
-    for user_id, name, gen in rows:
-        newest = max(int(gen), before.get(str(name), 0)) + 1
-        conn.execute(
-            sa.update(users)
-            .where(users.c.id == user_id)
-            .values(token_generation=newest, tokens_valid_after=after)
+    done = conn.execute(
+        sa.update(users).values(
+            token_generation=users.c.token_generation + 1, tokens_valid_after=after
         )
-    return len(rows)
+    )
+    return int(done.rowcount or 0)
 
 
 def clear_marker(conn: sa.Connection) -> None:
